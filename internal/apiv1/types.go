@@ -1,0 +1,428 @@
+// Package apiv1 holds the wire types of isolationd's API v1. It is the one
+// contract shared by the server (internal/api) and the client SDK
+// (internal/client); it imports nothing but the standard library.
+//
+// Conventions:
+//   - Optional request fields are pointers, so "absent" and "zero" differ
+//     (port 0 is invalid; an absent port means every port).
+//   - PATCH bodies replace each field that is present, whole (labels,
+//     rule lists); absent fields are left alone.
+//   - Every object carries ETag, equal to the ETag response header.
+package apiv1
+
+import "time"
+
+// Environment lifecycle states.
+const (
+	StatePending      = "pending"
+	StateProvisioning = "provisioning"
+	StateReady        = "ready"
+	StateUpdating     = "updating"
+	StateFailed       = "failed"
+	StateDeleting     = "deleting"
+	StateExpired      = "expired"
+)
+
+// States lists every environment state, in lifecycle order.
+var States = []string{StatePending, StateProvisioning, StateReady, StateUpdating, StateFailed, StateDeleting, StateExpired}
+
+// Policy types, directions and protocols.
+const (
+	Ingress = "ingress"
+	Egress  = "egress"
+
+	ProtocolTCP  = "tcp"
+	ProtocolUDP  = "udp"
+	ProtocolICMP = "icmp"
+)
+
+// Project groups environments and policies.
+type Project struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Labels      map[string]string `json:"labels"`
+	Generation  int64             `json:"generation"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	ETag        string            `json:"etag"`
+}
+
+// ProjectCreate is the body of POST /v1/projects.
+type ProjectCreate struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// ProjectPatch is the body of PATCH /v1/projects/{id}.
+type ProjectPatch struct {
+	Name        *string            `json:"name,omitempty"`
+	Description *string            `json:"description,omitempty"`
+	Labels      *map[string]string `json:"labels,omitempty"`
+}
+
+// Resources are an environment's compute allowances.
+type Resources struct {
+	CPUMillis int64 `json:"cpu_millis"`
+	MemoryMB  int64 `json:"memory_mb"`
+	DiskGB    int64 `json:"disk_gb"`
+}
+
+// ResourcesSpec is Resources in a request: absent fields take the server
+// default (create) or keep their value (patch).
+type ResourcesSpec struct {
+	CPUMillis *int64 `json:"cpu_millis,omitempty"`
+	MemoryMB  *int64 `json:"memory_mb,omitempty"`
+	DiskGB    *int64 `json:"disk_gb,omitempty"`
+}
+
+// Server defaults for Resources.
+const (
+	DefaultCPUMillis = 1000
+	DefaultMemoryMB  = 1024
+	DefaultDiskGB    = 10
+)
+
+// Enforcement is what the enforcement driver reports for an environment.
+// Generation is bumped whenever the rules the environment should have
+// change (its own spec, a policy selecting it, a peer's address);
+// Enforced is true once the driver has applied that generation.
+type Enforcement struct {
+	Driver             string `json:"driver"`
+	Generation         int64  `json:"generation"`
+	ObservedGeneration int64  `json:"observed_generation"`
+	Enforced           bool   `json:"enforced"`
+	Address            string `json:"address,omitempty"`
+	Namespace          string `json:"namespace,omitempty"`
+	Message            string `json:"message,omitempty"`
+}
+
+// Environment is an isolated developer environment.
+type Environment struct {
+	ID           string            `json:"id"`
+	ProjectID    string            `json:"project_id"`
+	Name         string            `json:"name"`
+	Description  string            `json:"description"`
+	Labels       map[string]string `json:"labels"`
+	Resources    Resources         `json:"resources"`
+	TTLSeconds   *int64            `json:"ttl_seconds,omitempty"`
+	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
+	State        string            `json:"state"`
+	StateMessage string            `json:"state_message"`
+	Generation   int64             `json:"generation"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+	Enforcement  Enforcement       `json:"enforcement"`
+	ETag         string            `json:"etag"`
+}
+
+// EnvironmentCreate is the body of POST /v1/environments and of
+// POST /environments/create.
+type EnvironmentCreate struct {
+	ProjectID   string            `json:"project_id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Resources   *ResourcesSpec    `json:"resources,omitempty"`
+	TTLSeconds  *int64            `json:"ttl_seconds,omitempty"`
+}
+
+// EnvironmentPatch is the body of PATCH /v1/environments/{id}.
+// TTLSeconds 0 removes the TTL; a positive value restarts it from now.
+type EnvironmentPatch struct {
+	Name        *string            `json:"name,omitempty"`
+	Description *string            `json:"description,omitempty"`
+	Labels      *map[string]string `json:"labels,omitempty"`
+	Resources   *ResourcesSpec     `json:"resources,omitempty"`
+	TTLSeconds  *int64             `json:"ttl_seconds,omitempty"`
+}
+
+// EnvironmentStatus is the body of GET /v1/environments/{id}/status and
+// GET /environments/{id}/status.
+type EnvironmentStatus struct {
+	ID           string      `json:"id"`
+	State        string      `json:"state"`
+	StateMessage string      `json:"state_message"`
+	Generation   int64       `json:"generation"`
+	Enforcement  Enforcement `json:"enforcement"`
+}
+
+// EnvironmentConfigure is the body of PUT /environments/{id}/configure (the
+// original design's endpoint). Policy, when present, replaces the rules of
+// the policy owned by the environment, which selects only it.
+type EnvironmentConfigure struct {
+	Description *string            `json:"description,omitempty"`
+	Labels      *map[string]string `json:"labels,omitempty"`
+	Resources   *ResourcesSpec     `json:"resources,omitempty"`
+	Policy      *ConfigurePolicy   `json:"policy,omitempty"`
+}
+
+// ConfigurePolicy is the rule part of a policy, as PUT /environments/{id}/configure takes it.
+type ConfigurePolicy struct {
+	Ingress []IngressRule `json:"ingress"`
+	Egress  []EgressRule  `json:"egress"`
+}
+
+// Selector selects environments of a project by labels. An empty selector
+// selects every environment of the project.
+type Selector struct {
+	MatchLabels map[string]string `json:"match_labels"`
+}
+
+// Peer is one end of a connection: a CIDR (with exceptions) or the
+// environments of the same project that a selector picks. Exactly one of
+// CIDR and EnvironmentSelector is set.
+type Peer struct {
+	CIDR                string    `json:"cidr,omitempty"`
+	Except              []string  `json:"except,omitempty"`
+	EnvironmentSelector *Selector `json:"environment_selector,omitempty"`
+}
+
+// Port is a protocol with an optional port or inclusive port range.
+// Protocol defaults to tcp. Port absent means every port of the protocol;
+// icmp takes no port.
+type Port struct {
+	Protocol string `json:"protocol,omitempty"`
+	Port     *int   `json:"port,omitempty"`
+	EndPort  *int   `json:"end_port,omitempty"`
+}
+
+// PolicySpec is the user-controlled part of a policy.
+type PolicySpec struct {
+	Name                string        `json:"name"`
+	Description         string        `json:"description"`
+	EnvironmentSelector Selector      `json:"environment_selector"`
+	PolicyTypes         []string      `json:"policy_types"`
+	Ingress             []IngressRule `json:"ingress"`
+	Egress              []EgressRule  `json:"egress"`
+}
+
+// IngressRule allows traffic from any of From on any of Ports.
+type IngressRule struct {
+	From  []Peer `json:"from"`
+	Ports []Port `json:"ports"`
+}
+
+// EgressRule allows traffic to any of To on any of Ports.
+type EgressRule struct {
+	To    []Peer `json:"to"`
+	Ports []Port `json:"ports"`
+}
+
+// Policy is a network policy: environments are isolated by default (all
+// ingress and egress denied) and policies only add allows.
+type Policy struct {
+	ID        string `json:"id"`
+	ProjectID string `json:"project_id"`
+	PolicySpec
+	// OwnerEnvironmentID is set on the policy that PUT
+	// /environments/{id}/configure manages for that environment.
+	OwnerEnvironmentID string    `json:"owner_environment_id,omitempty"`
+	Generation         int64     `json:"generation"`
+	CreatedAt          time.Time `json:"created_at"`
+	UpdatedAt          time.Time `json:"updated_at"`
+	ETag               string    `json:"etag"`
+}
+
+// PolicyCreate is the body of POST /v1/policies.
+type PolicyCreate struct {
+	ProjectID string `json:"project_id"`
+	PolicySpec
+}
+
+// PolicyPatch is the body of PATCH /v1/policies/{id}.
+type PolicyPatch struct {
+	Name                *string        `json:"name,omitempty"`
+	Description         *string        `json:"description,omitempty"`
+	EnvironmentSelector *Selector      `json:"environment_selector,omitempty"`
+	PolicyTypes         *[]string      `json:"policy_types,omitempty"`
+	Ingress             *[]IngressRule `json:"ingress,omitempty"`
+	Egress              *[]EgressRule  `json:"egress,omitempty"`
+}
+
+// PolicyRef names a policy that selects an environment.
+type PolicyRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// PeerEnvironment is an environment that an environment_selector peer
+// resolved to when the effective policy was computed.
+type PeerEnvironment struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Address string `json:"address,omitempty"`
+}
+
+// EffectivePeer is a Peer with its environment selector resolved.
+type EffectivePeer struct {
+	Peer
+	Environments []PeerEnvironment `json:"environments,omitempty"`
+}
+
+// EffectiveRule is one allow rule in an environment's merged rule set,
+// traced back to the policy and rule index it came from.
+type EffectiveRule struct {
+	PolicyID   string          `json:"policy_id"`
+	PolicyName string          `json:"policy_name"`
+	RuleIndex  int             `json:"rule_index"`
+	Peers      []EffectivePeer `json:"peers"`
+	Ports      []Port          `json:"ports"`
+}
+
+// EffectivePolicy is the body of GET /v1/environments/{id}/effective-policy.
+// Both directions are always denied by default; Ingress and Egress are the
+// allows, merged from every policy that selects the environment and has
+// that direction in its policy_types.
+type EffectivePolicy struct {
+	EnvironmentID string          `json:"environment_id"`
+	Address       string          `json:"address,omitempty"`
+	Generation    int64           `json:"generation"`
+	Policies      []PolicyRef     `json:"policies"`
+	Ingress       []EffectiveRule `json:"ingress"`
+	Egress        []EffectiveRule `json:"egress"`
+}
+
+// CheckRequest is the body of POST /v1/environments/{id}/check: would a
+// packet in Direction, with the remote end at Address, be allowed?
+type CheckRequest struct {
+	Direction string `json:"direction"`
+	Protocol  string `json:"protocol"`
+	Address   string `json:"address"`
+	Port      int    `json:"port,omitempty"`
+}
+
+// Match says which policy rule allowed a packet.
+type Match struct {
+	PolicyID   string `json:"policy_id"`
+	PolicyName string `json:"policy_name"`
+	Direction  string `json:"direction"`
+	RuleIndex  int    `json:"rule_index"`
+}
+
+// CheckResult answers a CheckRequest. Matched is nil when denied.
+type CheckResult struct {
+	Allowed bool   `json:"allowed"`
+	Matched *Match `json:"matched"`
+}
+
+// List is a page of a collection. NextCursor is empty on the last page.
+type List[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Actor is who made a request.
+type Actor struct {
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+}
+
+// Source is where a request came from.
+type Source struct {
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+}
+
+// ResourceRef names the object an audit event is about.
+type ResourceRef struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Audit outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeDenied  = "denied"
+	OutcomeFailure = "failure"
+)
+
+// AuditEvent is one link of the tamper-evident audit chain.
+type AuditEvent struct {
+	ID         string      `json:"id"`
+	Seq        int64       `json:"seq"`
+	Time       time.Time   `json:"time"`
+	RequestID  string      `json:"request_id"`
+	Actor      Actor       `json:"actor"`
+	Source     Source      `json:"source"`
+	ProjectID  string      `json:"project_id"`
+	Action     string      `json:"action"`
+	Resource   ResourceRef `json:"resource"`
+	Outcome    string      `json:"outcome"`
+	StatusCode int         `json:"status_code"`
+	Reason     string      `json:"reason,omitempty"`
+	Changes    *Changes    `json:"changes,omitempty"`
+	PrevHash   string      `json:"prev_hash"`
+	Hash       string      `json:"hash"`
+}
+
+// Changes holds an object before and after a change, as JSON, secrets removed.
+type Changes struct {
+	Before any `json:"before"`
+	After  any `json:"after"`
+}
+
+// Roles a token may have.
+const (
+	RoleAdmin   = "admin"
+	RoleAuditor = "auditor"
+	RoleEditor  = "editor"
+	RoleViewer  = "viewer"
+)
+
+// Token is an API token as the API shows it: never its secret, except in
+// the answer to its creation (TokenCreated).
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	ProjectID string     `json:"project_id,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ETag      string     `json:"etag"`
+}
+
+// TokenCreate is the body of POST /v1/tokens.
+type TokenCreate struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	ProjectID string     `json:"project_id,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// TokenCreated answers POST /v1/tokens; Secret is shown this once.
+type TokenCreated struct {
+	Token
+	Secret string `json:"secret"`
+}
+
+// Problem is an RFC 9457 problem details body (application/problem+json).
+type Problem struct {
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	RequestID string       `json:"request_id,omitempty"`
+	Errors    []FieldError `json:"errors,omitempty"`
+}
+
+// FieldError names a field of the request (a JSON path such as
+// "ingress[0].from[1].cidr") and the rule it broke.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Media types.
+const (
+	MediaJSON    = "application/json"
+	MediaProblem = "application/problem+json"
+)
+
+// Header names the API uses beyond the standard ones.
+const (
+	HeaderRequestID      = "X-Request-Id"
+	HeaderIdempotencyKey = "Idempotency-Key"
+)

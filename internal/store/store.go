@@ -1,0 +1,154 @@
+// Package store persists isolationd's state: projects, environments,
+// policies, tokens, idempotency records and the audit chain. Every write
+// happens inside Update, so a change and its audit event commit together or
+// not at all. The SQLite implementation (sqlite.go) is the default; any
+// other implementation must pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// Errors every implementation returns (wrapped or not); callers test them
+// with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a uniqueness rule was broken (a duplicate name).
+	ErrConflict = errors.New("conflict")
+	// ErrPrecondition: the object's generation is not the one expected.
+	ErrPrecondition = errors.New("precondition failed")
+)
+
+// Store is a transactional store. Reads outside a transaction see the last
+// committed state.
+type Store interface {
+	Reader
+	// Update runs fn in one serialisable, durable write transaction; when
+	// fn returns an error nothing it did is kept. Update is called by
+	// one goroutine at a time per store or blocks until it may run.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Close releases the store.
+	Close() error
+}
+
+// Reader is the read half, available inside and outside a transaction.
+type Reader interface {
+	GetProject(ctx context.Context, id string) (apiv1.Project, error)
+	ListProjects(ctx context.Context, q ListQuery) ([]apiv1.Project, string, error)
+
+	GetEnvironment(ctx context.Context, id string) (apiv1.Environment, error)
+	// ListEnvironments pages by id; the string returned is the next cursor,
+	// empty on the last page.
+	ListEnvironments(ctx context.Context, q ListQuery) ([]apiv1.Environment, string, error)
+	// CountEnvironments counts environments by state (for metrics).
+	CountEnvironments(ctx context.Context) (map[string]int, error)
+
+	GetPolicy(ctx context.Context, id string) (apiv1.Policy, error)
+	ListPolicies(ctx context.Context, q ListQuery) ([]apiv1.Policy, string, error)
+
+	// GetToken finds a token by id; GetTokenByHash by the SHA-256 of its secret.
+	GetToken(ctx context.Context, id string) (TokenRecord, error)
+	GetTokenByHash(ctx context.Context, hash string) (TokenRecord, error)
+	ListTokens(ctx context.Context, q ListQuery) ([]TokenRecord, string, error)
+
+	// GetIdempotency returns the record for (scope, key) if it exists and
+	// has not expired.
+	GetIdempotency(ctx context.Context, scope, key string) (IdempotencyRecord, error)
+
+	ListAudit(ctx context.Context, q AuditQuery) ([]apiv1.AuditEvent, string, error)
+	// LastAudit returns the newest audit event, or ErrNotFound when the chain is empty.
+	LastAudit(ctx context.Context) (apiv1.AuditEvent, error)
+}
+
+// Tx is a write transaction.
+type Tx interface {
+	Reader
+
+	// Create* insert the object as given (the caller sets ids, times,
+	// generation and ETag). A duplicate (project name; environment or
+	// policy name within its project; token hash) is ErrConflict.
+	CreateProject(ctx context.Context, p apiv1.Project) error
+	CreateEnvironment(ctx context.Context, e apiv1.Environment) error
+	CreatePolicy(ctx context.Context, p apiv1.Policy) error
+	CreateToken(ctx context.Context, t TokenRecord) error
+
+	// Update* replace the stored object with the same id: ErrNotFound when
+	// there is none, ErrConflict when a uniqueness rule breaks.
+	UpdateProject(ctx context.Context, p apiv1.Project) error
+	UpdateEnvironment(ctx context.Context, e apiv1.Environment) error
+	UpdatePolicy(ctx context.Context, p apiv1.Policy) error
+	UpdateToken(ctx context.Context, t TokenRecord) error
+
+	// Delete* remove the object: ErrNotFound when there is none.
+	DeleteProject(ctx context.Context, id string) error
+	DeleteEnvironment(ctx context.Context, id string) error
+	DeletePolicy(ctx context.Context, id string) error
+
+	// PutIdempotency stores the response to replay for (scope, key).
+	PutIdempotency(ctx context.Context, r IdempotencyRecord) error
+	// PurgeIdempotency removes records that expired before now.
+	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
+
+	// AppendAudit stores ev as the next link of the chain: it sets ev.Seq
+	// and ev.PrevHash from the last event, then ev.Hash (audit.Hash), and
+	// returns the stored event.
+	AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error)
+}
+
+// ListQuery filters and pages a list. Zero values mean "no filter".
+type ListQuery struct {
+	ProjectID string
+	// Labels must all match (label=value) for an object to be listed.
+	Labels map[string]string
+	State  string
+	// Owner filters policies by OwnerEnvironmentID.
+	Owner  string
+	Limit  int    // 0 means the default, 100; at most 1000
+	Cursor string // the id after which the page starts
+}
+
+// AuditQuery filters and pages the audit log, oldest first.
+type AuditQuery struct {
+	ProjectID    string
+	Action       string
+	ResourceType string
+	ResourceID   string
+	Outcome      string
+	RequestID    string
+	Since        time.Time
+	Limit        int
+	AfterSeq     int64
+}
+
+// TokenRecord is a token as stored: the hash of its secret, never the secret.
+type TokenRecord struct {
+	apiv1.Token
+	Hash      string
+	RevokedAt *time.Time
+}
+
+// IdempotencyRecord is the first response to a POST carrying an
+// Idempotency-Key, stored in the same transaction as what it created.
+type IdempotencyRecord struct {
+	Scope       string // token id: keys of different tokens never collide
+	Key         string
+	Method      string
+	Path        string
+	BodyHash    string // SHA-256 of the request body
+	StatusCode  int
+	Header      map[string]string // headers to replay (Location, ETag)
+	Body        []byte
+	ResourceID  string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}
+
+// DefaultLimit and MaxLimit bound list pages.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
