@@ -1,0 +1,164 @@
+// Package auth decides who may do what. It knows tokens (how secrets are
+// made and hashed) and roles (what each may touch); it does not know HTTP.
+// The API asks Decide once per request with the route's Permission and the
+// project of the object the request targets.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/http"
+	"strings"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// SecretPrefix starts every token secret, so secret scanners can find a
+// leaked one and so the server can reject obvious garbage cheaply.
+const SecretPrefix = "isot_"
+
+// NewSecret returns a fresh token secret with 256 bits of entropy.
+func NewSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return SecretPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// HashSecret is what the store keeps instead of a secret: hex SHA-256. A
+// fast hash is right here because secrets are random, not passwords.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// BearerToken extracts the secret of an "Authorization: Bearer" header.
+func BearerToken(header string) (string, bool) {
+	scheme, secret, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	secret = strings.TrimSpace(secret)
+	return secret, secret != ""
+}
+
+// Principal is the authenticated caller.
+type Principal struct {
+	TokenID   string
+	Name      string
+	Role      string
+	ProjectID string // set for project-scoped roles (editor, viewer)
+}
+
+// Actor is the principal as audit events record it.
+func (p Principal) Actor() apiv1.Actor { return apiv1.Actor{TokenID: p.TokenID, Name: p.Name} }
+
+// OrgWide reports whether the principal's role spans every project.
+func (p Principal) OrgWide() bool { return p.Role == apiv1.RoleAdmin || p.Role == apiv1.RoleAuditor }
+
+// Sees reports whether objects of project id exist as far as p is
+// concerned: lists show them and direct requests do not get 404.
+func (p Principal) Sees(projectID string) bool {
+	return p.OrgWide() || (p.ProjectID != "" && p.ProjectID == projectID)
+}
+
+// Resource kinds a route acts on.
+type Resource string
+
+const (
+	ResourceProject     Resource = "project"
+	ResourceEnvironment Resource = "environment"
+	ResourcePolicy      Resource = "policy"
+	ResourceAudit       Resource = "audit"
+	ResourceToken       Resource = "token"
+)
+
+// Verb is what a route does to its resource.
+type Verb string
+
+const (
+	VerbRead  Verb = "read"
+	VerbWrite Verb = "write"
+)
+
+// Permission is what a route requires. Public routes (health, readiness)
+// have none and never reach Decide.
+type Permission struct {
+	Resource Resource
+	Verb     Verb
+}
+
+// Decision is the answer to one authorization question.
+type Decision struct {
+	Allowed bool
+	// Status is 404 when the object lies outside the principal's scope (its
+	// existence must not leak) and 403 when it is in scope but the role is
+	// not enough.
+	Status int
+	Reason string
+	// NeededRole is the least role that would have been allowed, for the
+	// error message ("needs role editor").
+	NeededRole string
+}
+
+// Decide answers whether p may perform perm on an object of projectID.
+// projectID is "" for requests not tied to one project (lists across
+// projects, creating a project, tokens, the audit log).
+func Decide(p Principal, perm Permission, projectID string) Decision {
+	if p.Role == apiv1.RoleAdmin {
+		return Decision{Allowed: true}
+	}
+	if projectID != "" && !p.Sees(projectID) {
+		return Decision{Status: http.StatusNotFound, Reason: "project outside the token's scope"}
+	}
+	needed := neededRole(perm)
+	if allowed(p.Role, perm) {
+		return Decision{Allowed: true}
+	}
+	return Decision{
+		Status:     http.StatusForbidden,
+		Reason:     "role " + p.Role + " may not " + string(perm.Verb) + " " + string(perm.Resource) + "s",
+		NeededRole: needed,
+	}
+}
+
+// allowed is the role matrix; scope has been checked already.
+func allowed(role string, perm Permission) bool {
+	switch role {
+	case apiv1.RoleAdmin:
+		return true
+	case apiv1.RoleAuditor:
+		return perm.Verb == VerbRead
+	case apiv1.RoleEditor:
+		switch perm.Resource {
+		case ResourceEnvironment, ResourcePolicy:
+			return true
+		case ResourceProject:
+			return perm.Verb == VerbRead
+		}
+	case apiv1.RoleViewer:
+		switch perm.Resource {
+		case ResourceEnvironment, ResourcePolicy, ResourceProject:
+			return perm.Verb == VerbRead
+		}
+	}
+	return false
+}
+
+// neededRole names the least role that holds perm.
+func neededRole(perm Permission) string {
+	switch {
+	case perm.Resource == ResourceProject && perm.Verb == VerbWrite,
+		perm.Resource == ResourceToken && perm.Verb == VerbWrite:
+		return apiv1.RoleAdmin
+	case perm.Resource == ResourceAudit, perm.Resource == ResourceToken:
+		return apiv1.RoleAuditor
+	case perm.Verb == VerbWrite:
+		return apiv1.RoleEditor
+	default:
+		return apiv1.RoleViewer
+	}
+}
