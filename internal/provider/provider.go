@@ -1,0 +1,232 @@
+// Package provider implements the isolation Terraform provider on
+// terraform-plugin-framework. It reaches isolationd only through
+// internal/client.
+package provider
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
+)
+
+// Environment variables that supply provider settings absent from the configuration.
+const (
+	EnvEndpoint       = "ISOLATION_ENDPOINT"
+	EnvToken          = "ISOLATION_TOKEN"
+	EnvCACertPEM      = "ISOLATION_CA_CERT_PEM"
+	EnvInsecure       = "ISOLATION_INSECURE"
+	EnvMaxRetries     = "ISOLATION_MAX_RETRIES"
+	EnvRequestTimeout = "ISOLATION_REQUEST_TIMEOUT"
+)
+
+var _ provider.Provider = &IsolationProvider{}
+
+// IsolationProvider is the isolation provider.
+type IsolationProvider struct {
+	// version is the provider's release ("dev" for local builds, "test" in
+	// acceptance tests); it goes into the User-Agent.
+	version string
+}
+
+// IsolationProviderModel is the provider block.
+type IsolationProviderModel struct {
+	Endpoint       types.String `tfsdk:"endpoint"`
+	Token          types.String `tfsdk:"token"`
+	CACertPEM      types.String `tfsdk:"ca_cert_pem"`
+	Insecure       types.Bool   `tfsdk:"insecure"`
+	MaxRetries     types.Int64  `tfsdk:"max_retries"`
+	RequestTimeout types.String `tfsdk:"request_timeout"`
+}
+
+// New returns a constructor for the provider, as providerserver.Serve wants.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider {
+		return &IsolationProvider{version: version}
+	}
+}
+
+func (p *IsolationProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "isolation"
+	resp.Version = p.version
+}
+
+func (p *IsolationProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "The isolation provider manages projects, isolated developer environments and " +
+			"their network policies on an [isolationd](https://github.com/isolationhq/terraform-provider-isolation) control plane.",
+		Attributes: map[string]schema.Attribute{
+			"endpoint": schema.StringAttribute{
+				MarkdownDescription: "Base URL of the isolationd API, for example `https://isolation.example.com`. " +
+					"May also be set with the `" + EnvEndpoint + "` environment variable.",
+				Optional:   true,
+				Validators: []validator.String{validators.HTTPURL()},
+			},
+			"token": schema.StringAttribute{
+				MarkdownDescription: "API token sent as a bearer token. May also be set with the `" + EnvToken +
+					"` environment variable, which keeps it out of the configuration.",
+				Optional:  true,
+				Sensitive: true,
+			},
+			"ca_cert_pem": schema.StringAttribute{
+				MarkdownDescription: "PEM-encoded CA certificates to trust for a TLS endpoint, instead of the system's. " +
+					"May also be set with `" + EnvCACertPEM + "`.",
+				Optional: true,
+			},
+			"insecure": schema.BoolAttribute{
+				MarkdownDescription: "Skip TLS certificate verification. For testing only. May also be set with `" + EnvInsecure + "`.",
+				Optional:            true,
+			},
+			"max_retries": schema.Int64Attribute{
+				MarkdownDescription: fmt.Sprintf("How many times a request that failed with 429, a 5xx or a connection error is retried, "+
+					"with exponential backoff honouring `Retry-After`. `0` disables retries. Defaults to `%d`. May also be set with `%s`.",
+					client.DefaultMaxRetries, EnvMaxRetries),
+				Optional:   true,
+				Validators: []validator.Int64{int64validator.Between(0, 100)},
+			},
+			"request_timeout": schema.StringAttribute{
+				MarkdownDescription: fmt.Sprintf("Timeout of each HTTP request, as a duration such as `30s` or `2m`. Defaults to `%s`. "+
+					"Waiting for an environment is bounded by the resource's `timeouts` instead. May also be set with `%s`.",
+					client.DefaultRequestTimeout, EnvRequestTimeout),
+				Optional:   true,
+				Validators: []validator.String{validators.PositiveDuration()},
+			},
+		},
+	}
+}
+
+// Configure builds the API client. When a setting is still unknown (an
+// endpoint taken from a resource not yet created), it configures nothing:
+// planning still works, and resources say so only if they must call the API.
+func (p *IsolationProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var cfg IsolationProviderModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if cfg.Endpoint.IsUnknown() || cfg.Token.IsUnknown() || cfg.CACertPEM.IsUnknown() ||
+		cfg.Insecure.IsUnknown() || cfg.MaxRetries.IsUnknown() || cfg.RequestTimeout.IsUnknown() {
+		return
+	}
+
+	clientCfg, diags := clientConfig(cfg, os.Getenv)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	clientCfg.UserAgent = fmt.Sprintf("terraform-provider-isolation/%s terraform/%s", p.version, req.TerraformVersion)
+	ctx = maskSecret(ctx, clientCfg.Token)
+	clientCfg.Logger = tflogAdapter{ctx: ctx}
+
+	c, err := client.New(clientCfg)
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to create the isolation API client", err.Error())
+		return
+	}
+	resp.DataSourceData = c
+	resp.ResourceData = c
+}
+
+// Resources lists the provider's resources. Add a resource by appending its
+// constructor here (one file per resource, see project_resource.go).
+func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resource {
+	return []func() resource.Resource{
+		// Provider helper 2: append NewPolicyResource here.
+	}
+}
+
+// DataSources lists the provider's data sources. Add one by appending its
+// constructor here.
+func (p *IsolationProvider) DataSources(_ context.Context) []func() datasource.DataSource {
+	return []func() datasource.DataSource{
+		// Provider helper 2: append NewPolicyDataSource and NewEffectivePolicyDataSource here.
+	}
+}
+
+// clientConfig merges the configuration with the environment (getenv) and
+// checks every setting; each error names the attribute and its variable.
+func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (client.Config, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	var out client.Config
+	bad := func(attr, env, format string, args ...any) {
+		diags.AddAttributeError(path.Root(attr), "Invalid provider configuration: "+attr,
+			fmt.Sprintf(format, args...)+fmt.Sprintf(" Set the %q attribute in the provider block or the %s environment variable.", attr, env))
+	}
+
+	out.Endpoint = stringSetting(cfg.Endpoint, getenv(EnvEndpoint))
+	switch {
+	case out.Endpoint == "":
+		bad("endpoint", EnvEndpoint, "The isolationd endpoint is missing.")
+	default:
+		if err := validators.CheckHTTPURL(out.Endpoint); err != nil {
+			bad("endpoint", EnvEndpoint, "The endpoint %s.", err)
+		}
+	}
+
+	out.Token = stringSetting(cfg.Token, getenv(EnvToken))
+	if out.Token == "" {
+		bad("token", EnvToken, "The API token is missing.")
+	}
+
+	out.CACertPEM = stringSetting(cfg.CACertPEM, getenv(EnvCACertPEM))
+	if out.CACertPEM != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(out.CACertPEM)) {
+		bad("ca_cert_pem", EnvCACertPEM, "The value holds no PEM-encoded certificate.")
+	}
+
+	if !cfg.Insecure.IsNull() {
+		out.Insecure = cfg.Insecure.ValueBool()
+	} else if v := getenv(EnvInsecure); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("insecure", EnvInsecure, "%s=%q is not a boolean (true or false).", EnvInsecure, v)
+		}
+		out.Insecure = b
+	}
+
+	out.MaxRetries = client.DefaultMaxRetries
+	if !cfg.MaxRetries.IsNull() {
+		out.MaxRetries = int(cfg.MaxRetries.ValueInt64())
+	} else if v := getenv(EnvMaxRetries); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			bad("max_retries", EnvMaxRetries, "%s=%q is not a whole number between 0 and 100.", EnvMaxRetries, v)
+		}
+		out.MaxRetries = n
+	}
+	if out.MaxRetries == 0 {
+		out.MaxRetries = -1 // client.Config: negative disables retries, 0 means the default
+	}
+
+	timeout := stringSetting(cfg.RequestTimeout, getenv(EnvRequestTimeout))
+	if timeout != "" {
+		d, err := time.ParseDuration(timeout)
+		if err != nil || d <= 0 {
+			bad("request_timeout", EnvRequestTimeout, "%q is not a positive duration such as 30s or 2m.", timeout)
+		}
+		out.RequestTimeout = d
+	}
+	return out, diags
+}
+
+// stringSetting prefers the configuration's value to the environment's.
+func stringSetting(v types.String, env string) string {
+	if !v.IsNull() {
+		return v.ValueString()
+	}
+	return env
+}

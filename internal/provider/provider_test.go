@@ -1,0 +1,172 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+)
+
+// The acceptance harness, shared by every acceptance test of the package.
+//
+// With TF_ACC set, TestMain starts an in-process isolationd on a fresh
+// temporary data dir, points the provider at it through ISOLATION_ENDPOINT
+// and ISOLATION_TOKEN, and resolves the Terraform CLI. Tests then use
+// testAccProtoV6ProviderFactories and, to look behind Terraform's back,
+// testAccClient.
+
+// testAccProtoV6ProviderFactories serves the provider in-process to the Terraform CLI.
+var testAccProtoV6ProviderFactories = map[string]func() (tfprotov6.ProviderServer, error){
+	"isolation": providerserver.NewProtocol6WithError(New("test")()),
+}
+
+// The shared acceptance server, set by TestMain when TF_ACC is set.
+var (
+	testAccEndpoint string
+	testAccToken    string
+	// testAccClient talks to the acceptance server as the admin, for
+	// changing things outside Terraform and for CheckDestroy.
+	testAccClient *client.Client
+)
+
+// testServer is a running in-process isolationd.
+type testServer struct {
+	URL      string
+	Token    string
+	Shutdown func(context.Context) error
+}
+
+// testServerOptions are the settings acceptance tests vary between servers.
+type testServerOptions struct {
+	// AddressPool, when set, replaces the server's default address pool; a
+	// tiny pool makes environment creation fail for real once exhausted.
+	AddressPool string
+}
+
+// startTestServer starts an in-process isolationd on 127.0.0.1:0 with its
+// data in dir. It is set by isolationd_test.go, which links the server.
+var startTestServer func(ctx context.Context, dir string, opts testServerOptions) (*testServer, error)
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	if os.Getenv("TF_ACC") == "" {
+		return m.Run()
+	}
+	if err := resolveTerraform(); err != nil {
+		fmt.Fprintln(os.Stderr, "acceptance tests:", err)
+		return 1
+	}
+	srv, cleanup, err := startSharedServer()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "acceptance tests: starting isolationd:", err)
+		return 1
+	}
+	defer cleanup()
+
+	testAccEndpoint, testAccToken = srv.URL, srv.Token
+	os.Setenv(EnvEndpoint, srv.URL)
+	os.Setenv(EnvToken, srv.Token)
+	testAccClient, err = client.New(client.Config{Endpoint: srv.URL, Token: srv.Token, UserAgent: "acceptance-tests"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "acceptance tests: client:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// startSharedServer starts the acceptance server in a temporary dir that
+// belongs to no single test, and returns its cleanup.
+func startSharedServer() (*testServer, func(), error) {
+	if startTestServer == nil {
+		return nil, nil, errors.New("the in-process isolationd is not linked into this test binary (isolationd_test.go missing)")
+	}
+	dir, err := os.MkdirTemp("", "isolation-acc-")
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := startTestServer(context.Background(), dir, testServerOptions{})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return srv, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "acceptance tests: shutting down isolationd:", err)
+		}
+		os.RemoveAll(dir)
+	}, nil
+}
+
+// startExtraServer starts a server of the test's own, shut down with the test.
+func startExtraServer(t *testing.T, opts testServerOptions) *testServer {
+	t.Helper()
+	srv, err := startTestServer(t.Context(), t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("starting isolationd: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutting down isolationd: %v", err)
+		}
+	})
+	return srv
+}
+
+// resolveTerraform makes TF_ACC_TERRAFORM_PATH an absolute path to a
+// Terraform (or OpenTofu) CLI, taking terraform from PATH when unset, so
+// that plain `go test` works and terraform-plugin-testing never downloads one.
+func resolveTerraform() error {
+	p := os.Getenv("TF_ACC_TERRAFORM_PATH")
+	if p == "" {
+		for _, name := range []string{"terraform", "tofu"} {
+			if found, err := exec.LookPath(name); err == nil {
+				p = found
+				break
+			}
+		}
+	}
+	if p == "" {
+		return errors.New("no Terraform CLI: put terraform (or tofu) on PATH or set TF_ACC_TERRAFORM_PATH (make test does this)")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return fmt.Errorf("TF_ACC_TERRAFORM_PATH: %w", err)
+	}
+	return os.Setenv("TF_ACC_TERRAFORM_PATH", abs)
+}
+
+// testAccPreCheck is every acceptance test's PreCheck.
+func testAccPreCheck(t *testing.T) {
+	t.Helper()
+	if testAccClient == nil {
+		t.Fatal("the acceptance server is not running: TestMain starts it when TF_ACC is set")
+	}
+}
+
+// providerBlock configures the provider for another server than the
+// shared one, such as a server of the test's own.
+func providerBlock(srv *testServer) string {
+	return fmt.Sprintf(`
+provider "isolation" {
+  endpoint = %q
+  token    = %q
+}
+`, srv.URL, srv.Token)
+}

@@ -1,0 +1,49 @@
+package validators
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// Labels checks a label map (keys and values) with apiv1.ValidateLabels;
+// each error points at the offending entry.
+func Labels() validator.Map { return labels{} }
+
+type labels struct{}
+
+func (labels) Description(context.Context) string {
+	return "keys must be label keys (an optional DNS subdomain prefix and '/', then a name of up to 63 characters) and values empty or up to 63 characters"
+}
+
+func (l labels) MarkdownDescription(ctx context.Context) string { return l.Description(ctx) }
+
+func (labels) ValidateMap(_ context.Context, req validator.MapRequest, resp *validator.MapResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	known := map[string]string{}
+	for k, v := range req.ConfigValue.Elements() {
+		s, ok := v.(types.String)
+		// Unknown values are checked once known; keys are always known.
+		if !ok || s.IsUnknown() || s.IsNull() {
+			known[k] = ""
+			continue
+		}
+		known[k] = s.ValueString()
+	}
+	for _, fe := range apiv1.ValidateLabels("", known) {
+		// apiv1 names an entry `["key"]`, the key quoted.
+		key, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(fe.Field, "["), "]"))
+		if err != nil {
+			key = fe.Field
+		}
+		resp.Diagnostics.AddAttributeError(req.Path.AtMapKey(key), "Invalid label",
+			"Label "+strconv.Quote(key)+": "+fe.Message+".")
+	}
+}

@@ -1,0 +1,62 @@
+// Package validators holds the provider's plan-time attribute validators.
+// Most wrap the API's own rules in internal/apiv1, so Terraform rejects at
+// plan time exactly what the server would reject at apply time, with the
+// same message, on the attribute path the user wrote.
+package validators
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// StringCheck is the shape of apiv1's string rules, such as apiv1.ValidateName.
+type StringCheck func(field, v string) []apiv1.FieldError
+
+// APIString runs an apiv1 string rule on a known string value.
+func APIString(description string, check StringCheck) validator.String {
+	return apiString{description: description, check: check}
+}
+
+// Name checks an object name: a DNS label.
+func Name() validator.String {
+	return APIString("must be a DNS label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", apiv1.ValidateName)
+}
+
+// Description checks a free-text description's length.
+func Description() validator.String {
+	return APIString(fmt.Sprintf("must be at most %d characters", apiv1.MaxDescriptionLength), apiv1.ValidateDescription)
+}
+
+type apiString struct {
+	description string
+	check       StringCheck
+}
+
+func (v apiString) Description(context.Context) string         { return v.description }
+func (v apiString) MarkdownDescription(context.Context) string { return v.description }
+
+func (v apiString) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	for _, fe := range v.check("", req.ConfigValue.ValueString()) {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+attrName(req.Path),
+			fmt.Sprintf("%s %s, got %q.", attrName(req.Path), fe.Message, req.ConfigValue.ValueString()))
+	}
+}
+
+// attrName is the last step of an attribute path, as a user wrote it.
+func attrName(p path.Path) string {
+	steps := p.Steps()
+	if len(steps) == 0 {
+		return "value"
+	}
+	s := steps[len(steps)-1].String()
+	return strings.Trim(s, `[]"`)
+}
