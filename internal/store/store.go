@@ -21,6 +21,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrPrecondition: the object's generation is not the one expected.
 	ErrPrecondition = errors.New("precondition failed")
+	// ErrInvalidQuery: a list was asked for a filter its kind does not
+	// have (for example a state filter on projects).
+	ErrInvalidQuery = errors.New("invalid query")
 )
 
 // Store is a transactional store. Reads outside a transaction see the last
@@ -106,9 +109,12 @@ type ListQuery struct {
 	Labels map[string]string
 	State  string
 	// Owner filters policies by OwnerEnvironmentID.
-	Owner  string
-	Limit  int    // 0 means the default, 100; at most 1000
-	Cursor string // the id after which the page starts
+	Owner string
+	// ExpiresBefore lists environments whose ExpiresAt is before it (for
+	// the TTL reaper).
+	ExpiresBefore time.Time
+	Limit         int    // 0 means the default, 100; at most 1000
+	Cursor        string // the id after which the page starts
 }
 
 // AuditQuery filters and pages the audit log, oldest first.
@@ -134,17 +140,17 @@ type TokenRecord struct {
 // IdempotencyRecord is the first response to a POST carrying an
 // Idempotency-Key, stored in the same transaction as what it created.
 type IdempotencyRecord struct {
-	Scope       string // token id: keys of different tokens never collide
-	Key         string
-	Method      string
-	Path        string
-	BodyHash    string // SHA-256 of the request body
-	StatusCode  int
-	Header      map[string]string // headers to replay (Location, ETag)
-	Body        []byte
-	ResourceID  string
-	CreatedAt   time.Time
-	ExpiresAt   time.Time
+	Scope      string // token id: keys of different tokens never collide
+	Key        string
+	Method     string
+	Path       string
+	BodyHash   string // SHA-256 of the request body
+	StatusCode int
+	Header     map[string]string // headers to replay (Location, ETag)
+	Body       []byte
+	ResourceID string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
 }
 
 // DefaultLimit and MaxLimit bound list pages.

@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// timeText is how audit times are stored: fixed width, so that comparing
+// the text compares the times.
+const timeText = "2006-01-02T15:04:05.000000000Z"
+
+func (r reader) GetIdempotency(ctx context.Context, scope, key string) (IdempotencyRecord, error) {
+	var rec IdempotencyRecord
+	var data []byte
+	found, err := queryOne(ctx, r.q, "SELECT data FROM idempotency WHERE scope = ? AND key = ? AND expires_at > ?",
+		[]any{scope, key, time.Now().UnixNano()}, &data)
+	if err != nil {
+		return rec, fmt.Errorf("store: get idempotency record: %w", err)
+	}
+	if !found {
+		return rec, fmt.Errorf("idempotency key: %w", ErrNotFound)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("store: decode idempotency record: %w", err)
+	}
+	return rec, nil
+}
+
+// PutIdempotency fails with ErrConflict while an unexpired record holds
+// (scope, key); an expired one is replaced.
+func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
+	if rec.Scope == "" || rec.Key == "" {
+		return fmt.Errorf("store: idempotency record needs a scope and a key")
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("store: encode idempotency record: %w", err)
+	}
+	if _, err := t.q.ExecContext(ctx, "DELETE FROM idempotency WHERE scope = ? AND key = ? AND expires_at <= ?",
+		rec.Scope, rec.Key, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("store: put idempotency record: %w", err)
+	}
+	if _, err := t.q.ExecContext(ctx, "INSERT INTO idempotency (scope, key, expires_at, data) VALUES (?, ?, ?, ?)",
+		rec.Scope, rec.Key, rec.ExpiresAt.UnixNano(), data); err != nil {
+		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return fmt.Errorf("%w: idempotency key already used", ErrConflict)
+		}
+		return fmt.Errorf("store: put idempotency record: %w", err)
+	}
+	return nil
+}
+
+func (t *sqliteTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
+	res, err := t.q.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at < ?", now.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("store: purge idempotency records: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: purge idempotency records: %w", err)
+	}
+	return int(n), nil
+}
+
+const auditCols = `seq, id, time, request_id, actor_token_id, actor_name, source_ip, source_user_agent,
+	project_id, action, resource_type, resource_id, outcome, status_code, reason, changes, prev_hash, hash`
+
+// AppendAudit fills in ev.ID (when empty, "aud_" and a UUIDv7) and ev.Time
+// (when zero, now) besides Seq, PrevHash and Hash. It reads the chain's
+// head inside the transaction, so concurrent Updates link in commit order.
+func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
+	if ev.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return ev, fmt.Errorf("store: audit event id: %w", err)
+		}
+		ev.ID = "aud_" + id.String()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if y := ev.Time.UTC().Year(); y < 1 || y > 9999 {
+		return ev, fmt.Errorf("store: audit event time %v is outside years 1 to 9999", ev.Time)
+	}
+	ev, err := audit.Normalize(ev)
+	if err != nil {
+		return ev, fmt.Errorf("store: audit event: %w", err)
+	}
+	changes, err := audit.CanonicalChanges(ev.Changes)
+	if err != nil {
+		return ev, fmt.Errorf("store: audit event: %w", err)
+	}
+	ev.Seq, ev.PrevHash = 1, audit.GenesisHash
+	var lastSeq int64
+	var lastHash string
+	found, err := queryOne(ctx, t.q, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &lastSeq, &lastHash)
+	if err != nil {
+		return ev, fmt.Errorf("store: read audit chain head: %w", err)
+	}
+	if found {
+		ev.Seq, ev.PrevHash = lastSeq+1, lastHash
+	}
+	ev.Hash = audit.Hash(ev)
+	_, err = t.q.ExecContext(ctx, "INSERT INTO audit_events ("+auditCols+") VALUES (?"+strings.Repeat(", ?", 17)+")",
+		ev.Seq, ev.ID, ev.Time.Format(timeText), ev.RequestID, ev.Actor.TokenID, ev.Actor.Name,
+		ev.Source.IP, ev.Source.UserAgent, ev.ProjectID, ev.Action, ev.Resource.Type, ev.Resource.ID,
+		ev.Outcome, ev.StatusCode, ev.Reason, string(changes), ev.PrevHash, ev.Hash)
+	if err != nil {
+		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return ev, fmt.Errorf("%w: audit event %s already exists", ErrConflict, ev.ID)
+		}
+		return ev, fmt.Errorf("store: append audit event: %w", err)
+	}
+	return ev, nil
+}
+
+// ListAudit pages oldest first; the cursor it returns is the seq of the
+// last event, for AuditQuery.AfterSeq.
+func (r reader) ListAudit(ctx context.Context, q AuditQuery) ([]apiv1.AuditEvent, string, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	where := []string{"seq > ?"}
+	args := []any{q.AfterSeq}
+	for _, f := range []struct{ col, value string }{
+		{"project_id", q.ProjectID},
+		{"action", q.Action},
+		{"resource_type", q.ResourceType},
+		{"resource_id", q.ResourceID},
+		{"outcome", q.Outcome},
+		{"request_id", q.RequestID},
+	} {
+		if f.value != "" {
+			where = append(where, f.col+" = ?")
+			args = append(args, f.value)
+		}
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, q.Since.UTC().Format(timeText))
+	}
+	args = append(args, limit+1)
+	events, err := queryAudit(ctx, r.q, "SELECT "+auditCols+" FROM audit_events WHERE "+
+		strings.Join(where, " AND ")+" ORDER BY seq LIMIT ?", args...)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(events) > limit {
+		events = events[:limit]
+		next = strconv.FormatInt(events[limit-1].Seq, 10)
+	}
+	return events, next, nil
+}
+
+func (r reader) LastAudit(ctx context.Context) (apiv1.AuditEvent, error) {
+	events, err := queryAudit(ctx, r.q, "SELECT "+auditCols+" FROM audit_events ORDER BY seq DESC LIMIT 1")
+	if err != nil {
+		return apiv1.AuditEvent{}, err
+	}
+	if len(events) == 0 {
+		return apiv1.AuditEvent{}, fmt.Errorf("audit chain is empty: %w", ErrNotFound)
+	}
+	return events[0], nil
+}
+
+func queryAudit(ctx context.Context, q querier, query string, args ...any) ([]apiv1.AuditEvent, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit events: %w", err)
+	}
+	defer rows.Close()
+	var events []apiv1.AuditEvent
+	for rows.Next() {
+		var ev apiv1.AuditEvent
+		var at, changes string
+		if err := rows.Scan(&ev.Seq, &ev.ID, &at, &ev.RequestID, &ev.Actor.TokenID, &ev.Actor.Name,
+			&ev.Source.IP, &ev.Source.UserAgent, &ev.ProjectID, &ev.Action, &ev.Resource.Type, &ev.Resource.ID,
+			&ev.Outcome, &ev.StatusCode, &ev.Reason, &changes, &ev.PrevHash, &ev.Hash); err != nil {
+			return nil, fmt.Errorf("store: list audit events: %w", err)
+		}
+		// A value that does not parse is returned as found (zero time, no
+		// changes): the hash then fails to verify, which is the point.
+		ev.Time, _ = time.Parse(timeText, at)
+		ev.Changes, _ = audit.DecodeChanges([]byte(changes))
+		events = append(events, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list audit events: %w", err)
+	}
+	return events, nil
+}
+
+// VerifyAudit walks the whole audit chain of r (see audit.Verify).
+func VerifyAudit(ctx context.Context, r Reader) (audit.Result, error) {
+	return audit.Verify(ctx, func(ctx context.Context, afterSeq int64) ([]apiv1.AuditEvent, error) {
+		events, _, err := r.ListAudit(ctx, AuditQuery{AfterSeq: afterSeq, Limit: MaxLimit})
+		return events, err
+	})
+}

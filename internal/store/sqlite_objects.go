@@ -1,0 +1,405 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// table describes how one kind of object is stored, so that one set of
+// helpers serves every kind.
+type table[T any] struct {
+	noun string // for errors: "environment"
+	name string
+	// labels is the label side table, "" when the kind has no labels.
+	labels string
+	// cols are the indexed copies of fields, after id and before data;
+	// row returns the object's id, their values and its labels.
+	cols []string
+	row  func(T) (id string, vals []any, labels map[string]string)
+	// Columns that ListQuery filters use; "" when the kind lacks the filter.
+	projectCol, stateCol, ownerCol, expiresCol string
+	// unique describes the uniqueness rule (besides the id) that obj broke.
+	unique func(obj T) string
+	// children names what keeps an object from being deleted (a foreign
+	// key pointing at it), "" when nothing can.
+	children string
+}
+
+var projects = table[apiv1.Project]{
+	noun: "project", name: "projects", labels: "project_labels",
+	cols: []string{"name"},
+	row: func(p apiv1.Project) (string, []any, map[string]string) {
+		return p.ID, []any{p.Name}, p.Labels
+	},
+	// A project is its own scope: filtering projects by project lists that one.
+	projectCol: "id",
+	unique:     func(p apiv1.Project) string { return fmt.Sprintf("project name %q is already taken", p.Name) },
+	children:   "it still has environments or policies",
+}
+
+var environments = table[apiv1.Environment]{
+	noun: "environment", name: "environments", labels: "environment_labels",
+	cols: []string{"project_id", "name", "state", "expires_at"},
+	row: func(e apiv1.Environment) (string, []any, map[string]string) {
+		var exp any
+		if e.ExpiresAt != nil {
+			exp = e.ExpiresAt.UnixNano()
+		}
+		return e.ID, []any{e.ProjectID, e.Name, e.State, exp}, e.Labels
+	},
+	projectCol: "project_id", stateCol: "state", expiresCol: "expires_at",
+	unique: func(e apiv1.Environment) string {
+		return fmt.Sprintf("environment name %q already exists in project %s", e.Name, e.ProjectID)
+	},
+}
+
+var policies = table[apiv1.Policy]{
+	noun: "policy", name: "policies",
+	cols: []string{"project_id", "name", "owner"},
+	row: func(p apiv1.Policy) (string, []any, map[string]string) {
+		return p.ID, []any{p.ProjectID, p.Name, p.OwnerEnvironmentID}, nil
+	},
+	projectCol: "project_id", ownerCol: "owner",
+	unique: func(p apiv1.Policy) string {
+		return fmt.Sprintf("policy name %q already exists in project %s", p.Name, p.ProjectID)
+	},
+}
+
+var tokens = table[TokenRecord]{
+	noun: "token", name: "tokens",
+	cols: []string{"hash", "project_id"},
+	row: func(t TokenRecord) (string, []any, map[string]string) {
+		return t.ID, []any{t.Hash, t.ProjectID}, nil
+	},
+	projectCol: "project_id",
+	// Never repeat the hash: it identifies a secret.
+	unique: func(TokenRecord) string { return "a token with the same secret already exists" },
+}
+
+// reader implements Reader over the read pool or a transaction.
+type reader struct{ q querier }
+
+func (r reader) GetProject(ctx context.Context, id string) (apiv1.Project, error) {
+	return get(ctx, r.q, projects, "id", id)
+}
+
+func (r reader) ListProjects(ctx context.Context, q ListQuery) ([]apiv1.Project, string, error) {
+	return list(ctx, r.q, projects, q)
+}
+
+func (r reader) GetEnvironment(ctx context.Context, id string) (apiv1.Environment, error) {
+	return get(ctx, r.q, environments, "id", id)
+}
+
+func (r reader) ListEnvironments(ctx context.Context, q ListQuery) ([]apiv1.Environment, string, error) {
+	return list(ctx, r.q, environments, q)
+}
+
+// CountEnvironments has every state as a key, zero included, so that a
+// metrics gauge drops to zero instead of keeping its last value.
+func (r reader) CountEnvironments(ctx context.Context) (map[string]int, error) {
+	counts := make(map[string]int, len(apiv1.States))
+	for _, s := range apiv1.States {
+		counts[s] = 0
+	}
+	rows, err := r.q.QueryContext(ctx, "SELECT state, COUNT(*) FROM environments GROUP BY state")
+	if err != nil {
+		return nil, fmt.Errorf("store: count environments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("store: count environments: %w", err)
+		}
+		counts[state] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: count environments: %w", err)
+	}
+	return counts, nil
+}
+
+func (r reader) GetPolicy(ctx context.Context, id string) (apiv1.Policy, error) {
+	return get(ctx, r.q, policies, "id", id)
+}
+
+func (r reader) ListPolicies(ctx context.Context, q ListQuery) ([]apiv1.Policy, string, error) {
+	return list(ctx, r.q, policies, q)
+}
+
+func (r reader) GetToken(ctx context.Context, id string) (TokenRecord, error) {
+	return get(ctx, r.q, tokens, "id", id)
+}
+
+func (r reader) GetTokenByHash(ctx context.Context, hash string) (TokenRecord, error) {
+	return get(ctx, r.q, tokens, "hash", hash)
+}
+
+func (r reader) ListTokens(ctx context.Context, q ListQuery) ([]TokenRecord, string, error) {
+	return list(ctx, r.q, tokens, q)
+}
+
+func (t *sqliteTx) CreateProject(ctx context.Context, p apiv1.Project) error {
+	return insert(ctx, t.q, projects, p)
+}
+
+func (t *sqliteTx) CreateEnvironment(ctx context.Context, e apiv1.Environment) error {
+	return insert(ctx, t.q, environments, e)
+}
+
+func (t *sqliteTx) CreatePolicy(ctx context.Context, p apiv1.Policy) error {
+	return insert(ctx, t.q, policies, p)
+}
+
+func (t *sqliteTx) CreateToken(ctx context.Context, tr TokenRecord) error {
+	return insert(ctx, t.q, tokens, tr)
+}
+
+func (t *sqliteTx) UpdateProject(ctx context.Context, p apiv1.Project) error {
+	return replace(ctx, t.q, projects, p)
+}
+
+func (t *sqliteTx) UpdateEnvironment(ctx context.Context, e apiv1.Environment) error {
+	return replace(ctx, t.q, environments, e)
+}
+
+func (t *sqliteTx) UpdatePolicy(ctx context.Context, p apiv1.Policy) error {
+	return replace(ctx, t.q, policies, p)
+}
+
+func (t *sqliteTx) UpdateToken(ctx context.Context, tr TokenRecord) error {
+	return replace(ctx, t.q, tokens, tr)
+}
+
+func (t *sqliteTx) DeleteProject(ctx context.Context, id string) error {
+	return remove(ctx, t.q, projects, id)
+}
+
+func (t *sqliteTx) DeleteEnvironment(ctx context.Context, id string) error {
+	return remove(ctx, t.q, environments, id)
+}
+
+func (t *sqliteTx) DeletePolicy(ctx context.Context, id string) error {
+	return remove(ctx, t.q, policies, id)
+}
+
+// get reads the object whose col equals val.
+func get[T any](ctx context.Context, q querier, t table[T], col, val string) (T, error) {
+	var obj T
+	var data []byte
+	found, err := queryOne(ctx, q, "SELECT data FROM "+t.name+" WHERE "+col+" = ?", []any{val}, &data)
+	if err != nil {
+		return obj, fmt.Errorf("store: get %s: %w", t.noun, err)
+	}
+	if !found {
+		if col == "id" {
+			return obj, fmt.Errorf("%s %s: %w", t.noun, val, ErrNotFound)
+		}
+		// Other keys (a token hash) are not repeated in errors.
+		return obj, fmt.Errorf("%s: %w", t.noun, ErrNotFound)
+	}
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return obj, fmt.Errorf("store: decode %s: %w", t.noun, err)
+	}
+	return obj, nil
+}
+
+// list returns one page of objects in id order and the next cursor.
+func list[T any](ctx context.Context, q querier, t table[T], lq ListQuery) ([]T, string, error) {
+	query, args, limit, err := listSQL(t, lq)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list %s: %w", t.name, err)
+	}
+	defer rows.Close()
+	items := make([]T, 0, min(limit, 64))
+	next := ""
+	for rows.Next() {
+		var id string
+		var data sql.RawBytes
+		if err := rows.Scan(&id, &data); err != nil {
+			return nil, "", fmt.Errorf("store: list %s: %w", t.name, err)
+		}
+		if len(items) == limit {
+			// The extra row only proves there is another page, which
+			// starts after the last item returned.
+			next, _, _ = t.row(items[len(items)-1])
+			break
+		}
+		var obj T
+		if err := json.Unmarshal(data, &obj); err != nil {
+			return nil, "", fmt.Errorf("store: decode %s %s: %w", t.noun, id, err)
+		}
+		items = append(items, obj)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("store: list %s: %w", t.name, err)
+	}
+	return items, next, nil
+}
+
+// listSQL builds the query for lq, which fetches one row past the page.
+func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
+	limit := lq.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+
+	var where []string
+	var args []any
+	filter := func(name, col, value string) error {
+		if value == "" {
+			return nil
+		}
+		if col == "" {
+			return fmt.Errorf("%w: %s cannot be filtered by %s", ErrInvalidQuery, t.name, name)
+		}
+		where = append(where, col+" = ?")
+		args = append(args, value)
+		return nil
+	}
+	if lq.Cursor != "" {
+		where = append(where, "id > ?")
+		args = append(args, lq.Cursor)
+	}
+	for _, f := range []struct{ name, col, value string }{
+		{"project_id", t.projectCol, lq.ProjectID},
+		{"state", t.stateCol, lq.State},
+		{"owner", t.ownerCol, lq.Owner},
+	} {
+		if err := filter(f.name, f.col, f.value); err != nil {
+			return "", nil, 0, err
+		}
+	}
+	if !lq.ExpiresBefore.IsZero() {
+		if t.expiresCol == "" {
+			return "", nil, 0, fmt.Errorf("%w: %s cannot be filtered by expiry", ErrInvalidQuery, t.name)
+		}
+		where = append(where, t.expiresCol+" < ?")
+		args = append(args, lq.ExpiresBefore.UnixNano())
+	}
+	if len(lq.Labels) > 0 {
+		if t.labels == "" {
+			return "", nil, 0, fmt.Errorf("%w: %s have no labels", ErrInvalidQuery, t.name)
+		}
+		// Sorted, so that the same filter always has the same SQL text
+		// (and prepared statement).
+		keys := make([]string, 0, len(lq.Labels))
+		for k := range lq.Labels {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			where = append(where, "id IN (SELECT object_id FROM "+t.labels+" WHERE key = ? AND value = ?)")
+			args = append(args, k, lq.Labels[k])
+		}
+	}
+	var b strings.Builder
+	b.WriteString("SELECT id, data FROM ")
+	b.WriteString(t.name)
+	if len(where) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(where, " AND "))
+	}
+	b.WriteString(" ORDER BY id LIMIT ?")
+	args = append(args, limit+1)
+	return b.String(), args, limit, nil
+}
+
+func insert[T any](ctx context.Context, q querier, t table[T], obj T) error {
+	id, vals, labels := t.row(obj)
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("store: encode %s %s: %w", t.noun, id, err)
+	}
+	query := "INSERT INTO " + t.name + " (id, " + strings.Join(t.cols, ", ") + ", data) VALUES (?" +
+		strings.Repeat(", ?", len(t.cols)+1) + ")"
+	args := append(append([]any{id}, vals...), data)
+	if _, err := q.ExecContext(ctx, query, args...); err != nil {
+		return t.writeErr("create", id, obj, err)
+	}
+	return putLabels(ctx, q, t, id, labels)
+}
+
+func replace[T any](ctx context.Context, q querier, t table[T], obj T) error {
+	id, vals, labels := t.row(obj)
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("store: encode %s %s: %w", t.noun, id, err)
+	}
+	query := "UPDATE " + t.name + " SET " + strings.Join(t.cols, " = ?, ") + " = ?, data = ? WHERE id = ?"
+	args := append(append(vals, data), id)
+	res, err := q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return t.writeErr("update", id, obj, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: update %s %s: %w", t.noun, id, err)
+	} else if n == 0 {
+		return fmt.Errorf("%s %s: %w", t.noun, id, ErrNotFound)
+	}
+	if t.labels == "" {
+		return nil
+	}
+	if _, err := q.ExecContext(ctx, "DELETE FROM "+t.labels+" WHERE object_id = ?", id); err != nil {
+		return fmt.Errorf("store: update %s %s labels: %w", t.noun, id, err)
+	}
+	return putLabels(ctx, q, t, id, labels)
+}
+
+func putLabels[T any](ctx context.Context, q querier, t table[T], id string, labels map[string]string) error {
+	if t.labels == "" {
+		return nil
+	}
+	query := "INSERT INTO " + t.labels + " (object_id, key, value) VALUES (?, ?, ?)"
+	for k, v := range labels {
+		if _, err := q.ExecContext(ctx, query, id, k, v); err != nil {
+			return fmt.Errorf("store: %s %s labels: %w", t.noun, id, err)
+		}
+	}
+	return nil
+}
+
+func remove[T any](ctx context.Context, q querier, t table[T], id string) error {
+	res, err := q.ExecContext(ctx, "DELETE FROM "+t.name+" WHERE id = ?", id)
+	if err != nil {
+		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+			return fmt.Errorf("%w: %s %s cannot be deleted: %s", ErrConflict, t.noun, id, t.children)
+		}
+		return fmt.Errorf("store: delete %s %s: %w", t.noun, id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: delete %s %s: %w", t.noun, id, err)
+	} else if n == 0 {
+		return fmt.Errorf("%s %s: %w", t.noun, id, ErrNotFound)
+	}
+	return nil
+}
+
+// writeErr turns a failed INSERT or UPDATE into ErrConflict or ErrNotFound
+// with a message fit for an API user (no SQL), or wraps it.
+func (t table[T]) writeErr(op, id string, obj T, err error) error {
+	switch constraint(err) {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return fmt.Errorf("%w: %s %s already exists", ErrConflict, t.noun, id)
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return fmt.Errorf("%w: %s", ErrConflict, t.unique(obj))
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		// The only foreign keys of a written row point at its project.
+		return fmt.Errorf("%s %s: project does not exist: %w", t.noun, id, ErrNotFound)
+	}
+	return fmt.Errorf("store: %s %s %s: %w", op, t.noun, id, err)
+}

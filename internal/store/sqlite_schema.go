@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// migrations[i] brings the schema from version i to version i+1. Append
+// new versions; never edit one that has shipped.
+//
+// Each object is kept whole as JSON in data; the other columns are copies
+// of its fields that constraints and list filters need. The audit chain is
+// the exception: its columns are the event itself (nothing duplicated), so
+// that altering any stored field breaks the hash.
+var migrations = []string{
+	// Version 1.
+	`
+CREATE TABLE projects (
+	id   TEXT PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	data BLOB NOT NULL
+);
+CREATE TABLE project_labels (
+	object_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	key       TEXT NOT NULL,
+	value     TEXT NOT NULL,
+	PRIMARY KEY (object_id, key)
+) WITHOUT ROWID;
+CREATE INDEX project_labels_by_label ON project_labels(key, value, object_id);
+
+CREATE TABLE environments (
+	id         TEXT PRIMARY KEY,
+	project_id TEXT NOT NULL REFERENCES projects(id),
+	name       TEXT NOT NULL,
+	state      TEXT NOT NULL,
+	expires_at INTEGER, -- Unix nanoseconds; NULL without a TTL
+	data       BLOB NOT NULL,
+	UNIQUE (project_id, name)
+);
+CREATE INDEX environments_by_project ON environments(project_id, id);
+CREATE INDEX environments_by_state ON environments(state, id);
+CREATE INDEX environments_by_expiry ON environments(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE environment_labels (
+	object_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+	key       TEXT NOT NULL,
+	value     TEXT NOT NULL,
+	PRIMARY KEY (object_id, key)
+) WITHOUT ROWID;
+CREATE INDEX environment_labels_by_label ON environment_labels(key, value, object_id);
+
+CREATE TABLE policies (
+	id         TEXT PRIMARY KEY,
+	project_id TEXT NOT NULL REFERENCES projects(id),
+	name       TEXT NOT NULL,
+	owner      TEXT NOT NULL, -- OwnerEnvironmentID, '' for none
+	data       BLOB NOT NULL,
+	UNIQUE (project_id, name)
+);
+CREATE INDEX policies_by_project ON policies(project_id, id);
+CREATE INDEX policies_by_owner ON policies(owner, id) WHERE owner <> '';
+
+CREATE TABLE tokens (
+	id         TEXT PRIMARY KEY,
+	hash       TEXT NOT NULL UNIQUE,
+	project_id TEXT NOT NULL,
+	data       BLOB NOT NULL
+);
+CREATE INDEX tokens_by_project ON tokens(project_id, id);
+
+CREATE TABLE idempotency (
+	scope      TEXT NOT NULL,
+	key        TEXT NOT NULL,
+	expires_at INTEGER NOT NULL, -- Unix nanoseconds
+	data       BLOB NOT NULL,
+	PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_by_expiry ON idempotency(expires_at);
+
+CREATE TABLE audit_events (
+	seq               INTEGER PRIMARY KEY,
+	id                TEXT NOT NULL UNIQUE,
+	time              TEXT NOT NULL, -- fixed-width UTC, so text order is time order
+	request_id        TEXT NOT NULL,
+	actor_token_id    TEXT NOT NULL,
+	actor_name        TEXT NOT NULL,
+	source_ip         TEXT NOT NULL,
+	source_user_agent TEXT NOT NULL,
+	project_id        TEXT NOT NULL,
+	action            TEXT NOT NULL,
+	resource_type     TEXT NOT NULL,
+	resource_id       TEXT NOT NULL,
+	outcome           TEXT NOT NULL,
+	status_code       INTEGER NOT NULL,
+	reason            TEXT NOT NULL,
+	changes           TEXT NOT NULL, -- canonical JSON, 'null' for none
+	prev_hash         TEXT NOT NULL,
+	hash              TEXT NOT NULL
+);
+CREATE INDEX audit_by_project ON audit_events(project_id, seq);
+CREATE INDEX audit_by_action ON audit_events(action, seq);
+CREATE INDEX audit_by_resource ON audit_events(resource_type, resource_id, seq);
+CREATE INDEX audit_by_request ON audit_events(request_id, seq);
+CREATE INDEX audit_by_time ON audit_events(time);
+`,
+}
+
+// migrate applies the missing migrations in one transaction, so a crash
+// mid-way leaves the previous version intact.
+func migrate(ctx context.Context, q querier) (err error) {
+	if _, err := q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = q.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	if _, err := q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	applied_at TEXT NOT NULL
+)`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	var current int
+	if _, err := queryOne(ctx, q, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", nil, &current); err != nil {
+		return fmt.Errorf("store: migrate: read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this build supports (%d)", current, len(migrations))
+	}
+	for v := current; v < len(migrations); v++ {
+		if _, err := q.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("store: migrate to schema version %d: %w", v+1, err)
+		}
+		if _, err := q.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+			v+1, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+			return fmt.Errorf("store: migrate to schema version %d: %w", v+1, err)
+		}
+	}
+	if _, err := q.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("store: migrate: commit: %w", err)
+	}
+	return nil
+}
