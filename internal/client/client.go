@@ -197,16 +197,20 @@ type response struct {
 // is non-nil). Any other answer becomes an *Error.
 func (c *Client) do(ctx context.Context, req request, out any) (*response, error) {
 	var payload []byte
+	var err error
 	if req.body != nil {
-		var err error
 		if payload, err = json.Marshal(req.body); err != nil {
 			return nil, fmt.Errorf("encoding %s %s request: %w", req.method, req.path, err)
 		}
 	}
 
+	// req.path is already escaped (ids go through escape), so an id holding
+	// "/" or "?" stays one path segment.
 	u := *c.base
-	u.Path = c.base.Path + req.path
-	u.RawPath = ""
+	u.RawPath = c.base.EscapedPath() + req.path
+	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
+		return nil, fmt.Errorf("building %s %s request: %w", req.method, req.path, err)
+	}
 	if len(req.query) > 0 {
 		u.RawQuery = req.query.Encode()
 	}
