@@ -1,0 +1,258 @@
+package validators
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
+)
+
+// PolicyPeer checks one peer of a policy rule with apiv1.ValidatePeer:
+// exactly one of cidr and environment_selector, canonical CIDRs, and every
+// except strictly inside its cidr. A peer with an unknown part is checked
+// once it is known.
+func PolicyPeer() validator.Object {
+	return apiObject[apiv1.Peer]{
+		description: "must set exactly one of cidr and environment_selector; cidr and except must be canonical CIDR prefixes, each except strictly inside cidr",
+		convert:     policyrules.PeerFromObject,
+		check:       apiv1.ValidatePeer,
+	}
+}
+
+// PolicyPort checks one port of a policy rule with apiv1.ValidatePort:
+// a known protocol, port and end_port between 1 and 65535, end_port at
+// least port, and no port for icmp.
+func PolicyPort() validator.Object {
+	return apiObject[apiv1.Port]{
+		description: "protocol must be tcp, udp or icmp; port and end_port between 1 and 65535, end_port at least port; icmp takes no port",
+		convert:     policyrules.PortFromObject,
+		check:       apiv1.ValidatePort,
+	}
+}
+
+// apiObject runs an apiv1 rule on a nested object and reports each error on
+// the attribute it names.
+type apiObject[T any] struct {
+	description string
+	convert     func(attr.Value) (T, bool)
+	check       func(field string, v T) []apiv1.FieldError
+}
+
+func (v apiObject[T]) Description(context.Context) string         { return v.description }
+func (v apiObject[T]) MarkdownDescription(context.Context) string { return v.description }
+
+func (v apiObject[T]) ValidateObject(_ context.Context, req validator.ObjectRequest, resp *validator.ObjectResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	obj, ok := v.convert(req.ConfigValue)
+	if !ok {
+		return // an unknown part: checked again once known
+	}
+	for _, fe := range v.check("", obj) {
+		addFieldError(&resp.Diagnostics, req.Path, req.ConfigValue, fe)
+	}
+}
+
+// PolicyTypes checks a policy's policy_types with apiv1.ValidatePolicyTypes:
+// not empty, and only "ingress" and "egress".
+func PolicyTypes() validator.Set { return policyTypes{} }
+
+type policyTypes struct{}
+
+func (policyTypes) Description(context.Context) string {
+	return `must list "ingress", "egress" or both`
+}
+
+func (p policyTypes) MarkdownDescription(ctx context.Context) string { return p.Description(ctx) }
+
+func (policyTypes) ValidateSet(_ context.Context, req validator.SetRequest, resp *validator.SetResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	listed, ok := policyrules.StringsFromSet(req.ConfigValue)
+	if !ok {
+		return
+	}
+	for _, fe := range apiv1.ValidatePolicyTypes("", listed) {
+		addFieldError(&resp.Diagnostics, req.Path, req.ConfigValue, fe)
+	}
+}
+
+// NotEmptySet rejects an empty set where leaving the attribute out means
+// the same thing: the API answers both with an empty list, so allowing
+// both would make Terraform see a change that is not one. hint says what
+// leaving it out means, e.g. "omit ports to allow every port".
+func NotEmptySet(hint string) validator.Set { return notEmpty{hint: hint} }
+
+// NotEmptyMap is NotEmptySet for maps.
+func NotEmptyMap(hint string) validator.Map { return notEmpty{hint: hint} }
+
+type notEmpty struct{ hint string }
+
+func (v notEmpty) Description(context.Context) string {
+	return "must not be empty: " + v.hint
+}
+
+func (v notEmpty) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v notEmpty) ValidateSet(_ context.Context, req validator.SetRequest, resp *validator.SetResponse) {
+	if !req.ConfigValue.IsNull() && !req.ConfigValue.IsUnknown() && len(req.ConfigValue.Elements()) == 0 {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+lastName(req.Path),
+			fmt.Sprintf("%s must not be empty: %s.", HumanPath(req.Path), v.hint))
+	}
+}
+
+func (v notEmpty) ValidateMap(_ context.Context, req validator.MapRequest, resp *validator.MapResponse) {
+	if !req.ConfigValue.IsNull() && !req.ConfigValue.IsUnknown() && len(req.ConfigValue.Elements()) == 0 {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+lastName(req.Path),
+			fmt.Sprintf("%s must not be empty: %s.", HumanPath(req.Path), v.hint))
+	}
+}
+
+// PolicyRulesMatchTypes rejects ingress (egress) rules in a policy whose
+// policy_types does not list ingress (egress): the server would refuse
+// them, because such rules would silently do nothing.
+func PolicyRulesMatchTypes() resource.ConfigValidator { return rulesMatchTypes{} }
+
+type rulesMatchTypes struct{}
+
+func (rulesMatchTypes) Description(context.Context) string {
+	return "ingress and egress rules need their direction in policy_types"
+}
+
+func (r rulesMatchTypes) MarkdownDescription(ctx context.Context) string { return r.Description(ctx) }
+
+func (rulesMatchTypes) ValidateResource(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var typesSet types.Set
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("policy_types"), &typesSet)...)
+	listed, ok := policyrules.StringsFromSet(typesSet)
+	if resp.Diagnostics.HasError() || !ok {
+		return
+	}
+	for _, dir := range []policyrules.Direction{policyrules.Ingress, policyrules.Egress} {
+		var rules types.Set
+		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(dir.Name), &rules)...)
+		if rules.IsNull() || slices.Contains(listed, dir.Name) {
+			continue
+		}
+		resp.Diagnostics.AddAttributeError(path.Root(dir.Name), "Invalid "+dir.Name,
+			fmt.Sprintf("%s rules take effect only when policy_types contains %q: add it to policy_types or remove the %s rules.", dir.Name, dir.Name, dir.Name))
+	}
+}
+
+// addFieldError reports an apiv1 FieldError on the Terraform attribute it
+// names. The error's field is a JSON path relative to value, which sits at
+// base; a list index in it is an index into a set's elements in the order
+// policyrules read them, so it resolves to that element.
+func addFieldError(diags *diag.Diagnostics, base path.Path, value attr.Value, fe apiv1.FieldError) {
+	p, v := resolveField(base, value, fe.Field)
+	detail := HumanPath(p) + " " + fe.Message
+	switch v := v.(type) {
+	case types.String:
+		detail += fmt.Sprintf(", got %q", v.ValueString())
+	case types.Int64:
+		detail += fmt.Sprintf(", got %d", v.ValueInt64())
+	}
+	diags.AddAttributeError(p, "Invalid "+lastName(p), detail+".")
+}
+
+// resolveField walks field ("ingress[0].from[1].cidr", `labels["k"]`)
+// from base and value, returning the attribute path and value it names.
+// It stops where the field no longer matches the value.
+func resolveField(base path.Path, value attr.Value, field string) (path.Path, attr.Value) {
+	for field != "" {
+		field = strings.TrimPrefix(field, ".")
+		if !strings.HasPrefix(field, "[") {
+			end := strings.IndexAny(field, ".[")
+			if end < 0 {
+				end = len(field)
+			}
+			name := field[:end]
+			obj, ok := value.(types.Object)
+			if !ok {
+				return base, value
+			}
+			base, value, field = base.AtName(name), obj.Attributes()[name], field[end:]
+			continue
+		}
+		end := strings.Index(field, "]")
+		if end < 0 {
+			return base, value
+		}
+		sub := field[1:end]
+		field = field[end+1:]
+		if key, err := strconv.Unquote(sub); err == nil {
+			m, ok := value.(types.Map)
+			if !ok {
+				return base, value
+			}
+			base, value = base.AtMapKey(key), m.Elements()[key]
+			continue
+		}
+		i, err := strconv.Atoi(sub)
+		if err != nil {
+			return base, value
+		}
+		switch c := value.(type) {
+		case types.Set:
+			if i >= len(c.Elements()) {
+				return base, value
+			}
+			value = c.Elements()[i]
+			base = base.AtSetValue(value)
+		case types.List:
+			if i >= len(c.Elements()) {
+				return base, value
+			}
+			base, value = base.AtListIndex(i), c.Elements()[i]
+		default:
+			return base, value
+		}
+	}
+	return base, value
+}
+
+// lastName is the last attribute name in p ("cidr" in ingress.from.cidr).
+func lastName(p path.Path) string {
+	steps := p.Steps()
+	for i := len(steps) - 1; i >= 0; i-- {
+		if name, ok := steps[i].(path.PathStepAttributeName); ok {
+			return string(name)
+		}
+	}
+	return "value"
+}
+
+// HumanPath writes an attribute path the way a user reads their HCL:
+// attribute names joined by dots, map keys and list indexes in brackets,
+// and set elements (which have no index) left out, as in
+// "ingress.from.cidr".
+func HumanPath(p path.Path) string {
+	var b strings.Builder
+	for _, step := range p.Steps() {
+		switch s := step.(type) {
+		case path.PathStepAttributeName:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(string(s))
+		case path.PathStepElementKeyString:
+			fmt.Fprintf(&b, "[%q]", string(s))
+		case path.PathStepElementKeyInt:
+			fmt.Fprintf(&b, "[%d]", int64(s))
+		}
+	}
+	return b.String()
+}
