@@ -1,0 +1,1071 @@
+// Package storetest is the conformance suite every store.Store
+// implementation must pass: the SQLite store runs it in its tests, and a
+// PostgreSQL store would run the same suite.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// Opener returns a new, empty store; the suite closes it.
+type Opener func(t *testing.T) store.Store
+
+// Reopener closes s and opens the same data again, as a restart would.
+type Reopener func(t *testing.T, s store.Store) store.Store
+
+// Option configures Run.
+type Option func(*suite)
+
+// WithReopen enables the durability tests, which need to reopen a store.
+func WithReopen(reopen Reopener) Option {
+	return func(s *suite) { s.reopen = reopen }
+}
+
+type suite struct {
+	open   Opener
+	reopen Reopener
+}
+
+// Run runs the suite, each test on a store of its own.
+func Run(t *testing.T, open Opener, opts ...Option) {
+	s := &suite{open: open}
+	for _, o := range opts {
+		o(s)
+	}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, st store.Store)
+	}{
+		{"ProjectsCreateGetUpdateDelete", testProjectCRUD},
+		{"EnvironmentsCreateGetUpdateDelete", testEnvironmentCRUD},
+		{"PoliciesCreateGetUpdateDelete", testPolicyCRUD},
+		{"TokensCreateGetUpdate", testTokenCRUD},
+		{"DuplicateNamesAndIDsConflict", testUniqueness},
+		{"ProjectWithChildrenRefusesDeletion", testProjectDeletionGuard},
+		{"ChildOfMissingProjectIsNotFound", testMissingProject},
+		{"FailedUpdateKeepsNothing", testRollback},
+		{"PanickingUpdateKeepsNothingAndStoreStaysUsable", testPanic},
+		{"CancelledContextRunsNothing", testCancelledContext},
+		{"TransactionReadsItsOwnWritesOthersDoNot", testIsolation},
+		{"ListsPageThroughEveryFilter", testPagination},
+		{"ListLimitsAreClamped", testListLimits},
+		{"UnsupportedFiltersAreInvalidQueries", testInvalidFilters},
+		{"CountEnvironmentsByState", testCountEnvironments},
+		{"IdempotencyRecordsPutGetExpirePurge", testIdempotency},
+		{"AuditAppendsChainLinks", testAuditChain},
+		{"AuditListFilters", testAuditFilters},
+		{"ConcurrentUpdatesApplyExactlyOnce", testConcurrentUpdates},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := s.open(t)
+			t.Cleanup(func() { st.Close() })
+			tc.fn(t, st)
+		})
+	}
+	t.Run("ReopenKeepsEverythingCommitted", func(t *testing.T) {
+		if s.reopen == nil {
+			t.Fatal("storetest.Run needs WithReopen to check durability across Close and Open")
+		}
+		testReopen(t, s.open, s.reopen)
+	})
+}
+
+var ctx = context.Background()
+
+// newID makes a time-sortable id like the server's.
+func newID(prefix string) string {
+	return prefix + "_" + uuid.Must(uuid.NewV7()).String()
+}
+
+// now is truncated to microseconds so that comparisons do not depend on
+// the precision a store keeps beyond that.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func update(t *testing.T, st store.Store, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := st.Update(ctx, fn); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want %v", err, target)
+	}
+}
+
+func diff(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("%s mismatch (-want +got):\n%s", what, d)
+	}
+}
+
+func project(name string) apiv1.Project {
+	ts := now()
+	return apiv1.Project{ID: newID("prj"), Name: name, Description: "d", Labels: map[string]string{"team": "core"},
+		Generation: 1, CreatedAt: ts, UpdatedAt: ts, ETag: `"1"`}
+}
+
+func environment(projectID, name string, labels map[string]string, state string) apiv1.Environment {
+	ts := now()
+	return apiv1.Environment{
+		ID: newID("env"), ProjectID: projectID, Name: name, Labels: labels,
+		Resources: apiv1.Resources{CPUMillis: apiv1.DefaultCPUMillis, MemoryMB: apiv1.DefaultMemoryMB, DiskGB: apiv1.DefaultDiskGB},
+		State:     state, Generation: 1, CreatedAt: ts, UpdatedAt: ts, ETag: `"1"`,
+		Enforcement: apiv1.Enforcement{Driver: "simulate", Generation: 1},
+	}
+}
+
+func policy(projectID, name, owner string) apiv1.Policy {
+	ts := now()
+	port := 443
+	return apiv1.Policy{
+		ID: newID("pol"), ProjectID: projectID, OwnerEnvironmentID: owner,
+		PolicySpec: apiv1.PolicySpec{
+			Name: name, EnvironmentSelector: apiv1.Selector{MatchLabels: map[string]string{"tier": "web"}},
+			PolicyTypes: []string{apiv1.Ingress},
+			Ingress:     []apiv1.IngressRule{{From: []apiv1.Peer{{CIDR: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}, Ports: []apiv1.Port{{Protocol: "tcp", Port: &port}}}},
+		},
+		Generation: 1, CreatedAt: ts, UpdatedAt: ts, ETag: `"1"`,
+	}
+}
+
+func token(name, projectID string) store.TokenRecord {
+	id := newID("tok")
+	return store.TokenRecord{
+		Token: apiv1.Token{ID: id, Name: name, Role: apiv1.RoleEditor, ProjectID: projectID, CreatedAt: now(), ETag: `"1"`},
+		Hash:  fmt.Sprintf("%x", sha256.Sum256([]byte(id))),
+	}
+}
+
+// mustProject creates a project and returns it.
+func mustProject(t *testing.T, st store.Store, name string) apiv1.Project {
+	t.Helper()
+	p := project(name)
+	update(t, st, func(tx store.Tx) error { return tx.CreateProject(ctx, p) })
+	return p
+}
+
+// crud checks the life of one object kind: create, read back (inside the
+// transaction and after it), replace, and delete (when del is set).
+type crud[T any] struct {
+	obj    T
+	id     string
+	change func(T) T
+	create func(store.Tx, T) error
+	update func(store.Tx, T) error
+	del    func(store.Tx, string) error
+	get    func(store.Reader, string) (T, error)
+}
+
+func (c crud[T]) run(t *testing.T, st store.Store) {
+	t.Helper()
+	_, err := c.get(st, c.id)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return c.update(tx, c.obj) }), store.ErrNotFound)
+
+	update(t, st, func(tx store.Tx) error {
+		if err := c.create(tx, c.obj); err != nil {
+			return err
+		}
+		got, err := c.get(tx, c.id)
+		if err != nil {
+			return err
+		}
+		diff(t, "read inside the creating transaction", got, c.obj)
+		return nil
+	})
+	got, err := c.get(st, c.id)
+	if err != nil {
+		t.Fatalf("get after create: %v", err)
+	}
+	diff(t, "read after create", got, c.obj)
+
+	changed := c.change(c.obj)
+	update(t, st, func(tx store.Tx) error { return c.update(tx, changed) })
+	got, err = c.get(st, c.id)
+	if err != nil {
+		t.Fatalf("get after update: %v", err)
+	}
+	diff(t, "read after update", got, changed)
+
+	if c.del == nil {
+		return
+	}
+	update(t, st, func(tx store.Tx) error { return c.del(tx, c.id) })
+	_, err = c.get(st, c.id)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return c.del(tx, c.id) }), store.ErrNotFound)
+}
+
+func testProjectCRUD(t *testing.T, st store.Store) {
+	p := project("alpha")
+	crud[apiv1.Project]{
+		obj: p, id: p.ID,
+		change: func(p apiv1.Project) apiv1.Project {
+			p.Name, p.Description, p.Labels, p.Generation, p.ETag = "beta", "changed", map[string]string{"x": "y"}, 2, `"2"`
+			return p
+		},
+		create: func(tx store.Tx, p apiv1.Project) error { return tx.CreateProject(ctx, p) },
+		update: func(tx store.Tx, p apiv1.Project) error { return tx.UpdateProject(ctx, p) },
+		del:    func(tx store.Tx, id string) error { return tx.DeleteProject(ctx, id) },
+		get:    func(r store.Reader, id string) (apiv1.Project, error) { return r.GetProject(ctx, id) },
+	}.run(t, st)
+}
+
+func testEnvironmentCRUD(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	e := environment(p.ID, "web", map[string]string{"tier": "web", "empty": ""}, apiv1.StatePending)
+	ttl := int64(3600)
+	crud[apiv1.Environment]{
+		obj: e, id: e.ID,
+		change: func(e apiv1.Environment) apiv1.Environment {
+			exp := now().Add(time.Hour)
+			e.Name, e.State, e.StateMessage, e.Labels = "web2", apiv1.StateReady, "ok", nil
+			e.TTLSeconds, e.ExpiresAt, e.Generation = &ttl, &exp, 2
+			e.Enforcement = apiv1.Enforcement{Driver: "simulate", Generation: 2, ObservedGeneration: 2, Enforced: true, Address: "198.18.0.2"}
+			return e
+		},
+		create: func(tx store.Tx, e apiv1.Environment) error { return tx.CreateEnvironment(ctx, e) },
+		update: func(tx store.Tx, e apiv1.Environment) error { return tx.UpdateEnvironment(ctx, e) },
+		del:    func(tx store.Tx, id string) error { return tx.DeleteEnvironment(ctx, id) },
+		get:    func(r store.Reader, id string) (apiv1.Environment, error) { return r.GetEnvironment(ctx, id) },
+	}.run(t, st)
+}
+
+func testPolicyCRUD(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	pol := policy(p.ID, "allow-web", "")
+	crud[apiv1.Policy]{
+		obj: pol, id: pol.ID,
+		change: func(p apiv1.Policy) apiv1.Policy {
+			p.PolicyTypes = []string{apiv1.Ingress, apiv1.Egress}
+			p.Egress = []apiv1.EgressRule{{To: []apiv1.Peer{{EnvironmentSelector: &apiv1.Selector{MatchLabels: map[string]string{"tier": "db"}}}}}}
+			p.Generation, p.ETag = 2, `"2"`
+			return p
+		},
+		create: func(tx store.Tx, p apiv1.Policy) error { return tx.CreatePolicy(ctx, p) },
+		update: func(tx store.Tx, p apiv1.Policy) error { return tx.UpdatePolicy(ctx, p) },
+		del:    func(tx store.Tx, id string) error { return tx.DeletePolicy(ctx, id) },
+		get:    func(r store.Reader, id string) (apiv1.Policy, error) { return r.GetPolicy(ctx, id) },
+	}.run(t, st)
+}
+
+func testTokenCRUD(t *testing.T, st store.Store) {
+	tok := token("ci", "")
+	crud[store.TokenRecord]{
+		obj: tok, id: tok.ID,
+		change: func(tr store.TokenRecord) store.TokenRecord {
+			revoked := now()
+			tr.RevokedAt = &revoked
+			return tr
+		},
+		create: func(tx store.Tx, tr store.TokenRecord) error { return tx.CreateToken(ctx, tr) },
+		update: func(tx store.Tx, tr store.TokenRecord) error { return tx.UpdateToken(ctx, tr) },
+		get:    func(r store.Reader, id string) (store.TokenRecord, error) { return r.GetToken(ctx, id) },
+	}.run(t, st)
+
+	got, err := st.GetTokenByHash(ctx, tok.Hash)
+	if err != nil {
+		t.Fatalf("GetTokenByHash: %v", err)
+	}
+	if got.ID != tok.ID || got.RevokedAt == nil {
+		t.Fatalf("GetTokenByHash = %+v, want token %s, revoked", got, tok.ID)
+	}
+	_, err = st.GetTokenByHash(ctx, fmt.Sprintf("%064d", 0))
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testUniqueness(t *testing.T, st store.Store) {
+	a := mustProject(t, st, "alpha")
+	b := mustProject(t, st, "beta")
+	env := environment(a.ID, "web", nil, apiv1.StatePending)
+	pol := policy(a.ID, "allow", "")
+	tok := token("ci", "")
+	update(t, st, func(tx store.Tx) error {
+		return errors.Join(tx.CreateEnvironment(ctx, env), tx.CreatePolicy(ctx, pol), tx.CreateToken(ctx, tok))
+	})
+
+	renamed := a
+	renamed.Name = "beta"
+	dupTok := token("other", "")
+	dupTok.Hash = tok.Hash
+	dupEnvID := environment(a.ID, "other", nil, apiv1.StatePending)
+	dupEnvID.ID = env.ID
+	for name, fn := range map[string]func(tx store.Tx) error{
+		"project name":                 func(tx store.Tx) error { return tx.CreateProject(ctx, project("alpha")) },
+		"project renamed onto another": func(tx store.Tx) error { return tx.UpdateProject(ctx, renamed) },
+		"project id":                   func(tx store.Tx) error { p := project("gamma"); p.ID = a.ID; return tx.CreateProject(ctx, p) },
+		"environment name in project": func(tx store.Tx) error {
+			return tx.CreateEnvironment(ctx, environment(a.ID, "web", nil, apiv1.StatePending))
+		},
+		"environment id":         func(tx store.Tx) error { return tx.CreateEnvironment(ctx, dupEnvID) },
+		"policy name in project": func(tx store.Tx) error { return tx.CreatePolicy(ctx, policy(a.ID, "allow", "")) },
+		"token hash":             func(tx store.Tx) error { return tx.CreateToken(ctx, dupTok) },
+	} {
+		err := st.Update(ctx, fn)
+		if !errors.Is(err, store.ErrConflict) {
+			t.Errorf("duplicate %s: error = %v, want ErrConflict", name, err)
+		}
+	}
+	// Names are unique within a project only.
+	update(t, st, func(tx store.Tx) error {
+		return errors.Join(
+			tx.CreateEnvironment(ctx, environment(b.ID, "web", nil, apiv1.StatePending)),
+			tx.CreatePolicy(ctx, policy(b.ID, "allow", "")),
+		)
+	})
+	// Renaming into a taken name conflicts; renaming to a free one works.
+	other := environment(a.ID, "db", nil, apiv1.StatePending)
+	update(t, st, func(tx store.Tx) error { return tx.CreateEnvironment(ctx, other) })
+	other.Name = "web"
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return tx.UpdateEnvironment(ctx, other) }), store.ErrConflict)
+	other.Name = "cache"
+	update(t, st, func(tx store.Tx) error { return tx.UpdateEnvironment(ctx, other) })
+}
+
+func testProjectDeletionGuard(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	env := environment(p.ID, "web", nil, apiv1.StatePending)
+	pol := policy(p.ID, "allow", "")
+	update(t, st, func(tx store.Tx) error { return tx.CreateEnvironment(ctx, env) })
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return tx.DeleteProject(ctx, p.ID) }), store.ErrConflict)
+	update(t, st, func(tx store.Tx) error {
+		return errors.Join(tx.DeleteEnvironment(ctx, env.ID), tx.CreatePolicy(ctx, pol))
+	})
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return tx.DeleteProject(ctx, p.ID) }), store.ErrConflict)
+	update(t, st, func(tx store.Tx) error {
+		return errors.Join(tx.DeletePolicy(ctx, pol.ID), tx.DeleteProject(ctx, p.ID))
+	})
+	_, err := st.GetProject(ctx, p.ID)
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testMissingProject(t *testing.T, st store.Store) {
+	missing := newID("prj")
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error {
+		return tx.CreateEnvironment(ctx, environment(missing, "web", nil, apiv1.StatePending))
+	}), store.ErrNotFound)
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error {
+		return tx.CreatePolicy(ctx, policy(missing, "allow", ""))
+	}), store.ErrNotFound)
+}
+
+// snapshot is everything a test can see in a store, for "nothing changed"
+// assertions.
+type snapshot struct {
+	Projects []apiv1.Project
+	Envs     []apiv1.Environment
+	Policies []apiv1.Policy
+	Tokens   []store.TokenRecord
+	Audit    []apiv1.AuditEvent
+}
+
+func take(t *testing.T, r store.Reader) snapshot {
+	t.Helper()
+	var s snapshot
+	var err error
+	q := store.ListQuery{Limit: store.MaxLimit}
+	s.Projects, _, err = r.ListProjects(ctx, q)
+	if err == nil {
+		s.Envs, _, err = r.ListEnvironments(ctx, q)
+	}
+	if err == nil {
+		s.Policies, _, err = r.ListPolicies(ctx, q)
+	}
+	if err == nil {
+		s.Tokens, _, err = r.ListTokens(ctx, q)
+	}
+	if err == nil {
+		s.Audit, _, err = r.ListAudit(ctx, store.AuditQuery{Limit: store.MaxLimit})
+	}
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	return s
+}
+
+// everyWrite does one of each kind of write, for rollback tests.
+func everyWrite(tx store.Tx, p apiv1.Project) error {
+	return errors.Join(
+		tx.CreateProject(ctx, project("new")),
+		tx.CreateEnvironment(ctx, environment(p.ID, "web", nil, apiv1.StatePending)),
+		tx.CreatePolicy(ctx, policy(p.ID, "allow", "")),
+		tx.CreateToken(ctx, token("t", p.ID)),
+		tx.UpdateProject(ctx, func() apiv1.Project { p.Description = "changed"; return p }()),
+		tx.PutIdempotency(ctx, store.IdempotencyRecord{Scope: "s", Key: "k", ExpiresAt: time.Now().Add(time.Hour)}),
+		func() error { _, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "x.create"}); return err }(),
+	)
+}
+
+func testRollback(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	update(t, st, func(tx store.Tx) error { _, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "seed"}); return err })
+	before := take(t, st)
+
+	boom := errors.New("boom")
+	err := st.Update(ctx, func(tx store.Tx) error {
+		if err := everyWrite(tx, p); err != nil {
+			return err
+		}
+		return boom
+	})
+	wantErr(t, err, boom)
+	diff(t, "store after a failed Update", take(t, st), before)
+	_, err = st.GetIdempotency(ctx, "s", "k")
+	wantErr(t, err, store.ErrNotFound)
+
+	// A conflict half-way through also undoes what came before it.
+	err = st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.CreateEnvironment(ctx, environment(p.ID, "first", nil, apiv1.StatePending)); err != nil {
+			return err
+		}
+		return tx.CreateProject(ctx, project("alpha"))
+	})
+	wantErr(t, err, store.ErrConflict)
+	diff(t, "store after a conflicting Update", take(t, st), before)
+
+	// The next link of the chain follows the last committed one.
+	update(t, st, func(tx store.Tx) error {
+		ev, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "after"})
+		if err == nil && (ev.Seq != 2 || ev.PrevHash != before.Audit[0].Hash) {
+			t.Errorf("event after rollback: seq %d prev %s, want seq 2 prev %s", ev.Seq, ev.PrevHash, before.Audit[0].Hash)
+		}
+		return err
+	})
+}
+
+func testPanic(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	before := take(t, st)
+	func() {
+		defer func() {
+			if v := recover(); v != "kaboom" {
+				t.Errorf("recovered %v, want the panic of fn re-raised", v)
+			}
+		}()
+		_ = st.Update(ctx, func(tx store.Tx) error {
+			if err := everyWrite(tx, p); err != nil {
+				return err
+			}
+			panic("kaboom")
+		})
+	}()
+	diff(t, "store after a panicking Update", take(t, st), before)
+	update(t, st, func(tx store.Tx) error { return tx.CreateProject(ctx, project("beta")) })
+}
+
+func testCancelledContext(t *testing.T, st store.Store) {
+	c, cancel := context.WithCancel(ctx)
+	cancel()
+	ran := false
+	err := st.Update(c, func(tx store.Tx) error { ran = true; return nil })
+	wantErr(t, err, context.Canceled)
+	if ran {
+		t.Fatal("Update ran fn with a cancelled context")
+	}
+}
+
+func testIsolation(t *testing.T, st store.Store) {
+	p := project("alpha")
+	update(t, st, func(tx store.Tx) error {
+		if err := tx.CreateProject(ctx, p); err != nil {
+			return err
+		}
+		if _, err := tx.GetProject(ctx, p.ID); err != nil {
+			t.Errorf("transaction does not see its own write: %v", err)
+		}
+		if _, err := st.GetProject(ctx, p.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("read outside the transaction saw an uncommitted project: %v", err)
+		}
+		return nil
+	})
+	if _, err := st.GetProject(ctx, p.ID); err != nil {
+		t.Fatalf("committed project not visible: %v", err)
+	}
+}
+
+// fixture is a store filled for list tests, with the expected contents.
+type fixture struct {
+	projects []apiv1.Project
+	envs     []apiv1.Environment
+	policies []apiv1.Policy
+	tokens   []store.TokenRecord
+}
+
+func fill(t *testing.T, st store.Store) fixture {
+	var f fixture
+	for i := range 3 {
+		p := project(fmt.Sprintf("p%d", i))
+		p.Labels = map[string]string{"team": []string{"payments", "search"}[i%2]}
+		f.projects = append(f.projects, p)
+	}
+	teams, tiers := []string{"payments", "search", "infra"}, []string{"dev", "prod"}
+	for i := range 37 {
+		p := f.projects[i%2]
+		e := environment(p.ID, fmt.Sprintf("env%d", i), map[string]string{"team": teams[i%3], "tier": tiers[i%2]}, apiv1.States[i%4])
+		if i%5 == 0 {
+			exp := now().Add(time.Duration(i) * time.Minute)
+			e.ExpiresAt = &exp
+		}
+		if i%7 == 0 {
+			e.Labels = nil
+		}
+		f.envs = append(f.envs, e)
+	}
+	for i := range 9 {
+		owner := ""
+		if i%3 == 0 {
+			owner = f.envs[i].ID
+		}
+		f.policies = append(f.policies, policy(f.projects[i%2].ID, fmt.Sprintf("pol%d", i), owner))
+	}
+	for i := range 8 {
+		f.tokens = append(f.tokens, token(fmt.Sprintf("t%d", i), []string{"", f.projects[0].ID}[i%2]))
+	}
+	update(t, st, func(tx store.Tx) error {
+		var errs []error
+		for _, p := range f.projects {
+			errs = append(errs, tx.CreateProject(ctx, p))
+		}
+		for _, e := range f.envs {
+			errs = append(errs, tx.CreateEnvironment(ctx, e))
+		}
+		for _, p := range f.policies {
+			errs = append(errs, tx.CreatePolicy(ctx, p))
+		}
+		for _, tr := range f.tokens {
+			errs = append(errs, tx.CreateToken(ctx, tr))
+		}
+		return errors.Join(errs...)
+	})
+	return f
+}
+
+// pageAll lists with limit and follows cursors to the end, checking that
+// every page but the last is full.
+func pageAll[T any](t *testing.T, list func(store.ListQuery) ([]T, string, error), q store.ListQuery) []T {
+	t.Helper()
+	var all []T
+	for pages := 0; ; pages++ {
+		if pages > 1000 {
+			t.Fatal("pagination does not end")
+		}
+		items, next, err := list(q)
+		if err != nil {
+			t.Fatalf("list %+v: %v", q, err)
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all
+		}
+		if len(items) != q.Limit {
+			t.Fatalf("page of %d items with a next cursor, want %d", len(items), q.Limit)
+		}
+		q.Cursor = next
+	}
+}
+
+// checkList compares paging through list with the expected objects that
+// keep selects, in id order, at several page sizes.
+func checkList[T any](t *testing.T, name string, list func(store.ListQuery) ([]T, string, error), id func(T) string,
+	all []T, q store.ListQuery, keep func(T) bool) {
+	t.Helper()
+	var want []T
+	for _, o := range all {
+		if keep(o) {
+			want = append(want, o)
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return id(want[i]) < id(want[j]) })
+	for _, limit := range []int{1, 4, 100} {
+		q.Limit = limit
+		got := pageAll(t, list, q)
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("%s, limit %d (-want +got):\n%s", name, limit, d)
+		}
+	}
+	if len(want) > 2 {
+		// A cursor in the middle starts right after it.
+		q.Limit, q.Cursor = 100, id(want[1])
+		got := pageAll(t, list, q)
+		if d := cmp.Diff(want[2:], got); d != "" {
+			t.Fatalf("%s, from cursor (-want +got):\n%s", name, d)
+		}
+	}
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func testPagination(t *testing.T, st store.Store) {
+	f := fill(t, st)
+	p0, p1 := f.projects[0].ID, f.projects[1].ID
+
+	listEnvs := func(q store.ListQuery) ([]apiv1.Environment, string, error) { return st.ListEnvironments(ctx, q) }
+	envID := func(e apiv1.Environment) string { return e.ID }
+	deadline := now().Add(16 * time.Minute)
+	for _, tc := range []struct {
+		name string
+		q    store.ListQuery
+		keep func(apiv1.Environment) bool
+	}{
+		{"all", store.ListQuery{}, func(apiv1.Environment) bool { return true }},
+		{"project", store.ListQuery{ProjectID: p1}, func(e apiv1.Environment) bool { return e.ProjectID == p1 }},
+		{"state", store.ListQuery{State: apiv1.StateReady}, func(e apiv1.Environment) bool { return e.State == apiv1.StateReady }},
+		{"one label", store.ListQuery{Labels: map[string]string{"team": "payments"}},
+			func(e apiv1.Environment) bool { return e.Labels["team"] == "payments" }},
+		{"two labels", store.ListQuery{Labels: map[string]string{"team": "search", "tier": "prod"}},
+			func(e apiv1.Environment) bool {
+				return hasLabels(e.Labels, map[string]string{"team": "search", "tier": "prod"})
+			}},
+		{"label nobody has", store.ListQuery{Labels: map[string]string{"team": "nobody"}}, func(apiv1.Environment) bool { return false }},
+		{"project, state and label", store.ListQuery{ProjectID: p0, State: apiv1.StatePending, Labels: map[string]string{"tier": "dev"}},
+			func(e apiv1.Environment) bool {
+				return e.ProjectID == p0 && e.State == apiv1.StatePending && e.Labels["tier"] == "dev"
+			}},
+		{"expires before", store.ListQuery{ExpiresBefore: deadline},
+			func(e apiv1.Environment) bool { return e.ExpiresAt != nil && e.ExpiresAt.Before(deadline) }},
+	} {
+		checkList(t, "environments "+tc.name, listEnvs, envID, f.envs, tc.q, tc.keep)
+	}
+
+	listProjects := func(q store.ListQuery) ([]apiv1.Project, string, error) { return st.ListProjects(ctx, q) }
+	projectID := func(p apiv1.Project) string { return p.ID }
+	checkList(t, "projects", listProjects, projectID, f.projects, store.ListQuery{}, func(apiv1.Project) bool { return true })
+	checkList(t, "projects by label", listProjects, projectID, f.projects, store.ListQuery{Labels: map[string]string{"team": "search"}},
+		func(p apiv1.Project) bool { return p.Labels["team"] == "search" })
+	checkList(t, "projects by project", listProjects, projectID, f.projects, store.ListQuery{ProjectID: p1},
+		func(p apiv1.Project) bool { return p.ID == p1 })
+
+	listPolicies := func(q store.ListQuery) ([]apiv1.Policy, string, error) { return st.ListPolicies(ctx, q) }
+	policyID := func(p apiv1.Policy) string { return p.ID }
+	checkList(t, "policies by project", listPolicies, policyID, f.policies, store.ListQuery{ProjectID: p0},
+		func(p apiv1.Policy) bool { return p.ProjectID == p0 })
+	owner := f.envs[3].ID
+	checkList(t, "policies by owner", listPolicies, policyID, f.policies, store.ListQuery{Owner: owner},
+		func(p apiv1.Policy) bool { return p.OwnerEnvironmentID == owner })
+
+	listTokens := func(q store.ListQuery) ([]store.TokenRecord, string, error) { return st.ListTokens(ctx, q) }
+	tokenID := func(tr store.TokenRecord) string { return tr.ID }
+	checkList(t, "tokens", listTokens, tokenID, f.tokens, store.ListQuery{}, func(store.TokenRecord) bool { return true })
+	checkList(t, "tokens by project", listTokens, tokenID, f.tokens, store.ListQuery{ProjectID: p0},
+		func(tr store.TokenRecord) bool { return tr.ProjectID == p0 })
+
+	// Labels changed by an update are what the filter sees.
+	e := f.envs[1]
+	e.Labels = map[string]string{"team": "moved"}
+	update(t, st, func(tx store.Tx) error { return tx.UpdateEnvironment(ctx, e) })
+	got, _, err := st.ListEnvironments(ctx, store.ListQuery{Labels: map[string]string{"team": "moved"}})
+	if err != nil || len(got) != 1 || got[0].ID != e.ID {
+		t.Fatalf("list by a label set by update = %v, %v; want only %s", got, err, e.ID)
+	}
+	got, _, err = st.ListEnvironments(ctx, store.ListQuery{Labels: map[string]string{"tier": "prod"}})
+	if err != nil || slices.ContainsFunc(got, func(x apiv1.Environment) bool { return x.ID == e.ID }) {
+		t.Fatalf("list by a label removed by update still finds %s (err %v)", e.ID, err)
+	}
+}
+
+func testListLimits(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	n := store.MaxLimit + 1
+	update(t, st, func(tx store.Tx) error {
+		for i := range n {
+			if err := tx.CreateEnvironment(ctx, environment(p.ID, fmt.Sprintf("e%d", i), nil, apiv1.StatePending)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, tc := range []struct{ limit, want int }{{0, store.DefaultLimit}, {-5, store.DefaultLimit}, {store.MaxLimit + 500, store.MaxLimit}} {
+		got, next, err := st.ListEnvironments(ctx, store.ListQuery{Limit: tc.limit})
+		if err != nil || len(got) != tc.want || next == "" {
+			t.Fatalf("limit %d: %d items, next %q, err %v; want %d items and a next cursor", tc.limit, len(got), next, err, tc.want)
+		}
+	}
+	got, next, err := st.ListEnvironments(ctx, store.ListQuery{Limit: n})
+	if err != nil || len(got) != store.MaxLimit || next != got[len(got)-1].ID {
+		t.Fatalf("limit above max: %d items, next %q, err %v", len(got), next, err)
+	}
+	rest, next, err := st.ListEnvironments(ctx, store.ListQuery{Cursor: next})
+	if err != nil || len(rest) != 1 || next != "" {
+		t.Fatalf("last page: %d items, next %q, err %v; want 1 item, no cursor", len(rest), next, err)
+	}
+}
+
+func testInvalidFilters(t *testing.T, st store.Store) {
+	for name, call := range map[string]func() error{
+		"projects by state":     func() error { _, _, err := st.ListProjects(ctx, store.ListQuery{State: "ready"}); return err },
+		"projects by owner":     func() error { _, _, err := st.ListProjects(ctx, store.ListQuery{Owner: "x"}); return err },
+		"environments by owner": func() error { _, _, err := st.ListEnvironments(ctx, store.ListQuery{Owner: "x"}); return err },
+		"policies by label": func() error {
+			_, _, err := st.ListPolicies(ctx, store.ListQuery{Labels: map[string]string{"a": "b"}})
+			return err
+		},
+		"policies by state": func() error { _, _, err := st.ListPolicies(ctx, store.ListQuery{State: "ready"}); return err },
+		"tokens by label": func() error {
+			_, _, err := st.ListTokens(ctx, store.ListQuery{Labels: map[string]string{"a": "b"}})
+			return err
+		},
+		"projects by expiry": func() error { _, _, err := st.ListProjects(ctx, store.ListQuery{ExpiresBefore: now()}); return err },
+	} {
+		if err := call(); !errors.Is(err, store.ErrInvalidQuery) {
+			t.Errorf("%s: error = %v, want ErrInvalidQuery", name, err)
+		}
+	}
+}
+
+func testCountEnvironments(t *testing.T, st store.Store) {
+	f := fill(t, st)
+	want := map[string]int{}
+	for _, s := range apiv1.States {
+		want[s] = 0
+	}
+	for _, e := range f.envs {
+		want[e.State]++
+	}
+	got, err := st.CountEnvironments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "environment counts", got, want)
+}
+
+func testIdempotency(t *testing.T, st store.Store) {
+	_, err := st.GetIdempotency(ctx, "tok_a", "key-1")
+	wantErr(t, err, store.ErrNotFound)
+
+	ts := now()
+	rec := store.IdempotencyRecord{
+		Scope: "tok_a", Key: "key-1", Method: "POST", Path: "/v1/environments", BodyHash: fmt.Sprintf("%064d", 7),
+		StatusCode: 202, Header: map[string]string{"Location": "/v1/environments/env_1", "ETag": `"1"`},
+		Body: []byte(`{"id":"env_1"}`), ResourceID: "env_1", CreatedAt: ts, ExpiresAt: ts.Add(24 * time.Hour),
+	}
+	put := func(r store.IdempotencyRecord) error {
+		return st.Update(ctx, func(tx store.Tx) error { return tx.PutIdempotency(ctx, r) })
+	}
+	if err := put(rec); err != nil {
+		t.Fatalf("PutIdempotency: %v", err)
+	}
+	got, err := st.GetIdempotency(ctx, "tok_a", "key-1")
+	if err != nil {
+		t.Fatalf("GetIdempotency: %v", err)
+	}
+	diff(t, "idempotency record", got, rec)
+
+	// One live record per (scope, key); scopes are separate.
+	wantErr(t, put(rec), store.ErrConflict)
+	other := rec
+	other.Scope = "tok_b"
+	if err := put(other); err != nil {
+		t.Fatalf("same key in another scope: %v", err)
+	}
+
+	// An expired record is invisible, can be replaced, and is purged.
+	expired := rec
+	expired.Key, expired.ExpiresAt = "key-old", ts.Add(-time.Minute)
+	expired2 := expired
+	expired2.Key = "key-old-2"
+	if err := errors.Join(put(expired), put(expired2)); err != nil {
+		t.Fatalf("put expired records: %v", err)
+	}
+	_, err = st.GetIdempotency(ctx, "tok_a", "key-old")
+	wantErr(t, err, store.ErrNotFound)
+	renewed := expired
+	renewed.ExpiresAt, renewed.StatusCode = ts.Add(time.Hour), 201
+	if err := put(renewed); err != nil {
+		t.Fatalf("replace an expired record: %v", err)
+	}
+	if got, err := st.GetIdempotency(ctx, "tok_a", "key-old"); err != nil || got.StatusCode != 201 {
+		t.Fatalf("renewed record = %+v, %v", got, err)
+	}
+	var purged int
+	update(t, st, func(tx store.Tx) error {
+		var err error
+		purged, err = tx.PurgeIdempotency(ctx, time.Now())
+		return err
+	})
+	if purged != 1 {
+		t.Fatalf("purged %d records, want 1 (key-old-2)", purged)
+	}
+	for _, key := range []string{"key-1", "key-old"} {
+		if _, err := st.GetIdempotency(ctx, "tok_a", key); err != nil {
+			t.Fatalf("live record %s purged: %v", key, err)
+		}
+	}
+}
+
+// event returns an audit event as a server would make it (Seq, PrevHash
+// and Hash left to the store).
+func event(action, projectID, resourceID, outcome string, changes *apiv1.Changes) apiv1.AuditEvent {
+	return apiv1.AuditEvent{
+		ID: newID("aud"), Time: now(), RequestID: newID("req"),
+		Actor:     apiv1.Actor{TokenID: "tok_admin", Name: "admin"},
+		Source:    apiv1.Source{IP: "127.0.0.1", UserAgent: "test/1.0"},
+		ProjectID: projectID, Action: action, Resource: apiv1.ResourceRef{Type: "environment", ID: resourceID},
+		Outcome: outcome, StatusCode: 202, Changes: changes,
+	}
+}
+
+func appendEvents(t *testing.T, st store.Store, evs ...apiv1.AuditEvent) []apiv1.AuditEvent {
+	t.Helper()
+	var out []apiv1.AuditEvent
+	update(t, st, func(tx store.Tx) error {
+		for _, ev := range evs {
+			stored, err := tx.AppendAudit(ctx, ev)
+			if err != nil {
+				return err
+			}
+			out = append(out, stored)
+		}
+		return nil
+	})
+	return out
+}
+
+func testAuditChain(t *testing.T, st store.Store) {
+	_, err := st.LastAudit(ctx)
+	wantErr(t, err, store.ErrNotFound)
+
+	env := environment("prj_1", "web", map[string]string{"a": "<b>"}, apiv1.StatePending)
+	var stored []apiv1.AuditEvent
+	stored = append(stored, appendEvents(t, st, event("environment.create", "prj_1", env.ID, apiv1.OutcomeSuccess,
+		&apiv1.Changes{After: env}))...)
+	stored = append(stored, appendEvents(t, st,
+		event("environment.update", "prj_1", env.ID, apiv1.OutcomeSuccess, &apiv1.Changes{Before: env, After: map[string]any{"n": 1 << 60}}),
+		event("environment.delete", "prj_1", env.ID, apiv1.OutcomeDenied, nil),
+	)...)
+	prev := audit.GenesisHash
+	for i, ev := range stored {
+		if ev.Seq != int64(i+1) || ev.PrevHash != prev || ev.Hash != audit.Hash(ev) || len(ev.Hash) != 64 {
+			t.Fatalf("event %d: seq %d prev %s hash %s; want seq %d, prev %s, hash %s", i, ev.Seq, ev.PrevHash, ev.Hash, i+1, prev, audit.Hash(ev))
+		}
+		prev = ev.Hash
+	}
+	listed, next, err := st.ListAudit(ctx, store.AuditQuery{})
+	if err != nil || next != "" {
+		t.Fatalf("ListAudit: next %q, err %v", next, err)
+	}
+	// What AppendAudit returned is what is stored, and still hashes the same.
+	diff(t, "listed events", listed, stored)
+	for _, ev := range listed {
+		if audit.Hash(ev) != ev.Hash {
+			t.Fatalf("event %d read back hashes to %s, stored %s", ev.Seq, audit.Hash(ev), ev.Hash)
+		}
+	}
+	last, err := st.LastAudit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "last event", last, stored[2])
+
+	res, err := store.VerifyAudit(ctx, st)
+	if err != nil || !res.OK() || res.Events != 3 || res.LastHash != stored[2].Hash {
+		t.Fatalf("VerifyAudit = %+v, %v; want 3 events ending in %s", res, err, stored[2].Hash)
+	}
+
+	// A store fills in a missing id and time.
+	ev := appendEvents(t, st, apiv1.AuditEvent{Action: "project.create"})[0]
+	if ev.ID == "" || ev.Time.IsZero() || ev.Seq != 4 {
+		t.Fatalf("event without id and time stored as %+v", ev)
+	}
+}
+
+func testAuditFilters(t *testing.T, st store.Store) {
+	var all []apiv1.AuditEvent
+	for i := range 30 {
+		ev := event([]string{"environment.create", "environment.delete", "project.create"}[i%3],
+			[]string{"prj_a", "prj_b"}[i%2], fmt.Sprintf("env_%d", i%5), []string{apiv1.OutcomeSuccess, apiv1.OutcomeDenied}[i%4/3], nil)
+		ev.Time = time.Date(2030, 1, 1, 0, 0, i, 0, time.UTC)
+		if i%10 == 0 {
+			ev.RequestID = "req_shared"
+		}
+		all = append(all, appendEvents(t, st, ev)...)
+	}
+	list := func(q store.AuditQuery) ([]apiv1.AuditEvent, string, error) { return st.ListAudit(ctx, q) }
+	for _, tc := range []struct {
+		name string
+		q    store.AuditQuery
+		keep func(apiv1.AuditEvent) bool
+	}{
+		{"all", store.AuditQuery{}, func(apiv1.AuditEvent) bool { return true }},
+		{"project", store.AuditQuery{ProjectID: "prj_b"}, func(e apiv1.AuditEvent) bool { return e.ProjectID == "prj_b" }},
+		{"action", store.AuditQuery{Action: "environment.delete"}, func(e apiv1.AuditEvent) bool { return e.Action == "environment.delete" }},
+		{"resource", store.AuditQuery{ResourceType: "environment", ResourceID: "env_3"},
+			func(e apiv1.AuditEvent) bool { return e.Resource.ID == "env_3" }},
+		{"outcome", store.AuditQuery{Outcome: apiv1.OutcomeDenied}, func(e apiv1.AuditEvent) bool { return e.Outcome == apiv1.OutcomeDenied }},
+		{"request", store.AuditQuery{RequestID: "req_shared"}, func(e apiv1.AuditEvent) bool { return e.RequestID == "req_shared" }},
+		{"since", store.AuditQuery{Since: time.Date(2030, 1, 1, 0, 0, 17, 0, time.UTC)},
+			func(e apiv1.AuditEvent) bool { return e.Time.Second() >= 17 }},
+		{"after seq", store.AuditQuery{AfterSeq: 12}, func(e apiv1.AuditEvent) bool { return e.Seq > 12 }},
+		{"project and action", store.AuditQuery{ProjectID: "prj_a", Action: "project.create"},
+			func(e apiv1.AuditEvent) bool { return e.ProjectID == "prj_a" && e.Action == "project.create" }},
+	} {
+		var want []apiv1.AuditEvent
+		for _, e := range all {
+			if tc.keep(e) {
+				want = append(want, e)
+			}
+		}
+		for _, limit := range []int{1, 4, 100} {
+			q := tc.q
+			q.Limit = limit
+			var got []apiv1.AuditEvent
+			for {
+				page, next, err := list(q)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				got = append(got, page...)
+				if next == "" {
+					break
+				}
+				if len(page) != limit {
+					t.Fatalf("%s: page of %d with a next cursor, limit %d", tc.name, len(page), limit)
+				}
+				var seq int64
+				if _, err := fmt.Sscan(next, &seq); err != nil || seq != page[len(page)-1].Seq {
+					t.Fatalf("%s: next cursor %q is not the last seq %d", tc.name, next, page[len(page)-1].Seq)
+				}
+				q.AfterSeq = seq
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Fatalf("%s, limit %d (-want +got):\n%s", tc.name, limit, d)
+			}
+		}
+	}
+}
+
+// testConcurrentUpdates runs many writers at once, some of which fail, and
+// checks that every successful Update was applied once, no failed one at
+// all, and that the audit chain links them in one order.
+func testConcurrentUpdates(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	const workers, each = 16, 25
+	var mu sync.Mutex
+	committed := map[string]int64{} // environment id -> seq of its event
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				e := environment(p.ID, fmt.Sprintf("w%d-%d", w, i), map[string]string{"w": fmt.Sprint(w)}, apiv1.StatePending)
+				fail := (w+i)%5 == 0
+				var seq int64
+				err := st.Update(ctx, func(tx store.Tx) error {
+					if err := tx.CreateEnvironment(ctx, e); err != nil {
+						return err
+					}
+					ev, err := tx.AppendAudit(ctx, event("environment.create", p.ID, e.ID, apiv1.OutcomeSuccess, &apiv1.Changes{After: e}))
+					if err != nil {
+						return err
+					}
+					seq = ev.Seq
+					if fail {
+						return errDeliberate
+					}
+					return nil
+				})
+				switch {
+				case fail && errors.Is(err, errDeliberate):
+				case !fail && err == nil:
+					mu.Lock()
+					committed[e.ID] = seq
+					mu.Unlock()
+				default:
+					errc <- fmt.Errorf("worker %d update %d (fail=%v): %v", w, i, fail, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+
+	envs := pageAll(t, func(q store.ListQuery) ([]apiv1.Environment, string, error) { return st.ListEnvironments(ctx, q) },
+		store.ListQuery{Limit: 100})
+	got := map[string]bool{}
+	for _, e := range envs {
+		got[e.ID] = true
+	}
+	if !maps.Equal(got, func() map[string]bool {
+		m := map[string]bool{}
+		for id := range committed {
+			m[id] = true
+		}
+		return m
+	}()) {
+		t.Fatalf("stored %d environments, %d Updates succeeded: sets differ", len(got), len(committed))
+	}
+	events, _, err := st.ListAudit(ctx, store.AuditQuery{Limit: store.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != len(committed) {
+		t.Fatalf("%d audit events for %d committed Updates", len(events), len(committed))
+	}
+	for _, ev := range events {
+		if seq, ok := committed[ev.Resource.ID]; !ok || seq != ev.Seq {
+			t.Fatalf("event %d for %s: committed with seq %d (found %v)", ev.Seq, ev.Resource.ID, seq, ok)
+		}
+	}
+	res, err := store.VerifyAudit(ctx, st)
+	if err != nil || !res.OK() || res.Events != int64(len(committed)) {
+		t.Fatalf("VerifyAudit = %+v, %v", res, err)
+	}
+}
+
+var errDeliberate = errors.New("deliberate failure")
+
+func testReopen(t *testing.T, open Opener, reopen Reopener) {
+	st := open(t)
+	f := fill(t, st)
+	appendEvents(t, st, event("environment.create", "prj_a", "env_1", apiv1.OutcomeSuccess, &apiv1.Changes{After: f.envs[0]}))
+	rec := store.IdempotencyRecord{Scope: "s", Key: "k", StatusCode: 201, Body: []byte("{}"), ExpiresAt: now().Add(24 * time.Hour)}
+	update(t, st, func(tx store.Tx) error { return tx.PutIdempotency(ctx, rec) })
+	before := take(t, st)
+
+	st = reopen(t, st)
+	t.Cleanup(func() { st.Close() })
+	diff(t, "store after reopening", take(t, st), before)
+	if _, err := st.GetIdempotency(ctx, "s", "k"); err != nil {
+		t.Fatalf("idempotency record lost across reopen: %v", err)
+	}
+	// The chain continues where it stopped.
+	ev := appendEvents(t, st, event("environment.delete", "prj_a", "env_1", apiv1.OutcomeSuccess, nil))[0]
+	if ev.Seq != 2 || ev.PrevHash != before.Audit[0].Hash {
+		t.Fatalf("first event after reopen: seq %d prev %s; want 2, %s", ev.Seq, ev.PrevHash, before.Audit[0].Hash)
+	}
+	if res, err := store.VerifyAudit(ctx, st); err != nil || !res.OK() {
+		t.Fatalf("VerifyAudit after reopen = %+v, %v", res, err)
+	}
+}
