@@ -1,4 +1,3 @@
-// Package planmodifiers holds the provider's plan modifiers.
 package planmodifiers
 
 import (
