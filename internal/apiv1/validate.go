@@ -165,6 +165,15 @@ func ParseLabelSelector(s string) (map[string]string, error) {
 	return sel, nil
 }
 
+// ValidateState checks a state filter value.
+func ValidateState(field, v string) []FieldError {
+	var e errs
+	if !slices.Contains(States, v) {
+		e.add(field, "must be one of %s", strings.Join(States, ", "))
+	}
+	return e
+}
+
 // ValidateSelector checks an environment selector's labels.
 func ValidateSelector(field string, s Selector) []FieldError {
 	return ValidateLabels(path(field, "match_labels"), s.MatchLabels)

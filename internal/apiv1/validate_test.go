@@ -90,6 +90,19 @@ func TestValidateLabels_FollowsKubernetesSyntax(t *testing.T) {
 	}
 }
 
+func TestValidateState_AcceptsLifecycleStatesOnly(t *testing.T) {
+	t.Parallel()
+	for _, s := range States {
+		if got := ValidateState("state", s); got != nil {
+			t.Errorf("%s: %v", s, got)
+		}
+	}
+	want := []FieldError{fe("state", "must be one of pending, provisioning, ready, updating, failed, deleting, expired")}
+	if diff := cmp.Diff(want, ValidateState("state", "Ready")); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 func TestParseLabelSelector(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

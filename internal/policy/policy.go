@@ -11,7 +11,10 @@ package policy
 
 import (
 	"cmp"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -73,6 +76,8 @@ func SelectedEnvironments(p apiv1.Policy, envs []apiv1.Environment) []string {
 // itself is a candidate whether or not the list holds it). Policies are
 // ordered by name, then id, and their rules follow in that order, each
 // traced to its policy and index. Generation is env.Enforcement.Generation.
+// Peers with equal selectors share their Environments slice: treat the
+// result as read-only.
 func Effective(env apiv1.Environment, policies []apiv1.Policy, projectEnvs []apiv1.Environment) apiv1.EffectivePolicy {
 	out := apiv1.EffectivePolicy{
 		EnvironmentID: env.ID,
@@ -91,7 +96,7 @@ func Effective(env apiv1.Environment, policies []apiv1.Policy, projectEnvs []api
 	slices.SortFunc(selected, func(a, b apiv1.Policy) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
 	})
-	peers := peerCandidates(env, projectEnvs)
+	peers := &resolver{candidates: peerCandidates(env, projectEnvs), seen: map[string][]apiv1.PeerEnvironment{}}
 	for _, p := range selected {
 		out.Policies = append(out.Policies, apiv1.PolicyRef{ID: p.ID, Name: p.Name})
 		if HasType(p.PolicySpec, apiv1.Ingress) {
@@ -124,7 +129,7 @@ func peerCandidates(env apiv1.Environment, projectEnvs []apiv1.Environment) []ap
 	return slices.CompactFunc(out, func(a, b apiv1.Environment) bool { return a.ID == b.ID })
 }
 
-func effectiveRule(p apiv1.Policy, index int, peers []apiv1.Peer, ports []apiv1.Port, candidates []apiv1.Environment) apiv1.EffectiveRule {
+func effectiveRule(p apiv1.Policy, index int, peers []apiv1.Peer, ports []apiv1.Port, candidates *resolver) apiv1.EffectiveRule {
 	r := apiv1.EffectiveRule{
 		PolicyID:   p.ID,
 		PolicyName: p.Name,
@@ -135,23 +140,48 @@ func effectiveRule(p apiv1.Policy, index int, peers []apiv1.Peer, ports []apiv1.
 	for _, peer := range peers {
 		ep := apiv1.EffectivePeer{Peer: apiv1.NormalizePeer(peer)}
 		if peer.EnvironmentSelector != nil {
-			ep.Environments = resolve(*peer.EnvironmentSelector, candidates)
+			ep.Environments = candidates.resolve(*peer.EnvironmentSelector)
 		}
 		r.Peers = append(r.Peers, ep)
 	}
 	return r
 }
 
+// resolver resolves selector peers against one set of candidates,
+// remembering each selector's answer: many rules share a few selectors,
+// and a large project makes each resolution a scan of every environment.
+type resolver struct {
+	candidates []apiv1.Environment
+	seen       map[string][]apiv1.PeerEnvironment
+}
+
 // resolve lists the candidates sel picks; it is never nil, so an empty
-// result reads as "no environment matched", not "no selector".
-func resolve(sel apiv1.Selector, candidates []apiv1.Environment) []apiv1.PeerEnvironment {
+// result reads as "no environment matched", not "no selector". Rules with
+// equal selectors share the returned slice.
+func (r *resolver) resolve(sel apiv1.Selector) []apiv1.PeerEnvironment {
+	key := selectorKey(sel)
+	if out, ok := r.seen[key]; ok {
+		return out
+	}
 	out := []apiv1.PeerEnvironment{}
-	for _, e := range candidates {
+	for _, e := range r.candidates {
 		if Selects(sel, e.Labels) {
 			out = append(out, peerView(e))
 		}
 	}
+	r.seen[key] = out
 	return out
+}
+
+// selectorKey is a selector's labels in key order, quoted so that no two
+// selectors share a key.
+func selectorKey(sel apiv1.Selector) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(sel.MatchLabels)) {
+		b.WriteString(strconv.Quote(k))
+		b.WriteString(strconv.Quote(sel.MatchLabels[k]))
+	}
+	return b.String()
 }
 
 func peerView(e apiv1.Environment) apiv1.PeerEnvironment {
