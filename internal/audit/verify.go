@@ -68,7 +68,7 @@ func Verify(ctx context.Context, next Pager) (Result, error) {
 func check(ev apiv1.AuditEvent, prevSeq int64, prevHash string) string {
 	switch want := prevSeq + 1; {
 	case ev.Seq > want:
-		return fmt.Sprintf("seq gap: expected seq %d, found %d (events removed)", want, ev.Seq)
+		return fmt.Sprintf("seq gap: expected seq %d, found %d (events removed or reordered)", want, ev.Seq)
 	case ev.Seq < want:
 		return fmt.Sprintf("seq out of order: expected seq %d, found %d (events reordered or inserted)", want, ev.Seq)
 	}
