@@ -146,7 +146,7 @@ func (p *IsolationProvider) Configure(ctx context.Context, req provider.Configur
 // constructor here (one file per resource, see project_resource.go).
 func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
-		// Provider helper 2: append NewPolicyResource here.
+		NewPolicyResource,
 	}
 }
 
@@ -154,7 +154,8 @@ func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resou
 // constructor here.
 func (p *IsolationProvider) DataSources(_ context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
-		// Provider helper 2: append NewPolicyDataSource and NewEffectivePolicyDataSource here.
+		NewPolicyDataSource,
+		NewEffectivePolicyDataSource,
 	}
 }
 

@@ -85,8 +85,8 @@ func (d Direction) SetType() types.SetType { return types.SetType{ElemType: d.Ru
 func (d Direction) SetValue(rules []Rule) types.Set {
 	return setOrNull(d.RuleType(), rules, func(r Rule) attr.Value {
 		return types.ObjectValueMust(d.RuleType().AttrTypes, map[string]attr.Value{
-			d.PeersAttr: setOrNull(PeerType, r.Peers, PeerValue),
-			AttrPorts:   setOrNull(PortType, r.Ports, PortValue),
+			d.PeersAttr: PeersValue(r.Peers),
+			AttrPorts:   PortsValue(r.Ports),
 		})
 	})
 }
@@ -250,6 +250,12 @@ func PeerFromObject(v attr.Value) (p apiv1.Peer, ok bool) {
 	}
 	return p, true
 }
+
+// PeersValue returns peers as a set, null when there are none (any peer).
+func PeersValue(peers []apiv1.Peer) types.Set { return setOrNull(PeerType, peers, PeerValue) }
+
+// PortsValue returns ports as a set, null when there are none (every port).
+func PortsValue(ports []apiv1.Port) types.Set { return setOrNull(PortType, ports, PortValue) }
 
 // PortValue returns a port as an object.
 func PortValue(p apiv1.Port) attr.Value {

@@ -1,0 +1,192 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
+)
+
+var (
+	_ datasource.DataSource                     = &PolicyDataSource{}
+	_ datasource.DataSourceWithConfigure        = &PolicyDataSource{}
+	_ datasource.DataSourceWithConfigValidators = &PolicyDataSource{}
+)
+
+// PolicyDataSource reads one network policy.
+type PolicyDataSource struct {
+	client *client.Client
+}
+
+// PolicyDataSourceModel is the isolation_policy data source: the resource's
+// attributes, all read from the server.
+type PolicyDataSourceModel = PolicyResourceModel
+
+// NewPolicyDataSource returns the isolation_policy data source.
+func NewPolicyDataSource() datasource.DataSource { return &PolicyDataSource{} }
+
+func (d *PolicyDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_policy"
+}
+
+func (d *PolicyDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Reads a network policy, by `id` or by `project_id` and `name`. " +
+			"Its attributes are those of the `isolation_policy` resource; empty rule, peer and port sets read as null.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "The policy's id. Set either `id`, or `project_id` and `name`.",
+				Optional:            true,
+				Computed:            true,
+			},
+			"project_id": schema.StringAttribute{
+				MarkdownDescription: "The project the policy belongs to; with `name`, finds the policy by name.",
+				Optional:            true,
+				Computed:            true,
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "The policy's name, unique within its project.",
+				Optional:            true,
+				Computed:            true,
+				Validators:          []validator.String{validators.Name()},
+			},
+			"description": schema.StringAttribute{
+				MarkdownDescription: "Free text.",
+				Computed:            true,
+			},
+			"environment_selector": schema.SingleNestedAttribute{
+				MarkdownDescription: "Which environments of the project the policy applies to; null `match_labels` selects every environment.",
+				Computed:            true,
+				Attributes:          map[string]schema.Attribute{policyrules.AttrMatchLabels: computedMatchLabels()},
+			},
+			"policy_types": schema.SetAttribute{
+				MarkdownDescription: "The directions the policy allows traffic in: `ingress`, `egress` or both.",
+				Computed:            true,
+				ElementType:         types.StringType,
+			},
+			"ingress": computedRulesAttribute(policyrules.Ingress),
+			"egress":  computedRulesAttribute(policyrules.Egress),
+			"created_at": schema.StringAttribute{
+				MarkdownDescription: "When the policy was created (RFC 3339).",
+				Computed:            true,
+			},
+		},
+	}
+}
+
+// computedRulesAttribute is the data source schema of the ingress or
+// egress rules, of the same type as the resource's.
+func computedRulesAttribute(dir policyrules.Direction) schema.SetNestedAttribute {
+	return schema.SetNestedAttribute{
+		MarkdownDescription: fmt.Sprintf("The %s rules. Null when there are none.", dir.Name),
+		Computed:            true,
+		NestedObject: schema.NestedAttributeObject{
+			Attributes: map[string]schema.Attribute{
+				dir.PeersAttr: schema.SetNestedAttribute{
+					MarkdownDescription: "The peers; null means any peer.",
+					Computed:            true,
+					NestedObject:        schema.NestedAttributeObject{Attributes: computedPeerAttributes()},
+				},
+				policyrules.AttrPorts: schema.SetNestedAttribute{
+					MarkdownDescription: "The ports; null means every port.",
+					Computed:            true,
+					NestedObject:        schema.NestedAttributeObject{Attributes: computedPortAttributes()},
+				},
+			},
+		},
+	}
+}
+
+func computedPeerAttributes() map[string]schema.Attribute {
+	return map[string]schema.Attribute{
+		policyrules.AttrCIDR: schema.StringAttribute{
+			MarkdownDescription: "An IPv4 or IPv6 prefix; null for an environment selector peer.",
+			Computed:            true,
+		},
+		policyrules.AttrExcept: schema.SetAttribute{
+			MarkdownDescription: "Prefixes carved out of `cidr`.",
+			Computed:            true,
+			ElementType:         types.StringType,
+		},
+		policyrules.AttrEnvironmentSelector: schema.SingleNestedAttribute{
+			MarkdownDescription: "Environments of the policy's project, by labels; null for a CIDR peer.",
+			Computed:            true,
+			Attributes:          map[string]schema.Attribute{policyrules.AttrMatchLabels: computedMatchLabels()},
+		},
+	}
+}
+
+func computedPortAttributes() map[string]schema.Attribute {
+	return map[string]schema.Attribute{
+		policyrules.AttrProtocol: schema.StringAttribute{MarkdownDescription: "`tcp`, `udp` or `icmp`.", Computed: true},
+		policyrules.AttrPort:     schema.Int64Attribute{MarkdownDescription: "The port, or the first of a range; null for every port.", Computed: true},
+		policyrules.AttrEndPort:  schema.Int64Attribute{MarkdownDescription: "The last port of the range (inclusive).", Computed: true},
+	}
+}
+
+func computedMatchLabels() schema.MapAttribute {
+	return schema.MapAttribute{
+		MarkdownDescription: "Labels an environment must all carry; null selects every environment of the project.",
+		Computed:            true,
+		ElementType:         types.StringType,
+	}
+}
+
+func (d *PolicyDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
+	return []datasource.ConfigValidator{
+		datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name")),
+		datasourcevalidator.RequiredTogether(path.MatchRoot("project_id"), path.MatchRoot("name")),
+		datasourcevalidator.Conflicting(path.MatchRoot("id"), path.MatchRoot("project_id")),
+	}
+}
+
+func (d *PolicyDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (d *PolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	if !requireClient(d.client, &resp.Diagnostics) {
+		return
+	}
+	var cfg PolicyDataSourceModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var p *apiv1.Policy
+	var err error
+	if !cfg.ID.IsNull() {
+		p, err = d.client.Policies().Get(ctx, cfg.ID.ValueString())
+	} else {
+		p, err = d.findByName(ctx, cfg.ProjectID.ValueString(), cfg.Name.ValueString())
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "read", "policy", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
+}
+
+// findByName finds a policy by its name, unique within its project.
+func (d *PolicyDataSource) findByName(ctx context.Context, projectID, name string) (*apiv1.Policy, error) {
+	all, err := d.client.Policies().List(ctx, client.ListOptions{ProjectID: projectID})
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Name == name {
+			return &all[i], nil
+		}
+	}
+	return nil, fmt.Errorf("project %s has no policy named %q", projectID, name)
+}

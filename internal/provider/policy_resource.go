@@ -1,0 +1,361 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/planmodifiers"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
+)
+
+var (
+	_ resource.Resource                     = &PolicyResource{}
+	_ resource.ResourceWithConfigure        = &PolicyResource{}
+	_ resource.ResourceWithImportState      = &PolicyResource{}
+	_ resource.ResourceWithConfigValidators = &PolicyResource{}
+)
+
+// PolicyResource manages a network policy.
+type PolicyResource struct {
+	client *client.Client
+}
+
+// PolicyResourceModel is the isolation_policy resource.
+type PolicyResourceModel struct {
+	ID                  types.String `tfsdk:"id"`
+	ProjectID           types.String `tfsdk:"project_id"`
+	Name                types.String `tfsdk:"name"`
+	Description         types.String `tfsdk:"description"`
+	EnvironmentSelector types.Object `tfsdk:"environment_selector"`
+	PolicyTypes         types.Set    `tfsdk:"policy_types"`
+	Ingress             types.Set    `tfsdk:"ingress"`
+	Egress              types.Set    `tfsdk:"egress"`
+	CreatedAt           types.String `tfsdk:"created_at"`
+}
+
+// NewPolicyResource returns the isolation_policy resource.
+func NewPolicyResource() resource.Resource { return &PolicyResource{} }
+
+func (r *PolicyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_policy"
+}
+
+func (r *PolicyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A network policy: it selects environments of a project by their labels and allows them traffic.\n\n" +
+			"The semantics are Kubernetes NetworkPolicy's, with one difference: every environment is isolated by default, " +
+			"all ingress and all egress denied, and policies only add allows. A direction listed in `policy_types` " +
+			"is allowed exactly where some rule of some policy selecting the environment says so.\n\n" +
+			"Rules, peers, ports and `except` are sets: their order in the configuration means nothing, and reordering " +
+			"them produces no change. An empty set and an absent one mean the same to the API (any peer, any port), " +
+			"so empty sets are rejected: leave the attribute out instead.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "The policy's id, made by the server.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"project_id": schema.StringAttribute{
+				MarkdownDescription: "The project the policy belongs to; it selects environments of this project only. Changing it replaces the policy.",
+				Required:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "The policy's name, a DNS label (1-63 lowercase letters, digits or `-`).",
+				Required:            true,
+				Validators:          []validator.String{validators.Name()},
+			},
+			"description": schema.StringAttribute{
+				MarkdownDescription: "Free text, up to 1024 characters. Defaults to `\"\"`.",
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(""),
+				Validators:          []validator.String{validators.Description()},
+			},
+			"environment_selector": schema.SingleNestedAttribute{
+				MarkdownDescription: "Which environments of the project the policy applies to. " +
+					"`environment_selector = {}` selects every environment of the project.",
+				Required:   true,
+				Attributes: map[string]schema.Attribute{"match_labels": matchLabelsAttribute("the policy applies to")},
+			},
+			"policy_types": schema.SetAttribute{
+				MarkdownDescription: "The directions the policy allows traffic in: `ingress`, `egress` or both. " +
+					"Rules of a direction not listed here are rejected, as they would do nothing.",
+				Required:    true,
+				ElementType: types.StringType,
+				Validators:  []validator.Set{validators.PolicyTypes()},
+			},
+			"ingress": rulesAttribute(policyrules.Ingress, "from", "Traffic is allowed into the selected environments from"),
+			"egress":  rulesAttribute(policyrules.Egress, "to", "Traffic is allowed out of the selected environments to"),
+			"created_at": schema.StringAttribute{
+				MarkdownDescription: "When the policy was created (RFC 3339).",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+		},
+	}
+}
+
+// rulesAttribute is the schema of the ingress or egress rules.
+func rulesAttribute(dir policyrules.Direction, verb, allows string) schema.SetNestedAttribute {
+	return schema.SetNestedAttribute{
+		MarkdownDescription: fmt.Sprintf("The %s rules, each allowing traffic %s any of its peers on any of its ports. "+
+			"Requires %q in `policy_types`. Leave it out for no %s allows.", dir.Name, verb, dir.Name, dir.Name),
+		Optional:      true,
+		Validators:    []validator.Set{validators.NotEmptySet(fmt.Sprintf("omit %s to add no %s allows", dir.Name, dir.Name))},
+		PlanModifiers: []planmodifier.Set{planmodifiers.NestedStringDefault(apiv1.ProtocolTCP, policyrules.AttrPorts, policyrules.AttrProtocol)},
+		NestedObject: schema.NestedAttributeObject{
+			Attributes: map[string]schema.Attribute{
+				dir.PeersAttr: schema.SetNestedAttribute{
+					MarkdownDescription: allows + " any of these peers. Leave it out to allow any peer.",
+					Optional:            true,
+					Validators:          []validator.Set{validators.NotEmptySet(fmt.Sprintf("omit %s to allow any peer", dir.PeersAttr))},
+					NestedObject:        peerAttributeObject(),
+				},
+				policyrules.AttrPorts: schema.SetNestedAttribute{
+					MarkdownDescription: "On any of these ports. Leave it out to allow every port and protocol.",
+					Optional:            true,
+					Validators:          []validator.Set{validators.NotEmptySet("omit ports to allow every port")},
+					NestedObject:        portAttributeObject(),
+				},
+			},
+		},
+	}
+}
+
+func peerAttributeObject() schema.NestedAttributeObject {
+	return schema.NestedAttributeObject{
+		Validators: []validator.Object{validators.PolicyPeer()},
+		Attributes: map[string]schema.Attribute{
+			policyrules.AttrCIDR: schema.StringAttribute{
+				MarkdownDescription: "An IPv4 or IPv6 prefix in canonical CIDR notation, such as `10.0.0.0/8` or `2001:db8::/32`. " +
+					"Exactly one of `cidr` and `environment_selector` is set.",
+				Optional: true,
+			},
+			policyrules.AttrExcept: schema.SetAttribute{
+				MarkdownDescription: "Prefixes carved out of `cidr`, each strictly inside it.",
+				Optional:            true,
+				ElementType:         types.StringType,
+				Validators:          []validator.Set{validators.NotEmptySet("omit except to carve nothing out of cidr")},
+			},
+			policyrules.AttrEnvironmentSelector: schema.SingleNestedAttribute{
+				MarkdownDescription: "Environments of the policy's project, by labels. `environment_selector = {}` selects every environment of the project.",
+				Optional:            true,
+				Attributes:          map[string]schema.Attribute{"match_labels": matchLabelsAttribute("the peer is")},
+			},
+		},
+	}
+}
+
+func portAttributeObject() schema.NestedAttributeObject {
+	return schema.NestedAttributeObject{
+		Validators: []validator.Object{validators.PolicyPort()},
+		Attributes: map[string]schema.Attribute{
+			policyrules.AttrProtocol: schema.StringAttribute{
+				MarkdownDescription: "`tcp`, `udp` or `icmp`. Defaults to `tcp`.",
+				Optional:            true,
+				Computed:            true,
+			},
+			policyrules.AttrPort: schema.Int64Attribute{
+				MarkdownDescription: "The port, 1-65535, or the first of a range ending at `end_port`. Leave it out for every port of the protocol; `icmp` takes none.",
+				Optional:            true,
+			},
+			policyrules.AttrEndPort: schema.Int64Attribute{
+				MarkdownDescription: "The last port of the range that `port` starts (inclusive), at least `port`.",
+				Optional:            true,
+			},
+		},
+	}
+}
+
+func matchLabelsAttribute(what string) schema.MapAttribute {
+	return schema.MapAttribute{
+		MarkdownDescription: fmt.Sprintf("Labels an environment must all carry to be selected as %s. Leave it out to select every environment of the project.", what),
+		Optional:            true,
+		ElementType:         types.StringType,
+		Validators: []validator.Map{
+			validators.Labels(),
+			validators.NotEmptyMap("omit match_labels to select every environment of the project"),
+		},
+	}
+}
+
+func (r *PolicyResource) ConfigValidators(context.Context) []resource.ConfigValidator {
+	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes()}
+}
+
+func (r *PolicyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var plan PolicyResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	spec, diags := plan.spec()
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p, err := r.client.Policies().Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "create", "policy", plan.Name.ValueString(), err)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
+	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+}
+
+func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if r.client == nil {
+		// Settings unknown until apply: keep the state as it is.
+		return
+	}
+	var state PolicyResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p, err := r.client.Policies().Get(ctx, state.ID.ValueString())
+	if client.IsNotFound(err) {
+		addGoneWarning(&resp.Diagnostics, "policy", state.ID.ValueString())
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "read", "policy", state.ID.ValueString(), err)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
+	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+}
+
+func (r *PolicyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var plan, state PolicyResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	spec, diags := plan.spec()
+	resp.Diagnostics.Append(diags...)
+	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	// Only what changed is sent, so a field nobody touched is never
+	// rewritten; If-Match makes the server refuse if anything changed
+	// since the refresh the plan was made from.
+	var patch apiv1.PolicyPatch
+	patch.Name = changedString(plan.Name, state.Name)
+	patch.Description = changedString(plan.Description, state.Description)
+	if !plan.EnvironmentSelector.Equal(state.EnvironmentSelector) {
+		patch.EnvironmentSelector = &spec.EnvironmentSelector
+	}
+	if !plan.PolicyTypes.Equal(state.PolicyTypes) {
+		patch.PolicyTypes = &spec.PolicyTypes
+	}
+	if !plan.Ingress.Equal(state.Ingress) {
+		patch.Ingress = &spec.Ingress
+	}
+	if !plan.Egress.Equal(state.Egress) {
+		patch.Egress = &spec.Egress
+	}
+	p, err := r.client.Policies().Update(ctx, state.ID.ValueString(), patch, etag)
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "update", "policy", state.ID.ValueString(), err)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
+	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+}
+
+func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var state PolicyResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	err := r.client.Policies().Delete(ctx, state.ID.ValueString(), etag)
+	if err != nil && !client.IsNotFound(err) {
+		addAPIError(&resp.Diagnostics, "delete", "policy", state.ID.ValueString(), err)
+	}
+}
+
+func (r *PolicyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// spec returns the policy the model describes, in the API's terms.
+func (m PolicyResourceModel) spec() (apiv1.PolicySpec, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	selector, ok := policyrules.SelectorFromObject(m.EnvironmentSelector)
+	if !ok {
+		diags.AddAttributeError(path.Root("environment_selector"), "Unknown environment_selector",
+			"The environment selector is not known yet; this is a bug in the provider when it happens during apply.")
+	}
+	policyTypes, ok := policyrules.StringsFromSet(m.PolicyTypes)
+	if !ok {
+		diags.AddAttributeError(path.Root("policy_types"), "Unknown policy_types",
+			"policy_types is not known yet; this is a bug in the provider when it happens during apply.")
+	}
+	ingress, d := policyrules.Ingress.Rules(m.Ingress)
+	diags.Append(d...)
+	egress, d := policyrules.Egress.Rules(m.Egress)
+	diags.Append(d...)
+	return apiv1.PolicySpec{
+		Name:                m.Name.ValueString(),
+		Description:         m.Description.ValueString(),
+		EnvironmentSelector: selector,
+		PolicyTypes:         policyTypes,
+		Ingress:             policyrules.APIIngress(ingress),
+		Egress:              policyrules.APIEgress(egress),
+	}.Normalize(), diags
+}
+
+// policyResourceModel maps a policy as the server returns it to the
+// resource's state: the server's empty lists become null, as in the
+// configuration (where empty sets are rejected), so plans stay empty.
+func policyResourceModel(p *apiv1.Policy) PolicyResourceModel {
+	return PolicyResourceModel{
+		ID:                  types.StringValue(p.ID),
+		ProjectID:           types.StringValue(p.ProjectID),
+		Name:                types.StringValue(p.Name),
+		Description:         types.StringValue(p.Description),
+		EnvironmentSelector: policyrules.SelectorValue(p.EnvironmentSelector),
+		PolicyTypes:         policyTypesValue(p.PolicyTypes),
+		Ingress:             policyrules.Ingress.SetValue(policyrules.IngressRules(p.Ingress)),
+		Egress:              policyrules.Egress.SetValue(policyrules.EgressRules(p.Egress)),
+		CreatedAt:           timeValue(&p.CreatedAt),
+	}
+}
+
+// policyTypesValue is policy_types as a set; unlike the rule sets it is
+// never null, because policy_types is required and never empty.
+func policyTypesValue(pt []string) types.Set {
+	elems := make([]attr.Value, 0, len(pt))
+	for _, t := range pt {
+		elems = append(elems, types.StringValue(t))
+	}
+	return types.SetValueMust(types.StringType, elems)
+}
