@@ -146,6 +146,8 @@ func (p *IsolationProvider) Configure(ctx context.Context, req provider.Configur
 // constructor here (one file per resource, see project_resource.go).
 func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
+		NewProjectResource,
+		NewEnvironmentResource,
 		NewPolicyResource,
 	}
 }
@@ -154,6 +156,9 @@ func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resou
 // constructor here.
 func (p *IsolationProvider) DataSources(_ context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
+		NewProjectDataSource,
+		NewEnvironmentDataSource,
+		NewEnvironmentsDataSource,
 		NewPolicyDataSource,
 		NewEffectivePolicyDataSource,
 	}

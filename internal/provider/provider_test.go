@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
@@ -169,4 +176,97 @@ provider "isolation" {
   token    = %q
 }
 `, srv.URL, srv.Token)
+}
+
+func TestProvider_SchemasAreValid(t *testing.T) {
+	t.Parallel()
+	srv, err := testAccProtoV6ProviderFactories["isolation"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range resp.Diagnostics {
+		t.Errorf("schema diagnostic: %s: %s", d.Summary, d.Detail)
+	}
+	for _, name := range []string{"isolation_project", "isolation_environment"} {
+		if _, ok := resp.ResourceSchemas[name]; !ok {
+			t.Errorf("resource %s is not registered", name)
+		}
+	}
+	for _, name := range []string{"isolation_project", "isolation_environment", "isolation_environments"} {
+		if _, ok := resp.DataSourceSchemas[name]; !ok {
+			t.Errorf("data source %s is not registered", name)
+		}
+	}
+}
+
+func TestClientConfig_NamesTheAttributeAndTheVariableOfEveryBadSetting(t *testing.T) {
+	t.Parallel()
+	null := IsolationProviderModel{
+		Endpoint: types.StringNull(), Token: types.StringNull(), CACertPEM: types.StringNull(),
+		Insecure: types.BoolNull(), MaxRetries: types.Int64Null(), RequestTimeout: types.StringNull(),
+	}
+	good := map[string]string{EnvEndpoint: "http://127.0.0.1:1", EnvToken: "t0ken"}
+	with := func(extra map[string]string) func(string) string {
+		env := map[string]string{}
+		maps.Copy(env, good)
+		maps.Copy(env, extra)
+		return func(k string) string { return env[k] }
+	}
+	cases := []struct {
+		name      string
+		cfg       IsolationProviderModel
+		env       func(string) string
+		wantAttr  string
+		wantInMsg string
+	}{
+		{"missing endpoint", null, with(map[string]string{EnvEndpoint: ""}), "endpoint", EnvEndpoint},
+		{"bad endpoint from env", null, with(map[string]string{EnvEndpoint: "localhost:8080"}), "endpoint", EnvEndpoint},
+		{"missing token", null, with(map[string]string{EnvToken: ""}), "token", EnvToken},
+		{"bad insecure", null, with(map[string]string{EnvInsecure: "maybe"}), "insecure", EnvInsecure},
+		{"bad max_retries", null, with(map[string]string{EnvMaxRetries: "-3"}), "max_retries", EnvMaxRetries},
+		{"bad request_timeout", null, with(map[string]string{EnvRequestTimeout: "soon"}), "request_timeout", EnvRequestTimeout},
+		{"bad ca_cert_pem", null, with(map[string]string{EnvCACertPEM: "not a certificate"}), "ca_cert_pem", EnvCACertPEM},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, diags := clientConfig(tc.cfg, tc.env)
+			if !diags.HasError() {
+				t.Fatal("no error")
+			}
+			d := diags.Errors()[0]
+			withPath, ok := d.(diag.DiagnosticWithPath)
+			if !ok || !withPath.Path().Equal(path.Root(tc.wantAttr)) {
+				t.Errorf("diagnostic is not on attribute %q: %v", tc.wantAttr, d)
+			}
+			if msg := d.Summary() + d.Detail(); !strings.Contains(msg, tc.wantAttr) || !strings.Contains(msg, tc.wantInMsg) {
+				t.Errorf("message %q does not name %q and %q", msg, tc.wantAttr, tc.wantInMsg)
+			}
+			if strings.Contains(d.Detail(), "t0ken") {
+				t.Errorf("message leaks the token: %q", d.Detail())
+			}
+		})
+	}
+}
+
+func TestClientConfig_ConfigurationWinsOverEnvironment(t *testing.T) {
+	t.Parallel()
+	cfg := IsolationProviderModel{
+		Endpoint: types.StringValue("https://from-config.example"), Token: types.StringValue("config-token"),
+		CACertPEM: types.StringNull(), Insecure: types.BoolValue(true), MaxRetries: types.Int64Value(0),
+		RequestTimeout: types.StringValue("45s"),
+	}
+	env := map[string]string{EnvEndpoint: "https://from-env.example", EnvToken: "env-token", EnvInsecure: "false", EnvMaxRetries: "7", EnvRequestTimeout: "1s"}
+	got, diags := clientConfig(cfg, func(k string) string { return env[k] })
+	if diags.HasError() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	want := client.Config{Endpoint: "https://from-config.example", Token: "config-token", Insecure: true, MaxRetries: -1, RequestTimeout: 45 * time.Second}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(client.Config{}, "Logger")); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
 }

@@ -1,0 +1,432 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/planmodifiers"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
+)
+
+var (
+	_ resource.Resource                = &EnvironmentResource{}
+	_ resource.ResourceWithConfigure   = &EnvironmentResource{}
+	_ resource.ResourceWithImportState = &EnvironmentResource{}
+)
+
+// Default timeouts, when the configuration has no timeouts block.
+const (
+	defaultEnvironmentCreateTimeout = 20 * time.Minute
+	defaultEnvironmentUpdateTimeout = 20 * time.Minute
+	defaultEnvironmentDeleteTimeout = 20 * time.Minute
+)
+
+// NewEnvironmentResource returns the isolation_environment resource.
+func NewEnvironmentResource() resource.Resource { return &EnvironmentResource{} }
+
+// EnvironmentResource manages an environment through its asynchronous
+// lifecycle: every operation returns only once the server has finished it.
+type EnvironmentResource struct {
+	client *client.Client
+}
+
+// environmentModel holds the attributes every environment schema has, in
+// the resource and both data sources, so one fromAPI fills them all.
+type environmentModel struct {
+	ID           types.String `tfsdk:"id"`
+	ProjectID    types.String `tfsdk:"project_id"`
+	Name         types.String `tfsdk:"name"`
+	Description  types.String `tfsdk:"description"`
+	Labels       types.Map    `tfsdk:"labels"`
+	Resources    types.Object `tfsdk:"resources"`
+	TTLSeconds   types.Int64  `tfsdk:"ttl_seconds"`
+	State        types.String `tfsdk:"state"`
+	StateMessage types.String `tfsdk:"state_message"`
+	Address      types.String `tfsdk:"address"`
+	Enforced     types.Bool   `tfsdk:"enforced"`
+	ExpiresAt    types.String `tfsdk:"expires_at"`
+	CreatedAt    types.String `tfsdk:"created_at"`
+}
+
+// environmentResourceModel is the resource's state: the environment and
+// the operation timeouts.
+type environmentResourceModel struct {
+	environmentModel
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
+}
+
+// resourcesModel is the resources object.
+type resourcesModel struct {
+	CPUMillis types.Int64 `tfsdk:"cpu_millis"`
+	MemoryMB  types.Int64 `tfsdk:"memory_mb"`
+	DiskGB    types.Int64 `tfsdk:"disk_gb"`
+}
+
+var resourcesAttrTypes = map[string]attr.Type{
+	"cpu_millis": types.Int64Type,
+	"memory_mb":  types.Int64Type,
+	"disk_gb":    types.Int64Type,
+}
+
+func (m *environmentModel) fromAPI(env *apiv1.Environment) {
+	m.ID = types.StringValue(env.ID)
+	m.ProjectID = types.StringValue(env.ProjectID)
+	m.Name = types.StringValue(env.Name)
+	m.Description = types.StringValue(env.Description)
+	m.Labels = labelsValue(env.Labels)
+	m.Resources = types.ObjectValueMust(resourcesAttrTypes, map[string]attr.Value{
+		"cpu_millis": types.Int64Value(env.Resources.CPUMillis),
+		"memory_mb":  types.Int64Value(env.Resources.MemoryMB),
+		"disk_gb":    types.Int64Value(env.Resources.DiskGB),
+	})
+	m.TTLSeconds = types.Int64PointerValue(env.TTLSeconds)
+	m.State = types.StringValue(env.State)
+	m.StateMessage = types.StringValue(env.StateMessage)
+	m.Address = stringOrNull(env.Enforcement.Address)
+	m.Enforced = types.BoolValue(env.Enforcement.Enforced)
+	m.ExpiresAt = timeValue(env.ExpiresAt)
+	m.CreatedAt = timeValue(&env.CreatedAt)
+}
+
+func stringOrNull(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}
+
+func (r *EnvironmentResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_environment"
+}
+
+func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Version: 0,
+		MarkdownDescription: "An isolated developer environment. Every environment starts isolated, all ingress and egress " +
+			"denied; `isolation_policy` resources allow traffic. Creating one returns once the environment is `ready`; " +
+			"if it fails, the apply fails with the server's message and the environment stays in the state as tainted, " +
+			"so the next apply replaces it. Destroying one returns once it is gone.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "Environment ID, assigned by the server.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"project_id": schema.StringAttribute{
+				MarkdownDescription: "ID of the project the environment belongs to. Changing it replaces the environment.",
+				Required:            true,
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Environment name: a DNS label (1-63 lowercase letters, digits or `-`, starting and ending with a letter or digit), unique within the project. Can be changed in place.",
+				Required:            true,
+				Validators:          []validator.String{validators.Name()},
+			},
+			"description": schema.StringAttribute{
+				MarkdownDescription: "Free-text description, up to 1024 characters. Defaults to `\"\"`.",
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(""),
+				Validators:          []validator.String{validators.Description()},
+			},
+			"labels": labelsResourceAttribute("environment, which policies select it by"),
+			"resources": schema.SingleNestedAttribute{
+				MarkdownDescription: "Compute allowances. Each one left out takes the server default on create and keeps its current value afterwards. Changed in place.",
+				Optional:            true,
+				Computed:            true,
+				PlanModifiers:       []planmodifier.Object{planmodifiers.ObjectUseStateWhenConfigNull()},
+				Attributes: map[string]schema.Attribute{
+					"cpu_millis": resourceFieldAttribute("cpu_millis", "CPU in thousandths of a core", apiv1.MinCPUMillis, apiv1.MaxCPUMillis, apiv1.DefaultCPUMillis),
+					"memory_mb":  resourceFieldAttribute("memory_mb", "Memory in MiB", apiv1.MinMemoryMB, apiv1.MaxMemoryMB, apiv1.DefaultMemoryMB),
+					"disk_gb":    resourceFieldAttribute("disk_gb", "Disk in GiB", apiv1.MinDiskGB, apiv1.MaxDiskGB, apiv1.DefaultDiskGB),
+				},
+			},
+			"ttl_seconds": schema.Int64Attribute{
+				MarkdownDescription: fmt.Sprintf("Time to live in seconds (1 to %d). The server tears the environment down when it expires; "+
+					"the next plan then proposes to create it again. Changing it restarts the TTL from the time of the change; "+
+					"removing it removes the TTL.", apiv1.MaxTTLSeconds),
+				Optional:   true,
+				Validators: []validator.Int64{validators.TTLSeconds()},
+			},
+			"state": schema.StringAttribute{
+				MarkdownDescription: "Lifecycle state: `ready` after a successful apply; `failed` when the server could not provision it.",
+				Computed:            true,
+			},
+			"state_message": schema.StringAttribute{
+				MarkdownDescription: "The server's explanation of the state, such as why provisioning failed.",
+				Computed:            true,
+			},
+			"address": schema.StringAttribute{
+				MarkdownDescription: "The environment's IP address, assigned when it is provisioned.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"enforced": schema.BoolAttribute{
+				MarkdownDescription: "Whether the enforcement driver has applied the environment's current network rules.",
+				Computed:            true,
+			},
+			"expires_at": schema.StringAttribute{
+				MarkdownDescription: "When the TTL expires (RFC 3339), or null without a TTL.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{planmodifiers.StringUseStateUnlessChanged(path.Root("ttl_seconds"))},
+			},
+			"created_at": schema.StringAttribute{
+				MarkdownDescription: "When the environment was created (RFC 3339).",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func resourceFieldAttribute(name, what string, lo, hi, def int64) schema.Int64Attribute {
+	return schema.Int64Attribute{
+		MarkdownDescription: fmt.Sprintf("%s, %d to %d. The server default is %d.", what, lo, hi, def),
+		Optional:            true,
+		Computed:            true,
+		Validators:          []validator.Int64{validators.ResourceField(name)},
+		PlanModifiers:       []planmodifier.Int64{planmodifiers.Int64UseStateWhenConfigNull()},
+	}
+}
+
+func (r *EnvironmentResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var plan environmentResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultEnvironmentCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	body := apiv1.EnvironmentCreate{
+		ProjectID:   plan.ProjectID.ValueString(),
+		Name:        plan.Name.ValueString(),
+		Description: plan.Description.ValueString(),
+		Labels:      labelsFromValue(ctx, plan.Labels, &resp.Diagnostics),
+		Resources:   resourcesSpec(ctx, plan.Resources, types.ObjectNull(resourcesAttrTypes), &resp.Diagnostics),
+		TTLSeconds:  plan.TTLSeconds.ValueInt64Pointer(),
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	env, err := r.client.Environments().Create(ctx, body)
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "create", "environment", body.Name, err)
+		return
+	}
+	// Saved before waiting: an environment that then fails or times out
+	// stays in the state, tainted, and is never orphaned.
+	r.save(ctx, &plan, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+
+	ready, err := r.client.Environments().WaitFor(ctx, env.ID, apiv1.StateReady)
+	if ready != nil {
+		r.save(ctx, &plan, ready, resp.State.Set, resp.Private, &resp.Diagnostics)
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to create environment",
+			fmt.Sprintf("Environment %s (%s) did not become ready: %s\n\n"+
+				"It is kept in the state as tainted, so the next apply replaces it.", body.Name, env.ID, err))
+	}
+}
+
+func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if r.client == nil {
+		// Settings unknown until apply: keep the state as it is.
+		return
+	}
+	var state environmentResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
+	if err == nil && (env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired) {
+		// On its way out (deleted or expired outside Terraform): as good as gone.
+		err = &client.Error{StatusCode: 404}
+	}
+	if client.IsNotFound(err) {
+		addGoneWarning(&resp.Diagnostics, "environment", state.ID.ValueString())
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "read", "environment", state.ID.ValueString(), err)
+		return
+	}
+	r.save(ctx, &state, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+}
+
+func (r *EnvironmentResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var plan, state environmentResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, defaultEnvironmentUpdateTimeout)
+	resp.Diagnostics.Append(diags...)
+	patch, changed := environmentPatch(ctx, plan.environmentModel, state.environmentModel, &resp.Diagnostics)
+	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id := state.ID.ValueString()
+
+	if !changed {
+		// Only timeouts changed: nothing to send, but the computed values
+		// still need their current values.
+		env, err := r.client.Environments().Get(ctx, id)
+		if err != nil {
+			addAPIError(&resp.Diagnostics, "read", "environment", id, err)
+			return
+		}
+		r.save(ctx, &plan, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+		return
+	}
+
+	env, err := r.client.Environments().Update(ctx, id, patch, etag)
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "update", "environment", id, err)
+		return
+	}
+	r.save(ctx, &plan, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+	ready, err := r.client.Environments().WaitFor(ctx, id, apiv1.StateReady)
+	if ready != nil {
+		r.save(ctx, &plan, ready, resp.State.Set, resp.Private, &resp.Diagnostics)
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to update environment",
+			fmt.Sprintf("Environment %s did not become ready after the update: %s", id, err))
+	}
+}
+
+func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var state environmentResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, defaultEnvironmentDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
+	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id := state.ID.ValueString()
+
+	err := r.client.Environments().Delete(ctx, id, etag)
+	if client.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "delete", "environment", id, err)
+		return
+	}
+	if err := r.client.Environments().WaitDeleted(ctx, id); err != nil {
+		resp.Diagnostics.AddError("Unable to delete environment",
+			fmt.Sprintf("Environment %s was not deleted: %s", id, err))
+	}
+}
+
+func (r *EnvironmentResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// stateSetter is resp.State.Set of a Create, Read or Update response.
+type stateSetter func(ctx context.Context, val any) diag.Diagnostics
+
+// save writes env into the state and its ETag into private state.
+func (r *EnvironmentResource) save(ctx context.Context, m *environmentResourceModel, env *apiv1.Environment,
+	set stateSetter, private privateStateWriter, diags *diag.Diagnostics) {
+	m.fromAPI(env)
+	diags.Append(set(ctx, m)...)
+	diags.Append(private.SetKey(ctx, privateETag, etagJSON(env.ETag))...)
+}
+
+// privateStateWriter is resp.Private of a Create, Read or Update response.
+type privateStateWriter interface {
+	SetKey(ctx context.Context, key string, value []byte) diag.Diagnostics
+}
+
+// environmentPatch builds a PATCH of what the plan changes; changed is
+// false when nothing the API holds changes (only timeouts, say).
+func environmentPatch(ctx context.Context, plan, state environmentModel, diags *diag.Diagnostics) (apiv1.EnvironmentPatch, bool) {
+	var p apiv1.EnvironmentPatch
+	p.Name = changedString(plan.Name, state.Name)
+	p.Description = changedString(plan.Description, state.Description)
+	if !plan.Labels.Equal(state.Labels) {
+		labels := labelsFromValue(ctx, plan.Labels, diags)
+		p.Labels = &labels
+	}
+	p.Resources = resourcesSpec(ctx, plan.Resources, state.Resources, diags)
+	if !plan.TTLSeconds.Equal(state.TTLSeconds) {
+		ttl := plan.TTLSeconds.ValueInt64() // null: 0, which removes the TTL
+		p.TTLSeconds = &ttl
+	}
+	changed := p.Name != nil || p.Description != nil || p.Labels != nil || p.Resources != nil || p.TTLSeconds != nil
+	return p, changed
+}
+
+// resourcesSpec returns the resources fields the plan sets to a known value
+// other than the state's, or nil when there are none: on create (state
+// null) the server defaults the rest, on update it keeps them.
+func resourcesSpec(ctx context.Context, plan, state types.Object, diags *diag.Diagnostics) *apiv1.ResourcesSpec {
+	if plan.IsNull() || plan.IsUnknown() {
+		return nil
+	}
+	var p, s resourcesModel
+	diags.Append(plan.As(ctx, &p, objectAsOptions)...)
+	if !state.IsNull() && !state.IsUnknown() {
+		diags.Append(state.As(ctx, &s, objectAsOptions)...)
+	}
+	pick := func(planned, prior types.Int64) *int64 {
+		if planned.IsNull() || planned.IsUnknown() || planned.Equal(prior) {
+			return nil
+		}
+		return planned.ValueInt64Pointer()
+	}
+	spec := &apiv1.ResourcesSpec{CPUMillis: pick(p.CPUMillis, s.CPUMillis), MemoryMB: pick(p.MemoryMB, s.MemoryMB), DiskGB: pick(p.DiskGB, s.DiskGB)}
+	if spec.CPUMillis == nil && spec.MemoryMB == nil && spec.DiskGB == nil {
+		return nil
+	}
+	return spec
+}

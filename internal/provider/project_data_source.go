@@ -1,0 +1,105 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
+)
+
+var (
+	_ datasource.DataSource                     = &ProjectDataSource{}
+	_ datasource.DataSourceWithConfigure        = &ProjectDataSource{}
+	_ datasource.DataSourceWithConfigValidators = &ProjectDataSource{}
+)
+
+// NewProjectDataSource returns the isolation_project data source.
+func NewProjectDataSource() datasource.DataSource { return &ProjectDataSource{} }
+
+// ProjectDataSource reads one project, by id or by name.
+type ProjectDataSource struct {
+	client *client.Client
+}
+
+func (d *ProjectDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_project"
+}
+
+func (d *ProjectDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Reads a project, by `id` or by `name`.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "Project ID. Set exactly one of `id` and `name`.",
+				Optional:            true,
+				Computed:            true,
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Project name. Set exactly one of `id` and `name`.",
+				Optional:            true,
+				Computed:            true,
+				Validators:          []validator.String{validators.Name()},
+			},
+			"description": schema.StringAttribute{MarkdownDescription: "Free-text description.", Computed: true},
+			"labels":      schema.MapAttribute{MarkdownDescription: "Labels of the project.", ElementType: types.StringType, Computed: true},
+			"created_at":  schema.StringAttribute{MarkdownDescription: "When the project was created (RFC 3339).", Computed: true},
+		},
+	}
+}
+
+func (d *ProjectDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
+	return []datasource.ConfigValidator{
+		datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name")),
+	}
+}
+
+func (d *ProjectDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (d *ProjectDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	if !requireClient(d.client, &resp.Diagnostics) {
+		return
+	}
+	var cfg projectModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var p *apiv1.Project
+	var err error
+	if !cfg.ID.IsNull() {
+		p, err = d.client.Projects().Get(ctx, cfg.ID.ValueString())
+	} else {
+		p, err = d.projectByName(ctx, cfg.Name.ValueString())
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "read", "project", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
+		return
+	}
+	cfg.fromAPI(p)
+	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
+}
+
+// projectByName finds the project with a name; names are unique.
+func (d *ProjectDataSource) projectByName(ctx context.Context, name string) (*apiv1.Project, error) {
+	projects, err := d.client.Projects().List(ctx, client.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range projects {
+		if projects[i].Name == name {
+			return &projects[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no project is named %q", name)
+}
