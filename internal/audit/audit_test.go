@@ -89,12 +89,16 @@ func TestHash_SameAfterStorageRoundTrip(t *testing.T) {
 	ev.Changes = &apiv1.Changes{Before: env{Name: "web", Labels: map[string]string{"z": "1", "a": "&"}, Big: 1<<62 + 1}}
 	want := audit.Hash(ev)
 
-	norm, err := audit.Normalize(ev)
+	norm, changes, err := audit.Seal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if audit.Hash(norm) != want || norm.Time.Location() != time.UTC {
-		t.Fatalf("Normalize changed the hash or kept the zone: %v", norm.Time)
+	if norm.Hash != want || audit.Hash(norm) != want || norm.Time.Location() != time.UTC {
+		t.Fatalf("Seal changed the hash or kept the zone: %v", norm.Time)
+	}
+	const wantChanges = `{"after":null,"before":{"big":4611686018427387905,"labels":{"a":"&","z":"1"},"name":"web"}}`
+	if string(changes) != wantChanges {
+		t.Fatalf("canonical changes = %s, want %s", changes, wantChanges)
 	}
 	// Through JSON, as the sink and the API send it, with numbers kept exact.
 	b, err := json.Marshal(norm)
@@ -112,11 +116,11 @@ func TestHash_SameAfterStorageRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNormalize_RejectsChangesThatAreNotJSON(t *testing.T) {
+func TestSeal_RejectsChangesThatAreNotJSON(t *testing.T) {
 	ev := sampleEvent()
 	ev.Changes = &apiv1.Changes{After: make(chan int)}
-	if _, err := audit.Normalize(ev); err == nil {
-		t.Fatal("Normalize accepted changes that cannot be encoded")
+	if _, _, err := audit.Seal(ev); err == nil {
+		t.Fatal("Seal accepted changes that cannot be encoded")
 	}
 	if audit.Hash(ev) != "" {
 		t.Fatal("Hash of unencodable changes is not empty")

@@ -43,6 +43,11 @@ func Hash(ev apiv1.AuditEvent) string {
 	if err != nil {
 		return ""
 	}
+	return hash(ev, changes)
+}
+
+// hash is Hash with the canonical changes already encoded.
+func hash(ev apiv1.AuditEvent, changes []byte) string {
 	h := sha256.New()
 	var n [8]byte
 	write := func(s []byte) {
@@ -106,25 +111,23 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// Normalize returns ev as it is stored and hashed: time in UTC without a
-// monotonic reading, and Changes as canonical JSON (json.RawMessage before
-// and after, nil for JSON null), so that the event a caller holds after
-// AppendAudit hashes the same as the one read back later.
-func Normalize(ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
+// Seal returns ev as it is stored, with its Hash set, and its changes as
+// canonical JSON for storage. The event is normalised first: time in UTC
+// without a monotonic reading, and Changes re-read from canonical JSON
+// (json.RawMessage before and after, nil for JSON null), so that the event
+// a caller holds after AppendAudit equals, and hashes the same as, the one
+// read back later. Seq and PrevHash must already be set.
+func Seal(ev apiv1.AuditEvent) (apiv1.AuditEvent, []byte, error) {
 	ev.Time = ev.Time.UTC().Round(0)
-	if ev.Changes == nil {
-		return ev, nil
-	}
-	canon, err := CanonicalChanges(ev.Changes)
+	changes, err := CanonicalChanges(ev.Changes)
 	if err != nil {
-		return ev, err
+		return ev, nil, err
 	}
-	c, err := DecodeChanges(canon)
-	if err != nil {
-		return ev, err
+	if ev.Changes, err = DecodeChanges(changes); err != nil {
+		return ev, nil, err
 	}
-	ev.Changes = c
-	return ev, nil
+	ev.Hash = hash(ev, changes)
+	return ev, changes, nil
 }
 
 // DecodeChanges turns canonical changes JSON back into Changes whose

@@ -59,7 +59,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// busy_timeout only matters for other processes (isolationd audit
 	// verify reading the same file); in-process writes never contend.
 	common := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	wdb, err := sql.Open("sqlite", path+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	wdb, err := sql.Open("sqlite", path+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

@@ -91,14 +91,6 @@ func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.
 	if y := ev.Time.UTC().Year(); y < 1 || y > 9999 {
 		return ev, fmt.Errorf("store: audit event time %v is outside years 1 to 9999", ev.Time)
 	}
-	ev, err := audit.Normalize(ev)
-	if err != nil {
-		return ev, fmt.Errorf("store: audit event: %w", err)
-	}
-	changes, err := audit.CanonicalChanges(ev.Changes)
-	if err != nil {
-		return ev, fmt.Errorf("store: audit event: %w", err)
-	}
 	ev.Seq, ev.PrevHash = 1, audit.GenesisHash
 	var lastSeq int64
 	var lastHash string
@@ -109,7 +101,10 @@ func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.
 	if found {
 		ev.Seq, ev.PrevHash = lastSeq+1, lastHash
 	}
-	ev.Hash = audit.Hash(ev)
+	ev, changes, err := audit.Seal(ev)
+	if err != nil {
+		return ev, fmt.Errorf("store: audit event: %w", err)
+	}
 	_, err = t.q.ExecContext(ctx, "INSERT INTO audit_events ("+auditCols+") VALUES (?"+strings.Repeat(", ?", 17)+")",
 		ev.Seq, ev.ID, ev.Time.Format(timeText), ev.RequestID, ev.Actor.TokenID, ev.Actor.Name,
 		ev.Source.IP, ev.Source.UserAgent, ev.ProjectID, ev.Action, ev.Resource.Type, ev.Resource.ID,
