@@ -1,0 +1,170 @@
+// Command isolationd is the environment-isolation control plane.
+//
+//	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
+//	                 [--address-pool CIDR] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
+//	                 [--tls-cert F --tls-key F] [--log-level debug|info|warn|error]
+//	isolationd audit verify --data-dir DIR
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+const usage = `usage:
+  isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
+  isolationd audit verify --data-dir DIR
+Run "isolationd serve -h" for the serve flags.`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) >= 1 && args[0] == "serve":
+		return serve(args[1:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
+		return verify(args[2:], stdout, stderr)
+	}
+	fmt.Fprintln(stderr, usage)
+	return 2
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	dataDir := fs.String("data-dir", "", "directory for the database and admin.token (required)")
+	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
+	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
+	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
+	rateLimit := fs.Float64("rate-limit", 0, "requests per second per token (0: no limit)")
+	rateBurst := fs.Int("rate-burst", 0, "burst of the per-token rate limit (default: the rate)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
+	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dataDir == "" {
+		fmt.Fprintln(stderr, "isolationd serve: --data-dir is required")
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: --log-level: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := server.Config{
+		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
+		Driver: *driver, AddressPool: *pool, RateLimit: *rateLimit, RateBurst: *rateBurst,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, Logger: logger,
+	}
+	if *auditLog != "" {
+		w, closeLog, err := openAuditLog(*auditLog, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "isolationd serve: --audit-log: %v\n", err)
+			return 1
+		}
+		defer closeLog()
+		cfg.AuditLog = w
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: %v\n", err)
+		return 1
+	}
+	if p := srv.AdminTokenPath(); p != "" {
+		abs, _ := filepath.Abs(p)
+		if srv.GeneratedToken() {
+			fmt.Fprintf(stdout, "generated the admin token; it is in %s (mode 0600)\n", abs)
+		} else {
+			fmt.Fprintf(stdout, "admin token: %s\n", abs)
+		}
+	}
+	fmt.Fprintf(stdout, "isolationd listening on %s\n", srv.URL())
+
+	select {
+	case <-ctx.Done():
+	case err := <-srv.Done():
+		logger.Error("server stopped", "error", err.Error())
+	}
+	logger.Info("shutting down: draining requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// openAuditLog opens the JSON-lines audit log: "-" is stdout, anything
+// else a file appended to (mode 0600: events name actors and sources).
+func openAuditLog(path string, stdout io.Writer) (io.Writer, func(), error) {
+	if path == "-" {
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func verify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "isolationd's data directory (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dataDir == "" {
+		fmt.Fprintln(stderr, "isolationd audit verify: --data-dir is required")
+		return 2
+	}
+	path := filepath.Join(*dataDir, server.DatabaseFile)
+	if _, err := os.Stat(path); err != nil {
+		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
+		return 1
+	}
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, path)
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	res, err := audit.Verify(ctx, func(ctx context.Context, after int64) ([]apiv1.AuditEvent, error) {
+		evs, _, err := st.ListAudit(ctx, store.AuditQuery{AfterSeq: after, Limit: store.MaxLimit})
+		return evs, err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
+		return 1
+	}
+	if !res.OK() {
+		fmt.Fprintf(stderr, "audit chain BROKEN after %d good events: first broken link: %s\n", res.Events, res.Broken.String())
+		return 1
+	}
+	fmt.Fprintf(stdout, "audit chain intact: %d events, last seq %d, last hash %s\n", res.Events, res.LastSeq, res.LastHash)
+	return 0
+}

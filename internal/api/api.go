@@ -1,0 +1,190 @@
+// Package api is isolationd's HTTP API: one route table, one middleware
+// chain (request id, logging, recovery, metrics), one authorize step, one
+// problem writer, and handlers that change the store and append the audit
+// event in the same transaction.
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// Reconciler is what the API needs of the reconciler.
+type Reconciler interface {
+	Enqueue(ids ...string)
+	Started() bool
+}
+
+// Options configure the API.
+type Options struct {
+	Store      store.Store
+	Driver     enforce.Driver
+	Reconciler Reconciler
+	Hub        *reconcile.Hub
+	// Audited receives every committed audit event (for the JSON-lines sink).
+	Audited func(apiv1.AuditEvent)
+	Logger  *slog.Logger
+	// RateLimit is requests per second per token; 0 turns it off.
+	RateLimit float64
+	RateBurst int
+	// Registry receives the API's metrics; /metrics serves it.
+	Registry *prometheus.Registry
+	Now      func() time.Time
+	// MaxWait bounds wait_for's timeout.
+	MaxWait time.Duration
+}
+
+// API serves isolationd's HTTP API.
+type API struct {
+	store      store.Store
+	driver     enforce.Driver
+	reconciler Reconciler
+	hub        *reconcile.Hub
+	audited    func(apiv1.AuditEvent)
+	log        *slog.Logger
+	now        func() time.Time
+	maxWait    time.Duration
+
+	tokens   *tokenCache
+	limiter  *limiter
+	inflight inflight
+	metrics  *metrics
+	handler  http.Handler
+
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// New builds the API.
+func New(opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Audited == nil {
+		opts.Audited = func(apiv1.AuditEvent) {}
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 10 * time.Minute
+	}
+	a := &API{
+		store:      opts.Store,
+		driver:     opts.Driver,
+		reconciler: opts.Reconciler,
+		hub:        opts.Hub,
+		audited:    opts.Audited,
+		log:        opts.Logger,
+		now:        opts.Now,
+		maxWait:    opts.MaxWait,
+		tokens:     newTokenCache(),
+		limiter:    newLimiter(opts.RateLimit, opts.RateBurst),
+		inflight:   inflight{keys: map[string]bool{}},
+		closing:    make(chan struct{}),
+	}
+	a.metrics = newMetrics(opts.Registry, opts.Store)
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.Handle(rt.Method+" "+rt.Pattern, a.route(rt))
+	}
+	a.handler = a.middleware(mux)
+	return a
+}
+
+// Handler is the API's root handler.
+func (a *API) Handler() http.Handler { return a.handler }
+
+// Close makes long-running requests (wait_for, watch) answer now, so that
+// a graceful shutdown does not wait for their timeouts.
+func (a *API) Close() {
+	a.closeOnce.Do(func() { close(a.closing) })
+}
+
+// ObserveReconcile records a reconcile pass in the API's metrics.
+func (a *API) ObserveReconcile(outcome string, d time.Duration) {
+	a.metrics.reconcile.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// InvalidateToken drops a token from the authentication cache (on revocation).
+func (a *API) InvalidateToken(id string) { a.tokens.invalidate(id) }
+
+// route wraps a handler with the per-route steps: authentication, rate
+// limit, authorization and idempotency.
+func (a *API) route(rt Route) http.Handler {
+	label := rt.Method + " " + rt.Pattern
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := requestInfoFrom(r.Context())
+		info.route = label
+		err := a.guard(rt, w, r)
+		if err == nil {
+			err = rt.handle(a, w, r)
+		}
+		if info.idem != nil && info.idem.flight != "" {
+			defer a.inflight.end(info.idem.flight)
+		}
+		if err != nil && err != errHandled {
+			writeProblem(w, r, err)
+		}
+	})
+}
+
+// errHandled tells route that the response has been written already (a
+// replayed idempotent response).
+var errHandled = &Error{kind: probInternal}
+
+func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) error {
+	if rt.Perm.Public {
+		return nil
+	}
+	if err := a.authenticate(r); err != nil {
+		return err
+	}
+	if err := a.rateLimit(r); err != nil {
+		return err
+	}
+	if err := a.authorize(r, rt.Perm); err != nil {
+		return err
+	}
+	if rt.Idempotent {
+		return a.idempotencyBegin(w, r)
+	}
+	return nil
+}
+
+// ctxKey keys the request info in a context.
+type ctxKey struct{}
+
+// requestInfo is what the middleware and the guard learn about a request.
+type requestInfo struct {
+	requestID string
+	logger    *slog.Logger
+	route     string
+	source    apiv1.Source
+	principal *auth.Principal
+	perm      Perm
+	target    any // the object a path-scoped route names, loaded by authorize
+	body      []byte
+	bodyRead  bool
+	idem      *idemRequest
+}
+
+func requestInfoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(ctxKey{}).(*requestInfo)
+	return info
+}

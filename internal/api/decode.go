@@ -1,0 +1,107 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// readBody reads the request body once (bounded by MaxBodyBytes) and keeps
+// it, so the idempotency check and decoding see the same bytes.
+func readBody(r *http.Request) ([]byte, error) {
+	info := requestInfoFrom(r.Context())
+	if info != nil && info.bodyRead {
+		return info.body, nil
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, newError(probMediaType, "Content-Type must be application/json, not %q", ct)
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, newError(probTooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
+		}
+		return nil, newError(probMalformed, "the request body could not be read")
+	}
+	if info != nil {
+		info.body, info.bodyRead = body, true
+	}
+	return body, nil
+}
+
+// decode reads the body as exactly one JSON value of v's type. Unknown
+// fields, wrong types, malformed JSON and trailing data are 400 problems
+// naming the field where JSON tells us which.
+func decode(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return newError(probMalformed, "the request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return newError(probMalformed, "the request body has data after the JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) *Error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return newError(probMalformed, "the request body is not valid JSON (at byte %d): %s", syntax.Offset, syntax.Error())
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(probMalformed, "the request body is truncated JSON")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return newError(probMalformed, "the request body must be a JSON %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+		}
+		return fieldError(probMalformed, typ.Field, fmt.Sprintf("must be %s, not %s", jsonKind(typ.Type.String()), typ.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return fieldError(probMalformed, field, "is not a known field")
+	}
+	return newError(probMalformed, "the request body could not be decoded: %s", err.Error())
+}
+
+// jsonKind names a Go type the way a JSON user thinks of it.
+func jsonKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "*"):
+		return jsonKind(goType[1:])
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "an integer"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map["), goType == "struct":
+		return "an object"
+	case goType == "time.Time":
+		return "an RFC 3339 time string"
+	}
+	return "an object"
+}

@@ -1,0 +1,243 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// IdempotencyTTL is how long a stored response is replayed.
+const IdempotencyTTL = 24 * time.Hour
+
+// mutation is what a write handler did, for commit to answer, audit and
+// hand to the reconciler.
+type mutation struct {
+	status     int
+	body       any   // nil: no body (204)
+	generation int64 // for the ETag header; 0: none
+	location   string
+
+	action    string
+	resource  apiv1.ResourceRef
+	projectID string
+	before    any
+	after     any
+
+	// reconcile lists environments to queue and wake waiters of.
+	reconcile []string
+}
+
+// commit runs fn in one store transaction together with the request's
+// audit event and, for an idempotent request, the response to replay;
+// only after the commit does it tell the reconciler, the sink and the
+// client. fn's error rolls everything back and becomes the response.
+func (a *API) commit(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx store.Tx) (*mutation, error)) error {
+	ctx := r.Context()
+	info := requestInfoFrom(ctx)
+	var (
+		m      *mutation
+		body   []byte
+		header map[string]string
+		stored apiv1.AuditEvent
+	)
+	err := a.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if m, err = fn(ctx, tx); err != nil {
+			return err
+		}
+		if m.body != nil {
+			if body, err = json.Marshal(m.body); err != nil {
+				return err
+			}
+			body = append(body, '\n')
+		}
+		header = responseHeader(m)
+		ev := a.event(r, m.action, m.resource, m.projectID, apiv1.OutcomeSuccess, m.status)
+		ev.Changes = &apiv1.Changes{Before: m.before, After: m.after}
+		if stored, err = tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+		if info.idem == nil {
+			return nil
+		}
+		now := a.now().UTC()
+		return tx.PutIdempotency(ctx, store.IdempotencyRecord{
+			Scope: info.principal.TokenID, Key: info.idem.key, Method: r.Method, Path: r.URL.Path,
+			BodyHash: info.idem.bodyHash, StatusCode: m.status, Header: header, Body: body,
+			ResourceID: m.resource.ID, CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
+		})
+	})
+	if err != nil {
+		return err
+	}
+	a.audited(stored)
+	if len(m.reconcile) > 0 {
+		a.hub.Notify(m.reconcile...)
+		a.reconciler.Enqueue(m.reconcile...)
+	}
+	writeStored(w, m.status, header, body)
+	return nil
+}
+
+func responseHeader(m *mutation) map[string]string {
+	h := map[string]string{}
+	if m.body != nil {
+		h["Content-Type"] = apiv1.MediaJSON
+	}
+	if m.generation > 0 {
+		h["ETag"] = etag(m.generation)
+	}
+	if m.location != "" {
+		h["Location"] = m.location
+	}
+	return h
+}
+
+func writeStored(w http.ResponseWriter, status int, header map[string]string, body []byte) {
+	for k, v := range header {
+		w.Header().Set(k, v)
+	}
+	if body != nil {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if body != nil {
+		_, _ = w.Write(body)
+	}
+}
+
+// event starts an audit event for the request.
+func (a *API) event(r *http.Request, action string, res apiv1.ResourceRef, projectID, outcome string, status int) apiv1.AuditEvent {
+	info := requestInfoFrom(r.Context())
+	ev := apiv1.AuditEvent{
+		ID:         reconcile.NewID("evt_"),
+		Time:       a.now().UTC(),
+		RequestID:  info.requestID,
+		Source:     info.source,
+		ProjectID:  projectID,
+		Action:     action,
+		Resource:   res,
+		Outcome:    outcome,
+		StatusCode: status,
+	}
+	if info.principal != nil {
+		ev.Actor = info.principal.Actor()
+	} else {
+		ev.Actor = apiv1.Actor{Name: "anonymous"}
+	}
+	return ev
+}
+
+// etag is the ETag of an object at a generation: strong and quoted.
+func etag(generation int64) string { return `"` + strconv.FormatInt(generation, 10) + `"` }
+
+// checkIfMatch answers 412 when If-Match is present and names no current
+// ETag of the object ("*" matches any existing object).
+func checkIfMatch(r *http.Request, generation int64) error {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return nil
+	}
+	cur := etag(generation)
+	for part := range strings.SplitSeq(h, ",") {
+		if p := strings.TrimSpace(part); p == "*" || p == cur {
+			return nil
+		}
+	}
+	return newError(probPrecondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", h, cur)
+}
+
+// idemRequest is an Idempotency-Key request on its way through.
+type idemRequest struct {
+	key      string
+	bodyHash string
+	flight   string // the in-flight mark, released by route
+}
+
+// inflight is the set of idempotency keys whose first request is running.
+type inflight struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (f *inflight) begin(k string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.keys[k] {
+		return false
+	}
+	f.keys[k] = true
+	return true
+}
+
+func (f *inflight) end(k string) {
+	f.mu.Lock()
+	delete(f.keys, k)
+	f.mu.Unlock()
+}
+
+// idempotencyBegin handles Idempotency-Key before the handler runs: it
+// replays a stored response (errHandled), refuses a key reused with
+// another request (422) or still in flight (409), or marks the request so
+// commit stores its response. The in-flight mark is released when the
+// request ends.
+func (a *API) idempotencyBegin(w http.ResponseWriter, r *http.Request) error {
+	key := r.Header.Get(apiv1.HeaderIdempotencyKey)
+	if key == "" {
+		return nil
+	}
+	if len(key) > 255 || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return fieldError(probMalformed, apiv1.HeaderIdempotencyKey, "must be 1-255 visible ASCII characters")
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body)
+	req := &idemRequest{key: key, bodyHash: hex.EncodeToString(sum[:])}
+	info := requestInfoFrom(r.Context())
+	scope := info.principal.TokenID
+	// The stored record is looked up before and after taking the
+	// in-flight mark: a retry that races the first request's last moments
+	// replays instead of seeing 409.
+	if done, err := a.replay(w, r, scope, req); done || err != nil {
+		return err
+	}
+	req.flight = scope + "\x00" + key
+	if !a.inflight.begin(req.flight) {
+		return newError(probInFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
+	}
+	info.idem = req
+	if done, err := a.replay(w, r, scope, req); done || err != nil {
+		return err
+	}
+	return nil
+}
+
+// replay answers from the stored record of (scope, key) if there is one.
+func (a *API) replay(w http.ResponseWriter, r *http.Request, scope string, req *idemRequest) (bool, error) {
+	rec, err := a.store.GetIdempotency(r.Context(), scope, req.key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return true, err
+	}
+	if rec.Method != r.Method || rec.Path != r.URL.Path || rec.BodyHash != req.bodyHash {
+		return true, newError(probIdemMismatch, "this Idempotency-Key was first used for a different request (%s %s with another body); use a new key", rec.Method, rec.Path)
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	writeStored(w, rec.StatusCode, rec.Header, rec.Body)
+	return true, errHandled
+}

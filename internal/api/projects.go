@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"reflect"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
+	var in apiv1.ProjectCreate
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if fe := in.Validate(); fe != nil {
+		return validationError(fe)
+	}
+	now := a.now().UTC()
+	p := apiv1.Project{
+		ID: reconcile.NewID("prj_"), Name: in.Name, Description: in.Description,
+		Labels: apiv1.NormalizeLabels(in.Labels), Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: etag(1),
+	}
+	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
+		if err := tx.CreateProject(ctx, p); err != nil {
+			return nil, nameConflict(err, "project")
+		}
+		return &mutation{
+			status: http.StatusCreated, body: p, generation: p.Generation, location: "/v1/projects/" + p.ID,
+			action: "project.create", resource: ref("project", p.ID), projectID: p.ID, after: p,
+		}, nil
+	})
+}
+
+func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
+	lq, _, err := parseList(r, "limit", "cursor", "label")
+	if err != nil {
+		return err
+	}
+	if p := requestInfoFrom(r.Context()).principal; !p.OrgWide() {
+		// A project-scoped token sees its own project only.
+		items := []apiv1.Project{}
+		if pr, err := a.store.GetProject(r.Context(), p.ProjectID); err == nil && lq.Cursor < pr.ID && hasLabels(pr.Labels, lq.Labels) {
+			items = append(items, pr)
+		}
+		writeList(w, items, "")
+		return nil
+	}
+	items, next, err := a.store.ListProjects(r.Context(), lq)
+	if err != nil {
+		return err
+	}
+	writeList(w, items, next)
+	return nil
+}
+
+func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
+	p := requestInfoFrom(r.Context()).target.(apiv1.Project)
+	writeObject(w, http.StatusOK, p, p.Generation)
+	return nil
+}
+
+func (a *API) patchProject(w http.ResponseWriter, r *http.Request) error {
+	var in apiv1.ProjectPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if fe := in.Validate(); fe != nil {
+		return validationError(fe)
+	}
+	id := idFromPath(r)
+	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
+		cur, err := tx.GetProject(ctx, id)
+		if err != nil {
+			return nil, notFoundOr(err, "project", id)
+		}
+		if err := checkIfMatch(r, cur.Generation); err != nil {
+			return nil, err
+		}
+		next := cur
+		if in.Name != nil {
+			next.Name = *in.Name
+		}
+		if in.Description != nil {
+			next.Description = *in.Description
+		}
+		if in.Labels != nil {
+			next.Labels = apiv1.NormalizeLabels(*in.Labels)
+		}
+		if !reflect.DeepEqual(cur, next) {
+			next.Generation++
+			next.ETag = etag(next.Generation)
+			next.UpdatedAt = a.now().UTC()
+			if err := tx.UpdateProject(ctx, next); err != nil {
+				return nil, nameConflict(err, "project")
+			}
+		}
+		return &mutation{
+			status: http.StatusOK, body: next, generation: next.Generation,
+			action: "project.update", resource: ref("project", id), projectID: id, before: cur, after: next,
+		}, nil
+	})
+}
+
+func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
+	id := idFromPath(r)
+	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
+		cur, err := tx.GetProject(ctx, id)
+		if err != nil {
+			return nil, notFoundOr(err, "project", id)
+		}
+		if err := checkIfMatch(r, cur.Generation); err != nil {
+			return nil, err
+		}
+		envs, _, err := tx.ListEnvironments(ctx, store.ListQuery{ProjectID: id, Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		pols, _, err := tx.ListPolicies(ctx, store.ListQuery{ProjectID: id, Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		if len(envs) > 0 || len(pols) > 0 {
+			return nil, newError(probConflict, "project %q still has environments or policies; delete them first", id)
+		}
+		if err := tx.DeleteProject(ctx, id); err != nil {
+			return nil, err
+		}
+		return &mutation{
+			status: http.StatusNoContent,
+			action: "project.delete", resource: ref("project", id), projectID: id, before: cur,
+		}, nil
+	})
+}
+
+func ref(kind, id string) apiv1.ResourceRef { return apiv1.ResourceRef{Type: kind, ID: id} }
+
+// nameConflict turns a store conflict into a 409 naming the name field.
+func nameConflict(err error, kind string) error {
+	if errors.Is(err, store.ErrConflict) {
+		msg := "is already taken by another " + kind
+		if kind != "project" {
+			msg += " of this project"
+		}
+		return fieldError(probConflict, "name", msg)
+	}
+	return err
+}
+
+// notFoundOr names the missing object in a 404.
+func notFoundOr(err error, kind, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(kind, id)
+	}
+	return err
+}
+
+// projectExists is the check that an object's project_id names a project.
+func projectExists(ctx context.Context, tx store.Reader, id string) error {
+	if _, err := tx.GetProject(ctx, id); errors.Is(err, store.ErrNotFound) {
+		e := notFound("project", id)
+		e.fields = []apiv1.FieldError{{Field: "project_id", Message: "names no project"}}
+		return e
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+func hasLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,157 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+)
+
+// Scope says how the authorize step finds the project a request targets,
+// which is what project-scoped roles are checked against.
+type Scope int
+
+const (
+	// ScopeNone: the request is not about one project (org-wide routes;
+	// list routes, whose handlers show only what the caller may see).
+	ScopeNone Scope = iota
+	// ScopeProject: the {id} in the path is a project.
+	ScopeProject
+	// ScopeEnvironment: the {id} in the path is an environment.
+	ScopeEnvironment
+	// ScopePolicy: the {id} in the path is a policy.
+	ScopePolicy
+	// ScopeBody: the project_id of the request body; the handler
+	// authorizes after decoding it.
+	ScopeBody
+)
+
+// Perm is what a route requires. Public routes need no token at all.
+type Perm struct {
+	Public bool
+	auth.Permission
+	Scope Scope
+}
+
+// Route is one entry of the route table: the router, the authorize step,
+// the OpenAPI document and the authorization-matrix test all read it.
+type Route struct {
+	Method  string
+	Pattern string
+	Perm    Perm
+	// Idempotent POSTs honour Idempotency-Key.
+	Idempotent bool
+	Doc        Doc
+	handle     func(*API, http.ResponseWriter, *http.Request) error
+}
+
+// Doc describes a route for the OpenAPI document.
+type Doc struct {
+	OperationID string
+	Summary     string
+	Tag         string
+	Request     any // a value of the request body type; nil for none
+	Status      int // the success status
+	Response    any // a value of the success body type; nil for none
+	Query       []string
+	// Problems lists the error statuses the route documents beyond the
+	// ones every authenticated route can answer (400, 401, 403, 429, 500).
+	Problems []int
+}
+
+var (
+	permProjectRead  = Perm{Permission: auth.Permission{Resource: auth.ResourceProject, Verb: auth.VerbRead}}
+	permProjectWrite = Perm{Permission: auth.Permission{Resource: auth.ResourceProject, Verb: auth.VerbWrite}}
+	permEnvRead      = Perm{Permission: auth.Permission{Resource: auth.ResourceEnvironment, Verb: auth.VerbRead}}
+	permEnvWrite     = Perm{Permission: auth.Permission{Resource: auth.ResourceEnvironment, Verb: auth.VerbWrite}}
+	permPolicyRead   = Perm{Permission: auth.Permission{Resource: auth.ResourcePolicy, Verb: auth.VerbRead}}
+	permPolicyWrite  = Perm{Permission: auth.Permission{Resource: auth.ResourcePolicy, Verb: auth.VerbWrite}}
+	permAuditRead    = Perm{Permission: auth.Permission{Resource: auth.ResourceAudit, Verb: auth.VerbRead}}
+)
+
+func scoped(p Perm, s Scope) Perm { p.Scope = s; return p }
+
+var (
+	listQuery = []string{"limit", "cursor", "project_id", "label"}
+	envQuery  = append(append([]string{}, listQuery...), "state")
+)
+
+// routes is the route table. Every route of the server is here.
+var routes = []Route{
+	{Method: "GET", Pattern: "/healthz", Perm: Perm{Public: true}, handle: (*API).healthz,
+		Doc: Doc{OperationID: "healthz", Summary: "The process is up.", Tag: "operations", Status: 200, Response: health{}}},
+	{Method: "GET", Pattern: "/readyz", Perm: Perm{Public: true}, handle: (*API).readyz,
+		Doc: Doc{OperationID: "readyz", Summary: "The store is reachable and the reconciler has started.", Tag: "operations", Status: 200, Response: health{}, Problems: []int{503}}},
+	{Method: "GET", Pattern: "/metrics", Perm: permAuditRead, handle: (*API).serveMetrics,
+		Doc: Doc{OperationID: "metrics", Summary: "Prometheus metrics (text exposition format); needs a token that may read the audit log.", Tag: "operations", Status: 200}},
+	{Method: "GET", Pattern: "/v1/openapi.json", Perm: permProjectRead, handle: (*API).openapi,
+		Doc: Doc{OperationID: "openapi", Summary: "This OpenAPI document.", Tag: "operations", Status: 200}},
+
+	{Method: "POST", Pattern: "/v1/projects", Perm: permProjectWrite, Idempotent: true, handle: (*API).createProject,
+		Doc: Doc{OperationID: "createProject", Summary: "Create a project.", Tag: "projects", Request: apiv1.ProjectCreate{}, Status: 201, Response: apiv1.Project{}, Problems: []int{409, 415, 413, 422}}},
+	{Method: "GET", Pattern: "/v1/projects", Perm: permProjectRead, handle: (*API).listProjects,
+		Doc: Doc{OperationID: "listProjects", Summary: "List projects.", Tag: "projects", Status: 200, Response: apiv1.List[apiv1.Project]{}, Query: []string{"limit", "cursor", "label"}}},
+	{Method: "GET", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectRead, ScopeProject), handle: (*API).getProject,
+		Doc: Doc{OperationID: "getProject", Summary: "Read a project.", Tag: "projects", Status: 200, Response: apiv1.Project{}, Problems: []int{404}}},
+	{Method: "PATCH", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectWrite, ScopeProject), handle: (*API).patchProject,
+		Doc: Doc{OperationID: "patchProject", Summary: "Change a project; fields present replace the stored ones.", Tag: "projects", Request: apiv1.ProjectPatch{}, Status: 200, Response: apiv1.Project{}, Problems: []int{404, 409, 412, 413, 415}}},
+	{Method: "DELETE", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectWrite, ScopeProject), handle: (*API).deleteProject,
+		Doc: Doc{OperationID: "deleteProject", Summary: "Delete a project that has no environments and no policies.", Tag: "projects", Status: 204, Problems: []int{404, 409, 412}}},
+
+	{Method: "POST", Pattern: "/v1/environments", Perm: scoped(permEnvWrite, ScopeBody), Idempotent: true, handle: (*API).createEnvironment,
+		Doc: Doc{OperationID: "createEnvironment", Summary: "Create an environment; it is provisioned asynchronously (state pending).", Tag: "environments", Request: apiv1.EnvironmentCreate{}, Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 413, 415, 422}}},
+	{Method: "GET", Pattern: "/v1/environments", Perm: permEnvRead, handle: (*API).listEnvironments,
+		Doc: Doc{OperationID: "listEnvironments", Summary: "List environments.", Tag: "environments", Status: 200, Response: apiv1.List[apiv1.Environment]{}, Query: envQuery}},
+	{Method: "GET", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).getEnvironment,
+		Doc: Doc{OperationID: "getEnvironment", Summary: "Read an environment; with wait_for, answer once it reaches one of those states (or failed, or timeout).", Tag: "environments", Status: 200, Response: apiv1.Environment{}, Query: []string{"wait_for", "timeout"}, Problems: []int{404}}},
+	{Method: "PATCH", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).patchEnvironment,
+		Doc: Doc{OperationID: "patchEnvironment", Summary: "Change an environment (generation+1, state updating, then ready).", Tag: "environments", Request: apiv1.EnvironmentPatch{}, Status: 200, Response: apiv1.Environment{}, Problems: []int{404, 409, 412, 413, 415}}},
+	{Method: "DELETE", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).deleteEnvironment,
+		Doc: Doc{OperationID: "deleteEnvironment", Summary: "Delete an environment (state deleting, then gone).", Tag: "environments", Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 412}}},
+	{Method: "GET", Pattern: "/v1/environments/{id}/status", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).environmentStatus,
+		Doc: Doc{OperationID: "getEnvironmentStatus", Summary: "An environment's lifecycle and enforcement status.", Tag: "environments", Status: 200, Response: apiv1.EnvironmentStatus{}, Problems: []int{404}}},
+	{Method: "GET", Pattern: "/v1/environments/{id}/watch", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).watchEnvironment,
+		Doc: Doc{OperationID: "watchEnvironment", Summary: "Server-Sent Events: one `environment` event with the object now and after every change, a `deleted` event when it is gone.", Tag: "environments", Status: 200, Problems: []int{404}}},
+	{Method: "GET", Pattern: "/v1/environments/{id}/effective-policy", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).effectivePolicy,
+		Doc: Doc{OperationID: "getEffectivePolicy", Summary: "The policies that select the environment and their merged allow rules.", Tag: "environments", Status: 200, Response: apiv1.EffectivePolicy{}, Problems: []int{404}}},
+	{Method: "POST", Pattern: "/v1/environments/{id}/check", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).checkEnvironment,
+		Doc: Doc{OperationID: "checkEnvironment", Summary: "Would the enforced rules allow this packet? Read-only: Idempotency-Key is not needed.", Tag: "environments", Request: apiv1.CheckRequest{}, Status: 200, Response: apiv1.CheckResult{}, Problems: []int{404, 409, 413, 415}}},
+
+	{Method: "POST", Pattern: "/v1/policies", Perm: scoped(permPolicyWrite, ScopeBody), Idempotent: true, handle: (*API).createPolicy,
+		Doc: Doc{OperationID: "createPolicy", Summary: "Create a network policy.", Tag: "policies", Request: apiv1.PolicyCreate{}, Status: 201, Response: apiv1.Policy{}, Problems: []int{404, 409, 413, 415, 422}}},
+	{Method: "GET", Pattern: "/v1/policies", Perm: permPolicyRead, handle: (*API).listPolicies,
+		Doc: Doc{OperationID: "listPolicies", Summary: "List policies.", Tag: "policies", Status: 200, Response: apiv1.List[apiv1.Policy]{}, Query: listQuery}},
+	{Method: "GET", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyRead, ScopePolicy), handle: (*API).getPolicy,
+		Doc: Doc{OperationID: "getPolicy", Summary: "Read a policy.", Tag: "policies", Status: 200, Response: apiv1.Policy{}, Problems: []int{404}}},
+	{Method: "PATCH", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), handle: (*API).patchPolicy,
+		Doc: Doc{OperationID: "patchPolicy", Summary: "Change a policy; fields present replace the stored ones whole.", Tag: "policies", Request: apiv1.PolicyPatch{}, Status: 200, Response: apiv1.Policy{}, Problems: []int{404, 409, 412, 413, 415}}},
+	{Method: "DELETE", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), handle: (*API).deletePolicy,
+		Doc: Doc{OperationID: "deletePolicy", Summary: "Delete a policy.", Tag: "policies", Status: 204, Problems: []int{404, 412}}},
+
+	{Method: "GET", Pattern: "/v1/audit-events", Perm: permAuditRead, handle: (*API).listAudit,
+		Doc: Doc{OperationID: "listAuditEvents", Summary: "The audit trail, oldest first.", Tag: "audit", Status: 200, Response: apiv1.List[apiv1.AuditEvent]{}, Query: []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}}},
+
+	{Method: "POST", Pattern: "/environments/create", Perm: scoped(permEnvWrite, ScopeBody), Idempotent: true, handle: (*API).legacyCreate,
+		Doc: Doc{OperationID: "legacyCreateEnvironment", Summary: "Original design: create an environment (same body as POST /v1/environments).", Tag: "legacy", Request: apiv1.EnvironmentCreate{}, Status: 202, Response: LegacyCreated{}, Problems: []int{404, 409, 413, 415, 422}}},
+	{Method: "PUT", Pattern: "/environments/{id}/configure", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).legacyConfigure,
+		Doc: Doc{OperationID: "legacyConfigureEnvironment", Summary: "Original design: change description, labels, resources, and the rules of the policy the environment owns (empty rules remove it).", Tag: "legacy", Request: apiv1.EnvironmentConfigure{}, Status: 200, Response: apiv1.Environment{}, Problems: []int{404, 409, 412, 413, 415}}},
+	{Method: "DELETE", Pattern: "/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).deleteEnvironment,
+		Doc: Doc{OperationID: "legacyDeleteEnvironment", Summary: "Original design: delete an environment.", Tag: "legacy", Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 412}}},
+	{Method: "GET", Pattern: "/environments/{id}/status", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).environmentStatus,
+		Doc: Doc{OperationID: "legacyGetEnvironmentStatus", Summary: "Original design: an environment's status.", Tag: "legacy", Status: 200, Response: apiv1.EnvironmentStatus{}, Problems: []int{404}}},
+}
+
+// Routes returns a copy of the route table.
+func Routes() []Route {
+	return append([]Route(nil), routes...)
+}
+
+// LegacyCreated answers POST /environments/create.
+type LegacyCreated struct {
+	ID     string                  `json:"id"`
+	Status apiv1.EnvironmentStatus `json:"status"`
+}
+
+type health struct {
+	Status string `json:"status"`
+}

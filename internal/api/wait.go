@@ -1,0 +1,153 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// Waiting conditions beyond the states themselves.
+const (
+	waitDeleted  = "deleted"  // the environment is gone (answered 404)
+	waitEnforced = "enforced" // its current rules are applied
+)
+
+// DefaultWait is wait_for's timeout when none is given.
+const DefaultWait = 30 * time.Second
+
+// parseWait reads wait_for (comma-separated states, "deleted",
+// "enforced") and timeout (a Go duration such as 30s, or seconds).
+func (a *API) parseWait(r *http.Request) ([]string, time.Duration, error) {
+	q := r.URL.Query()
+	var want []string
+	for w := range strings.SplitSeq(q.Get("wait_for"), ",") {
+		w = strings.TrimSpace(w)
+		if w == "" {
+			continue
+		}
+		if !slices.Contains(apiv1.States, w) && w != waitDeleted && w != waitEnforced {
+			return nil, 0, fieldError(probValidation, "wait_for", "must list states (pending, provisioning, ready, updating, failed, deleting, expired), deleted or enforced, separated by commas")
+		}
+		want = append(want, w)
+	}
+	if len(want) == 0 {
+		return nil, 0, fieldError(probValidation, "wait_for", "is required with timeout")
+	}
+	timeout := DefaultWait
+	if s := q.Get("timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			n, nerr := strconv.Atoi(s)
+			d, err = time.Duration(n)*time.Second, nerr
+		}
+		if err != nil || d < 0 || d > a.maxWait {
+			return nil, 0, fieldError(probValidation, "timeout", fmt.Sprintf("must be a duration such as 30s, at most %s", a.maxWait))
+		}
+		timeout = d
+	}
+	return want, timeout, nil
+}
+
+// satisfied reports whether e meets one of the wait conditions. An
+// environment that failed answers every wait: waiting longer cannot help.
+func satisfied(e apiv1.Environment, want []string) bool {
+	if slices.Contains(want, e.State) || e.State == apiv1.StateFailed {
+		return true
+	}
+	return slices.Contains(want, waitEnforced) && e.Enforcement.Enforced &&
+		e.Enforcement.ObservedGeneration == e.Enforcement.Generation
+}
+
+// waitEnvironment answers GET /v1/environments/{id}?wait_for=... once the
+// condition holds, woken by the notify hub (no polling); at the timeout it
+// answers the current object with X-Wait-Timeout: true.
+func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
+	want, timeout, err := a.parseWait(r)
+	if err != nil {
+		return err
+	}
+	id := idFromPath(r)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		changed := a.hub.Changed(id)
+		e, err := a.store.GetEnvironment(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("environment", id)
+		}
+		if err != nil {
+			return err
+		}
+		if satisfied(e, want) {
+			writeObject(w, http.StatusOK, e, e.Generation)
+			return nil
+		}
+		select {
+		case <-changed:
+			continue
+		case <-timer.C:
+		case <-a.closing:
+		case <-r.Context().Done():
+			return nil
+		}
+		w.Header().Set("X-Wait-Timeout", "true")
+		writeObject(w, http.StatusOK, e, e.Generation)
+		return nil
+	}
+}
+
+// watchEnvironment streams the environment as Server-Sent Events: an
+// "environment" event now and after each change, "deleted" when it is
+// gone, and a comment every 15 s to keep proxies from closing the stream.
+func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
+	id := idFromPath(r)
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	var last []byte
+	for {
+		changed := a.hub.Changed(id)
+		e, err := a.store.GetEnvironment(r.Context(), id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			fmt.Fprintf(w, "event: deleted\ndata: {\"id\":%q}\n\n", id)
+			_ = rc.Flush()
+			return nil
+		case err != nil:
+			requestInfoFrom(r.Context()).logger.Error("watch: read environment", "error", err.Error())
+			return nil
+		}
+		data, _ := json.Marshal(e)
+		if !bytes.Equal(data, last) {
+			fmt.Fprintf(w, "event: environment\nid: %d\ndata: %s\n\n", e.Generation, data)
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+			last = data
+		}
+		select {
+		case <-changed:
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+		case <-a.closing:
+			return nil
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/google/uuid"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// What a change means for other environments, computed from the store. The
+// API calls these inside the transaction that makes the change, so the
+// enforcement generations it bumps commit with it; the reconciler then
+// applies. The policy package decides; these functions only fetch what it
+// needs, listing environments by label so a large project is not read
+// whole when a selector picks a few.
+
+// NewID returns a time-sortable id with a type prefix ("env_", "evt_"...).
+func NewID(prefix string) string {
+	return prefix + uuid.Must(uuid.NewV7()).String()
+}
+
+// ProjectPolicies returns every policy of a project.
+func ProjectPolicies(ctx context.Context, r store.Reader, projectID string) ([]apiv1.Policy, error) {
+	return listAll(func(cursor string) ([]apiv1.Policy, string, error) {
+		return r.ListPolicies(ctx, store.ListQuery{ProjectID: projectID, Limit: store.MaxLimit, Cursor: cursor})
+	})
+}
+
+// Environments returns the environments of a project that carry labels.
+func Environments(ctx context.Context, r store.Reader, projectID string, labels map[string]string) ([]apiv1.Environment, error) {
+	return listAll(func(cursor string) ([]apiv1.Environment, string, error) {
+		return r.ListEnvironments(ctx, store.ListQuery{ProjectID: projectID, Labels: labels, Limit: store.MaxLimit, Cursor: cursor})
+	})
+}
+
+func listAll[T any](page func(cursor string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	cursor := ""
+	for {
+		items, next, err := page(cursor)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		cursor = next
+	}
+}
+
+// peerSelectors lists the environment selectors that p's rules use as peers.
+func peerSelectors(p apiv1.Policy) []apiv1.Selector {
+	var out []apiv1.Selector
+	for _, r := range p.Ingress {
+		for _, peer := range r.From {
+			if peer.EnvironmentSelector != nil {
+				out = append(out, *peer.EnvironmentSelector)
+			}
+		}
+	}
+	for _, r := range p.Egress {
+		for _, peer := range r.To {
+			if peer.EnvironmentSelector != nil {
+				out = append(out, *peer.EnvironmentSelector)
+			}
+		}
+	}
+	return out
+}
+
+// selectedBy lists the environments p may select: its owner, or those
+// carrying its selector's labels.
+func selectedBy(ctx context.Context, r store.Reader, p apiv1.Policy) ([]apiv1.Environment, error) {
+	if p.OwnerEnvironmentID != "" {
+		e, err := r.GetEnvironment(ctx, p.OwnerEnvironmentID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		return []apiv1.Environment{e}, err
+	}
+	return Environments(ctx, r, p.ProjectID, p.EnvironmentSelector.MatchLabels)
+}
+
+// PolicyChangeAffects returns the environments whose rules a policy change
+// touches (before nil: created; after nil: deleted).
+func PolicyChangeAffects(ctx context.Context, r store.Reader, before, after *apiv1.Policy) ([]string, error) {
+	var envs []apiv1.Environment
+	for _, p := range []*apiv1.Policy{before, after} {
+		if p == nil {
+			continue
+		}
+		sel, err := selectedBy(ctx, r, *p)
+		if err != nil {
+			return nil, err
+		}
+		envs = append(envs, sel...)
+	}
+	return policy.Affected(before, after, envs), nil
+}
+
+// EnvironmentChangeAffects returns the environments whose rules a change to
+// one environment touches, itself included when its own rules change
+// (before nil: created; after nil: removed).
+func EnvironmentChangeAffects(ctx context.Context, r store.Reader, before, after *apiv1.Environment) ([]string, error) {
+	changed := after
+	if changed == nil {
+		changed = before
+	}
+	policies, err := ProjectPolicies(ctx, r, changed.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	// Other environments only matter through selector peers; a project
+	// without them is not read at all.
+	var envs []apiv1.Environment
+	if slices.ContainsFunc(policies, func(p apiv1.Policy) bool { return len(peerSelectors(p)) > 0 }) {
+		if envs, err = Environments(ctx, r, changed.ProjectID, nil); err != nil {
+			return nil, err
+		}
+	}
+	return policy.AffectedByEnvironment(before, after, policies, envs), nil
+}
+
+// Invalidate bumps the enforcement generation of the environments ids
+// (except skip, which the caller has bumped itself), marking their rules
+// stale until the reconciler applies the new ones. It returns the ids it
+// bumped; environments that no longer exist are ignored.
+func Invalidate(ctx context.Context, tx store.Tx, ids []string, skip string) ([]string, error) {
+	var bumped []string
+	for _, id := range ids {
+		if id == skip {
+			continue
+		}
+		e, err := tx.GetEnvironment(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.Enforcement.Generation++
+		e.Enforcement.Enforced = false
+		if err := tx.UpdateEnvironment(ctx, e); err != nil {
+			return nil, err
+		}
+		bumped = append(bumped, id)
+	}
+	return bumped, nil
+}
+
+// Effective computes env's effective policy from the store, reading only
+// the environments its policies' selector peers can pick.
+func Effective(ctx context.Context, r store.Reader, env apiv1.Environment) (apiv1.EffectivePolicy, error) {
+	policies, err := ProjectPolicies(ctx, r, env.ProjectID)
+	if err != nil {
+		return apiv1.EffectivePolicy{}, err
+	}
+	var selected []apiv1.Policy
+	var peers []apiv1.Environment
+	seen := map[string]bool{}
+	for _, p := range policies {
+		if !policy.AppliesTo(p, env) {
+			continue
+		}
+		selected = append(selected, p)
+		for _, sel := range peerSelectors(p) {
+			envs, err := Environments(ctx, r, env.ProjectID, sel.MatchLabels)
+			if err != nil {
+				return apiv1.EffectivePolicy{}, err
+			}
+			for _, e := range envs {
+				if !seen[e.ID] {
+					seen[e.ID] = true
+					peers = append(peers, e)
+				}
+			}
+		}
+	}
+	return policy.Effective(env, selected, peers), nil
+}

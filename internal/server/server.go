@@ -1,0 +1,344 @@
+// Package server assembles isolationd: the store, the enforcement driver,
+// the reconciler, the API and the HTTP server, started and stopped in the
+// right order.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/api"
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// Defaults.
+const (
+	DefaultAddressPool = "10.200.0.0/16"
+	DatabaseFile       = "isolationd.db"
+	AdminTokenFile     = "admin.token"
+	// BootstrapTokenName names the admin token the server keeps for the
+	// bootstrap secret.
+	BootstrapTokenName = "bootstrap-admin"
+)
+
+// Config configures a server.
+type Config struct {
+	Listen         string // "127.0.0.1:0" allowed; the real address is in URL()
+	DataDir        string // SQLite file and admin.token live here
+	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
+	Driver         string // "simulate" (default) or "netns"
+	AddressPool    string // CIDR; default 10.200.0.0/16
+	AuditLog       io.Writer
+	RateLimit      float64 // requests/s per token; 0 = off
+	RateBurst      int
+	TLSCert        string
+	TLSKey         string
+	Logger         *slog.Logger // nil => discard
+}
+
+// Server is a running isolationd.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	store      *store.SQLite
+	driver     enforce.Driver
+	reconciler *reconcile.Reconciler
+	api        *api.API
+	http       *http.Server
+	listener   net.Listener
+	url        string
+	token      string
+	tokenPath  string
+	generated  bool
+	serveErr   chan error
+}
+
+// Start opens the store, makes sure the admin token exists, recovers the
+// reconciler's work, and starts serving. It returns once the listener is
+// open.
+func Start(ctx context.Context, cfg Config) (s *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Driver == "" {
+		cfg.Driver = simulate.Name
+	}
+	if cfg.AddressPool == "" {
+		cfg.AddressPool = DefaultAddressPool
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: a data directory is required")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("server: --tls-cert and --tls-key go together")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	s = &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	ipam, err := reconcile.NewIPAM(cfg.AddressPool)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.driver, err = newDriver(cfg, ipam); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { s.driver.Close() })
+
+	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	cleanup = append(cleanup, func() { s.store.Close() })
+
+	var sink *audit.Sink
+	if cfg.AuditLog != nil {
+		sink = audit.NewSink(cfg.AuditLog)
+	}
+	audited := func(ev apiv1.AuditEvent) {
+		if sink == nil {
+			return
+		}
+		if err := sink.Write(ev); err != nil {
+			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
+		}
+	}
+	if err := s.ensureAdminToken(ctx, audited); err != nil {
+		return nil, err
+	}
+
+	hub := reconcile.NewHub()
+	s.reconciler = reconcile.New(reconcile.Options{
+		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited,
+		Observe: func(outcome string, d time.Duration) { s.api.ObserveReconcile(outcome, d) },
+	})
+	s.api = api.New(api.Options{
+		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Registry: prometheus.NewRegistry(),
+	})
+	if err := s.reconciler.Start(ctx); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { s.reconciler.Stop(context.Background()) })
+
+	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("server: listen: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           s.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			s.listener.Close()
+			return nil, fmt.Errorf("server: TLS key pair: %w", err)
+		}
+		s.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		s.listener = tls.NewListener(s.listener, s.http.TLSConfig)
+		scheme = "https"
+	}
+	s.url = scheme + "://" + s.listener.Addr().String()
+	go func() { s.serveErr <- s.http.Serve(s.listener) }()
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+func newDriver(cfg Config, ipam *reconcile.IPAM) (enforce.Driver, error) {
+	switch cfg.Driver {
+	case simulate.Name:
+		return simulate.New(), nil
+	case netns.DriverName:
+		pool := ipam.Pool()
+		if !pool.Addr().Is4() {
+			return nil, fmt.Errorf("server: the netns driver needs an IPv4 address pool, not %s", pool)
+		}
+		// The first host address is the gateway on the driver's bridge.
+		ipam.Reserve("gateway", pool.Addr().Next().String())
+		d, err := netns.New(netns.Config{Pool: pool, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("server: netns driver: %w", err)
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("server: unknown driver %q: use simulate or netns", cfg.Driver)
+}
+
+// URL is where the server listens, such as http://127.0.0.1:41234.
+func (s *Server) URL() string { return s.url }
+
+// AdminToken is the bootstrap admin secret.
+func (s *Server) AdminToken() string { return s.token }
+
+// AdminTokenPath is the file holding the admin secret, "" when it came
+// from the environment.
+func (s *Server) AdminTokenPath() string { return s.tokenPath }
+
+// GeneratedToken reports whether this start generated the admin secret.
+func (s *Server) GeneratedToken() bool { return s.generated }
+
+// Store is the server's store (for tests and benchmarks in this module).
+func (s *Server) Store() store.Store { return s.store }
+
+// Done receives the error that stopped serving (http.ErrServerClosed
+// after Shutdown).
+func (s *Server) Done() <-chan error { return s.serveErr }
+
+// Shutdown stops accepting requests, lets in-flight ones finish (waits
+// and watches answer at once), stops the reconciler after the environment
+// in hand, and closes the driver and the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.api.Close()
+	errs := []error{}
+	if err := s.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := s.reconciler.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("reconciler: %w", err))
+	}
+	if err := s.driver.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("driver: %w", err))
+	}
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store: %w", err))
+	}
+	s.log.Info("isolationd stopped")
+	return errors.Join(errs...)
+}
+
+// ensureAdminToken makes the bootstrap secret (from the config, the token
+// file, or freshly generated) an admin token in the store, revoking a
+// previous bootstrap secret that differs. Only its hash is stored.
+func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditEvent)) error {
+	secret := s.cfg.BootstrapToken
+	if secret == "" {
+		s.tokenPath = filepath.Join(s.cfg.DataDir, AdminTokenFile)
+		b, err := os.ReadFile(s.tokenPath)
+		switch {
+		case err == nil:
+			secret = strings.TrimSpace(string(b))
+		case errors.Is(err, os.ErrNotExist):
+			if secret, err = auth.NewSecret(); err != nil {
+				return fmt.Errorf("server: generate admin token: %w", err)
+			}
+			if err := writeSecret(s.tokenPath, secret); err != nil {
+				return err
+			}
+			s.generated = true
+		default:
+			return fmt.Errorf("server: read admin token: %w", err)
+		}
+	}
+	if len(secret) < 16 {
+		return errors.New("server: the bootstrap token must be at least 16 characters")
+	}
+	s.token = secret
+	hash := auth.HashSecret(secret)
+	var events []apiv1.AuditEvent
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		events = nil
+		if _, err := tx.GetTokenByHash(ctx, hash); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		now := time.Now().UTC()
+		tokens, _, err := tx.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit})
+		if err != nil {
+			return err
+		}
+		for _, t := range tokens {
+			if t.Name == BootstrapTokenName && t.RevokedAt == nil {
+				t.RevokedAt = &now
+				if err := tx.UpdateToken(ctx, t); err != nil {
+					return err
+				}
+				ev, err := tx.AppendAudit(ctx, serverEvent("token.revoke", t.Token, "the bootstrap secret changed"))
+				if err != nil {
+					return err
+				}
+				events = append(events, ev)
+			}
+		}
+		t := store.TokenRecord{
+			Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},
+			Hash:  hash,
+		}
+		if err := tx.CreateToken(ctx, t); err != nil {
+			return err
+		}
+		ev, err := tx.AppendAudit(ctx, serverEvent("token.create", t.Token, "bootstrap admin token"))
+		if err != nil {
+			return err
+		}
+		events = append(events, ev)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("server: store admin token: %w", err)
+	}
+	for _, ev := range events {
+		audited(ev)
+	}
+	return nil
+}
+
+func serverEvent(action string, t apiv1.Token, reason string) apiv1.AuditEvent {
+	return apiv1.AuditEvent{
+		ID: reconcile.NewID("evt_"), Time: time.Now().UTC(), RequestID: reconcile.NewID("srv_"), Actor: reconcile.Actor,
+		Action: action, Resource: apiv1.ResourceRef{Type: "token", ID: t.ID}, Outcome: apiv1.OutcomeSuccess,
+		Reason: reason, Changes: &apiv1.Changes{After: t},
+	}
+}
+
+// writeSecret creates path with mode 0600, failing if it exists.
+func writeSecret(path, secret string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("server: write admin token: %w", err)
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("server: write admin token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("server: write admin token: %w", err)
+	}
+	return f.Close()
+}
