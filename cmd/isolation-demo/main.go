@@ -1,0 +1,388 @@
+// Command isolation-demo runs the product end to end on this machine, as
+// `make demo` does: it starts isolationd on its embedded store in a
+// temporary directory, points the real Terraform CLI at the locally built
+// provider through dev_overrides in a generated CLI configuration (the
+// user's own configuration is untouched), applies examples/quickstart,
+// shows the outputs and the effective policy, makes a change behind
+// Terraform's back and shows Terraform detecting and reverting it, then
+// destroys everything and stops the server. It exits non-zero on any
+// failure.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
+)
+
+func main() {
+	binDir := flag.String("bin", "bin", "directory holding the isolationd and terraform-provider-isolation binaries (make build)")
+	tfPath := flag.String("terraform", "", "Terraform or OpenTofu CLI (default: terraform on PATH, else tofu)")
+	example := flag.String("example", filepath.Join("examples", "quickstart"), "the configuration to apply")
+	keep := flag.Bool("keep", false, "keep the temporary directory (state, server log) for inspection")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := &demo{binDir: *binDir, tfPath: *tfPath, example: *example, keep: *keep, out: os.Stdout}
+	if err := d.run(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(os.Stdout, "\ndemo complete: everything was created, checked, drifted, repaired and destroyed.")
+}
+
+type demo struct {
+	binDir, tfPath, example string
+	keep                    bool
+	out                     io.Writer
+
+	step   int
+	dir    string
+	server *devrun.Server
+	api    *client.Client
+	tf     *devrun.Terraform
+}
+
+// section prints a numbered header, so the output reads as the steps of the demo.
+func (d *demo) section(title string) {
+	d.step++
+	fmt.Fprintf(d.out, "\n==> %d. %s\n\n", d.step, title)
+}
+
+func (d *demo) run(ctx context.Context) (err error) {
+	d.dir, err = os.MkdirTemp("", "isolation-demo-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if d.keep {
+			fmt.Fprintf(d.out, "\nkept %s\n", d.dir)
+			return
+		}
+		if rmErr := os.RemoveAll(d.dir); rmErr != nil && err == nil {
+			err = rmErr
+		}
+	}()
+
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		d.section("Stopping isolationd")
+		stopErr := d.server.Stop(30 * time.Second)
+		if stopErr == nil {
+			fmt.Fprintln(d.out, "isolationd drained and exited cleanly on SIGTERM")
+		}
+		if err == nil {
+			err = stopErr
+		}
+		if err != nil {
+			d.showServerLog()
+		}
+	}()
+
+	for _, step := range []func(context.Context) error{d.apply, d.show, d.drift, d.destroy} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start resolves the binaries, starts isolationd and prepares Terraform.
+func (d *demo) start(ctx context.Context) error {
+	d.section("Starting isolationd on its embedded store")
+	tfPath, err := devrun.FindTerraform(d.tfPath)
+	if err != nil {
+		return err
+	}
+	binDir, err := filepath.Abs(d.binDir)
+	if err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(d.dir, "isolationd.log"))
+	if err != nil {
+		return err
+	}
+	dataDir := filepath.Join(d.dir, "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		return err
+	}
+	d.server, err = devrun.StartServer(ctx, filepath.Join(binDir, devrun.ServerBinary), dataDir, logFile, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "isolationd is ready at %s (data in %s)\n", d.server.URL, dataDir)
+	d.api, err = client.New(client.Config{Endpoint: d.server.URL, Token: d.server.Token, UserAgent: "isolation-demo"})
+	if err != nil {
+		return err
+	}
+
+	cliConfig, err := devrun.WriteCLIConfig(d.dir, binDir)
+	if err != nil {
+		return err
+	}
+	work := filepath.Join(d.dir, "quickstart")
+	if err := devrun.CopyConfig(d.example, work); err != nil {
+		return fmt.Errorf("copying %s: %w", d.example, err)
+	}
+	d.tf = &devrun.Terraform{Path: tfPath, Dir: work, Env: devrun.Env(cliConfig, d.server), Stdout: d.out, Stderr: d.out}
+	fmt.Fprintf(d.out, "terraform: %s\nprovider:  %s (dev_overrides in %s; your own CLI configuration is not read)\nworkdir:   %s\n",
+		tfPath, filepath.Join(binDir, devrun.ProviderBinary), cliConfig, work)
+	return nil
+}
+
+func (d *demo) apply(ctx context.Context) error {
+	d.section("terraform apply: a project, two environments and the policy between them")
+	// With dev_overrides there is nothing to install, so no `terraform init`.
+	return d.tf.Run(ctx, "apply", "-auto-approve", "-no-color")
+}
+
+// quickstartOutputs is what the demo reads back from `terraform output -json`.
+type quickstartOutputs struct {
+	ProjectID    string
+	PolicyID     string
+	Environments map[string]struct {
+		ID      string `json:"id"`
+		State   string `json:"state"`
+		Address string `json:"address"`
+	}
+}
+
+func (d *demo) outputs(ctx context.Context) (quickstartOutputs, error) {
+	var raw map[string]struct {
+		Value json.RawMessage `json:"value"`
+	}
+	var out quickstartOutputs
+	b, err := d.tf.Output(ctx, "output", "-json")
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return out, fmt.Errorf("reading terraform output: %w", err)
+	}
+	for name, dst := range map[string]any{"project_id": &out.ProjectID, "policy_id": &out.PolicyID, "environments": &out.Environments} {
+		v, ok := raw[name]
+		if !ok {
+			return out, fmt.Errorf("the configuration has no output %q", name)
+		}
+		if err := json.Unmarshal(v.Value, dst); err != nil {
+			return out, fmt.Errorf("output %s: %w", name, err)
+		}
+	}
+	return out, nil
+}
+
+func (d *demo) show(ctx context.Context) error {
+	d.section("terraform output")
+	if err := d.tf.Run(ctx, "output", "-no-color"); err != nil {
+		return err
+	}
+	outs, err := d.outputs(ctx)
+	if err != nil {
+		return err
+	}
+
+	d.section("The database's effective policy, from the API")
+	db, api := outs.Environments["db"], outs.Environments["api"]
+	ep, err := d.api.Environments().EffectivePolicy(ctx, db.ID)
+	if err != nil {
+		return err
+	}
+	printEffectivePolicy(d.out, ep)
+
+	d.section("Asking the enforcement driver what it would do")
+	checks := []struct {
+		req  apiv1.CheckRequest
+		want bool
+	}{
+		{apiv1.CheckRequest{Direction: apiv1.Ingress, Protocol: apiv1.ProtocolTCP, Address: api.Address, Port: 5432}, true},
+		{apiv1.CheckRequest{Direction: apiv1.Ingress, Protocol: apiv1.ProtocolTCP, Address: api.Address, Port: 22}, false},
+		{apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: "198.51.100.7", Port: 443}, true},
+		{apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: "10.1.2.3", Port: 443}, false},
+	}
+	for _, c := range checks {
+		res, err := d.api.Environments().Check(ctx, db.ID, c.req)
+		if err != nil {
+			return err
+		}
+		verdict := "denied"
+		if res.Allowed {
+			verdict = fmt.Sprintf("allowed by policy %s, rule %d", res.Matched.PolicyName, res.Matched.RuleIndex)
+		}
+		fmt.Fprintf(d.out, "db %-7s %s %-15s port %-5d -> %s\n", c.req.Direction, c.req.Protocol, c.req.Address, c.req.Port, verdict)
+		if res.Allowed != c.want {
+			return fmt.Errorf("check %+v: allowed=%v, want %v", c.req, res.Allowed, c.want)
+		}
+	}
+	return nil
+}
+
+func printEffectivePolicy(w io.Writer, ep *apiv1.EffectivePolicy) {
+	fmt.Fprintf(w, "environment %s (address %s), enforcement generation %d\n", ep.EnvironmentID, ep.Address, ep.Generation)
+	for _, p := range ep.Policies {
+		fmt.Fprintf(w, "  selected by policy %s (%s)\n", p.Name, p.ID)
+	}
+	for _, dir := range []struct {
+		name  string
+		rules []apiv1.EffectiveRule
+	}{{"ingress", ep.Ingress}, {"egress", ep.Egress}} {
+		fmt.Fprintf(w, "  %s allows (everything else denied):\n", dir.name)
+		if len(dir.rules) == 0 {
+			fmt.Fprintln(w, "    nothing")
+		}
+		for _, r := range dir.rules {
+			fmt.Fprintf(w, "    %s rule %d: peers %s; ports %s\n", r.PolicyName, r.RuleIndex, describePeers(r.Peers), describePorts(r.Ports))
+		}
+	}
+}
+
+func describePeers(peers []apiv1.EffectivePeer) string {
+	if len(peers) == 0 {
+		return "any"
+	}
+	var parts []string
+	for _, p := range peers {
+		switch {
+		case p.CIDR != "" && len(p.Except) > 0:
+			parts = append(parts, fmt.Sprintf("%s except %s", p.CIDR, strings.Join(p.Except, ",")))
+		case p.CIDR != "":
+			parts = append(parts, p.CIDR)
+		default:
+			var envs []string
+			for _, e := range p.Environments {
+				envs = append(envs, fmt.Sprintf("%s@%s", e.Name, e.Address))
+			}
+			labels := p.EnvironmentSelector.MatchLabels
+			var sel []string
+			for _, k := range slices.Sorted(maps.Keys(labels)) {
+				sel = append(sel, k+"="+labels[k])
+			}
+			parts = append(parts, fmt.Sprintf("{%s} = [%s]", strings.Join(sel, ","), strings.Join(envs, " ")))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func describePorts(ports []apiv1.Port) string {
+	if len(ports) == 0 {
+		return "any"
+	}
+	var parts []string
+	for _, p := range ports {
+		s := p.Protocol
+		switch {
+		case p.Port != nil && p.EndPort != nil:
+			s += fmt.Sprintf("/%d-%d", *p.Port, *p.EndPort)
+		case p.Port != nil:
+			s += fmt.Sprintf("/%d", *p.Port)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// drift changes the database's labels and deletes the policy through the
+// API, behind Terraform's back, then shows Terraform finding both and
+// putting them back.
+func (d *demo) drift(ctx context.Context) error {
+	outs, err := d.outputs(ctx)
+	if err != nil {
+		return err
+	}
+	db := outs.Environments["db"]
+
+	d.section("Drift: someone relabels the database and deletes the policy through the API")
+	env, err := d.api.Environments().Get(ctx, db.ID)
+	if err != nil {
+		return err
+	}
+	labels := maps.Clone(env.Labels)
+	labels["app"] = "db-hijacked"
+	labels["owner"] = "someone-else"
+	if _, err := d.api.Environments().Update(ctx, db.ID, apiv1.EnvironmentPatch{Labels: &labels}, env.ETag); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "PATCH environment %s labels -> %v\n", db.ID, labels)
+	if err := d.api.Policies().Delete(ctx, outs.PolicyID, ""); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "DELETE policy %s\n", outs.PolicyID)
+
+	d.section("terraform plan -refresh-only: Terraform sees what changed")
+	if code := devrun.ExitCode(d.tf.Run(ctx, "plan", "-refresh-only", "-detailed-exitcode", "-no-color")); code != 2 {
+		return fmt.Errorf("terraform plan -refresh-only exited %d, want 2 (changes detected)", code)
+	}
+
+	d.section("terraform plan: what applying would do about it")
+	if code := devrun.ExitCode(d.tf.Run(ctx, "plan", "-detailed-exitcode", "-no-color")); code != 2 {
+		return fmt.Errorf("terraform plan exited %d, want 2 (changes to make)", code)
+	}
+
+	d.section("terraform apply: put everything back")
+	if err := d.tf.Run(ctx, "apply", "-auto-approve", "-no-color"); err != nil {
+		return err
+	}
+	env, err = d.api.Environments().Get(ctx, db.ID)
+	if err != nil {
+		return err
+	}
+	if env.Labels["app"] != "db" || env.Labels["owner"] != "" {
+		return fmt.Errorf("after apply the database's labels are %v, want them restored", env.Labels)
+	}
+	fmt.Fprintf(d.out, "\nthe database's labels are back to %v\n", env.Labels)
+
+	d.section("terraform plan: nothing left to do")
+	if code := devrun.ExitCode(d.tf.Run(ctx, "plan", "-detailed-exitcode", "-no-color")); code != 0 {
+		return fmt.Errorf("terraform plan after repair exited %d, want 0 (no changes)", code)
+	}
+	return nil
+}
+
+func (d *demo) destroy(ctx context.Context) error {
+	d.section("terraform destroy")
+	if err := d.tf.Run(ctx, "destroy", "-auto-approve", "-no-color"); err != nil {
+		return err
+	}
+	projects, err := d.api.Projects().List(ctx, client.ListOptions{})
+	if err != nil {
+		return err
+	}
+	envs, err := d.api.Environments().List(ctx, client.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(projects)+len(envs) > 0 {
+		return fmt.Errorf("after destroy the server still has %d projects and %d environments", len(projects), len(envs))
+	}
+	fmt.Fprintln(d.out, "\nthe server has no projects and no environments left")
+	return nil
+}
+
+// showServerLog prints the end of isolationd's log after a failure.
+func (d *demo) showServerLog() {
+	b, err := os.ReadFile(filepath.Join(d.dir, "isolationd.log"))
+	if err != nil || len(b) == 0 {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	fmt.Fprintln(os.Stderr, "\nlast lines of isolationd's log:")
+	for _, l := range lines[max(0, len(lines)-30):] {
+		fmt.Fprintln(os.Stderr, "  "+l)
+	}
+}

@@ -1,0 +1,82 @@
+# A project with two environments, an API and its database, and one policy
+# that lets them reach each other on PostgreSQL's port and the internet on
+# HTTPS. Everything else is denied: environments are isolated by default.
+
+locals {
+  api_labels = { app = "api", team = var.team, stack = var.project_name }
+  db_labels  = { app = "db", team = var.team, stack = var.project_name }
+
+  # Egress to the internet, never to private address space.
+  private_ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+}
+
+resource "isolation_project" "this" {
+  name        = var.project_name
+  description = "Quickstart: an API, its database and the policy between them"
+  labels      = { team = var.team }
+}
+
+resource "isolation_environment" "api" {
+  project_id  = isolation_project.this.id
+  name        = "api"
+  description = "The API server"
+  labels      = local.api_labels
+}
+
+resource "isolation_environment" "db" {
+  project_id  = isolation_project.this.id
+  name        = "db"
+  description = "PostgreSQL"
+  labels      = local.db_labels
+
+  resources = {
+    cpu_millis = 2000
+    memory_mb  = 4096
+    disk_gb    = 20
+  }
+}
+
+resource "isolation_policy" "app" {
+  project_id  = isolation_project.this.id
+  name        = "api-db-and-https"
+  description = "api and db reach each other on 5432; both reach the internet on 443"
+
+  # Applies to every environment of this stack: api and db.
+  environment_selector = {
+    match_labels = { stack = var.project_name }
+  }
+  policy_types = ["ingress", "egress"]
+
+  ingress = [
+    {
+      from = [
+        { environment_selector = { match_labels = { app = "api" } } },
+        { environment_selector = { match_labels = { app = "db" } } },
+      ]
+      ports = [{ protocol = "tcp", port = 5432 }]
+    },
+  ]
+
+  egress = [
+    {
+      to = [
+        { environment_selector = { match_labels = { app = "api" } } },
+        { environment_selector = { match_labels = { app = "db" } } },
+      ]
+      ports = [{ protocol = "tcp", port = 5432 }]
+    },
+    {
+      to    = [{ cidr = "0.0.0.0/0", except = local.private_ranges }]
+      ports = [{ protocol = "tcp", port = 443 }]
+    },
+  ]
+}
+
+# What the database may do now, as the server computed it from every policy
+# that selects it, with selector peers resolved to environments.
+data "isolation_effective_policy" "db" {
+  environment_id = isolation_environment.db.id
+
+  # Read after the policy exists, so the outputs show it.
+  depends_on = [isolation_policy.app]
+}

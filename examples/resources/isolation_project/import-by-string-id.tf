@@ -1,0 +1,4 @@
+import {
+  to = isolation_project.payments
+  id = "prj_0123456789abcdef"
+}

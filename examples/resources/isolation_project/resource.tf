@@ -1,0 +1,8 @@
+resource "isolation_project" "payments" {
+  name        = "payments"
+  description = "The payments team's environments"
+  labels = {
+    team        = "payments"
+    cost-center = "cc-1234"
+  }
+}
