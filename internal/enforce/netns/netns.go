@@ -1,0 +1,526 @@
+// Package netns is isolationd's Linux enforcement driver: every
+// environment gets a network namespace of its own, joined by a veth pair to
+// a bridge in a router namespace the driver owns, and an nftables ruleset
+// rendered from its effective policy. Both directions drop by default;
+// loopback, replies to allowed traffic and IPv6 neighbour discovery are
+// accepted, then the policy's allows, looked up in nftables sets so that a
+// packet costs the same whatever the number of policies.
+//
+// It needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN (for the namespace
+// mounts). It touches nothing outside the namespaces it names with its
+// prefix: not the host's interfaces, routes or firewall.
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
+)
+
+// DriverName is the name the API reports for this driver.
+const DriverName = "netns"
+
+// DefaultPool is the address pool for users who do not choose one.
+var DefaultPool = netip.MustParsePrefix("10.200.0.0/16")
+
+// Config configures a Driver.
+type Config struct {
+	// Prefix starts the name of every kernel object the driver makes (see
+	// names.go); 1-6 lowercase letters or digits, starting with a letter.
+	// Default "iso". Two drivers with different prefixes never see each
+	// other's objects.
+	Prefix string
+	// Pool is the prefix the control plane allocates environment
+	// addresses from; its first host address is the gateway on the
+	// router's bridge and must not be allocated. Default DefaultPool.
+	Pool netip.Prefix
+	// Pool6, optional with an IPv4 Pool, gives every environment an IPv6
+	// address too: Pool6's prefix (at most /96) with the environment's
+	// IPv4 address in its low 32 bits.
+	Pool6 netip.Prefix
+	// Logger receives lifecycle events; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Driver implements enforce.Driver with network namespaces and nftables.
+// Its methods are safe for concurrent use; work on one environment is
+// serialized, work on different environments runs in parallel.
+type Driver struct {
+	cfg   Config
+	names names
+	log   *slog.Logger
+	locks [64]sync.Mutex // by hash of environment id
+
+	mu     sync.RWMutex
+	router *router
+	envs   map[string]*env
+	closed bool
+}
+
+var _ enforce.Driver = (*Driver)(nil)
+
+// env is what the driver holds for one environment.
+type env struct {
+	id      string
+	name    string // its namespace, and its veth in the router namespace
+	addr    netip.Addr
+	ns      netns.NsHandle
+	applied atomic.Pointer[applied]
+}
+
+// applied is the effective policy last committed to an environment's
+// table, in the forms Check and debugging need.
+type applied struct {
+	policy apiv1.EffectivePolicy
+	rules  *ruleset
+	check  *policy.Ruleset
+}
+
+// New checks cfg and adopts or creates the router namespace and bridge.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = defaultPrefix
+	}
+	if !cfg.Pool.IsValid() {
+		cfg.Pool = DefaultPool
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n, err := newNames(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPools(cfg.Pool, cfg.Pool6); err != nil {
+		return nil, err
+	}
+	cfg.Pool, cfg.Pool6 = cfg.Pool.Masked(), cfg.Pool6.Masked()
+	d := &Driver{cfg: cfg, names: n, log: cfg.Logger.With("driver", DriverName, "prefix", cfg.Prefix), envs: map[string]*env{}}
+	if d.router, err = d.openRouter(); err != nil {
+		return nil, fmt.Errorf("netns: %w", err)
+	}
+	return d, nil
+}
+
+func checkPools(pool, pool6 netip.Prefix) error {
+	switch {
+	case pool.Addr().Is4In6():
+		return fmt.Errorf("netns: address pool %s: write IPv4 pools as IPv4", pool)
+	case pool.Addr().Is4() && pool.Bits() > 30, pool.Addr().Is6() && pool.Bits() > 126:
+		return fmt.Errorf("netns: address pool %s is too small: it needs room for a gateway and environments", pool)
+	case !pool6.IsValid():
+		return nil
+	case !pool.Addr().Is4():
+		return fmt.Errorf("netns: an IPv6 pool (%s) only goes with an IPv4 address pool", pool6)
+	case !pool6.Addr().Is6() || pool6.Addr().Is4In6() || pool6.Bits() > 96:
+		return fmt.Errorf("netns: IPv6 pool %s must be an IPv6 prefix of at most /96", pool6)
+	}
+	return nil
+}
+
+// Name implements enforce.Driver.
+func (d *Driver) Name() string { return DriverName }
+
+// RouterNamespace is the name of the namespace holding the bridge, where
+// an operator (or a test) connects the environments to a wider network.
+func (d *Driver) RouterNamespace() string { return d.names.router() }
+
+// BridgeName is the bridge's interface name inside RouterNamespace.
+func (d *Driver) BridgeName() string { return d.names.bridge() }
+
+// Namespace is the name of envID's namespace, as `ip netns list` shows it.
+func (d *Driver) Namespace(envID string) string { return d.names.env(envID) }
+
+// Addresses are the addresses envID has for address: the one given, and
+// its IPv6 companion when Pool6 is set.
+func (d *Driver) Addresses(address netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, p := range d.envAddrs(address) {
+		out = append(out, p.Addr())
+	}
+	return out
+}
+
+// Provision implements enforce.Driver. A new namespace gets its
+// deny-everything table before it gets a network interface.
+func (d *Driver) Provision(ctx context.Context, envID, address string) (enforce.Endpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return enforce.Endpoint{}, err
+	}
+	addr, err := d.parseAddress(address)
+	if err != nil {
+		return enforce.Endpoint{}, err
+	}
+	unlock := d.lock(envID)
+	defer unlock()
+	e, err := d.provision(envID, addr)
+	if err != nil {
+		return enforce.Endpoint{}, fmt.Errorf("netns: provision %s: %w", envID, err)
+	}
+	return enforce.Endpoint{Address: addr.String(), Namespace: e.name}, nil
+}
+
+func (d *Driver) parseAddress(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, fmt.Errorf("netns: address %q: %w", s, err)
+	}
+	a = a.Unmap().WithZone("")
+	pool := d.cfg.Pool
+	if !pool.Contains(a) {
+		return a, fmt.Errorf("netns: address %s is outside the address pool %s", a, pool)
+	}
+	last := prefixSpan(pool).hi
+	if a == pool.Addr() || a == d.gateways()[0].Addr() || (a.Is4() && a == last) {
+		return a, fmt.Errorf("netns: address %s is reserved in the address pool %s (network, gateway or broadcast)", a, pool)
+	}
+	return a, nil
+}
+
+// provision adopts or creates envID's namespace and wires it; the caller
+// holds envID's lock.
+func (d *Driver) provision(envID string, addr netip.Addr) (*env, error) {
+	r, err := d.routerHandle()
+	if err != nil {
+		return nil, err
+	}
+	d.mu.RLock()
+	e := d.envs[envID]
+	d.mu.RUnlock()
+	if e != nil && !e.stillNamed() {
+		// Someone removed the namespace under us (`ip netns del`): start over.
+		d.forget(envID)
+		e = nil
+	}
+	if e == nil {
+		if e, err = d.openEnv(envID); err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		d.envs[envID] = e
+		d.mu.Unlock()
+	}
+	e.addr = addr
+	if err := d.wireEnv(r, e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// openEnv adopts envID's namespace with the rules it has, or creates it
+// with everything denied.
+func (d *Driver) openEnv(envID string) (*env, error) {
+	name := d.names.env(envID)
+	h, created, err := openOrCreate(name)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{id: envID, name: name, ns: h}
+	if !created {
+		err := d.adopt(e)
+		if err == nil {
+			d.log.Info("adopted namespace", "env", envID, "namespace", name, "generation", e.applied.Load().policy.Generation)
+			return e, nil
+		}
+		// Rules we cannot account for are replaced by denying everything
+		// until the control plane applies the real ones.
+		d.log.Warn("namespace has no readable rules; denying everything until the next apply", "env", envID, "namespace", name, "err", err)
+	} else {
+		d.log.Info("created namespace", "env", envID, "namespace", name)
+	}
+	if err := d.apply(e, apiv1.EffectivePolicy{EnvironmentID: envID}); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// adopt loads the record of the rules an existing namespace has.
+func (d *Driver) adopt(e *env) error {
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)))
+	if err != nil {
+		return err
+	}
+	p, found, err := readRecord(c, d.names.table())
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errors.New("no nftables table")
+	}
+	rs, err := render(p)
+	if err != nil {
+		return err
+	}
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
+	return nil
+}
+
+// stillNamed reports whether /run/netns still names the namespace e holds.
+func (e *env) stillNamed() bool {
+	var held, named unix.Stat_t
+	if unix.Fstat(int(e.ns), &held) != nil || unix.Stat(filepath.Join(runDir, e.name), &named) != nil {
+		return false
+	}
+	return held.Dev == named.Dev && held.Ino == named.Ino
+}
+
+// Apply implements enforce.Driver: the environment's table is replaced in
+// one nftables transaction. On error the kernel keeps the previous rules,
+// and so does Check.
+func (d *Driver) Apply(ctx context.Context, envID string, p apiv1.EffectivePolicy) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.EnvironmentID != "" && p.EnvironmentID != envID {
+		return fmt.Errorf("netns: apply %s: the policy is for environment %s", envID, p.EnvironmentID)
+	}
+	unlock := d.lock(envID)
+	defer unlock()
+	e := d.env(envID)
+	if e == nil {
+		return fmt.Errorf("netns: apply %s: %w", envID, enforce.ErrUnknownEnvironment)
+	}
+	if err := d.apply(e, p); err != nil {
+		return fmt.Errorf("netns: apply %s: %w", envID, err)
+	}
+	return nil
+}
+
+func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
+	start := time.Now()
+	rs, err := render(p)
+	if err != nil {
+		return err
+	}
+	rec, err := encodeRecord(p)
+	if err != nil {
+		return err
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)), nftables.WithSockOptions(batchBuffer(rs.elementCount()+len(rec))))
+	if err != nil {
+		return err
+	}
+	if err := program(c, d.names.table(), rs, rec); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables transaction: %w", err)
+	}
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
+	d.log.Debug("applied rules", "env", e.id, "generation", p.Generation, "elements", rs.elementCount(), "took", time.Since(start))
+	return nil
+}
+
+// Check implements enforce.Driver, from the rules last committed.
+func (d *Driver) Check(ctx context.Context, envID string, req apiv1.CheckRequest) (apiv1.CheckResult, error) {
+	if err := ctx.Err(); err != nil {
+		return apiv1.CheckResult{}, err
+	}
+	e := d.env(envID)
+	if e == nil {
+		return apiv1.CheckResult{}, enforce.ErrUnknownEnvironment
+	}
+	return e.applied.Load().check.Check(req), nil
+}
+
+// Ruleset renders the rules last committed to envID in nft's syntax.
+func (d *Driver) Ruleset(envID string) (string, error) {
+	e := d.env(envID)
+	if e == nil {
+		return "", enforce.ErrUnknownEnvironment
+	}
+	return e.applied.Load().rules.text(d.names.table()), nil
+}
+
+// Teardown implements enforce.Driver: it removes envID's veth pair and
+// namespace (and with it the table), known to this process or not.
+func (d *Driver) Teardown(ctx context.Context, envID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	unlock := d.lock(envID)
+	defer unlock()
+	if err := d.remove(d.names.env(envID)); err != nil {
+		return fmt.Errorf("netns: teardown %s: %w", envID, err)
+	}
+	d.forget(envID)
+	return nil
+}
+
+// remove deletes the veth and namespace called name.
+func (d *Driver) remove(name string) error {
+	r, err := d.routerHandle()
+	if err != nil {
+		return err
+	}
+	if link, err := r.nl.LinkByName(name); err == nil {
+		if err := r.nl.LinkDel(link); err != nil {
+			return fmt.Errorf("delete veth %s: %w", name, err)
+		}
+	} else if !isNotFound(err) {
+		return err
+	}
+	if err := deleteNamed(name); err != nil {
+		return err
+	}
+	d.log.Info("removed namespace", "namespace", name)
+	return nil
+}
+
+func (d *Driver) forget(envID string) {
+	d.mu.Lock()
+	e := d.envs[envID]
+	delete(d.envs, envID)
+	d.mu.Unlock()
+	if e != nil {
+		e.ns.Close()
+	}
+}
+
+// syncWorkers bounds how many environments Sync restores at once.
+const syncWorkers = 4
+
+// Sync implements enforce.Driver: environments in keep are adopted (with
+// the rules their namespace records) or recreated (denying everything);
+// namespaces and veths with the driver's prefix that belong to no
+// environment in keep are removed. It carries on past failures and
+// reports them all.
+func (d *Driver) Sync(ctx context.Context, keep map[string]string) error {
+	var (
+		errMu sync.Mutex
+		errs  []error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, syncWorkers)
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		errs = append(errs, err)
+		errMu.Unlock()
+	}
+	wanted := map[string]bool{}
+	for id, address := range keep {
+		wanted[d.names.env(id)] = true
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := d.Provision(ctx, id, address); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := d.removeUnwanted(wanted); err != nil {
+		fail(err)
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Driver) removeUnwanted(wanted map[string]bool) error {
+	var errs []error
+	d.mu.RLock()
+	var stale []string
+	for id, e := range d.envs {
+		if !wanted[e.name] {
+			stale = append(stale, id)
+		}
+	}
+	d.mu.RUnlock()
+	for _, id := range stale {
+		errs = append(errs, d.Teardown(context.Background(), id))
+	}
+	nsNames, err := listNamed(d.names.isEnv)
+	errs = append(errs, err)
+	for _, name := range nsNames {
+		if !wanted[name] {
+			errs = append(errs, d.remove(name))
+		}
+	}
+	r, err := d.routerHandle()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	links, err := r.nl.LinkList()
+	errs = append(errs, err)
+	for _, l := range links {
+		if name := l.Attrs().Name; d.names.isEnv(name) && !wanted[name] {
+			errs = append(errs, d.remove(name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Purge removes every kernel object the driver's prefix names, the router
+// namespace included, and closes the driver: for uninstalling, and for
+// tests cleaning up after themselves.
+func (d *Driver) Purge(ctx context.Context) error {
+	err := d.Sync(ctx, nil)
+	if cerr := d.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return errors.Join(err, deleteNamed(d.names.router()))
+}
+
+// Close implements enforce.Driver: it releases the driver's handles and
+// leaves every kernel object in place for the next start.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	for _, e := range d.envs {
+		e.ns.Close()
+	}
+	d.envs = map[string]*env{}
+	d.router.close()
+	return nil
+}
+
+var errClosed = errors.New("netns: driver is closed")
+
+func (d *Driver) routerHandle() (*router, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return nil, errClosed
+	}
+	return d.router, nil
+}
+
+func (d *Driver) env(envID string) *env {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.envs[envID]
+}
+
+func (d *Driver) lock(envID string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(envID))
+	m := &d.locks[h.Sum32()%uint32(len(d.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// exists reports whether the named namespace file is there; for tests.
+func namespaceExists(name string) bool {
+	_, err := os.Stat(filepath.Join(runDir, name))
+	return err == nil
+}

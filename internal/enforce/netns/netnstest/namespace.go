@@ -1,0 +1,206 @@
+// Package netnstest sends real packets between network namespaces, to
+// prove what an enforcement driver does: namespaces of its own (such as
+// one playing "the internet"), listeners that answer on every port asked
+// for, and a prober that compares each packet's fate with what a policy
+// oracle (the driver's Check, or the API's check endpoint) says about it.
+package netnstest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Do runs fn on an OS thread inside the named namespace (a name under
+// /run/netns). Sockets fn creates stay in that namespace for good, so
+// only their creation needs to happen here.
+func Do(namespace string, fn func() error) error {
+	h, err := netns.GetFromName(namespace)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", namespace, err)
+	}
+	defer h.Close()
+	return onThread(func() error {
+		if err := netns.Set(h); err != nil {
+			return fmt.Errorf("enter namespace %s: %w", namespace, err)
+		}
+		return fn()
+	})
+}
+
+// onThread runs fn on a locked thread and returns the thread to its
+// namespace; a thread that cannot go back dies with its goroutine.
+func onThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Supported reports why the kernel refuses network namespaces, or "" when
+// it allows them.
+func Supported() string {
+	err := onThread(func() error { return unix.Unshare(unix.CLONE_NEWNET) })
+	if err != nil {
+		return fmt.Sprintf("the kernel refuses to create a network namespace (%v): these tests need root or CAP_SYS_ADMIN and CAP_NET_ADMIN", err)
+	}
+	return ""
+}
+
+// NewNamespace creates a named namespace, with loopback up, and removes
+// it when the test ends.
+func NewNamespace(t testing.TB, name string) {
+	t.Helper()
+	err := onThread(func() error {
+		h, err := netns.NewNamed(name)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		// No duplicate address detection: a tentative link-local
+		// address stalls IPv6 neighbour discovery for a second.
+		for _, key := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+key+"/accept_dad", []byte("0"), 0o644); err != nil {
+				return err
+			}
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	})
+	if err != nil {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("delete namespace %s: %v", name, err)
+		}
+	})
+}
+
+// Internet is a namespace standing for the world outside the
+// environments: joined to a router namespace by a veth pair, answering on
+// many addresses.
+type Internet struct {
+	Namespace string
+	Addrs     []netip.Addr
+}
+
+// InternetConfig describes an Internet.
+type InternetConfig struct {
+	Namespace string         // the namespace to create
+	Router    string         // the router namespace to join
+	Uplink    string         // the veth's name on the router side
+	Nets      []netip.Prefix // its subnets; the router takes the first host of each
+	Hosts     []netip.Addr   // addresses it answers on, inside Nets
+}
+
+// NewInternet builds the namespace and its link to the router, and takes
+// them down when the test ends.
+func NewInternet(t testing.TB, cfg InternetConfig) *Internet {
+	t.Helper()
+	NewNamespace(t, cfg.Namespace)
+	inet, err := netns.GetFromName(cfg.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inet.Close()
+	router, err := netns.GetFromName(cfg.Router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	inl, err := netlink.NewHandleAt(inet, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inl.Close()
+	rnl, err := netlink.NewHandleAt(router, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rnl.Close()
+
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: cfg.Uplink, PeerNamespace: netlink.NsFd(int(router))}
+	if err := inl.LinkAdd(veth); err != nil {
+		t.Fatalf("uplink veth: %v", err)
+	}
+	t.Cleanup(func() {
+		// Deleting our end takes the router's end with it now, rather
+		// than whenever the kernel gets round to freeing the namespace.
+		if err := Do(cfg.Namespace, func() error {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkDel(l)
+		}); err != nil {
+			t.Errorf("delete uplink: %v", err)
+		}
+	})
+	eth0, err := inl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := rnl.LinkByName(cfg.Uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cfg.Nets {
+		gw := n.Masked().Addr().Next()
+		addAddr(t, rnl, up, netip.PrefixFrom(gw, n.Bits()))
+		for _, h := range cfg.Hosts {
+			if n.Contains(h) {
+				addAddr(t, inl, eth0, netip.PrefixFrom(h, n.Bits()))
+			}
+		}
+	}
+	for _, l := range []struct {
+		h    *netlink.Handle
+		link netlink.Link
+	}{{rnl, up}, {inl, eth0}} {
+		if err := l.h.LinkSetUp(l.link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range cfg.Nets {
+		gw := n.Masked().Addr().Next()
+		if err := inl.RouteReplace(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
+			t.Fatalf("default route via %s: %v", gw, err)
+		}
+	}
+	return &Internet{Namespace: cfg.Namespace, Addrs: cfg.Hosts}
+}
+
+func addAddr(t testing.TB, h *netlink.Handle, link netlink.Link, p netip.Prefix) {
+	t.Helper()
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, Flags: unix.IFA_F_NODAD}
+	if err := h.AddrAdd(link, addr); err != nil {
+		t.Fatalf("address %s: %v", p, err)
+	}
+}

@@ -1,0 +1,351 @@
+package netns
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// The table inside each environment's namespace:
+//
+//	sets   {ingress,egress}_{any,ports}_{v4,v6}  the rendered ruleset
+//	set    applied                              the effective policy it came from
+//	chains input, output                        fixed rules that consult the sets
+//
+// Apply replaces the whole table in one netlink batch, which the kernel
+// commits as one transaction: packets see the old table or the new one.
+
+type setSpec struct {
+	name  string
+	dir   int
+	fam   int
+	ports bool
+}
+
+func (s setSpec) typeName() string {
+	addr := [2]string{"ipv4_addr", "ipv6_addr"}[s.fam]
+	if s.ports {
+		return addr + " . inet_proto . inet_service"
+	}
+	return addr
+}
+
+func setName(dir, fam int, ports bool) string {
+	kind := "any"
+	if ports {
+		kind = "ports"
+	}
+	return fmt.Sprintf("%s_%s_v%s", [2]string{"ingress", "egress"}[dir], kind, [2]string{"4", "6"}[fam])
+}
+
+// setLayout lists the rule sets in a fixed order; setIndex finds one.
+var setLayout = func() []setSpec {
+	var out []setSpec
+	for dir := range 2 {
+		for _, ports := range []bool{false, true} {
+			for fam := range 2 {
+				out = append(out, setSpec{setName(dir, fam, ports), dir, fam, ports})
+			}
+		}
+	}
+	return out
+}()
+
+func setIndex(dir, fam int, ports bool) int {
+	return slices.IndexFunc(setLayout, func(s setSpec) bool { return s.dir == dir && s.fam == fam && s.ports == ports })
+}
+
+const recordSetName = "applied"
+
+var keyTypes = [2]nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeIP6Addr}
+
+// layoutSets declares the rule sets of table t. IDs are set here, not by
+// the library, whose allocator is a global counter that concurrent
+// batches would race on; IDs only need to be unique within one batch.
+func layoutSets(t *nftables.Table) []*nftables.Set {
+	out := make([]*nftables.Set, len(setLayout))
+	for i, s := range setLayout {
+		set := &nftables.Set{Table: t, ID: uint32(i + 1), Name: s.name, KeyType: keyTypes[s.fam], Interval: true}
+		if s.ports {
+			set.KeyType = nftables.MustConcatSetType(keyTypes[s.fam], nftables.TypeInetProto, nftables.TypeInetService)
+			set.Concatenation = true
+		}
+		out[i] = set
+	}
+	return out
+}
+
+// elements encodes a set's contents. Plain interval sets take a start
+// element and an interval-end element one past the last address;
+// concatenated ones take each box's first and last key.
+func (rs *ruleset) elements(s setSpec) []nftables.SetElement {
+	d := rs.dirs[s.dir]
+	var out []nftables.SetElement
+	if !s.ports {
+		for _, sp := range d.any[s.fam] {
+			out = append(out, nftables.SetElement{Key: sp.lo.AsSlice()})
+			if end, ok := after(sp.hi); ok {
+				out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+			}
+		}
+		return out
+	}
+	for _, b := range d.l4[s.fam] {
+		out = append(out, nftables.SetElement{
+			Key:    concatKey(b.addr.lo.AsSlice(), b.proto, b.ports.lo),
+			KeyEnd: concatKey(b.addr.hi.AsSlice(), b.proto, b.ports.hi),
+		})
+	}
+	return out
+}
+
+// concatKey lays out "address . protocol . port" as the kernel does: each
+// field padded to a multiple of four bytes, the port in network order.
+func concatKey(addr []byte, proto uint8, port uint16) []byte {
+	k := append(slices.Clone(addr), proto, 0, 0, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint16(k[len(addr)+4:], port)
+	return k
+}
+
+// chainRule is one rule of a base chain, with its nft spelling.
+type chainRule struct {
+	text  string
+	exprs []expr.Any
+}
+
+// Registers: NFT_REG_1 is 16 bytes wide, the NFT_REG32_xx that follow it
+// are 4 bytes each, so a concatenation continues right after the address.
+const (
+	reg1     = 1
+	reg32_00 = 8
+)
+
+// chainRules are the rules of the input (ingress) or output (egress)
+// chain. They never change; only the sets they consult do.
+func chainRules(dir int, sets []*nftables.Set) []chainRule {
+	ifKey, ifText := expr.MetaKeyIIFNAME, `iifname "lo"`
+	addrOff := [2]uint32{12, 8} // ip saddr, ip6 saddr
+	addrText := [2]string{"ip saddr", "ip6 saddr"}
+	if dir == dirEgress {
+		ifKey, ifText = expr.MetaKeyOIFNAME, `oifname "lo"`
+		addrOff = [2]uint32{16, 24}
+		addrText = [2]string{"ip daddr", "ip6 daddr"}
+	}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	rules := []chainRule{
+		{ifText + " accept", []expr.Any{
+			&expr.Meta{Key: ifKey, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname("lo")},
+			accept,
+		}},
+		{"ct state established,related accept", []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			accept,
+		}},
+		// Neighbour discovery is what IPv6 needs to find the next hop at
+		// all (ARP's job in IPv4, which nftables' inet family never sees).
+		{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept", []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{135}, ToData: []byte{136}},
+			accept,
+		}},
+	}
+	nfproto := [2]byte{unix.NFPROTO_IPV4, unix.NFPROTO_IPV6}
+	for _, ports := range []bool{false, true} {
+		for fam := range 2 {
+			set := sets[setIndex(dir, fam, ports)]
+			addrLen := uint32(4 * (1 + 3*fam))
+			exprs := []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto[fam]}},
+				&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff[fam], Len: addrLen},
+			}
+			text := fmt.Sprintf("%s @%s accept", addrText[fam], set.Name)
+			if ports {
+				next := uint32(reg32_00) + addrLen/4
+				exprs = append(exprs,
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
+					&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				)
+				text = fmt.Sprintf("%s . meta l4proto . th dport @%s accept", addrText[fam], set.Name)
+			}
+			exprs = append(exprs, &expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID}, accept)
+			rules = append(rules, chainRule{text, exprs})
+		}
+	}
+	return rules
+}
+
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
+}
+
+// Elements go in batches of this many per message: a netlink attribute
+// holds at most 64 KiB, and the largest element takes about 100 bytes.
+const elementsPerMessage = 256
+
+// program queues, on c, the replacement of the whole table by rs and its
+// record. Nothing reaches the kernel until c.Flush.
+func program(c *nftables.Conn, table string, rs *ruleset, record []string) error {
+	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
+	// Adding first makes the delete valid whether or not the table exists.
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	sets := layoutSets(t)
+	for i, s := range sets {
+		if err := addSet(c, s, rs.elements(setLayout[i])); err != nil {
+			return err
+		}
+	}
+	rec := &nftables.Set{Table: t, ID: uint32(len(sets) + 1), Name: recordSetName, KeyType: nftables.TypeInteger}
+	var recElems []nftables.SetElement
+	for i, chunk := range record {
+		recElems = append(recElems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Comment: chunk})
+	}
+	if err := addSet(c, rec, recElems); err != nil {
+		return err
+	}
+	drop := nftables.ChainPolicyDrop
+	for dir, hook := range [2]*nftables.ChainHook{nftables.ChainHookInput, nftables.ChainHookOutput} {
+		ch := c.AddChain(&nftables.Chain{
+			Name: [2]string{"input", "output"}[dir], Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &drop,
+		})
+		for _, r := range chainRules(dir, sets) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs})
+		}
+	}
+	return nil
+}
+
+func addSet(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
+	if err := c.AddSet(s, nil); err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	for chunk := range slices.Chunk(elems, elementsPerMessage) {
+		if err := c.SetAddElements(s, chunk); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// batchBuffer sizes the netlink socket buffers for a batch of n set
+// elements: the whole batch is one sendmsg, and the default buffer (about
+// 200 KiB) would refuse large rulesets.
+func batchBuffer(n int) nftables.SockOption {
+	size := max(1<<20, n*256)
+	return func(c *netlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			// The FORCE variants pass the net.core.[rw]mem_max caps; they need CAP_NET_ADMIN, which the driver has.
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size); serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// The record of what was applied travels in the same transaction as the
+// rules, as comments on the elements of a small set, so that after a
+// restart the driver can answer Check for the rules the kernel really has.
+// A comment holds at most 255 bytes.
+const recordChunk = 200
+
+func encodeRecord(p apiv1.EffectivePolicy) ([]string, error) {
+	js, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(js); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	enc := base64.StdEncoding.EncodeToString(buf.Bytes())
+	var out []string
+	for len(enc) > 0 {
+		n := min(recordChunk, len(enc))
+		out = append(out, enc[:n])
+		enc = enc[n:]
+	}
+	return out, nil
+}
+
+// readRecord reads back the effective policy last applied in the
+// namespace c talks to. found is false when there is no table.
+func readRecord(c *nftables.Conn, table string) (p apiv1.EffectivePolicy, found bool, err error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return p, false, fmt.Errorf("list tables: %w", err)
+	}
+	i := slices.IndexFunc(tables, func(t *nftables.Table) bool { return t.Name == table })
+	if i < 0 {
+		return p, false, nil
+	}
+	set, err := c.GetSetByName(tables[i], recordSetName)
+	if err != nil {
+		return p, true, fmt.Errorf("read set %s: %w", recordSetName, err)
+	}
+	elems, err := c.GetSetElements(set)
+	if err != nil {
+		return p, true, fmt.Errorf("read set %s: %w", recordSetName, err)
+	}
+	slices.SortFunc(elems, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+	var enc strings.Builder
+	for _, e := range elems {
+		enc.WriteString(e.Comment)
+	}
+	raw, err := base64.StdEncoding.DecodeString(enc.String())
+	if err != nil {
+		return p, true, fmt.Errorf("decode record: %w", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return p, true, fmt.Errorf("decode record: %w", err)
+	}
+	js, err := io.ReadAll(zr)
+	if err != nil {
+		return p, true, fmt.Errorf("decode record: %w", err)
+	}
+	if err := json.Unmarshal(js, &p); err != nil {
+		return p, true, fmt.Errorf("decode record: %w", err)
+	}
+	return p, true, nil
+}

@@ -1,0 +1,261 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The topology: one router namespace holding a bridge, and per environment
+// a namespace joined to the bridge by a veth pair. The bridge carries the
+// pool's gateway address, so environments reach each other on one link and
+// anything the router namespace is connected to through the gateway. The
+// host's own namespace is never touched.
+
+// router is the driver's open handles on its router namespace.
+type router struct {
+	ns     netns.NsHandle
+	nl     *netlink.Handle
+	bridge int // the bridge's ifindex
+}
+
+func (r *router) close() {
+	if r.nl != nil {
+		r.nl.Close()
+	}
+	r.ns.Close()
+}
+
+// openOrCreate opens the namespace called name, creating it when missing.
+func openOrCreate(name string) (h netns.NsHandle, created bool, err error) {
+	h, err = openNamed(name)
+	if err == nil {
+		return h, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return h, false, fmt.Errorf("open namespace %s: %w", name, err)
+	}
+	// Clear a file left by a crash before the mount, then make it anew.
+	if err := deleteNamed(name); err != nil {
+		return h, false, err
+	}
+	if err := createNamed(name); err != nil {
+		return h, false, err
+	}
+	h, err = openNamed(name)
+	if err != nil {
+		return h, false, fmt.Errorf("open namespace %s: %w", name, err)
+	}
+	return h, true, nil
+}
+
+// openRouter adopts or creates the router namespace and its bridge.
+func (d *Driver) openRouter() (*router, error) {
+	h, _, err := openOrCreate(d.names.router())
+	if err != nil {
+		return nil, err
+	}
+	r := &router{ns: h}
+	if err := d.setUpRouter(r); err != nil {
+		r.close()
+		return nil, fmt.Errorf("router namespace %s: %w", d.names.router(), err)
+	}
+	return r, nil
+}
+
+func (d *Driver) setUpRouter(r *router) error {
+	var err error
+	if r.nl, err = netlink.NewHandleAt(r.ns, unix.NETLINK_ROUTE); err != nil {
+		return err
+	}
+	// The router forwards, and its link-local addresses must be usable at
+	// once: while one is tentative (duplicate address detection, about a
+	// second) the kernel sends no neighbour solicitation for a forwarded
+	// packet, and IPv6 through the router silently stalls.
+	sysctls := [][2]string{
+		{"net.ipv4.ip_forward", "1"},
+		{"net.ipv6.conf.all.forwarding", "1"},
+		{"net.ipv6.conf.all.accept_dad", "0"},
+		{"net.ipv6.conf.default.accept_dad", "0"},
+	}
+	for _, kv := range sysctls {
+		if err := writeSysctl(r.ns, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	if err := linkUp(r.nl, "lo"); err != nil {
+		return err
+	}
+	br, err := r.nl.LinkByName(d.names.bridge())
+	if isNotFound(err) {
+		// Without a multicast querier on the link, snooping would only
+		// get in the way of IPv6 neighbour discovery.
+		off := false
+		err = r.nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: d.names.bridge()}, MulticastSnooping: &off})
+		if err == nil {
+			br, err = r.nl.LinkByName(d.names.bridge())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", d.names.bridge(), err)
+	}
+	r.bridge = br.Attrs().Index
+	if err := setAddrs(r.nl, br, d.gateways()); err != nil {
+		return fmt.Errorf("bridge %s: %w", d.names.bridge(), err)
+	}
+	return r.nl.LinkSetUp(br)
+}
+
+// gateways are the router's addresses on the bridge: the first host of
+// each pool.
+func (d *Driver) gateways() []netip.Prefix {
+	gw := netip.PrefixFrom(d.cfg.Pool.Masked().Addr().Next(), d.cfg.Pool.Bits())
+	out := []netip.Prefix{gw}
+	if d.cfg.Pool6.IsValid() {
+		out = append(out, netip.PrefixFrom(d.v6For(gw.Addr()), d.cfg.Pool6.Bits()))
+	}
+	return out
+}
+
+// envAddrs are an environment's addresses: its own, and with Pool6 the
+// IPv6 address that carries it in the low 32 bits.
+func (d *Driver) envAddrs(a netip.Addr) []netip.Prefix {
+	out := []netip.Prefix{netip.PrefixFrom(a, d.cfg.Pool.Bits())}
+	if d.cfg.Pool6.IsValid() {
+		out = append(out, netip.PrefixFrom(d.v6For(a), d.cfg.Pool6.Bits()))
+	}
+	return out
+}
+
+func (d *Driver) v6For(a netip.Addr) netip.Addr {
+	b := d.cfg.Pool6.Masked().Addr().As16()
+	v4 := a.As4()
+	copy(b[12:], v4[:])
+	return netip.AddrFrom16(b)
+}
+
+// wireEnv makes e's namespace look as it should: loopback up, a veth pair
+// between the router's bridge and the namespace's eth0, e's addresses on
+// eth0 and default routes through the gateways. It repairs whatever part
+// is missing or wrong and leaves the rest alone.
+func (d *Driver) wireEnv(r *router, e *env) error {
+	nl, err := netlink.NewHandleAt(e.ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	if err := linkUp(nl, "lo"); err != nil {
+		return err
+	}
+	inner, innerErr := nl.LinkByName(envIfName)
+	host, hostErr := r.nl.LinkByName(e.name)
+	if innerErr != nil || hostErr != nil {
+		if !isNotFound(innerErr) && innerErr != nil {
+			return innerErr
+		}
+		if !isNotFound(hostErr) && hostErr != nil {
+			return hostErr
+		}
+		// Half a pair cannot be mended: a veth end whose peer is
+		// gone is deleted and the pair made again.
+		if innerErr == nil {
+			if err := nl.LinkDel(inner); err != nil {
+				return fmt.Errorf("delete stale %s: %w", envIfName, err)
+			}
+		}
+		if hostErr == nil {
+			if err := r.nl.LinkDel(host); err != nil {
+				return fmt.Errorf("delete stale %s: %w", e.name, err)
+			}
+		}
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: e.name, MasterIndex: r.bridge},
+			PeerName:      envIfName,
+			PeerNamespace: netlink.NsFd(int(e.ns)),
+		}
+		if err := r.nl.LinkAdd(veth); err != nil {
+			return fmt.Errorf("create veth %s: %w", e.name, err)
+		}
+		if host, err = r.nl.LinkByName(e.name); err != nil {
+			return err
+		}
+		if inner, err = nl.LinkByName(envIfName); err != nil {
+			return err
+		}
+	}
+	if host.Attrs().MasterIndex != r.bridge {
+		if err := r.nl.LinkSetMasterByIndex(host, r.bridge); err != nil {
+			return fmt.Errorf("attach %s to the bridge: %w", e.name, err)
+		}
+	}
+	if err := r.nl.LinkSetUp(host); err != nil {
+		return err
+	}
+	if err := setAddrs(nl, inner, d.envAddrs(e.addr)); err != nil {
+		return err
+	}
+	if err := nl.LinkSetUp(inner); err != nil {
+		return err
+	}
+	for _, gw := range d.gateways() {
+		route := &netlink.Route{LinkIndex: inner.Attrs().Index, Gw: net.IP(gw.Addr().AsSlice())}
+		if err := nl.RouteReplace(route); err != nil {
+			return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
+		}
+	}
+	return nil
+}
+
+// setAddrs makes want the link's only global addresses. Duplicate address
+// detection is skipped: the pool is the control plane's to hand out, and
+// DAD would keep an IPv6 address unusable for a second.
+func setAddrs(nl *netlink.Handle, link netlink.Link, want []netip.Prefix) error {
+	have, err := nl.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	for _, a := range have {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		ones, _ := a.Mask.Size()
+		p := netip.PrefixFrom(ip.Unmap(), ones)
+		keep := false
+		for _, w := range want {
+			keep = keep || w == p
+		}
+		if !keep && !ip.IsLinkLocalUnicast() {
+			if err := nl.AddrDel(link, &a); err != nil {
+				return fmt.Errorf("remove address %s: %w", p, err)
+			}
+		}
+	}
+	for _, w := range want {
+		addr := &netlink.Addr{IPNet: prefixNet(w), Flags: unix.IFA_F_NODAD}
+		if err := nl.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("address %s: %w", w, err)
+		}
+	}
+	return nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func linkUp(nl *netlink.Handle, name string) error {
+	l, err := nl.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return nl.LinkSetUp(l)
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf)
+}
