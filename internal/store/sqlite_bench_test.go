@@ -165,6 +165,7 @@ func BenchmarkListEnvironmentsPage10k(b *testing.B) {
 		{"middle page", store.ListQuery{Cursor: mid}},
 		{"label team=team-3", store.ListQuery{Labels: map[string]string{"team": "team-3"}}},
 		{"labels team=team-3,tier=prod, middle", store.ListQuery{Labels: map[string]string{"team": "team-3", "tier": "prod"}, Cursor: mid}},
+		{"label tier=prod (half), middle", store.ListQuery{Labels: map[string]string{"tier": "prod"}, Cursor: mid}},
 		{"project and label", store.ListQuery{ProjectID: p.ID, Labels: map[string]string{"team": "team-4"}}},
 		{"state", store.ListQuery{State: apiv1.StatePending, Cursor: mid}},
 	} {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -251,6 +252,12 @@ func list[T any](ctx context.Context, q querier, t table[T], lq ListQuery) ([]T,
 }
 
 // listSQL builds the query for lq, which fetches one row past the page.
+//
+// Without a project filter, a label filter drives the query: the first
+// label's index, read from the cursor on in id order, stops after one page
+// however many objects carry the label (reading every match first would
+// grow with the table). With a project filter the project's index drives,
+// since a project holds few objects, and labels are checked per row.
 func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
 	limit := lq.Limit
 	if limit <= 0 {
@@ -258,21 +265,25 @@ func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
 	}
 	limit = min(limit, MaxLimit)
 
+	// Sorted, so that the same filter always has the same SQL text (and
+	// prepared statement).
+	keys := slices.Sorted(maps.Keys(lq.Labels))
+	if len(keys) > 0 && t.labels == "" {
+		return "", nil, 0, fmt.Errorf("%w: %s have no labels", ErrInvalidQuery, t.name)
+	}
+	from, order := t.name+" AS t", "t.id"
 	var where []string
 	var args []any
-	filter := func(name, col, value string) error {
-		if value == "" {
-			return nil
-		}
-		if col == "" {
-			return fmt.Errorf("%w: %s cannot be filtered by %s", ErrInvalidQuery, t.name, name)
-		}
-		where = append(where, col+" = ?")
-		args = append(args, value)
-		return nil
+	if len(keys) > 0 && lq.ProjectID == "" {
+		// CROSS JOIN keeps SQLite from reordering the join.
+		from = t.labels + " AS l CROSS JOIN " + t.name + " AS t ON t.id = l.object_id"
+		order = "l.object_id"
+		where = append(where, "l.key = ? AND l.value = ?")
+		args = append(args, keys[0], lq.Labels[keys[0]])
+		keys = keys[1:]
 	}
 	if lq.Cursor != "" {
-		where = append(where, "id > ?")
+		where = append(where, order+" > ?")
 		args = append(args, lq.Cursor)
 	}
 	for _, f := range []struct{ name, col, value string }{
@@ -280,41 +291,34 @@ func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
 		{"state", t.stateCol, lq.State},
 		{"owner", t.ownerCol, lq.Owner},
 	} {
-		if err := filter(f.name, f.col, f.value); err != nil {
-			return "", nil, 0, err
+		if f.value == "" {
+			continue
 		}
+		if f.col == "" {
+			return "", nil, 0, fmt.Errorf("%w: %s cannot be filtered by %s", ErrInvalidQuery, t.name, f.name)
+		}
+		where = append(where, "t."+f.col+" = ?")
+		args = append(args, f.value)
 	}
 	if !lq.ExpiresBefore.IsZero() {
 		if t.expiresCol == "" {
 			return "", nil, 0, fmt.Errorf("%w: %s cannot be filtered by expiry", ErrInvalidQuery, t.name)
 		}
-		where = append(where, t.expiresCol+" < ?")
+		where = append(where, "t."+t.expiresCol+" < ?")
 		args = append(args, lq.ExpiresBefore.UnixNano())
 	}
-	if len(lq.Labels) > 0 {
-		if t.labels == "" {
-			return "", nil, 0, fmt.Errorf("%w: %s have no labels", ErrInvalidQuery, t.name)
-		}
-		// Sorted, so that the same filter always has the same SQL text
-		// (and prepared statement).
-		keys := make([]string, 0, len(lq.Labels))
-		for k := range lq.Labels {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			where = append(where, "id IN (SELECT object_id FROM "+t.labels+" WHERE key = ? AND value = ?)")
-			args = append(args, k, lq.Labels[k])
-		}
+	for _, k := range keys {
+		where = append(where, "EXISTS (SELECT 1 FROM "+t.labels+" WHERE object_id = t.id AND key = ? AND value = ?)")
+		args = append(args, k, lq.Labels[k])
 	}
 	var b strings.Builder
-	b.WriteString("SELECT id, data FROM ")
-	b.WriteString(t.name)
+	b.WriteString("SELECT t.id, t.data FROM ")
+	b.WriteString(from)
 	if len(where) > 0 {
 		b.WriteString(" WHERE ")
 		b.WriteString(strings.Join(where, " AND "))
 	}
-	b.WriteString(" ORDER BY id LIMIT ?")
+	b.WriteString(" ORDER BY " + order + " LIMIT ?")
 	args = append(args, limit+1)
 	return b.String(), args, limit, nil
 }
