@@ -38,8 +38,23 @@ type SQLite struct {
 	quit   chan struct{}
 	done   chan struct{}
 
+	commits, updates atomic.Int64
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// WriteStats counts the work of the writer since the store was opened.
+type WriteStats struct {
+	// Commits is how many transactions committed, Updates how many Update
+	// calls ran in them (failed fns included): Updates/Commits is the mean
+	// batch size.
+	Updates, Commits int64
+}
+
+// WriteStats reports the group-commit counters (for metrics).
+func (s *SQLite) WriteStats() WriteStats {
+	return WriteStats{Updates: s.updates.Load(), Commits: s.commits.Load()}
 }
 
 var _ Store = (*SQLite)(nil)
@@ -204,6 +219,9 @@ func (s *SQLite) runBatch(first *writeReq) {
 	if abort == nil {
 		if _, err := s.wq.ExecContext(ctx, "COMMIT"); err != nil {
 			abort = fmt.Errorf("store: commit: %w", err)
+		} else {
+			s.commits.Add(1)
+			s.updates.Add(int64(len(batch)))
 		}
 	}
 	if abort != nil {

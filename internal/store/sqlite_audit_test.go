@@ -46,7 +46,7 @@ func chainStore(t *testing.T, n int) (*store.SQLite, *sql.DB, []apiv1.AuditEvent
 	return s, db, evs
 }
 
-func exec(t *testing.T, db *sql.DB, query string, args ...any) {
+func tamper(t *testing.T, db *sql.DB, query string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(query, args...); err != nil {
 		t.Fatalf("%s: %v", query, err)
@@ -99,7 +99,7 @@ func TestVerifyAudit_DetectsAlteredColumn(t *testing.T) {
 	} {
 		t.Run(col, func(t *testing.T) {
 			s, db, evs := chainStore(t, 5)
-			exec(t, db, "UPDATE audit_events SET "+col+" = "+set+" WHERE seq = 3")
+			tamper(t, db, "UPDATE audit_events SET "+col+" = "+set+" WHERE seq = 3")
 			id := evs[2].ID
 			if col == "id" {
 				id += "x"
@@ -115,14 +115,14 @@ func TestVerifyAudit_DetectsAlteredColumn(t *testing.T) {
 
 func TestVerifyAudit_DetectsRemovedEvent(t *testing.T) {
 	s, db, evs := chainStore(t, 5)
-	exec(t, db, "DELETE FROM audit_events WHERE seq = 3")
+	tamper(t, db, "DELETE FROM audit_events WHERE seq = 3")
 	wantBreak(t, verify(t, s), 4, evs[3].ID, "seq gap")
 }
 
 func TestVerifyAudit_DetectsRemovedEventWithSeqsClosedUp(t *testing.T) {
 	s, db, evs := chainStore(t, 5)
-	exec(t, db, "DELETE FROM audit_events WHERE seq = 3")
-	exec(t, db, "UPDATE audit_events SET seq = seq - 1 WHERE seq > 3")
+	tamper(t, db, "DELETE FROM audit_events WHERE seq = 3")
+	tamper(t, db, "UPDATE audit_events SET seq = seq - 1 WHERE seq > 3")
 	wantBreak(t, verify(t, s), 3, evs[3].ID, "prev_hash")
 }
 
@@ -130,7 +130,7 @@ func TestVerifyAudit_DetectsRemovedEventWithSeqsClosedUp(t *testing.T) {
 // copy kept elsewhere (the sink), shows it. Verify reports that head.
 func TestVerifyAudit_TruncationShowsInTheHead(t *testing.T) {
 	s, db, evs := chainStore(t, 5)
-	exec(t, db, "DELETE FROM audit_events WHERE seq = 5")
+	tamper(t, db, "DELETE FROM audit_events WHERE seq = 5")
 	res := verify(t, s)
 	if !res.OK() || res.LastSeq != 4 || res.LastHash != evs[3].Hash {
 		t.Fatalf("VerifyAudit after truncation = %+v, want an intact chain ending at seq 4", res)
@@ -143,9 +143,9 @@ func TestVerifyAudit_DetectsInsertedEvent(t *testing.T) {
 	forged := evs[2]
 	forged.ID, forged.Seq, forged.PrevHash, forged.Action = "aud_forged", 4, evs[2].Hash, "environment.delete"
 	forged.Hash = audit.Hash(forged)
-	exec(t, db, "UPDATE audit_events SET seq = seq + 100 WHERE seq > 3")
-	exec(t, db, "UPDATE audit_events SET seq = seq - 99 WHERE seq > 100")
-	exec(t, db, `INSERT INTO audit_events SELECT ?, ?, time, request_id, actor_token_id, actor_name, source_ip,
+	tamper(t, db, "UPDATE audit_events SET seq = seq + 100 WHERE seq > 3")
+	tamper(t, db, "UPDATE audit_events SET seq = seq - 99 WHERE seq > 100")
+	tamper(t, db, `INSERT INTO audit_events SELECT ?, ?, time, request_id, actor_token_id, actor_name, source_ip,
 		source_user_agent, project_id, ?, resource_type, resource_id, outcome, status_code, reason, changes, ?, ?
 		FROM audit_events WHERE seq = 3`, forged.Seq, forged.ID, forged.Action, forged.PrevHash, forged.Hash)
 	wantBreak(t, verify(t, s), 5, evs[3].ID, "prev_hash")
@@ -154,9 +154,9 @@ func TestVerifyAudit_DetectsInsertedEvent(t *testing.T) {
 func TestVerifyAudit_DetectsReorderedEvents(t *testing.T) {
 	s, db, evs := chainStore(t, 5)
 	// Swap the rows holding events 2 and 3.
-	exec(t, db, "UPDATE audit_events SET seq = 100 WHERE seq = 2")
-	exec(t, db, "UPDATE audit_events SET seq = 2 WHERE seq = 3")
-	exec(t, db, "UPDATE audit_events SET seq = 3 WHERE seq = 100")
+	tamper(t, db, "UPDATE audit_events SET seq = 100 WHERE seq = 2")
+	tamper(t, db, "UPDATE audit_events SET seq = 2 WHERE seq = 3")
+	tamper(t, db, "UPDATE audit_events SET seq = 3 WHERE seq = 100")
 	wantBreak(t, verify(t, s), 2, evs[2].ID, "prev_hash")
 }
 
@@ -182,6 +182,6 @@ func TestVerifyAudit_PagesThroughLongChains(t *testing.T) {
 	if res := verify(t, s); !res.OK() || res.Events != 2701 {
 		t.Fatalf("VerifyAudit = %+v", res)
 	}
-	exec(t, db, "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2500")
+	tamper(t, db, "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2500")
 	wantBreak(t, verify(t, s), 2500, evs[2499].ID, "hash mismatch")
 }
