@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -65,62 +66,130 @@ const maxBatch = 256
 
 var errClosed = errors.New("store: closed")
 
+// dsnCommon is the connection setup every connection shares. busy_timeout
+// only matters across processes (isolationd audit verify reading the file
+// the server writes); in-process writes never contend.
+const dsnCommon = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+
 // OpenSQLite opens (creating if needed) the database file at path and
 // brings its schema up to date.
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
-	if path == "" || strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("store: invalid database path %q: must be non-empty without '?' or '#'", path)
+func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
-	// busy_timeout only matters for other processes (isolationd audit
-	// verify reading the same file); in-process writes never contend.
-	common := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	wdb, err := sql.Open("sqlite", path+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)")
+	wdb, err := sql.Open("sqlite", path+dsnCommon+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)")
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxIdleTime(0)
-	wdb.SetConnMaxLifetime(0)
-	wconn, err := wdb.Conn(ctx)
-	if err != nil {
-		wdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &SQLite{
 		path:   path,
 		wdb:    wdb,
-		wconn:  wconn,
-		wq:     newCachedQuerier(wconn, true),
 		writes: make(chan *writeReq),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	if err := migrate(ctx, wconn); err != nil {
-		s.wq.close()
-		wconn.Close()
-		wdb.Close()
+	defer func() {
+		if err != nil {
+			if s.wq != nil {
+				s.wq.close()
+			}
+			if s.wconn != nil {
+				s.wconn.Close()
+			}
+			wdb.Close()
+		}
+	}()
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	wdb.SetConnMaxLifetime(0)
+	if s.wconn, err = wdb.Conn(ctx); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.wq = newCachedQuerier(s.wconn, true)
+	// The durability argument (a commit is on disk once COMMIT returns)
+	// and concurrent readers both rest on WAL mode; a file system that
+	// cannot do it must fail loudly.
+	var mode string
+	if _, err := queryOne(ctx, s.wconn, "PRAGMA journal_mode", nil, &mode); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	} else if !strings.EqualFold(mode, "wal") {
+		return nil, fmt.Errorf("store: open %s: journal mode is %q, want wal", path, mode)
+	}
+	if err := migrate(ctx, s.wconn); err != nil {
 		return nil, err
 	}
 	// The read pool opens after the writer has switched the file to WAL,
 	// so readers never see a rollback journal.
-	rdb, err := sql.Open("sqlite", path+common+"&_pragma=query_only(1)")
+	if s.rdb, s.rq, err = openReadPool(path); err != nil {
+		return nil, err
+	}
+	s.reader = reader{q: s.rq}
+	go s.writeLoop()
+	return s, nil
+}
+
+func checkPath(path string) error {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return fmt.Errorf("store: invalid database path %q: must be non-empty without '?' or '#'", path)
+	}
+	return nil
+}
+
+func openReadPool(path string) (*sql.DB, *cachedQuerier, error) {
+	rdb, err := sql.Open("sqlite", path+dsnCommon+"&_pragma=query_only(1)")
 	if err != nil {
-		s.wq.close()
-		wconn.Close()
-		wdb.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
 	rdb.SetConnMaxIdleTime(0)
 	rdb.SetConnMaxLifetime(0)
-	s.rdb = rdb
-	s.rq = newCachedQuerier(rdb, false)
-	s.reader = reader{q: s.rq}
-	go s.writeLoop()
-	return s, nil
+	return rdb, newCachedQuerier(rdb, false), nil
+}
+
+// SQLiteReader is a read-only view of a database that a running server
+// may be writing at the same time: what isolationd audit verify opens.
+type SQLiteReader struct {
+	reader
+	db *sql.DB
+	q  *cachedQuerier
+}
+
+var _ Reader = (*SQLiteReader)(nil)
+
+// OpenSQLiteReadOnly opens an existing database for reading only. It never
+// creates or migrates the file: a mistyped path or a database of another
+// schema version is an error, never an empty store.
+func OpenSQLiteReadOnly(ctx context.Context, path string) (*SQLiteReader, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db, q, err := openReadPool(path)
+	if err != nil {
+		return nil, err
+	}
+	var version int
+	if _, err := queryOne(ctx, db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", nil, &version); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: not an isolationd database: %w", path, err)
+	}
+	if version != len(migrations) {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: schema version %d, this build reads version %d (start isolationd of this version once to migrate)",
+			path, version, len(migrations))
+	}
+	return &SQLiteReader{reader: reader{q: q}, db: db, q: q}, nil
+}
+
+// Close closes the reader.
+func (r *SQLiteReader) Close() error {
+	r.q.close()
+	return r.db.Close()
 }
 
 // Path is the database file.

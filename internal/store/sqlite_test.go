@@ -2,9 +2,12 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,4 +84,89 @@ func TestSQLite_ConcurrentUpdatesShareCommits(t *testing.T) {
 		t.Fatalf("%d projects kept, %d Updates failed; want %d kept, %d failed", len(projects), failed.Load(), want, workers*each/4)
 	}
 	t.Logf("%d updates in %d commits", st.Updates, st.Commits)
+}
+
+func TestSQLiteReadOnly_ReadsWhileTheServerWrites(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "isolationd.db")
+	s := openSQLite(t, path)
+	defer s.Close()
+	p := apiv1.Project{ID: "prj_1", Name: "alpha"}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.CreateProject(ctx, p); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "project.create"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.OpenSQLiteReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.GetProject(ctx, p.ID); err != nil {
+		t.Fatalf("read-only view misses a committed project: %v", err)
+	}
+	if res, err := store.VerifyAudit(ctx, r); err != nil || !res.OK() || res.Events != 1 {
+		t.Fatalf("VerifyAudit through the read-only view = %+v, %v", res, err)
+	}
+	// The server keeps writing while the reader is open.
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.CreateProject(ctx, apiv1.Project{ID: "prj_2", Name: "beta"}) }); err != nil {
+		t.Fatalf("write while a read-only view is open: %v", err)
+	}
+	if _, err := r.GetProject(ctx, "prj_2"); err != nil {
+		t.Fatalf("read-only view misses a later commit: %v", err)
+	}
+}
+
+func TestSQLiteReadOnly_MissingFileIsAnErrorAndStaysMissing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "typo.db")
+	if _, err := store.OpenSQLiteReadOnly(context.Background(), path); err == nil {
+		t.Fatal("OpenSQLiteReadOnly of a missing file succeeded")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenSQLiteReadOnly created %s: %v", path, err)
+	}
+}
+
+func TestOpenSQLite_RefusesANewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "isolationd.db")
+	openSQLite(t, path).Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'future')"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if s, err := store.OpenSQLite(context.Background(), path); err == nil {
+		s.Close()
+		t.Fatal("OpenSQLite accepted a database from a newer build")
+	} else if !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("error %q does not say the schema is newer", err)
+	}
+	if _, err := store.OpenSQLiteReadOnly(context.Background(), path); err == nil {
+		t.Fatal("OpenSQLiteReadOnly accepted a database from a newer build")
+	}
+}
+
+func TestOpenSQLite_ReopeningAppliesNoMigrationTwice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "isolationd.db")
+	openSQLite(t, path).Close()
+	openSQLite(t, path).Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, max int
+	if err := db.QueryRow("SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != max || n < 1 {
+		t.Fatalf("schema_migrations holds %d rows up to version %d", n, max)
+	}
 }
