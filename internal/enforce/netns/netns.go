@@ -18,7 +18,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -71,6 +70,7 @@ type Driver struct {
 	router *router
 	envs   map[string]*env
 	closed bool
+	purged bool
 }
 
 var _ enforce.Driver = (*Driver)(nil)
@@ -468,12 +468,19 @@ func (d *Driver) removeUnwanted(wanted map[string]bool) error {
 
 // Purge removes every kernel object the driver's prefix names, the router
 // namespace included, and closes the driver: for uninstalling, and for
-// tests cleaning up after themselves.
+// tests cleaning up after themselves. Purging again does nothing.
 func (d *Driver) Purge(ctx context.Context) error {
-	err := d.Sync(ctx, nil)
-	if cerr := d.Close(); cerr != nil {
-		err = errors.Join(err, cerr)
+	d.mu.RLock()
+	purged := d.purged
+	d.mu.RUnlock()
+	if purged {
+		return nil
 	}
+	err := d.Sync(ctx, nil)
+	d.Close()
+	d.mu.Lock()
+	d.purged = true
+	d.mu.Unlock()
 	return errors.Join(err, deleteNamed(d.names.router()))
 }
 
@@ -517,10 +524,4 @@ func (d *Driver) lock(envID string) func() {
 	m := &d.locks[h.Sum32()%uint32(len(d.locks))]
 	m.Lock()
 	return m.Unlock
-}
-
-// exists reports whether the named namespace file is there; for tests.
-func namespaceExists(name string) bool {
-	_, err := os.Stat(filepath.Join(runDir, name))
-	return err == nil
 }

@@ -26,8 +26,12 @@ import (
 //	set    applied                              the effective policy it came from
 //	chains input, output                        fixed rules that consult the sets
 //
-// Apply replaces the whole table in one netlink batch, which the kernel
-// commits as one transaction: packets see the old table or the new one.
+// Apply rewrites the sets' elements and the chains' rules in one netlink
+// batch, which the kernel commits as one transaction: packets see the old
+// contents or the new ones. The table and its base chains are created
+// once and never deleted while the environment lives: a base chain
+// registers its hook before the transaction commits, so a chain made
+// anew would drop packets, by its policy, until then.
 
 type setSpec struct {
 	name  string
@@ -208,17 +212,15 @@ func ifname(n string) []byte {
 // holds at most 64 KiB, and the largest element takes about 100 bytes.
 const elementsPerMessage = 256
 
-// program queues, on c, the replacement of the whole table by rs and its
-// record. Nothing reaches the kernel until c.Flush.
+// program queues, on c, the replacement of everything in the table by rs
+// and its record. Nothing reaches the kernel until c.Flush.
 func program(c *nftables.Conn, table string, rs *ruleset, record []string) error {
-	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
-	// Adding first makes the delete valid whether or not the table exists.
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
+	// Adding what exists already changes nothing, so one program serves
+	// a new namespace and an old one.
+	t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
 	sets := layoutSets(t)
 	for i, s := range sets {
-		if err := addSet(c, s, rs.elements(setLayout[i])); err != nil {
+		if err := replaceSet(c, s, rs.elements(setLayout[i])); err != nil {
 			return err
 		}
 	}
@@ -227,7 +229,7 @@ func program(c *nftables.Conn, table string, rs *ruleset, record []string) error
 	for i, chunk := range record {
 		recElems = append(recElems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Comment: chunk})
 	}
-	if err := addSet(c, rec, recElems); err != nil {
+	if err := replaceSet(c, rec, recElems); err != nil {
 		return err
 	}
 	drop := nftables.ChainPolicyDrop
@@ -236,6 +238,7 @@ func program(c *nftables.Conn, table string, rs *ruleset, record []string) error
 			Name: [2]string{"input", "output"}[dir], Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &drop,
 		})
+		c.FlushChain(ch)
 		for _, r := range chainRules(dir, sets) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs})
 		}
@@ -243,10 +246,12 @@ func program(c *nftables.Conn, table string, rs *ruleset, record []string) error
 	return nil
 }
 
-func addSet(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
+// replaceSet declares s and replaces its elements with elems.
+func replaceSet(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
 	if err := c.AddSet(s, nil); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
+	c.FlushSet(s)
 	for chunk := range slices.Chunk(elems, elementsPerMessage) {
 		if err := c.SetAddElements(s, chunk); err != nil {
 			return fmt.Errorf("set %s: %w", s.Name, err)
