@@ -200,28 +200,39 @@ func (a *API) idempotencyBegin(w http.ResponseWriter, r *http.Request) error {
 	if len(key) > 255 || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
 		return fieldError(probMalformed, apiv1.HeaderIdempotencyKey, "must be 1-255 visible ASCII characters")
 	}
+	info := requestInfoFrom(r.Context())
+	scope := info.principal.TokenID
+	req := &idemRequest{key: key, flight: scope + "\x00" + key}
+	// The in-flight mark is taken before the body is read, so a request
+	// whose body is still arriving holds its key.
+	if !a.inflight.begin(req.flight) {
+		// A retry racing the first request's last moments (committed,
+		// answered, not yet released) replays instead of seeing 409.
+		if err := a.hashBody(r, req); err != nil {
+			return err
+		}
+		if done, err := a.replay(w, r, scope, req); done || err != nil {
+			return err
+		}
+		return newError(probInFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
+	}
+	info.idem = req // route releases the mark when the request ends
+	if err := a.hashBody(r, req); err != nil {
+		return err
+	}
+	if done, err := a.replay(w, r, scope, req); done || err != nil {
+		return err
+	}
+	return nil
+}
+
+func (a *API) hashBody(r *http.Request, req *idemRequest) error {
 	body, err := readBody(r)
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(body)
-	req := &idemRequest{key: key, bodyHash: hex.EncodeToString(sum[:])}
-	info := requestInfoFrom(r.Context())
-	scope := info.principal.TokenID
-	// The stored record is looked up before and after taking the
-	// in-flight mark: a retry that races the first request's last moments
-	// replays instead of seeing 409.
-	if done, err := a.replay(w, r, scope, req); done || err != nil {
-		return err
-	}
-	req.flight = scope + "\x00" + key
-	if !a.inflight.begin(req.flight) {
-		return newError(probInFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
-	}
-	info.idem = req
-	if done, err := a.replay(w, r, scope, req); done || err != nil {
-		return err
-	}
+	req.bodyHash = hex.EncodeToString(sum[:])
 	return nil
 }
 

@@ -53,6 +53,9 @@ type Config struct {
 	TLSCert        string
 	TLSKey         string
 	Logger         *slog.Logger // nil => discard
+	// EnforceDriver, when set, is used instead of the driver Driver names
+	// (for embedding, and for tests that need to hold a driver step).
+	EnforceDriver enforce.Driver
 }
 
 // Server is a running isolationd.
@@ -180,6 +183,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 }
 
 func newDriver(cfg Config, ipam *reconcile.IPAM) (enforce.Driver, error) {
+	if cfg.EnforceDriver != nil {
+		return cfg.EnforceDriver, nil
+	}
 	switch cfg.Driver {
 	case simulate.Name:
 		return simulate.New(), nil

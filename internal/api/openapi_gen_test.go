@@ -1,0 +1,293 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/api"
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// The OpenAPI document is generated from the route table and the apiv1
+// types, so it cannot drift from the code; openapi.json is the committed
+// result, and this test fails when it is stale. Regenerate with
+//
+//	UPDATE_OPENAPI=1 go test ./internal/api -run TestOpenAPIDocumentIsCurrent
+
+func TestOpenAPIDocumentIsCurrent(t *testing.T) {
+	want := generateOpenAPI(t)
+	if os.Getenv("UPDATE_OPENAPI") == "1" {
+		if err := os.WriteFile("openapi.json", want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if !bytes.Equal(api.OpenAPI, want) {
+		t.Fatal("internal/api/openapi.json is stale: run UPDATE_OPENAPI=1 go test ./internal/api -run TestOpenAPIDocumentIsCurrent")
+	}
+}
+
+type obj = map[string]any
+
+type docGen struct {
+	schemas  obj
+	requests map[reflect.Type]bool // types reachable from request bodies: no required lists
+}
+
+var queryDocs = map[string]obj{
+	"limit":         {"description": "Page size, 1-1000 (default 100).", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000}},
+	"cursor":        {"description": "The next_cursor of the previous page.", "schema": obj{"type": "string"}},
+	"project_id":    {"description": "Only objects of this project.", "schema": obj{"type": "string"}},
+	"label":         {"description": "Label selector: key=value pairs separated by commas, all of which must match (team=payments,tier=dev).", "schema": obj{"type": "string"}},
+	"state":         {"description": "Only environments in this state.", "schema": obj{"type": "string", "enum": apiv1.States}},
+	"wait_for":      {"description": "Answer once the environment is in one of these comma-separated states, or `enforced` (its current rules applied) or `deleted` (answered 404). A failed environment answers every wait.", "schema": obj{"type": "string"}},
+	"timeout":       {"description": "How long wait_for waits (Go duration such as 30s, or seconds; default 30s). At the timeout the current object is answered with X-Wait-Timeout: true.", "schema": obj{"type": "string"}},
+	"action":        {"description": "Only events with this action (environment.create...).", "schema": obj{"type": "string"}},
+	"resource_type": {"description": "Only events about this kind of object.", "schema": obj{"type": "string"}},
+	"resource_id":   {"description": "Only events about this object.", "schema": obj{"type": "string"}},
+	"outcome":       {"description": "Only events with this outcome.", "schema": obj{"type": "string", "enum": []string{"success", "denied", "failure"}}},
+	"request_id":    {"description": "Only events of this request.", "schema": obj{"type": "string"}},
+	"since":         {"description": "Only events at or after this RFC 3339 time.", "schema": obj{"type": "string", "format": "date-time"}},
+}
+
+var problemTitles = map[int]string{
+	400: "Malformed JSON, unknown or wrongly typed fields, or validation failures (errors names each field).",
+	401: "Missing, unknown, revoked or expired token.",
+	403: "The token's role does not allow this.",
+	404: "No such object (or outside the token's scope).",
+	409: "Conflict: a duplicate name, an illegal state transition, an Idempotency-Key still in flight, or a project that is not empty.",
+	412: "If-Match does not match the current ETag.",
+	413: "Body larger than 1 MiB.",
+	415: "Content-Type is not application/json.",
+	422: "Idempotency-Key reused with a different request.",
+	429: "Rate limit exceeded; see Retry-After.",
+	500: "Internal error (details are logged, never returned).",
+	503: "Not ready.",
+}
+
+func generateOpenAPI(t *testing.T) []byte {
+	g := &docGen{schemas: obj{}, requests: map[reflect.Type]bool{}}
+	for _, rt := range api.Routes() {
+		if rt.Doc.Request != nil {
+			g.markRequest(reflect.TypeOf(rt.Doc.Request))
+		}
+	}
+	g.schemas["Problem"] = g.schemaOf(reflect.TypeOf(apiv1.Problem{}))
+	paths := obj{}
+	for _, rt := range api.Routes() {
+		item, _ := paths[rt.Pattern].(obj)
+		if item == nil {
+			item = obj{}
+			paths[rt.Pattern] = item
+		}
+		item[strings.ToLower(rt.Method)] = g.operation(t, rt)
+	}
+	doc := obj{
+		"openapi": "3.1.0",
+		"info": obj{
+			"title":       "isolationd API",
+			"version":     "1.0.0",
+			"description": "The environment-isolation control plane: projects, environments with an asynchronous lifecycle, network policies (Kubernetes NetworkPolicy semantics, isolated by default), enforcement and a tamper-evident audit trail. Errors are RFC 9457 problems. Every object carries an ETag; PATCH and DELETE honour If-Match. POSTs that create honour Idempotency-Key. Every response carries X-Request-Id.",
+		},
+		"servers":  []obj{{"url": "http://127.0.0.1:8080"}},
+		"security": []obj{{"bearerAuth": []string{}}},
+		"paths":    paths,
+		"components": obj{
+			"schemas": g.schemas,
+			"securitySchemes": obj{
+				"bearerAuth": obj{"type": "http", "scheme": "bearer", "description": "An API token: the admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN)."},
+			},
+			"headers": obj{
+				"X-Request-Id": obj{"description": "The request's id, as sent or generated.", "schema": obj{"type": "string"}},
+				"ETag":         obj{"description": "The object's strong ETag, \"<generation>\".", "schema": obj{"type": "string"}},
+			},
+		},
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(doc); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func (g *docGen) operation(t *testing.T, rt api.Route) obj {
+	d := rt.Doc
+	op := obj{"operationId": d.OperationID, "summary": d.Summary, "tags": []string{d.Tag}}
+	if rt.Perm.Public {
+		op["security"] = []obj{}
+	}
+	var params []obj
+	if strings.Contains(rt.Pattern, "{id}") {
+		params = append(params, obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}})
+	}
+	for _, q := range d.Query {
+		qd, ok := queryDocs[q]
+		if !ok {
+			t.Fatalf("%s %s: query parameter %q is not documented in queryDocs", rt.Method, rt.Pattern, q)
+		}
+		p := obj{"name": q, "in": "query"}
+		for k, v := range qd {
+			p[k] = v
+		}
+		params = append(params, p)
+	}
+	params = append(params, obj{"name": "X-Request-Id", "in": "header", "description": "Correlates logs and audit events; generated when absent. 1-128 characters of letters, digits and ._:/+=@-.", "schema": obj{"type": "string", "maxLength": 128}})
+	if rt.Method == "PATCH" || rt.Method == "DELETE" || rt.Method == "PUT" {
+		params = append(params, obj{"name": "If-Match", "in": "header", "description": "Only change the object if its ETag is one of these (or *).", "schema": obj{"type": "string"}})
+	}
+	if rt.Idempotent {
+		params = append(params, obj{"name": "Idempotency-Key", "in": "header", "description": "A retry with the same key and body replays the first response (Idempotent-Replayed: true); kept 24 hours.", "schema": obj{"type": "string", "maxLength": 255}})
+	}
+	op["parameters"] = params
+	if d.Request != nil {
+		op["requestBody"] = obj{"required": true, "content": obj{apiv1.MediaJSON: obj{"schema": g.ref(reflect.TypeOf(d.Request))}}}
+	}
+	responses := obj{}
+	success := obj{"description": http.StatusText(d.Status), "headers": obj{"X-Request-Id": obj{"$ref": "#/components/headers/X-Request-Id"}}}
+	switch {
+	case d.Response != nil:
+		success["content"] = obj{apiv1.MediaJSON: obj{"schema": g.ref(reflect.TypeOf(d.Response))}}
+		if _, ok := reflect.TypeOf(d.Response).FieldByName("ETag"); ok {
+			success["headers"].(obj)["ETag"] = obj{"$ref": "#/components/headers/ETag"}
+		}
+	case d.OperationID == "watchEnvironment":
+		success["content"] = obj{"text/event-stream": obj{"schema": obj{"type": "string"}}}
+	case d.OperationID == "metrics":
+		success["content"] = obj{"text/plain": obj{"schema": obj{"type": "string"}}}
+	case d.OperationID == "openapi":
+		success["content"] = obj{apiv1.MediaJSON: obj{"schema": obj{"type": "object"}}}
+	}
+	responses[strconv.Itoa(d.Status)] = success
+	statuses := append([]int{}, d.Problems...)
+	if !rt.Perm.Public {
+		statuses = append(statuses, 400, 401, 403, 429, 500)
+	}
+	slices.Sort(statuses)
+	for _, s := range slices.Compact(statuses) {
+		responses[strconv.Itoa(s)] = obj{
+			"description": problemTitles[s],
+			"content":     obj{apiv1.MediaProblem: obj{"schema": obj{"$ref": "#/components/schemas/Problem"}}},
+		}
+	}
+	op["responses"] = responses
+	return op
+}
+
+func (g *docGen) markRequest(t reflect.Type) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || g.requests[t] || t == reflect.TypeOf(time.Time{}) {
+		return
+	}
+	g.requests[t] = true
+	for i := range t.NumField() {
+		g.markRequest(t.Field(i).Type)
+	}
+}
+
+var genericName = regexp.MustCompile(`^List\[.*\.(\w+)\]$`)
+
+func schemaName(t reflect.Type) string {
+	if m := genericName.FindStringSubmatch(t.Name()); m != nil {
+		return m[1] + "List"
+	}
+	return t.Name()
+}
+
+// ref returns a $ref to t's component schema, adding it when new.
+func (g *docGen) ref(t reflect.Type) obj {
+	name := schemaName(t)
+	if _, ok := g.schemas[name]; !ok {
+		g.schemas[name] = obj{} // placeholder against recursion
+		g.schemas[name] = g.schemaOf(t)
+	}
+	return obj{"$ref": "#/components/schemas/" + name}
+}
+
+func (g *docGen) typeSchema(t reflect.Type) obj {
+	switch {
+	case t == reflect.TypeOf(time.Time{}):
+		return obj{"type": "string", "format": "date-time"}
+	case t.Kind() == reflect.Pointer:
+		return g.typeSchema(t.Elem())
+	case t.Kind() == reflect.Interface:
+		return obj{"anyOf": []obj{{}, {"type": "null"}}} // any JSON value, null included
+	case t.Kind() == reflect.Struct:
+		return g.ref(t)
+	case t.Kind() == reflect.Slice:
+		return obj{"type": "array", "items": g.typeSchema(t.Elem())}
+	case t.Kind() == reflect.Map:
+		return obj{"type": "object", "additionalProperties": g.typeSchema(t.Elem())}
+	case t.Kind() == reflect.String:
+		return obj{"type": "string"}
+	case t.Kind() == reflect.Bool:
+		return obj{"type": "boolean"}
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return obj{"type": "integer"}
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return obj{"type": "number"}
+	}
+	panic(fmt.Sprintf("openapi: no schema for %s", t))
+}
+
+// schemaOf describes a struct: its JSON fields (embedded structs
+// flattened), required unless omitempty in response types, closed to
+// unknown fields in request types (the server rejects them).
+func (g *docGen) schemaOf(t reflect.Type) obj {
+	props := obj{}
+	var required []string
+	g.fields(t, props, &required)
+	s := obj{"type": "object", "properties": props}
+	if g.requests[t] {
+		s["additionalProperties"] = false
+	} else if len(required) > 0 {
+		s["required"] = required
+	}
+	return s
+}
+
+func (g *docGen) fields(t reflect.Type, props obj, required *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" {
+			g.fields(f.Type, props, required)
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		s := g.typeSchema(f.Type)
+		omit := strings.Contains(opts, "omitempty")
+		if f.Type.Kind() == reflect.Pointer && !omit {
+			// A pointer that is always present may be null (check's matched).
+			s = obj{"anyOf": []obj{s, {"type": "null"}}}
+		}
+		if g.requests[t] && (f.Type.Kind() == reflect.Slice || f.Type.Kind() == reflect.Map) {
+			// Requests may send null for a list or map: it means empty.
+			s["type"] = []string{s["type"].(string), "null"}
+		}
+		props[name] = s
+		if !omit {
+			*required = append(*required, name)
+		}
+	}
+}
