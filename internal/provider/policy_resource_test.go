@@ -1,0 +1,666 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
+	"github.com/hashicorp/terraform-plugin-testing/compare"
+	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+)
+
+const policyAddr = "isolation_policy.test"
+
+// accName returns a fresh DNS-label name, so tests sharing the server
+// never collide on a unique name.
+func accName(prefix string) string {
+	return prefix + "-" + acctest.RandStringFromCharSet(8, "abcdefghijklmnopqrstuvwxyz0123456789")
+}
+
+// policyConfig is two projects ("a" and "b") and a policy in the one named
+// by project, with body as the rest of the policy.
+func policyConfig(projectA, projectB, project, body string) string {
+	return fmt.Sprintf(`
+resource "isolation_project" "a" {
+  name = %q
+}
+
+resource "isolation_project" "b" {
+  name = %q
+}
+
+resource "isolation_policy" "test" {
+  project_id = isolation_project.%s.id
+%s
+}
+`, projectA, projectB, project, body)
+}
+
+// The policy of the lifecycle tests, in three versions.
+const (
+	policyBodyV1 = `
+  name                 = "web"
+  environment_selector = { match_labels = { app = "web" } }
+  policy_types         = ["ingress", "egress"]
+
+  ingress = [{
+    from  = [{ environment_selector = { match_labels = { app = "lb" } } }]
+    ports = [{ port = 8080 }, { protocol = "udp", port = 6000, end_port = 6010 }]
+  }]
+
+  egress = [{
+    to    = [{ cidr = "0.0.0.0/0", except = ["10.0.0.0/8", "192.168.0.0/16"] }]
+    ports = [{ protocol = "tcp", port = 443 }]
+  }]
+`
+	// V2 changes the description, a port and adds a rule: an update in place.
+	policyBodyV2 = `
+  name                 = "web"
+  description          = "web tier"
+  environment_selector = { match_labels = { app = "web" } }
+  policy_types         = ["ingress", "egress"]
+
+  ingress = [{
+    from  = [{ environment_selector = { match_labels = { app = "lb" } } }]
+    ports = [{ port = 8443 }, { protocol = "udp", port = 6000, end_port = 6010 }]
+  }]
+
+  egress = [
+    {
+      to    = [{ cidr = "0.0.0.0/0", except = ["10.0.0.0/8", "192.168.0.0/16"] }]
+      ports = [{ protocol = "tcp", port = 443 }]
+    },
+    {
+      to    = [{ cidr = "2001:db8::/32" }]
+      ports = [{ protocol = "icmp" }]
+    },
+  ]
+`
+	// V2Reordered is V2 with every set written in another order.
+	policyBodyV2Reordered = `
+  egress = [
+    {
+      ports = [{ protocol = "icmp" }]
+      to    = [{ cidr = "2001:db8::/32" }]
+    },
+    {
+      to    = [{ except = ["192.168.0.0/16", "10.0.0.0/8"], cidr = "0.0.0.0/0" }]
+      ports = [{ port = 443 }]
+    },
+  ]
+
+  ingress = [{
+    ports = [{ protocol = "udp", end_port = 6010, port = 6000 }, { protocol = "tcp", port = 8443 }]
+    from  = [{ environment_selector = { match_labels = { app = "lb" } } }]
+  }]
+
+  policy_types         = ["egress", "ingress"]
+  environment_selector = { match_labels = { app = "web" } }
+  description          = "web tier"
+  name                 = "web"
+`
+)
+
+func port(protocol string, p, end int64) knownvalue.Check {
+	var endCheck knownvalue.Check = knownvalue.Null()
+	if end != 0 {
+		endCheck = knownvalue.Int64Exact(end)
+	}
+	var portCheck knownvalue.Check = knownvalue.Null()
+	if p != 0 {
+		portCheck = knownvalue.Int64Exact(p)
+	}
+	return knownvalue.ObjectExact(map[string]knownvalue.Check{
+		"protocol": knownvalue.StringExact(protocol), "port": portCheck, "end_port": endCheck,
+	})
+}
+
+func cidrPeer(cidr string, except ...string) knownvalue.Check {
+	var exceptCheck knownvalue.Check = knownvalue.Null()
+	if len(except) > 0 {
+		var checks []knownvalue.Check
+		for _, e := range except {
+			checks = append(checks, knownvalue.StringExact(e))
+		}
+		exceptCheck = knownvalue.SetExact(checks)
+	}
+	return knownvalue.ObjectExact(map[string]knownvalue.Check{
+		"cidr": knownvalue.StringExact(cidr), "except": exceptCheck, "environment_selector": knownvalue.Null(),
+	})
+}
+
+func selectorPeer(key, value string) knownvalue.Check {
+	return knownvalue.ObjectExact(map[string]knownvalue.Check{
+		"cidr": knownvalue.Null(), "except": knownvalue.Null(),
+		"environment_selector": knownvalue.ObjectExact(map[string]knownvalue.Check{
+			"match_labels": knownvalue.MapExact(map[string]knownvalue.Check{key: knownvalue.StringExact(value)}),
+		}),
+	})
+}
+
+func rule(peersAttr string, peers []knownvalue.Check, ports ...knownvalue.Check) knownvalue.Check {
+	return knownvalue.ObjectExact(map[string]knownvalue.Check{
+		peersAttr: knownvalue.SetExact(peers),
+		"ports":   knownvalue.SetExact(ports),
+	})
+}
+
+func TestAccPolicy_Lifecycle(t *testing.T) {
+	projectA, projectB := accName("acc-pol-a"), accName("acc-pol-b")
+	var firstID string
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				// Create; the server's defaults (protocol tcp, description "")
+				// are in state and empty sets are null.
+				Config:           policyConfig(projectA, projectB, "a", policyBodyV1),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`.+`))),
+					statecheck.CompareValuePairs(policyAddr, tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("description"), knownvalue.StringExact("")),
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("policy_types"), knownvalue.SetExact([]knownvalue.Check{
+						knownvalue.StringExact("ingress"), knownvalue.StringExact("egress"),
+					})),
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("ingress"), knownvalue.SetExact([]knownvalue.Check{
+						rule("from", []knownvalue.Check{selectorPeer("app", "lb")}, port("tcp", 8080, 0), port("udp", 6000, 6010)),
+					})),
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
+						rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
+					})),
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
+					captureID(policyAddr, &firstID),
+				},
+			},
+			{
+				// terraform import by id.
+				ResourceName:      policyAddr,
+				ImportState:       true,
+				ImportStateVerify: true,
+			},
+			{
+				// An import {} block adopts it with no change.
+				Config:          policyConfig(projectA, projectB, "a", policyBodyV1),
+				ResourceName:    policyAddr,
+				ImportState:     true,
+				ImportStateKind: resource.ImportBlockWithID,
+			},
+			{
+				// Update in place.
+				Config:           policyConfig(projectA, projectB, "a", policyBodyV2),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("description"), knownvalue.StringExact("web tier")),
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
+						rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
+						rule("to", []knownvalue.Check{cidrPeer("2001:db8::/32")}, port("icmp", 0, 0)),
+					})),
+					expectID(policyAddr, &firstID, true),
+					checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+						if p.Description != "web tier" || len(p.Egress) != 2 || *p.Ingress[0].Ports[0].Port+*p.Ingress[0].Ports[1].Port != 8443+6000 {
+							return fmt.Errorf("server has %+v, want the updated policy", p.PolicySpec)
+						}
+						return nil
+					}),
+				},
+			},
+			{
+				// Reordering every set in HCL is no change at all.
+				Config:           policyConfig(projectA, projectB, "a", policyBodyV2Reordered),
+				ConfigPlanChecks: afterApply(plancheck.ExpectEmptyPlan()),
+			},
+			{
+				// Moving it to another project replaces it.
+				Config:            policyConfig(projectA, projectB, "b", policyBodyV2),
+				ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionDestroyBeforeCreate)),
+				ConfigStateChecks: []statecheck.StateCheck{expectID(policyAddr, &firstID, false)},
+			},
+		},
+	})
+}
+
+func TestAccPolicy_ImportBlocksAdoptAPolicyMadeElsewhere(t *testing.T) {
+	requireAcc(t)
+	ctx := t.Context()
+	project, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("acc-pol-imp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := 53
+	policy, err := testAccClient.Policies().Create(ctx, apiv1.PolicyCreate{
+		ProjectID: project.ID,
+		PolicySpec: apiv1.PolicySpec{
+			Name:        "made-elsewhere",
+			PolicyTypes: []string{apiv1.Egress},
+			Egress: []apiv1.EgressRule{{
+				To:    []apiv1.Peer{{CIDR: "198.51.100.0/24"}},
+				Ports: []apiv1.Port{{Protocol: apiv1.ProtocolUDP, Port: &dns}},
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The configuration someone would write for what the API made, with
+	// import blocks: the plan imports both and changes nothing.
+	config := fmt.Sprintf(`
+import {
+  to = isolation_project.p
+  id = %q
+}
+
+import {
+  to = isolation_policy.adopted
+  id = %q
+}
+
+resource "isolation_project" "p" {
+  name = %q
+}
+
+resource "isolation_policy" "adopted" {
+  project_id           = isolation_project.p.id
+  name                 = "made-elsewhere"
+  environment_selector = {}
+  policy_types         = ["egress"]
+  egress = [{
+    to    = [{ cidr = "198.51.100.0/24" }]
+    ports = [{ protocol = "udp", port = 53 }]
+  }]
+}
+`, project.ID, policy.ID, project.Name)
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{{
+			Config: config,
+			ConfigPlanChecks: afterApply(
+				plancheck.ExpectResourceAction("isolation_project.p", plancheck.ResourceActionNoop),
+				plancheck.ExpectResourceAction("isolation_policy.adopted", plancheck.ResourceActionNoop),
+			),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("isolation_policy.adopted", tfjsonpath.New("id"), knownvalue.StringExact(policy.ID)),
+				statecheck.ExpectKnownValue("isolation_policy.adopted", tfjsonpath.New("ingress"), knownvalue.Null()),
+			},
+		}},
+	})
+}
+
+func TestAccPolicy_DeletedOutsideTerraformIsRecreated(t *testing.T) {
+	projectA, projectB := accName("acc-pol-del"), accName("acc-pol-del-b")
+	var firstID string
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(policyAddr, &firstID)},
+			},
+			{
+				PreConfig: func() {
+					if err := testAccClient.Policies().Delete(context.Background(), firstID, ""); err != nil {
+						t.Fatalf("deleting the policy behind Terraform's back: %v", err)
+					}
+				},
+				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
+				ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate)),
+				ConfigStateChecks: []statecheck.StateCheck{expectID(policyAddr, &firstID, false)},
+			},
+		},
+	})
+}
+
+func TestAccPolicy_ChangedOutsideTerraformIsShownByRefreshAndRevertedByApply(t *testing.T) {
+	projectA, projectB := accName("acc-pol-drift"), accName("acc-pol-drift-b")
+	var id string
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(policyAddr, &id)},
+			},
+			{
+				// Someone opens SSH from anywhere and renames the policy;
+				// a refresh-only run records exactly that in state.
+				PreConfig: func() {
+					if err := widenPolicyThroughAPI(id); err != nil {
+						t.Fatal(err)
+					}
+				},
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(policyAddr, "name", "web-hacked"),
+					resource.TestCheckResourceAttr(policyAddr, "ingress.#", "1"),
+					resource.TestCheckTypeSetElemNestedAttrs(policyAddr, "ingress.*.from.*", map[string]string{"cidr": "0.0.0.0/0"}),
+					resource.TestCheckTypeSetElemNestedAttrs(policyAddr, "ingress.*.ports.*", map[string]string{"protocol": "tcp", "port": "22"}),
+				),
+				// ...and the plan that follows proposes to put it back.
+				RefreshPlanChecks: resource.RefreshPlanChecks{
+					PostRefresh: []plancheck.PlanCheck{plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)},
+				},
+			},
+			{
+				// Apply puts the configuration back.
+				Config:           policyConfig(projectA, projectB, "a", policyBodyV1),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					expectID(policyAddr, &id, true),
+					checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+						if p.Name != "web" || len(p.Ingress) != 1 || len(p.Ingress[0].Ports) != 2 {
+							return fmt.Errorf("server has %+v, want the configuration restored", p.PolicySpec)
+						}
+						return nil
+					}),
+				},
+			},
+		},
+	})
+}
+
+func TestAccPolicy_UpdateRefusesToOverwriteAConcurrentChange(t *testing.T) {
+	projectA, projectB := accName("acc-pol-ifm"), accName("acc-pol-ifm-b")
+	var id string
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(policyAddr, &id)},
+			},
+			{
+				// Someone changes the policy after Terraform planned and
+				// before it applies: the update must fail and say what to do.
+				Config: policyConfig(projectA, projectB, "a", policyBodyV2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate),
+					changeOutsideTerraform(func(context.Context) error { return widenPolicyThroughAPI(id) }),
+				}},
+				ExpectError: wordsRE("changed outside Terraform after Terraform last read it, so nothing was overwritten. Refresh and retry"),
+			},
+			{
+				// Nothing was overwritten: the other writer's change is what a refresh finds.
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check:              resource.TestCheckResourceAttr(policyAddr, "name", "web-hacked"),
+			},
+			{
+				// Refreshed, the same apply goes through.
+				Config:           policyConfig(projectA, projectB, "a", policyBodyV2),
+				ConfigPlanChecks: afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("name"), knownvalue.StringExact("web")),
+				},
+			},
+		},
+	})
+}
+
+func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing.T) {
+	// Each body is the policy minus project_id; want names the attribute
+	// and the rule it broke.
+	cases := []struct {
+		name, body, want string
+	}{
+		{"bad CIDR", ingressWith(`from = [{ cidr = "10.0.0.0/33" }]`),
+			`ingress.from.cidr must be an IPv4 or IPv6 prefix in CIDR notation`},
+		{"CIDR with host bits", ingressWith(`from = [{ cidr = "10.1.2.3/8" }]`),
+			`ingress.from.cidr must not have host bits set: use 10.0.0.0/8`},
+		{"except outside its cidr", ingressWith(`from = [{ cidr = "10.0.0.0/8", except = ["192.168.0.0/16"] }]`),
+			`ingress.from.except must be strictly inside cidr 10.0.0.0/8, got "192.168.0.0/16"`},
+		{"port out of range", ingressWith(`ports = [{ port = 70000 }]`),
+			`ingress.ports.port must be between 1 and 65535, got 70000`},
+		{"port zero", ingressWith(`ports = [{ port = 0 }]`),
+			`ingress.ports.port must be between 1 and 65535, got 0`},
+		{"end_port below port", ingressWith(`ports = [{ port = 443, end_port = 80 }]`),
+			`ingress.ports.end_port must be at least port (443), got 80`},
+		{"unknown protocol", ingressWith(`ports = [{ protocol = "sctp", port = 9 }]`),
+			`ingress.ports.protocol must be one of tcp, udp, icmp, got "sctp"`},
+		{"peer with both cidr and selector", ingressWith(`from = [{ cidr = "10.0.0.0/8", environment_selector = {} }]`),
+			`ingress.from must set exactly one of cidr and environment_selector`},
+		{"empty from", ingressWith(`from = []`),
+			`ingress.from must not be empty: omit from to allow any peer`},
+		{"bad name", `
+  name                 = "Bad_Name"
+  environment_selector = {}
+  policy_types         = ["ingress"]
+`, `name must be a DNS label`},
+		{"empty policy_types", `
+  name                 = "p"
+  environment_selector = {}
+  policy_types         = []
+`, `policy_types must not be empty: list ingress, egress or both`},
+		{"unknown policy type", `
+  name                 = "p"
+  environment_selector = {}
+  policy_types         = ["sideways"]
+`, `policy_types must be one of ingress, egress, got "sideways"`},
+		{"rules of a direction not in policy_types", `
+  name                 = "p"
+  environment_selector = {}
+  policy_types         = ["egress"]
+  ingress              = [{ ports = [{ port = 80 }] }]
+`, `ingress rules take effect only when policy_types contains "ingress"`},
+		{"bad selector label", `
+  name                 = "p"
+  environment_selector = { match_labels = { "bad key!" = "x" } }
+  policy_types         = ["ingress"]
+`, `key must be a label key`},
+	}
+	var steps []resource.TestStep
+	for _, tc := range cases {
+		steps = append(steps, resource.TestStep{
+			Config:      fmt.Sprintf("resource \"isolation_policy\" \"test\" {\n  project_id = \"prj-never-created\"\n%s\n}\n", tc.body),
+			PlanOnly:    true,
+			ExpectError: wordsRE(tc.want),
+		})
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps:                    steps,
+	})
+}
+
+// ingressWith is a valid ingress policy whose one rule is rule.
+func ingressWith(rule string) string {
+	return fmt.Sprintf(`
+  name                 = "p"
+  environment_selector = {}
+  policy_types         = ["ingress"]
+  ingress              = [{ %s }]
+`, rule)
+}
+
+// TestPolicy_ReadOfAPolicyDeletedOutsideTerraformWarnsAndDropsIt drives the
+// provider over the plugin protocol, as Terraform does, to see the
+// diagnostic itself: a warning, not an error, and a null new state.
+func TestPolicy_ReadOfAPolicyDeletedOutsideTerraformWarnsAndDropsIt(t *testing.T) {
+	requireAcc(t)
+	ctx := t.Context()
+	srv, err := testAccProtoV6ProviderFactories["isolation"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas, err := srv.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providerType := schemas.Provider.ValueType()
+	cfg, err := tfprotov6.NewDynamicValue(providerType, nullObjectExcept(providerType, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configured, err := srv.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: &cfg})
+	if err != nil || diagsHaveError(configured.Diagnostics) {
+		t.Fatalf("configuring the provider: %v %v", err, configured.Diagnostics)
+	}
+
+	policyType := schemas.ResourceSchemas["isolation_policy"].ValueType()
+	state, err := tfprotov6.NewDynamicValue(policyType, nullObjectExcept(policyType, map[string]tftypes.Value{
+		"id":   tftypes.NewValue(tftypes.String, "pol_deleted-long-ago"),
+		"name": tftypes.NewValue(tftypes.String, "gone"),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.ReadResource(ctx, &tfprotov6.ReadResourceRequest{TypeName: "isolation_policy", CurrentState: &state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Diagnostics) != 1 || resp.Diagnostics[0].Severity != tfprotov6.DiagnosticSeverityWarning ||
+		!strings.Contains(resp.Diagnostics[0].Summary, "deleted outside Terraform") {
+		t.Fatalf("diagnostics = %+v, want one warning that the policy was deleted outside Terraform", resp.Diagnostics)
+	}
+	newState, err := resp.NewState.Unmarshal(policyType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !newState.IsNull() {
+		t.Errorf("new state = %v, want null (removed from state)", newState)
+	}
+}
+
+// nullObjectExcept is an object of typ whose attributes are null except set.
+func nullObjectExcept(typ tftypes.Type, set map[string]tftypes.Value) tftypes.Value {
+	obj := typ.(tftypes.Object)
+	vals := map[string]tftypes.Value{}
+	for name, at := range obj.AttributeTypes {
+		vals[name] = tftypes.NewValue(at, nil)
+		if v, ok := set[name]; ok {
+			vals[name] = v
+		}
+	}
+	return tftypes.NewValue(typ, vals)
+}
+
+func diagsHaveError(diags []*tfprotov6.Diagnostic) bool {
+	for _, d := range diags {
+		if d.Severity == tfprotov6.DiagnosticSeverityError {
+			return true
+		}
+	}
+	return false
+}
+
+// widenPolicyThroughAPI plays someone else: it renames the policy and
+// replaces its ingress with SSH from anywhere.
+func widenPolicyThroughAPI(id string) error {
+	name := "web-hacked"
+	ssh := 22
+	ingress := []apiv1.IngressRule{{From: []apiv1.Peer{{CIDR: "0.0.0.0/0"}}, Ports: []apiv1.Port{{Port: &ssh}}}}
+	if _, err := testAccClient.Policies().Update(context.Background(), id, apiv1.PolicyPatch{Name: &name, Ingress: &ingress}, ""); err != nil {
+		return fmt.Errorf("changing the policy behind Terraform's back: %w", err)
+	}
+	return nil
+}
+
+// checkAPIPolicy is a state check that reads the policy at addr from the
+// server and hands it to check.
+func checkAPIPolicy(addr string, check func(*apiv1.Policy) error) statecheck.StateCheck {
+	return resourceCheck{addr, func(attrs map[string]any) error {
+		p, err := testAccClient.Policies().Get(context.Background(), fmt.Sprint(attrs["id"]))
+		if err != nil {
+			return err
+		}
+		return check(p)
+	}}
+}
+
+// captureID is a state check that records the id of the resource at addr.
+func captureID(addr string, id *string) statecheck.StateCheck {
+	return resourceCheck{addr, func(attrs map[string]any) error {
+		*id = fmt.Sprint(attrs["id"])
+		return nil
+	}}
+}
+
+// expectID is a state check that the resource at addr has the id recorded
+// in want (same) or another one (replaced or recreated).
+func expectID(addr string, want *string, same bool) statecheck.StateCheck {
+	return resourceCheck{addr, func(attrs map[string]any) error {
+		got := fmt.Sprint(attrs["id"])
+		switch {
+		case same && got != *want:
+			return fmt.Errorf("%s has id %s, want %s (the same object)", addr, got, *want)
+		case !same && got == *want:
+			return fmt.Errorf("%s still has id %s, want a new object", addr, got)
+		}
+		return nil
+	}}
+}
+
+// resourceCheck is a state check of one resource's attributes, as the
+// JSON state has them.
+type resourceCheck struct {
+	addr  string
+	check func(attrs map[string]any) error
+}
+
+func (c resourceCheck) CheckState(_ context.Context, req statecheck.CheckStateRequest, resp *statecheck.CheckStateResponse) {
+	if req.State == nil || req.State.Values == nil || req.State.Values.RootModule == nil {
+		resp.Error = fmt.Errorf("no state")
+		return
+	}
+	for _, r := range req.State.Values.RootModule.Resources {
+		if r.Address == c.addr {
+			resp.Error = c.check(r.AttributeValues)
+			return
+		}
+	}
+	resp.Error = fmt.Errorf("%s is not in the state", c.addr)
+}
+
+func policyGetter(c *client.Client) func(context.Context, string) error {
+	return func(ctx context.Context, id string) error {
+		_, err := c.Policies().Get(ctx, id)
+		return err
+	}
+}
+
+// wordsRE matches text as Terraform prints it: the CLI wraps long
+// diagnostics, so any run of spaces may have become a line break.
+func wordsRE(text string) *regexp.Regexp {
+	words := strings.Fields(text)
+	for i, w := range words {
+		words[i] = regexp.QuoteMeta(w)
+	}
+	return regexp.MustCompile(strings.Join(words, `\s+`))
+}
+
+// requireAcc runs a test only with the acceptance server (TF_ACC set), as
+// resource.Test does for the tests that drive the Terraform CLI.
+func requireAcc(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 (make test does)")
+	}
+	testAccPreCheck(t)
+}
