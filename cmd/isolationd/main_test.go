@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+const testToken = "isot_crash-test-token-0123456789"
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds isolationd once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "isolationd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "isolationd")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is an isolationd subprocess.
+type proc struct {
+	cmd *exec.Cmd
+	url string
+}
+
+func startProc(t *testing.T, dataDir string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "ISOLATIOND_BOOTSTRAP_TOKEN="+testToken)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "isolationd listening on "); ok {
+				urlc <- u
+			}
+		}
+	}()
+	select {
+	case u := <-urlc:
+		p := &proc{cmd: cmd, url: u}
+		t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+		return p
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("isolationd did not start within 30s")
+	}
+	return nil
+}
+
+func (p *proc) do(method, path string, body any, key string) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, p.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	out, err := io.ReadAll(res.Body)
+	return res.StatusCode, out, err
+}
+
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String() + errb.String()
+}
+
+// TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate kills the server
+// mid-burst, restarts it on the same data directory and retries every
+// unanswered request with its Idempotency-Key.
+func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	status, body, err := p.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "crash"}, "")
+	if err != nil || status != 201 {
+		t.Fatalf("create project: %d %s %v", status, body, err)
+	}
+	var prj apiv1.Project
+	json.Unmarshal(body, &prj)
+
+	const total, workers, killAfter = 120, 6, 40
+	type result struct {
+		acked bool
+		id    string
+	}
+	results := make([]result, total)
+	var mu sync.Mutex
+	acked := 0
+	killed := make(chan struct{})
+	var once sync.Once
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range jobs {
+				st, b, err := p.do("POST", "/v1/environments", envBody(prj.ID, i), key(i))
+				if err != nil || st != 202 {
+					continue // unanswered: retried after the restart
+				}
+				var e apiv1.Environment
+				json.Unmarshal(b, &e)
+				mu.Lock()
+				results[i] = result{acked: true, id: e.ID}
+				acked++
+				if acked == killAfter {
+					once.Do(func() {
+						p.cmd.Process.Signal(syscall.SIGKILL)
+						close(killed)
+					})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range total {
+		select {
+		case jobs <- i:
+		case <-killed:
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	p.cmd.Wait()
+	t.Logf("%d creates acknowledged before kill -9", acked)
+	if acked < killAfter {
+		t.Fatalf("only %d acknowledged", acked)
+	}
+
+	p = startProc(t, dir)
+	for i := range total {
+		st, b, err := p.do("POST", "/v1/environments", envBody(prj.ID, i), key(i))
+		if err != nil || st != 202 {
+			t.Fatalf("retry %d: %d %s %v", i, st, b, err)
+		}
+		var e apiv1.Environment
+		json.Unmarshal(b, &e)
+		if results[i].acked && results[i].id != e.ID {
+			t.Fatalf("create %d was acknowledged as %s but the retry answered %s", i, results[i].id, e.ID)
+		}
+	}
+	var list apiv1.List[apiv1.Environment]
+	_, b, err := p.do("GET", "/v1/environments?limit=1000&project_id="+prj.ID, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(b, &list)
+	names := map[string]bool{}
+	for _, e := range list.Items {
+		if names[e.Name] {
+			t.Fatalf("environment %s exists twice", e.Name)
+		}
+		names[e.Name] = true
+	}
+	if len(list.Items) != total {
+		t.Fatalf("%d environments, want %d", len(list.Items), total)
+	}
+	// None is left half-made: every one reaches ready.
+	for _, e := range list.Items {
+		st, b, err := p.do("GET", "/v1/environments/"+e.ID+"?wait_for=ready&timeout=30s", nil, "")
+		if err != nil || st != 200 || !bytes.Contains(b, []byte(`"state":"ready"`)) || !bytes.Contains(b, []byte(`"enforced":true`)) {
+			t.Fatalf("environment %s after restart: %d %s %v", e.Name, st, b, err)
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("SIGTERM shutdown: %v", err)
+	}
+	if code, out := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("audit verify after the crash: exit %d: %s", code, out)
+	}
+}
+
+func envBody(projectID string, i int) apiv1.EnvironmentCreate {
+	return apiv1.EnvironmentCreate{ProjectID: projectID, Name: fmt.Sprintf("env-%03d", i), Labels: map[string]string{"burst": "1"}}
+}
+
+func key(i int) string { return fmt.Sprintf("crash-key-%03d", i) }
+
+func TestAuditVerify_FailsNamingTheFirstAlteredEvent(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	for i := range 3 {
+		if st, b, err := p.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: fmt.Sprintf("p%d", i)}, ""); err != nil || st != 201 {
+			t.Fatalf("create: %d %s %v", st, b, err)
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	if code, out := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "intact: 4 events") {
+		t.Fatalf("untouched chain: exit %d: %s", code, out)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "isolationd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(context.Background(), "UPDATE audit_events SET action = 'project.delete' WHERE seq = 3"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out := runCLI(t, "audit", "verify", "--data-dir", dir)
+	if code == 0 || !strings.Contains(out, "seq 3") {
+		t.Fatalf("tampered chain: exit %d: %s", code, out)
+	}
+	t.Log(strings.TrimSpace(out))
+}
+
+func TestServe_RefusesMissingDataDirAndUnknownCommands(t *testing.T) {
+	if code, out := runCLI(t, "serve"); code != 2 || !strings.Contains(out, "--data-dir") {
+		t.Fatalf("serve without --data-dir: %d %s", code, out)
+	}
+	if code, _ := runCLI(t, "frobnicate"); code != 2 {
+		t.Fatalf("unknown command: %d", code)
+	}
+}
