@@ -345,7 +345,6 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 	}
 	timeout, diags := state.Timeouts.Delete(ctx, defaultEnvironmentDeleteTimeout)
 	resp.Diagnostics.Append(diags...)
-	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -353,7 +352,9 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 	defer cancel()
 	id := state.ID.ValueString()
 
-	err := r.client.Environments().Delete(ctx, id, etag)
+	// Unconditional, unlike Update: destroying means "whatever it is now",
+	// and `terraform destroy -refresh=false` must not fail on a stale ETag.
+	err := r.client.Environments().Delete(ctx, id, "")
 	if client.IsNotFound(err) {
 		return
 	}

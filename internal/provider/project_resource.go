@@ -196,8 +196,9 @@ func (r *ProjectResource) Delete(ctx context.Context, req resource.DeleteRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
-	err := r.client.Projects().Delete(ctx, state.ID.ValueString(), etag)
+	// Unconditional, unlike Update: destroying means "whatever it is now",
+	// and `terraform destroy -refresh=false` must not fail on a stale ETag.
+	err := r.client.Projects().Delete(ctx, state.ID.ValueString(), "")
 	if err != nil && !client.IsNotFound(err) {
 		addAPIError(&resp.Diagnostics, "delete", "project", state.ID.ValueString(), err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
 // The acceptance harness, shared by every acceptance test of the package.
@@ -60,8 +65,18 @@ type testServerOptions struct {
 }
 
 // startTestServer starts an in-process isolationd on 127.0.0.1:0 with its
-// data in dir. It is set by isolationd_test.go, which links the server.
-var startTestServer func(ctx context.Context, dir string, opts testServerOptions) (*testServer, error)
+// data in dir.
+func startTestServer(ctx context.Context, dir string, opts testServerOptions) (*testServer, error) {
+	srv, err := server.Start(ctx, server.Config{
+		Listen:      "127.0.0.1:0",
+		DataDir:     dir,
+		AddressPool: opts.AddressPool,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &testServer{URL: srv.URL(), Token: srv.AdminToken(), Shutdown: srv.Shutdown}, nil
+}
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -94,9 +109,6 @@ func runTests(m *testing.M) int {
 // startSharedServer starts the acceptance server in a temporary dir that
 // belongs to no single test, and returns its cleanup.
 func startSharedServer() (*testServer, func(), error) {
-	if startTestServer == nil {
-		return nil, nil, errors.New("the in-process isolationd is not linked into this test binary (isolationd_test.go missing)")
-	}
 	dir, err := os.MkdirTemp("", "isolation-acc-")
 	if err != nil {
 		return nil, nil, err
@@ -269,4 +281,81 @@ func TestClientConfig_ConfigurationWinsOverEnvironment(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(client.Config{}, "Logger")); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
+}
+
+// afterApply returns plan checks: preApply before the apply, and an empty
+// plan after it (the plan after every apply step must be empty).
+func afterApply(preApply ...plancheck.PlanCheck) resource.ConfigPlanChecks {
+	return resource.ConfigPlanChecks{
+		PreApply:             preApply,
+		PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+	}
+}
+
+// changeOutsideTerraform is a plan check that, instead of checking,
+// changes something on the server between Terraform's plan and its apply:
+// the window in which another user's change makes If-Match fail.
+func changeOutsideTerraform(change func(ctx context.Context) error) plancheck.PlanCheck {
+	return outsideChange(change)
+}
+
+type outsideChange func(ctx context.Context) error
+
+func (f outsideChange) CheckPlan(ctx context.Context, _ plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	resp.Error = f(ctx)
+}
+
+// stateAttr reads an attribute of a resource from the state, for the
+// outside changes that need an id.
+func stateAttr(s *terraform.State, name, attr string) (string, error) {
+	rs, ok := s.RootModule().Resources[name]
+	if !ok {
+		return "", fmt.Errorf("%s is not in the state", name)
+	}
+	return rs.Primary.Attributes[attr], nil
+}
+
+// checkDestroyed is a CheckDestroy: every resource of type typ in the
+// state is gone from the server (get answers 404).
+func checkDestroyed(typ string, get func(ctx context.Context, id string) error) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		for _, rs := range s.RootModule().Resources {
+			if rs.Type != typ {
+				continue
+			}
+			err := get(context.Background(), rs.Primary.ID)
+			if err == nil {
+				return fmt.Errorf("%s %s still exists after destroy", typ, rs.Primary.ID)
+			}
+			if !client.IsNotFound(err) {
+				return fmt.Errorf("checking %s %s: %w", typ, rs.Primary.ID, err)
+			}
+		}
+		return nil
+	}
+}
+
+func projectGetter(c *client.Client) func(context.Context, string) error {
+	return func(ctx context.Context, id string) error {
+		_, err := c.Projects().Get(ctx, id)
+		return err
+	}
+}
+
+func environmentGetter(c *client.Client) func(context.Context, string) error {
+	return func(ctx context.Context, id string) error {
+		_, err := c.Environments().Get(ctx, id)
+		return err
+	}
+}
+
+// errorWith matches a Terraform error output that contains each part in
+// order. Terraform wraps long lines, so a space in a part matches any run
+// of white space.
+func errorWith(parts ...string) *regexp.Regexp {
+	quoted := make([]string, len(parts))
+	for i, p := range parts {
+		quoted[i] = strings.ReplaceAll(regexp.QuoteMeta(p), " ", `\s+`)
+	}
+	return regexp.MustCompile(`(?s)` + strings.Join(quoted, ".*"))
 }

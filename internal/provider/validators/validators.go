@@ -7,7 +7,6 @@ package validators
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -51,12 +50,12 @@ func (v apiString) ValidateString(_ context.Context, req validator.StringRequest
 	}
 }
 
-// attrName is the last step of an attribute path, as a user wrote it.
+// attrName is the attribute path as a user writes it, such as
+// resources.cpu_millis: Terraform points at the block, not at a nested
+// attribute, so the message itself must say which one.
 func attrName(p path.Path) string {
-	steps := p.Steps()
-	if len(steps) == 0 {
-		return "value"
+	if s := p.String(); s != "" {
+		return s
 	}
-	s := steps[len(steps)-1].String()
-	return strings.Trim(s, `[]"`)
+	return "value"
 }
