@@ -19,13 +19,16 @@ import (
 // one goroutine owns.
 //
 // Durability: synchronous=FULL, so a commit that returned survives a
-// process kill and a power loss. An fsync per transaction would cap
-// throughput at the disk's fsync rate (about 1,500/s on a small VM), so
-// Update uses group commit: Updates that arrive while a commit is in
-// flight are run one after another inside a single SQLite transaction,
-// each in its own SAVEPOINT (rolled back alone when its fn fails), and all
-// of them return only after the one COMMIT, with its fsync, has returned.
-// A lone Update is committed at once; batching costs it no latency.
+// process kill and a power loss. A transaction per Update would make every
+// create pay an fsync and the WAL writes of a dozen pages (the object, its
+// labels, its audit event and their indexes), so Update uses group commit:
+// Updates that arrive while a commit is in flight run one after another
+// inside a single SQLite transaction, each in its own SAVEPOINT (rolled
+// back alone when its fn fails), and all of them return only after the one
+// COMMIT, with its fsync, has returned. A lone Update is committed at
+// once; batching costs it no latency. Correctness does not depend on
+// batching: each fn sees the writes of those before it, as it would in
+// sequence.
 type SQLite struct {
 	reader // reads outside a transaction go to the read pool
 
@@ -275,15 +278,15 @@ func (s *SQLite) runBatch(first *writeReq) {
 	}
 	batch := []*writeReq{first}
 	abort := s.runOne(first)
+gather:
 	for abort == nil && len(batch) < maxBatch {
 		select {
 		case r := <-s.writes:
 			batch = append(batch, r)
 			abort = s.runOne(r)
-			continue
 		default:
+			break gather
 		}
-		break
 	}
 	if abort == nil {
 		if _, err := s.wq.ExecContext(ctx, "COMMIT"); err != nil {

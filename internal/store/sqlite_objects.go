@@ -31,6 +31,8 @@ type table[T any] struct {
 	// children names what keeps an object from being deleted (a foreign
 	// key pointing at it), "" when nothing can.
 	children string
+	// check rejects an object that must never be stored, nil when any is fine.
+	check func(T) error
 }
 
 var projects = table[apiv1.Project]{
@@ -82,6 +84,17 @@ var tokens = table[TokenRecord]{
 	projectCol: "project_id",
 	// Never repeat the hash: it identifies a secret.
 	unique: func(TokenRecord) string { return "a token with the same secret already exists" },
+	check:  checkTokenHash,
+}
+
+// checkTokenHash makes sure what is stored is a SHA-256 digest, so that a
+// secret passed by mistake is refused instead of kept. The value is never
+// repeated in the error.
+func checkTokenHash(t TokenRecord) error {
+	if len(t.Hash) != 64 || strings.Trim(t.Hash, "0123456789abcdef") != "" {
+		return fmt.Errorf("store: token %s: hash must be a hex SHA-256 digest (64 lowercase hex digits)", t.ID)
+	}
+	return nil
 }
 
 // reader implements Reader over the read pool or a transaction.
@@ -323,11 +336,27 @@ func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
 	return b.String(), args, limit, nil
 }
 
+// encode checks obj and returns its id, indexed column values, labels and JSON.
+func encode[T any](t table[T], obj T) (id string, vals []any, labels map[string]string, data []byte, err error) {
+	id, vals, labels = t.row(obj)
+	if id == "" {
+		return "", nil, nil, nil, fmt.Errorf("store: %s without an id", t.noun)
+	}
+	if t.check != nil {
+		if err := t.check(obj); err != nil {
+			return "", nil, nil, nil, err
+		}
+	}
+	if data, err = json.Marshal(obj); err != nil {
+		return "", nil, nil, nil, fmt.Errorf("store: encode %s %s: %w", t.noun, id, err)
+	}
+	return id, vals, labels, data, nil
+}
+
 func insert[T any](ctx context.Context, q querier, t table[T], obj T) error {
-	id, vals, labels := t.row(obj)
-	data, err := json.Marshal(obj)
+	id, vals, labels, data, err := encode(t, obj)
 	if err != nil {
-		return fmt.Errorf("store: encode %s %s: %w", t.noun, id, err)
+		return err
 	}
 	query := "INSERT INTO " + t.name + " (id, " + strings.Join(t.cols, ", ") + ", data) VALUES (?" +
 		strings.Repeat(", ?", len(t.cols)+1) + ")"
@@ -339,10 +368,9 @@ func insert[T any](ctx context.Context, q querier, t table[T], obj T) error {
 }
 
 func replace[T any](ctx context.Context, q querier, t table[T], obj T) error {
-	id, vals, labels := t.row(obj)
-	data, err := json.Marshal(obj)
+	id, vals, labels, data, err := encode(t, obj)
 	if err != nil {
-		return fmt.Errorf("store: encode %s %s: %w", t.noun, id, err)
+		return err
 	}
 	query := "UPDATE " + t.name + " SET " + strings.Join(t.cols, " = ?, ") + " = ?, data = ? WHERE id = ?"
 	args := append(append(vals, data), id)

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,7 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"EnvironmentsCreateGetUpdateDelete", testEnvironmentCRUD},
 		{"PoliciesCreateGetUpdateDelete", testPolicyCRUD},
 		{"TokensCreateGetUpdate", testTokenCRUD},
+		{"ObjectsWithoutIDsAreRefused", testObjectsNeedIDs},
 		{"DuplicateNamesAndIDsConflict", testUniqueness},
 		{"ProjectWithChildrenRefusesDeletion", testProjectDeletionGuard},
 		{"ChildOfMissingProjectIsNotFound", testMissingProject},
@@ -292,6 +294,37 @@ func testTokenCRUD(t *testing.T, st store.Store) {
 	}
 	_, err = st.GetTokenByHash(ctx, fmt.Sprintf("%064d", 0))
 	wantErr(t, err, store.ErrNotFound)
+
+	// Only digests are stored: a secret handed over by mistake is refused,
+	// and not repeated in the error.
+	const secret = "iso_s3cr3t-token-value"
+	bad := token("leak", "")
+	bad.Hash = secret
+	err = st.Update(ctx, func(tx store.Tx) error { return tx.CreateToken(ctx, bad) })
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("CreateToken with a non-digest hash: error %v", err)
+	}
+	if _, err := st.GetToken(ctx, bad.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("token with a non-digest hash was stored (%v)", err)
+	}
+}
+
+func testObjectsNeedIDs(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	for name, fn := range map[string]func(tx store.Tx) error{
+		"project": func(tx store.Tx) error { x := project("beta"); x.ID = ""; return tx.CreateProject(ctx, x) },
+		"environment": func(tx store.Tx) error {
+			x := environment(p.ID, "web", nil, "pending")
+			x.ID = ""
+			return tx.CreateEnvironment(ctx, x)
+		},
+		"policy": func(tx store.Tx) error { x := policy(p.ID, "allow", ""); x.ID = ""; return tx.CreatePolicy(ctx, x) },
+		"token":  func(tx store.Tx) error { x := token("t", ""); x.ID = ""; return tx.CreateToken(ctx, x) },
+	} {
+		if err := st.Update(ctx, fn); err == nil {
+			t.Errorf("%s without an id was stored", name)
+		}
+	}
 }
 
 func testUniqueness(t *testing.T, st store.Store) {
