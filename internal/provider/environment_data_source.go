@@ -90,11 +90,6 @@ func (d *EnvironmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 		addAPIError(&resp.Diagnostics, "read", "environment", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
 		return
 	}
-	if !cfg.ID.IsNull() && !cfg.ProjectID.IsNull() && env.ProjectID != cfg.ProjectID.ValueString() {
-		resp.Diagnostics.AddAttributeError(path.Root("project_id"), "Environment is in another project",
-			fmt.Sprintf("Environment %s belongs to project %s, not %s.", env.ID, env.ProjectID, cfg.ProjectID.ValueString()))
-		return
-	}
 	cfg.fromAPI(env)
 	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
 }
