@@ -62,6 +62,9 @@ type Reader interface {
 	// has not expired.
 	GetIdempotency(ctx context.Context, scope, key string) (IdempotencyRecord, error)
 
+	// ListAudit pages the chain oldest first; the string returned is the
+	// seq of the page's last event (for AuditQuery.AfterSeq), empty on the
+	// last page.
 	ListAudit(ctx context.Context, q AuditQuery) ([]apiv1.AuditEvent, string, error)
 	// LastAudit returns the newest audit event, or ErrNotFound when the chain is empty.
 	LastAudit(ctx context.Context) (apiv1.AuditEvent, error)
@@ -73,7 +76,9 @@ type Tx interface {
 
 	// Create* insert the object as given (the caller sets ids, times,
 	// generation and ETag). A duplicate (project name; environment or
-	// policy name within its project; token hash) is ErrConflict.
+	// policy name within its project; token hash) is ErrConflict; an
+	// environment or policy of a missing project is ErrNotFound. A token
+	// whose Hash is not a hex SHA-256 digest is refused.
 	CreateProject(ctx context.Context, p apiv1.Project) error
 	CreateEnvironment(ctx context.Context, e apiv1.Environment) error
 	CreatePolicy(ctx context.Context, p apiv1.Policy) error
@@ -86,7 +91,8 @@ type Tx interface {
 	UpdatePolicy(ctx context.Context, p apiv1.Policy) error
 	UpdateToken(ctx context.Context, t TokenRecord) error
 
-	// Delete* remove the object: ErrNotFound when there is none.
+	// Delete* remove the object: ErrNotFound when there is none;
+	// ErrConflict for a project that still has environments or policies.
 	DeleteProject(ctx context.Context, id string) error
 	DeleteEnvironment(ctx context.Context, id string) error
 	DeletePolicy(ctx context.Context, id string) error
@@ -97,12 +103,17 @@ type Tx interface {
 	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
 
 	// AppendAudit stores ev as the next link of the chain: it sets ev.Seq
-	// and ev.PrevHash from the last event, then ev.Hash (audit.Hash), and
-	// returns the stored event.
+	// and ev.PrevHash from the last event, then ev.Hash (audit.Seal), and
+	// returns the stored event, equal to what ListAudit will return (time
+	// in UTC, Changes as canonical JSON). An empty ID is filled in ("aud_"
+	// and a UUIDv7), and a zero Time with now.
 	AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error)
 }
 
-// ListQuery filters and pages a list. Zero values mean "no filter".
+// ListQuery filters and pages a list. Zero values mean "no filter". A
+// filter the kind does not have is ErrInvalidQuery: projects take
+// ProjectID (their own id) and Labels; environments ProjectID, Labels,
+// State and ExpiresBefore; policies ProjectID and Owner; tokens ProjectID.
 type ListQuery struct {
 	ProjectID string
 	// Labels must all match (label=value) for an object to be listed.
