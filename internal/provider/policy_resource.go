@@ -90,7 +90,7 @@ func (r *PolicyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 				MarkdownDescription: "Which environments of the project the policy applies to. " +
 					"`environment_selector = {}` selects every environment of the project.",
 				Required:   true,
-				Attributes: map[string]schema.Attribute{"match_labels": matchLabelsAttribute("the policy applies to")},
+				Attributes: map[string]schema.Attribute{"match_labels": matchLabelsAttribute("for the policy to apply to it")},
 			},
 			"policy_types": schema.SetAttribute{
 				MarkdownDescription: "The directions the policy allows traffic in: `ingress`, `egress` or both. " +
@@ -155,7 +155,7 @@ func peerAttributeObject() schema.NestedAttributeObject {
 			policyrules.AttrEnvironmentSelector: schema.SingleNestedAttribute{
 				MarkdownDescription: "Environments of the policy's project, by labels. `environment_selector = {}` selects every environment of the project.",
 				Optional:            true,
-				Attributes:          map[string]schema.Attribute{"match_labels": matchLabelsAttribute("the peer is")},
+				Attributes:          map[string]schema.Attribute{"match_labels": matchLabelsAttribute("to be this peer")},
 			},
 		},
 	}
@@ -182,9 +182,9 @@ func portAttributeObject() schema.NestedAttributeObject {
 	}
 }
 
-func matchLabelsAttribute(what string) schema.MapAttribute {
+func matchLabelsAttribute(purpose string) schema.MapAttribute {
 	return schema.MapAttribute{
-		MarkdownDescription: fmt.Sprintf("Labels an environment must all carry to be selected as %s. Leave it out to select every environment of the project.", what),
+		MarkdownDescription: fmt.Sprintf("Labels an environment must all carry %s. Leave it out to select every environment of the project; an empty map is rejected, as it would mean the same.", purpose),
 		Optional:            true,
 		ElementType:         types.StringType,
 		Validators: []validator.Map{

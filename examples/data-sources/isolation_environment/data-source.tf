@@ -6,7 +6,7 @@ data "isolation_environment" "checkout" {
 
 # By id.
 data "isolation_environment" "by_id" {
-  id = "env_0123456789abcdef"
+  id = "env_01a219d9-833f-7117-9bca-34edcecd8482"
 }
 
 output "checkout_address" {

@@ -5,7 +5,7 @@ data "isolation_project" "payments" {
 
 # By id.
 data "isolation_project" "by_id" {
-  id = "prj_0123456789abcdef"
+  id = "prj_01a219d9-832d-73d3-951b-0d6ab185764f"
 }
 
 output "payments_labels" {

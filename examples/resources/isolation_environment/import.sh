@@ -1,2 +1,2 @@
 # An environment is imported by its id.
-terraform import isolation_environment.checkout env_0123456789abcdef
+terraform import isolation_environment.checkout env_01a219d9-833f-7117-9bca-34edcecd8482

@@ -1,2 +1,2 @@
 # A policy is imported by its id.
-terraform import isolation_policy.checkout pol_0123456789abcdef
+terraform import isolation_policy.checkout pol_01a219d9-8387-7e2b-92d3-8b652eeeb47a

@@ -1,2 +1,2 @@
 # A project is imported by its id.
-terraform import isolation_project.payments prj_0123456789abcdef
+terraform import isolation_project.payments prj_01a219d9-832d-73d3-951b-0d6ab185764f
