@@ -97,7 +97,9 @@ type Tx interface {
 	DeleteEnvironment(ctx context.Context, id string) error
 	DeletePolicy(ctx context.Context, id string) error
 
-	// PutIdempotency stores the response to replay for (scope, key).
+	// PutIdempotency stores the response to replay for (scope, key):
+	// ErrConflict while an unexpired record holds the key (a concurrent
+	// first request won); an expired one is replaced.
 	PutIdempotency(ctx context.Context, r IdempotencyRecord) error
 	// PurgeIdempotency removes records that expired before now.
 	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
