@@ -11,14 +11,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
-// GenesisHash is the PrevHash of the first event of a chain.
-var GenesisHash = strings.Repeat("0", 64)
+// GenesisHash is the PrevHash of the first event of a chain: 64 zeros.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // hashDomain opens every hashed message, so that a change to the encoding
 // below must come with a new domain and old chains stay verifiable.
