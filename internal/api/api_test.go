@@ -60,6 +60,7 @@ func TestBadInput_IsRejectedWithAProblemAndChangesNothing(t *testing.T) {
 	env := h.environment(p.ID, "api", map[string]string{"app": "api"})
 	h.wait(env.ID, "ready")
 	h.do("POST", "/v1/policies", apiv1.PolicyCreate{ProjectID: p.ID, PolicySpec: apiv1.PolicySpec{Name: "web", PolicyTypes: []string{"egress"}}}).json(t, 201, nil)
+	h.wait(env.ID, "enforced") // settle the reconciler before comparing snapshots
 
 	policy := func(egress string) string {
 		return fmt.Sprintf(`{"project_id":%q,"name":"p2","policy_types":["egress"],"egress":[%s]}`, p.ID, egress)
@@ -181,7 +182,9 @@ func TestIdempotency_ReplayMismatchAndInFlight(t *testing.T) {
 	p := h.project("payments")
 	body := apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "api"}
 	first := h.do("POST", "/v1/environments", body, "Idempotency-Key", "k1")
-	first.json(t, 202, nil)
+	var created apiv1.Environment
+	first.json(t, 202, &created)
+	h.wait(created.ID, "enforced") // the reconciler's changes are not the replay's
 	before := h.snapshot()
 	again := h.do("POST", "/v1/environments", body, "Idempotency-Key", "k1")
 	again.json(t, 202, nil)
