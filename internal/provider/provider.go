@@ -11,19 +11,20 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
-	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
 )
+
+// maxMaxRetries bounds max_retries: beyond it, backoff would wait for hours.
+const maxMaxRetries = 100
 
 // Environment variables that supply provider settings absent from the configuration.
 const (
@@ -74,8 +75,7 @@ func (p *IsolationProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 			"endpoint": schema.StringAttribute{
 				MarkdownDescription: "Base URL of the isolationd API, for example `https://isolation.example.com`. " +
 					"May also be set with the `" + EnvEndpoint + "` environment variable.",
-				Optional:   true,
-				Validators: []validator.String{validators.HTTPURL()},
+				Optional: true,
 			},
 			"token": schema.StringAttribute{
 				MarkdownDescription: "API token sent as a bearer token. May also be set with the `" + EnvToken +
@@ -96,15 +96,13 @@ func (p *IsolationProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 				MarkdownDescription: fmt.Sprintf("How many times a request that failed with 429, a 5xx or a connection error is retried, "+
 					"with exponential backoff honouring `Retry-After`. `0` disables retries. Defaults to `%d`. May also be set with `%s`.",
 					client.DefaultMaxRetries, EnvMaxRetries),
-				Optional:   true,
-				Validators: []validator.Int64{int64validator.Between(0, 100)},
+				Optional: true,
 			},
 			"request_timeout": schema.StringAttribute{
 				MarkdownDescription: fmt.Sprintf("Timeout of each HTTP request, as a duration such as `30s` or `2m`. Defaults to `%s`. "+
 					"Waiting for an environment is bounded by the resource's `timeouts` instead. May also be set with `%s`.",
 					client.DefaultRequestTimeout, EnvRequestTimeout),
-				Optional:   true,
-				Validators: []validator.String{validators.PositiveDuration()},
+				Optional: true,
 			},
 		},
 	}
@@ -209,10 +207,13 @@ func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (clien
 		out.MaxRetries = int(cfg.MaxRetries.ValueInt64())
 	} else if v := getenv(EnvMaxRetries); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 100 {
-			bad("max_retries", EnvMaxRetries, "%s=%q is not a whole number between 0 and 100.", EnvMaxRetries, v)
+		if err != nil {
+			n = -1
 		}
 		out.MaxRetries = n
+	}
+	if out.MaxRetries < 0 || out.MaxRetries > maxMaxRetries {
+		bad("max_retries", EnvMaxRetries, "max_retries must be a whole number between 0 and %d.", maxMaxRetries)
 	}
 	if out.MaxRetries == 0 {
 		out.MaxRetries = -1 // client.Config: negative disables retries, 0 means the default

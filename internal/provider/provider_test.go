@@ -21,8 +21,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
@@ -239,7 +242,9 @@ func TestClientConfig_NamesTheAttributeAndTheVariableOfEveryBadSetting(t *testin
 		{"bad endpoint from env", null, with(map[string]string{EnvEndpoint: "localhost:8080"}), "endpoint", EnvEndpoint},
 		{"missing token", null, with(map[string]string{EnvToken: ""}), "token", EnvToken},
 		{"bad insecure", null, with(map[string]string{EnvInsecure: "maybe"}), "insecure", EnvInsecure},
-		{"bad max_retries", null, with(map[string]string{EnvMaxRetries: "-3"}), "max_retries", EnvMaxRetries},
+		{"bad max_retries from env", null, with(map[string]string{EnvMaxRetries: "-3"}), "max_retries", EnvMaxRetries},
+		{"max_retries from config out of range", withMaxRetries(null, 101), with(nil), "max_retries", EnvMaxRetries},
+		{"bad endpoint from config", withEndpoint(null, "ftp://example.com"), with(nil), "endpoint", EnvEndpoint},
 		{"bad request_timeout", null, with(map[string]string{EnvRequestTimeout: "soon"}), "request_timeout", EnvRequestTimeout},
 		{"bad ca_cert_pem", null, with(map[string]string{EnvCACertPEM: "not a certificate"}), "ca_cert_pem", EnvCACertPEM},
 	}
@@ -263,6 +268,16 @@ func TestClientConfig_NamesTheAttributeAndTheVariableOfEveryBadSetting(t *testin
 			}
 		})
 	}
+}
+
+func withMaxRetries(m IsolationProviderModel, n int64) IsolationProviderModel {
+	m.MaxRetries = types.Int64Value(n)
+	return m
+}
+
+func withEndpoint(m IsolationProviderModel, e string) IsolationProviderModel {
+	m.Endpoint = types.StringValue(e)
+	return m
 }
 
 func TestClientConfig_ConfigurationWinsOverEnvironment(t *testing.T) {
@@ -358,4 +373,78 @@ func errorWith(parts ...string) *regexp.Regexp {
 		quoted[i] = strings.ReplaceAll(regexp.QuoteMeta(p), " ", `\s+`)
 	}
 	return regexp.MustCompile(`(?s)` + strings.Join(quoted, ".*"))
+}
+
+func TestProvider_EndpointUnknownUntilApplyStillPlansAndApplies(t *testing.T) {
+	name := accName("prj")
+	config := func(generation string) string {
+		return fmt.Sprintf(`
+# The endpoint comes from a resource, so it is unknown while planning.
+resource "terraform_data" "endpoint" {
+  input            = %q
+  triggers_replace = %q
+}
+
+provider "isolation" {
+  endpoint = terraform_data.endpoint.output
+}
+
+resource "isolation_project" "test" {
+  name = %q
+}
+`, testAccEndpoint, generation, name)
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config: config("1"),
+				ConfigPlanChecks: afterApply(
+					plancheck.ExpectUnknownValue("terraform_data.endpoint", tfjsonpath.New("output")),
+					plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionCreate),
+				),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(projectAddr, tfjsonpath.New("id"), knownvalue.NotNull()),
+				},
+			},
+			{
+				// With a project in the state and the endpoint unknown again,
+				// the refresh keeps the state and the plan still works.
+				Config: config("2"),
+				ConfigPlanChecks: afterApply(
+					plancheck.ExpectResourceAction("terraform_data.endpoint", plancheck.ResourceActionReplace),
+					plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionNoop),
+				),
+			},
+		},
+	})
+}
+
+func TestProvider_BadSettingFailsThePlanNamingAttributeAndVariable(t *testing.T) {
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: `
+provider "isolation" {
+  endpoint = "isolation.example.com:8080"
+}
+` + projectConfig(accName("prj"), ""),
+				PlanOnly:    true,
+				ExpectError: errorWith("Invalid provider configuration: endpoint", "must be an http or https URL", `"endpoint" attribute`, EnvEndpoint),
+			},
+			{
+				Config: `
+provider "isolation" {
+  request_timeout = "forever"
+}
+` + projectConfig(accName("prj"), ""),
+				PlanOnly:    true,
+				ExpectError: errorWith("Invalid provider configuration: request_timeout", "not a positive duration", EnvRequestTimeout),
+			},
+		},
+	})
 }

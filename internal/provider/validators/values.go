@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
@@ -67,17 +66,7 @@ func (v int64Check) ValidateInt64(_ context.Context, req validator.Int64Request,
 	}
 }
 
-// HTTPURL checks that a string is an absolute http(s) URL without credentials.
-func HTTPURL() validator.String {
-	return APIString("must be an http or https URL", func(field, v string) []apiv1.FieldError {
-		if err := CheckHTTPURL(v); err != nil {
-			return []apiv1.FieldError{{Field: field, Message: err.Error()}}
-		}
-		return nil
-	})
-}
-
-// CheckHTTPURL is HTTPURL's rule, for values that come from the environment.
+// CheckHTTPURL checks that v is an absolute http(s) URL without credentials.
 func CheckHTTPURL(v string) error {
 	u, err := url.Parse(v)
 	switch {
@@ -87,14 +76,4 @@ func CheckHTTPURL(v string) error {
 		return errors.New("must not contain credentials (use the token)")
 	}
 	return nil
-}
-
-// PositiveDuration checks a Go duration string such as "30s" or "2m".
-func PositiveDuration() validator.String {
-	return APIString("must be a positive duration such as 30s or 2m", func(field, v string) []apiv1.FieldError {
-		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			return []apiv1.FieldError{{Field: field, Message: "must be a positive duration such as 30s or 2m"}}
-		}
-		return nil
-	})
 }
