@@ -80,7 +80,7 @@ type Server struct {
 // open.
 func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
