@@ -1,0 +1,241 @@
+package provider
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
+)
+
+// BenchmarkTerraformEnvironmentsVsTerraformData measures what the provider
+// costs a Terraform user: the wall time of `terraform apply`, `terraform
+// plan` (with refresh) and `terraform destroy` of N isolation_environment
+// resources against a local isolationd, next to the same commands on N
+// built-in terraform_data resources in the same run, and reports each
+// ratio (targets: apply ≤ 1.3x, plan ≤ 2x, destroy ≤ 1.3x).
+//
+// It uses the real CLI, the provider built as a binary and installed
+// through dev_overrides, and isolationd as its own process, as a user runs
+// them; -parallelism is Terraform's default (10). The two configurations
+// alternate in order, round after round, and the figures are medians.
+//
+// Settings (environment): ISOLATION_BENCH_BIN, the directory holding
+// isolationd and terraform-provider-isolation (built into a temporary
+// directory when unset); ISOLATION_BENCH_N (default 500);
+// ISOLATION_BENCH_ROUNDS (default 3). Run it with -benchtime 1x: each
+// iteration is a full set of rounds.
+func BenchmarkTerraformEnvironmentsVsTerraformData(b *testing.B) {
+	n := envInt(b, "ISOLATION_BENCH_N", 500)
+	rounds := envInt(b, "ISOLATION_BENCH_ROUNDS", 3)
+	tfPath, err := devrun.FindTerraform(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	binDir := benchBinaries(b)
+	work := b.TempDir()
+
+	logs, err := os.Create(filepath.Join(work, "isolationd.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logs.Close()
+	dataDir := filepath.Join(work, "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := devrun.StartServer(b.Context(), filepath.Join(binDir, devrun.ServerBinary), dataDir, logs, 30*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Stop(30 * time.Second); err != nil {
+			b.Errorf("stopping isolationd: %v", err)
+		}
+	}()
+	cliConfig, err := devrun.WriteCLIConfig(work, binDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	configs := []*benchConfig{
+		{name: "isolation_environment", hcl: environmentsHCL(n)},
+		{name: "terraform_data", hcl: terraformDataHCL(n)},
+	}
+	for _, c := range configs {
+		dir := filepath.Join(work, c.name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(c.hcl), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		c.tf = &devrun.Terraform{Path: tfPath, Dir: dir, Env: devrun.Env(cliConfig, srv)}
+	}
+
+	b.ResetTimer()
+	for i := range b.N {
+		for r := range rounds {
+			// Alternate which configuration goes first, so that neither
+			// always runs on a warmer (or more tired) machine.
+			order := configs
+			if (i*rounds+r)%2 == 1 {
+				order = []*benchConfig{configs[1], configs[0]}
+			}
+			for _, c := range order {
+				if err := c.round(b); err != nil {
+					b.Fatalf("%s: %v (isolationd log: %s)", c.name, err, logs.Name())
+				}
+			}
+		}
+	}
+	b.StopTimer()
+
+	env, data := configs[0], configs[1]
+	var table strings.Builder
+	fmt.Fprintf(&table, "\nN = %d, %d rounds, medians (wall time, seconds)\n", n, len(env.apply))
+	fmt.Fprintf(&table, "%-9s %22s %15s %7s %7s\n", "command", "isolation_environment", "terraform_data", "ratio", "target")
+	for _, row := range []struct {
+		name        string
+		env, data   []time.Duration
+		target      float64
+		metricLabel string
+	}{
+		{"apply", env.apply, data.apply, 1.3, "apply"},
+		{"plan", env.plan, data.plan, 2, "plan"},
+		{"destroy", env.destroy, data.destroy, 1.3, "destroy"},
+	} {
+		e, d := median(row.env), median(row.data)
+		ratio := e.Seconds() / d.Seconds()
+		verdict := "ok"
+		if ratio > row.target {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(&table, "%-9s %22.2f %15.2f %6.2fx %6.1fx %s\n", row.name, e.Seconds(), d.Seconds(), ratio, row.target, verdict)
+		b.ReportMetric(ratio, row.metricLabel+"-ratio")
+		b.ReportMetric(e.Seconds(), row.metricLabel+"-env-s")
+		b.ReportMetric(d.Seconds(), row.metricLabel+"-data-s")
+	}
+	b.Log(table.String())
+	fmt.Fprint(os.Stderr, table.String())
+}
+
+// benchConfig is one of the two configurations and its timings.
+type benchConfig struct {
+	name, hcl            string
+	tf                   *devrun.Terraform
+	apply, plan, destroy []time.Duration
+}
+
+// round applies the configuration from nothing, plans it (with refresh:
+// the plan must be empty) and destroys it, timing each command.
+func (c *benchConfig) round(b *testing.B) error {
+	for _, step := range []struct {
+		args  []string
+		times *[]time.Duration
+	}{
+		{[]string{"apply", "-auto-approve", "-input=false", "-no-color"}, &c.apply},
+		{[]string{"plan", "-detailed-exitcode", "-input=false", "-no-color"}, &c.plan},
+		{[]string{"destroy", "-auto-approve", "-input=false", "-no-color"}, &c.destroy},
+	} {
+		var stderr strings.Builder
+		c.tf.Stderr = &stderr
+		start := time.Now()
+		err := c.tf.Run(b.Context(), step.args...)
+		elapsed := time.Since(start)
+		if err != nil {
+			return fmt.Errorf("terraform %s: %w\n%s", step.args[0], err, stderr.String())
+		}
+		*step.times = append(*step.times, elapsed)
+	}
+	return nil
+}
+
+// environmentsHCL is a project and n environments in it.
+func environmentsHCL(n int) string {
+	return fmt.Sprintf(`
+terraform {
+  required_providers {
+    isolation = {
+      source = %q
+    }
+  }
+}
+
+resource "isolation_project" "bench" {
+  name = "bench"
+}
+
+resource "isolation_environment" "env" {
+  count      = %d
+  project_id = isolation_project.bench.id
+  name       = "env-${count.index}"
+  labels     = { bench = "true" }
+}
+`, devrun.ProviderSource, n)
+}
+
+// terraformDataHCL is the same graph with built-in terraform_data: one
+// resource that the n others depend on.
+func terraformDataHCL(n int) string {
+	return fmt.Sprintf(`
+resource "terraform_data" "project" {
+  input = "bench"
+}
+
+resource "terraform_data" "env" {
+  count = %d
+  input = {
+    project_id = terraform_data.project.id
+    name       = "env-${count.index}"
+    labels     = { bench = "true" }
+  }
+}
+`, n)
+}
+
+// benchBinaries returns the directory with isolationd and the provider:
+// ISOLATION_BENCH_BIN (make bench builds them into bin/), or a fresh build.
+func benchBinaries(b *testing.B) string {
+	if dir := os.Getenv("ISOLATION_BENCH_BIN"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return abs
+	}
+	dir := b.TempDir()
+	for bin, pkg := range map[string]string{devrun.ProviderBinary: "../..", devrun.ServerBinary: "../../cmd/isolationd"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, bin), pkg).CombinedOutput(); err != nil {
+			b.Fatalf("building %s: %v\n%s", bin, err, out)
+		}
+	}
+	return dir
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive whole number", name, v)
+	}
+	return n
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
