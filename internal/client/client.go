@@ -37,6 +37,9 @@ const (
 	DefaultUserAgent      = "isolation-go-client"
 )
 
+// maxIdleConnsPerHost is how many idle connections to isolationd are kept.
+const maxIdleConnsPerHost = 64
+
 // maxResponseBytes bounds how much of a response body is read, so a broken
 // or hostile server cannot exhaust the client's memory.
 const maxResponseBytes = 32 << 20
@@ -155,6 +158,9 @@ func New(cfg Config) (*Client, error) {
 		return c, nil
 	}
 	transport := cleanhttp.DefaultPooledTransport()
+	// Terraform runs 10 operations at once by default, more with
+	// -parallelism; keep a connection for each instead of redialling.
+	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	if cfg.CACertPEM != "" || cfg.Insecure {
 		tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.Insecure} //nolint:gosec // opt-in for tests
 		if cfg.CACertPEM != "" {
