@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -141,22 +139,16 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "isolationd audit verify: --data-dir is required")
 		return 2
 	}
-	path := filepath.Join(*dataDir, server.DatabaseFile)
-	if _, err := os.Stat(path); err != nil {
-		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
-		return 1
-	}
+	// Read-only: the server may be running on the same file, and verifying
+	// must neither migrate it nor start a second writer next to it.
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, path)
+	st, err := store.OpenSQLiteReadOnly(ctx, filepath.Join(*dataDir, server.DatabaseFile))
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
 		return 1
 	}
 	defer st.Close()
-	res, err := audit.Verify(ctx, func(ctx context.Context, after int64) ([]apiv1.AuditEvent, error) {
-		evs, _, err := st.ListAudit(ctx, store.AuditQuery{AfterSeq: after, Limit: store.MaxLimit})
-		return evs, err
-	})
+	res, err := store.VerifyAudit(ctx, st)
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
 		return 1

@@ -259,6 +259,29 @@ func TestAuditVerify_FailsNamingTheFirstAlteredEvent(t *testing.T) {
 	t.Log(strings.TrimSpace(out))
 }
 
+func TestAuditVerify_ReadsBesideARunningServerAndNeverCreatesADatabase(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	if st, b, err := p.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "live"}, ""); err != nil || st != 201 {
+		t.Fatalf("create: %d %s %v", st, b, err)
+	}
+	if code, out := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "intact: 2 events") {
+		t.Fatalf("verify beside the running server: exit %d: %s", code, out)
+	}
+	// The server still writes after the verifier has come and gone.
+	if st, b, err := p.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "after"}, ""); err != nil || st != 201 {
+		t.Fatalf("create after verify: %d %s %v", st, b, err)
+	}
+
+	empty := t.TempDir()
+	if code, out := runCLI(t, "audit", "verify", "--data-dir", empty); code == 0 || !strings.Contains(out, "isolationd.db") {
+		t.Fatalf("verify of a directory without a database: exit %d: %s", code, out)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("verify created %v in a directory without a database", entries)
+	}
+}
+
 func TestServe_RefusesMissingDataDirAndUnknownCommands(t *testing.T) {
 	if code, out := runCLI(t, "serve"); code != 2 || !strings.Contains(out, "--data-dir") {
 		t.Fatalf("serve without --data-dir: %d %s", code, out)
