@@ -3,6 +3,7 @@ package netns_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,7 +259,7 @@ func TestSync_AfterRestartAdoptsKnownEnvironmentsAndRemovesLeftovers(t *testing.
 		t.Error("rules changed when the driver closed")
 	}
 
-	d2, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6})
+	d2, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +286,7 @@ func TestSync_AfterRestartAdoptsKnownEnvironmentsAndRemovesLeftovers(t *testing.
 	if err := netns.DeleteNamed(a.Namespace); err != nil {
 		t.Fatal(err)
 	}
-	d3, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6})
+	d3, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,5 +307,44 @@ func TestSync_AfterRestartAdoptsKnownEnvironmentsAndRemovesLeftovers(t *testing.
 	l.apply(t, "env-a", apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{rule("web", nil, tcp(80))}})
 	if !send(t, probe("tcp", from, a, 80)) {
 		t.Error("a recreated namespace is not reachable once its rules allow it")
+	}
+}
+
+// TestApply_RevokingAnAllowCutsItsEstablishedFlows keeps one UDP flow open
+// from the internet while the rules change: it lives on while an allow
+// covers it and stops when none does, as a new flow would.
+func TestApply_RevokingAnAllowCutsItsEstablishedFlows(t *testing.T) {
+	l := newLab(t)
+	a, _ := l.env(t, "env-a", "198.18.0.10")
+	from := l.inetEnd("198.19.0.10")
+	l.apply(t, "env-a", apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{rule("p", nil, udp(5432))}})
+	var c *net.UDPConn
+	err := netnstest.Do(from.Namespace, func() (err error) {
+		c, err = net.DialUDP("udp", &net.UDPAddr{IP: from.Addr.AsSlice()}, &net.UDPAddr{IP: a.Addr.AsSlice(), Port: 5432})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoes := func() bool {
+		c.SetDeadline(time.Now().Add(denyTimeout))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		_, err := c.Read(buf)
+		return err == nil
+	}
+	if !echoes() {
+		t.Fatal("the flow does not start while allowed")
+	}
+	l.apply(t, "env-a", apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{rule("q", []apiv1.EffectivePeer{cidr("198.19.0.0/24")}, udp(5432))}})
+	if !echoes() {
+		t.Fatal("the flow was cut though another allow still covers it")
+	}
+	l.apply(t, "env-a", apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{rule("q", []apiv1.EffectivePeer{cidr("198.19.1.0/24")}, udp(5432))}})
+	if echoes() {
+		t.Fatal("the flow goes on after its allow was revoked")
 	}
 }

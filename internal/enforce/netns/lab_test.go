@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"testing"
@@ -13,6 +14,9 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
 )
+
+// quietLogger keeps the driver's lifecycle events out of test output.
+var quietLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 // skipReason is why these tests cannot run here, probed once.
 var skipReason string
@@ -56,7 +60,7 @@ func newDriver(t testing.TB, prefix string) *netns.Driver {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-	d, err := netns.New(netns.Config{Prefix: prefix, Pool: pool, Pool6: pool6})
+	d, err := netns.New(netns.Config{Prefix: prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,3 +172,5 @@ func tcpRange(lo, hi int) apiv1.Port {
 	return apiv1.Port{Protocol: apiv1.ProtocolTCP, Port: ptr(lo), EndPort: ptr(hi)}
 }
 func icmpAny() apiv1.Port { return apiv1.Port{Protocol: apiv1.ProtocolICMP} }
+
+func netipAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

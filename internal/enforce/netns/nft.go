@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -24,7 +23,8 @@ import (
 //
 //	sets   {ingress,egress}_{any,ports}_{v4,v6}  the rendered ruleset
 //	set    applied                              the effective policy it came from
-//	chains input, output                        fixed rules that consult the sets
+//	chains input, output                        base chains: where packets enter
+//	chains ingress, egress                      fixed rules that consult the sets
 //
 // Apply rewrites the sets' elements and the chains' rules in one netlink
 // batch, which the kernel commits as one transaction: packets see the old
@@ -125,10 +125,32 @@ func concatKey(addr []byte, proto uint8, port uint16) []byte {
 	return k
 }
 
-// chainRule is one rule of a base chain, with its nft spelling.
+// chainRule is one rule, with its nft spelling.
 type chainRule struct {
 	text  string
 	exprs []expr.Any
+}
+
+// chainSpec is one chain of the table: the two base chains, where packets
+// enter, and the two regular chains that judge a flow by the direction
+// its first packet took.
+type chainSpec struct {
+	name  string
+	hook  *nftables.ChainHook // nil for a regular chain
+	rules func(sets []*nftables.Set) []chainRule
+}
+
+// Every packet is judged by its flow: by who sent the flow's first packet
+// (conntrack's original direction) and to or from whom, read from the
+// conntrack entry, never by "established" alone. A reply is allowed
+// because the flow it answers is allowed now; when an allow is revoked,
+// the flows it let in stop with the same transaction, and a packet's fate
+// is always what Check says of its flow.
+var chainLayout = []chainSpec{
+	{name: apiv1.Ingress, rules: func(sets []*nftables.Set) []chainRule { return judgeRules(dirIngress, sets) }},
+	{name: apiv1.Egress, rules: func(sets []*nftables.Set) []chainRule { return judgeRules(dirEgress, sets) }},
+	{name: "input", hook: nftables.ChainHookInput, rules: func([]*nftables.Set) []chainRule { return hookRules(dirIngress) }},
+	{name: "output", hook: nftables.ChainHookOutput, rules: func([]*nftables.Set) []chainRule { return hookRules(dirEgress) }},
 }
 
 // Registers: NFT_REG_1 is 16 bytes wide, the NFT_REG32_xx that follow it
@@ -138,34 +160,35 @@ const (
 	reg32_00 = 8
 )
 
-// chainRules are the rules of the input (ingress) or output (egress)
-// chain. They never change; only the sets they consult do.
-func chainRules(dir int, sets []*nftables.Set) []chainRule {
+// hookRules are the rules of the input (dir ingress) or output (dir
+// egress) chain: loopback and neighbour discovery pass, and every other
+// packet goes to the chain for its flow's direction. A flow the remote
+// end started is ingress on the way in, and its replies too on the way
+// out; a flow the environment started is egress both ways.
+func hookRules(dir int) []chainRule {
 	ifKey, ifText := expr.MetaKeyIIFNAME, `iifname "lo"`
-	addrOff := [2]uint32{12, 8} // ip saddr, ip6 saddr
-	addrText := [2]string{"ip saddr", "ip6 saddr"}
+	own, other := apiv1.Ingress, apiv1.Egress
 	if dir == dirEgress {
 		ifKey, ifText = expr.MetaKeyOIFNAME, `oifname "lo"`
-		addrOff = [2]uint32{16, 24}
-		addrText = [2]string{"ip daddr", "ip6 daddr"}
+		own, other = apiv1.Egress, apiv1.Ingress
 	}
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
-	rules := []chainRule{
+	jump := func(ctDir byte, chain string) chainRule {
+		return chainRule{fmt.Sprintf("ct direction %s jump %s", [2]string{"original", "reply"}[ctDir], chain), []expr.Any{
+			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{ctDir}},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: chain},
+		}}
+	}
+	return []chainRule{
 		{ifText + " accept", []expr.Any{
 			&expr.Meta{Key: ifKey, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname("lo")},
 			accept,
 		}},
-		{"ct state established,related accept", []expr.Any{
-			&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
-			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
-				Xor:  binaryutil.NativeEndian.PutUint32(0)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-			accept,
-		}},
 		// Neighbour discovery is what IPv6 needs to find the next hop at
-		// all (ARP's job in IPv4, which nftables' inet family never sees).
+		// all (ARP's job in IPv4, which nftables' inet family never sees),
+		// and conntrack does not track it.
 		{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept", []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
@@ -175,25 +198,40 @@ func chainRules(dir int, sets []*nftables.Set) []chainRule {
 			&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{135}, ToData: []byte{136}},
 			accept,
 		}},
+		jump(0, own),
+		jump(1, other),
+	}
+}
+
+// judgeRules accept a flow of direction dir whose remote end, protocol and
+// destination port (all from the conntrack entry's original tuple) are
+// in the direction's sets.
+func judgeRules(dir int, sets []*nftables.Set) []chainRule {
+	remote, remoteText := expr.CtKeySRC, [2]string{"ct original ip saddr", "ct original ip6 saddr"}
+	if dir == dirEgress {
+		remote, remoteText = expr.CtKeyDST, [2]string{"ct original ip daddr", "ct original ip6 daddr"}
 	}
 	nfproto := [2]byte{unix.NFPROTO_IPV4, unix.NFPROTO_IPV6}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	var rules []chainRule
 	for _, ports := range []bool{false, true} {
 		for fam := range 2 {
 			set := sets[setIndex(dir, fam, ports)]
-			addrLen := uint32(4 * (1 + 3*fam))
+			// The family check comes first: conntrack writes only four
+			// bytes of an IPv4 address into the 16-byte register.
 			exprs := []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto[fam]}},
-				&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff[fam], Len: addrLen},
+				&expr.Ct{Key: remote, Register: reg1, Direction: 0},
 			}
-			text := fmt.Sprintf("%s @%s accept", addrText[fam], set.Name)
+			text := fmt.Sprintf("%s @%s accept", remoteText[fam], set.Name)
 			if ports {
-				next := uint32(reg32_00) + addrLen/4
+				next := uint32(reg32_00 + 1 + 3*fam) // the register after the address
 				exprs = append(exprs,
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
-					&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+					&expr.Ct{Key: expr.CtKeyPROTOCOL, Register: next},
+					&expr.Ct{Key: expr.CtKeyPROTODST, Register: next + 1, Direction: 0},
 				)
-				text = fmt.Sprintf("%s . meta l4proto . th dport @%s accept", addrText[fam], set.Name)
+				text = fmt.Sprintf("%s . ct protocol . ct original proto-dst @%s accept", remoteText[fam], set.Name)
 			}
 			exprs = append(exprs, &expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID}, accept)
 			rules = append(rules, chainRule{text, exprs})
@@ -233,13 +271,14 @@ func program(c *nftables.Conn, table string, rs *ruleset, record []string) error
 		return err
 	}
 	drop := nftables.ChainPolicyDrop
-	for dir, hook := range [2]*nftables.ChainHook{nftables.ChainHookInput, nftables.ChainHookOutput} {
-		ch := c.AddChain(&nftables.Chain{
-			Name: [2]string{"input", "output"}[dir], Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &drop,
-		})
+	for _, spec := range chainLayout {
+		chain := &nftables.Chain{Name: spec.name, Table: t}
+		if spec.hook != nil {
+			chain.Type, chain.Hooknum, chain.Priority, chain.Policy = nftables.ChainTypeFilter, spec.hook, nftables.ChainPriorityFilter, &drop
+		}
+		ch := c.AddChain(chain)
 		c.FlushChain(ch)
-		for _, r := range chainRules(dir, sets) {
+		for _, r := range spec.rules(sets) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs})
 		}
 	}

@@ -175,9 +175,13 @@ func (rs *ruleset) text(table string) string {
 		}
 		b.WriteString("\t}\n")
 	}
-	for dir, chain := range [2]string{"input", "output"} {
-		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy drop;\n", chain, chain)
-		for _, r := range chainRules(dir, layoutSets(&nftables.Table{Name: table})) {
+	sets := layoutSets(&nftables.Table{Name: table})
+	for _, c := range chainLayout {
+		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
+		if c.hook != nil {
+			fmt.Fprintf(&b, "\t\ttype filter hook %s priority filter; policy drop;\n", c.name)
+		}
+		for _, r := range c.rules(sets) {
 			fmt.Fprintf(&b, "\t\t%s\n", r.text)
 		}
 		b.WriteString("\t}\n")

@@ -1,0 +1,155 @@
+package netns_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
+)
+
+// TestLeak_HundredEnvironmentsLeaveNothingBehind creates a hundred
+// environments from several goroutines, proves a few of them carry
+// traffic, deletes them all, and then finds no namespace, link or
+// nftables table with the prefix: not after the deletes (but for the
+// router), and nothing at all after Purge.
+func TestLeak_HundredEnvironmentsLeaveNothingBehind(t *testing.T) {
+	prefix := uniquePrefix(t)
+	d := newDriver(t, prefix)
+	t.Cleanup(func() { purge(t, d) })
+	ctx := context.Background()
+	const n = 100
+	addr := func(i int) string { return fmt.Sprintf("198.18.1.%d", 10+i) }
+	id := func(i int) string { return fmt.Sprintf("leak-%03d", i) }
+	start := time.Now()
+	parallel(t, n, func(i int) error {
+		if _, err := d.Provision(ctx, id(i), addr(i)); err != nil {
+			return err
+		}
+		// Each environment takes TCP port 80 from the next one only.
+		return d.Apply(ctx, id(i), apiv1.EffectivePolicy{
+			EnvironmentID: id(i),
+			Ingress:       []apiv1.EffectiveRule{rule("ring", []apiv1.EffectivePeer{envPeer(addr((i + 1) % n))}, tcp(80))},
+			Egress:        []apiv1.EffectiveRule{rule("any", nil)},
+		})
+	})
+	t.Logf("%d environments provisioned and applied in %v", n, time.Since(start).Round(time.Millisecond))
+	end := func(i int) netnstest.Endpoint {
+		i %= n
+		return netnstest.Endpoint{Env: id(i), Namespace: d.Namespace(id(i)), Addr: d.Addresses(netipAddr(addr(i)))[0]}
+	}
+	for _, i := range []int{0, 41, 98} {
+		netnstest.Serve(t, end(i).Namespace, []int{80})
+		if !send(t, probe("tcp", end(i+1), end(i), 80)) {
+			t.Errorf("environment %d cannot reach %d", i+1, i)
+		}
+		if send(t, probe("tcp", end(i+2), end(i), 80)) {
+			t.Errorf("environment %d reached %d", i+2, i)
+		}
+	}
+	start = time.Now()
+	parallel(t, n, func(i int) error { return d.Teardown(ctx, id(i)) })
+	t.Logf("%d environments torn down in %v", n, time.Since(start).Round(time.Millisecond))
+
+	if left := leftovers(t, prefix, d.RouterNamespace()); len(left) > 0 {
+		t.Errorf("after deleting every environment: %s", strings.Join(left, "; "))
+	}
+	purge(t, d)
+	if left := leftovers(t, prefix, ""); len(left) > 0 {
+		t.Errorf("after Purge: %s", strings.Join(left, "; "))
+	}
+}
+
+// leftovers lists the kernel objects with the prefix that remain:
+// namespaces under /run/netns (but router), links and nftables tables in
+// the host's namespace and in router, when it is given.
+func leftovers(t *testing.T, prefix, router string) []string {
+	t.Helper()
+	var out []string
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) && e.Name() != router {
+			out = append(out, "namespace "+e.Name())
+		}
+	}
+	for _, ns := range []string{"", router} {
+		if ns == "" && router != "" {
+			continue
+		}
+		for _, name := range linkNames(t, ns) {
+			if strings.HasPrefix(name, prefix) && !(ns == router && name == prefix+"br") {
+				out = append(out, fmt.Sprintf("link %s in namespace %q", name, ns))
+			}
+		}
+		for _, table := range nftTables(t, ns) {
+			if strings.HasPrefix(table, prefix) {
+				out = append(out, fmt.Sprintf("nftables table %s in namespace %q", table, ns))
+			}
+		}
+	}
+	return out
+}
+
+// nftTables lists the nftables tables of the named namespace ("" for the
+// host's own; reading them changes nothing).
+func nftTables(t *testing.T, namespace string) []string {
+	t.Helper()
+	var opts []nftables.ConnOption
+	if namespace != "" {
+		h, err := netns.GetFromName(namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		opts = append(opts, nftables.WithNetNSFd(int(h)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, tb := range tables {
+		out = append(out, tb.Name)
+	}
+	return out
+}
+
+// parallel runs fn for 0..n-1 on eight goroutines and fails on any error.
+func parallel(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+	}
+}
