@@ -22,7 +22,9 @@ import (
 
 // Reconciler is what the API needs of the reconciler.
 type Reconciler interface {
-	Enqueue(ids ...string)
+	// Enqueue queues environments for reconciling because of the request
+	// requestID, which the reconciler's audit events for them name.
+	Enqueue(requestID string, ids ...string)
 	Started() bool
 }
 
@@ -38,6 +40,8 @@ type Options struct {
 	// RateLimit is requests per second per token; 0 turns it off.
 	RateLimit float64
 	RateBurst int
+	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role.
+	RoleRateLimits map[string]RateLimit
 	// Registry receives the API's metrics; /metrics serves it.
 	Registry *prometheus.Registry
 	Now      func() time.Time
@@ -93,7 +97,7 @@ func New(opts Options) *API {
 		now:        opts.Now,
 		maxWait:    opts.MaxWait,
 		tokens:     newTokenCache(),
-		limiter:    newLimiter(opts.RateLimit, opts.RateBurst),
+		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
 		inflight:   inflight{keys: map[string]bool{}},
 		closing:    make(chan struct{}),
 	}

@@ -2,7 +2,12 @@ package api
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +30,7 @@ func (a *API) authenticate(r *http.Request) error {
 	hash := auth.HashSecret(secret)
 	rec, ok := a.tokens.get(hash)
 	if !ok {
+		epoch := a.tokens.epoch()
 		var err error
 		rec, err = a.store.GetTokenByHash(r.Context(), hash)
 		if errors.Is(err, store.ErrNotFound) {
@@ -33,7 +39,7 @@ func (a *API) authenticate(r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		a.tokens.put(hash, rec)
+		a.tokens.put(hash, rec, epoch)
 	}
 	switch {
 	case rec.RevokedAt != nil:
@@ -70,6 +76,14 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 		var p apiv1.Policy
 		p, err = a.store.GetPolicy(ctx, id)
 		projectID, info.target = p.ProjectID, p
+	case ScopeToken:
+		var t store.TokenRecord
+		t, err = a.store.GetToken(ctx, id)
+		if err == nil && t.RevokedAt != nil {
+			// A revoked token is gone as far as the API is concerned.
+			err = store.ErrNotFound
+		}
+		projectID, info.target = t.ProjectID, t.Token
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound(string(perm.Resource), id)
@@ -93,10 +107,12 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 	if d.Allowed {
 		return nil
 	}
-	if err := a.deny(r, d.Status, d.Reason); d.Status != http.StatusNotFound {
-		if d.NeededRole != "" {
-			err.detail += "; this needs role " + d.NeededRole
-		}
+	reason := d.Reason
+	if d.NeededRole != "" {
+		// The role comes first: it is what the caller has to act on.
+		reason = "requires role " + d.NeededRole + ": " + d.Reason
+	}
+	if err := a.deny(r, d.Status, reason); d.Status != http.StatusNotFound {
 		return err
 	}
 	// Out of scope answers exactly as a missing object does.
@@ -143,20 +159,24 @@ func notFound(kind, id string) *Error {
 	return newError(probNotFound, "%s %q does not exist", kind, id)
 }
 
-// rateLimit applies the per-token limit, when one is configured.
+// rateLimit applies the per-token limit of the caller's role, when one
+// is configured.
 func (a *API) rateLimit(r *http.Request) error {
-	info := requestInfoFrom(r.Context())
-	delay, ok := a.limiter.allow(info.principal.TokenID)
+	p := requestInfoFrom(r.Context()).principal
+	delay, ok := a.limiter.allow(p.TokenID, p.Role)
 	if ok {
 		return nil
 	}
-	return a.deny(r, http.StatusTooManyRequests, "rate limit exceeded").withHeader("Retry-After", retryAfter(delay))
+	return a.deny(r, http.StatusTooManyRequests, "rate limit of role "+p.Role+" exceeded").withHeader("Retry-After", retryAfter(delay))
 }
 
 // tokenCache keeps tokens found by hash so a request costs no store read;
-// revocation invalidates by id.
+// revocation invalidates by id. A lookup that raced an invalidation must
+// not put back what was revoked, so put only succeeds when no
+// invalidation happened since the epoch read before the lookup.
 type tokenCache struct {
 	mu     sync.RWMutex
+	gen    uint64
 	byHash map[string]store.TokenRecord
 }
 
@@ -169,15 +189,25 @@ func (c *tokenCache) get(hash string) (store.TokenRecord, bool) {
 	return t, ok
 }
 
-func (c *tokenCache) put(hash string, t store.TokenRecord) {
+// epoch is read before a store lookup and handed to put.
+func (c *tokenCache) epoch() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+func (c *tokenCache) put(hash string, t store.TokenRecord, epoch uint64) {
 	c.mu.Lock()
-	c.byHash[hash] = t
+	if c.gen == epoch {
+		c.byHash[hash] = t
+	}
 	c.mu.Unlock()
 }
 
 func (c *tokenCache) invalidate(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	for h, t := range c.byHash {
 		if t.ID == id {
 			delete(c.byHash, h)
@@ -185,30 +215,54 @@ func (c *tokenCache) invalidate(id string) {
 	}
 }
 
-// limiter holds one token bucket per API token.
-type limiter struct {
-	rate  rate.Limit
-	burst int
-	mu    sync.Mutex
-	perID map[string]*rate.Limiter
+// RateLimit is a token bucket: PerSecond requests per second on average,
+// Burst at once. A zero PerSecond means no limit.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
 }
 
-func newLimiter(perSecond float64, burst int) *limiter {
+// bucket makes the limiter for one token; a Burst of 0 means the rate
+// rounded down, at least 1.
+func (l RateLimit) bucket() *rate.Limiter {
+	burst := l.Burst
 	if burst <= 0 {
-		burst = max(1, int(perSecond))
+		burst = max(1, int(l.PerSecond))
 	}
-	return &limiter{rate: rate.Limit(perSecond), burst: burst, perID: map[string]*rate.Limiter{}}
+	return rate.NewLimiter(rate.Limit(l.PerSecond), burst)
 }
 
-// allow takes one request from id's bucket, or says how long to wait.
-func (l *limiter) allow(id string) (time.Duration, bool) {
-	if l.rate <= 0 {
+// limiter holds one token bucket per API token, sized by the token's role.
+type limiter struct {
+	fallback RateLimit
+	perRole  map[string]RateLimit
+	mu       sync.Mutex
+	perID    map[string]*rate.Limiter
+}
+
+func newLimiter(fallback RateLimit, perRole map[string]RateLimit) *limiter {
+	return &limiter{fallback: fallback, perRole: perRole, perID: map[string]*rate.Limiter{}}
+}
+
+// limitOf is the limit of a role: its own when configured, else the fallback.
+func (l *limiter) limitOf(role string) RateLimit {
+	if rl, ok := l.perRole[role]; ok {
+		return rl
+	}
+	return l.fallback
+}
+
+// allow takes one request from the bucket of token id (of role), or says
+// how long to wait: the delay the bucket's reservation would have had.
+func (l *limiter) allow(id, role string) (time.Duration, bool) {
+	rl := l.limitOf(role)
+	if rl.PerSecond <= 0 {
 		return 0, true
 	}
 	l.mu.Lock()
 	b, ok := l.perID[id]
 	if !ok {
-		b = rate.NewLimiter(l.rate, l.burst)
+		b = rl.bucket()
 		l.perID[id] = b
 	}
 	l.mu.Unlock()
@@ -219,4 +273,38 @@ func (l *limiter) allow(id string) (time.Duration, bool) {
 		return d, false
 	}
 	return 0, true
+}
+
+// ParseRoleRateLimits reads per-role limits written as
+// "viewer=5,editor=20:40": role=requests-per-second, optionally :burst.
+// A rate of 0 lifts the limit for that role.
+func ParseRoleRateLimits(s string) (map[string]RateLimit, error) {
+	out := map[string]RateLimit{}
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		role, spec, ok := strings.Cut(part, "=")
+		role = strings.TrimSpace(role)
+		if !ok || !slices.Contains(auth.Roles, role) {
+			return nil, fmt.Errorf("%q: want role=rate[:burst] with role one of %s", part, strings.Join(auth.Roles, ", "))
+		}
+		if _, dup := out[role]; dup {
+			return nil, fmt.Errorf("role %s is given twice", role)
+		}
+		rateText, burstText, hasBurst := strings.Cut(spec, ":")
+		var rl RateLimit
+		var err error
+		if rl.PerSecond, err = strconv.ParseFloat(strings.TrimSpace(rateText), 64); err != nil || rl.PerSecond < 0 || math.IsInf(rl.PerSecond, 0) || math.IsNaN(rl.PerSecond) {
+			return nil, fmt.Errorf("%q: the rate must be a number of requests per second, 0 or more", part)
+		}
+		if hasBurst {
+			if rl.Burst, err = strconv.Atoi(strings.TrimSpace(burstText)); err != nil || rl.Burst < 1 {
+				return nil, fmt.Errorf("%q: the burst must be a whole number, 1 or more", part)
+			}
+		}
+		out[role] = rl
+	}
+	return out, nil
 }

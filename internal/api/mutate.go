@@ -36,6 +36,13 @@ type mutation struct {
 
 	// reconcile lists environments to queue and wake waiters of.
 	reconcile []string
+
+	// replay, when set, is what an Idempotency-Key replay answers instead
+	// of body: a new token's secret must not be stored with the key.
+	replay any
+	// committed runs after the commit and before the answer is written
+	// (revocation drops the token from the cache there).
+	committed func()
 }
 
 // commit runs fn in one store transaction together with the request's
@@ -49,7 +56,7 @@ func (a *API) commit(w http.ResponseWriter, r *http.Request, fn func(ctx context
 		m      *mutation
 		body   []byte
 		header map[string]string
-		stored apiv1.AuditEvent
+		event  apiv1.AuditEvent
 	)
 	err := a.store.Update(ctx, func(tx store.Tx) error {
 		var err error
@@ -63,9 +70,16 @@ func (a *API) commit(w http.ResponseWriter, r *http.Request, fn func(ctx context
 			body = append(body, '\n')
 		}
 		header = responseHeader(m)
+		stored := body
+		if m.replay != nil {
+			if stored, err = json.Marshal(m.replay); err != nil {
+				return err
+			}
+			stored = append(stored, '\n')
+		}
 		ev := a.event(r, m.action, m.resource, m.projectID, apiv1.OutcomeSuccess, m.status)
 		ev.Changes = &apiv1.Changes{Before: m.before, After: m.after}
-		if stored, err = tx.AppendAudit(ctx, ev); err != nil {
+		if event, err = tx.AppendAudit(ctx, ev); err != nil {
 			return err
 		}
 		if info.idem == nil {
@@ -74,17 +88,20 @@ func (a *API) commit(w http.ResponseWriter, r *http.Request, fn func(ctx context
 		now := a.now().UTC()
 		return tx.PutIdempotency(ctx, store.IdempotencyRecord{
 			Scope: info.principal.TokenID, Key: info.idem.key, Method: r.Method, Path: r.URL.Path,
-			BodyHash: info.idem.bodyHash, StatusCode: m.status, Header: header, Body: body,
+			BodyHash: info.idem.bodyHash, StatusCode: m.status, Header: header, Body: stored,
 			ResourceID: m.resource.ID, CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
 		})
 	})
 	if err != nil {
 		return err
 	}
-	a.audited(stored)
+	if m.committed != nil {
+		m.committed()
+	}
+	a.audited(event)
 	if len(m.reconcile) > 0 {
 		a.hub.Notify(m.reconcile...)
-		a.reconciler.Enqueue(m.reconcile...)
+		a.reconciler.Enqueue(info.requestID, m.reconcile...)
 	}
 	writeStored(w, m.status, header, body)
 	return nil

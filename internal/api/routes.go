@@ -21,6 +21,9 @@ const (
 	ScopeEnvironment
 	// ScopePolicy: the {id} in the path is a policy.
 	ScopePolicy
+	// ScopeToken: the {id} in the path is a token (its project_id, "" for
+	// organization-wide tokens).
+	ScopeToken
 	// ScopeBody: the project_id of the request body; the handler
 	// authorizes after decoding it.
 	ScopeBody
@@ -67,6 +70,8 @@ var (
 	permPolicyRead   = Perm{Permission: auth.Permission{Resource: auth.ResourcePolicy, Verb: auth.VerbRead}}
 	permPolicyWrite  = Perm{Permission: auth.Permission{Resource: auth.ResourcePolicy, Verb: auth.VerbWrite}}
 	permAuditRead    = Perm{Permission: auth.Permission{Resource: auth.ResourceAudit, Verb: auth.VerbRead}}
+	permTokenRead    = Perm{Permission: auth.Permission{Resource: auth.ResourceToken, Verb: auth.VerbRead}}
+	permTokenWrite   = Perm{Permission: auth.Permission{Resource: auth.ResourceToken, Verb: auth.VerbWrite}}
 )
 
 func scoped(p Perm, s Scope) Perm { p.Scope = s; return p }
@@ -127,6 +132,17 @@ var routes = []Route{
 		Doc: Doc{OperationID: "patchPolicy", Summary: "Change a policy; fields present replace the stored ones whole.", Tag: "policies", Request: apiv1.PolicyPatch{}, Status: 200, Response: apiv1.Policy{}, Problems: []int{404, 409, 412, 413, 415}}},
 	{Method: "DELETE", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), handle: (*API).deletePolicy,
 		Doc: Doc{OperationID: "deletePolicy", Summary: "Delete a policy.", Tag: "policies", Status: 204, Problems: []int{404, 412}}},
+
+	{Method: "POST", Pattern: "/v1/tokens", Perm: scoped(permTokenWrite, ScopeBody), Idempotent: true, handle: (*API).createToken,
+		Doc: Doc{OperationID: "createToken", Summary: "Create an API token. The answer holds its secret, this once: only the secret's SHA-256 is stored. " +
+			"An Idempotency-Key replay answers the same token without the secret (it is not stored), with a note saying so; revoke that token and create another if the first answer was lost.",
+			Tag: "tokens", Request: apiv1.TokenCreate{}, Status: 201, Response: apiv1.TokenCreated{}, Problems: []int{404, 409, 413, 415, 422}}},
+	{Method: "GET", Pattern: "/v1/tokens", Perm: permTokenRead, handle: (*API).listTokens,
+		Doc: Doc{OperationID: "listTokens", Summary: "List tokens that are not revoked (never their secrets).", Tag: "tokens", Status: 200, Response: apiv1.List[apiv1.Token]{}, Query: []string{"limit", "cursor", "project_id"}}},
+	{Method: "GET", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenRead, ScopeToken), handle: (*API).getToken,
+		Doc: Doc{OperationID: "getToken", Summary: "Read a token (never its secret); a revoked token is 404.", Tag: "tokens", Status: 200, Response: apiv1.Token{}, Problems: []int{404}}},
+	{Method: "DELETE", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenWrite, ScopeToken), handle: (*API).deleteToken,
+		Doc: Doc{OperationID: "deleteToken", Summary: "Revoke a token: from the next request on, it is refused with 401.", Tag: "tokens", Status: 204, Problems: []int{404, 412}}},
 
 	{Method: "GET", Pattern: "/v1/audit-events", Perm: permAuditRead, handle: (*API).listAudit,
 		Doc: Doc{OperationID: "listAuditEvents", Summary: "The audit trail, oldest first.", Tag: "audit", Status: 200, Response: apiv1.List[apiv1.AuditEvent]{}, Query: []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}}},

@@ -391,10 +391,13 @@ type TokenCreate struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
-// TokenCreated answers POST /v1/tokens; Secret is shown this once.
+// TokenCreated answers POST /v1/tokens; Secret is shown this once. The
+// server keeps only the secret's hash, so an Idempotency-Key replay of the
+// creation answers the same token without Secret and with Note saying why.
 type TokenCreated struct {
 	Token
-	Secret string `json:"secret"`
+	Secret string `json:"secret,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // Problem is an RFC 9457 problem details body (application/problem+json).

@@ -45,6 +45,9 @@ func BearerToken(header string) (string, bool) {
 	return secret, secret != ""
 }
 
+// Roles lists every role, most powerful first.
+var Roles = []string{apiv1.RoleAdmin, apiv1.RoleAuditor, apiv1.RoleEditor, apiv1.RoleViewer}
+
 // Principal is the authenticated caller.
 type Principal struct {
 	TokenID   string
