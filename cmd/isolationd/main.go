@@ -2,7 +2,8 @@
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
 //	                 [--address-pool CIDR] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
-//	                 [--tls-cert F --tls-key F] [--log-level debug|info|warn|error]
+//	                 [--rate-limit-role viewer=5,editor=20:40] [--tls-cert F --tls-key F | --insecure-listen]
+//	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR
 package main
 
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -52,6 +54,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per token (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 0, "burst of the per-token rate limit (default: the rate)")
+	rateRoles := fs.String("rate-limit-role", "", "per-role rate limits replacing --rate-limit for tokens of those roles: role=rate[:burst],... (viewer=5,editor=20:40; 0 lifts the limit)")
+	insecure := fs.Bool("insecure-listen", false, "allow plain HTTP on an address that is not loopback (tokens cross the network in clear text)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -67,11 +71,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isolationd serve: --log-level: %v\n", err)
 		return 2
 	}
+	roleLimits, err := api.ParseRoleRateLimits(*rateRoles)
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: --rate-limit-role: %v\n", err)
+		return 2
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
-		Driver: *driver, AddressPool: *pool, RateLimit: *rateLimit, RateBurst: *rateBurst,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, Logger: logger,
+		Driver: *driver, AddressPool: *pool, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
 	}
 	if *auditLog != "" {
 		w, closeLog, err := openAuditLog(*auditLog, stdout)

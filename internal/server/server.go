@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,8 +51,14 @@ type Config struct {
 	AuditLog       io.Writer
 	RateLimit      float64 // requests/s per token; 0 = off
 	RateBurst      int
+	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
+	// (api.ParseRoleRateLimits reads the --rate-limit-role flag).
+	RoleRateLimits map[string]api.RateLimit
 	TLSCert        string
 	TLSKey         string
+	// InsecureListen allows plain HTTP on an address that is not loopback,
+	// where bearer tokens would cross the network in clear text.
+	InsecureListen bool
 	Logger         *slog.Logger // nil => discard
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
@@ -94,8 +101,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
 	}
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, errors.New("server: --tls-cert and --tls-key go together")
+	tlsConfig, err := cfg.transportSecurity()
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
@@ -147,7 +155,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	})
 	s.api = api.New(api.Options{
 		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Registry: prometheus.NewRegistry(),
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
 	})
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
@@ -166,20 +174,52 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			s.listener.Close()
-			return nil, fmt.Errorf("server: TLS key pair: %w", err)
-		}
-		s.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-		s.listener = tls.NewListener(s.listener, s.http.TLSConfig)
+	if tlsConfig != nil {
+		s.http.TLSConfig = tlsConfig
+		s.listener = tls.NewListener(s.listener, tlsConfig)
 		scheme = "https"
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
 	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// transportSecurity checks how the server is to be reached before anything
+// is opened: it loads the TLS key pair (nil without one), and refuses
+// plain HTTP beyond loopback unless InsecureListen says so.
+func (cfg Config) transportSecurity() (*tls.Config, error) {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("server: --tls-cert and --tls-key go together")
+	}
+	if cfg.TLSCert == "" {
+		if !cfg.InsecureListen && !isLoopback(cfg.Listen) {
+			return nil, fmt.Errorf("server: refusing plain HTTP on %s, which is not a loopback address: "+
+				"bearer tokens would cross the network in clear text; serve HTTPS with --tls-cert and --tls-key, "+
+				"or give --insecure-listen if something else encrypts the traffic (a TLS-terminating proxy)", cfg.Listen)
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS key pair (--tls-cert, --tls-key): %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// isLoopback reports whether a listen address (host:port) only accepts
+// connections from this machine: a loopback IP or "localhost". An empty
+// host means every interface, and any other name could resolve elsewhere.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func newDriver(cfg Config, ipam *reconcile.IPAM) (enforce.Driver, error) {
