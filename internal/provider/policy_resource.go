@@ -129,7 +129,7 @@ func rulesAttribute(dir policyrules.Direction, verb, allows string) schema.SetNe
 				policyrules.AttrPorts: schema.SetNestedAttribute{
 					MarkdownDescription: "On any of these ports. Leave it out to allow every port and protocol.",
 					Optional:            true,
-					Validators:          []validator.Set{validators.NotEmptySet("omit ports to allow every port")},
+					Validators:          []validator.Set{validators.NotEmptySet("omit ports to allow every port"), validators.PolicyPortsDistinct()},
 					NestedObject:        portAttributeObject(),
 				},
 			},

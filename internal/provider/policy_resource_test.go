@@ -445,6 +445,8 @@ func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing
 			`ingress.ports.protocol must be one of tcp, udp, icmp, got "sctp"`},
 		{"peer with both cidr and selector", ingressWith(`from = [{ cidr = "10.0.0.0/8", environment_selector = {} }]`),
 			`ingress.from must set exactly one of cidr and environment_selector`},
+		{"the same port twice once protocol defaults", ingressWith(`ports = [{ port = 443 }, { protocol = "tcp", port = 443 }]`),
+			`ingress.ports lists tcp port 443 twice (protocol defaults to tcp)`},
 		{"empty from", ingressWith(`from = []`),
 			`ingress.from must not be empty: omit from to allow any peer`},
 		{"bad name", `
@@ -486,6 +488,47 @@ func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing
 		PreCheck:                 func() { testAccPreCheck(t) },
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps:                    steps,
+	})
+}
+
+func TestAccPolicy_ValuesUnknownUntilApplyArePlannedAndApplied(t *testing.T) {
+	// The selector's label value is the project's id and the port comes
+	// from another resource: both unknown when the policy is first planned,
+	// so validation and the protocol default must wait for them.
+	projectA, projectB := accName("acc-pol-unk"), accName("acc-pol-unk-b")
+	config := policyConfig(projectA, projectB, "a", `
+  name                 = "unknowns"
+  environment_selector = { match_labels = { project = isolation_project.a.id } }
+  policy_types         = ["ingress"]
+  ingress = [{
+    from  = [{ environment_selector = { match_labels = { project = isolation_project.b.id } } }]
+    ports = [{ port = terraform_data.port.output }, { protocol = "udp", port = 53 }]
+  }]
+`) + `
+resource "terraform_data" "port" {
+  input = 5432
+}
+`
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{{
+			Config: config,
+			ConfigPlanChecks: afterApply(
+				plancheck.ExpectUnknownValue(policyAddr, tfjsonpath.New("environment_selector").AtMapKey("match_labels").AtMapKey("project")),
+				plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate),
+			),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.CompareValuePairs(policyAddr, tfjsonpath.New("environment_selector").AtMapKey("match_labels").AtMapKey("project"),
+					"isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("ingress"), knownvalue.SetExact([]knownvalue.Check{
+					knownvalue.ObjectPartial(map[string]knownvalue.Check{
+						"ports": knownvalue.SetExact([]knownvalue.Check{port("tcp", 5432, 0), port("udp", 53, 0)}),
+					}),
+				})),
+			},
+		}},
 	})
 }
 

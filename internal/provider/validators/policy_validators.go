@@ -65,6 +65,45 @@ func (v apiObject[T]) ValidateObject(_ context.Context, req validator.ObjectRequ
 	}
 }
 
+// PolicyPortsDistinct rejects a ports set that lists the same port twice
+// once protocol takes its default: `{ port = 443 }` and `{ protocol =
+// "tcp", port = 443 }` are different in HCL but the same port, and the
+// planned set would have fewer elements than the configuration.
+func PolicyPortsDistinct() validator.Set { return portsDistinct{} }
+
+type portsDistinct struct{}
+
+func (portsDistinct) Description(context.Context) string {
+	return "must not list the same port twice (protocol defaults to tcp)"
+}
+
+func (p portsDistinct) MarkdownDescription(ctx context.Context) string { return p.Description(ctx) }
+
+func (portsDistinct) ValidateSet(_ context.Context, req validator.SetRequest, resp *validator.SetResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	seen := map[string]bool{}
+	for _, elem := range req.ConfigValue.Elements() {
+		port, ok := policyrules.PortFromObject(elem)
+		if !ok {
+			continue
+		}
+		key := port.Protocol
+		if port.Port != nil {
+			key += fmt.Sprintf(" port %d", *port.Port)
+		}
+		if port.EndPort != nil {
+			key += fmt.Sprintf("-%d", *port.EndPort)
+		}
+		if seen[key] {
+			resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+lastName(req.Path),
+				fmt.Sprintf("%s lists %s twice (protocol defaults to tcp): remove one.", HumanPath(req.Path), key))
+		}
+		seen[key] = true
+	}
+}
+
 // PolicyTypes checks a policy's policy_types with apiv1.ValidatePolicyTypes:
 // not empty, and only "ingress" and "egress".
 func PolicyTypes() validator.Set { return policyTypes{} }

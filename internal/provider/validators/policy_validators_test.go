@@ -215,3 +215,32 @@ func TestHumanPath_LeavesOutSetElements(t *testing.T) {
 		t.Errorf("HumanPath = %s, want %s", got, want)
 	}
 }
+
+func TestPolicyPortsDistinct_RejectsAPortListedTwiceOnceProtocolDefaults(t *testing.T) {
+	t.Parallel()
+	ports := func(ps ...apiv1.Port) types.Set {
+		var elems []attr.Value
+		for _, p := range ps {
+			elems = append(elems, policyrules.PortValue(p))
+		}
+		return types.SetValueMust(policyrules.PortType, elems)
+	}
+	nullProtocol := func(port int) attr.Value {
+		return types.ObjectValueMust(policyrules.PortType.AttrTypes, map[string]attr.Value{
+			"protocol": types.StringNull(), "port": types.Int64Value(int64(port)), "end_port": types.Int64Null(),
+		})
+	}
+	check := func(v types.Set) []finding {
+		resp := &validator.SetResponse{}
+		PolicyPortsDistinct().ValidateSet(context.Background(), validator.SetRequest{Path: path.Root("ingress").AtSetValue(types.StringValue("r")).AtName("ports"), ConfigValue: v}, resp)
+		return diagFindings(resp.Diagnostics)
+	}
+	if got := check(ports(apiv1.Port{Port: ptr(443)}, apiv1.Port{Protocol: "udp", Port: ptr(443)}, apiv1.Port{Port: ptr(443), EndPort: ptr(444)})); got != nil {
+		t.Errorf("distinct ports: got %v", got)
+	}
+	dup := types.SetValueMust(policyrules.PortType, []attr.Value{nullProtocol(443), policyrules.PortValue(apiv1.Port{Protocol: "tcp", Port: ptr(443)})})
+	got := check(dup)
+	if len(got) != 1 || got[0].Detail != "ingress.ports lists tcp port 443 twice (protocol defaults to tcp): remove one." {
+		t.Errorf("duplicate: got %v", got)
+	}
+}
