@@ -105,7 +105,7 @@ func generateOpenAPI(t *testing.T) []byte {
 		"components": obj{
 			"schemas": g.schemas,
 			"securitySchemes": obj{
-				"bearerAuth": obj{"type": "http", "scheme": "bearer", "description": "An API token: the admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN)."},
+				"bearerAuth": obj{"type": "http", "scheme": "bearer", "description": "An API token: the bootstrap admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN), or one made with POST /v1/tokens. Roles: admin (everything), auditor (reads everything and the audit log), editor of a project (reads it, changes its environments and policies), viewer of a project (reads its environments, policies, effective policy and check). Objects of projects outside a token's scope answer 404; a request its role does not allow answers 403 naming the role it requires."},
 			},
 			"headers": obj{
 				"X-Request-Id": obj{"description": "The request's id, as sent or generated.", "schema": obj{"type": "string"}},
