@@ -199,7 +199,13 @@ func (r *ProjectResource) Delete(ctx context.Context, req resource.DeleteRequest
 	// Unconditional, unlike Update: destroying means "whatever it is now",
 	// and `terraform destroy -refresh=false` must not fail on a stale ETag.
 	err := r.client.Projects().Delete(ctx, state.ID.ValueString(), "")
-	if err != nil && !client.IsNotFound(err) {
+	switch {
+	case err == nil || client.IsNotFound(err):
+	case client.IsConflict(err):
+		resp.Diagnostics.AddError("Unable to delete project",
+			err.Error()+"\n\nThe project still has environments or policies. Delete them first; within one configuration, "+
+				"Terraform does so by itself when they reference this project's id.")
+	default:
 		addAPIError(&resp.Diagnostics, "delete", "project", state.ID.ValueString(), err)
 	}
 }

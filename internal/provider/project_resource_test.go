@@ -263,3 +263,48 @@ func TestProject_InvalidValuesFailAtPlanNamingTheAttribute(t *testing.T) {
 		})
 	}
 }
+
+func TestProject_DeletionRefusedWhileEnvironmentsRemainSaysWhatToDo(t *testing.T) {
+	name := accName("prj")
+	var projectID, envID string
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config:           projectConfig(name, ""),
+				ConfigPlanChecks: afterApply(),
+				Check: func(s *terraform.State) (err error) {
+					projectID, err = stateAttr(s, projectAddr, "id")
+					return err
+				},
+			},
+			{
+				// An environment made outside this configuration keeps the project alive.
+				PreConfig: func() {
+					env, err := testAccClient.Environments().Create(context.Background(), apiv1.EnvironmentCreate{ProjectID: projectID, Name: "outsider"})
+					if err != nil {
+						t.Fatalf("creating outside Terraform: %v", err)
+					}
+					envID = env.ID
+				},
+				Config:      `# the project is removed from the configuration`,
+				ExpectError: errorWith("Unable to delete project", "409", "still has environments or policies", "Delete them first"),
+			},
+			{
+				PreConfig: func() {
+					ctx := context.Background()
+					if err := testAccClient.Environments().Delete(ctx, envID, ""); err != nil {
+						t.Fatalf("deleting outside Terraform: %v", err)
+					}
+					if err := testAccClient.Environments().WaitDeleted(ctx, envID); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config:           `# the project is removed from the configuration`,
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionDestroy)),
+			},
+		},
+	})
+}
