@@ -3,6 +3,24 @@
 // enforcement driver, applies effective policies, tears down deleted and
 // expired environments, and resumes whatever was under way after a crash.
 // Waiters learn of every change through the Hub.
+//
+// Failures never loosen enforcement. A failed step is retried with capped
+// exponential backoff. A failed Provision or Apply leaves the driver's last
+// rules in force (drivers apply atomically) and reports the environment
+// not enforced, with the reason, until a retry succeeds: a ready
+// environment stays ready, an updating one updating, and only an
+// environment still being created is failed, after ProvisionAttempts
+// tries.
+//
+// Every change the reconciler makes is audited in the transaction that
+// makes it, under the actor "isolationd" and the request id of the API
+// request that caused the work (a generated "rec_" id when none did):
+// environment.provision (an address allocated), environment.ready,
+// environment.enforce_failed (a new failure reason), environment.enforced
+// (enforcement recovered), environment.fail, environment.expire and
+// environment.remove. A successful re-apply that only advances
+// enforcement.observed_generation is not audited on its own: the change
+// that caused it is, and auditing every re-apply would bury those events.
 package reconcile
 
 import (
@@ -37,6 +55,15 @@ type Options struct {
 	Observe func(outcome string, d time.Duration)
 	Now     func() time.Time
 	Workers int
+	// RetryBase and RetryMax bound the backoff between attempts at a
+	// failed step: RetryBase, doubled per consecutive failure, at most
+	// RetryMax (defaults 100 ms and 5 s).
+	RetryBase, RetryMax time.Duration
+	// ProvisionAttempts is how many consecutive failures an environment
+	// that is still being created (pending or provisioning) gets before it
+	// is failed (default 8, about 11 s of retrying with the default
+	// backoff). Environments that were ready retry for as long as it takes.
+	ProvisionAttempts int
 	// IdempotencyPurgeInterval is how often expired idempotency records
 	// are removed; 0 means hourly.
 	IdempotencyPurgeInterval time.Duration
@@ -58,6 +85,9 @@ type Reconciler struct {
 	// environment: after a restart the driver must be given the rules
 	// again even when the store says they were enforced.
 	applied map[string]int64
+	// failures counts each environment's consecutive failed passes, for
+	// the backoff and the provisioning bound.
+	failures map[string]int
 }
 
 // New returns a reconciler; nothing runs until Start.
@@ -80,12 +110,22 @@ func New(opts Options) *Reconciler {
 	if opts.IdempotencyPurgeInterval <= 0 {
 		opts.IdempotencyPurgeInterval = time.Hour
 	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 100 * time.Millisecond
+	}
+	if opts.RetryMax < opts.RetryBase {
+		opts.RetryMax = max(opts.RetryBase, 5*time.Second)
+	}
+	if opts.ProvisionAttempts <= 0 {
+		opts.ProvisionAttempts = 8
+	}
 	return &Reconciler{
 		opts:      opts,
 		log:       opts.Logger.With("component", "reconciler"),
 		queue:     newQueue(),
 		deadlines: newDeadlines(opts.Now),
 		applied:   map[string]int64{},
+		failures:  map[string]int{},
 		stopTimer: make(chan struct{}),
 	}
 }
@@ -124,7 +164,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		r.wg.Go(func() { r.work(runCtx) })
 	}
 	r.wg.Go(func() { r.timers(runCtx, r.stopTimer) })
-	r.queue.add(ids...)
+	r.queue.add("", ids...)
 	r.started.Store(true)
 	r.log.Info("reconciler started", "environments", len(ids), "resumed", len(ids))
 	return nil
@@ -133,8 +173,9 @@ func (r *Reconciler) Start(ctx context.Context) error {
 // Started reports whether Start has completed (for /readyz).
 func (r *Reconciler) Started() bool { return r.started.Load() }
 
-// Enqueue asks for the environments to be reconciled.
-func (r *Reconciler) Enqueue(ids ...string) { r.queue.add(ids...) }
+// Enqueue asks for the environments to be reconciled because of the API
+// request requestID, which the audit events of that work name.
+func (r *Reconciler) Enqueue(requestID string, ids ...string) { r.queue.add(requestID, ids...) }
 
 // Stop lets the workers finish the environment in hand, then returns; what
 // is still queued is resumed by the next Start.
@@ -160,12 +201,12 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 
 func (r *Reconciler) work(ctx context.Context) {
 	for {
-		id, ok := r.queue.get()
+		id, cause, ok := r.queue.get()
 		if !ok {
 			return
 		}
 		start := r.opts.Now()
-		outcome := r.reconcile(ctx, id)
+		outcome := r.reconcile(ctx, id, cause)
 		r.opts.Observe(outcome, r.opts.Now().Sub(start))
 		r.queue.done(id)
 	}
@@ -180,7 +221,7 @@ func (r *Reconciler) timers(ctx context.Context, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-r.deadlines.wake:
-			r.queue.add(r.deadlines.due()...)
+			r.queue.add("", r.deadlines.due()...)
 		case <-purge.C:
 			err := r.opts.Store.Update(ctx, func(tx store.Tx) error {
 				n, err := tx.PurgeIdempotency(ctx, r.opts.Now())
@@ -196,9 +237,21 @@ func (r *Reconciler) timers(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
+// pass is one reconcile step of one environment: its context, its logger,
+// and the request id its audit events and follow-up work carry.
+type pass struct {
+	ctx       context.Context
+	log       *slog.Logger
+	requestID string
+}
+
 // reconcile takes one step for one environment and returns the outcome for
 // metrics. When a step leaves more to do, the environment is queued again.
-func (r *Reconciler) reconcile(ctx context.Context, id string) string {
+func (r *Reconciler) reconcile(ctx context.Context, id, cause string) string {
+	if cause == "" {
+		cause = NewID("rec_")
+	}
+	p := pass{ctx: ctx, log: r.log.With("environment_id", id, "request_id", cause), requestID: cause}
 	env, err := r.opts.Store.GetEnvironment(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		r.deadlines.set(id, time.Time{})
@@ -206,27 +259,27 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) string {
 		return "gone"
 	}
 	if err != nil {
-		return r.retry(id, "read", err)
+		return r.retry(p, id, "read", err)
 	}
-	log := r.log.With("environment_id", id, "request_id", NewID("rec_"))
 	switch env.State {
 	case apiv1.StateDeleting, apiv1.StateExpired:
-		return r.teardown(ctx, log, env)
+		return r.teardown(p, env)
 	case apiv1.StateFailed:
 		r.watchTTL(env)
+		r.succeeded(id)
 		return "idle"
 	}
 	if r.watchTTL(env) {
-		return r.expire(ctx, log, env)
+		return r.expire(p, env)
 	}
 	if env.Enforcement.Address == "" {
-		return r.allocate(ctx, log, env)
+		return r.allocate(p, env)
 	}
 	if env.State == apiv1.StateReady && env.Enforcement.Enforced &&
 		env.Enforcement.ObservedGeneration == env.Enforcement.Generation && r.appliedGen(id) == env.Enforcement.Generation {
 		return "idle"
 	}
-	return r.enforce(ctx, log, env)
+	return r.enforce(p, env)
 }
 
 // watchTTL arms env's deadline and reports whether it has passed.
@@ -244,13 +297,13 @@ func (r *Reconciler) watchTTL(env apiv1.Environment) bool {
 
 // allocate gives env an address and moves it to provisioning, in one
 // transaction, so a crash never loses track of an address in use.
-func (r *Reconciler) allocate(ctx context.Context, log *slog.Logger, env apiv1.Environment) string {
+func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
 	addr, err := r.opts.IPAM.Allocate(env.ID)
 	if err != nil {
-		return r.fail(ctx, log, env.ID, fmt.Sprintf("allocating an address: %v", err))
+		return r.fail(p, env.ID, fmt.Sprintf("allocating an address: %v", err))
 	}
 	committed := false
-	err = r.change(ctx, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+	err = r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
 		if cur.Enforcement.Address != "" || !transient(cur.State) {
 			return nil, nil, nil
 		}
@@ -261,49 +314,49 @@ func (r *Reconciler) allocate(ctx context.Context, log *slog.Logger, env apiv1.E
 			cur.State = apiv1.StateProvisioning
 			cur.StateMessage = ""
 		}
-		affected, err := EnvironmentChangeAffects(ctx, tx, &before, cur)
+		affected, err := EnvironmentChangeAffects(p.ctx, tx, &before, cur)
 		if err != nil {
 			return nil, nil, err
 		}
 		committed = true
-		return nil, affected, nil
+		ev := r.event(p, cur, "environment.provision", apiv1.OutcomeSuccess, "address "+addr+" allocated", &before)
+		return &ev, affected, nil
 	})
 	if err != nil || !committed {
 		r.opts.IPAM.Release(env.ID, addr)
 	}
 	if err != nil {
-		return r.retry(env.ID, "allocate", err)
+		return r.retry(p, env.ID, "allocate", err)
 	}
-	r.queue.add(env.ID)
+	r.queue.add(p.requestID, env.ID)
 	return "allocated"
 }
 
 // enforce provisions env (idempotently) and applies its effective policy,
 // then records what was observed.
-func (r *Reconciler) enforce(ctx context.Context, log *slog.Logger, env apiv1.Environment) string {
-	var ep enforce.Endpoint
-	var err error
+func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
+	ep := enforce.Endpoint{Address: env.Enforcement.Address, Namespace: env.Enforcement.Namespace}
 	if env.State != apiv1.StateReady || r.appliedGen(env.ID) == 0 {
-		ep, err = r.opts.Driver.Provision(ctx, env.ID, env.Enforcement.Address)
-		if err != nil {
-			return r.fail(ctx, log, env.ID, fmt.Sprintf("provisioning: %v", err))
+		var err error
+		if ep, err = r.opts.Driver.Provision(p.ctx, env.ID, env.Enforcement.Address); err != nil {
+			return r.enforceFailed(p, env, "provisioning", err)
 		}
-	} else {
-		ep = enforce.Endpoint{Address: env.Enforcement.Address, Namespace: env.Enforcement.Namespace}
 	}
-	eff, err := Effective(ctx, r.opts.Store, env)
+	eff, err := Effective(p.ctx, r.opts.Store, env)
 	if err != nil {
-		return r.retry(env.ID, "effective policy", err)
+		return r.retry(p, env.ID, "effective policy", err)
 	}
-	if err := r.opts.Driver.Apply(ctx, env.ID, eff); err != nil {
-		return r.fail(ctx, log, env.ID, fmt.Sprintf("applying rules: %v", err))
+	if err := r.opts.Driver.Apply(p.ctx, env.ID, eff); err != nil {
+		return r.enforceFailed(p, env, "applying rules", err)
 	}
 	r.setApplied(env.ID, eff.Generation)
+	r.succeeded(env.ID)
 	again := false
-	err = r.change(ctx, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+	err = r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
 		if !transient(cur.State) && cur.State != apiv1.StateReady {
 			return nil, nil, nil
 		}
+		before := *cur
 		if cur.Enforcement.Generation != eff.Generation {
 			// The rules changed while we applied; the next pass applies them.
 			again = true
@@ -319,21 +372,67 @@ func (r *Reconciler) enforce(ctx context.Context, log *slog.Logger, env apiv1.En
 		cur.Enforcement.Namespace = ep.Namespace
 		cur.Enforcement.Message = ""
 		cur.Enforcement.Driver = r.opts.Driver.Name()
-		return nil, nil, nil
+		var ev apiv1.AuditEvent
+		switch {
+		case before.State != apiv1.StateReady && cur.State == apiv1.StateReady:
+			ev = r.event(p, cur, "environment.ready", apiv1.OutcomeSuccess, "", &before)
+		case before.Enforcement.Message != "":
+			ev = r.event(p, cur, "environment.enforced", apiv1.OutcomeSuccess, "the driver accepted the rules again after: "+before.Enforcement.Message, &before)
+		default:
+			return nil, nil, nil
+		}
+		return &ev, nil, nil
 	})
 	if err != nil {
-		return r.retry(env.ID, "record enforcement", err)
+		return r.retry(p, env.ID, "record enforcement", err)
 	}
 	if again {
-		r.queue.add(env.ID)
+		r.queue.add(p.requestID, env.ID)
 	}
-	log.Debug("environment enforced", "generation", eff.Generation)
+	p.log.Debug("environment enforced", "generation", eff.Generation)
 	return "enforced"
 }
 
+// enforceFailed records that the driver could not provision env or apply
+// its rules, and retries after a backoff. The environment keeps its state
+// and reports itself not enforced with the reason; an environment still
+// being created is failed once it has used its ProvisionAttempts.
+func (r *Reconciler) enforceFailed(p pass, env apiv1.Environment, step string, err error) string {
+	if errors.Is(err, context.Canceled) && p.ctx.Err() != nil {
+		return "canceled"
+	}
+	msg := step + ": " + err.Error()
+	attempt, delay := r.failed(env.ID)
+	if creating(env.State) && attempt >= r.opts.ProvisionAttempts {
+		return r.fail(p, env.ID, fmt.Sprintf("%s (gave up after %d attempts)", msg, attempt))
+	}
+	cerr := r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+		if !transient(cur.State) && cur.State != apiv1.StateReady {
+			return nil, nil, nil
+		}
+		before := *cur
+		cur.Enforcement.Enforced = false
+		cur.Enforcement.Message = msg
+		if before.Enforcement.Message == msg {
+			return nil, nil, nil // the same failure again: nothing new to record
+		}
+		ev := r.event(p, cur, "environment.enforce_failed", apiv1.OutcomeFailure, msg, &before)
+		return &ev, nil, nil
+	})
+	if cerr != nil && errors.Is(cerr, context.Canceled) {
+		return "canceled"
+	}
+	if cerr != nil {
+		r.log.Error("record enforcement failure", "environment_id", env.ID, "error", cerr.Error())
+	}
+	p.log.Warn("enforcement failed; will retry", "attempt", attempt, "retry_in", delay.String(), "error", msg)
+	r.queue.addAfter(env.ID, p.requestID, delay)
+	return "enforce_failed"
+}
+
 // expire marks env expired (audited), then queues its teardown.
-func (r *Reconciler) expire(ctx context.Context, log *slog.Logger, env apiv1.Environment) string {
-	err := r.change(ctx, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+func (r *Reconciler) expire(p pass, env apiv1.Environment) string {
+	err := r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
 		if cur.ExpiresAt == nil || r.opts.Now().Before(*cur.ExpiresAt) || cur.State == apiv1.StateDeleting || cur.State == apiv1.StateExpired {
 			return nil, nil, nil
 		}
@@ -341,29 +440,32 @@ func (r *Reconciler) expire(ctx context.Context, log *slog.Logger, env apiv1.Env
 		cur.State = apiv1.StateExpired
 		cur.StateMessage = "ttl of " + ttlText(cur.TTLSeconds) + " passed at " + cur.ExpiresAt.UTC().Format(time.RFC3339)
 		cur.UpdatedAt = r.opts.Now().UTC()
-		affected, err := EnvironmentChangeAffects(ctx, tx, &before, cur)
+		affected, err := EnvironmentChangeAffects(p.ctx, tx, &before, cur)
 		if err != nil {
 			return nil, nil, err
 		}
-		ev := r.event(cur, "environment.expire", apiv1.OutcomeSuccess, cur.StateMessage, &before)
+		ev := r.event(p, cur, "environment.expire", apiv1.OutcomeSuccess, cur.StateMessage, &before)
 		return &ev, affected, nil
 	})
 	if err != nil {
-		return r.retry(env.ID, "expire", err)
+		return r.retry(p, env.ID, "expire", err)
 	}
-	log.Info("environment expired")
-	r.queue.add(env.ID)
+	p.log.Info("environment expired")
+	r.queue.add(p.requestID, env.ID)
 	return "expired"
 }
 
 // teardown removes env from the driver, then from the store with the
-// policy it owns, and frees its address.
-func (r *Reconciler) teardown(ctx context.Context, log *slog.Logger, env apiv1.Environment) string {
+// policy it owns (audited as environment.remove), and frees its address.
+func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
+	ctx := p.ctx
 	if err := r.opts.Driver.Teardown(ctx, env.ID); err != nil {
-		return r.retry(env.ID, "teardown", err)
+		return r.retry(p, env.ID, "teardown", err)
 	}
 	var affected []string
+	var stored *apiv1.AuditEvent
 	err := r.opts.Store.Update(ctx, func(tx store.Tx) error {
+		stored = nil
 		cur, err := tx.GetEnvironment(ctx, env.ID)
 		if err != nil {
 			return err
@@ -375,8 +477,8 @@ func (r *Reconciler) teardown(ctx context.Context, log *slog.Logger, env apiv1.E
 		if err != nil {
 			return err
 		}
-		for _, p := range owned {
-			if err := tx.DeletePolicy(ctx, p.ID); err != nil {
+		for _, pol := range owned {
+			if err := tx.DeletePolicy(ctx, pol.ID); err != nil {
 				return err
 			}
 		}
@@ -386,28 +488,38 @@ func (r *Reconciler) teardown(ctx context.Context, log *slog.Logger, env apiv1.E
 		if affected, err = EnvironmentChangeAffects(ctx, tx, &cur, nil); err != nil {
 			return err
 		}
-		affected, err = Invalidate(ctx, tx, affected, cur.ID)
+		if affected, err = Invalidate(ctx, tx, affected, cur.ID); err != nil {
+			return err
+		}
+		ev := r.event(p, &cur, "environment.remove", apiv1.OutcomeSuccess, "torn down after it was "+cur.State, &cur)
+		ev.Changes = &apiv1.Changes{Before: cur}
+		ev, err = tx.AppendAudit(ctx, ev)
+		stored = &ev
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return "gone"
 	}
 	if err != nil {
-		return r.retry(env.ID, "remove", err)
+		return r.retry(p, env.ID, "remove", err)
+	}
+	if stored != nil {
+		r.opts.Audited(*stored)
 	}
 	r.opts.IPAM.Release(env.ID, env.Enforcement.Address)
 	r.deadlines.set(env.ID, time.Time{})
 	r.forget(env.ID)
 	r.opts.Hub.Notify(append(affected, env.ID)...)
-	r.queue.add(affected...)
-	log.Info("environment removed")
+	r.queue.add(p.requestID, affected...)
+	p.log.Info("environment removed")
 	return "removed"
 }
 
 // fail moves env to failed with msg, audited as a failure the server
 // observed.
-func (r *Reconciler) fail(ctx context.Context, log *slog.Logger, id, msg string) string {
-	err := r.change(ctx, id, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+func (r *Reconciler) fail(p pass, id, msg string) string {
+	r.succeeded(id) // a failed environment is not retried; a later change starts afresh
+	err := r.change(p, id, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
 		if !transient(cur.State) && cur.State != apiv1.StateReady {
 			return nil, nil, nil
 		}
@@ -417,13 +529,13 @@ func (r *Reconciler) fail(ctx context.Context, log *slog.Logger, id, msg string)
 		cur.Enforcement.Enforced = false
 		cur.Enforcement.Message = msg
 		cur.UpdatedAt = r.opts.Now().UTC()
-		ev := r.event(cur, "environment.fail", apiv1.OutcomeFailure, msg, &before)
+		ev := r.event(p, cur, "environment.fail", apiv1.OutcomeFailure, msg, &before)
 		return &ev, nil, nil
 	})
 	if err != nil {
-		return r.retry(id, "record failure", err)
+		return r.retry(p, id, "record failure", err)
 	}
-	log.Warn("environment failed", "message", msg)
+	p.log.Warn("environment failed", "message", msg)
 	return "failed"
 }
 
@@ -431,7 +543,8 @@ func (r *Reconciler) fail(ctx context.Context, log *slog.Logger, id, msg string)
 // transaction, stores what fn did to it, bumps the environments fn names
 // as affected, and appends fn's audit event. fn returning no change (it
 // left cur as it was, with no event) writes nothing.
-func (r *Reconciler) change(ctx context.Context, id string, fn func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error)) error {
+func (r *Reconciler) change(p pass, id string, fn func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error)) error {
+	ctx := p.ctx
 	var committed *apiv1.AuditEvent
 	var bumped []string
 	err := r.opts.Store.Update(ctx, func(tx store.Tx) error {
@@ -474,16 +587,16 @@ func (r *Reconciler) change(ctx context.Context, id string, fn func(tx store.Tx,
 		r.opts.Audited(*committed)
 	}
 	r.opts.Hub.Notify(append(bumped, id)...)
-	r.queue.add(bumped...)
+	r.queue.add(p.requestID, bumped...)
 	return nil
 }
 
 // event builds an audit event for a change the server made by itself.
-func (r *Reconciler) event(env *apiv1.Environment, action, outcome, reason string, before *apiv1.Environment) apiv1.AuditEvent {
+func (r *Reconciler) event(p pass, env *apiv1.Environment, action, outcome, reason string, before *apiv1.Environment) apiv1.AuditEvent {
 	return apiv1.AuditEvent{
 		ID:         NewID("evt_"),
 		Time:       r.opts.Now().UTC(),
-		RequestID:  NewID("rec_"),
+		RequestID:  p.requestID,
 		Actor:      Actor,
 		ProjectID:  env.ProjectID,
 		Action:     action,
@@ -495,15 +608,38 @@ func (r *Reconciler) event(env *apiv1.Environment, action, outcome, reason strin
 	}
 }
 
-// retry logs a failed step and queues the environment again after a pause,
-// so a store hiccup does not spin.
-func (r *Reconciler) retry(id, step string, err error) string {
+// retry logs a failed step and queues the environment again after a
+// backoff, so a store hiccup does not spin.
+func (r *Reconciler) retry(p pass, id, step string, err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "canceled"
 	}
-	r.log.Error("reconcile step failed; will retry", "environment_id", id, "step", step, "error", err.Error())
-	r.deadlines.set(id, r.opts.Now().Add(time.Second))
+	attempt, delay := r.failed(id)
+	p.log.Error("reconcile step failed; will retry", "step", step, "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
+	r.queue.addAfter(id, p.requestID, delay)
 	return "error"
+}
+
+// failed counts a failed pass of id and returns how many have failed in a
+// row and how long to wait before the next: RetryBase doubled per earlier
+// failure, at most RetryMax.
+func (r *Reconciler) failed(id string) (attempt int, delay time.Duration) {
+	r.mu.Lock()
+	r.failures[id]++
+	attempt = r.failures[id]
+	r.mu.Unlock()
+	delay = r.opts.RetryBase
+	for i := 1; i < attempt && delay < r.opts.RetryMax; i++ {
+		delay *= 2
+	}
+	return attempt, min(delay, r.opts.RetryMax)
+}
+
+// succeeded ends id's run of failures.
+func (r *Reconciler) succeeded(id string) {
+	r.mu.Lock()
+	delete(r.failures, id)
+	r.mu.Unlock()
 }
 
 func (r *Reconciler) appliedGen(id string) int64 {
@@ -521,7 +657,14 @@ func (r *Reconciler) setApplied(id string, gen int64) {
 func (r *Reconciler) forget(id string) {
 	r.mu.Lock()
 	delete(r.applied, id)
+	delete(r.failures, id)
 	r.mu.Unlock()
+}
+
+// creating reports whether an environment has not been ready yet since it
+// was created, which is when a failure to provision it fails it.
+func creating(state string) bool {
+	return state == apiv1.StatePending || state == apiv1.StateProvisioning
 }
 
 // transient reports whether a state is on its way to ready.

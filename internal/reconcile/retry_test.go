@@ -1,0 +1,471 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// flakyDriver is the simulate driver with failures injected in front of
+// it: Provision and Apply fail while their budgets last, and Apply can be
+// held after its failures so a test can look at the state in between.
+type flakyDriver struct {
+	*simulate.Driver
+	mu                        sync.Mutex
+	provisionFails, applyFail int // failures still to inject (-1: forever)
+	provisionCalls, applyCall int
+	hold                      chan struct{} // when set, the Apply after the failures waits for it to close
+	held                      chan struct{} // closed when that Apply is waiting
+}
+
+var errInjected = errors.New("nft: netlink receive: device or resource busy")
+
+func (d *flakyDriver) Provision(ctx context.Context, id, addr string) (enforce.Endpoint, error) {
+	d.mu.Lock()
+	d.provisionCalls++
+	fail := d.provisionFails != 0
+	if d.provisionFails > 0 {
+		d.provisionFails--
+	}
+	d.mu.Unlock()
+	if fail {
+		return enforce.Endpoint{}, errInjected
+	}
+	return d.Driver.Provision(ctx, id, addr)
+}
+
+func (d *flakyDriver) Apply(ctx context.Context, id string, p apiv1.EffectivePolicy) error {
+	d.mu.Lock()
+	d.applyCall++
+	fail := d.applyFail != 0
+	if d.applyFail > 0 {
+		d.applyFail--
+	}
+	hold, held := d.hold, d.held
+	if !fail && hold != nil {
+		d.hold, d.held = nil, nil
+	}
+	d.mu.Unlock()
+	if fail {
+		return errInjected
+	}
+	if hold != nil {
+		close(held)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return d.Driver.Apply(ctx, id, p)
+}
+
+// calls reports how many times Provision and Apply were called.
+func (d *flakyDriver) calls() (provision, apply int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.provisionCalls, d.applyCall
+}
+
+func (d *flakyDriver) set(fn func(d *flakyDriver)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fn(d)
+}
+
+// fixture is a running reconciler on a real SQLite store, with changes
+// made the way the API makes them: in one transaction, then Enqueue.
+type fixture struct {
+	t      *testing.T
+	ctx    context.Context
+	store  *store.SQLite
+	driver *flakyDriver
+	hub    *Hub
+	rec    *Reconciler
+	prj    apiv1.Project
+}
+
+func newFixture(t *testing.T, tune func(*Options)) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "isolationd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ipam, err := NewIPAM("198.18.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, ctx: ctx, store: st, driver: &flakyDriver{Driver: simulate.New()}, hub: NewHub()}
+	opts := Options{Store: st, Driver: f.driver, IPAM: ipam, Hub: f.hub, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond}
+	if tune != nil {
+		tune(&opts)
+	}
+	f.rec = New(opts)
+	if err := f.rec.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.rec.Stop(context.Background()) })
+	now := time.Now().UTC()
+	f.prj = apiv1.Project{ID: NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
+	f.update(func(tx store.Tx) error { return tx.CreateProject(ctx, f.prj) })
+	return f
+}
+
+func (f *fixture) update(fn func(tx store.Tx) error) {
+	f.t.Helper()
+	if err := f.store.Update(f.ctx, fn); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// createEnvironment stores a pending environment and queues it under requestID.
+func (f *fixture) createEnvironment(name, requestID string) apiv1.Environment {
+	f.t.Helper()
+	now := time.Now().UTC()
+	e := apiv1.Environment{
+		ID: NewID("env_"), ProjectID: f.prj.ID, Name: name, Labels: map[string]string{"app": name},
+		Resources: apiv1.Resources{CPUMillis: 1000, MemoryMB: 1024, DiskGB: 10},
+		State:     apiv1.StatePending, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
+		Enforcement: apiv1.Enforcement{Driver: simulate.Name, Generation: 1},
+	}
+	f.update(func(tx store.Tx) error { return tx.CreateEnvironment(f.ctx, e) })
+	f.rec.Enqueue(requestID, e.ID)
+	return e
+}
+
+// createPolicy stores a policy allowing egress to tcp/443 anywhere for
+// the environments labelled app=name, and queues what it affects.
+func (f *fixture) createPolicy(app, requestID string) {
+	f.t.Helper()
+	port := 443
+	now := time.Now().UTC()
+	p := apiv1.Policy{
+		ID: NewID("pol_"), ProjectID: f.prj.ID, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
+		PolicySpec: apiv1.PolicySpec{
+			Name:                "web-" + app,
+			EnvironmentSelector: apiv1.Selector{MatchLabels: map[string]string{"app": app}},
+			PolicyTypes:         []string{apiv1.Egress},
+			Egress:              []apiv1.EgressRule{{To: []apiv1.Peer{{CIDR: "0.0.0.0/0"}}, Ports: []apiv1.Port{{Protocol: apiv1.ProtocolTCP, Port: &port}}}},
+		},
+	}
+	var bumped []string
+	f.update(func(tx store.Tx) error {
+		if err := tx.CreatePolicy(f.ctx, p); err != nil {
+			return err
+		}
+		affected, err := PolicyChangeAffects(f.ctx, tx, nil, &p)
+		if err != nil {
+			return err
+		}
+		bumped, err = Invalidate(f.ctx, tx, affected, "")
+		return err
+	})
+	f.rec.Enqueue(requestID, bumped...)
+}
+
+// deleteEnvironment marks an environment deleting and queues it.
+func (f *fixture) deleteEnvironment(id, requestID string) {
+	f.t.Helper()
+	f.update(func(tx store.Tx) error {
+		e, err := tx.GetEnvironment(f.ctx, id)
+		if err != nil {
+			return err
+		}
+		e.State = apiv1.StateDeleting
+		return tx.UpdateEnvironment(f.ctx, e)
+	})
+	f.rec.Enqueue(requestID, id)
+}
+
+// waitFor returns the environment once cond holds, woken by the hub; nil
+// when it is gone and cond accepts that.
+func (f *fixture) waitFor(id, what string, cond func(e *apiv1.Environment) bool) *apiv1.Environment {
+	f.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		changed := f.hub.Changed(id)
+		e, err := f.store.GetEnvironment(f.ctx, id)
+		var got *apiv1.Environment
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			f.t.Fatal(err)
+		default:
+			got = &e
+		}
+		if cond(got) {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			f.t.Fatalf("environment %s: not %s within 20s; last seen %+v", id, what, got)
+		}
+	}
+}
+
+func isReady(e *apiv1.Environment) bool { return e != nil && e.State == apiv1.StateReady }
+
+func isEnforced(e *apiv1.Environment) bool {
+	return e != nil && e.State == apiv1.StateReady && e.Enforcement.Enforced &&
+		e.Enforcement.ObservedGeneration == e.Enforcement.Generation && e.Enforcement.Message == ""
+}
+
+// audit returns the audit events about an environment, oldest first.
+func (f *fixture) audit(id string) []apiv1.AuditEvent {
+	f.t.Helper()
+	evs, _, err := f.store.ListAudit(f.ctx, store.AuditQuery{ResourceID: id, Limit: store.MaxLimit})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return evs
+}
+
+func actions(evs []apiv1.AuditEvent) []string {
+	var out []string
+	for _, ev := range evs {
+		out = append(out, ev.Action)
+	}
+	return out
+}
+
+var https = apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: "203.0.113.9", Port: 443}
+
+func TestEnforcement_FailedApplyKeepsReadyReportsNotEnforcedAndRetriesUntilApplied(t *testing.T) {
+	f := newFixture(t, nil)
+	e := f.createEnvironment("api", "req_create")
+	f.waitFor(e.ID, "enforced", isEnforced)
+
+	const failures = 5
+	hold, held := make(chan struct{}), make(chan struct{})
+	f.driver.set(func(d *flakyDriver) { d.applyFail, d.applyCall, d.hold, d.held = failures, 0, hold, held })
+	f.createPolicy("api", "req_policy")
+
+	// Every injected failure has happened and the next Apply is held: the
+	// environment must say it is not enforced, and why, and still be ready.
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reconciler did not retry Apply after its failures")
+	}
+	cur, err := f.store.GetEnvironment(f.ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.State != apiv1.StateReady || cur.Enforcement.Enforced || !strings.Contains(cur.Enforcement.Message, errInjected.Error()) ||
+		cur.Enforcement.ObservedGeneration == cur.Enforcement.Generation {
+		t.Fatalf("between failures: state %s enforcement %+v; want ready, not enforced, the reason, an old observed generation", cur.State, cur.Enforcement)
+	}
+	// Never allowing what was not applied: the new rule is not in force.
+	if res, err := f.driver.Check(f.ctx, e.ID, https); err != nil || res.Allowed {
+		t.Fatalf("check before the rules were applied: %+v, %v", res, err)
+	}
+
+	close(hold)
+	done := f.waitFor(e.ID, "enforced again", isEnforced)
+	if res, err := f.driver.Check(f.ctx, e.ID, https); err != nil || !res.Allowed {
+		t.Fatalf("check after the rules were applied: %+v, %v", res, err)
+	}
+	if _, n := f.driver.calls(); n != failures+1 {
+		t.Fatalf("Apply called %d times, want %d (each failure retried once)", n, failures+1)
+	}
+	if done.Generation != 1 {
+		t.Fatalf("enforcement changed the environment's generation: %+v", done)
+	}
+
+	// The chain says what happened once per change of health, not per retry.
+	evs := f.audit(e.ID)
+	got := strings.Join(actions(evs), " ")
+	want := "environment.provision environment.ready environment.enforce_failed environment.enforced"
+	if got != want {
+		t.Fatalf("audit actions:\n got %s\nwant %s", got, want)
+	}
+	failed, recovered := evs[2], evs[3]
+	if failed.Outcome != apiv1.OutcomeFailure || !strings.Contains(failed.Reason, errInjected.Error()) || failed.RequestID != "req_policy" ||
+		failed.Actor != Actor || failed.ProjectID != f.prj.ID {
+		t.Fatalf("enforce_failed event: %+v", failed)
+	}
+	if recovered.Outcome != apiv1.OutcomeSuccess || recovered.RequestID != "req_policy" {
+		t.Fatalf("enforced event: %+v", recovered)
+	}
+	for _, ev := range evs[:2] {
+		if ev.RequestID != "req_create" {
+			t.Fatalf("%s names request %q, want the create's", ev.Action, ev.RequestID)
+		}
+	}
+}
+
+func TestEnforcement_ProvisioningRetriesThenSucceeds(t *testing.T) {
+	f := newFixture(t, nil)
+	f.driver.set(func(d *flakyDriver) { d.provisionFails, d.applyFail = 2, 2 })
+	e := f.createEnvironment("api", "req_create")
+	got := f.waitFor(e.ID, "ready", func(e *apiv1.Environment) bool {
+		return e != nil && e.State != apiv1.StateProvisioning && e.State != apiv1.StatePending
+	})
+	if !isEnforced(got) {
+		t.Fatalf("after transient failures: %+v", got)
+	}
+	if p, a := f.driver.calls(); p != 5 || a != 3 {
+		t.Fatalf("provision calls %d, apply calls %d; want 5 (2 failed, then 2 before failed applies, then 1) and 3", p, a)
+	}
+	// The failure reason was reported while provisioning, and becoming
+	// ready cleared it; a single event per change of health.
+	want := "environment.provision environment.enforce_failed environment.enforce_failed environment.ready"
+	if got := strings.Join(actions(f.audit(e.ID)), " "); got != want {
+		t.Fatalf("audit actions:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestEnforcement_ProvisioningFailsAfterItsAttemptsAndIsAudited(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.ProvisionAttempts = 3 })
+	f.driver.set(func(d *flakyDriver) { d.provisionFails = -1 })
+	e := f.createEnvironment("api", "req_create")
+	got := f.waitFor(e.ID, "failed", func(e *apiv1.Environment) bool { return e != nil && e.State == apiv1.StateFailed })
+	if !strings.Contains(got.StateMessage, errInjected.Error()) || !strings.Contains(got.StateMessage, "after 3 attempts") ||
+		got.Enforcement.Enforced || got.Enforcement.Message != got.StateMessage {
+		t.Fatalf("failed environment: %+v", got)
+	}
+	if p, _ := f.driver.calls(); p != 3 {
+		t.Fatalf("Provision called %d times, want 3", p)
+	}
+	evs := f.audit(e.ID)
+	want := "environment.provision environment.enforce_failed environment.fail"
+	if got := strings.Join(actions(evs), " "); got != want {
+		t.Fatalf("audit actions:\n got %s\nwant %s", got, want)
+	}
+	if last := evs[len(evs)-1]; last.Outcome != apiv1.OutcomeFailure || last.RequestID != "req_create" {
+		t.Fatalf("fail event: %+v", last)
+	}
+	if res, err := f.driver.Check(f.ctx, e.ID, https); err == nil && res.Allowed {
+		t.Fatal("a failed environment allows traffic")
+	}
+}
+
+func TestEnforcement_DeletingAnEnvironmentWhoseRulesKeepFailingRemovesIt(t *testing.T) {
+	f := newFixture(t, nil)
+	e := f.createEnvironment("api", "req_create")
+	f.waitFor(e.ID, "enforced", isEnforced)
+	f.driver.set(func(d *flakyDriver) { d.applyFail = -1 })
+	f.createPolicy("api", "req_policy")
+	f.waitFor(e.ID, "reporting the failure", func(e *apiv1.Environment) bool { return e != nil && e.Enforcement.Message != "" })
+
+	f.deleteEnvironment(e.ID, "req_delete")
+	f.waitFor(e.ID, "gone", func(e *apiv1.Environment) bool { return e == nil })
+	if _, err := f.driver.Check(f.ctx, e.ID, https); !errors.Is(err, enforce.ErrUnknownEnvironment) {
+		t.Fatalf("the driver still knows the removed environment: %v", err)
+	}
+	evs := f.audit(e.ID)
+	last := evs[len(evs)-1]
+	if last.Action != "environment.remove" || last.RequestID != "req_delete" || last.Actor != Actor || last.Changes == nil || last.Changes.After != nil {
+		t.Fatalf("last event: %+v", last)
+	}
+	// The retries stop with the environment: it has no failures counted
+	// and nothing more is applied or written for it.
+	_, calls := f.driver.calls()
+	f.rec.Stop(context.Background())
+	f.rec.mu.Lock()
+	left := f.rec.failures[e.ID]
+	f.rec.mu.Unlock()
+	if _, after := f.driver.calls(); after != calls || left != 0 || len(f.audit(e.ID)) != len(evs) {
+		t.Fatalf("the removed environment is still being retried (apply calls %d then %d, failures %d)", calls, after, left)
+	}
+	res, err := store.VerifyAudit(f.ctx, f.store)
+	if err != nil || !res.OK() {
+		t.Fatalf("audit chain: %+v %v", res, err)
+	}
+}
+
+func TestReconciler_AuditsExpiryAndRemovalUnderOneRequestID(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFixture(t, func(o *Options) { o.Now = clock })
+	e := f.createEnvironment("api", "req_create")
+	f.waitFor(e.ID, "enforced", isEnforced)
+	f.update(func(tx store.Tx) error {
+		cur, err := tx.GetEnvironment(f.ctx, e.ID)
+		if err != nil {
+			return err
+		}
+		ttl, exp := int64(60), now.Add(time.Minute).UTC()
+		cur.TTLSeconds, cur.ExpiresAt = &ttl, &exp
+		return tx.UpdateEnvironment(f.ctx, cur)
+	})
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	f.rec.Enqueue("", e.ID)
+	f.waitFor(e.ID, "gone", func(e *apiv1.Environment) bool { return e == nil })
+	evs := f.audit(e.ID)
+	if len(evs) < 2 {
+		t.Fatalf("events: %v", actions(evs))
+	}
+	exp, rm := evs[len(evs)-2], evs[len(evs)-1]
+	if exp.Action != "environment.expire" || rm.Action != "environment.remove" {
+		t.Fatalf("events: %v", actions(evs))
+	}
+	if !strings.HasPrefix(exp.RequestID, "rec_") || rm.RequestID != exp.RequestID {
+		t.Fatalf("expiry %q and removal %q should share one generated request id", exp.RequestID, rm.RequestID)
+	}
+}
+
+func TestBackoff_DoublesFromItsBaseUpToItsCap(t *testing.T) {
+	r := New(Options{RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second})
+	var got []time.Duration
+	for range 9 {
+		_, d := r.failed("x")
+		got = append(got, d)
+	}
+	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("delays %v, want %v ms", got, want)
+		}
+	}
+	r.succeeded("x")
+	if n, d := r.failed("x"); n != 1 || d != 100*time.Millisecond {
+		t.Fatalf("after a success: attempt %d delay %s", n, d)
+	}
+}
+
+func TestQueue_DelayedAddKeepsTheEarliestAndCarriesItsCause(t *testing.T) {
+	q := newQueue()
+	q.addAfter("a", "req_1", time.Hour)
+	q.addAfter("a", "req_2", time.Millisecond) // earlier: replaces
+	q.addAfter("a", "req_3", time.Hour)        // later: ignored
+	got := make(chan [2]string, 1)
+	go func() {
+		id, cause, _ := q.get()
+		got <- [2]string{id, cause}
+	}()
+	select {
+	case g := <-got:
+		if g != [2]string{"a", "req_2"} {
+			t.Fatalf("got %v", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delayed add never arrived")
+	}
+	q.done("a")
+	q.addAfter("b", "", time.Millisecond)
+	q.close()
+	if _, _, ok := q.get(); ok {
+		t.Fatal("get after close")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.later) != 0 {
+		t.Fatal("close left delayed adds behind")
+	}
+}
