@@ -1,0 +1,82 @@
+package provider
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
+)
+
+// The acceptance tests show that an object deleted outside Terraform is
+// planned for creation; the CLI does not expose the warning, so this test
+// checks it at the protocol: Read answers a warning (not an error) and no
+// state.
+func TestRead_ObjectDeletedOutsideTerraformIsAWarningAndLeavesTheStateEmpty(t *testing.T) {
+	t.Parallel()
+	srv := startExtraServer(t, testServerOptions{})
+	p, err := testAccProtoV6ProviderFactories["isolation"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	schemas, err := p.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providerType := schemas.Provider.ValueType().(tftypes.Object)
+	config, err := tfprotov6.NewDynamicValue(providerType, objectWith(providerType, map[string]tftypes.Value{
+		"endpoint": tftypes.NewValue(tftypes.String, srv.URL),
+		"token":    tftypes.NewValue(tftypes.String, srv.Token),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cresp, err := p.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: &config})
+	if err != nil || len(cresp.Diagnostics) > 0 {
+		t.Fatalf("configure: %v %v", err, cresp.Diagnostics)
+	}
+
+	for typeName, id := range map[string]string{
+		"isolation_project":     "prj_does_not_exist",
+		"isolation_environment": "env_does_not_exist",
+	} {
+		t.Run(typeName, func(t *testing.T) {
+			typ := schemas.ResourceSchemas[typeName].ValueType().(tftypes.Object)
+			state, err := tfprotov6.NewDynamicValue(typ, objectWith(typ, map[string]tftypes.Value{
+				"id": tftypes.NewValue(tftypes.String, id),
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := p.ReadResource(ctx, &tfprotov6.ReadResourceRequest{TypeName: typeName, CurrentState: &state})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Diagnostics) != 1 || resp.Diagnostics[0].Severity != tfprotov6.DiagnosticSeverityWarning ||
+				!strings.Contains(resp.Diagnostics[0].Summary, "deleted outside Terraform") {
+				t.Fatalf("diagnostics = %+v, want exactly one warning", resp.Diagnostics)
+			}
+			newState, err := resp.NewState.Unmarshal(typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !newState.IsNull() {
+				t.Fatalf("state after reading a deleted %s = %s, want null (removed)", typeName, newState)
+			}
+		})
+	}
+}
+
+// objectWith is a value of typ with the given attributes and every other one null.
+func objectWith(typ tftypes.Object, set map[string]tftypes.Value) tftypes.Value {
+	vals := map[string]tftypes.Value{}
+	for name, at := range typ.AttributeTypes {
+		if v, ok := set[name]; ok {
+			vals[name] = v
+		} else {
+			vals[name] = tftypes.NewValue(at, nil)
+		}
+	}
+	return tftypes.NewValue(typ, vals)
+}
