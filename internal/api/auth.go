@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -54,8 +55,9 @@ func (a *API) authenticate(r *http.Request) error {
 }
 
 // authorize is the one authorization step: it finds the project the route
-// targets (loading the object its path names) and asks auth.Decide.
-// Routes scoped by their body call authorizeProject once decoded.
+// targets (loading the object its path names, or reading the project_id
+// of the body) and asks auth.Decide. Scope comes before role, so a token
+// learns nothing about other projects, not even from a validation error.
 func (a *API) authorize(r *http.Request, perm Perm) error {
 	info := requestInfoFrom(r.Context())
 	info.perm = perm
@@ -84,6 +86,8 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 			err = store.ErrNotFound
 		}
 		projectID, info.target = t.ProjectID, t.Token
+	case ScopeBody:
+		projectID, err = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound(string(perm.Resource), id)
@@ -94,11 +98,21 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	return a.decide(r, perm, projectID, id)
 }
 
-// authorizeProject checks the caller may act on projectID with the route's
-// permission (for routes whose project is in the body).
-func (a *API) authorizeProject(r *http.Request, projectID string) error {
-	info := requestInfoFrom(r.Context())
-	return a.decide(r, info.perm, projectID, "")
+// bodyProject is the project_id of a JSON body, "" when there is none or
+// the body does not decode: the handler's strict decoding then answers
+// 400, and the role alone has been checked.
+func bodyProject(r *http.Request) (string, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return "", err
+	}
+	var in struct {
+		ProjectID string `json:"project_id"`
+	}
+	if json.Unmarshal(body, &in) != nil {
+		return "", nil
+	}
+	return in.ProjectID, nil
 }
 
 func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
@@ -116,6 +130,9 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 		return err
 	}
 	// Out of scope answers exactly as a missing object does.
+	if perm.Scope == ScopeBody {
+		return noSuchProject(projectID)
+	}
 	return notFound(string(perm.Resource), id)
 }
 

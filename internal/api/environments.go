@@ -27,9 +27,6 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 	if fe := in.Validate(); fe != nil {
 		return validationError(fe)
 	}
-	if err := a.authorizeProject(r, in.ProjectID); err != nil {
-		return err
-	}
 	now := a.now().UTC()
 	env := apiv1.Environment{
 		ID: reconcile.NewID("env_"), ProjectID: in.ProjectID, Name: in.Name, Description: in.Description,

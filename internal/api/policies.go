@@ -18,9 +18,6 @@ func (a *API) createPolicy(w http.ResponseWriter, r *http.Request) error {
 	if fe := in.Validate(); fe != nil {
 		return validationError(fe)
 	}
-	if err := a.authorizeProject(r, in.ProjectID); err != nil {
-		return err
-	}
 	now := a.now().UTC()
 	p := apiv1.Policy{
 		ID: reconcile.NewID("pol_"), ProjectID: in.ProjectID, PolicySpec: in.PolicySpec.Normalize(),

@@ -161,13 +161,19 @@ func notFoundOr(err error, kind, id string) error {
 // projectExists is the check that an object's project_id names a project.
 func projectExists(ctx context.Context, tx store.Reader, id string) error {
 	if _, err := tx.GetProject(ctx, id); errors.Is(err, store.ErrNotFound) {
-		e := notFound("project", id)
-		e.fields = []apiv1.FieldError{{Field: "project_id", Message: "names no project"}}
-		return e
+		return noSuchProject(id)
 	} else if err != nil {
 		return err
 	}
 	return nil
+}
+
+// noSuchProject is the answer to a body naming a project that does not
+// exist, or that the caller may not see: the two must look the same.
+func noSuchProject(id string) *Error {
+	e := notFound("project", id)
+	e.fields = []apiv1.FieldError{{Field: "project_id", Message: "names no project"}}
+	return e
 }
 
 func hasLabels(labels, want map[string]string) bool {
