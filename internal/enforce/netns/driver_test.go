@@ -217,7 +217,15 @@ func TestApply_NoGapWhileRulesAreReplaced(t *testing.T) {
 				if worker%2 == 1 {
 					port, want = 22, false
 				}
-				got, err := netnstest.Send(context.Background(), probe("tcp", from, a, port), 100*time.Millisecond)
+				// A dropped SYN is sent again only after a second: an
+				// allowed probe that has not connected within 900 ms was
+				// dropped, not slow. A denied one is caught as soon as it
+				// gets through, so it can give up sooner.
+				timeout := 100 * time.Millisecond
+				if want {
+					timeout = 900 * time.Millisecond
+				}
+				got, err := netnstest.Send(context.Background(), probe("tcp", from, a, port), timeout)
 				if err != nil || got != want {
 					t.Errorf("during apply %d: port %d got through %v (%v), want %v", applies.Load(), port, got, err, want)
 					return

@@ -81,6 +81,7 @@ type env struct {
 	name    string // its namespace, and its veth in the router namespace
 	addr    netip.Addr
 	ns      netns.NsHandle
+	live    int // the copy of the sets the rules use; changed under the environment's lock
 	applied atomic.Pointer[applied]
 }
 
@@ -90,6 +91,7 @@ type applied struct {
 	policy apiv1.EffectivePolicy
 	rules  *ruleset
 	check  *policy.Ruleset
+	buf    int // the copy of the sets holding rules
 }
 
 // New checks cfg and adopts or creates the router namespace and bridge.
@@ -231,7 +233,7 @@ func (d *Driver) openEnv(envID string) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{id: envID, name: name, ns: h}
+	e := &env{id: envID, name: name, ns: h, live: noRules}
 	if !created {
 		err := d.adopt(e)
 		if err == nil {
@@ -257,18 +259,21 @@ func (d *Driver) adopt(e *env) error {
 	if err != nil {
 		return err
 	}
-	p, found, err := readRecord(c, d.names.table())
+	p, buf, err := readRecord(c, d.names.table())
+	// Known even when the record is not readable: a later Apply must not
+	// fill the copy the rules use.
+	e.live = buf
 	if err != nil {
 		return err
 	}
-	if !found {
-		return errors.New("no nftables table")
+	if buf == noRules {
+		return errors.New("no nftables rules")
 	}
 	rs, err := render(p)
 	if err != nil {
 		return err
 	}
-	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), buf: buf})
 	return nil
 }
 
@@ -313,19 +318,33 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 	if err != nil {
 		return err
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)), nftables.WithSockOptions(batchBuffer(rs.elementCount()+len(rec))))
+	buf := bufferA
+	if e.live == bufferA {
+		buf = bufferB
+	}
+	if err := d.transact(e, rs.elementCount(), func(c *nftables.Conn) error { return stage(c, d.names.table(), buf, rs) }); err != nil {
+		return fmt.Errorf("fill sets: %w", err)
+	}
+	if err := d.transact(e, len(rec), func(c *nftables.Conn) error { return switchTo(c, d.names.table(), buf, rec) }); err != nil {
+		return fmt.Errorf("switch rules: %w", err)
+	}
+	e.live = buf
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), buf: buf})
+	d.log.Debug("applied rules", "env", e.id, "generation", p.Generation, "elements", rs.elementCount(), "took", time.Since(start))
+	return nil
+}
+
+// transact runs what queue queues, in e's namespace, as one nftables
+// transaction of about n set elements.
+func (d *Driver) transact(e *env, n int, queue func(*nftables.Conn) error) error {
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)), nftables.WithSockOptions(batchBuffer(n)))
 	if err != nil {
 		return err
 	}
-	if err := program(c, d.names.table(), rs, rec); err != nil {
+	if err := queue(c); err != nil {
 		return err
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables transaction: %w", err)
-	}
-	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
-	d.log.Debug("applied rules", "env", e.id, "generation", p.Generation, "elements", rs.elementCount(), "took", time.Since(start))
-	return nil
+	return c.Flush()
 }
 
 // Check implements enforce.Driver, from the rules last committed.
@@ -346,7 +365,8 @@ func (d *Driver) Ruleset(envID string) (string, error) {
 	if e == nil {
 		return "", enforce.ErrUnknownEnvironment
 	}
-	return e.applied.Load().rules.text(d.names.table()), nil
+	a := e.applied.Load()
+	return a.rules.text(d.names.table(), a.buf), nil
 }
 
 // Teardown implements enforce.Driver: it removes envID's veth pair and

@@ -21,17 +21,21 @@ import (
 
 // The table inside each environment's namespace:
 //
-//	sets   {ingress,egress}_{any,ports}_{v4,v6}  the rendered ruleset
-//	set    applied                              the effective policy it came from
-//	chains input, output                        base chains: where packets enter
-//	chains ingress, egress                      fixed rules that consult the sets
+//	sets   {ingress,egress}_{any,ports}_{v4,v6}_{a,b}  the rendered ruleset, twice
+//	set    applied                                    the effective policy the rules came from
+//	chains input, output                              base chains: where packets enter
+//	chains ingress, egress                            fixed rules that consult one copy of the sets
 //
-// Apply rewrites the sets' elements and the chains' rules in one netlink
-// batch, which the kernel commits as one transaction: packets see the old
-// contents or the new ones. The table and its base chains are created
-// once and never deleted while the environment lives: a base chain
-// registers its hook before the transaction commits, so a chain made
-// anew would drop packets, by its policy, until then.
+// Apply is two transactions. The first fills the copy of the sets that no
+// rule uses; traffic cannot see it. The second switches the rules to that
+// copy and writes the record; rules change atomically with the kernel's
+// generation. One transaction would not do: the kernel publishes a new
+// generation before it installs the new contents of interval sets
+// (pipapo, which concatenations need, commits afterwards), so flushing and
+// refilling a set in use drops packets that both versions allow, for as
+// long as the commit takes. The table and its base chains are never
+// deleted while the environment lives, for the same reason: a new base
+// chain takes traffic, by its drop policy, before its rules exist.
 
 type setSpec struct {
 	name  string
@@ -77,13 +81,22 @@ const recordSetName = "applied"
 
 var keyTypes = [2]nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeIP6Addr}
 
-// layoutSets declares the rule sets of table t. IDs are set here, not by
+// Set copies: the rules use one, Apply fills the other.
+const (
+	bufferA = 0
+	bufferB = 1
+	noRules = -1 // a table without chains yet
+)
+
+func bufferName(name string, buf int) string { return name + "_" + [2]string{"a", "b"}[buf] }
+
+// layoutSets declares copy buf of the rule sets of table t. IDs are set here, not by
 // the library, whose allocator is a global counter that concurrent
 // batches would race on; IDs only need to be unique within one batch.
-func layoutSets(t *nftables.Table) []*nftables.Set {
+func layoutSets(t *nftables.Table, buf int) []*nftables.Set {
 	out := make([]*nftables.Set, len(setLayout))
 	for i, s := range setLayout {
-		set := &nftables.Set{Table: t, ID: uint32(i + 1), Name: s.name, KeyType: keyTypes[s.fam], Interval: true}
+		set := &nftables.Set{Table: t, ID: uint32(i + 1), Name: bufferName(s.name, buf), KeyType: keyTypes[s.fam], Interval: true}
 		if s.ports {
 			set.KeyType = nftables.MustConcatSetType(keyTypes[s.fam], nftables.TypeInetProto, nftables.TypeInetService)
 			set.Concatenation = true
@@ -218,7 +231,10 @@ func judgeRules(dir int, sets []*nftables.Set) []chainRule {
 		for fam := range 2 {
 			set := sets[setIndex(dir, fam, ports)]
 			// The family check comes first: conntrack writes only four
-			// bytes of an IPv4 address into the 16-byte register.
+			// bytes of an IPv4 address into the 16-byte register. The
+			// library sends the direction as 32 bits where the kernel
+			// reads 8; that reads right only for 0, original, which is
+			// the only direction used here.
 			exprs := []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto[fam]}},
@@ -250,19 +266,29 @@ func ifname(n string) []byte {
 // holds at most 64 KiB, and the largest element takes about 100 bytes.
 const elementsPerMessage = 256
 
-// program queues, on c, the replacement of everything in the table by rs
-// and its record. Nothing reaches the kernel until c.Flush.
-func program(c *nftables.Conn, table string, rs *ruleset, record []string) error {
-	// Adding what exists already changes nothing, so one program serves
-	// a new namespace and an old one.
-	t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
-	sets := layoutSets(t)
-	for i, s := range sets {
+func envTable(name string) *nftables.Table {
+	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+}
+
+// stage queues, on c, filling copy buf of the sets with rs. Adding what
+// exists already changes nothing, so it serves a new namespace and an
+// old one alike.
+func stage(c *nftables.Conn, table string, buf int, rs *ruleset) error {
+	t := c.AddTable(envTable(table))
+	for i, s := range layoutSets(t, buf) {
 		if err := replaceSet(c, s, rs.elements(setLayout[i])); err != nil {
 			return err
 		}
 	}
-	rec := &nftables.Set{Table: t, ID: uint32(len(sets) + 1), Name: recordSetName, KeyType: nftables.TypeInteger}
+	return nil
+}
+
+// switchTo queues, on c, pointing every rule at copy buf of the sets and
+// writing the record of what they now enforce. The record's set is named
+// for the copy, so the record also says which copy is live.
+func switchTo(c *nftables.Conn, table string, buf int, record []string) error {
+	t := envTable(table)
+	rec := &nftables.Set{Table: t, ID: 1, Name: bufferName(recordSetName, buf), KeyType: nftables.TypeInteger}
 	var recElems []nftables.SetElement
 	for i, chunk := range record {
 		recElems = append(recElems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Comment: chunk})
@@ -270,6 +296,13 @@ func program(c *nftables.Conn, table string, rs *ruleset, record []string) error
 	if err := replaceSet(c, rec, recElems); err != nil {
 		return err
 	}
+	// Adding first makes the delete valid whether or not the set exists.
+	stale := &nftables.Set{Table: t, ID: 2, Name: bufferName(recordSetName, 1-buf), KeyType: nftables.TypeInteger}
+	if err := c.AddSet(stale, nil); err != nil {
+		return err
+	}
+	c.DelSet(stale)
+	sets := layoutSets(t, buf)
 	drop := nftables.ChainPolicyDrop
 	for _, spec := range chainLayout {
 		chain := &nftables.Chain{Name: spec.name, Table: t}
@@ -352,44 +385,62 @@ func encodeRecord(p apiv1.EffectivePolicy) ([]string, error) {
 	return out, nil
 }
 
-// readRecord reads back the effective policy last applied in the
-// namespace c talks to. found is false when there is no table.
-func readRecord(c *nftables.Conn, table string) (p apiv1.EffectivePolicy, found bool, err error) {
+// readRecord reads back, from the namespace c talks to, the effective
+// policy last applied and the copy of the sets its rules use; buf is
+// noRules when there is no table or no record.
+func readRecord(c *nftables.Conn, table string) (p apiv1.EffectivePolicy, buf int, err error) {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return p, false, fmt.Errorf("list tables: %w", err)
+		return p, noRules, fmt.Errorf("list tables: %w", err)
 	}
 	i := slices.IndexFunc(tables, func(t *nftables.Table) bool { return t.Name == table })
 	if i < 0 {
-		return p, false, nil
+		return p, noRules, nil
 	}
-	set, err := c.GetSetByName(tables[i], recordSetName)
+	sets, err := c.GetSets(tables[i])
 	if err != nil {
-		return p, true, fmt.Errorf("read set %s: %w", recordSetName, err)
+		return p, noRules, fmt.Errorf("list sets: %w", err)
+	}
+	var set *nftables.Set
+	buf = noRules
+	for _, s := range sets {
+		for b := range 2 {
+			if s.Name == bufferName(recordSetName, b) {
+				set, buf = s, b
+			}
+		}
+	}
+	if set == nil {
+		return p, noRules, nil
 	}
 	elems, err := c.GetSetElements(set)
 	if err != nil {
-		return p, true, fmt.Errorf("read set %s: %w", recordSetName, err)
+		return p, buf, fmt.Errorf("read set %s: %w", set.Name, err)
 	}
 	slices.SortFunc(elems, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
 	var enc strings.Builder
 	for _, e := range elems {
 		enc.WriteString(e.Comment)
 	}
-	raw, err := base64.StdEncoding.DecodeString(enc.String())
+	p, err = decodeRecord(enc.String())
+	return p, buf, err
+}
+
+func decodeRecord(enc string) (p apiv1.EffectivePolicy, err error) {
+	raw, err := base64.StdEncoding.DecodeString(enc)
 	if err != nil {
-		return p, true, fmt.Errorf("decode record: %w", err)
+		return p, fmt.Errorf("decode record: %w", err)
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
-		return p, true, fmt.Errorf("decode record: %w", err)
+		return p, fmt.Errorf("decode record: %w", err)
 	}
 	js, err := io.ReadAll(zr)
 	if err != nil {
-		return p, true, fmt.Errorf("decode record: %w", err)
+		return p, fmt.Errorf("decode record: %w", err)
 	}
 	if err := json.Unmarshal(js, &p); err != nil {
-		return p, true, fmt.Errorf("decode record: %w", err)
+		return p, fmt.Errorf("decode record: %w", err)
 	}
-	return p, true, nil
+	return p, nil
 }

@@ -164,18 +164,19 @@ func (rs *ruleset) elementCount() int {
 }
 
 // text renders the ruleset in nft's syntax, as `nft list table` would show
-// it: for people reading a failure or debugging a host.
-func (rs *ruleset) text(table string) string {
+// it with the rules using copy buf of the sets (the other copy left out):
+// for people reading a failure or debugging a host.
+func (rs *ruleset) text(table string, buf int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", table)
 	for _, s := range setLayout {
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", s.name, s.typeName())
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", bufferName(s.name, buf), s.typeName())
 		if elems := rs.elementText(s); len(elems) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ",\n\t\t\t     "))
 		}
 		b.WriteString("\t}\n")
 	}
-	sets := layoutSets(&nftables.Table{Name: table})
+	sets := layoutSets(&nftables.Table{Name: table}, buf)
 	for _, c := range chainLayout {
 		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
 		if c.hook != nil {

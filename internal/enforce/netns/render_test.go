@@ -118,7 +118,7 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := rs.text("iso")
+	text := rs.text("iso", bufferA)
 	for _, want := range []string{
 		"198.19.0.0/24 . tcp . 80",
 		"198.19.0.0/24 . tcp . 1000-1005",
@@ -134,7 +134,7 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 	}
 	n := 0
 	for _, c := range chainLayout {
-		n += len(c.rules(layoutSets(nil)))
+		n += len(c.rules(layoutSets(nil, bufferA)))
 	}
 	if n != 16 {
 		t.Errorf("the chains have %d rules, want 16 whatever the policy", n)
@@ -201,7 +201,7 @@ func TestRender_AgreesWithTheEvaluator(t *testing.T) {
 						req := apiv1.CheckRequest{Direction: dir, Protocol: proto, Address: a, Port: port}
 						want := policy.Evaluate(p, req).Allowed
 						if got := rs.checkSets(req); got != want {
-							t.Fatalf("seed %d iteration %d: %+v: sets say %v, evaluator %v\n%s", seed, iter, req, got, want, rs.text("t"))
+							t.Fatalf("seed %d iteration %d: %+v: sets say %v, evaluator %v\n%s", seed, iter, req, got, want, rs.text("t", bufferA))
 						}
 					}
 				}
