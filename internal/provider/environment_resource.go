@@ -269,11 +269,9 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 		return
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
-	if err == nil && (env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired) {
-		// On its way out (deleted or expired outside Terraform): as good as gone.
-		err = &client.Error{StatusCode: 404}
-	}
-	if client.IsNotFound(err) {
+	// One on its way out (deleted or expired outside Terraform) is as good as gone.
+	leaving := err == nil && (env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired)
+	if client.IsNotFound(err) || leaving {
 		addGoneWarning(&resp.Diagnostics, "environment", state.ID.ValueString())
 		resp.State.RemoveResource(ctx)
 		return
