@@ -125,6 +125,31 @@ func (s *Server) Stop(timeout time.Duration) error {
 	}
 }
 
+// CPUTime returns the CPU time (user and system) isolationd has used so
+// far, from /proc (Linux).
+func (s *Server) CPUTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("isolationd CPU time: %w", err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, counted from there.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("isolationd CPU time: unexpected /proc stat %q", b)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("isolationd CPU time: %w", err)
+		}
+		ticks += n
+	}
+	// Linux reports in USER_HZ, which is 100 on every architecture Go supports.
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 func (s *Server) exitError() error {
 	if s.err != nil {
 		return fmt.Errorf("isolationd exited: %w", s.err)
@@ -201,6 +226,9 @@ type Terraform struct {
 	Env []string
 	// Stdout and Stderr receive the commands' output; nil discards it.
 	Stdout, Stderr io.Writer
+	// LastCPU is the CPU time (user and system) of the last command,
+	// including the provider plugins it started and waited for.
+	LastCPU time.Duration
 }
 
 // Env returns the variables that point Terraform at the provider build
@@ -248,6 +276,9 @@ func (tf *Terraform) run(ctx context.Context, stdout io.Writer, args []string) e
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		tf.LastCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return &ExitError{Args: args, Code: exit.ExitCode()}

@@ -77,6 +77,7 @@ func BenchmarkTerraformEnvironmentsVsTerraformData(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.tf = &devrun.Terraform{Path: tfPath, Dir: dir, Env: devrun.Env(cliConfig, srv)}
+		c.srv = srv
 	}
 
 	b.ResetTimer()
@@ -97,64 +98,101 @@ func BenchmarkTerraformEnvironmentsVsTerraformData(b *testing.B) {
 	}
 	b.StopTimer()
 
-	env, data := configs[0], configs[1]
-	var table strings.Builder
-	fmt.Fprintf(&table, "\nN = %d, %d rounds, medians (wall time, seconds)\n", n, len(env.apply))
-	fmt.Fprintf(&table, "%-9s %22s %15s %7s %7s\n", "command", "isolation_environment", "terraform_data", "ratio", "target")
-	for _, row := range []struct {
-		name        string
-		env, data   []time.Duration
-		target      float64
-		metricLabel string
-	}{
-		{"apply", env.apply, data.apply, 1.3, "apply"},
-		{"plan", env.plan, data.plan, 2, "plan"},
-		{"destroy", env.destroy, data.destroy, 1.3, "destroy"},
-	} {
-		e, d := median(row.env), median(row.data)
-		ratio := e.Seconds() / d.Seconds()
-		verdict := "ok"
-		if ratio > row.target {
-			verdict = "MISSED"
-		}
-		fmt.Fprintf(&table, "%-9s %22.2f %15.2f %6.2fx %6.1fx %s\n", row.name, e.Seconds(), d.Seconds(), ratio, row.target, verdict)
-		b.ReportMetric(ratio, row.metricLabel+"-ratio")
-		b.ReportMetric(e.Seconds(), row.metricLabel+"-env-s")
-		b.ReportMetric(d.Seconds(), row.metricLabel+"-data-s")
+	report := benchReport(n, configs)
+	b.Log(report)
+	fmt.Fprint(os.Stderr, report)
+	for _, cmd := range benchCommands {
+		env, data := median(configs[0].wall[cmd.name]), median(configs[1].wall[cmd.name])
+		b.ReportMetric(env.Seconds()/data.Seconds(), cmd.name+"-ratio")
+		b.ReportMetric(env.Seconds(), cmd.name+"-env-s")
+		b.ReportMetric(data.Seconds(), cmd.name+"-data-s")
 	}
-	b.Log(table.String())
-	fmt.Fprint(os.Stderr, table.String())
 }
 
-// benchConfig is one of the two configurations and its timings.
+// benchCommands are the timed commands, in order, with their targets as a
+// multiple of terraform_data's time.
+var benchCommands = []struct {
+	name   string
+	args   []string
+	target float64
+}{
+	{"apply", []string{"apply", "-auto-approve", "-input=false", "-no-color"}, 1.3},
+	{"plan", []string{"plan", "-detailed-exitcode", "-input=false", "-no-color"}, 2},
+	{"destroy", []string{"destroy", "-auto-approve", "-input=false", "-no-color"}, 1.3},
+}
+
+// benchConfig is one of the two configurations and its measurements, by
+// command: wall time, the CPU time of terraform and its provider plugins,
+// and the CPU time isolationd spent meanwhile.
 type benchConfig struct {
-	name, hcl            string
-	tf                   *devrun.Terraform
-	apply, plan, destroy []time.Duration
+	name, hcl              string
+	tf                     *devrun.Terraform
+	srv                    *devrun.Server
+	wall, tfCPU, serverCPU map[string][]time.Duration
 }
 
 // round applies the configuration from nothing, plans it (with refresh:
-// the plan must be empty) and destroys it, timing each command.
+// the plan must be empty) and destroys it, measuring each command.
 func (c *benchConfig) round(b *testing.B) error {
-	for _, step := range []struct {
-		args  []string
-		times *[]time.Duration
-	}{
-		{[]string{"apply", "-auto-approve", "-input=false", "-no-color"}, &c.apply},
-		{[]string{"plan", "-detailed-exitcode", "-input=false", "-no-color"}, &c.plan},
-		{[]string{"destroy", "-auto-approve", "-input=false", "-no-color"}, &c.destroy},
-	} {
+	if c.wall == nil {
+		c.wall, c.tfCPU, c.serverCPU = map[string][]time.Duration{}, map[string][]time.Duration{}, map[string][]time.Duration{}
+	}
+	for _, cmd := range benchCommands {
 		var stderr strings.Builder
 		c.tf.Stderr = &stderr
+		serverBefore, err := c.srv.CPUTime()
+		if err != nil {
+			return err
+		}
 		start := time.Now()
-		err := c.tf.Run(b.Context(), step.args...)
+		err = c.tf.Run(b.Context(), cmd.args...)
 		elapsed := time.Since(start)
 		if err != nil {
-			return fmt.Errorf("terraform %s: %w\n%s", step.args[0], err, stderr.String())
+			return fmt.Errorf("terraform %s: %w\n%s", cmd.name, err, stderr.String())
 		}
-		*step.times = append(*step.times, elapsed)
+		serverAfter, err := c.srv.CPUTime()
+		if err != nil {
+			return err
+		}
+		c.wall[cmd.name] = append(c.wall[cmd.name], elapsed)
+		c.tfCPU[cmd.name] = append(c.tfCPU[cmd.name], c.tf.LastCPU)
+		c.serverCPU[cmd.name] = append(c.serverCPU[cmd.name], serverAfter-serverBefore)
 	}
 	return nil
+}
+
+// benchReport is the table of medians and ratios, with every round's wall
+// time, so a reader sees the spread behind each median.
+func benchReport(n int, configs []*benchConfig) string {
+	env, data := configs[0], configs[1]
+	var r strings.Builder
+	fmt.Fprintf(&r, "\nN = %d resources, %d rounds; medians in seconds (tf CPU: terraform and its provider plugins)\n", n, len(env.wall["apply"]))
+	fmt.Fprintf(&r, "%-8s %-22s %7s %8s %11s   %s\n", "command", "configuration", "wall", "tf CPU", "server CPU", "wall per round")
+	for _, cmd := range benchCommands {
+		for _, c := range configs {
+			fmt.Fprintf(&r, "%-8s %-22s %7.2f %8.2f %11.2f   %s\n", cmd.name, c.name,
+				median(c.wall[cmd.name]).Seconds(), median(c.tfCPU[cmd.name]).Seconds(), median(c.serverCPU[cmd.name]).Seconds(),
+				seconds(c.wall[cmd.name]))
+		}
+	}
+	fmt.Fprintf(&r, "\n%-8s %7s %7s\n", "command", "ratio", "target")
+	for _, cmd := range benchCommands {
+		ratio := median(env.wall[cmd.name]).Seconds() / median(data.wall[cmd.name]).Seconds()
+		verdict := "met"
+		if ratio > cmd.target {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(&r, "%-8s %6.2fx %6.1fx  %s\n", cmd.name, ratio, cmd.target, verdict)
+	}
+	return r.String()
+}
+
+func seconds(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.2f", d.Seconds())
+	}
+	return strings.Join(parts, " ")
 }
 
 // environmentsHCL is a project and n environments in it.
