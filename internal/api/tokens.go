@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
@@ -18,7 +19,7 @@ const SecretNote = "the secret is shown only once, in the answer to the first re
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.TokenCreate
 	if err := decode(r, &in); err != nil {
-		return err
+		return expiresAtError(err)
 	}
 	fe := in.Validate()
 	now := a.now().UTC()
@@ -55,6 +56,18 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 			action: "token.create", resource: ref("token", t.ID), projectID: t.ProjectID, after: t,
 		}, nil
 	})
+}
+
+// expiresAtError names expires_at when decoding failed on a time: JSON
+// does not say which field a time.Time's own decoding failed in, and
+// expires_at is the only time this body has.
+func expiresAtError(err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.kind == probMalformed && e.fields == nil &&
+		(strings.Contains(e.detail, "Time.UnmarshalJSON") || strings.Contains(e.detail, "parsing time")) {
+		return fieldError(probMalformed, "expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+	}
+	return err
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
