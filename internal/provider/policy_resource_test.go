@@ -189,6 +189,14 @@ func TestAccPolicy_Lifecycle(t *testing.T) {
 				},
 			},
 			{
+				// Writing the server's defaults out is no change: protocol
+				// "tcp" and description "".
+				Config: policyConfig(projectA, projectB, "a", strings.Replace(
+					strings.Replace(policyBodyV1, `{ port = 8080 }`, `{ protocol = "tcp", port = 8080 }`, 1),
+					`name                 = "web"`, `name                 = "web"`+"\n  description          = \"\"", 1)),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+			{
 				// terraform import by id.
 				ResourceName:      policyAddr,
 				ImportState:       true,
