@@ -1,0 +1,59 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// Tokens is the /v1/tokens API. Managing tokens needs an admin token;
+// reading them an admin or auditor token.
+type Tokens struct{ c *Client }
+
+// Tokens returns the tokens API.
+func (c *Client) Tokens() *Tokens { return &Tokens{c: c} }
+
+// Create creates a token and returns it with its secret, which the server
+// shows this once and never stores.
+//
+// When the first answer is lost and the retry is answered from the
+// server's idempotency record, the token exists but its secret is gone
+// for good; Create then revokes that token and creates another, so the
+// caller always gets a usable secret and no unknown token stays valid.
+func (t *Tokens) Create(ctx context.Context, in apiv1.TokenCreate) (*apiv1.TokenCreated, error) {
+	for range 2 {
+		out, err := call[apiv1.TokenCreated](ctx, t.c, request{method: http.MethodPost, path: "/v1/tokens", body: in})
+		if err != nil {
+			return nil, err
+		}
+		if out.Secret != "" {
+			return out, nil
+		}
+		if err := t.Delete(ctx, out.ID, ""); err != nil && !IsNotFound(err) {
+			return nil, fmt.Errorf("token %s was created but its secret was lost in transit, and revoking it failed (revoke it by hand): %w", out.ID, err)
+		}
+	}
+	return nil, errors.New("the answers that carry a new token's secret were lost twice in transit; the tokens made were revoked, try again")
+}
+
+// Get returns a token, never its secret; IsNotFound(err) when it does not
+// exist or was revoked.
+func (t *Tokens) Get(ctx context.Context, id string) (*apiv1.Token, error) {
+	return call[apiv1.Token](ctx, t.c, request{method: http.MethodGet, path: "/v1/tokens/" + escape(id)})
+}
+
+// List returns every token that is not revoked (opts.ProjectID filters),
+// following all pages.
+func (t *Tokens) List(ctx context.Context, opts ListOptions) ([]apiv1.Token, error) {
+	return listAll[apiv1.Token](ctx, t.c, "/v1/tokens", opts)
+}
+
+// Delete revokes a token: from the server's next request on, it is
+// refused. IsNotFound(err) when it does not exist or was revoked already.
+func (t *Tokens) Delete(ctx context.Context, id, ifMatch string) error {
+	_, err := t.c.do(ctx, request{method: http.MethodDelete, path: "/v1/tokens/" + escape(id), ifMatch: ifMatch}, nil)
+	return err
+}
