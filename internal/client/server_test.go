@@ -2,18 +2,14 @@ package client_test
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client/clienttest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
@@ -36,62 +32,12 @@ func startServer(t *testing.T, cfg server.Config) *server.Server {
 	return srv
 }
 
-// lossyProxy forwards to the server, but for the first request matching
-// lose it throws the server's answer away and drops the connection: the
-// server did the work, the client never heard of it.
-type lossyProxy struct {
-	*httptest.Server
-	mu   sync.Mutex
-	lost bool
-	seen []http.Header // response headers the client did receive
-	lose func(*http.Request) bool
-}
-
-func newLossyProxy(t *testing.T, backend string, lose func(*http.Request) bool) *lossyProxy {
-	t.Helper()
-	u, err := url.Parse(backend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &lossyProxy{lose: lose}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		drop := !p.lost && p.lose(r)
-		if drop {
-			p.lost = true
-		}
-		p.mu.Unlock()
-		if drop {
-			rec := httptest.NewRecorder()
-			rp.ServeHTTP(rec, r) // the server handles it...
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				conn.Close() // ...and the answer is lost
-			}
-			return
-		}
-		rec := httptest.NewRecorder()
-		rp.ServeHTTP(rec, r)
-		p.mu.Lock()
-		p.seen = append(p.seen, rec.Header().Clone())
-		p.mu.Unlock()
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = io.Copy(w, rec.Body)
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
 func TestCreate_RetryAfterALostAnswerReplaysInsteadOfDuplicating(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{})
-	proxy := newLossyProxy(t, srv.URL(), func(r *http.Request) bool {
+	proxy := clienttest.NewLossyProxy(t, srv.URL(), clienttest.First(func(r *http.Request) bool {
 		return r.Method == http.MethodPost && r.URL.Path == "/v1/projects"
-	})
+	}))
 	c, err := client.New(client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -112,17 +58,15 @@ func TestCreate_RetryAfterALostAnswerReplaysInsteadOfDuplicating(t *testing.T) {
 	if len(all) != 1 || all[0].ID != p.ID {
 		t.Fatalf("server holds %d projects %+v, want exactly the one created (%s)", len(all), all, p.ID)
 	}
-	proxy.mu.Lock()
-	defer proxy.mu.Unlock()
-	if len(proxy.seen) != 1 || proxy.seen[0].Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("the retried create was not answered by an idempotent replay: %v", proxy.seen)
+	if lost, answered := proxy.Lost(), proxy.Answered(); len(lost) != 1 || len(answered) != 1 || answered[0].Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("lost %v, then answered %v: want one lost create and one idempotent replay", lost, answered)
 	}
 }
 
 func TestDo_RateLimitedClientWaitsRetryAfterAndSucceeds(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{RateLimit: 2, RateBurst: 1})
-	proxy := newLossyProxy(t, srv.URL(), func(*http.Request) bool { return false })
+	proxy := clienttest.NewLossyProxy(t, srv.URL(), nil)
 	c, err := client.New(client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), MaxRetries: 5, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -132,10 +76,8 @@ func TestDo_RateLimitedClientWaitsRetryAfterAndSucceeds(t *testing.T) {
 			t.Fatalf("list %d under a rate limit: %v", i, err)
 		}
 	}
-	proxy.mu.Lock()
-	defer proxy.mu.Unlock()
 	var limited int
-	for _, h := range proxy.seen {
+	for _, h := range proxy.Answered() {
 		if h.Get("Retry-After") != "" {
 			limited++
 		}

@@ -270,8 +270,7 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
 	// One on its way out (deleted or expired outside Terraform) is as good as gone.
-	leaving := err == nil && (env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired)
-	if client.IsNotFound(err) || leaving {
+	if client.IsNotFound(err) || err == nil && leaving(env) {
 		addGoneWarning(&resp.Diagnostics, "environment", state.ID.ValueString())
 		resp.State.RemoveResource(ctx)
 		return
@@ -353,6 +352,11 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 	// Unconditional, unlike Update: destroying means "whatever it is now",
 	// and `terraform destroy -refresh=false` must not fail on a stale ETag.
 	err := r.client.Environments().Delete(ctx, id, "")
+	if client.IsConflict(err) && r.alreadyLeaving(ctx, id) {
+		// Deleting already: a retried DELETE whose first answer was lost,
+		// or someone else's delete. Either way, wait for it to be gone.
+		err = nil
+	}
 	if client.IsNotFound(err) {
 		return
 	}
@@ -364,6 +368,18 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 		resp.Diagnostics.AddError("Unable to delete environment",
 			fmt.Sprintf("Environment %s was not deleted: %s", id, err))
 	}
+}
+
+// alreadyLeaving reports whether the environment is gone or on its way out.
+func (r *EnvironmentResource) alreadyLeaving(ctx context.Context, id string) bool {
+	env, err := r.client.Environments().Get(ctx, id)
+	return client.IsNotFound(err) || err == nil && leaving(env)
+}
+
+// leaving reports whether an environment is being torn down, by a delete
+// or by its TTL.
+func leaving(env *apiv1.Environment) bool {
+	return env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired
 }
 
 func (r *EnvironmentResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {

@@ -2,10 +2,17 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 	"github.com/hashicorp/terraform-plugin-testing/compare"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -16,6 +23,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client/clienttest"
 )
 
 const environmentAddr = "isolation_environment.test"
@@ -437,5 +445,119 @@ func TestEnvironment_InvalidValuesFailAtPlanNamingTheAttribute(t *testing.T) {
 				}},
 			})
 		})
+	}
+}
+
+func TestEnvironment_LostAnswersAreRetriedWithoutDuplicatesOrErrors(t *testing.T) {
+	// Between the provider and the server, a network that loses the
+	// answer to the first create and to the first delete of an environment.
+	isEnvCreate := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/v1/environments" }
+	isEnvDelete := func(r *http.Request) bool {
+		return r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/environments/")
+	}
+	loseCreate, loseDelete := clienttest.First(isEnvCreate), clienttest.First(isEnvDelete)
+	proxy := clienttest.NewLossyProxy(t, testAccEndpoint, func(r *http.Request) bool { return loseCreate(r) || loseDelete(r) })
+	viaProxy := &testServer{URL: proxy.URL, Token: testAccToken}
+
+	name := accName("prj")
+	var projectID string
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy: func(s *terraform.State) error {
+			if lost := proxy.Lost(); len(lost) != 2 {
+				return fmt.Errorf("the proxy lost %v, want one create and one delete answer: the test proved nothing", lost)
+			}
+			envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
+			if err != nil && !client.IsNotFound(err) {
+				return err
+			}
+			if len(envs) != 0 {
+				return fmt.Errorf("environments left behind: %+v", envs)
+			}
+			return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
+		},
+		Steps: []resource.TestStep{{
+			Config: providerBlock(viaProxy) + fmt.Sprintf(`
+resource "isolation_project" "p" {
+  name = %q
+}
+
+resource "isolation_environment" "test" {
+  project_id = isolation_project.p.id
+  name       = "flaky-network"
+}
+`, name),
+			ConfigPlanChecks: afterApply(),
+			Check: func(s *terraform.State) (err error) {
+				if projectID, err = stateAttr(s, "isolation_project.p", "id"); err != nil {
+					return err
+				}
+				// The retried create was replayed, not repeated: one environment.
+				envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
+				if err != nil {
+					return err
+				}
+				if len(envs) != 1 {
+					return fmt.Errorf("the project has %d environments after one create, want 1: %+v", len(envs), envs)
+				}
+				return nil
+			},
+		}},
+	})
+}
+
+func TestEnvironment_DestroyWhileAlreadyBeingDeletedWaitsInsteadOfFailing(t *testing.T) {
+	t.Parallel()
+	// A fake server, to hold the environment in "deleting" as long as the
+	// test needs: the DELETE is refused as already deleting (the answer a
+	// retried DELETE gets when the first answer was lost), a GET shows it
+	// deleting, and the wait then finds it gone.
+	var mu sync.Mutex
+	var seen []string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		writeJSON := func(status int, v any) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(v)
+		}
+		switch {
+		case r.Method == http.MethodDelete:
+			writeJSON(http.StatusConflict, apiv1.Problem{Title: "Conflict", Status: 409, Detail: `environment "env-1" is already deleting`})
+		case r.URL.Query().Get("wait_for") == "deleted":
+			writeJSON(http.StatusNotFound, apiv1.Problem{Title: "Not Found", Status: 404})
+		default:
+			writeJSON(http.StatusOK, apiv1.Environment{ID: "env-1", State: apiv1.StateDeleting, ETag: `"3"`})
+		}
+	}))
+	t.Cleanup(fake.Close)
+
+	p := configuredProvider(t, fake.URL, "fake-token")
+	typ := resourceType(t, p, "isolation_environment")
+	prior, err := tfprotov6.NewDynamicValue(typ, objectWith(typ, map[string]tftypes.Value{"id": tftypes.NewValue(tftypes.String, "env-1")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned, err := tfprotov6.NewDynamicValue(typ, tftypes.NewValue(typ, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.ApplyResourceChange(t.Context(), &tfprotov6.ApplyResourceChangeRequest{
+		TypeName: "isolation_environment", PriorState: &prior, PlannedState: &planned,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Diagnostics) > 0 {
+		t.Fatalf("destroy failed: %+v", resp.Diagnostics[0])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"DELETE /v1/environments/env-1?", "GET /v1/environments/env-1?", "GET /v1/environments/env-1?timeout="}
+	if len(seen) != 3 || seen[0] != want[0] || seen[1] != want[1] || !strings.Contains(seen[2], "wait_for=deleted") {
+		t.Fatalf("requests = %q, want DELETE, GET, then a wait for deleted", seen)
 	}
 }

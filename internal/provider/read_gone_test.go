@@ -15,34 +15,15 @@ import (
 func TestRead_ObjectDeletedOutsideTerraformIsAWarningAndLeavesTheStateEmpty(t *testing.T) {
 	t.Parallel()
 	srv := startExtraServer(t, testServerOptions{})
-	p, err := testAccProtoV6ProviderFactories["isolation"]()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := configuredProvider(t, srv.URL, srv.Token)
 	ctx := t.Context()
-	schemas, err := p.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	providerType := schemas.Provider.ValueType().(tftypes.Object)
-	config, err := tfprotov6.NewDynamicValue(providerType, objectWith(providerType, map[string]tftypes.Value{
-		"endpoint": tftypes.NewValue(tftypes.String, srv.URL),
-		"token":    tftypes.NewValue(tftypes.String, srv.Token),
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cresp, err := p.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: &config})
-	if err != nil || len(cresp.Diagnostics) > 0 {
-		t.Fatalf("configure: %v %v", err, cresp.Diagnostics)
-	}
 
 	for typeName, id := range map[string]string{
 		"isolation_project":     "prj_does_not_exist",
 		"isolation_environment": "env_does_not_exist",
 	} {
 		t.Run(typeName, func(t *testing.T) {
-			typ := schemas.ResourceSchemas[typeName].ValueType().(tftypes.Object)
+			typ := resourceType(t, p, typeName)
 			state, err := tfprotov6.NewDynamicValue(typ, objectWith(typ, map[string]tftypes.Value{
 				"id": tftypes.NewValue(tftypes.String, id),
 			}))
@@ -79,4 +60,41 @@ func objectWith(typ tftypes.Object, set map[string]tftypes.Value) tftypes.Value 
 		}
 	}
 	return tftypes.NewValue(typ, vals)
+}
+
+// configuredProvider returns the provider server configured for endpoint.
+func configuredProvider(t *testing.T, endpoint, token string) tfprotov6.ProviderServer {
+	t.Helper()
+	p, err := testAccProtoV6ProviderFactories["isolation"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas, err := p.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providerType := schemas.Provider.ValueType().(tftypes.Object)
+	config, err := tfprotov6.NewDynamicValue(providerType, objectWith(providerType, map[string]tftypes.Value{
+		"endpoint":    tftypes.NewValue(tftypes.String, endpoint),
+		"token":       tftypes.NewValue(tftypes.String, token),
+		"max_retries": tftypes.NewValue(tftypes.Number, 0),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.ConfigureProvider(t.Context(), &tfprotov6.ConfigureProviderRequest{Config: &config})
+	if err != nil || len(resp.Diagnostics) > 0 {
+		t.Fatalf("configure: %v %+v", err, resp.Diagnostics)
+	}
+	return p
+}
+
+// resourceType is the object type of a resource's state.
+func resourceType(t *testing.T, p tfprotov6.ProviderServer, typeName string) tftypes.Object {
+	t.Helper()
+	schemas, err := p.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schemas.ResourceSchemas[typeName].ValueType().(tftypes.Object)
 }
