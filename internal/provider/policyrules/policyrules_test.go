@@ -1,0 +1,92 @@
+package policyrules
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+func ptr(i int) *int { return &i }
+
+var (
+	dbSelector = &apiv1.Selector{MatchLabels: map[string]string{"app": "db"}}
+	rulesA     = []apiv1.IngressRule{
+		{
+			From:  []apiv1.Peer{{CIDR: "10.0.0.0/8", Except: []string{"10.1.0.0/16", "10.2.0.0/16"}}, {EnvironmentSelector: dbSelector}},
+			Ports: []apiv1.Port{{Protocol: "tcp", Port: ptr(5432)}, {Protocol: "udp", Port: ptr(1000), EndPort: ptr(2000)}},
+		},
+		{From: []apiv1.Peer{}, Ports: []apiv1.Port{{Protocol: "icmp"}}},
+	}
+	// rulesB is rulesA with every list in another order.
+	rulesB = []apiv1.IngressRule{
+		{From: []apiv1.Peer{}, Ports: []apiv1.Port{{Protocol: "icmp"}}},
+		{
+			From:  []apiv1.Peer{{EnvironmentSelector: dbSelector}, {CIDR: "10.0.0.0/8", Except: []string{"10.2.0.0/16", "10.1.0.0/16"}}},
+			Ports: []apiv1.Port{{Protocol: "udp", Port: ptr(1000), EndPort: ptr(2000)}, {Protocol: "tcp", Port: ptr(5432)}},
+		},
+	}
+)
+
+func TestSetValue_OrderOfRulesPeersPortsAndExceptIsNoDifference(t *testing.T) {
+	t.Parallel()
+	a, b := Ingress.SetValue(IngressRules(rulesA)), Ingress.SetValue(IngressRules(rulesB))
+	if !a.Equal(b) {
+		t.Errorf("reordered rules are a different value:\n%s\n%s", a, b)
+	}
+}
+
+func TestSetValue_RoundTripsThroughTheAPIForm(t *testing.T) {
+	t.Parallel()
+	for _, dir := range []Direction{Ingress, Egress} {
+		v := dir.SetValue(IngressRules(rulesA))
+		rules, diags := dir.Rules(v)
+		if diags.HasError() {
+			t.Fatalf("%s: %v", dir.Name, diags)
+		}
+		// Built again from what it read, the value is the same set.
+		if again := dir.SetValue(rules); !again.Equal(v) {
+			t.Errorf("%s: round trip changed the value:\n%s\n%s", dir.Name, v, again)
+		}
+		// And the API form it sends is the rules it was given.
+		if again := dir.SetValue(IngressRules(APIIngress(rules))); !again.Equal(v) {
+			t.Errorf("%s: the API form differs from the rules:\n%s\n%s", dir.Name, v, again)
+		}
+	}
+}
+
+func TestSetValue_EmptyListsAreNullAsInConfiguration(t *testing.T) {
+	t.Parallel()
+	if v := Ingress.SetValue(nil); !v.IsNull() {
+		t.Errorf("no rules = %s, want null", v)
+	}
+	rule := Ingress.SetValue(IngressRules(rulesA[1:])).Elements()[0].(types.Object).Attributes()
+	if !rule["from"].IsNull() {
+		t.Errorf("a rule with no peers has from = %s, want null (any peer)", rule["from"])
+	}
+	peer := PeerValue(apiv1.Peer{CIDR: "10.0.0.0/8"}).(types.Object).Attributes()
+	if !peer[AttrExcept].IsNull() || !peer[AttrEnvironmentSelector].IsNull() {
+		t.Errorf("a plain CIDR peer = %v, want null except and environment_selector", peer)
+	}
+	sel := SelectorValue(apiv1.Selector{MatchLabels: map[string]string{}}).Attributes()
+	if !sel[AttrMatchLabels].IsNull() {
+		t.Errorf("an empty selector has match_labels = %s, want null (every environment)", sel[AttrMatchLabels])
+	}
+}
+
+func TestPortFromObject_NullProtocolIsTCP(t *testing.T) {
+	t.Parallel()
+	obj := types.ObjectValueMust(PortType.AttrTypes, map[string]attr.Value{
+		AttrProtocol: types.StringNull(), AttrPort: types.Int64Value(443), AttrEndPort: types.Int64Null(),
+	})
+	got, ok := PortFromObject(obj)
+	if !ok {
+		t.Fatal("a known port was not read")
+	}
+	if diff := cmp.Diff(apiv1.Port{Protocol: "tcp", Port: ptr(443)}, got); diff != "" {
+		t.Errorf("port (-want +got):\n%s", diff)
+	}
+}
