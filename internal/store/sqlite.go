@@ -44,6 +44,12 @@ type SQLite struct {
 
 	commits, updates atomic.Int64
 
+	// envs caches environments' stored JSON for GetEnvironment; touched
+	// lists the environments the batch in progress wrote (writer
+	// goroutine only), which are dropped from it once the batch ends.
+	envs    *envCache
+	touched []string
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -90,6 +96,7 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 		writes: make(chan *writeReq),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+		envs:   newEnvCache(envCacheSize),
 	}
 	defer func() {
 		if err != nil {
@@ -301,6 +308,10 @@ gather:
 		// on some I/O errors); a failing ROLLBACK then changes nothing.
 		_, _ = s.wq.ExecContext(ctx, "ROLLBACK")
 	}
+	// Before any Update of the batch returns, so that no caller can read
+	// what it replaced from the cache.
+	s.envs.invalidate(s.touched)
+	s.touched = s.touched[:0]
 	for _, r := range batch {
 		if abort != nil && r.ok {
 			r.res = writeResult{err: abort}
@@ -322,7 +333,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 		r.res = writeResult{err: err}
 		return err
 	}
-	t := &sqliteTx{}
+	t := &sqliteTx{touched: &s.touched}
 	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
@@ -359,7 +370,11 @@ func call(fn func(Tx) error, t Tx) (res writeResult) {
 // connection inside the batch transaction, so it reads its own writes.
 type sqliteTx struct {
 	reader
-	done atomic.Bool
+	done    atomic.Bool
+	touched *[]string
 }
+
+// touch records that the transaction writes environment id.
+func (t *sqliteTx) touch(id string) { *t.touched = append(*t.touched, id) }
 
 var _ Tx = (*sqliteTx)(nil)

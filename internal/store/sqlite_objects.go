@@ -112,6 +112,29 @@ func (r reader) GetEnvironment(ctx context.Context, id string) (apiv1.Environmen
 	return get(ctx, r.q, environments, "id", id)
 }
 
+func (r reader) GetEnvironmentJSON(ctx context.Context, id string) (EnvironmentJSON, error) {
+	data, err := getData(ctx, r.q, environments, "id", id)
+	if err != nil {
+		return EnvironmentJSON{}, err
+	}
+	return encodeEnvironment(data)
+}
+
+// encodeEnvironment decodes a stored environment and encodes it again, so
+// that the JSON is this build's encoding even for a row an older version
+// wrote (a field added since is there, as GetEnvironment would give it).
+func encodeEnvironment(data []byte) (EnvironmentJSON, error) {
+	e, err := decode(environments, data)
+	if err != nil {
+		return EnvironmentJSON{}, err
+	}
+	out, err := json.Marshal(e)
+	if err != nil {
+		return EnvironmentJSON{}, fmt.Errorf("store: encode environment %s: %w", e.ID, err)
+	}
+	return EnvironmentJSON{ProjectID: e.ProjectID, Generation: e.Generation, JSON: out}, nil
+}
+
 func (r reader) ListEnvironments(ctx context.Context, q ListQuery) ([]apiv1.Environment, string, error) {
 	return list(ctx, r.q, environments, q)
 }
@@ -167,6 +190,7 @@ func (t *sqliteTx) CreateProject(ctx context.Context, p apiv1.Project) error {
 }
 
 func (t *sqliteTx) CreateEnvironment(ctx context.Context, e apiv1.Environment) error {
+	t.touch(e.ID)
 	return insert(ctx, t.q, environments, e)
 }
 
@@ -183,6 +207,7 @@ func (t *sqliteTx) UpdateProject(ctx context.Context, p apiv1.Project) error {
 }
 
 func (t *sqliteTx) UpdateEnvironment(ctx context.Context, e apiv1.Environment) error {
+	t.touch(e.ID)
 	return replace(ctx, t.q, environments, e)
 }
 
@@ -199,6 +224,7 @@ func (t *sqliteTx) DeleteProject(ctx context.Context, id string) error {
 }
 
 func (t *sqliteTx) DeleteEnvironment(ctx context.Context, id string) error {
+	t.touch(id)
 	return remove(ctx, t.q, environments, id)
 }
 
@@ -208,19 +234,33 @@ func (t *sqliteTx) DeletePolicy(ctx context.Context, id string) error {
 
 // get reads the object whose col equals val.
 func get[T any](ctx context.Context, q querier, t table[T], col, val string) (T, error) {
-	var obj T
+	data, err := getData(ctx, q, t, col, val)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(t, data)
+}
+
+// getData reads the stored JSON of the object whose col equals val.
+func getData[T any](ctx context.Context, q querier, t table[T], col, val string) ([]byte, error) {
 	var data []byte
 	found, err := queryOne(ctx, q, "SELECT data FROM "+t.name+" WHERE "+col+" = ?", []any{val}, &data)
 	if err != nil {
-		return obj, fmt.Errorf("store: get %s: %w", t.noun, err)
+		return nil, fmt.Errorf("store: get %s: %w", t.noun, err)
 	}
 	if !found {
 		if col == "id" {
-			return obj, fmt.Errorf("%s %s: %w", t.noun, val, ErrNotFound)
+			return nil, fmt.Errorf("%s %s: %w", t.noun, val, ErrNotFound)
 		}
 		// Other keys (a token hash) are not repeated in errors.
-		return obj, fmt.Errorf("%s: %w", t.noun, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", t.noun, ErrNotFound)
 	}
+	return data, nil
+}
+
+func decode[T any](t table[T], data []byte) (T, error) {
+	var obj T
 	if err := json.Unmarshal(data, &obj); err != nil {
 		return obj, fmt.Errorf("store: decode %s: %w", t.noun, err)
 	}

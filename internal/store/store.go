@@ -44,6 +44,9 @@ type Reader interface {
 	ListProjects(ctx context.Context, q ListQuery) ([]apiv1.Project, string, error)
 
 	GetEnvironment(ctx context.Context, id string) (apiv1.Environment, error)
+	// GetEnvironmentJSON returns an environment as the API serves it, so
+	// that a read which only forwards it decodes and encodes nothing.
+	GetEnvironmentJSON(ctx context.Context, id string) (EnvironmentJSON, error)
 	// ListEnvironments pages by id; the string returned is the next cursor,
 	// empty on the last page.
 	ListEnvironments(ctx context.Context, q ListQuery) ([]apiv1.Environment, string, error)
@@ -141,6 +144,16 @@ type AuditQuery struct {
 	Since        time.Time
 	Limit        int
 	AfterSeq     int64
+}
+
+// EnvironmentJSON is an environment encoded: JSON is exactly what
+// json.Marshal gives for the apiv1.Environment that GetEnvironment returns,
+// and ProjectID and Generation are its fields that authorizing the read
+// and its ETag need. JSON may be shared: callers must not modify it.
+type EnvironmentJSON struct {
+	ProjectID  string
+	Generation int64
+	JSON       []byte
 }
 
 // TokenRecord is a token as stored: the hash of its secret, never the secret.

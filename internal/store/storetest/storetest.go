@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -54,6 +55,8 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 	}{
 		{"ProjectsCreateGetUpdateDelete", testProjectCRUD},
 		{"EnvironmentsCreateGetUpdateDelete", testEnvironmentCRUD},
+		{"EnvironmentJSONIsTheEncodingOfGetEnvironment", testEnvironmentJSON},
+		{"ReadsAfterAnUpdateReturnsSeeItEvenUnderConcurrentReads", testReadAfterWrite},
 		{"PoliciesCreateGetUpdateDelete", testPolicyCRUD},
 		{"TokensCreateGetUpdate", testTokenCRUD},
 		{"ObjectsWithoutIDsAreRefused", testObjectsNeedIDs},
@@ -251,6 +254,109 @@ func testEnvironmentCRUD(t *testing.T, st store.Store) {
 		del:    func(tx store.Tx, id string) error { return tx.DeleteEnvironment(ctx, id) },
 		get:    func(r store.Reader, id string) (apiv1.Environment, error) { return r.GetEnvironment(ctx, id) },
 	}.run(t, st)
+}
+
+// getJSON checks that r's GetEnvironmentJSON of id is what json.Marshal
+// gives for its GetEnvironment, and returns the environment.
+func getJSON(t *testing.T, r store.Reader, id string) apiv1.Environment {
+	t.Helper()
+	raw, err := r.GetEnvironmentJSON(ctx, id)
+	if err != nil {
+		t.Fatalf("GetEnvironmentJSON: %v", err)
+	}
+	e, err := r.GetEnvironment(ctx, id)
+	if err != nil {
+		t.Fatalf("GetEnvironment: %v", err)
+	}
+	want, _ := json.Marshal(e)
+	if string(raw.JSON) != string(want) || raw.ProjectID != e.ProjectID || raw.Generation != e.Generation {
+		t.Fatalf("GetEnvironmentJSON = {%s %d %s}, want {%s %d %s}", raw.ProjectID, raw.Generation, raw.JSON, e.ProjectID, e.Generation, want)
+	}
+	return e
+}
+
+func testEnvironmentJSON(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	e := environment(p.ID, "web", map[string]string{"tier": "web"}, apiv1.StatePending)
+	_, err := st.GetEnvironmentJSON(ctx, e.ID)
+	wantErr(t, err, store.ErrNotFound)
+	update(t, st, func(tx store.Tx) error { return tx.CreateEnvironment(ctx, e) })
+	diff(t, "after create", getJSON(t, st, e.ID), e)
+
+	// Inside a transaction: its own write; outside: the committed one.
+	next := e
+	next.Generation, next.State = 2, apiv1.StateReady
+	update(t, st, func(tx store.Tx) error {
+		if err := tx.UpdateEnvironment(ctx, next); err != nil {
+			return err
+		}
+		diff(t, "inside the updating transaction", getJSON(t, tx, e.ID), next)
+		return nil
+	})
+	diff(t, "after update", getJSON(t, st, e.ID), next)
+
+	// A rolled-back write is never seen, even right after a read.
+	rolled := next
+	rolled.Generation = 3
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.UpdateEnvironment(ctx, rolled); err != nil {
+			return err
+		}
+		return errDeliberate
+	}), errDeliberate)
+	diff(t, "after a rolled-back update", getJSON(t, st, e.ID), next)
+
+	update(t, st, func(tx store.Tx) error { return tx.DeleteEnvironment(ctx, e.ID) })
+	_, err = st.GetEnvironmentJSON(ctx, e.ID)
+	wantErr(t, err, store.ErrNotFound)
+}
+
+// testReadAfterWrite bumps an environment's generation many times while
+// readers read it as fast as they can (racing any cache the store keeps
+// against its commits): every read after an Update returned sees that
+// Update, and no reader ever sees a generation go back.
+func testReadAfterWrite(t *testing.T, st store.Store) {
+	p := mustProject(t, st, "alpha")
+	e := environment(p.ID, "web", nil, apiv1.StateReady)
+	update(t, st, func(tx store.Tx) error { return tx.CreateEnvironment(ctx, e) })
+	const writes, readers = 300, 4
+	stop := make(chan struct{})
+	errc := make(chan error, readers)
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Go(func() {
+			last := int64(0)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got, err := st.GetEnvironmentJSON(ctx, e.ID)
+				if err != nil || got.Generation < last {
+					errc <- fmt.Errorf("read generation %d after %d (err %v)", got.Generation, last, err)
+					return
+				}
+				last = got.Generation
+			}
+		})
+	}
+	for gen := int64(2); gen <= writes; gen++ {
+		next := e
+		next.Generation = gen
+		update(t, st, func(tx store.Tx) error { return tx.UpdateEnvironment(ctx, next) })
+		got, err := st.GetEnvironment(ctx, e.ID)
+		if err != nil || got.Generation != gen {
+			close(stop)
+			t.Fatalf("after the Update to generation %d returned, read %d (err %v)", gen, got.Generation, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
 }
 
 func testPolicyCRUD(t *testing.T, st store.Store) {

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// envCacheSize bounds the environment cache: about 1 KiB each, so a few
+// MiB at most.
+const envCacheSize = 8192
+
+// envCache keeps environments read outside a transaction, encoded, so
+// that the hottest read of the API (GET of one environment, and the
+// authorization of every path naming one) costs no SQLite query and no
+// JSON decoding.
+//
+// It is exact, not eventually consistent: every write of an environment
+// goes through a Tx, which records the id, and the writer drops those ids
+// after the batch's COMMIT (or ROLLBACK) and before any of its Updates
+// returns. A read that raced the commit (it read the old row from its WAL
+// snapshot) must not put that row back afterwards: each invalidation bumps
+// an epoch, and a read caches its row only if the epoch has not moved
+// since before it queried.
+type envCache struct {
+	mu    sync.RWMutex
+	envs  map[string]EnvironmentJSON
+	epoch uint64
+	max   int
+}
+
+func newEnvCache(max int) *envCache {
+	return &envCache{envs: make(map[string]EnvironmentJSON), max: max}
+}
+
+func (c *envCache) get(id string) (e EnvironmentJSON, epoch uint64, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok = c.envs[id]
+	return e, c.epoch, ok
+}
+
+// put caches e, read after get returned epoch.
+func (c *envCache) put(id string, e EnvironmentJSON, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		return // a write committed since the read began; e may be older
+	}
+	if len(c.envs) >= c.max {
+		for k := range c.envs { // map order is random enough for eviction
+			delete(c.envs, k)
+			break
+		}
+	}
+	c.envs[id] = e
+}
+
+func (c *envCache) invalidate(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for _, id := range ids {
+		delete(c.envs, id)
+	}
+}
+
+// GetEnvironmentJSON reads through the cache. Inside a transaction, Tx
+// reads the writer's connection instead and sees its own writes.
+func (s *SQLite) GetEnvironmentJSON(ctx context.Context, id string) (EnvironmentJSON, error) {
+	e, epoch, ok := s.envs.get(id)
+	if ok {
+		return e, nil
+	}
+	e, err := s.reader.GetEnvironmentJSON(ctx, id)
+	if err != nil {
+		return EnvironmentJSON{}, err
+	}
+	s.envs.put(id, e, epoch)
+	return e, nil
+}
+
+// GetEnvironment reads through the cache too.
+func (s *SQLite) GetEnvironment(ctx context.Context, id string) (apiv1.Environment, error) {
+	e, err := s.GetEnvironmentJSON(ctx, id)
+	if err != nil {
+		return apiv1.Environment{}, err
+	}
+	return decode(environments, e.JSON)
+}
