@@ -195,27 +195,29 @@ func FindTerraform(explicit string) (string, error) {
 	return "", errors.New("neither terraform nor tofu is on PATH: install one, or pass its path (make builds OpenTofu into bin/ when neither is there)")
 }
 
+// Override installs the provider of Source from the binary in Dir.
+type Override struct{ Source, Dir string }
+
 // WriteCLIConfig writes a Terraform CLI configuration into dir that takes
-// the provider from providerDir (which holds terraform-provider-isolation)
-// and everything else from the registry, and returns its path, for
-// TF_CLI_CONFIG_FILE.
-func WriteCLIConfig(dir, providerDir string) (string, error) {
-	abs, err := filepath.Abs(providerDir)
-	if err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(filepath.Join(abs, ProviderBinary)); err != nil {
+// the provider from providerDir (which holds terraform-provider-isolation),
+// and those of extra from theirs, and everything else from the registry,
+// and returns its path, for TF_CLI_CONFIG_FILE.
+func WriteCLIConfig(dir, providerDir string, extra ...Override) (string, error) {
+	if _, err := os.Stat(filepath.Join(providerDir, ProviderBinary)); err != nil {
 		return "", fmt.Errorf("provider binary: %w (run `make build` first)", err)
 	}
-	cfg := fmt.Sprintf(`provider_installation {
-  dev_overrides {
-    %q = %q
-  }
-  direct {}
-}
-`, ProviderSource, abs)
+	var b strings.Builder
+	b.WriteString("provider_installation {\n  dev_overrides {\n")
+	for _, o := range append([]Override{{ProviderSource, providerDir}}, extra...) {
+		abs, err := filepath.Abs(o.Dir)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "    %q = %q\n", o.Source, abs)
+	}
+	b.WriteString("  }\n  direct {}\n}\n")
 	p := filepath.Join(dir, "terraform.rc")
-	return p, os.WriteFile(p, []byte(cfg), 0o600)
+	return p, os.WriteFile(p, []byte(b.String()), 0o600)
 }
 
 // Terraform runs one CLI in one working directory.
