@@ -71,8 +71,10 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 		p, err = a.store.GetProject(ctx, id)
 		projectID, info.target = p.ID, p
 	case ScopeEnvironment:
-		var e apiv1.Environment
-		e, err = a.store.GetEnvironment(ctx, id)
+		// Encoded: GET serves it as it is, the other routes decode it
+		// (targetEnvironment).
+		var e store.EnvironmentJSON
+		e, err = a.store.GetEnvironmentJSON(ctx, id)
 		projectID, info.target = e.ProjectID, e
 	case ScopePolicy:
 		var p apiv1.Policy
