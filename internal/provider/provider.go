@@ -147,6 +147,7 @@ func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resou
 		NewProjectResource,
 		NewEnvironmentResource,
 		NewPolicyResource,
+		NewTokenResource,
 	}
 }
 
@@ -159,6 +160,7 @@ func (p *IsolationProvider) DataSources(_ context.Context) []func() datasource.D
 		NewEnvironmentsDataSource,
 		NewPolicyDataSource,
 		NewEffectivePolicyDataSource,
+		NewTokensDataSource,
 	}
 }
 

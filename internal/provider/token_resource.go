@@ -1,0 +1,256 @@
+package provider
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
+)
+
+var (
+	_ resource.Resource                   = &TokenResource{}
+	_ resource.ResourceWithConfigure      = &TokenResource{}
+	_ resource.ResourceWithImportState    = &TokenResource{}
+	_ resource.ResourceWithValidateConfig = &TokenResource{}
+)
+
+// NewTokenResource returns the isolation_token resource.
+func NewTokenResource() resource.Resource { return &TokenResource{} }
+
+// TokenResource manages an API token.
+type TokenResource struct {
+	client *client.Client
+}
+
+// tokenModel is isolation_token's state.
+type tokenModel struct {
+	ID        types.String `tfsdk:"id"`
+	Name      types.String `tfsdk:"name"`
+	Role      types.String `tfsdk:"role"`
+	ProjectID types.String `tfsdk:"project_id"`
+	ExpiresAt types.String `tfsdk:"expires_at"`
+	CreatedAt types.String `tfsdk:"created_at"`
+	Secret    types.String `tfsdk:"secret"`
+}
+
+// fromAPI sets what the server knows of a token; the secret is left as it
+// is (the server never shows it again). An expires_at the user wrote in
+// another offset or precision is kept when it is the same instant.
+func (m *tokenModel) fromAPI(t *apiv1.Token) {
+	m.ID = types.StringValue(t.ID)
+	m.Name = types.StringValue(t.Name)
+	m.Role = types.StringValue(t.Role)
+	m.ProjectID = optionalString(t.ProjectID)
+	m.ExpiresAt = sameInstantOr(m.ExpiresAt, t.ExpiresAt)
+	m.CreatedAt = timeValue(&t.CreatedAt)
+}
+
+// optionalString maps the API's "" (absent) to null.
+func optionalString(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}
+
+// sameInstantOr keeps cur when it names the instant t, else renders t.
+func sameInstantOr(cur types.String, t *time.Time) types.String {
+	if t == nil {
+		return types.StringNull()
+	}
+	if parsed, err := time.Parse(time.RFC3339, cur.ValueString()); err == nil && parsed.Equal(*t) {
+		return cur
+	}
+	return types.StringValue(t.UTC().Format(time.RFC3339Nano))
+}
+
+// rfc3339 is the expires_at rule; that it lies in the future is the
+// server's to say at create time, so a config stays valid after it passed.
+func rfc3339(field, v string) []apiv1.FieldError {
+	if _, err := time.Parse(time.RFC3339, v); err != nil {
+		return []apiv1.FieldError{{Field: field, Message: "must be an RFC 3339 time such as 2030-01-02T15:04:05Z"}}
+	}
+	return nil
+}
+
+func (r *TokenResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_token"
+}
+
+func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
+	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
+	resp.Schema = schema.Schema{
+		Version: 0,
+		MarkdownDescription: "An API token for isolationd, with a role: `admin` (everything), `auditor` (reads everything, " +
+			"including the audit log; changes nothing), or, for one project, `editor` (reads the project, creates, changes and " +
+			"deletes its environments and policies) or `viewer` (reads its environments, policies, effective policies and checks). " +
+			"Only an admin token can manage tokens, so the provider must be configured with one.\n\n" +
+			"Tokens cannot be changed: a change to any argument replaces the token, which revokes the old secret. " +
+			"Destroying the resource revokes the token; the server refuses it from the next request on.\n\n" +
+			"~> **The secret is stored in the Terraform state.** The server shows it only once, when the token is created, " +
+			"so the provider keeps it in state, as the token resources of other providers do (`tfe_team_token`, " +
+			"`vault_token`, `github_actions_secret`). Anyone who can read the state can use the token: keep the state in a " +
+			"backend that encrypts it at rest and restricts who may read it, and prefer short-lived tokens (`expires_at`). " +
+			"An imported token has no secret in state.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "Token ID, assigned by the server.",
+				Computed:            true,
+				PlanModifiers:       keep,
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Token name, a DNS label (1-63 lowercase letters, digits or `-`), recorded as the actor in audit events. Changing it replaces the token.",
+				Required:            true,
+				Validators:          []validator.String{validators.Name()},
+				PlanModifiers:       replace,
+			},
+			"role": schema.StringAttribute{
+				MarkdownDescription: "The token's role: `admin`, `auditor`, `editor` or `viewer`. `editor` and `viewer` need `project_id`; `admin` and `auditor` span every project and take none. Changing it replaces the token.",
+				Required:            true,
+				Validators:          []validator.String{stringvalidator.OneOf(auth.Roles...)},
+				PlanModifiers:       replace,
+			},
+			"project_id": schema.StringAttribute{
+				MarkdownDescription: "ID of the project an `editor` or `viewer` token is for. The token sees nothing of other projects (they answer 404). Changing it replaces the token.",
+				Optional:            true,
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+				PlanModifiers:       replace,
+			},
+			"expires_at": schema.StringAttribute{
+				MarkdownDescription: "When the token stops working (RFC 3339, such as `2030-01-02T15:04:05Z`); it must be in the future when the token is created. Without it the token works until it is destroyed. Changing it replaces the token (a rotation).",
+				Optional:            true,
+				Validators:          []validator.String{validators.APIString("must be an RFC 3339 time such as 2030-01-02T15:04:05Z", rfc3339)},
+				PlanModifiers:       replace,
+			},
+			"created_at": schema.StringAttribute{
+				MarkdownDescription: "When the token was created (RFC 3339).",
+				Computed:            true,
+				PlanModifiers:       keep,
+			},
+			"secret": schema.StringAttribute{
+				MarkdownDescription: "The token's secret, to send as `Authorization: Bearer <secret>` (or as the provider's `token`). Known only to the Terraform run that created the token, and kept in state after; null for an imported token.",
+				Computed:            true,
+				Sensitive:           true,
+				PlanModifiers:       keep,
+			},
+		},
+	}
+}
+
+// ValidateConfig checks at plan time what the server would refuse: a
+// project_id that a role needs or forbids.
+func (r *TokenResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var cfg tokenModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() || cfg.Role.IsUnknown() || cfg.Role.IsNull() || cfg.ProjectID.IsUnknown() {
+		return
+	}
+	fe := apiv1.TokenCreate{Name: "x", Role: cfg.Role.ValueString(), ProjectID: cfg.ProjectID.ValueString()}.Validate()
+	for _, e := range fe {
+		if e.Field == "project_id" {
+			resp.Diagnostics.AddAttributeError(path.Root("project_id"), "Invalid project_id", "project_id "+e.Message+".")
+		}
+	}
+}
+
+func (r *TokenResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *TokenResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var plan tokenModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	in := apiv1.TokenCreate{Name: plan.Name.ValueString(), Role: plan.Role.ValueString(), ProjectID: plan.ProjectID.ValueString()}
+	if !plan.ExpiresAt.IsNull() {
+		exp, err := time.Parse(time.RFC3339, plan.ExpiresAt.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("expires_at"), "Invalid expires_at", "expires_at must be an RFC 3339 time such as 2030-01-02T15:04:05Z.")
+			return
+		}
+		in.ExpiresAt = &exp
+	}
+	t, err := r.client.Tokens().Create(ctx, in)
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "create", "token", in.Name, err)
+		return
+	}
+	plan.fromAPI(&t.Token)
+	plan.Secret = types.StringValue(t.Secret)
+	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+}
+
+func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if r.client == nil {
+		// Settings unknown until apply: keep the state as it is.
+		return
+	}
+	var state tokenModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	t, err := r.client.Tokens().Get(ctx, state.ID.ValueString())
+	if client.IsNotFound(err) {
+		// Revoked or deleted outside Terraform: the secret is dead too.
+		addGoneWarning(&resp.Diagnostics, "token", state.ID.ValueString())
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "read", "token", state.ID.ValueString(), err)
+		return
+	}
+	state.fromAPI(t)
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+// Update is never called with a change to make: every argument replaces
+// the token. It keeps the planned state (the computed values from state).
+func (r *TokenResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan tokenModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+}
+
+func (r *TokenResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	if !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	var state tokenModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	err := r.client.Tokens().Delete(ctx, state.ID.ValueString(), "")
+	if err != nil && !client.IsNotFound(err) {
+		addAPIError(&resp.Diagnostics, "revoke", "token", state.ID.ValueString(), err)
+	}
+}
+
+// ImportState takes a token id. The secret cannot be imported: the server
+// does not have it.
+func (r *TokenResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
