@@ -63,7 +63,7 @@ var queryDocs = map[string]obj{
 var problemTitles = map[int]string{
 	400: "Malformed JSON, unknown or wrongly typed fields, or validation failures (errors names each field).",
 	401: "Missing, unknown, revoked or expired token.",
-	403: "The token's role does not allow this.",
+	403: "The token's role does not allow this; the detail names the role required (\"requires role editor: ...\").",
 	404: "No such object (or outside the token's scope).",
 	409: "Conflict: a duplicate name, an illegal state transition, an Idempotency-Key still in flight, or a project that is not empty.",
 	412: "If-Match does not match the current ETag.",
