@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,7 @@ func leftovers(t *testing.T, prefix, router string) []string {
 			continue
 		}
 		for _, name := range linkNames(t, ns) {
-			if strings.HasPrefix(name, prefix) && !(ns == router && name == prefix+"br") {
+			if strings.HasPrefix(name, prefix) && !(ns == router && slices.Contains(routerLinks(prefix), name)) {
 				out = append(out, fmt.Sprintf("link %s in namespace %q", name, ns))
 			}
 		}
@@ -99,6 +100,12 @@ func leftovers(t *testing.T, prefix, router string) []string {
 		}
 	}
 	return out
+}
+
+// routerLinks are the links the router namespace keeps while it exists:
+// the bridge and the veth pair that keeps it up.
+func routerLinks(prefix string) []string {
+	return []string{prefix + "br", prefix + "brp", prefix + "brpx"}
 }
 
 // nftTables lists the nftables tables of the named namespace ("" for the

@@ -14,6 +14,7 @@ import (
 //	<prefix><short id>   an environment's namespace, and its veth in the router namespace
 //	<prefix>router       the router namespace, which holds the bridge
 //	<prefix>br           the bridge inside the router namespace
+//	<prefix>brp(x)       a veth pair keeping the bridge up, in the router namespace
 //	<prefix>             the nftables table inside each environment's namespace
 //
 // Interface names are limited to 15 bytes, which bounds the prefix.
@@ -55,9 +56,10 @@ func shortID(envID string) string {
 // end in the router namespace.
 func (n names) env(envID string) string { return n.prefix + shortID(envID) }
 
-func (n names) router() string { return n.prefix + routerSuffix }
-func (n names) bridge() string { return n.prefix + bridgeSuffix }
-func (n names) table() string  { return n.prefix }
+func (n names) router() string     { return n.prefix + routerSuffix }
+func (n names) bridge() string     { return n.prefix + bridgeSuffix }
+func (n names) bridgePort() string { return n.prefix + bridgeSuffix + "p" }
+func (n names) table() string      { return n.prefix }
 
 // isEnv reports whether name is shaped like an environment's namespace or
 // veth name, so that Sync removes only objects this driver could have made.

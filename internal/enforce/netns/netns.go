@@ -81,8 +81,12 @@ type env struct {
 	name    string // its namespace, and its veth in the router namespace
 	addr    netip.Addr
 	ns      netns.NsHandle
-	live    int // the copy of the sets the rules use; changed under the environment's lock
 	applied atomic.Pointer[applied]
+
+	// Used under the environment's lock.
+	live    int            // the copy of the sets the rules use
+	nft     *nftables.Conn // open on the namespace
+	nftSize int            // its socket buffers
 }
 
 // applied is the effective policy last committed to an environment's
@@ -247,7 +251,7 @@ func (d *Driver) openEnv(envID string) (*env, error) {
 		d.log.Info("created namespace", "env", envID, "namespace", name)
 	}
 	if err := d.apply(e, apiv1.EffectivePolicy{EnvironmentID: envID}); err != nil {
-		h.Close()
+		e.close()
 		return nil, err
 	}
 	return e, nil
@@ -255,7 +259,7 @@ func (d *Driver) openEnv(envID string) (*env, error) {
 
 // adopt loads the record of the rules an existing namespace has.
 func (d *Driver) adopt(e *env) error {
-	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)))
+	c, err := e.nftConn(0)
 	if err != nil {
 		return err
 	}
@@ -335,16 +339,52 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 }
 
 // transact runs what queue queues, in e's namespace, as one nftables
-// transaction of about n set elements.
+// transaction of about n set elements. The caller holds e's lock.
 func (d *Driver) transact(e *env, n int, queue func(*nftables.Conn) error) error {
-	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)), nftables.WithSockOptions(batchBuffer(n)))
+	c, err := e.nftConn(n)
 	if err != nil {
 		return err
 	}
 	if err := queue(c); err != nil {
+		e.closeNft() // it may hold half a batch
 		return err
 	}
-	return c.Flush()
+	if err := c.Flush(); err != nil {
+		e.closeNft()
+		return err
+	}
+	return nil
+}
+
+// nftConn returns e's nftables connection, with socket buffers for a
+// batch of n elements. It stays open between transactions: closing a
+// socket that committed a transaction waits for the kernel to finish
+// releasing it (about 10 ms), which would double the cost of an Apply.
+func (e *env) nftConn(n int) (*nftables.Conn, error) {
+	size := batchBytes(n)
+	if e.nft != nil && e.nftSize >= size {
+		return e.nft, nil
+	}
+	e.closeNft()
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)), nftables.AsLasting(), nftables.WithSockOptions(socketBuffers(size)))
+	if err != nil {
+		return nil, err
+	}
+	e.nft, e.nftSize = c, size
+	return c, nil
+}
+
+func (e *env) closeNft() {
+	if e.nft != nil {
+		e.nft.CloseLasting()
+		e.nft = nil
+	}
+}
+
+// close releases what the driver holds open for e.
+func (e *env) close() {
+	e.closeNft()
+	e.ns.Close()
 }
 
 // Check implements enforce.Driver, from the rules last committed.
@@ -410,7 +450,7 @@ func (d *Driver) forget(envID string) {
 	delete(d.envs, envID)
 	d.mu.Unlock()
 	if e != nil {
-		e.ns.Close()
+		e.close()
 	}
 }
 
@@ -514,7 +554,7 @@ func (d *Driver) Close() error {
 	}
 	d.closed = true
 	for _, e := range d.envs {
-		e.ns.Close()
+		e.close()
 	}
 	d.envs = map[string]*env{}
 	d.router.close()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -332,11 +333,14 @@ func replaceSet(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) 
 	return nil
 }
 
-// batchBuffer sizes the netlink socket buffers for a batch of n set
-// elements: the whole batch is one sendmsg, and the default buffer (about
-// 200 KiB) would refuse large rulesets.
-func batchBuffer(n int) nftables.SockOption {
-	size := max(1<<20, n*256)
+// batchBytes is the socket buffer a batch of n set elements needs: the
+// whole batch is one sendmsg, and the default buffer (about 200 KiB) would
+// refuse large rulesets. It is only a cap; the kernel allocates what is
+// sent.
+func batchBytes(n int) int { return max(4<<20, n*256) }
+
+// socketBuffers sets the netlink socket's buffers to size bytes.
+func socketBuffers(size int) nftables.SockOption {
 	return func(c *netlink.Conn) error {
 		raw, err := c.SyscallConn()
 		if err != nil {
@@ -362,13 +366,18 @@ func batchBuffer(n int) nftables.SockOption {
 // A comment holds at most 255 bytes.
 const recordChunk = 200
 
+// gzipWriters saves allocating a compressor (hundreds of KiB) per Apply.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+
 func encodeRecord(p apiv1.EffectivePolicy) ([]string, error) {
 	js, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(js); err != nil {
 		return nil, err
 	}

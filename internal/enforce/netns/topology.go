@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -109,7 +111,34 @@ func (d *Driver) setUpRouter(r *router) error {
 	if err := setAddrs(r.nl, br, d.gateways()); err != nil {
 		return fmt.Errorf("bridge %s: %w", d.names.bridge(), err)
 	}
-	return r.nl.LinkSetUp(br)
+	if err := r.nl.LinkSetUp(br); err != nil {
+		return err
+	}
+	return d.keepBridgeUp(r)
+}
+
+// keepBridgeUp gives the bridge a port of its own, a veth pair that never
+// goes away, and waits until the bridge is operational. A bridge without
+// ports has no carrier, and the kernel applies a bridge's carrier change
+// up to a second later (linkwatch does not hurry for it); until then the
+// bridge drops what the router sends, so the first environment after
+// every empty spell would be unreachable for that second.
+func (d *Driver) keepBridgeUp(r *router) error {
+	port := d.names.bridgePort()
+	if _, err := r.nl.LinkByName(port); isNotFound(err) {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: port, MasterIndex: r.bridge}, PeerName: port + "x"}
+		if err := r.nl.LinkAdd(veth); err != nil {
+			return fmt.Errorf("bridge port %s: %w", port, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	for _, name := range []string{port, port + "x"} {
+		if err := linkUp(r.nl, name); err != nil {
+			return err
+		}
+	}
+	return waitOperational(5*time.Second, linkRef{r.nl, d.names.bridge()})
 }
 
 // gateways are the router's addresses on the bridge: the first host of
@@ -209,7 +238,44 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 			return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
 		}
 	}
-	return nil
+	return waitOperational(5*time.Second, linkRef{nl, envIfName}, linkRef{r.nl, e.name})
+}
+
+type linkRef struct {
+	nl   *netlink.Handle
+	name string
+}
+
+// waitOperational waits until every link reports operational state up.
+// The kernel's linkwatch turns a veth's carrier into a working queue and
+// a forwarding bridge port some time after the link is set up: usually
+// within a millisecond, but up to seconds while namespaces are being torn
+// down (it waits for the same lock). Until then packets are dropped, so an
+// environment is not ready before.
+//
+// Polling, because the alternative, a link subscription, cannot be
+// stopped while it blocks in receive; the wait is short and bounded.
+func waitOperational(timeout time.Duration, links ...linkRef) error {
+	deadline := time.Now().Add(timeout)
+	for pause := 100 * time.Microsecond; ; pause = min(2*pause, 10*time.Millisecond) {
+		var notUp []string
+		for _, l := range links {
+			link, err := l.nl.LinkByName(l.name)
+			if err != nil {
+				return err
+			}
+			if link.Attrs().OperState != netlink.OperUp {
+				notUp = append(notUp, fmt.Sprintf("%s is %s", l.name, link.Attrs().OperState))
+			}
+		}
+		if len(notUp) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not operational after %v: %s", timeout, strings.Join(notUp, ", "))
+		}
+		time.Sleep(pause)
+	}
 }
 
 // setAddrs makes want the link's only global addresses. Duplicate address

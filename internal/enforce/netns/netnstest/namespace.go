@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -188,6 +189,9 @@ func NewInternet(t testing.TB, cfg InternetConfig) *Internet {
 			t.Fatal(err)
 		}
 	}
+	if err := waitUp(inl, "eth0", rnl, cfg.Uplink); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range cfg.Nets {
 		gw := n.Masked().Addr().Next()
 		if err := inl.RouteReplace(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
@@ -202,5 +206,28 @@ func addAddr(t testing.TB, h *netlink.Handle, link netlink.Link, p netip.Prefix)
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, Flags: unix.IFA_F_NODAD}
 	if err := h.AddrAdd(link, addr); err != nil {
 		t.Fatalf("address %s: %v", p, err)
+	}
+}
+
+// waitUp waits until both ends of a veth pair are operational: until the
+// kernel's linkwatch gets to them, they drop what they are given.
+func waitUp(h1 *netlink.Handle, name1 string, h2 *netlink.Handle, name2 string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l1, err := h1.LinkByName(name1)
+		if err != nil {
+			return err
+		}
+		l2, err := h2.LinkByName(name2)
+		if err != nil {
+			return err
+		}
+		if l1.Attrs().OperState == netlink.OperUp && l2.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("veth %s/%s not operational after 5s", name1, name2)
+		}
+		time.Sleep(time.Millisecond) // linkwatch offers nothing to wait on
 	}
 }
