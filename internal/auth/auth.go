@@ -79,6 +79,17 @@ const (
 	ResourceToken       Resource = "token"
 )
 
+// plural names the resource in a sentence ("may not write policies").
+func (r Resource) plural() string {
+	switch r {
+	case ResourcePolicy:
+		return "policies"
+	case ResourceAudit:
+		return "the audit log"
+	}
+	return string(r) + "s"
+}
+
 // Verb is what a route does to its resource.
 type Verb string
 
@@ -123,7 +134,7 @@ func Decide(p Principal, perm Permission, projectID string) Decision {
 	}
 	return Decision{
 		Status:     http.StatusForbidden,
-		Reason:     "role " + p.Role + " may not " + string(perm.Verb) + " " + string(perm.Resource) + "s",
+		Reason:     "role " + p.Role + " may not " + string(perm.Verb) + " " + perm.Resource.plural(),
 		NeededRole: needed,
 	}
 }

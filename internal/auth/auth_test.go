@@ -59,7 +59,25 @@ func TestDecide_RoleMatrix(t *testing.T) {
 			if d.Reason == "" {
 				t.Fatal("a denial must carry a reason for the audit trail")
 			}
+			if d.Status == 403 && !strings.Contains(d.Reason, "role "+tc.p.Role+" may not "+string(tc.perm.Verb)) {
+				t.Fatalf("reason %q does not say what the role may not do", d.Reason)
+			}
 		})
+	}
+}
+
+func TestDecide_ReasonNamesTheResourceInPlainWords(t *testing.T) {
+	t.Parallel()
+	viewer := Principal{TokenID: "v", Role: apiv1.RoleViewer, ProjectID: "prj_a"}
+	for perm, want := range map[Permission]string{
+		{ResourcePolicy, VerbWrite}:      "role viewer may not write policies",
+		{ResourceAudit, VerbRead}:        "role viewer may not read the audit log",
+		{ResourceToken, VerbRead}:        "role viewer may not read tokens",
+		{ResourceEnvironment, VerbWrite}: "role viewer may not write environments",
+	} {
+		if d := Decide(viewer, perm, "prj_a"); d.Reason != want {
+			t.Errorf("%v: reason %q, want %q", perm, d.Reason, want)
+		}
 	}
 }
 
