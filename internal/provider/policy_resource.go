@@ -292,11 +292,13 @@ func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	}
 	var state PolicyResourceModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	err := r.client.Policies().Delete(ctx, state.ID.ValueString(), etag)
+	// Unconditional, unlike Update, as for every resource: destroying
+	// means "whatever it is now", and `terraform destroy -refresh=false`
+	// must not fail on a stale ETag.
+	err := r.client.Policies().Delete(ctx, state.ID.ValueString(), "")
 	if err != nil && !client.IsNotFound(err) {
 		addAPIError(&resp.Diagnostics, "delete", "policy", state.ID.ValueString(), err)
 	}
