@@ -78,6 +78,7 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	revoked := a.revocation(r)
 	for {
 		changed := a.hub.Changed(id)
 		e, err := a.store.GetEnvironment(r.Context(), id)
@@ -98,6 +99,8 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 		case <-a.closing:
 		case <-r.Context().Done():
 			return nil
+		case <-revoked:
+			return a.deny(r, http.StatusUnauthorized, "token revoked while waiting")
 		}
 		w.Header().Set("X-Wait-Timeout", "true")
 		writeObject(w, http.StatusOK, e, e.Generation)
@@ -116,6 +119,7 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	revoked := a.revocation(r)
 	var last []byte
 	for {
 		changed := a.hub.Changed(id)
@@ -147,6 +151,8 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 		case <-a.closing:
 			return nil
 		case <-r.Context().Done():
+			return nil
+		case <-revoked:
 			return nil
 		}
 	}
