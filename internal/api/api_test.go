@@ -210,10 +210,23 @@ func TestIdempotency_ReplayMismatchAndInFlight(t *testing.T) {
 		}
 		done <- res
 	}()
-	if _, err := pw.Write([]byte(`{"name":`)); err != nil { // returns once the server is reading the body
+	if _, err := pw.Write([]byte(`{"name":`)); err != nil {
 		t.Fatal(err)
 	}
-	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "slow"}, "Idempotency-Key", "k2").problem(t, 409, "idempotency-in-flight", "")
+	// The write returning says only that the client took the bytes. Until
+	// the server holds the key, a probe with an invalid body takes the key
+	// itself, is refused (400), and leaves nothing behind; once the first
+	// request holds it, the probe is answered 409.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		r := h.do("POST", "/v1/projects", `{}`, "Idempotency-Key", "k2")
+		if r.status == http.StatusConflict {
+			r.problem(t, 409, "idempotency-in-flight", "")
+			break
+		}
+		if r.status != http.StatusBadRequest || time.Now().After(deadline) {
+			t.Fatalf("probe while the first request is in flight: %d %s", r.status, r.body)
+		}
+	}
 	pw.Write([]byte(`"slow"}`))
 	pw.Close()
 	res := <-done
