@@ -152,7 +152,7 @@ func effectivePolicyModel(ep *apiv1.EffectivePolicy) EffectivePolicyDataSourceMo
 	}
 	return EffectivePolicyDataSourceModel{
 		EnvironmentID: types.StringValue(ep.EnvironmentID),
-		Address:       types.StringValue(ep.Address),
+		Address:       stringOrNull(ep.Address),
 		Policies:      types.ListValueMust(policyRefType, refs),
 		Ingress:       effectiveRulesValue(ep.Ingress),
 		Egress:        effectiveRulesValue(ep.Egress),
@@ -167,7 +167,7 @@ func effectiveRulesValue(rules []apiv1.EffectiveRule) types.List {
 			envs := make([]attr.Value, 0, len(p.Environments))
 			for _, e := range p.Environments {
 				envs = append(envs, types.ObjectValueMust(peerEnvironmentType.AttrTypes, map[string]attr.Value{
-					"id": types.StringValue(e.ID), "name": types.StringValue(e.Name), "address": types.StringValue(e.Address),
+					"id": types.StringValue(e.ID), "name": types.StringValue(e.Name), "address": stringOrNull(e.Address),
 				}))
 			}
 			attrs := policyrules.PeerValue(p.Peer).(types.Object).Attributes()
