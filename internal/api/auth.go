@@ -88,6 +88,9 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 			err = store.ErrNotFound
 		}
 		projectID, info.target = t.ProjectID, t.Token
+		if projectID == "" {
+			projectID = auth.OrgScope
+		}
 	case ScopeBody:
 		projectID, err = bodyProject(r)
 	}

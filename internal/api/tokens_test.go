@@ -340,6 +340,12 @@ func TestTokens_ListsAreScopedToWhatTheTokenMaySee(t *testing.T) {
 	if len(tokens.Items) != 1 || tokens.Items[0].ID != viewer.ID {
 		t.Errorf("tokens of alpha %+v", tokens.Items)
 	}
+	// Organization-wide tokens do not exist for a project's tokens.
+	adminID := tokenIDOf(t, h, server.BootstrapTokenName)
+	h.do("GET", "/v1/tokens/"+adminID, nil, bearer(viewer.Secret)...).problem(t, 404, "not-found", "")
+	h.do("DELETE", "/v1/tokens/"+adminID, nil, bearer(viewer.Secret)...).problem(t, 404, "not-found", "")
+	h.do("GET", "/v1/tokens/"+adminID, nil, bearer(auditor.Secret)...).json(t, 200, nil)
+	h.do("DELETE", "/v1/tokens/"+adminID, nil, bearer(auditor.Secret)...).problem(t, 403, "forbidden", "")
 	// Creating in another project looks exactly like naming a project that
 	// does not exist.
 	editor := h.apiToken("alpha-editor", apiv1.RoleEditor, a.ID)

@@ -68,6 +68,11 @@ func (p Principal) Sees(projectID string) bool {
 	return p.OrgWide() || (p.ProjectID != "" && p.ProjectID == projectID)
 }
 
+// OrgScope is the project of objects that belong to the organization, not
+// to a project (admin and auditor tokens): only organization-wide
+// principals see them, so to the others they do not exist.
+const OrgScope = "*"
+
 // Resource kinds a route acts on.
 type Resource string
 

@@ -42,6 +42,9 @@ func TestDecide_RoleMatrix(t *testing.T) {
 		{"viewer reads environments of its project", viewer, envRead, "prj_a", 0, ""},
 		{"viewer may not write", viewer, envWrite, "prj_a", 403, apiv1.RoleEditor},
 		{"viewer writing elsewhere sees nothing", viewer, envWrite, "prj_b", 404, ""},
+		{"editor does not see organization-wide objects", editor, Permission{ResourceToken, VerbRead}, OrgScope, 404, ""},
+		{"auditor reads organization-wide objects", auditor, Permission{ResourceToken, VerbRead}, OrgScope, 0, ""},
+		{"auditor may not revoke organization-wide tokens", auditor, tokenWrite, OrgScope, 403, apiv1.RoleAdmin},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
