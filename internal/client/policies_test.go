@@ -1,9 +1,12 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -111,5 +114,62 @@ func TestPolicies_ListFiltersByProjectAndFollowsPages(t *testing.T) {
 	reqs := f.recorded()
 	if reqs[0].Query != "project_id=prj-1" || reqs[1].Query != "cursor=c1&project_id=prj-1" {
 		t.Errorf("queries = %q, %q", reqs[0].Query, reqs[1].Query)
+	}
+}
+
+func enforcementEnv(id, state string, gen, observed int64) apiv1.Environment {
+	return apiv1.Environment{ID: id, ProjectID: "prj-1", State: state, Labels: map[string]string{},
+		Enforcement: apiv1.Enforcement{Generation: gen, ObservedGeneration: observed, Enforced: gen == observed}}
+}
+
+func TestPolicies_WaitEnforcedLongPollsOnlyTheEnvironmentsNotYetEnforced(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI(t,
+		reply{status: http.StatusOK, body: apiv1.List[apiv1.Environment]{Items: []apiv1.Environment{
+			enforcementEnv("env-done", apiv1.StateReady, 2, 2),
+			enforcementEnv("env-failed", apiv1.StateFailed, 2, 1),
+			enforcementEnv("env-pending", apiv1.StateReady, 3, 2),
+		}}},
+		reply{status: http.StatusOK, body: enforcementEnv("env-pending", apiv1.StateReady, 3, 3)},
+	)
+	if err := newTestClient(t, f).Policies().WaitEnforced(t.Context(), "prj-1"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.recorded()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want a list and one long poll: %+v", len(reqs), reqs)
+	}
+	if reqs[0].Path != "/v1/environments" || reqs[0].Query != "project_id=prj-1" {
+		t.Errorf("first request %s?%s, want the project's environments", reqs[0].Path, reqs[0].Query)
+	}
+	if reqs[1].Path != "/v1/environments/env-pending" || !strings.Contains(reqs[1].Query, "wait_for=enforced") {
+		t.Errorf("second request %s?%s, want a long poll of env-pending for enforced", reqs[1].Path, reqs[1].Query)
+	}
+}
+
+func TestPolicies_WaitEnforcedSkipsAnEnvironmentThatIsGone(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI(t,
+		reply{status: http.StatusOK, body: apiv1.List[apiv1.Environment]{Items: []apiv1.Environment{enforcementEnv("env-x", apiv1.StateReady, 3, 2)}}},
+		problem(http.StatusNotFound, "Not Found"),
+	)
+	if err := newTestClient(t, f).Policies().WaitEnforced(t.Context(), "prj-1"); err != nil {
+		t.Fatalf("an environment deleted meanwhile must not fail the wait: %v", err)
+	}
+}
+
+func TestPolicies_WaitEnforcedReportsTheEnforcementMessageAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	stuck := enforcementEnv("env-stuck", apiv1.StateReady, 3, 2)
+	stuck.Enforcement.Message = "nft: table busy"
+	f := newFakeAPI(t,
+		reply{status: http.StatusOK, body: apiv1.List[apiv1.Environment]{Items: []apiv1.Environment{stuck}}},
+		reply{status: http.StatusOK, header: map[string]string{"X-Wait-Timeout": "true"}, body: stuck},
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	err := newTestClient(t, f).Policies().WaitEnforced(ctx, "prj-1")
+	if err == nil || !strings.Contains(err.Error(), "env-stuck") || !strings.Contains(err.Error(), "nft: table busy") {
+		t.Fatalf("WaitEnforced() error = %v, want one naming the environment and its enforcement message", err)
 	}
 }

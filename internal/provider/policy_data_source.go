@@ -30,7 +30,7 @@ type PolicyDataSource struct {
 
 // PolicyDataSourceModel is the isolation_policy data source: the resource's
 // attributes, all read from the server.
-type PolicyDataSourceModel = PolicyResourceModel
+type PolicyDataSourceModel = PolicyModel
 
 // NewPolicyDataSource returns the isolation_policy data source.
 func NewPolicyDataSource() datasource.DataSource { return &PolicyDataSource{} }
@@ -174,7 +174,7 @@ func (d *PolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest,
 		addAPIError(&resp.Diagnostics, "read", "policy", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, policyModel(p))...)
 }
 
 // findByName finds a policy by its name, unique within its project.

@@ -3,7 +3,9 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -34,8 +37,9 @@ type PolicyResource struct {
 	client *client.Client
 }
 
-// PolicyResourceModel is the isolation_policy resource.
-type PolicyResourceModel struct {
+// PolicyModel is a policy's attributes, as the resource and the data
+// source both hold them.
+type PolicyModel struct {
 	ID                  types.String `tfsdk:"id"`
 	ProjectID           types.String `tfsdk:"project_id"`
 	Name                types.String `tfsdk:"name"`
@@ -47,6 +51,21 @@ type PolicyResourceModel struct {
 	CreatedAt           types.String `tfsdk:"created_at"`
 }
 
+// PolicyResourceModel is the isolation_policy resource: the policy and the
+// timeouts of waiting for it to be enforced.
+type PolicyResourceModel struct {
+	PolicyModel
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
+}
+
+// Default timeouts of waiting for a policy change to be enforced, when the
+// configuration has no timeouts block.
+const (
+	defaultPolicyCreateTimeout = 10 * time.Minute
+	defaultPolicyUpdateTimeout = 10 * time.Minute
+	defaultPolicyDeleteTimeout = 10 * time.Minute
+)
+
 // NewPolicyResource returns the isolation_policy resource.
 func NewPolicyResource() resource.Resource { return &PolicyResource{} }
 
@@ -54,7 +73,7 @@ func (r *PolicyResource) Metadata(_ context.Context, req resource.MetadataReques
 	resp.TypeName = req.ProviderTypeName + "_policy"
 }
 
-func (r *PolicyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+func (r *PolicyResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A network policy: it selects environments of a project by their labels and allows them traffic.\n\n" +
 			"The semantics are Kubernetes NetworkPolicy's, with one difference: every environment is isolated by default, " +
@@ -62,7 +81,9 @@ func (r *PolicyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"is allowed exactly where some rule of some policy selecting the environment says so.\n\n" +
 			"Rules, peers, ports and `except` are sets: their order in the configuration means nothing, and reordering " +
 			"them produces no change. An empty set and an absent one mean the same to the API (any peer, any port), " +
-			"so empty sets are rejected: leave the attribute out instead.",
+			"so empty sets are rejected: leave the attribute out instead.\n\n" +
+			"Creating, updating and destroying a policy return once every environment of the project has applied " +
+			"the change (its enforcement caught up), bounded by `timeouts`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "The policy's id, made by the server.",
@@ -106,6 +127,9 @@ func (r *PolicyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}
 }
@@ -213,13 +237,22 @@ func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultPolicyCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	p, err := r.client.Policies().Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
 	if err != nil {
 		addAPIError(&resp.Diagnostics, "create", "policy", plan.Name.ValueString(), err)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
-	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	// Saved before waiting, so a policy whose enforcement times out is
+	// in state (tainted) rather than orphaned.
+	r.save(ctx, p, plan.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
+	r.waitEnforced(ctx, "create", p, &resp.Diagnostics)
 }
 
 func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -242,8 +275,7 @@ func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		addAPIError(&resp.Diagnostics, "read", "policy", state.ID.ValueString(), err)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
-	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	r.save(ctx, p, state.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
 func (r *PolicyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -277,13 +309,27 @@ func (r *PolicyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	if !plan.Egress.Equal(state.Egress) {
 		patch.Egress = &spec.Egress
 	}
-	p, err := r.client.Policies().Update(ctx, state.ID.ValueString(), patch, etag)
+	timeout, diags := plan.Timeouts.Update(ctx, defaultPolicyUpdateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var p *apiv1.Policy
+	var err error
+	if patch == (apiv1.PolicyPatch{}) {
+		// Only timeouts changed: nothing to send.
+		p, err = r.client.Policies().Get(ctx, state.ID.ValueString())
+	} else {
+		p, err = r.client.Policies().Update(ctx, state.ID.ValueString(), patch, etag)
+	}
 	if err != nil {
 		addAPIError(&resp.Diagnostics, "update", "policy", state.ID.ValueString(), err)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, policyResourceModel(p))...)
-	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	r.save(ctx, p, plan.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
+	r.waitEnforced(ctx, "update", p, &resp.Diagnostics)
 }
 
 func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -298,9 +344,25 @@ func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	// Unconditional, unlike Update, as for every resource: destroying
 	// means "whatever it is now", and `terraform destroy -refresh=false`
 	// must not fail on a stale ETag.
+	timeout, diags := state.Timeouts.Delete(ctx, defaultPolicyDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	err := r.client.Policies().Delete(ctx, state.ID.ValueString(), "")
-	if err != nil && !client.IsNotFound(err) {
+	if client.IsNotFound(err) {
+		return
+	}
+	if err != nil {
 		addAPIError(&resp.Diagnostics, "delete", "policy", state.ID.ValueString(), err)
+		return
+	}
+	if err := r.client.Policies().WaitEnforced(ctx, state.ProjectID.ValueString()); err != nil {
+		resp.Diagnostics.AddError("Policy deleted, not yet enforced",
+			fmt.Sprintf("Policy %s is deleted, but not every environment of project %s has applied that yet: %s",
+				state.ID.ValueString(), state.ProjectID.ValueString(), err))
 	}
 }
 
@@ -308,8 +370,26 @@ func (r *PolicyResource) ImportState(ctx context.Context, req resource.ImportSta
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
 
+// save puts the policy as the server returned it in state, with the
+// configuration's timeouts, and keeps its ETag for the next update.
+func (r *PolicyResource) save(ctx context.Context, p *apiv1.Policy, t timeouts.Value, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
+	diags.Append(state.Set(ctx, PolicyResourceModel{PolicyModel: policyModel(p), Timeouts: t})...)
+	diags.Append(private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+}
+
+// waitEnforced waits until the environments of the policy's project have
+// applied it: until then, traffic is not yet what the policy says.
+func (r *PolicyResource) waitEnforced(ctx context.Context, action string, p *apiv1.Policy, diags *diag.Diagnostics) {
+	if err := r.client.Policies().WaitEnforced(ctx, p.ProjectID); err != nil {
+		diags.AddError("Policy "+action+"d, not yet enforced",
+			fmt.Sprintf("Policy %s (%s) is saved, but not every environment of project %s has applied it yet: %s. "+
+				"Once the environments catch up, run terraform apply again, or raise timeouts.%s.",
+				p.Name, p.ID, p.ProjectID, err, action))
+	}
+}
+
 // spec returns the policy the model describes, in the API's terms.
-func (m PolicyResourceModel) spec() (apiv1.PolicySpec, diag.Diagnostics) {
+func (m PolicyModel) spec() (apiv1.PolicySpec, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	selector, ok := policyrules.SelectorFromObject(m.EnvironmentSelector)
 	if !ok {
@@ -335,11 +415,10 @@ func (m PolicyResourceModel) spec() (apiv1.PolicySpec, diag.Diagnostics) {
 	}.Normalize(), diags
 }
 
-// policyResourceModel maps a policy as the server returns it to the
-// resource's state: the server's empty lists become null, as in the
+// policyModel maps a policy as the server returns it to Terraform: the server's empty lists become null, as in the
 // configuration (where empty sets are rejected), so plans stay empty.
-func policyResourceModel(p *apiv1.Policy) PolicyResourceModel {
-	return PolicyResourceModel{
+func policyModel(p *apiv1.Policy) PolicyModel {
+	return PolicyModel{
 		ID:                  types.StringValue(p.ID),
 		ProjectID:           types.StringValue(p.ProjectID),
 		Name:                types.StringValue(p.Name),

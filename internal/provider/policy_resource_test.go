@@ -715,3 +715,84 @@ func requireAcc(t *testing.T) {
 	}
 	testAccPreCheck(t)
 }
+
+func TestAccPolicy_ApplyReturnsOnceEveryEnvironmentEnforcesIt(t *testing.T) {
+	project := accName("acc-pol-enf")
+	config := func(timeouts string) string {
+		return fmt.Sprintf(`
+resource "isolation_project" "p" {
+  name = %q
+}
+
+resource "isolation_environment" "env" {
+  count      = 3
+  project_id = isolation_project.p.id
+  name       = "env-${count.index}"
+  labels     = { app = "web" }
+}
+
+resource "isolation_policy" "test" {
+  project_id           = isolation_project.p.id
+  name                 = "web"
+  environment_selector = { match_labels = { app = "web" } }
+  policy_types         = ["ingress"]
+  ingress              = [{ ports = [{ port = 443 }] }]
+  depends_on           = [isolation_environment.env]
+%s
+}
+`, project, timeouts)
+	}
+	var generation int64
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config:           config(""),
+				ConfigPlanChecks: afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+					generation = p.Generation
+					envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: p.ProjectID})
+					if err != nil {
+						return err
+					}
+					if len(envs) != 3 {
+						return fmt.Errorf("%d environments, want 3", len(envs))
+					}
+					for _, e := range envs {
+						if !e.Enforcement.Enforced || e.Enforcement.ObservedGeneration != e.Enforcement.Generation {
+							return fmt.Errorf("environment %s is not enforced yet when apply returned: %+v", e.Name, e.Enforcement)
+						}
+						ep, err := testAccClient.Environments().EffectivePolicy(context.Background(), e.ID)
+						if err != nil {
+							return err
+						}
+						if len(ep.Policies) != 1 || ep.Policies[0].ID != p.ID {
+							return fmt.Errorf("environment %s is selected by %+v, want the policy", e.Name, ep.Policies)
+						}
+					}
+					return nil
+				})},
+			},
+			{
+				// Changing only the timeouts writes nothing to the server.
+				Config: config(`
+  timeouts {
+    create = "2m"
+    update = "2m"
+  }`),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("timeouts").AtMapKey("update"), knownvalue.StringExact("2m")),
+					checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+						if p.Generation != generation {
+							return fmt.Errorf("policy generation %d, want %d: a timeouts change must not write the policy", p.Generation, generation)
+						}
+						return nil
+					}),
+				},
+			},
+		},
+	})
+}
