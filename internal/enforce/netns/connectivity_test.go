@@ -2,7 +2,11 @@ package netns_test
 
 import (
 	"context"
+	"net"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
@@ -128,4 +132,70 @@ func TestApply_ChangesTakeEffectForNewConnections(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGuard_AnEnvironmentCannotSendFromAnotherEnvironmentsAddress plays a
+// workload that takes a peer's address inside its own namespace (it has
+// the privileges there) to reach what only that peer may reach.
+func TestGuard_AnEnvironmentCannotSendFromAnotherEnvironmentsAddress(t *testing.T) {
+	l := newLab(t)
+	a, a6 := l.env(t, "env-a", "198.18.0.10")
+	b, b6 := l.env(t, "env-b", "198.18.0.11")
+	c, c6 := l.env(t, "env-c", "198.18.0.12")
+	anyOut := apiv1.EffectivePolicy{Egress: []apiv1.EffectiveRule{rule("out", nil)}}
+	l.apply(t, "env-a", anyOut)
+	l.apply(t, "env-b", anyOut)
+	l.apply(t, "env-c", apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{
+		// 198.18.0.99 is an environment placed elsewhere: nobody on this
+		// link answers for it, so a spoofer would get the replies.
+		rule("from-b", []apiv1.EffectivePeer{envPeer("198.18.0.11", "198.18.0.99"), cidr(b6.Addr.String() + "/128")}, tcp(80), udp(80)),
+	}})
+	for _, p := range []netnstest.Probe{probe("tcp", b, c, 80), probe("udp", b6, c6, 80)} {
+		if !send(t, p) {
+			t.Fatalf("%s: the real peer cannot reach c", p)
+		}
+	}
+	if send(t, probe("tcp", a, c, 80)) {
+		t.Fatal("a reaches c without spoofing")
+	}
+
+	// a takes b's addresses, and the absent peer's, as its own.
+	err := netnstest.Do(a.Namespace, func() error {
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		for _, p := range []string{"198.18.0.11/32", "198.18.0.99/32", b6.Addr.String() + "/128"} {
+			if err := netlink.AddrAdd(eth0, &netlink.Addr{IPNet: mustNet(p), Flags: unix.IFA_F_NODAD}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoofed, absent, spoofed6 := a, a, a6
+	spoofed.Addr, absent.Addr, spoofed6.Addr = b.Addr, netipAddr("198.18.0.99"), b6.Addr
+	for _, p := range []netnstest.Probe{
+		probe("tcp", spoofed, c, 80), probe("udp", spoofed, c, 80),
+		probe("tcp", absent, c, 80), probe("udp", absent, c, 80),
+		probe("udp", spoofed6, c6, 80), probe("tcp", spoofed6, c6, 80),
+	} {
+		if send(t, p) {
+			t.Errorf("%s from a's namespace got through: a passed for another environment", p)
+		}
+	}
+	if !send(t, probe("tcp", a, l.inetEnd("198.19.0.10"), 80)) {
+		t.Error("a cannot send from its own address any more")
+	}
+}
+
+func mustNet(s string) *net.IPNet {
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	n.IP = ip
+	return n
 }

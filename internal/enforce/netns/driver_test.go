@@ -356,3 +356,26 @@ func TestApply_RevokingAnAllowCutsItsEstablishedFlows(t *testing.T) {
 		t.Fatal("the flow goes on after its allow was revoked")
 	}
 }
+
+// TestProvision_AReusedAddressIsReachableAtOnce gives a deleted
+// environment's address to a new one, right away, while the router and a
+// peer still remember the old one in their neighbour caches.
+func TestProvision_AReusedAddressIsReachableAtOnce(t *testing.T) {
+	l := newLab(t)
+	open := apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{rule("in", nil)}, Egress: []apiv1.EffectiveRule{rule("out", nil)}}
+	peer, _ := l.env(t, "env-peer", "198.18.0.20")
+	l.apply(t, "env-peer", open)
+	from := l.inetEnd("198.19.0.10")
+	for round, id := range []string{"env-old", "env-new"} {
+		e, _ := l.env(t, id, "198.18.0.10")
+		l.apply(t, id, open)
+		for _, p := range []netnstest.Probe{probe("tcp", from, e, 80), probe("tcp", peer, e, 80), probe("tcp", e, peer, 80)} {
+			if !send(t, p) {
+				t.Errorf("round %d: %s did not get through", round, p)
+			}
+		}
+		if err := l.d.Teardown(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

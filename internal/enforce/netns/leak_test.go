@@ -94,8 +94,17 @@ func leftovers(t *testing.T, prefix, router string) []string {
 			}
 		}
 		for _, table := range nftTables(t, ns) {
-			if strings.HasPrefix(table, prefix) {
-				out = append(out, fmt.Sprintf("nftables table %s in namespace %q", table, ns))
+			if !strings.HasPrefix(table.Name, prefix) {
+				continue
+			}
+			if ns != router || table.Family != nftables.TableFamilyBridge {
+				out = append(out, fmt.Sprintf("nftables table %s in namespace %q", table.Name, ns))
+				continue
+			}
+			// The router's guard table stays with the router, but holds
+			// nothing for environments that are gone.
+			for _, e := range guardElements(t, ns, table) {
+				out = append(out, fmt.Sprintf("guard element %q in namespace %q", e, ns))
 			}
 		}
 	}
@@ -108,9 +117,9 @@ func routerLinks(prefix string) []string {
 	return []string{prefix + "br", prefix + "brp", prefix + "brpx"}
 }
 
-// nftTables lists the nftables tables of the named namespace ("" for the
-// host's own; reading them changes nothing).
-func nftTables(t *testing.T, namespace string) []string {
+// nftConn opens nftables in the named namespace ("" for the host's own;
+// reading changes nothing).
+func nftConn(t *testing.T, namespace string) *nftables.Conn {
 	t.Helper()
 	var opts []nftables.ConnOption
 	if namespace != "" {
@@ -118,20 +127,43 @@ func nftTables(t *testing.T, namespace string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer h.Close()
-		opts = append(opts, nftables.WithNetNSFd(int(h)))
+		defer h.Close() // the connection dials per request, entering the namespace then
+		opts = append(opts, nftables.WithNetNSFd(int(h)), nftables.AsLasting())
 	}
 	c, err := nftables.New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables, err := c.ListTables()
+	t.Cleanup(func() { c.CloseLasting() })
+	return c
+}
+
+func nftTables(t *testing.T, namespace string) []*nftables.Table {
+	t.Helper()
+	tables, err := nftConn(t, namespace).ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tables
+}
+
+// guardElements lists the elements of the guard table's sets, by key.
+func guardElements(t *testing.T, namespace string, table *nftables.Table) []string {
+	t.Helper()
+	c := nftConn(t, namespace)
+	sets, err := c.GetSets(table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, tb := range tables {
-		out = append(out, tb.Name)
+	for _, s := range sets {
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range elems {
+			out = append(out, fmt.Sprintf("%s: %x", s.Name, e.Key))
+		}
 	}
 	return out
 }

@@ -87,6 +87,7 @@ type env struct {
 	live    int            // the copy of the sets the rules use
 	nft     *nftables.Conn // open on the namespace
 	nftSize int            // its socket buffers
+	guarded netip.Addr     // the address the router's guard has for it
 }
 
 // applied is the effective policy last committed to an environment's
@@ -437,6 +438,9 @@ func (d *Driver) remove(name string) error {
 	} else if !isNotFound(err) {
 		return err
 	}
+	if err := r.guard.forget(name); err != nil {
+		return err
+	}
 	if err := deleteNamed(name); err != nil {
 		return err
 	}
@@ -489,7 +493,28 @@ func (d *Driver) Sync(ctx context.Context, keep map[string]string) error {
 	if err := d.removeUnwanted(wanted); err != nil {
 		fail(err)
 	}
+	if err := d.resetGuard(); err != nil {
+		fail(err)
+	}
 	return errors.Join(errs...)
+}
+
+// resetGuard makes the router's guard know exactly the environments the
+// driver holds, dropping whatever a crash left in it.
+func (d *Driver) resetGuard() error {
+	r, err := d.routerHandle()
+	if err != nil {
+		return err
+	}
+	ports := map[string][]netip.Addr{}
+	d.mu.RLock()
+	for _, e := range d.envs {
+		if e.addr.IsValid() {
+			ports[e.name] = d.Addresses(e.addr)
+		}
+	}
+	d.mu.RUnlock()
+	return r.guard.reset(ports)
 }
 
 func (d *Driver) removeUnwanted(wanted map[string]bool) error {

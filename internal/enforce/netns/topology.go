@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -25,9 +26,13 @@ type router struct {
 	ns     netns.NsHandle
 	nl     *netlink.Handle
 	bridge int // the bridge's ifindex
+	guard  *guard
 }
 
 func (r *router) close() {
+	if r.guard != nil {
+		r.guard.close()
+	}
 	if r.nl != nil {
 		r.nl.Close()
 	}
@@ -99,7 +104,8 @@ func (d *Driver) setUpRouter(r *router) error {
 		// Without a multicast querier on the link, snooping would only
 		// get in the way of IPv6 neighbour discovery.
 		off := false
-		err = r.nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: d.names.bridge()}, MulticastSnooping: &off})
+		attrs := netlink.LinkAttrs{Name: d.names.bridge(), HardwareAddr: macFor(d.gateways()[0].Addr())}
+		err = r.nl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: &off})
 		if err == nil {
 			br, err = r.nl.LinkByName(d.names.bridge())
 		}
@@ -112,6 +118,9 @@ func (d *Driver) setUpRouter(r *router) error {
 		return fmt.Errorf("bridge %s: %w", d.names.bridge(), err)
 	}
 	if err := r.nl.LinkSetUp(br); err != nil {
+		return err
+	}
+	if r.guard, err = newGuard(r.ns, d.names.table()); err != nil {
 		return err
 	}
 	return d.keepBridgeUp(r)
@@ -182,6 +191,16 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 	if err := linkUp(nl, "lo"); err != nil {
 		return err
 	}
+	// The guard learns the environment's addresses before its veth can
+	// carry a frame: its first ARP request must not be dropped.
+	var old []netip.Addr
+	if e.guarded.IsValid() {
+		old = d.Addresses(e.guarded)
+	}
+	if err := r.guard.allow(e.name, d.Addresses(e.addr), old); err != nil {
+		return err
+	}
+	e.guarded = e.addr
 	inner, innerErr := nl.LinkByName(envIfName)
 	host, hostErr := r.nl.LinkByName(e.name)
 	if innerErr != nil || hostErr != nil {
@@ -204,9 +223,10 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 			}
 		}
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: e.name, MasterIndex: r.bridge},
-			PeerName:      envIfName,
-			PeerNamespace: netlink.NsFd(int(e.ns)),
+			LinkAttrs:        netlink.LinkAttrs{Name: e.name, MasterIndex: r.bridge},
+			PeerName:         envIfName,
+			PeerHardwareAddr: macFor(e.addr),
+			PeerNamespace:    netlink.NsFd(int(e.ns)),
 		}
 		if err := r.nl.LinkAdd(veth); err != nil {
 			return fmt.Errorf("create veth %s: %w", e.name, err)
@@ -216,6 +236,11 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 		}
 		if inner, err = nl.LinkByName(envIfName); err != nil {
 			return err
+		}
+	}
+	if mac := macFor(e.addr); !bytes.Equal(inner.Attrs().HardwareAddr, mac) {
+		if err := nl.LinkSetHardwareAddr(inner, mac); err != nil {
+			return fmt.Errorf("hardware address of %s: %w", envIfName, err)
 		}
 	}
 	if host.Attrs().MasterIndex != r.bridge {
@@ -276,6 +301,17 @@ func waitOperational(timeout time.Duration, links ...linkRef) error {
 		}
 		time.Sleep(pause)
 	}
+}
+
+// macFor is the hardware address of the interface that holds address a:
+// locally administered, 0a:58 then the address's last four bytes (as
+// Kubernetes network plugins do). An address that moves to a new
+// namespace (a recreated environment, a reused address) keeps its
+// hardware address, so the neighbour caches of the router and of peers
+// stay right and nobody waits for them to expire.
+func macFor(a netip.Addr) net.HardwareAddr {
+	b := a.As16()
+	return net.HardwareAddr{0x0a, 0x58, b[12], b[13], b[14], b[15]}
 }
 
 // setAddrs makes want the link's only global addresses. Duplicate address
