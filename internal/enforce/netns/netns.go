@@ -1,14 +1,25 @@
-// Package netns is isolationd's Linux enforcement driver: every
-// environment gets a network namespace of its own, joined by a veth pair to
-// a bridge in a router namespace the driver owns, and an nftables ruleset
-// rendered from its effective policy. Both directions drop by default;
-// loopback, replies to allowed traffic and IPv6 neighbour discovery are
-// accepted, then the policy's allows, looked up in nftables sets so that a
-// packet costs the same whatever the number of policies.
+// Package netns is isolationd's Linux enforcement driver. Every
+// environment gets a network namespace of its own, joined by a veth pair
+// to a bridge in a router namespace the driver owns, and an nftables
+// table rendered from its effective policy:
 //
-// It needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN (for the namespace
+//   - both directions drop by default; loopback and IPv6 neighbour
+//     discovery pass;
+//   - every other packet is judged by its flow (conntrack's original
+//     tuple): a flow the environment starts must match its egress allows,
+//     a flow a remote end starts its ingress allows, replies included, so
+//     revoking an allow stops the flows it let in;
+//   - the allows live in nftables interval sets (address, protocol, port),
+//     so a packet costs the same few lookups whatever the number of
+//     policies;
+//   - a guard table on the router's bridge drops frames an environment
+//     sends from an address that is not its own.
+//
+// It needs root (CAP_NET_ADMIN, and CAP_SYS_ADMIN for the namespace
 // mounts). It touches nothing outside the namespaces it names with its
-// prefix: not the host's interfaces, routes or firewall.
+// prefix: not the host's interfaces, routes or firewall. Environments
+// reach each other over the bridge and anything else through the router
+// namespace, which an operator (or a test) connects to a wider network.
 package netns
 
 import (

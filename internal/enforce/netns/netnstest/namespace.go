@@ -3,6 +3,12 @@
 // one playing "the internet"), listeners that answer on every port asked
 // for, and a prober that compares each packet's fate with what a policy
 // oracle (the driver's Check, or the API's check endpoint) says about it.
+//
+// Through the API, an Endpoint is an environment's id, its
+// enforcement.namespace and enforcement.address; the Oracle posts to
+// /v1/environments/{id}/check; the Internet joins the router namespace
+// the server's netns driver reports (RouterNamespace); Generator draws
+// the policy specs to create and the probes; Run does the rest.
 package netnstest
 
 import (
