@@ -75,6 +75,7 @@ func (r *PolicyResource) Metadata(_ context.Context, req resource.MetadataReques
 
 func (r *PolicyResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		Version: 0,
 		MarkdownDescription: "A network policy: it selects environments of a project by their labels and allows them traffic.\n\n" +
 			"The semantics are Kubernetes NetworkPolicy's, with one difference: every environment is isolated by default, " +
 			"all ingress and all egress denied, and policies only add allows. A direction listed in `policy_types` " +
