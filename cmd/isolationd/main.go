@@ -1,7 +1,7 @@
 // Command isolationd is the environment-isolation control plane.
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
-//	                 [--address-pool CIDR] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
+//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR
@@ -51,6 +51,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "", "directory for the database and admin.token (required)")
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
+	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
+	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per token (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 0, "burst of the per-token rate limit (default: the rate)")
@@ -79,7 +81,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
-		Driver: *driver, AddressPool: *pool, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
 	}
 	if *auditLog != "" {

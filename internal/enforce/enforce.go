@@ -39,6 +39,8 @@ type Driver interface {
 	// Sync is called once at start with every environment the store holds
 	// (id to address): the driver adopts what it finds for them, recreates
 	// what is missing, and removes what belongs to no environment in keep.
+	// It carries on past an environment it cannot restore, and reports
+	// that failure as an *EnvironmentError.
 	Sync(ctx context.Context, keep map[string]string) error
 	// Close releases the driver; kernel objects stay for the next start.
 	Close() error
@@ -47,3 +49,36 @@ type Driver interface {
 // ErrUnknownEnvironment is returned by Check for an environment the driver
 // has not provisioned.
 var ErrUnknownEnvironment = errors.New("environment not known to the driver")
+
+// EnvironmentError is a driver's failure for one environment. Sync wraps
+// each of its failures in one, so that the caller can name the
+// environments that failed and carry on with the others.
+type EnvironmentError struct {
+	EnvID string
+	Err   error
+}
+
+func (e *EnvironmentError) Error() string { return e.Err.Error() }
+func (e *EnvironmentError) Unwrap() error { return e.Err }
+
+// FailedEnvironments lists the environments err names through
+// EnvironmentError, looking through joined and wrapped errors.
+func FailedEnvironments(err error) []string {
+	var ids []string
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *EnvironmentError:
+			ids = append(ids, e.EnvID)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return ids
+}

@@ -133,7 +133,8 @@ func New(opts Options) *Reconciler {
 // Start recovers from whatever the last run left (every environment is
 // handed to the driver's Sync, addresses are re-reserved, and every
 // environment is queued so unfinished transitions complete and rules are
-// applied again), then starts the workers.
+// applied again), then starts the workers. A Sync that fails for some
+// environments is logged, not fatal: their own reconcile reports it.
 func (r *Reconciler) Start(ctx context.Context) error {
 	var ids []string
 	keep := map[string]string{}
@@ -156,7 +157,16 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		cursor = next
 	}
 	if err := r.opts.Driver.Sync(ctx, keep); err != nil {
-		return fmt.Errorf("reconcile: driver sync: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("reconcile: driver sync: %w", err)
+		}
+		// One environment the driver cannot restore (say, its address lies
+		// outside a changed pool) must not keep the server from serving
+		// the others. Every environment is queued below: the failed ones
+		// are provisioned again and report themselves not enforced (or
+		// failed), with the reason, until the cause is fixed.
+		r.log.Error("driver sync failed; serving anyway, the reconciler retries the environments it names",
+			"environment_ids", enforce.FailedEnvironments(err), "error", err.Error())
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel

@@ -48,9 +48,17 @@ type Config struct {
 	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
 	Driver         string // "simulate" (default) or "netns"
 	AddressPool    string // CIDR; default 10.200.0.0/16
-	AuditLog       io.Writer
-	RateLimit      float64 // requests/s per token; 0 = off
-	RateBurst      int
+	// AddressPool6, with the netns driver, gives every environment an IPv6
+	// address too: this prefix (at most /96) with the environment's IPv4
+	// address in its low 32 bits. "" means IPv4 only.
+	AddressPool6 string
+	// NetnsPrefix starts the name of every kernel object the netns driver
+	// makes (1-6 lowercase letters or digits, starting with a letter;
+	// default "iso"): two servers on one host need different prefixes.
+	NetnsPrefix string
+	AuditLog    io.Writer
+	RateLimit   float64 // requests/s per token; 0 = off
+	RateBurst   int
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
 	// (api.ParseRoleRateLimits reads the --rate-limit-role flag).
 	RoleRateLimits map[string]api.RateLimit
@@ -105,6 +113,10 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	pool6, err := cfg.netnsOnly()
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
@@ -122,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if s.driver, err = newDriver(cfg, ipam); err != nil {
+	if s.driver, err = newDriver(cfg, ipam, pool6); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { s.driver.Close() })
@@ -181,7 +193,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -222,7 +234,32 @@ func isLoopback(listen string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-func newDriver(cfg Config, ipam *reconcile.IPAM) (enforce.Driver, error) {
+// netnsOnly checks the settings only the netns driver takes, before
+// anything is opened, and parses the IPv6 pool (invalid when unset).
+func (cfg Config) netnsOnly() (netip.Prefix, error) {
+	var pool6 netip.Prefix
+	if cfg.Driver != netns.DriverName || cfg.EnforceDriver != nil {
+		for _, set := range []struct{ flag, value string }{{"--address-pool6", cfg.AddressPool6}, {"--netns-prefix", cfg.NetnsPrefix}} {
+			if set.value != "" {
+				return pool6, fmt.Errorf("server: %s only applies to the netns driver (--driver netns)", set.flag)
+			}
+		}
+		return pool6, nil
+	}
+	if cfg.AddressPool6 == "" {
+		return pool6, nil
+	}
+	pool6, err := netip.ParsePrefix(cfg.AddressPool6)
+	if err != nil {
+		return pool6, fmt.Errorf("server: --address-pool6 %q: %w", cfg.AddressPool6, err)
+	}
+	if pool6 != pool6.Masked() {
+		return pool6, fmt.Errorf("server: --address-pool6 %q: host bits set (did you mean %s?)", cfg.AddressPool6, pool6.Masked())
+	}
+	return pool6, nil
+}
+
+func newDriver(cfg Config, ipam *reconcile.IPAM, pool6 netip.Prefix) (enforce.Driver, error) {
 	if cfg.EnforceDriver != nil {
 		return cfg.EnforceDriver, nil
 	}
@@ -236,7 +273,7 @@ func newDriver(cfg Config, ipam *reconcile.IPAM) (enforce.Driver, error) {
 		}
 		// The first host address is the gateway on the driver's bridge.
 		ipam.Reserve("gateway", pool.Addr().Next().String())
-		d, err := netns.New(netns.Config{Pool: pool, Logger: cfg.Logger})
+		d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: pool, Pool6: pool6, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("server: netns driver: %w", err)
 		}
@@ -260,6 +297,11 @@ func (s *Server) GeneratedToken() bool { return s.generated }
 
 // Store is the server's store (for tests and benchmarks in this module).
 func (s *Server) Store() store.Store { return s.store }
+
+// Driver is the server's enforcement driver (for tests and benchmarks in
+// this module that look at what it made, such as the netns driver's
+// router namespace).
+func (s *Server) Driver() enforce.Driver { return s.driver }
 
 // Done receives the error that stopped serving (http.ErrServerClosed
 // after Shutdown).

@@ -496,7 +496,7 @@ func (d *Driver) Sync(ctx context.Context, keep map[string]string) error {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if _, err := d.Provision(ctx, id, address); err != nil {
-				fail(err)
+				fail(&enforce.EnvironmentError{EnvID: id, Err: err})
 			}
 		})
 	}
