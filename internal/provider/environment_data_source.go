@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -79,33 +78,13 @@ func (d *EnvironmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	var env *apiv1.Environment
-	var err error
-	if !cfg.ID.IsNull() {
-		env, err = d.client.Environments().Get(ctx, cfg.ID.ValueString())
-	} else {
-		env, err = d.environmentByName(ctx, cfg.ProjectID.ValueString(), cfg.Name.ValueString())
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "environment", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
+	env := lookup(ctx, &resp.Diagnostics, "environment", cfg.ID, cfg.Name, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()},
+		d.client.Environments().Get, d.client.Environments().List, func(e *apiv1.Environment) string { return e.Name })
+	if env == nil {
 		return
 	}
 	cfg.fromAPI(env)
 	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
-}
-
-// environmentByName finds an environment by name within a project.
-func (d *EnvironmentDataSource) environmentByName(ctx context.Context, projectID, name string) (*apiv1.Environment, error) {
-	envs, err := d.client.Environments().List(ctx, client.ListOptions{ProjectID: projectID})
-	if err != nil {
-		return nil, err
-	}
-	for i := range envs {
-		if envs[i].Name == name {
-			return &envs[i], nil
-		}
-	}
-	return nil, fmt.Errorf("project %s has no environment named %q", projectID, name)
 }
 
 // environmentDataSourceAttributes are the computed attributes of an

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -102,13 +103,6 @@ func (m *environmentModel) fromAPI(env *apiv1.Environment) {
 	m.Enforced = types.BoolValue(env.Enforcement.Enforced)
 	m.ExpiresAt = timeValue(env.ExpiresAt)
 	m.CreatedAt = timeValue(&env.CreatedAt)
-}
-
-func stringOrNull(s string) types.String {
-	if s == "" {
-		return types.StringNull()
-	}
-	return types.StringValue(s)
 }
 
 func (r *EnvironmentResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -245,11 +239,11 @@ func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateReq
 	}
 	// Saved before waiting: an environment that then fails or times out
 	// stays in the state, tainted, and is never orphaned.
-	r.save(ctx, &plan, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+	r.save(ctx, &plan, env, &resp.State, resp.Private, &resp.Diagnostics)
 
 	ready, err := r.client.Environments().WaitFor(ctx, env.ID, apiv1.StateReady)
 	if ready != nil {
-		r.save(ctx, &plan, ready, resp.State.Set, resp.Private, &resp.Diagnostics)
+		r.save(ctx, &plan, ready, &resp.State, resp.Private, &resp.Diagnostics)
 	}
 	if err != nil {
 		resp.Diagnostics.AddError("Unable to create environment",
@@ -270,16 +264,10 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
 	// One on its way out (deleted or expired outside Terraform) is as good as gone.
-	if client.IsNotFound(err) || err == nil && leaving(env) {
-		addGoneWarning(&resp.Diagnostics, "environment", state.ID.ValueString())
-		resp.State.RemoveResource(ctx)
+	if readFailed(ctx, resp, "environment", state.ID.ValueString(), err, err == nil && leaving(env)) {
 		return
 	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "environment", state.ID.ValueString(), err)
-		return
-	}
-	r.save(ctx, &state, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+	r.save(ctx, &state, env, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
 func (r *EnvironmentResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -311,7 +299,7 @@ func (r *EnvironmentResource) Update(ctx context.Context, req resource.UpdateReq
 			addAPIError(&resp.Diagnostics, "read", "environment", id, err)
 			return
 		}
-		r.save(ctx, &plan, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+		r.save(ctx, &plan, env, &resp.State, resp.Private, &resp.Diagnostics)
 		return
 	}
 
@@ -320,10 +308,10 @@ func (r *EnvironmentResource) Update(ctx context.Context, req resource.UpdateReq
 		addAPIError(&resp.Diagnostics, "update", "environment", id, err)
 		return
 	}
-	r.save(ctx, &plan, env, resp.State.Set, resp.Private, &resp.Diagnostics)
+	r.save(ctx, &plan, env, &resp.State, resp.Private, &resp.Diagnostics)
 	ready, err := r.client.Environments().WaitFor(ctx, id, apiv1.StateReady)
 	if ready != nil {
-		r.save(ctx, &plan, ready, resp.State.Set, resp.Private, &resp.Diagnostics)
+		r.save(ctx, &plan, ready, &resp.State, resp.Private, &resp.Diagnostics)
 	}
 	if err != nil {
 		resp.Diagnostics.AddError("Unable to update environment",
@@ -386,20 +374,11 @@ func (r *EnvironmentResource) ImportState(ctx context.Context, req resource.Impo
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
 
-// stateSetter is resp.State.Set of a Create, Read or Update response.
-type stateSetter func(ctx context.Context, val any) diag.Diagnostics
-
 // save writes env into the state and its ETag into private state.
 func (r *EnvironmentResource) save(ctx context.Context, m *environmentResourceModel, env *apiv1.Environment,
-	set stateSetter, private privateStateWriter, diags *diag.Diagnostics) {
+	state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
 	m.fromAPI(env)
-	diags.Append(set(ctx, m)...)
-	diags.Append(private.SetKey(ctx, privateETag, etagJSON(env.ETag))...)
-}
-
-// privateStateWriter is resp.Private of a Create, Read or Update response.
-type privateStateWriter interface {
-	SetKey(ctx context.Context, key string, value []byte) diag.Diagnostics
+	saveWithETag(ctx, state, private, m, env.ETag, diags)
 }
 
 // environmentPatch builds a PATCH of what the plan changes; changed is

@@ -2,10 +2,12 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
@@ -31,6 +33,14 @@ func labelsFromValue(ctx context.Context, v types.Map, diags *diag.Diagnostics) 
 	}
 	diags.Append(v.ElementsAs(ctx, &out, false)...)
 	return out
+}
+
+// stringOrNull maps the API's "" (absent) to null.
+func stringOrNull(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
 }
 
 // timeValue renders an API time as RFC 3339 (UTC), or null when absent.
@@ -62,6 +72,57 @@ func addGoneWarning(diags *diag.Diagnostics, kind, id string) {
 		"The "+kind+" was deleted outside Terraform",
 		"The "+kind+" "+id+" no longer exists, so it is removed from the state. The next plan proposes to create it again.",
 	)
+}
+
+// readFailed is every resource's Read after its GET: a 404 (or, with gone,
+// an object on its way out) is addGoneWarning and RemoveResource; any other
+// error is "Unable to read <kind>". It reports whether Read should stop.
+func readFailed(ctx context.Context, resp *resource.ReadResponse, kind, id string, err error, gone bool) bool {
+	if gone || client.IsNotFound(err) {
+		addGoneWarning(&resp.Diagnostics, kind, id)
+		resp.State.RemoveResource(ctx)
+		return true
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "read", kind, id, err)
+		return true
+	}
+	return false
+}
+
+// lookup is the Read of every data source that takes either an id or a
+// name: a GET by id, or else the object of that name in the list opts
+// selects (names are unique there). On failure it reports "Unable to read
+// <kind>" and returns nil.
+func lookup[T any](ctx context.Context, diags *diag.Diagnostics, kind string, id, name types.String, opts client.ListOptions,
+	get func(context.Context, string) (*T, error), list func(context.Context, client.ListOptions) ([]T, error), nameOf func(*T) string) *T {
+	obj, err := lookupErr(ctx, kind, id, name, opts, get, list, nameOf)
+	if err != nil {
+		addAPIError(diags, "read", kind, id.ValueString()+name.ValueString(), err)
+		return nil
+	}
+	return obj
+}
+
+// lookupErr is lookup before the error becomes a diagnostic.
+func lookupErr[T any](ctx context.Context, kind string, id, name types.String, opts client.ListOptions,
+	get func(context.Context, string) (*T, error), list func(context.Context, client.ListOptions) ([]T, error), nameOf func(*T) string) (*T, error) {
+	if !id.IsNull() {
+		return get(ctx, id.ValueString())
+	}
+	all, err := list(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if nameOf(&all[i]) == name.ValueString() {
+			return &all[i], nil
+		}
+	}
+	if opts.ProjectID == "" {
+		return nil, fmt.Errorf("no %s is named %q", kind, name.ValueString())
+	}
+	return nil, fmt.Errorf("project %s has no %s named %q", opts.ProjectID, kind, name.ValueString())
 }
 
 // objectAsOptions reads an object whose attributes may be unknown (a

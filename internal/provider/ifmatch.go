@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
@@ -22,6 +23,19 @@ const privateETag = "etag"
 // private state: resp.Private and req.Private.
 type privateState interface {
 	GetKey(ctx context.Context, key string) ([]byte, diag.Diagnostics)
+}
+
+// privateStateWriter is resp.Private of a Create, Read or Update response.
+type privateStateWriter interface {
+	SetKey(ctx context.Context, key string, value []byte) diag.Diagnostics
+}
+
+// saveWithETag is how every resource ends Create, Read and Update: the
+// model into the state, and the ETag of the object it was made from into
+// private state for the next Update's If-Match.
+func saveWithETag(ctx context.Context, state *tfsdk.State, private privateStateWriter, model any, etag string, diags *diag.Diagnostics) {
+	diags.Append(state.Set(ctx, model)...)
+	diags.Append(private.SetKey(ctx, privateETag, etagJSON(etag))...)
 }
 
 // etagJSON encodes an ETag for private state, which holds JSON values.

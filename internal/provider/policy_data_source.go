@@ -163,30 +163,10 @@ func (d *PolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	var p *apiv1.Policy
-	var err error
-	if !cfg.ID.IsNull() {
-		p, err = d.client.Policies().Get(ctx, cfg.ID.ValueString())
-	} else {
-		p, err = d.findByName(ctx, cfg.ProjectID.ValueString(), cfg.Name.ValueString())
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "policy", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
+	p := lookup(ctx, &resp.Diagnostics, "policy", cfg.ID, cfg.Name, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()},
+		d.client.Policies().Get, d.client.Policies().List, func(p *apiv1.Policy) string { return p.Name })
+	if p == nil {
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, policyModel(p))...)
-}
-
-// findByName finds a policy by its name, unique within its project.
-func (d *PolicyDataSource) findByName(ctx context.Context, projectID, name string) (*apiv1.Policy, error) {
-	all, err := d.client.Policies().List(ctx, client.ListOptions{ProjectID: projectID})
-	if err != nil {
-		return nil, err
-	}
-	for i := range all {
-		if all[i].Name == name {
-			return &all[i], nil
-		}
-	}
-	return nil, fmt.Errorf("project %s has no policy named %q", projectID, name)
 }

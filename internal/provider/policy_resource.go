@@ -267,13 +267,7 @@ func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		return
 	}
 	p, err := r.client.Policies().Get(ctx, state.ID.ValueString())
-	if client.IsNotFound(err) {
-		addGoneWarning(&resp.Diagnostics, "policy", state.ID.ValueString())
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "policy", state.ID.ValueString(), err)
+	if readFailed(ctx, resp, "policy", state.ID.ValueString(), err, false) {
 		return
 	}
 	r.save(ctx, p, state.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
@@ -374,8 +368,7 @@ func (r *PolicyResource) ImportState(ctx context.Context, req resource.ImportSta
 // save puts the policy as the server returned it in state, with the
 // configuration's timeouts, and keeps its ETag for the next update.
 func (r *PolicyResource) save(ctx context.Context, p *apiv1.Policy, t timeouts.Value, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
-	diags.Append(state.Set(ctx, PolicyResourceModel{PolicyModel: policyModel(p), Timeouts: t})...)
-	diags.Append(private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	saveWithETag(ctx, state, private, PolicyResourceModel{PolicyModel: policyModel(p), Timeouts: t}, p.ETag, diags)
 }
 
 // waitEnforced waits until the environments of the policy's project have

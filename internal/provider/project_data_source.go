@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -75,31 +74,11 @@ func (d *ProjectDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	var p *apiv1.Project
-	var err error
-	if !cfg.ID.IsNull() {
-		p, err = d.client.Projects().Get(ctx, cfg.ID.ValueString())
-	} else {
-		p, err = d.projectByName(ctx, cfg.Name.ValueString())
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "project", cfg.ID.ValueString()+cfg.Name.ValueString(), err)
+	p := lookup(ctx, &resp.Diagnostics, "project", cfg.ID, cfg.Name, client.ListOptions{},
+		d.client.Projects().Get, d.client.Projects().List, func(p *apiv1.Project) string { return p.Name })
+	if p == nil {
 		return
 	}
 	cfg.fromAPI(p)
 	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
-}
-
-// projectByName finds the project with a name; names are unique.
-func (d *ProjectDataSource) projectByName(ctx context.Context, name string) (*apiv1.Project, error) {
-	projects, err := d.client.Projects().List(ctx, client.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range projects {
-		if projects[i].Name == name {
-			return &projects[i], nil
-		}
-	}
-	return nil, fmt.Errorf("no project is named %q", name)
 }

@@ -125,8 +125,7 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 		return
 	}
 	plan.fromAPI(p)
-	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
-	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	saveWithETag(ctx, &resp.State, resp.Private, plan, p.ETag, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -140,18 +139,11 @@ func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, re
 		return
 	}
 	p, err := r.client.Projects().Get(ctx, state.ID.ValueString())
-	if client.IsNotFound(err) {
-		addGoneWarning(&resp.Diagnostics, "project", state.ID.ValueString())
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "project", state.ID.ValueString(), err)
+	if readFailed(ctx, resp, "project", state.ID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(p)
-	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
-	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	saveWithETag(ctx, &resp.State, resp.Private, state, p.ETag, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -183,8 +175,7 @@ func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest
 		return
 	}
 	plan.fromAPI(p)
-	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
-	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateETag, etagJSON(p.ETag))...)
+	saveWithETag(ctx, &resp.State, resp.Private, plan, p.ETag, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {

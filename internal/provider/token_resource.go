@@ -52,17 +52,9 @@ func (m *tokenModel) fromAPI(t *apiv1.Token) {
 	m.ID = types.StringValue(t.ID)
 	m.Name = types.StringValue(t.Name)
 	m.Role = types.StringValue(t.Role)
-	m.ProjectID = optionalString(t.ProjectID)
+	m.ProjectID = stringOrNull(t.ProjectID)
 	m.ExpiresAt = sameInstantOr(m.ExpiresAt, t.ExpiresAt)
 	m.CreatedAt = timeValue(&t.CreatedAt)
-}
-
-// optionalString maps the API's "" (absent) to null.
-func optionalString(s string) types.String {
-	if s == "" {
-		return types.StringNull()
-	}
-	return types.StringValue(s)
 }
 
 // sameInstantOr keeps cur when it names the instant t, else renders t.
@@ -209,14 +201,8 @@ func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		return
 	}
 	t, err := r.client.Tokens().Get(ctx, state.ID.ValueString())
-	if client.IsNotFound(err) {
-		// Revoked or deleted outside Terraform: the secret is dead too.
-		addGoneWarning(&resp.Diagnostics, "token", state.ID.ValueString())
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "read", "token", state.ID.ValueString(), err)
+	// Revoked or deleted outside Terraform: the secret is dead too.
+	if readFailed(ctx, resp, "token", state.ID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(t)
