@@ -182,22 +182,15 @@ func (a *API) patchEnvironment(w http.ResponseWriter, r *http.Request) error {
 // environment the change touches. It returns the ids to reconcile.
 func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Request, id string, in apiv1.EnvironmentPatch) (before, after apiv1.Environment, reconcileIDs []string, err error) {
 	cur, err := tx.GetEnvironment(ctx, id)
-	if err != nil {
-		return cur, cur, nil, notFoundOr(err, "environment", id)
-	}
-	if err := checkIfMatch(r, cur.Generation); err != nil {
+	if err := writable(r, err, "environment", id, cur.Generation); err != nil {
 		return cur, cur, nil, err
 	}
 	if gone(cur.State) {
 		return cur, cur, nil, newError(probState, "environment %q is %s; it cannot be changed", id, cur.State)
 	}
 	next := cur
-	if in.Name != nil {
-		next.Name = *in.Name
-	}
-	if in.Description != nil {
-		next.Description = *in.Description
-	}
+	setIfPresent(&next.Name, in.Name)
+	setIfPresent(&next.Description, in.Description)
 	if in.Labels != nil {
 		next.Labels = apiv1.NormalizeLabels(*in.Labels)
 	}
@@ -209,9 +202,7 @@ func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Reques
 	if reflect.DeepEqual(cur, next) {
 		return cur, cur, nil, nil
 	}
-	next.Generation++
-	next.ETag = etag(next.Generation)
-	next.UpdatedAt = now
+	next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, now)
 	next.Enforcement.Generation++
 	next.Enforcement.Enforced = false
 	if next.State == apiv1.StateReady || next.State == apiv1.StateFailed || next.State == apiv1.StateUpdating {
@@ -235,10 +226,7 @@ func (a *API) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		cur, err := tx.GetEnvironment(ctx, id)
-		if err != nil {
-			return nil, notFoundOr(err, "environment", id)
-		}
-		if err := checkIfMatch(r, cur.Generation); err != nil {
+		if err := writable(r, err, "environment", id, cur.Generation); err != nil {
 			return nil, err
 		}
 		if gone(cur.State) {

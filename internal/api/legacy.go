@@ -93,9 +93,7 @@ func (a *API) configureOwnedPolicy(ctx context.Context, tx store.Tx, env apiv1.E
 	}
 	p := *before
 	p.PolicySpec = policy.OwnedPolicySpec(env, rules)
-	p.Generation++
-	p.ETag = etag(p.Generation)
-	p.UpdatedAt = now
+	p.Generation, p.ETag, p.UpdatedAt = nextGeneration(p.Generation, now)
 	if err := tx.UpdatePolicy(ctx, p); err != nil {
 		return nil, nil, ownedConflict(err, p.Name)
 	}

@@ -175,6 +175,29 @@ func checkIfMatch(r *http.Request, generation int64) error {
 	return newError(probPrecondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", h, cur)
 }
 
+// writable is the check every PATCH and DELETE makes of the object it
+// loaded inside its transaction: loadErr not found is a 404 naming it, and
+// an If-Match naming another generation is a 412.
+func writable(r *http.Request, loadErr error, kind, id string, generation int64) error {
+	if loadErr != nil {
+		return notFoundOr(loadErr, kind, id)
+	}
+	return checkIfMatch(r, generation)
+}
+
+// nextGeneration is what every change of an object's spec sets: the
+// generation after gen, its ETag, and the time of the change.
+func nextGeneration(gen int64, now time.Time) (int64, string, time.Time) {
+	return gen + 1, etag(gen + 1), now
+}
+
+// setIfPresent applies a field of a PATCH body that is present.
+func setIfPresent[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
 // idemRequest is an Idempotency-Key request on its way through.
 type idemRequest struct {
 	key      string

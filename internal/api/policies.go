@@ -91,10 +91,7 @@ func (a *API) patchPolicy(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		cur, err := tx.GetPolicy(ctx, id)
-		if err != nil {
-			return nil, notFoundOr(err, "policy", id)
-		}
-		if err := checkIfMatch(r, cur.Generation); err != nil {
+		if err := writable(r, err, "policy", id, cur.Generation); err != nil {
 			return nil, err
 		}
 		if cur.OwnerEnvironmentID != "" {
@@ -108,9 +105,7 @@ func (a *API) patchPolicy(w http.ResponseWriter, r *http.Request) error {
 		next.PolicySpec = spec
 		var bumped []string
 		if !reflect.DeepEqual(cur.PolicySpec.Normalize(), spec) {
-			next.Generation++
-			next.ETag = etag(next.Generation)
-			next.UpdatedAt = a.now().UTC()
+			next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, a.now().UTC())
 			if err := tx.UpdatePolicy(ctx, next); err != nil {
 				return nil, nameConflict(err, "policy")
 			}
@@ -132,10 +127,7 @@ func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		cur, err := tx.GetPolicy(ctx, id)
-		if err != nil {
-			return nil, notFoundOr(err, "policy", id)
-		}
-		if err := checkIfMatch(r, cur.Generation); err != nil {
+		if err := writable(r, err, "policy", id, cur.Generation); err != nil {
 			return nil, err
 		}
 		if err := tx.DeletePolicy(ctx, id); err != nil {

@@ -74,26 +74,17 @@ func (a *API) patchProject(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		cur, err := tx.GetProject(ctx, id)
-		if err != nil {
-			return nil, notFoundOr(err, "project", id)
-		}
-		if err := checkIfMatch(r, cur.Generation); err != nil {
+		if err := writable(r, err, "project", id, cur.Generation); err != nil {
 			return nil, err
 		}
 		next := cur
-		if in.Name != nil {
-			next.Name = *in.Name
-		}
-		if in.Description != nil {
-			next.Description = *in.Description
-		}
+		setIfPresent(&next.Name, in.Name)
+		setIfPresent(&next.Description, in.Description)
 		if in.Labels != nil {
 			next.Labels = apiv1.NormalizeLabels(*in.Labels)
 		}
 		if !reflect.DeepEqual(cur, next) {
-			next.Generation++
-			next.ETag = etag(next.Generation)
-			next.UpdatedAt = a.now().UTC()
+			next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, a.now().UTC())
 			if err := tx.UpdateProject(ctx, next); err != nil {
 				return nil, nameConflict(err, "project")
 			}
@@ -109,10 +100,7 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		cur, err := tx.GetProject(ctx, id)
-		if err != nil {
-			return nil, notFoundOr(err, "project", id)
-		}
-		if err := checkIfMatch(r, cur.Generation); err != nil {
+		if err := writable(r, err, "project", id, cur.Generation); err != nil {
 			return nil, err
 		}
 		envs, _, err := tx.ListEnvironments(ctx, store.ListQuery{ProjectID: id, Limit: 1})

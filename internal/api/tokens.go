@@ -111,10 +111,7 @@ func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		if err == nil && cur.RevokedAt != nil {
 			err = store.ErrNotFound
 		}
-		if err != nil {
-			return nil, notFoundOr(err, "token", id)
-		}
-		if err := checkIfMatch(r, 1); err != nil {
+		if err := writable(r, err, "token", id, 1); err != nil {
 			return nil, err
 		}
 		now := a.now().UTC()
