@@ -22,55 +22,56 @@ const maxWaitPoll = 30 * time.Second
 const stateDeleted = "deleted"
 
 // Environments is the /v1/environments API.
-type Environments struct{ c *Client }
+type Environments struct{ collection[apiv1.Environment] }
 
 // Environments returns the environments API.
-func (c *Client) Environments() *Environments { return &Environments{c: c} }
+func (c *Client) Environments() *Environments {
+	return &Environments{collection[apiv1.Environment]{c, "/v1/environments"}}
+}
 
 // Create asks for an environment and returns it in state pending; use
 // WaitFor to wait until it is ready. The request carries an
 // Idempotency-Key, so a retried create never makes a duplicate.
 func (e *Environments) Create(ctx context.Context, in apiv1.EnvironmentCreate) (*apiv1.Environment, error) {
-	return call[apiv1.Environment](ctx, e.c, request{method: http.MethodPost, path: "/v1/environments", body: in})
+	return e.create(ctx, in)
 }
 
 // Get returns an environment; IsNotFound(err) when it does not exist.
 func (e *Environments) Get(ctx context.Context, id string) (*apiv1.Environment, error) {
-	return call[apiv1.Environment](ctx, e.c, request{method: http.MethodGet, path: envPath(id)})
+	return e.get(ctx, id)
 }
 
 // List returns every environment matching opts, following all pages.
 func (e *Environments) List(ctx context.Context, opts ListOptions) ([]apiv1.Environment, error) {
-	return listAll[apiv1.Environment](ctx, e.c, "/v1/environments", opts)
+	return e.list(ctx, opts)
 }
 
 // Update replaces the fields present in patch (TTLSeconds 0 removes the
 // TTL). With ifMatch set, it fails with a 412 (IsPreconditionFailed) when
 // the environment changed since that ETag was read.
 func (e *Environments) Update(ctx context.Context, id string, patch apiv1.EnvironmentPatch, ifMatch string) (*apiv1.Environment, error) {
-	return call[apiv1.Environment](ctx, e.c, request{method: http.MethodPatch, path: envPath(id), body: patch, ifMatch: ifMatch})
+	return e.update(ctx, id, patch, ifMatch)
 }
 
 // Delete starts deleting an environment; use WaitDeleted to wait until it is gone.
 func (e *Environments) Delete(ctx context.Context, id, ifMatch string) error {
-	_, err := e.c.do(ctx, request{method: http.MethodDelete, path: envPath(id), ifMatch: ifMatch}, nil)
-	return err
+	return e.delete(ctx, id, ifMatch)
 }
 
 // Status returns the lifecycle and enforcement status of an environment.
 func (e *Environments) Status(ctx context.Context, id string) (*apiv1.EnvironmentStatus, error) {
-	return call[apiv1.EnvironmentStatus](ctx, e.c, request{method: http.MethodGet, path: envPath(id) + "/status"})
+	return call[apiv1.EnvironmentStatus](ctx, e.c, request{method: http.MethodGet, path: e.item(id) + "/status"})
 }
 
 // EffectivePolicy returns the policies that select an environment and the
 // merged allow rules.
 func (e *Environments) EffectivePolicy(ctx context.Context, id string) (*apiv1.EffectivePolicy, error) {
-	return call[apiv1.EffectivePolicy](ctx, e.c, request{method: http.MethodGet, path: envPath(id) + "/effective-policy"})
+	return call[apiv1.EffectivePolicy](ctx, e.c, request{method: http.MethodGet, path: e.item(id) + "/effective-policy"})
 }
 
 // Check asks whether a packet would be allowed, and by which rule.
 func (e *Environments) Check(ctx context.Context, id string, in apiv1.CheckRequest) (*apiv1.CheckResult, error) {
-	return call[apiv1.CheckResult](ctx, e.c, request{method: http.MethodPost, path: envPath(id) + "/check", body: in})
+	return call[apiv1.CheckResult](ctx, e.c, request{method: http.MethodPost, path: e.item(id) + "/check", body: in})
 }
 
 // StateError says an environment settled in a state other than the one
@@ -154,7 +155,7 @@ func (e *Environments) poll(ctx context.Context, id string, states []string) (en
 	q.Set("wait_for", strings.Join(states, ","))
 	q.Set("timeout", wait.Round(time.Millisecond).String())
 	out := new(apiv1.Environment)
-	meta, err := e.c.do(ctx, request{method: http.MethodGet, path: envPath(id), query: q, extraTimeout: wait}, out)
+	meta, err := e.c.do(ctx, request{method: http.MethodGet, path: e.item(id), query: q, extraTimeout: wait}, out)
 	if err != nil {
 		return nil, false, err
 	}
@@ -177,5 +178,3 @@ func waitError(ctx context.Context, err error, id string, want []string, last *a
 	}
 	return fmt.Errorf("timed out waiting for environment %s to be %s (last state %s): %w", id, strings.Join(want, " or "), seen, err)
 }
-
-func envPath(id string) string { return "/v1/environments/" + escape(id) }

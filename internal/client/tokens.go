@@ -11,10 +11,12 @@ import (
 
 // Tokens is the /v1/tokens API. Managing tokens needs an admin token;
 // reading them an admin or auditor token.
-type Tokens struct{ c *Client }
+type Tokens struct{ collection[apiv1.Token] }
 
 // Tokens returns the tokens API.
-func (c *Client) Tokens() *Tokens { return &Tokens{c: c} }
+func (c *Client) Tokens() *Tokens {
+	return &Tokens{collection[apiv1.Token]{c, "/v1/tokens"}}
+}
 
 // Create creates a token and returns it with its secret, which the server
 // shows this once and never stores.
@@ -25,7 +27,7 @@ func (c *Client) Tokens() *Tokens { return &Tokens{c: c} }
 // caller always gets a usable secret and no unknown token stays valid.
 func (t *Tokens) Create(ctx context.Context, in apiv1.TokenCreate) (*apiv1.TokenCreated, error) {
 	for range 2 {
-		out, err := call[apiv1.TokenCreated](ctx, t.c, request{method: http.MethodPost, path: "/v1/tokens", body: in})
+		out, err := call[apiv1.TokenCreated](ctx, t.c, request{method: http.MethodPost, path: t.path, body: in})
 		if err != nil {
 			return nil, err
 		}
@@ -42,18 +44,17 @@ func (t *Tokens) Create(ctx context.Context, in apiv1.TokenCreate) (*apiv1.Token
 // Get returns a token, never its secret; IsNotFound(err) when it does not
 // exist or was revoked.
 func (t *Tokens) Get(ctx context.Context, id string) (*apiv1.Token, error) {
-	return call[apiv1.Token](ctx, t.c, request{method: http.MethodGet, path: "/v1/tokens/" + escape(id)})
+	return t.get(ctx, id)
 }
 
 // List returns every token that is not revoked (opts.ProjectID filters),
 // following all pages.
 func (t *Tokens) List(ctx context.Context, opts ListOptions) ([]apiv1.Token, error) {
-	return listAll[apiv1.Token](ctx, t.c, "/v1/tokens", opts)
+	return t.list(ctx, opts)
 }
 
 // Delete revokes a token: from the server's next request on, it is
 // refused. IsNotFound(err) when it does not exist or was revoked already.
 func (t *Tokens) Delete(ctx context.Context, id, ifMatch string) error {
-	_, err := t.c.do(ctx, request{method: http.MethodDelete, path: "/v1/tokens/" + escape(id), ifMatch: ifMatch}, nil)
-	return err
+	return t.delete(ctx, id, ifMatch)
 }
