@@ -59,8 +59,8 @@ provider "isolation" {
 	}
 	logs := string(raw)
 	// The scan proves something only if the log holds the provider's
-	// requests and the Terraform CLI's own trace.
-	for _, want := range []string{"isolation_client", "performing request", testAccEndpoint, "Terraform version"} {
+	// requests and the CLI's own trace (Terraform and OpenTofu both log their Go runtime).
+	for _, want := range []string{"isolation_client", "performing request", testAccEndpoint, "Go runtime version"} {
 		if !strings.Contains(logs, want) {
 			t.Fatalf("the trace log (%d bytes) lacks %q: the test would prove nothing", len(logs), want)
 		}

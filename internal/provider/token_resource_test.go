@@ -358,7 +358,7 @@ resource "isolation_project" "forbidden" {
 		t.Fatalf("reading the trace log: %v", err)
 	}
 	logs := string(raw)
-	for _, want := range []string{"isolation_client", "performing request", "/v1/tokens", "Terraform version"} {
+	for _, want := range []string{"isolation_client", "performing request", "/v1/tokens", "Go runtime version"} {
 		if !strings.Contains(logs, want) {
 			t.Fatalf("the trace log (%d bytes) lacks %q: the test would prove nothing", len(logs), want)
 		}
