@@ -157,8 +157,8 @@ func TestEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T) {
 	pa, pb := accName("prj"), accName("prj")
 	var id string
 	var generation int64
-	serverGeneration := func(s *terraform.State) error {
-		if err := envID(&id)(s); err != nil {
+	serverGeneration := func(s *terraform.State) (err error) {
+		if id, err = stateAttr(s, environmentAddr, "id"); err != nil {
 			return err
 		}
 		env, err := testAccClient.Environments().Get(context.Background(), id)
@@ -206,14 +206,6 @@ func TestEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T) {
 	})
 }
 
-// envID captures the environment's id from the state in a step's Check.
-func envID(id *string) resource.TestCheckFunc {
-	return func(s *terraform.State) (err error) {
-		*id, err = stateAttr(s, environmentAddr, "id")
-		return err
-	}
-}
-
 func TestEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 	pa, pb := accName("prj"), accName("prj")
 	config := environmentConfig(pa, pb, "a", `name = "db"`)
@@ -224,9 +216,9 @@ func TestEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 		CheckDestroy:             checkEnvironmentsDestroyed,
 		Steps: []resource.TestStep{
 			{
-				Config:           config,
-				ConfigPlanChecks: afterApply(),
-				Check:            envID(&id),
+				Config:            config,
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)},
 			},
 			{
 				PreConfig: func() {
@@ -243,12 +235,7 @@ func TestEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("id"), knownvalue.StringFunc(func(v string) error {
-						if v == id {
-							return fmt.Errorf("id %s is the deleted environment's", v)
-						}
-						return nil
-					})),
+					expectID(environmentAddr, &id, false),
 				},
 			},
 		},
@@ -264,7 +251,7 @@ func TestEnvironment_BeingDeletedOutsideTerraformIsTreatedAsGone(t *testing.T) {
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		CheckDestroy:             checkEnvironmentsDestroyed,
 		Steps: []resource.TestStep{
-			{Config: config, ConfigPlanChecks: afterApply(), Check: envID(&id)},
+			{Config: config, ConfigPlanChecks: afterApply(), ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)}},
 			{
 				// Deleted outside, not yet gone: the plan already proposes a new one.
 				PreConfig: func() {
@@ -291,7 +278,7 @@ func TestEnvironment_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		CheckDestroy:             checkEnvironmentsDestroyed,
 		Steps: []resource.TestStep{
-			{Config: config, ConfigPlanChecks: afterApply(), Check: envID(&id)},
+			{Config: config, ConfigPlanChecks: afterApply(), ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)}},
 			{
 				PreConfig: func() {
 					ctx := context.Background()
@@ -336,9 +323,9 @@ func TestEnvironment_ConcurrentChangeFailsTheApplyWithRefreshAdviceAndOverwrites
 		CheckDestroy:             checkEnvironmentsDestroyed,
 		Steps: []resource.TestStep{
 			{
-				Config:           environmentConfig(pa, pb, "a", `name = "app"`),
-				ConfigPlanChecks: afterApply(),
-				Check:            envID(&id),
+				Config:            environmentConfig(pa, pb, "a", `name = "app"`),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)},
 			},
 			{
 				Config: environmentConfig(pa, pb, "a", `

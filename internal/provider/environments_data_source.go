@@ -6,7 +6,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -104,11 +103,8 @@ func (d *EnvironmentsDataSource) Read(ctx context.Context, req datasource.ReadRe
 		ids[i] = envs[i].ID
 		models[i].fromAPI(&envs[i])
 	}
-	var diags diag.Diagnostics
-	cfg.IDs, diags = types.ListValueFrom(ctx, types.StringType, ids)
-	resp.Diagnostics.Append(diags...)
-	cfg.Environments, diags = types.ListValueFrom(ctx, types.ObjectType{AttrTypes: environmentAttrTypes}, models)
-	resp.Diagnostics.Append(diags...)
+	cfg.IDs = listValue(ctx, types.StringType, ids, &resp.Diagnostics)
+	cfg.Environments = listValue(ctx, types.ObjectType{AttrTypes: environmentAttrTypes}, models, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}

@@ -125,6 +125,14 @@ func lookupErr[T any](ctx context.Context, kind string, id, name types.String, o
 	return nil, fmt.Errorf("project %s has no %s named %q", opts.ProjectID, kind, name.ValueString())
 }
 
+// listValue is types.ListValueFrom with its diagnostics added to diags,
+// for the list data sources' ids and objects.
+func listValue(ctx context.Context, elem attr.Type, items any, diags *diag.Diagnostics) types.List {
+	l, d := types.ListValueFrom(ctx, elem, items)
+	diags.Append(d...)
+	return l
+}
+
 // objectAsOptions reads an object whose attributes may be unknown (a
 // planned object with server-defaulted fields) without failing.
 var objectAsOptions = basetypes.ObjectAsOptions{UnhandledNullAsEmpty: true, UnhandledUnknownAsEmpty: true}

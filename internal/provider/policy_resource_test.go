@@ -645,50 +645,6 @@ func checkAPIPolicy(addr string, check func(*apiv1.Policy) error) statecheck.Sta
 	}}
 }
 
-// captureID is a state check that records the id of the resource at addr.
-func captureID(addr string, id *string) statecheck.StateCheck {
-	return resourceCheck{addr, func(attrs map[string]any) error {
-		*id = fmt.Sprint(attrs["id"])
-		return nil
-	}}
-}
-
-// expectID is a state check that the resource at addr has the id recorded
-// in want (same) or another one (replaced or recreated).
-func expectID(addr string, want *string, same bool) statecheck.StateCheck {
-	return resourceCheck{addr, func(attrs map[string]any) error {
-		got := fmt.Sprint(attrs["id"])
-		switch {
-		case same && got != *want:
-			return fmt.Errorf("%s has id %s, want %s (the same object)", addr, got, *want)
-		case !same && got == *want:
-			return fmt.Errorf("%s still has id %s, want a new object", addr, got)
-		}
-		return nil
-	}}
-}
-
-// resourceCheck is a state check of one resource's attributes, as the
-// JSON state has them.
-type resourceCheck struct {
-	addr  string
-	check func(attrs map[string]any) error
-}
-
-func (c resourceCheck) CheckState(_ context.Context, req statecheck.CheckStateRequest, resp *statecheck.CheckStateResponse) {
-	if req.State == nil || req.State.Values == nil || req.State.Values.RootModule == nil {
-		resp.Error = fmt.Errorf("no state")
-		return
-	}
-	for _, r := range req.State.Values.RootModule.Resources {
-		if r.Address == c.addr {
-			resp.Error = c.check(r.AttributeValues)
-			return
-		}
-	}
-	resp.Error = fmt.Errorf("%s is not in the state", c.addr)
-}
-
 func policyGetter(c *client.Client) func(context.Context, string) error {
 	return func(ctx context.Context, id string) error {
 		_, err := c.Policies().Get(ctx, id)

@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -122,12 +121,9 @@ func TestProject_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
 		Steps: []resource.TestStep{
 			{
-				Config:           projectConfig(name, ""),
-				ConfigPlanChecks: afterApply(),
-				Check: func(s *terraform.State) (err error) {
-					id, err = stateAttr(s, projectAddr, "id")
-					return err
-				},
+				Config:            projectConfig(name, ""),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(projectAddr, &id)},
 			},
 			{
 				PreConfig: func() {
@@ -162,12 +158,9 @@ func TestProject_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *test
 		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
 		Steps: []resource.TestStep{
 			{
-				Config:           config,
-				ConfigPlanChecks: afterApply(),
-				Check: func(s *terraform.State) (err error) {
-					id, err = stateAttr(s, projectAddr, "id")
-					return err
-				},
+				Config:            config,
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(projectAddr, &id)},
 			},
 			{
 				PreConfig: func() {
@@ -210,12 +203,9 @@ func TestProject_ConcurrentChangeFailsTheApplyWithRefreshAdviceAndOverwritesNoth
 		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
 		Steps: []resource.TestStep{
 			{
-				Config:           projectConfig(name, `description = "v1"`),
-				ConfigPlanChecks: afterApply(),
-				Check: func(s *terraform.State) (err error) {
-					id, err = stateAttr(s, projectAddr, "id")
-					return err
-				},
+				Config:            projectConfig(name, `description = "v1"`),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(projectAddr, &id)},
 			},
 			{
 				Config: projectConfig(name, `description = "v2 from terraform"`),
@@ -273,12 +263,9 @@ func TestProject_DeletionRefusedWhileEnvironmentsRemainSaysWhatToDo(t *testing.T
 		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
 		Steps: []resource.TestStep{
 			{
-				Config:           projectConfig(name, ""),
-				ConfigPlanChecks: afterApply(),
-				Check: func(s *terraform.State) (err error) {
-					projectID, err = stateAttr(s, projectAddr, "id")
-					return err
-				},
+				Config:            projectConfig(name, ""),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(projectAddr, &projectID)},
 			},
 			{
 				// An environment made outside this configuration keeps the project alive.

@@ -7,7 +7,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -113,11 +112,8 @@ func (d *TokensDataSource) Read(ctx context.Context, req datasource.ReadRequest,
 		ids[i] = t.ID
 		items[i] = tokenListItem{ID: m.ID, Name: m.Name, Role: m.Role, ProjectID: m.ProjectID, ExpiresAt: m.ExpiresAt, CreatedAt: m.CreatedAt}
 	}
-	var diags diag.Diagnostics
-	cfg.IDs, diags = types.ListValueFrom(ctx, types.StringType, ids)
-	resp.Diagnostics.Append(diags...)
-	cfg.Tokens, diags = types.ListValueFrom(ctx, types.ObjectType{AttrTypes: tokenListItemTypes}, items)
-	resp.Diagnostics.Append(diags...)
+	cfg.IDs = listValue(ctx, types.StringType, ids, &resp.Diagnostics)
+	cfg.Tokens = listValue(ctx, types.ObjectType{AttrTypes: tokenListItemTypes}, items, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
