@@ -9,6 +9,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -59,6 +61,20 @@ func decode(r *http.Request, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return newError(probMalformed, "the request body has data after the JSON value")
+	}
+	return nil
+}
+
+// decodeValid is decode followed by the body's own Validate, as every
+// handler that takes a body wants: a 400 naming each field that breaks a rule.
+func decodeValid(r *http.Request, in interface {
+	Validate() []apiv1.FieldError
+}) error {
+	if err := decode(r, in); err != nil {
+		return err
+	}
+	if fe := in.Validate(); fe != nil {
+		return validationError(fe)
 	}
 	return nil
 }

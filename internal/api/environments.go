@@ -24,11 +24,8 @@ func (a *API) createEnvironment(w http.ResponseWriter, r *http.Request) error {
 // respond shapes the answer (the v1 object, or the original design's).
 func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond func(apiv1.Environment) any) error {
 	var in apiv1.EnvironmentCreate
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	now := a.now().UTC()
 	env := apiv1.Environment{
@@ -105,16 +102,7 @@ func (a *API) listEnvironments(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !scopeList(r, &lq) {
-		writeList[apiv1.Environment](w, nil, "")
-		return nil
-	}
-	items, next, err := a.store.ListEnvironments(r.Context(), lq)
-	if err != nil {
-		return err
-	}
-	writeList(w, items, next)
-	return nil
+	return listScoped(w, r, lq, a.store.ListEnvironments)
 }
 
 func (a *API) getEnvironment(w http.ResponseWriter, r *http.Request) error {
@@ -156,11 +144,8 @@ func targetEnvironment(r *http.Request) (apiv1.Environment, error) {
 
 func (a *API) patchEnvironment(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.EnvironmentPatch
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
@@ -279,11 +264,8 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.CheckRequest
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	if in.Protocol == "" {
 		in.Protocol = apiv1.ProtocolTCP

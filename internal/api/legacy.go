@@ -24,11 +24,8 @@ func (a *API) legacyCreate(w http.ResponseWriter, r *http.Request) error {
 // first use, replaced after, removed when both rule lists are empty.
 func (a *API) legacyConfigure(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.EnvironmentConfigure
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	id := idFromPath(r)
 	patch := apiv1.EnvironmentPatch{Description: in.Description, Labels: in.Labels, Resources: in.Resources}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -52,6 +53,21 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 		lq.Limit = store.DefaultLimit
 	}
 	return lq, q, nil
+}
+
+// listScoped answers a list the caller may see only part of: an empty page
+// when the query lies outside its scope, else the page list returns.
+func listScoped[T any](w http.ResponseWriter, r *http.Request, lq store.ListQuery, list func(context.Context, store.ListQuery) ([]T, string, error)) error {
+	if !scopeList(r, &lq) {
+		writeList[T](w, nil, "")
+		return nil
+	}
+	items, next, err := list(r.Context(), lq)
+	if err != nil {
+		return err
+	}
+	writeList(w, items, next)
+	return nil
 }
 
 // scopeList restricts a list to what the caller may see: a project-scoped

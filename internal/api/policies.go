@@ -12,11 +12,8 @@ import (
 
 func (a *API) createPolicy(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.PolicyCreate
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	now := a.now().UTC()
 	p := apiv1.Policy{
@@ -62,16 +59,7 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) error {
 		lq.Labels = nil
 		return fieldError(probValidation, "label", "policies have no labels; filter by project_id")
 	}
-	if !scopeList(r, &lq) {
-		writeList[apiv1.Policy](w, nil, "")
-		return nil
-	}
-	items, next, err := a.store.ListPolicies(r.Context(), lq)
-	if err != nil {
-		return err
-	}
-	writeList(w, items, next)
-	return nil
+	return listScoped(w, r, lq, a.store.ListPolicies)
 }
 
 func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) error {
@@ -82,11 +70,8 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) patchPolicy(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.PolicyPatch
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {

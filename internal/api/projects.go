@@ -13,11 +13,8 @@ import (
 
 func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.ProjectCreate
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	now := a.now().UTC()
 	p := apiv1.Project{
@@ -65,11 +62,8 @@ func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) patchProject(w http.ResponseWriter, r *http.Request) error {
 	var in apiv1.ProjectPatch
-	if err := decode(r, &in); err != nil {
+	if err := decodeValid(r, &in); err != nil {
 		return err
-	}
-	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
 	}
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
