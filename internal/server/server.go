@@ -93,7 +93,7 @@ type Server struct {
 // Start opens the store, makes sure the admin token exists, recovers the
 // reconciler's work, and starts serving. It returns once the listener is
 // open.
-func Start(ctx context.Context, cfg Config) (s *Server, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,7 +120,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
+	// s is not the named result: `return nil, err` must not clear it before
+	// the deferred cleanup closes what it opened.
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
 	var cleanup []func()
 	defer func() {
 		if err != nil {
