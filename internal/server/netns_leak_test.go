@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	netnsdriver "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 )
 
@@ -44,21 +41,8 @@ func TestNetnsAPI_HundredEnvironmentsCreatedAndDeletedLeaveOnlyTheRouter(t *test
 	}
 
 	const n = 100
-	envs := make([]apiv1.Environment, n)
 	start := time.Now()
-	eightAtATime(t, n, func(i int) error {
-		e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: fmt.Sprintf("leak-%03d", i)})
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
-		defer cancel()
-		ready, err := l.c.Environments().WaitFor(ctx, e.ID, apiv1.StateReady)
-		if err == nil {
-			envs[i] = *ready
-		}
-		return err
-	})
+	envs := l.createMany(n, func(int) map[string]string { return nil })
 	t.Logf("%d environments ready in %v", n, time.Since(start).Round(time.Millisecond))
 	// The inventory sees what the environments own: a namespace each, and
 	// a veth each in the router namespace.
@@ -72,14 +56,7 @@ func TestNetnsAPI_HundredEnvironmentsCreatedAndDeletedLeaveOnlyTheRouter(t *test
 	}
 
 	start = time.Now()
-	eightAtATime(t, n, func(i int) error {
-		if err := l.c.Environments().Delete(l.ctx, envs[i].ID, ""); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
-		defer cancel()
-		return l.c.Environments().WaitDeleted(ctx, envs[i].ID)
-	})
+	l.deleteAll(envs)
 	t.Logf("%d environments deleted in %v", n, time.Since(start).Round(time.Millisecond))
 	if diff := cmp.Diff(routerOnly, inventory(t, p)); diff != "" {
 		t.Errorf("after deleting every environment through the API (-want +got):\n%s", diff)
@@ -200,26 +177,4 @@ func family(f nftables.TableFamily) string {
 		return "ip6"
 	}
 	return fmt.Sprintf("family-%d", f)
-}
-
-// eightAtATime runs fn for 0..n-1, eight at a time, and fails the test on
-// the first error.
-func eightAtATime(t testing.TB, n int, fn func(i int) error) {
-	t.Helper()
-	errs := make([]error, n)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i := range n {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = fn(i)
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("%d: %v", i, err)
-		}
-	}
 }

@@ -88,6 +88,7 @@ type apiLab struct {
 	cfg     server.Config
 	srv     *server.Server
 	c       *client.Client
+	http    *http.Client // for the long polls and watches the client does not make
 	project apiv1.Project
 }
 
@@ -111,7 +112,10 @@ func labConfig(tb testing.TB, driver string) server.Config {
 // prefix is purged.
 func startLab(tb testing.TB, cfg server.Config) *apiLab {
 	tb.Helper()
-	l := &apiLab{tb: tb, ctx: context.Background(), cfg: cfg}
+	// Enough idle connections for a hundred long polls at once.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 256
+	l := &apiLab{tb: tb, ctx: context.Background(), cfg: cfg, http: &http.Client{Transport: transport}}
 	if cfg.Driver == netns.DriverName {
 		tb.Cleanup(func() { purgePrefix(tb, cfg) })
 	}
@@ -193,6 +197,40 @@ func (l *apiLab) waitReady(id string) apiv1.Environment {
 	return *e
 }
 
+// createMany creates n environments, eight at a time, labelled by labels,
+// and returns them once ready.
+func (l *apiLab) createMany(n int, labels func(i int) map[string]string) []apiv1.Environment {
+	l.tb.Helper()
+	out := make([]apiv1.Environment, n)
+	eightAtATime(l.tb, n, func(i int) error {
+		e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: fmt.Sprintf("env-%d", i), Labels: labels(i)})
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+		defer cancel()
+		ready, err := l.c.Environments().WaitFor(ctx, e.ID, apiv1.StateReady)
+		if err == nil {
+			out[i] = *ready
+		}
+		return err
+	})
+	return out
+}
+
+// deleteAll deletes envs, eight at a time, and returns once they are gone.
+func (l *apiLab) deleteAll(envs []apiv1.Environment) {
+	l.tb.Helper()
+	eightAtATime(l.tb, len(envs), func(i int) error {
+		if err := l.c.Environments().Delete(l.ctx, envs[i].ID, ""); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+		defer cancel()
+		return l.c.Environments().WaitDeleted(ctx, envs[i].ID)
+	})
+}
+
 // createPolicy creates a policy in the lab's project.
 func (l *apiLab) createPolicy(spec apiv1.PolicySpec) apiv1.Policy {
 	l.tb.Helper()
@@ -212,7 +250,7 @@ func (l *apiLab) waitEnforced(ctx context.Context, id string) (apiv1.Environment
 		return apiv1.Environment{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+l.srv.AdminToken())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := l.http.Do(req)
 	if err != nil {
 		return apiv1.Environment{}, err
 	}
@@ -320,7 +358,7 @@ func (l *apiLab) watchUntil(id, what string, cond func(apiv1.Environment) bool) 
 		l.tb.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+l.srv.AdminToken())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := l.http.Do(req)
 	if err != nil {
 		l.tb.Fatal(err)
 	}
@@ -445,4 +483,26 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// eightAtATime runs fn for 0..n-1, eight at a time, and fails the test on
+// the first error.
+func eightAtATime(t testing.TB, n int, fn func(i int) error) {
+	t.Helper()
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+	}
 }
