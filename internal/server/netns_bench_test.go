@@ -54,13 +54,7 @@ func BenchmarkAPIEnforce_CreateToReady(b *testing.B) {
 						created := make([]apiv1.Environment, n)
 						for i := range n {
 							start := time.Now()
-							e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{
-								ProjectID: l.project.ID, Name: fmt.Sprintf("new-%d", i), Labels: map[string]string{"tier": fan.tier},
-							})
-							if err != nil {
-								b.Fatal(err)
-							}
-							created[i] = l.waitReady(e.ID)
+							created[i] = l.createEnv(fmt.Sprintf("new-%d", i), map[string]string{"tier": fan.tier})
 							took[i] = time.Since(start)
 						}
 						reportQuantiles(b, took, "ready", 0.50, 0.99)

@@ -179,22 +179,25 @@ func (l *apiLab) driver() *netns.Driver {
 // createEnv creates an environment and returns it once it is ready.
 func (l *apiLab) createEnv(name string, labels map[string]string) apiv1.Environment {
 	l.tb.Helper()
-	e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: name, Labels: labels})
+	e, err := l.create(name, labels)
 	if err != nil {
 		l.tb.Fatal(err)
 	}
-	return l.waitReady(e.ID)
+	return e
 }
 
-func (l *apiLab) waitReady(id string) apiv1.Environment {
-	l.tb.Helper()
-	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
-	defer cancel()
-	e, err := l.c.Environments().WaitFor(ctx, id, apiv1.StateReady)
+// create creates an environment and waits (wait_for=ready) until it is ready.
+func (l *apiLab) create(name string, labels map[string]string) (apiv1.Environment, error) {
+	e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: name, Labels: labels})
 	if err != nil {
-		l.tb.Fatal(err)
+		return apiv1.Environment{}, err
 	}
-	return *e
+	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+	defer cancel()
+	if e, err = l.c.Environments().WaitFor(ctx, e.ID, apiv1.StateReady); err != nil {
+		return apiv1.Environment{}, err
+	}
+	return *e, nil
 }
 
 // createMany creates n environments, eight at a time, labelled by labels,
@@ -202,17 +205,8 @@ func (l *apiLab) waitReady(id string) apiv1.Environment {
 func (l *apiLab) createMany(n int, labels func(i int) map[string]string) []apiv1.Environment {
 	l.tb.Helper()
 	out := make([]apiv1.Environment, n)
-	eightAtATime(l.tb, n, func(i int) error {
-		e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: fmt.Sprintf("env-%d", i), Labels: labels(i)})
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
-		defer cancel()
-		ready, err := l.c.Environments().WaitFor(ctx, e.ID, apiv1.StateReady)
-		if err == nil {
-			out[i] = *ready
-		}
+	eightAtATime(l.tb, n, func(i int) (err error) {
+		out[i], err = l.create(fmt.Sprintf("env-%d", i), labels(i))
 		return err
 	})
 	return out
