@@ -44,29 +44,6 @@ func TestIPAM_ReserveRebuildsFromTheStore(t *testing.T) {
 	}
 }
 
-func TestQueue_NeverProcessesAnIDTwiceAtOnceAndKeepsLateAdds(t *testing.T) {
-	q := newQueue()
-	q.add("", "a", "b", "a")
-	if q.len() != 2 {
-		t.Fatalf("queued %d, want 2 (deduplicated)", q.len())
-	}
-	id, _, _ := q.get()
-	q.add("", id) // changed while being processed
-	other, _, _ := q.get()
-	if other == id {
-		t.Fatal("an id in process was handed out again")
-	}
-	q.done(other)
-	q.done(id)
-	if again, _, ok := q.get(); !ok || again != id {
-		t.Fatalf("the late add of %s was lost (got %q)", id, again)
-	}
-	q.close()
-	if _, _, ok := q.get(); ok {
-		t.Fatal("get after close")
-	}
-}
-
 func TestDeadlines_WakeAtTheEarliestDeadlineOnly(t *testing.T) {
 	d := newDeadlines(time.Now)
 	defer d.stop()

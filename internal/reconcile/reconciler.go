@@ -211,14 +211,14 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 
 func (r *Reconciler) work(ctx context.Context) {
 	for {
-		id, cause, ok := r.queue.get()
+		it, ok := r.queue.get()
 		if !ok {
 			return
 		}
 		start := r.opts.Now()
-		outcome := r.reconcile(ctx, id, cause)
+		outcome := r.reconcile(ctx, it)
 		r.opts.Observe(outcome, r.opts.Now().Sub(start))
-		r.queue.done(id)
+		r.queue.done(it.id)
 	}
 }
 
@@ -248,20 +248,21 @@ func (r *Reconciler) timers(ctx context.Context, stop <-chan struct{}) {
 }
 
 // pass is one reconcile step of one environment: its context, its logger,
-// and the request id its audit events and follow-up work carry.
+// and the cause its audit events name and its follow-up work carries.
 type pass struct {
-	ctx       context.Context
-	log       *slog.Logger
-	requestID string
+	ctx   context.Context
+	log   *slog.Logger
+	cause cause
 }
 
 // reconcile takes one step for one environment and returns the outcome for
 // metrics. When a step leaves more to do, the environment is queued again.
-func (r *Reconciler) reconcile(ctx context.Context, id, cause string) string {
-	if cause == "" {
-		cause = NewID("rec_")
+func (r *Reconciler) reconcile(ctx context.Context, it item) string {
+	id, cause := it.id, it.cause
+	if cause.requestID == "" {
+		cause.requestID = NewID("rec_")
 	}
-	p := pass{ctx: ctx, log: r.log.With("environment_id", id, "request_id", cause), requestID: cause}
+	p := pass{ctx: ctx, log: r.log.With("environment_id", id, "request_id", cause.requestID), cause: cause}
 	env, err := r.opts.Store.GetEnvironment(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		r.deadlines.set(id, time.Time{})
@@ -338,7 +339,7 @@ func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
 	if err != nil {
 		return r.retry(p, env.ID, "allocate", err)
 	}
-	r.queue.add(p.requestID, env.ID)
+	r.queue.addCause(p.cause, env.ID)
 	return "allocated"
 }
 
@@ -397,7 +398,7 @@ func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
 		return r.retry(p, env.ID, "record enforcement", err)
 	}
 	if again {
-		r.queue.add(p.requestID, env.ID)
+		r.queue.addCause(p.cause, env.ID)
 	}
 	p.log.Debug("environment enforced", "generation", eff.Generation)
 	return "enforced"
@@ -436,7 +437,7 @@ func (r *Reconciler) enforceFailed(p pass, env apiv1.Environment, step string, e
 		r.log.Error("record enforcement failure", "environment_id", env.ID, "error", cerr.Error())
 	}
 	p.log.Warn("enforcement failed; will retry", "attempt", attempt, "retry_in", delay.String(), "error", msg)
-	r.queue.addAfter(env.ID, p.requestID, delay)
+	r.queue.addAfter(env.ID, p.cause, delay)
 	return "enforce_failed"
 }
 
@@ -461,7 +462,7 @@ func (r *Reconciler) expire(p pass, env apiv1.Environment) string {
 		return r.retry(p, env.ID, "expire", err)
 	}
 	p.log.Info("environment expired")
-	r.queue.add(p.requestID, env.ID)
+	r.queue.addCause(p.cause, env.ID)
 	return "expired"
 }
 
@@ -520,7 +521,7 @@ func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 	r.deadlines.set(env.ID, time.Time{})
 	r.forget(env.ID)
 	r.opts.Hub.Notify(append(affected, env.ID)...)
-	r.queue.add(p.requestID, affected...)
+	r.queue.addCause(p.cause, affected...)
 	p.log.Info("environment removed")
 	return "removed"
 }
@@ -597,7 +598,7 @@ func (r *Reconciler) change(p pass, id string, fn func(tx store.Tx, cur *apiv1.E
 		r.opts.Audited(*committed)
 	}
 	r.opts.Hub.Notify(append(bumped, id)...)
-	r.queue.add(p.requestID, bumped...)
+	r.queue.addCause(p.cause, bumped...)
 	return nil
 }
 
@@ -606,7 +607,7 @@ func (r *Reconciler) event(p pass, env *apiv1.Environment, action, outcome, reas
 	return apiv1.AuditEvent{
 		ID:         NewID("evt_"),
 		Time:       r.opts.Now().UTC(),
-		RequestID:  p.requestID,
+		RequestID:  p.cause.requestID,
 		Actor:      Actor,
 		ProjectID:  env.ProjectID,
 		Action:     action,
@@ -626,7 +627,7 @@ func (r *Reconciler) retry(p pass, id, step string, err error) string {
 	}
 	attempt, delay := r.failed(id)
 	p.log.Error("reconcile step failed; will retry", "step", step, "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
-	r.queue.addAfter(id, p.requestID, delay)
+	r.queue.addAfter(id, p.cause, delay)
 	return "error"
 }
 

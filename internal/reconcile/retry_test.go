@@ -438,34 +438,3 @@ func TestBackoff_DoublesFromItsBaseUpToItsCap(t *testing.T) {
 		t.Fatalf("after a success: attempt %d delay %s", n, d)
 	}
 }
-
-func TestQueue_DelayedAddKeepsTheEarliestAndCarriesItsCause(t *testing.T) {
-	q := newQueue()
-	q.addAfter("a", "req_1", time.Hour)
-	q.addAfter("a", "req_2", time.Millisecond) // earlier: replaces
-	q.addAfter("a", "req_3", time.Hour)        // later: ignored
-	got := make(chan [2]string, 1)
-	go func() {
-		id, cause, _ := q.get()
-		got <- [2]string{id, cause}
-	}()
-	select {
-	case g := <-got:
-		if g != [2]string{"a", "req_2"} {
-			t.Fatalf("got %v", g)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the delayed add never arrived")
-	}
-	q.done("a")
-	q.addAfter("b", "", time.Millisecond)
-	q.close()
-	if _, _, ok := q.get(); ok {
-		t.Fatal("get after close")
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.later) != 0 {
-		t.Fatal("close left delayed adds behind")
-	}
-}

@@ -1,0 +1,163 @@
+package reconcile
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeTimers stands in for time.AfterFunc, so a test fires the delayed
+// adds itself, at the moment it chooses.
+type fakeTimers struct {
+	mu      sync.Mutex
+	pending []*fakeTimer
+}
+
+type fakeTimer struct {
+	f       func()
+	stopped bool
+}
+
+func (t *fakeTimer) Stop() bool {
+	was := !t.stopped
+	t.stopped = true
+	return was
+}
+
+func withFakeTimers(q *queue) *fakeTimers {
+	ft := &fakeTimers{}
+	q.afterFunc = func(_ time.Duration, f func()) stopper {
+		ft.mu.Lock()
+		defer ft.mu.Unlock()
+		t := &fakeTimer{f: f}
+		ft.pending = append(ft.pending, t)
+		return t
+	}
+	return ft
+}
+
+// fire runs every delayed add that was not stopped, and reports how many.
+func (ft *fakeTimers) fire(q *queue) int {
+	ft.mu.Lock()
+	pending := ft.pending
+	ft.pending = nil
+	ft.mu.Unlock()
+	n := 0
+	for _, t := range pending {
+		q.mu.Lock()
+		stopped := t.stopped
+		q.mu.Unlock()
+		if !stopped {
+			t.f()
+			n++
+		}
+	}
+	return n
+}
+
+// mustGet takes the next item, which must be there already.
+func mustGet(t *testing.T, q *queue) item {
+	t.Helper()
+	if q.len() == 0 {
+		t.Fatal("nothing queued")
+	}
+	it, ok := q.get()
+	if !ok {
+		t.Fatal("queue closed")
+	}
+	return it
+}
+
+func TestQueue_NeverProcessesAnIDTwiceAtOnceAndKeepsLateAdds(t *testing.T) {
+	q := newQueue()
+	q.add("", "a", "b", "a")
+	if q.len() != 2 {
+		t.Fatalf("queued %d, want 2 (deduplicated)", q.len())
+	}
+	first := mustGet(t, q)
+	q.add("", first.id) // changed while being processed
+	other := mustGet(t, q)
+	if other.id == first.id {
+		t.Fatal("an id in process was handed out again")
+	}
+	q.done(other.id)
+	q.done(first.id)
+	if again := mustGet(t, q); again.id != first.id {
+		t.Fatalf("the late add of %s was lost (got %q)", first.id, again.id)
+	}
+	q.close()
+	if _, ok := q.get(); ok {
+		t.Fatal("get after close")
+	}
+}
+
+func TestQueue_DelayedAddKeepsTheEarliestTimeAndTheNewestCause(t *testing.T) {
+	q := newQueue()
+	ft := withFakeTimers(q)
+	q.addAfter("a", cause{"req_1", 1}, time.Hour)
+	q.addAfter("a", cause{"req_2", 2}, time.Millisecond) // earlier: replaces the timer
+	q.addAfter("a", cause{"req_3", 3}, time.Hour)        // later: no new timer, but the newer cause
+	if n := ft.fire(q); n != 1 {
+		t.Fatalf("%d delayed adds fired, want 1", n)
+	}
+	if it := mustGet(t, q); it.id != "a" || it.cause.requestID != "req_3" {
+		t.Fatalf("got %+v, want a under req_3", it)
+	}
+	q.done("a")
+	q.addAfter("b", cause{}, time.Millisecond)
+	q.close()
+	if _, ok := q.get(); ok {
+		t.Fatal("get after close")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.later) != 0 {
+		t.Fatal("close left delayed adds behind")
+	}
+}
+
+// The flake this guards against: a failing apply under req_policy queued a
+// retry; the environment was deleted (req_delete); the retry fired before
+// the teardown and credited the removal to req_policy.
+func TestQueue_ARetryOfAnOlderRequestNeverReplacesTheCauseOfANewerOne(t *testing.T) {
+	q := newQueue()
+	ft := withFakeTimers(q)
+	q.add("req_policy", "a")
+	failing := mustGet(t, q)
+	q.addAfter("a", failing.cause, time.Millisecond) // the pass failed: retry later
+	q.done("a")
+	q.add("req_delete", "a")
+	ft.fire(q)
+	if it := mustGet(t, q); it.cause.requestID != "req_delete" {
+		t.Fatalf("after a retry of an older request fired: cause %q, want req_delete", it.cause.requestID)
+	}
+}
+
+func TestQueue_FollowUpWorkOfAnOlderRequestNeverReplacesTheCauseOfANewerOne(t *testing.T) {
+	q := newQueue()
+	q.add("req_create", "a")
+	pass := mustGet(t, q)
+	q.add("req_delete", "a")    // arrives while the create's pass runs
+	q.addCause(pass.cause, "a") // the pass queues its next step
+	q.addCause(pass.cause, "b") // and a peer it affected
+	q.done("a")
+	got := map[string]string{}
+	for q.len() > 0 {
+		it := mustGet(t, q)
+		got[it.id] = it.cause.requestID
+		q.done(it.id)
+	}
+	if got["a"] != "req_delete" || got["b"] != "req_create" {
+		t.Fatalf("causes %v, want a under req_delete and b under req_create", got)
+	}
+}
+
+func TestQueue_AnAddWithNoRequestKeepsThePendingRequest(t *testing.T) {
+	q := newQueue()
+	q.add("", "a") // a restart
+	q.add("req_1", "a")
+	q.add("", "a") // a TTL wake-up
+	if it := mustGet(t, q); it.cause.requestID != "req_1" {
+		t.Fatalf("cause %q, want req_1", it.cause.requestID)
+	}
+}
