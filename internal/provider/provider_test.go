@@ -70,14 +70,15 @@ type testServerOptions struct {
 // startTestServer starts an in-process isolationd on 127.0.0.1:0 with its
 // data in dir.
 func startTestServer(ctx context.Context, dir string, opts testServerOptions) (*testServer, error) {
-	srv, err := server.Start(ctx, server.Config{
+	srv, err := server.Start(ctx, observed(server.Config{
 		Listen:      "127.0.0.1:0",
 		DataDir:     dir,
 		AddressPool: opts.AddressPool,
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
+	transcript.remember(srv.AdminToken())
 	return &testServer{URL: srv.URL(), Token: srv.AdminToken(), Shutdown: srv.Shutdown}, nil
 }
 
@@ -106,7 +107,10 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "acceptance tests: client:", err)
 		return 1
 	}
-	return m.Run()
+	if code := m.Run(); code != 0 {
+		return code
+	}
+	return scanTranscript()
 }
 
 // startSharedServer starts the acceptance server in a temporary dir that

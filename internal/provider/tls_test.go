@@ -20,10 +20,11 @@ import (
 func startServerWith(t *testing.T, cfg server.Config) *server.Server {
 	t.Helper()
 	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	srv, err := server.Start(t.Context(), cfg)
+	srv, err := server.Start(t.Context(), observed(cfg))
 	if err != nil {
 		t.Fatalf("starting isolationd: %v", err)
 	}
+	transcript.remember(srv.AdminToken())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
