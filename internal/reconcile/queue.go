@@ -19,17 +19,32 @@ import (
 type queue struct {
 	mu         sync.Mutex
 	cond       *sync.Cond
-	items      []string
-	queued     map[string]cause
-	processing map[string]bool
+	queued     map[string]*entry
+	processing map[string]lane     // id -> the lane it was taken from
 	later      map[string]*delayed // the pending delayed add of each id
 	closed     bool
 	seq        uint64 // orders causes; see add
+
+	lanes   [2][]slot // ids waiting, first and fan-out; see get
+	waiting [2]int    // how many slots of each lane are live
+	tickets uint64    // numbers the slots, so stale ones are skipped
+	// sinceFanout counts passes taken from the first lane while the
+	// fan-out lane was waiting.
+	sinceFanout int
+	// fanoutBusy counts fan-out passes under way; at most fanoutLimit run
+	// at once, so a worker is always free for work of an environment's
+	// own (0: no limit).
+	fanoutBusy, fanoutLimit int
 
 	// afterFunc runs f once d has passed (time.AfterFunc; tests fire it
 	// themselves).
 	afterFunc func(d time.Duration, f func()) stopper
 }
+
+// fanoutEvery bounds how many passes the first lane takes while the
+// fan-out lane waits: the fan-out gets at least one pass in fanoutEvery+1,
+// so a stream of creates cannot starve it.
+const fanoutEvery = 4
 
 // cause is the API request behind queued work ("" when none is: a restart,
 // a TTL) and seq, which orders it among the others queued.
@@ -49,6 +64,37 @@ func (c cause) replaces(old cause) bool {
 type item struct {
 	id    string
 	cause cause
+	// sorted says it comes from the fan-out lane: the worker has seen that
+	// it only needs its rules applied, and processes it whatever it needs.
+	sorted bool
+}
+
+// The lanes. Every add enters the first lane, unsorted. A worker that
+// takes an id from there reads the environment; if all it needs is
+// re-rendered rules applied (a ready environment affected by someone
+// else's change), the worker moves it to the fan-out lane with fanOut
+// instead of processing it. So an environment being created, changed or
+// deleted never waits behind the re-applies its own creation caused.
+type lane int
+
+const (
+	laneFirst lane = iota
+	laneFanout
+	// laneNone: queued while it is being processed; done puts it in line.
+	laneNone
+)
+
+type entry struct {
+	cause  cause
+	lane   lane
+	ticket uint64 // of its live slot
+}
+
+// slot is a place in a lane; an id that moved leaves its old slot behind,
+// stale, to be skipped.
+type slot struct {
+	id     string
+	ticket uint64
 }
 
 // delayed is an add waiting for its timer.
@@ -62,7 +108,7 @@ type stopper interface{ Stop() bool }
 
 func newQueue() *queue {
 	q := &queue{
-		queued: map[string]cause{}, processing: map[string]bool{}, later: map[string]*delayed{},
+		queued: map[string]*entry{}, processing: map[string]lane{}, later: map[string]*delayed{},
 		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 	}
 	q.cond = sync.NewCond(&q.mu)
@@ -75,7 +121,7 @@ func (q *queue) add(requestID string, ids ...string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.seq++
-	q.addLocked(cause{requestID: requestID, seq: q.seq}, ids...)
+	q.addLocked(cause{requestID: requestID, seq: q.seq}, true, ids...)
 }
 
 // addCause queues ids as follow-up work of a pass, under the pass's cause,
@@ -83,24 +129,46 @@ func (q *queue) add(requestID string, ids ...string) {
 func (q *queue) addCause(c cause, ids ...string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.addLocked(c, ids...)
+	q.addLocked(c, false, ids...)
 }
 
-func (q *queue) addLocked(c cause, ids ...string) {
+// addLocked queues ids under c. With resort, an id waiting in the fan-out
+// lane is sorted again: add's request (a delete, say) or TTL may have given
+// it work of its own. Follow-ups and retries need not: they re-render rules
+// or retry a step, and any work of its own arrives through add.
+func (q *queue) addLocked(c cause, resort bool, ids ...string) {
 	if q.closed {
 		return
 	}
 	for _, id := range ids {
-		old, queued := q.queued[id]
-		if queued && !c.replaces(old) {
+		e := q.queued[id]
+		if e == nil {
+			e = &entry{cause: c, lane: laneNone}
+			q.queued[id] = e
+			if _, busy := q.processing[id]; !busy {
+				q.push(id, e, laneFirst)
+			}
 			continue
 		}
-		q.queued[id] = c
-		if !queued && !q.processing[id] {
-			q.items = append(q.items, id)
+		if c.replaces(e.cause) {
+			e.cause = c
+		}
+		if resort && e.lane == laneFanout {
+			q.push(id, e, laneFirst)
 		}
 	}
 	q.cond.Broadcast()
+}
+
+// push puts e's id at the end of lane l, leaving any slot it had stale.
+func (q *queue) push(id string, e *entry, l lane) {
+	if e.lane != laneNone {
+		q.waiting[e.lane]--
+	}
+	q.tickets++
+	e.lane, e.ticket = l, q.tickets
+	q.waiting[l]++
+	q.lanes[l] = append(q.lanes[l], slot{id: id, ticket: e.ticket})
 }
 
 // addAfter queues id under c once d has passed (a retry's backoff). An id
@@ -132,39 +200,104 @@ func (q *queue) addAfter(id string, c cause, d time.Duration) {
 			return // replaced by an earlier one, or the queue closed
 		}
 		delete(q.later, id)
-		q.addLocked(w.cause, id)
+		q.addLocked(w.cause, false, id)
 	})
 	q.later[id] = w
 }
 
-// get blocks until an id is ready or the queue is closed (ok false).
+// get blocks until an id is ready or the queue is closed (ok false). It
+// serves the first lane, and the fan-out lane when the first is empty or
+// has had fanoutEvery passes in a row while the fan-out waited, as long as
+// fewer than fanoutLimit fan-out passes are under way.
 func (q *queue) get() (it item, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.closed {
+	for q.waiting[laneFirst] == 0 && !q.fanoutOpen() && !q.closed {
 		q.cond.Wait()
 	}
 	if q.closed {
 		return item{}, false
 	}
-	id := q.items[0]
-	q.items[0] = ""
-	q.items = q.items[1:]
-	c := q.queued[id]
+	l := laneFirst
+	switch {
+	case !q.fanoutOpen():
+		if q.waiting[laneFanout] == 0 {
+			q.sinceFanout = 0
+		}
+	case q.waiting[laneFirst] == 0 || q.sinceFanout >= fanoutEvery:
+		l = laneFanout
+		q.sinceFanout = 0
+		q.fanoutBusy++
+	default:
+		q.sinceFanout++
+	}
+	id, e := q.pop(l)
 	delete(q.queued, id)
-	q.processing[id] = true
-	return item{id: id, cause: c}, true
+	q.processing[id] = l
+	return item{id: id, cause: e.cause, sorted: l == laneFanout}, true
+}
+
+// fanoutOpen reports whether a fan-out pass may start now.
+func (q *queue) fanoutOpen() bool {
+	return q.waiting[laneFanout] > 0 && (q.fanoutLimit == 0 || q.fanoutBusy < q.fanoutLimit)
+}
+
+// pop removes the first live slot of lane l, which has one.
+func (q *queue) pop(l lane) (string, *entry) {
+	for {
+		s := q.lanes[l][0]
+		q.lanes[l][0] = slot{}
+		q.lanes[l] = q.lanes[l][1:]
+		if e := q.queued[s.id]; e != nil && e.ticket == s.ticket && e.lane == l {
+			q.waiting[l]--
+			e.lane = laneNone
+			return s.id, e
+		}
+	}
 }
 
 // done marks id processed, queueing it again if it was added meanwhile.
 func (q *queue) done(id string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	delete(q.processing, id)
-	if _, again := q.queued[id]; again && !q.closed {
-		q.items = append(q.items, id)
+	if q.processing[id] == laneFanout {
+		q.fanoutBusy--
 		q.cond.Broadcast()
 	}
+	delete(q.processing, id)
+	if e := q.queued[id]; e != nil && !q.closed {
+		q.push(id, e, laneFirst)
+		q.cond.Broadcast()
+	}
+}
+
+// fanOut ends a worker's look at it, which only needs re-rendered rules
+// applied: it waits in the fan-out lane, with its cause, and the look does
+// not count as a pass. If it was added again meanwhile, it is sorted
+// again.
+func (q *queue) fanOut(it item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.processing, it.id)
+	if q.closed {
+		return
+	}
+	if q.sinceFanout > 0 {
+		q.sinceFanout--
+	}
+	e := q.queued[it.id]
+	switch {
+	case e == nil:
+		e = &entry{cause: it.cause, lane: laneNone}
+		q.queued[it.id] = e
+		q.push(it.id, e, laneFanout)
+	default:
+		if it.cause.replaces(e.cause) {
+			e.cause = it.cause
+		}
+		q.push(it.id, e, laneFirst)
+	}
+	q.cond.Broadcast()
 }
 
 // close wakes every worker, stops the delayed adds and makes get return
@@ -184,5 +317,5 @@ func (q *queue) close() {
 func (q *queue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items)
+	return q.waiting[laneFirst] + q.waiting[laneFanout]
 }

@@ -119,10 +119,14 @@ func New(opts Options) *Reconciler {
 	if opts.ProvisionAttempts <= 0 {
 		opts.ProvisionAttempts = 8
 	}
+	q := newQueue()
+	// One worker stays free of the fan-out for the environments with work
+	// of their own (with one worker, that one does both).
+	q.fanoutLimit = opts.Workers - 1
 	return &Reconciler{
 		opts:      opts,
 		log:       opts.Logger.With("component", "reconciler"),
-		queue:     newQueue(),
+		queue:     q,
 		deadlines: newDeadlines(opts.Now),
 		applied:   map[string]int64{},
 		failures:  map[string]int{},
@@ -217,6 +221,10 @@ func (r *Reconciler) work(ctx context.Context) {
 		}
 		start := r.opts.Now()
 		outcome := r.reconcile(ctx, it)
+		if outcome == outcomeFanOut {
+			r.queue.fanOut(it)
+			continue
+		}
 		r.opts.Observe(outcome, r.opts.Now().Sub(start))
 		r.queue.done(it.id)
 	}
@@ -255,15 +263,23 @@ type pass struct {
 	cause cause
 }
 
+// outcomeFanOut is what reconcile returns instead of a pass when the
+// environment only needs rules applied that someone else's change
+// re-rendered: it waits in the queue's fan-out lane.
+const outcomeFanOut = "fan-out"
+
 // reconcile takes one step for one environment and returns the outcome for
 // metrics. When a step leaves more to do, the environment is queued again.
 func (r *Reconciler) reconcile(ctx context.Context, it item) string {
 	id, cause := it.id, it.cause
+	env, err := r.opts.Store.GetEnvironment(ctx, id)
+	if err == nil && !it.sorted && fanOut(env, r.opts.Now()) {
+		return outcomeFanOut
+	}
 	if cause.requestID == "" {
 		cause.requestID = NewID("rec_")
 	}
 	p := pass{ctx: ctx, log: r.log.With("environment_id", id, "request_id", cause.requestID), cause: cause}
-	env, err := r.opts.Store.GetEnvironment(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		r.deadlines.set(id, time.Time{})
 		r.forget(id)
@@ -291,6 +307,18 @@ func (r *Reconciler) reconcile(ctx context.Context, it item) string {
 		return "idle"
 	}
 	return r.enforce(p, env)
+}
+
+// fanOut reports whether all env needs is its rules applied again: it is
+// ready, not expiring, and its rules are stale because a peer's or a
+// policy's change re-rendered them. Being created, changed, deleted or
+// expired, or restored after a restart, is work of its own, which goes
+// first.
+func fanOut(env apiv1.Environment, now time.Time) bool {
+	if env.State != apiv1.StateReady || (env.ExpiresAt != nil && !now.Before(*env.ExpiresAt)) {
+		return false
+	}
+	return !env.Enforcement.Enforced || env.Enforcement.ObservedGeneration != env.Enforcement.Generation
 }
 
 // watchTTL arms env's deadline and reports whether it has passed.
