@@ -168,8 +168,9 @@ func guardElements(t *testing.T, namespace string, table *nftables.Table) []stri
 	return out
 }
 
-// parallel runs fn for 0..n-1 on eight goroutines and fails on any error.
-func parallel(t *testing.T, n int, fn func(i int) error) {
+// parallel runs fn for 0..n-1 on eight goroutines and fails on any error;
+// tests and benchmarks share it, so it takes testing.TB.
+func parallel(t testing.TB, n int, fn func(i int) error) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, n)

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +31,7 @@ func BenchmarkProvision_With200Present(b *testing.B) {
 	ctx := context.Background()
 	pol := typicalPolicy()
 	addr := func(i int) string { return fmt.Sprintf("198.18.%d.%d", 1+i/200, 10+i%200) }
-	parallelB(b, 200, func(i int) error { return provisionAndApply(ctx, l, fmt.Sprint("present-", i), addr(i), pol) })
+	parallel(b, 200, func(i int) error { return provisionAndApply(ctx, l, fmt.Sprint("present-", i), addr(i), pol) })
 	for b.Loop() {
 		const n = 100
 		var took, down []time.Duration
@@ -95,7 +94,7 @@ func BenchmarkReapply_100Environments(b *testing.B) {
 	ctx := context.Background()
 	const n = 100
 	addr := func(i int) string { return fmt.Sprintf("198.18.1.%d", 10+i) }
-	parallelB(b, n, func(i int) error { return provisionAndApply(ctx, l, fmt.Sprint("env-", i), addr(i), typicalPolicy()) })
+	parallel(b, n, func(i int) error { return provisionAndApply(ctx, l, fmt.Sprint("env-", i), addr(i), typicalPolicy()) })
 	round := 0
 	for b.Loop() {
 		round++
@@ -103,7 +102,7 @@ func BenchmarkReapply_100Environments(b *testing.B) {
 		p.Generation = int64(round)
 		p.Ingress = append(p.Ingress, rule("changed", []apiv1.EffectivePeer{cidr(fmt.Sprintf("198.19.%d.0/24", round%200))}, tcpRange(8000, 8000+round)))
 		start := time.Now()
-		parallelB(b, n, func(i int) error {
+		parallel(b, n, func(i int) error {
 			q := p
 			q.EnvironmentID = fmt.Sprint("env-", i)
 			return l.d.Apply(ctx, q.EnvironmentID, q)
@@ -242,28 +241,4 @@ func kernelCounts(b *testing.B, namespace, table string) (rules, elements int) {
 		}
 	}
 	return len(msgs), elements
-}
-
-func parallelB(b *testing.B, n int, fn func(i int) error) {
-	b.Helper()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	next := make(chan int)
-	for range 8 {
-		wg.Go(func() {
-			for i := range next {
-				errs[i] = fn(i)
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			b.Fatalf("%d: %v", i, err)
-		}
-	}
 }
