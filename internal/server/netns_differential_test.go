@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,20 +46,6 @@ var (
 	}
 )
 
-func apiSeed(t *testing.T) uint64 {
-	if s := os.Getenv("ISOLATION_NETNS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("ISOLATION_NETNS_SEED=%q: %v", s, err)
-		}
-		return v
-	}
-	if *apiSeedFlag != 0 {
-		return *apiSeedFlag
-	}
-	return rand.Uint64()
-}
-
 // Random policies made through POST /v1/policies, thousands of random
 // probes between the environments' namespaces and an internet, and every
 // packet's fate must be what POST /v1/environments/{id}/check says of it:
@@ -71,8 +54,7 @@ func apiSeed(t *testing.T) uint64 {
 // shrunk, through the API, to the fewest policies and rules that still
 // show it, and printed with the rulesets the driver rendered.
 func TestNetnsAPI_PacketsAgreeWithTheCheckEndpoint(t *testing.T) {
-	seed := apiSeed(t)
-	t.Logf("seed %d: rerun with -netns-seed %d or ISOLATION_NETNS_SEED=%d", seed, seed, seed)
+	seed := netnstest.Seed(t, "netns-seed", *apiSeedFlag)
 	l := startLab(t, labConfig(t, netns.DriverName))
 	dt := &apiDifferential{t: t, l: l, seed: seed}
 	for i, labels := range apiEnvLabels {
@@ -126,44 +108,17 @@ func TestNetnsAPI_PacketsAgreeWithTheCheckEndpoint(t *testing.T) {
 	// them within this bound fails the test, saying so, rather than hang.
 	probing, cancel := context.WithTimeout(l.ctx, 50*time.Second)
 	defer cancel()
-	var sent, through int
+	rs := &netnstest.Rounds{Seed: seed}
 	start := time.Now()
 	for round, r := range rounds {
 		what := r.change()
 		dt.envs = l.mustEnforce(dt.envs)
 		results := netnstest.Run(probing, gen.Probes(dt.ends, perRound), dt.oracle(), 48, denyTimeout)
-		var bad []netnstest.Result
-		for _, res := range results {
-			if res.Err != nil {
-				t.Fatalf("round %d (%s): %s: %v", round, r.what, res.Probe, res.Err)
-			}
-			if !res.Agrees() {
-				bad = append(bad, res)
-			}
-			sent++
-			if res.Got {
-				through++
-			}
-		}
-		if len(bad) > 0 {
-			for _, res := range bad[:min(5, len(bad))] {
-				t.Errorf("round %d (%s: %s): %s: check says %v, the packet %s", round, r.what, what, res.Probe, res.Want, fate(res.Got))
-			}
-			t.Fatalf("%d of %d probes disagree in round %d (seed %d); the first, reduced:\n%s", len(bad), len(results), round, seed, dt.reproduce(bad[0].Probe))
-		}
+		rs.Check(t, fmt.Sprintf("%d (%s: %s)", round, r.what, what), results, dt.reproduce)
 		t.Logf("round %d (%s: %s): %d probes agree", round, r.what, what, len(results))
 	}
-	t.Logf("%d probes agreed with the check endpoint (%d through, %d dropped) in %v", sent, through, sent-through, time.Since(start).Round(time.Millisecond))
-	if sent < 2000 || through == 0 || through == sent {
-		t.Errorf("%d probes, %d through: the run proves too little", sent, through)
-	}
-}
-
-func fate(through bool) string {
-	if through {
-		return "got through"
-	}
-	return "was dropped"
+	t.Logf("%d probes agreed with the check endpoint (%d through, %d dropped) in %v", rs.Sent, rs.Through, rs.Sent-rs.Through, time.Since(start).Round(time.Millisecond))
+	rs.Enough(t, 2000)
 }
 
 // apiDifferential is the state of the differential test: the environments
@@ -241,9 +196,9 @@ func (dt *apiDifferential) setPolicies(specs []apiv1.PolicySpec) {
 	dt.envs = dt.l.mustEnforce(dt.envs)
 }
 
-// disagrees enforces specs and sends p once, patiently.
-func (dt *apiDifferential) disagrees(specs []apiv1.PolicySpec, p netnstest.Probe) bool {
-	dt.setPolicies(specs)
+// disagrees enforces the specs of policies and sends p once, patiently.
+func (dt *apiDifferential) disagrees(policies []apiv1.Policy, p netnstest.Probe) bool {
+	dt.setPolicies(specsOf(policies))
 	want, err := netnstest.Expect(p, dt.l.oracle)
 	if err != nil {
 		dt.t.Fatal(err)
@@ -252,56 +207,29 @@ func (dt *apiDifferential) disagrees(specs []apiv1.PolicySpec, p netnstest.Probe
 	return err == nil && got != want
 }
 
+// specsOf is what POST /v1/policies was given for each of policies.
+func specsOf(policies []apiv1.Policy) []apiv1.PolicySpec {
+	specs := make([]apiv1.PolicySpec, len(policies))
+	for i, pol := range policies {
+		specs[i] = pol.PolicySpec
+	}
+	return specs
+}
+
 // reproduce shrinks the policies in force to the fewest policies, then
 // rules, that still make p disagree, and describes the result: seed,
 // labels, policies, checks, effective policies and rulesets.
 func (dt *apiDifferential) reproduce(p netnstest.Probe) string {
-	var cur []apiv1.PolicySpec
-	for _, pol := range dt.policies {
-		cur = append(cur, pol.PolicySpec)
-	}
-	for i := 0; i < len(cur); {
-		if cand := slices.Delete(slices.Clone(cur), i, i+1); dt.disagrees(cand, p) {
-			cur = cand
-		} else {
-			i++
-		}
-	}
-	for pi := range cur {
-		for _, ingress := range []bool{true, false} {
-			for ri := 0; ; {
-				cand := slices.Clone(cur)
-				spec := cand[pi]
-				if ingress && ri < len(spec.Ingress) {
-					spec.Ingress = slices.Delete(slices.Clone(spec.Ingress), ri, ri+1)
-				} else if !ingress && ri < len(spec.Egress) {
-					spec.Egress = slices.Delete(slices.Clone(spec.Egress), ri, ri+1)
-				} else {
-					break
-				}
-				cand[pi] = spec
-				if dt.disagrees(cand, p) {
-					cur = cand
-				} else {
-					ri++
-				}
-			}
-		}
-	}
+	reduced, reproduces := netnstest.Shrink(dt.policies, func(cand []apiv1.Policy) bool { return dt.disagrees(cand, p) })
+	cur := specsOf(reduced)
 	var b strings.Builder
-	if !dt.disagrees(cur, p) {
-		b.WriteString("(the reduced case no longer disagrees: the disagreement is intermittent)\n")
-	}
-	fmt.Fprintf(&b, "seed: %d\nprobe: %s\n", dt.seed, p)
+	b.WriteString(netnstest.ReportHeader(dt.seed, p, reproduces))
 	for _, e := range dt.envs {
 		fmt.Fprintf(&b, "environment %s (%s): labels %v, address %s, namespace %s\n", e.ID, e.Name, e.Labels, e.Enforcement.Address, e.Enforcement.Namespace)
 	}
 	fmt.Fprintf(&b, "policies (POST /v1/policies bodies):\n%s\n", js(cur))
 	for dir, req := range p.Requests() {
-		env := p.From.Env
-		if dir == apiv1.Ingress {
-			env = p.To.Env
-		}
+		env := p.Env(dir)
 		res, err := dt.l.c.Environments().Check(context.Background(), env, req)
 		fmt.Fprintf(&b, "\n%s: POST /v1/environments/%s/check %s: %s (err %v)\n", dir, env, js(req), js(res), err)
 		eff, err := dt.l.c.Environments().EffectivePolicy(context.Background(), env)

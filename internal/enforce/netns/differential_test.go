@@ -6,9 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,20 +20,6 @@ var (
 	seedFlag   = flag.Uint64("seed", 0, "seed of TestDifferential (0: random; ISOLATION_NETNS_SEED also sets it)")
 	probesFlag = flag.Int("probes", 2400, "probes TestDifferential sends")
 )
-
-func differentialSeed(t *testing.T) uint64 {
-	if s := os.Getenv("ISOLATION_NETNS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("ISOLATION_NETNS_SEED=%q: %v", s, err)
-		}
-		return v
-	}
-	if *seedFlag != 0 {
-		return *seedFlag
-	}
-	return rand.Uint64()
-}
 
 // The differential test's universe: peers that carve the internet and the
 // environments up in overlapping ways, labels to select by, and the probe
@@ -71,8 +54,7 @@ var (
 // applied) says. A disagreement is shrunk to the fewest policies and rules
 // that still show it, and printed with the rendered rulesets.
 func TestDifferential_PacketsAgreeWithCheck(t *testing.T) {
-	seed := differentialSeed(t)
-	t.Logf("seed %d: rerun with -seed %d or ISOLATION_NETNS_SEED=%d", seed, seed, seed)
+	seed := netnstest.Seed(t, "seed", *seedFlag)
 	l := newLab(t)
 	dt := &differential{t: t, l: l, seed: seed}
 	for i, labels := range diffEnvs {
@@ -92,7 +74,7 @@ func TestDifferential_PacketsAgreeWithCheck(t *testing.T) {
 
 	const rounds = 4
 	perRound := (*probesFlag + rounds - 1) / rounds
-	var sent, through int
+	rs := &netnstest.Rounds{Seed: seed}
 	start := time.Now()
 	for round := range rounds {
 		policies := make([]apiv1.Policy, 2+gen.R.IntN(7))
@@ -101,37 +83,10 @@ func TestDifferential_PacketsAgreeWithCheck(t *testing.T) {
 		}
 		dt.applyAll(policies, int64(round+1))
 		results := netnstest.Run(context.Background(), gen.Probes(dt.ends, perRound), checkOracle(l), 48, denyTimeout)
-		var bad []netnstest.Result
-		for _, r := range results {
-			if r.Err != nil {
-				t.Fatalf("round %d: %s: %v", round, r.Probe, r.Err)
-			}
-			if !r.Agrees() {
-				bad = append(bad, r)
-			}
-			sent++
-			if r.Got {
-				through++
-			}
-		}
-		if len(bad) > 0 {
-			for _, r := range bad[:min(5, len(bad))] {
-				t.Errorf("round %d: %s: Check says %v, the packet %s", round, r.Probe, r.Want, fate(r.Got))
-			}
-			t.Fatalf("%d of %d probes disagree in round %d (seed %d); the first, reduced:\n%s", len(bad), len(results), round, seed, dt.reproduce(policies, bad[0].Probe))
-		}
+		rs.Check(t, strconv.Itoa(round), results, func(p netnstest.Probe) string { return dt.reproduce(policies, p) })
 	}
-	t.Logf("%d probes agreed with Check (%d through, %d dropped) in %v", sent, through, sent-through, time.Since(start).Round(time.Millisecond))
-	if sent < 2000 || through == 0 || through == sent {
-		t.Errorf("%d probes, %d through: the run proves too little", sent, through)
-	}
-}
-
-func fate(through bool) string {
-	if through {
-		return "got through"
-	}
-	return "was dropped"
+	t.Logf("%d probes agreed with Check (%d through, %d dropped) in %v", rs.Sent, rs.Through, rs.Sent-rs.Through, time.Since(start).Round(time.Millisecond))
+	rs.Enough(t, 2000)
 }
 
 type differential struct {
@@ -166,49 +121,15 @@ func (dt *differential) disagrees(policies []apiv1.Policy, p netnstest.Probe) bo
 }
 
 // reproduce shrinks policies to the fewest policies, then rules, that
-// still make p disagree, and describes the result.
+// still make p disagree, and describes the result with the rulesets.
 func (dt *differential) reproduce(policies []apiv1.Policy, p netnstest.Probe) string {
-	cur := slices.Clone(policies)
-	for i := 0; i < len(cur); {
-		if cand := slices.Delete(slices.Clone(cur), i, i+1); dt.disagrees(cand, p) {
-			cur = cand
-		} else {
-			i++
-		}
-	}
-	for pi := range cur {
-		for _, ingress := range []bool{true, false} {
-			for ri := 0; ; {
-				cand := slices.Clone(cur)
-				spec := cand[pi].PolicySpec
-				if ingress && ri < len(spec.Ingress) {
-					spec.Ingress = slices.Delete(slices.Clone(spec.Ingress), ri, ri+1)
-				} else if !ingress && ri < len(spec.Egress) {
-					spec.Egress = slices.Delete(slices.Clone(spec.Egress), ri, ri+1)
-				} else {
-					break
-				}
-				cand[pi].PolicySpec = spec
-				if dt.disagrees(cand, p) {
-					cur = cand
-				} else {
-					ri++
-				}
-			}
-		}
-	}
+	cur, reproduces := netnstest.Shrink(policies, func(cand []apiv1.Policy) bool { return dt.disagrees(cand, p) })
 	var b strings.Builder
-	if !dt.disagrees(cur, p) {
-		b.WriteString("(the reduced case no longer disagrees: the disagreement is intermittent)\n")
-	}
-	fmt.Fprintf(&b, "seed: %d\nprobe: %s\n", dt.seed, p)
+	b.WriteString(netnstest.ReportHeader(dt.seed, p, reproduces))
 	js, _ := json.MarshalIndent(cur, "", "  ")
 	fmt.Fprintf(&b, "policies:\n%s\n", js)
 	for dir, req := range p.Requests() {
-		env := p.From.Env
-		if dir == apiv1.Ingress {
-			env = p.To.Env
-		}
+		env := p.Env(dir)
 		res, err := dt.l.d.Check(context.Background(), env, req)
 		rjs, _ := json.Marshal(req)
 		fmt.Fprintf(&b, "\n%s check %s: allowed=%v matched=%+v err=%v\n", env, rjs, res.Allowed, res.Matched, err)
@@ -223,5 +144,3 @@ func (dt *differential) reproduce(policies []apiv1.Policy, p netnstest.Probe) st
 	}
 	return b.String()
 }
-
-var _ = netip.Addr{}

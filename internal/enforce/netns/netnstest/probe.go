@@ -71,15 +71,21 @@ func (p Probe) Requests() map[string]apiv1.CheckRequest {
 	return out
 }
 
+// Env is the environment whose rules decide p in direction dir: the
+// sender for egress, the receiver for ingress.
+func (p Probe) Env(dir string) string {
+	if dir == apiv1.Ingress {
+		return p.To.Env
+	}
+	return p.From.Env
+}
+
 // Expect is what the oracle says p's fate should be: through only if
 // every environment on the way allows it.
 func Expect(p Probe, oracle Oracle) (bool, error) {
 	allowed := true
 	for dir, req := range p.Requests() {
-		env := p.From.Env
-		if dir == apiv1.Ingress {
-			env = p.To.Env
-		}
+		env := p.Env(dir)
 		ok, err := oracle(env, req)
 		if err != nil {
 			return false, fmt.Errorf("oracle for %s %s: %w", env, dir, err)
