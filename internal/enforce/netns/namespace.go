@@ -57,7 +57,7 @@ func createNamed(name string) error {
 		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	f.Close()
-	err = onLockedThread(func() error {
+	err = OnLockedThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return err
 		}
@@ -71,12 +71,13 @@ func createNamed(name string) error {
 	return nil
 }
 
-// onLockedThread runs fn on an OS thread of its own and puts the thread
+// OnLockedThread runs fn on an OS thread of its own and puts the thread
 // back in its original network namespace afterwards. fn may change the
 // thread's namespace; other goroutines never run on it meanwhile. If the
 // thread cannot go back, it is left locked, and Go ends it with the
-// goroutine rather than reuse it.
-func onLockedThread(fn func() error) error {
+// goroutine rather than reuse it. It is exported so that netnstest
+// enters namespaces the same way the driver does.
+func OnLockedThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -100,7 +101,7 @@ func onLockedThread(fn func() error) error {
 
 // inNamespace runs fn with the calling thread in namespace h.
 func inNamespace(h netns.NsHandle, fn func() error) error {
-	return onLockedThread(func() error {
+	return OnLockedThread(func() error {
 		if err := netns.Set(h); err != nil {
 			return fmt.Errorf("enter namespace: %w", err)
 		}

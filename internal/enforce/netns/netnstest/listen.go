@@ -69,37 +69,37 @@ func acceptLoop(l net.Listener) {
 // otherwise reply from its primary one, and the prober's connected socket
 // would never see the answer.
 func newEchoer(network string, c net.PacketConn) (func(), error) {
-	buf := make([]byte, 1500)
 	if network == "udp4" {
 		pc := ipv4.NewPacketConn(c)
 		if err := pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
 			return nil, err
 		}
-		return func() {
-			for {
-				n, cm, src, err := pc.ReadFrom(buf)
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				if err == nil && cm != nil {
-					pc.WriteTo(buf[:n], &ipv4.ControlMessage{Src: cm.Dst}, src)
-				}
-			}
-		}, nil
+		return echoLoop(pc.ReadFrom, func(b []byte, cm *ipv4.ControlMessage, to net.Addr) {
+			pc.WriteTo(b, &ipv4.ControlMessage{Src: cm.Dst}, to)
+		}), nil
 	}
 	pc := ipv6.NewPacketConn(c)
 	if err := pc.SetControlMessage(ipv6.FlagDst, true); err != nil {
 		return nil, err
 	}
+	return echoLoop(pc.ReadFrom, func(b []byte, cm *ipv6.ControlMessage, to net.Addr) {
+		pc.WriteTo(b, &ipv6.ControlMessage{Src: cm.Dst}, to)
+	}), nil
+}
+
+// echoLoop reads datagrams with their control messages (ipv4's or
+// ipv6's) and hands each to reply, until the connection closes.
+func echoLoop[CM any](read func([]byte) (int, *CM, net.Addr, error), reply func([]byte, *CM, net.Addr)) func() {
 	return func() {
+		buf := make([]byte, 1500)
 		for {
-			n, cm, src, err := pc.ReadFrom(buf)
+			n, cm, src, err := read(buf)
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			if err == nil && cm != nil {
-				pc.WriteTo(buf[:n], &ipv6.ControlMessage{Src: cm.Dst}, src)
+				reply(buf[:n], cm, src)
 			}
 		}
-	}, nil
+	}
 }

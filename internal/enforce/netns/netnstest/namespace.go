@@ -12,18 +12,18 @@
 package netnstest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	enforcens "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 )
 
 // Do runs fn on an OS thread inside the named namespace (a name under
@@ -35,7 +35,7 @@ func Do(namespace string, fn func() error) error {
 		return fmt.Errorf("open namespace %s: %w", namespace, err)
 	}
 	defer h.Close()
-	return onThread(func() error {
+	return enforcens.OnLockedThread(func() error {
 		if err := netns.Set(h); err != nil {
 			return fmt.Errorf("enter namespace %s: %w", namespace, err)
 		}
@@ -43,34 +43,10 @@ func Do(namespace string, fn func() error) error {
 	})
 }
 
-// onThread runs fn on a locked thread and returns the thread to its
-// namespace; a thread that cannot go back dies with its goroutine.
-func onThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // Supported reports why the kernel refuses network namespaces, or "" when
 // it allows them.
 func Supported() string {
-	err := onThread(func() error { return unix.Unshare(unix.CLONE_NEWNET) })
+	err := enforcens.OnLockedThread(func() error { return unix.Unshare(unix.CLONE_NEWNET) })
 	if err != nil {
 		return fmt.Sprintf("the kernel refuses to create a network namespace (%v): these tests need root or CAP_SYS_ADMIN and CAP_NET_ADMIN", err)
 	}
@@ -81,7 +57,7 @@ func Supported() string {
 // it when the test ends.
 func NewNamespace(t testing.TB, name string) {
 	t.Helper()
-	err := onThread(func() error {
+	err := enforcens.OnLockedThread(func() error {
 		h, err := netns.NewNamed(name)
 		if err != nil {
 			return err
