@@ -50,15 +50,7 @@ func hammer(b *testing.B, c *http.Client, url, token string, n, workers int) tim
 				req.Header.Set("Authorization", "Bearer "+token)
 			}
 			for next.Add(1) <= int64(n) {
-				res, err := c.Do(req)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode != 200 {
-					b.Errorf("status %d", res.StatusCode)
+				if !roundTrip(b, c, req, 200) {
 					return
 				}
 			}
@@ -66,6 +58,23 @@ func hammer(b *testing.B, c *http.Client, url, token string, n, workers int) tim
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// roundTrip sends req and drains the answer, reporting on b (and
+// returning false) when it fails or its status is not want.
+func roundTrip(b *testing.B, c *http.Client, req *http.Request, want int) bool {
+	res, err := c.Do(req)
+	if err != nil {
+		b.Error(err)
+		return false
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != want {
+		b.Errorf("status %d", res.StatusCode)
+		return false
+	}
+	return true
 }
 
 // BenchmarkGetEnvironment compares GET /v1/environments/{id} (auth,
@@ -177,15 +186,7 @@ func BenchmarkDurableCreate(b *testing.B) {
 				req.Header.Set("Authorization", "Bearer "+srv.AdminToken())
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Idempotency-Key", "k"+strconv.FormatInt(i, 10))
-				res, err := c.Do(req)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode != 202 {
-					b.Errorf("status %d", res.StatusCode)
+				if !roundTrip(b, c, req, 202) {
 					return
 				}
 			}

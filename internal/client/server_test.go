@@ -32,25 +32,29 @@ func startServer(t *testing.T, cfg server.Config) *server.Server {
 	return srv
 }
 
+// newClient is a client of cfg, failing the test if the config is refused.
+func newClient(t *testing.T, cfg client.Config) *client.Client {
+	t.Helper()
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestCreate_RetryAfterALostAnswerReplaysInsteadOfDuplicating(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{})
 	proxy := clienttest.NewLossyProxy(t, srv.URL(), clienttest.First(func(r *http.Request) bool {
 		return r.Method == http.MethodPost && r.URL.Path == "/v1/projects"
 	}))
-	c, err := client.New(client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	p, err := c.Projects().Create(t.Context(), apiv1.ProjectCreate{Name: "payments"})
 	if err != nil {
 		t.Fatalf("create through a lossy network: %v", err)
 	}
 
-	direct, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	direct := newClient(t, client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
 	all, err := direct.Projects().List(t.Context(), client.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -67,10 +71,7 @@ func TestDo_RateLimitedClientWaitsRetryAfterAndSucceeds(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{RateLimit: 2, RateBurst: 1})
 	proxy := clienttest.NewLossyProxy(t, srv.URL(), nil)
-	c, err := client.New(client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), MaxRetries: 5, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), MaxRetries: 5, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond})
 	for i := range 3 {
 		if _, err := c.Projects().List(t.Context(), client.ListOptions{}); err != nil {
 			t.Fatalf("list %d under a rate limit: %v", i, err)
@@ -90,10 +91,7 @@ func TestDo_RateLimitedClientWaitsRetryAfterAndSucceeds(t *testing.T) {
 func TestEnvironments_WaitForRidesTheServersLongPoll(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{})
-	c, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	p, err := c.Projects().Create(ctx, apiv1.ProjectCreate{Name: "wait"})

@@ -15,10 +15,7 @@ import (
 func TestTokens_CreateUseListRevoke(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{})
-	admin, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := newClient(t, client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
 	ctx := t.Context()
 	p, err := admin.Projects().Create(ctx, apiv1.ProjectCreate{Name: "payments"})
 	if err != nil {
@@ -28,10 +25,7 @@ func TestTokens_CreateUseListRevoke(t *testing.T) {
 	if err != nil || tc.Secret == "" || tc.ETag == "" {
 		t.Fatalf("create: %+v %v", tc, err)
 	}
-	viewer, err := client.New(client.Config{Endpoint: srv.URL(), Token: tc.Secret, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	viewer := newClient(t, client.Config{Endpoint: srv.URL(), Token: tc.Secret, MaxRetries: -1})
 	if _, err := viewer.Projects().Get(ctx, p.ID); err != nil {
 		t.Fatalf("the new token cannot read its project: %v", err)
 	}
@@ -68,10 +62,7 @@ func TestTokens_CreateAfterALostAnswerRevokesTheSecretlessTokenAndMakesAnother(t
 	proxy := clienttest.NewLossyProxy(t, srv.URL(), clienttest.First(func(r *http.Request) bool {
 		return r.Method == http.MethodPost && r.URL.Path == "/v1/tokens"
 	}))
-	c, err := client.New(client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	tc, err := c.Tokens().Create(t.Context(), apiv1.TokenCreate{Name: "pipeline", Role: apiv1.RoleAuditor})
 	if err != nil || tc.Secret == "" {
 		t.Fatalf("create through a lossy network: %+v %v", tc, err)
@@ -89,10 +80,7 @@ func TestTokens_CreateAfterALostAnswerRevokesTheSecretlessTokenAndMakesAnother(t
 	if len(named) != 1 || named[0] != tc.ID {
 		t.Fatalf("live tokens named pipeline: %v, want only %s (the secretless one revoked)", named, tc.ID)
 	}
-	works, err := client.New(client.Config{Endpoint: srv.URL(), Token: tc.Secret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	works := newClient(t, client.Config{Endpoint: srv.URL(), Token: tc.Secret})
 	if _, err := works.Projects().List(t.Context(), client.ListOptions{}); err != nil {
 		t.Fatalf("the secret returned does not work: %v", err)
 	}
