@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
@@ -108,14 +109,56 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 		if len(envs) > 0 || len(pols) > 0 {
 			return nil, newError(probConflict, "project %q still has environments or policies; delete them first", id)
 		}
+		// Tokens scoped to the project would otherwise outlive it, and
+		// would reach a new project that took its id: revoke them with it.
+		revoked, err := revokeProjectTokens(ctx, tx, id, a.now().UTC())
+		if err != nil {
+			return nil, err
+		}
 		if err := tx.DeleteProject(ctx, id); err != nil {
 			return nil, err
 		}
-		return &mutation{
+		m := &mutation{
 			status: http.StatusNoContent,
 			action: "project.delete", resource: ref("project", id), projectID: id, before: cur,
-		}, nil
+			committed: func() {
+				for _, tid := range revoked {
+					a.tokens.invalidate(tid)
+				}
+			},
+		}
+		if len(revoked) > 0 {
+			m.after = map[string][]string{"revoked_tokens": revoked}
+		}
+		return m, nil
 	})
+}
+
+// revokeProjectTokens revokes every live token scoped to project and
+// returns their ids.
+func revokeProjectTokens(ctx context.Context, tx store.Tx, project string, now time.Time) ([]string, error) {
+	var revoked []string
+	q := store.ListQuery{ProjectID: project, Limit: store.MaxLimit}
+	for {
+		page, next, err := tx.ListTokens(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range page {
+			if t.RevokedAt != nil {
+				continue
+			}
+			t.RevokedAt = &now
+			if err := tx.UpdateToken(ctx, t); err != nil {
+				return nil, err
+			}
+			revoked = append(revoked, t.ID)
+		}
+		if next == "" {
+			return revoked, nil
+		}
+		q.Cursor = next
+	}
 }
 
 func ref(kind, id string) apiv1.ResourceRef { return apiv1.ResourceRef{Type: kind, ID: id} }

@@ -467,3 +467,34 @@ func TestSecrets_NeverInLogsAuditEventsOrResponses(t *testing.T) {
 	}
 	assertNotInDataDir(t, h.dir, secrets...)
 }
+
+func TestTokens_DeletingAProjectRevokesItsTokens(t *testing.T) {
+	h := newHarness(t)
+	p := h.project("short-lived")
+	other := h.project("stays")
+	editor := h.apiToken("editor-of-short-lived", apiv1.RoleEditor, p.ID)
+	keeper := h.apiToken("viewer-of-stays", apiv1.RoleViewer, other.ID)
+	// Warm the authentication cache: revocation must reach past it.
+	h.do("GET", "/v1/projects/"+p.ID, nil, bearer(editor.Secret)...).json(t, 200, nil)
+
+	h.do("DELETE", "/v1/projects/"+p.ID, nil).json(t, 204, nil)
+
+	h.do("GET", "/v1/environments", nil, bearer(editor.Secret)...).problem(t, 401, "unauthorized", "")
+	h.do("GET", "/v1/tokens/"+editor.ID, nil).problem(t, 404, "not-found", "")
+	h.do("GET", "/v1/projects/"+other.ID, nil, bearer(keeper.Secret)...).json(t, 200, nil)
+
+	var events apiv1.List[apiv1.AuditEvent]
+	h.do("GET", "/v1/audit-events?action=project.delete", nil).json(t, 200, &events)
+	if len(events.Items) != 1 || !strings.Contains(string(mustJSON(t, events.Items[0].Changes)), editor.ID) {
+		t.Fatalf("the project.delete event does not name the revoked token: %+v", events.Items)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
