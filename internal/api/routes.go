@@ -42,7 +42,9 @@ type Route struct {
 	Method  string
 	Pattern string
 	Perm    Perm
-	// Idempotent POSTs honour Idempotency-Key.
+	// Idempotent routes honour Idempotency-Key: every POST that creates,
+	// and the PATCH and PUT routes, so that a client retrying a change whose
+	// answer was lost gets that answer, not a 412 against its own write.
 	Idempotent bool
 	Doc        Doc
 	handle     func(*API, http.ResponseWriter, *http.Request) error
@@ -98,7 +100,7 @@ var routes = []Route{
 		Doc: Doc{OperationID: "listProjects", Summary: "List projects.", Tag: "projects", Status: 200, Response: apiv1.List[apiv1.Project]{}, Query: []string{"limit", "cursor", "label"}}},
 	{Method: "GET", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectRead, ScopeProject), handle: (*API).getProject,
 		Doc: Doc{OperationID: "getProject", Summary: "Read a project.", Tag: "projects", Status: 200, Response: apiv1.Project{}, Problems: []int{404}}},
-	{Method: "PATCH", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectWrite, ScopeProject), handle: (*API).patchProject,
+	{Method: "PATCH", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectWrite, ScopeProject), Idempotent: true, handle: (*API).patchProject,
 		Doc: Doc{OperationID: "patchProject", Summary: "Change a project; fields present replace the stored ones.", Tag: "projects", Request: apiv1.ProjectPatch{}, Status: 200, Response: apiv1.Project{}, Problems: []int{404, 409, 412, 413, 415}}},
 	{Method: "DELETE", Pattern: "/v1/projects/{id}", Perm: scoped(permProjectWrite, ScopeProject), handle: (*API).deleteProject,
 		Doc: Doc{OperationID: "deleteProject", Summary: "Delete a project that has no environments and no policies.", Tag: "projects", Status: 204, Problems: []int{404, 409, 412}}},
@@ -109,7 +111,7 @@ var routes = []Route{
 		Doc: Doc{OperationID: "listEnvironments", Summary: "List environments.", Tag: "environments", Status: 200, Response: apiv1.List[apiv1.Environment]{}, Query: envQuery}},
 	{Method: "GET", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).getEnvironment,
 		Doc: Doc{OperationID: "getEnvironment", Summary: "Read an environment; with wait_for, answer once it reaches one of those states (or failed, or timeout).", Tag: "environments", Status: 200, Response: apiv1.Environment{}, Query: []string{"wait_for", "timeout"}, Problems: []int{404}}},
-	{Method: "PATCH", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).patchEnvironment,
+	{Method: "PATCH", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), Idempotent: true, handle: (*API).patchEnvironment,
 		Doc: Doc{OperationID: "patchEnvironment", Summary: "Change an environment (generation+1, state updating, then ready).", Tag: "environments", Request: apiv1.EnvironmentPatch{}, Status: 200, Response: apiv1.Environment{}, Problems: []int{404, 409, 412, 413, 415}}},
 	{Method: "DELETE", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).deleteEnvironment,
 		Doc: Doc{OperationID: "deleteEnvironment", Summary: "Delete an environment (state deleting, then gone).", Tag: "environments", Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 412}}},
@@ -128,7 +130,7 @@ var routes = []Route{
 		Doc: Doc{OperationID: "listPolicies", Summary: "List policies.", Tag: "policies", Status: 200, Response: apiv1.List[apiv1.Policy]{}, Query: listQuery}},
 	{Method: "GET", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyRead, ScopePolicy), handle: (*API).getPolicy,
 		Doc: Doc{OperationID: "getPolicy", Summary: "Read a policy.", Tag: "policies", Status: 200, Response: apiv1.Policy{}, Problems: []int{404}}},
-	{Method: "PATCH", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), handle: (*API).patchPolicy,
+	{Method: "PATCH", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), Idempotent: true, handle: (*API).patchPolicy,
 		Doc: Doc{OperationID: "patchPolicy", Summary: "Change a policy; fields present replace the stored ones whole.", Tag: "policies", Request: apiv1.PolicyPatch{}, Status: 200, Response: apiv1.Policy{}, Problems: []int{404, 409, 412, 413, 415}}},
 	{Method: "DELETE", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), handle: (*API).deletePolicy,
 		Doc: Doc{OperationID: "deletePolicy", Summary: "Delete a policy.", Tag: "policies", Status: 204, Problems: []int{404, 412}}},
@@ -149,7 +151,7 @@ var routes = []Route{
 
 	{Method: "POST", Pattern: "/environments/create", Perm: scoped(permEnvWrite, ScopeBody), Idempotent: true, handle: (*API).legacyCreate,
 		Doc: Doc{OperationID: "legacyCreateEnvironment", Summary: "Original design: create an environment (same body as POST /v1/environments).", Tag: "legacy", Request: apiv1.EnvironmentCreate{}, Status: 202, Response: LegacyCreated{}, Problems: []int{404, 409, 413, 415, 422}}},
-	{Method: "PUT", Pattern: "/environments/{id}/configure", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).legacyConfigure,
+	{Method: "PUT", Pattern: "/environments/{id}/configure", Perm: scoped(permEnvWrite, ScopeEnvironment), Idempotent: true, handle: (*API).legacyConfigure,
 		Doc: Doc{OperationID: "legacyConfigureEnvironment", Summary: "Original design: change description, labels, resources, and the rules of the policy the environment owns (empty rules remove it).", Tag: "legacy", Request: apiv1.EnvironmentConfigure{}, Status: 200, Response: apiv1.Environment{}, Problems: []int{404, 409, 412, 413, 415}}},
 	{Method: "DELETE", Pattern: "/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).deleteEnvironment,
 		Doc: Doc{OperationID: "legacyDeleteEnvironment", Summary: "Original design: delete an environment.", Tag: "legacy", Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 412}}},

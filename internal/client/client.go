@@ -240,7 +240,11 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 	if payload != nil {
 		h.Set("Content-Type", apiv1.MediaJSON)
 	}
-	if req.method == http.MethodPost {
+	// Every write that is not a DELETE carries a key, so a retry after a
+	// lost answer replays it instead of doing it twice (POST) or failing its
+	// own If-Match (PATCH, PUT).
+	switch req.method {
+	case http.MethodPost, http.MethodPatch, http.MethodPut:
 		h.Set(apiv1.HeaderIdempotencyKey, uuid.NewString())
 	}
 	if req.ifMatch != "" {

@@ -67,6 +67,38 @@ func TestCreate_RetryAfterALostAnswerReplaysInsteadOfDuplicating(t *testing.T) {
 	}
 }
 
+func TestUpdate_RetryAfterALostAnswerReplaysInsteadOfFailingItsOwnIfMatch(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, server.Config{})
+	direct := newClient(t, client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
+	p, err := direct.Projects().Create(t.Context(), apiv1.ProjectCreate{Name: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := clienttest.NewLossyProxy(t, srv.URL(), clienttest.First(func(r *http.Request) bool {
+		return r.Method == http.MethodPatch
+	}))
+	c := newClient(t, client.Config{Endpoint: proxy.URL, Token: srv.AdminToken(), RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
+	desc := "card payments"
+	got, err := c.Projects().Update(t.Context(), p.ID, apiv1.ProjectPatch{Description: &desc}, p.ETag)
+	if err != nil {
+		t.Fatalf("update through a lossy network: %v", err)
+	}
+	if got.Description != desc || got.Generation != p.Generation+1 {
+		t.Fatalf("answer %+v, want the description changed once (generation %d)", got, p.Generation+1)
+	}
+	now, err := direct.Projects().Get(t.Context(), p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Generation != p.Generation+1 {
+		t.Fatalf("server at generation %d, want %d: the retry changed it again", now.Generation, p.Generation+1)
+	}
+	if lost, answered := proxy.Lost(), proxy.Answered(); len(lost) != 1 || len(answered) != 1 || answered[0].Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("lost %v, then answered %v: want one lost update and one idempotent replay", lost, answered)
+	}
+}
+
 func TestDo_RateLimitedClientWaitsRetryAfterAndSucceeds(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{RateLimit: 2, RateBurst: 1})
