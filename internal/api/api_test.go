@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,8 +14,8 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
+	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
-	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
 func TestProjects_CreateReadUpdateDelete(t *testing.T) {
@@ -656,7 +655,7 @@ func TestWatch_StreamsEveryChangeAsServerSentEvents(t *testing.T) {
 }
 
 func TestAuditTrail_RecordsChangesAndFilters(t *testing.T) {
-	var sink syncBuffer
+	var sink logbuf.Buffer
 	h := newHarness(t, func(c *server.Config) { c.AuditLog = &sink })
 	p := h.project("payments")
 	h.do("PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{Description: ptr("d")}).json(t, 200, nil)
@@ -690,22 +689,3 @@ func TestAuditTrail_RecordsChangesAndFilters(t *testing.T) {
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ = store.ErrNotFound

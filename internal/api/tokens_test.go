@@ -22,6 +22,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -408,7 +409,7 @@ func TestParseRoleRateLimits(t *testing.T) {
 // (but the one creation answer that must hold it) and the data directory
 // for every secret.
 func TestSecrets_NeverInLogsAuditEventsOrResponses(t *testing.T) {
-	var logs, sink syncBuffer
+	var logs, sink logbuf.Buffer
 	h := newHarness(t, func(c *server.Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.AuditLog = &sink

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
@@ -22,15 +23,9 @@ import (
 var transcript = &scanLog{}
 
 type scanLog struct {
+	logbuf.Buffer
 	mu      sync.Mutex
-	buf     bytes.Buffer
 	secrets []string // admin secrets of the servers started, which do not all look like tokens we mint
-}
-
-func (l *scanLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
 }
 
 func (l *scanLog) remember(secret string) {
@@ -53,7 +48,7 @@ var mintedSecret = regexp.MustCompile(`isot_[A-Za-z0-9_-]{43}`)
 func (l *scanLog) scan() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	text := l.buf.Bytes()
+	text := []byte(l.String())
 	// The scan proves something only if servers logged requests and audited them.
 	if !bytes.Contains(text, []byte(`"request_id"`)) || !bytes.Contains(text, []byte(`"prev_hash"`)) {
 		return fmt.Errorf("the server transcript (%d bytes) holds no requests or audit events: the scan would prove nothing", len(text))

@@ -1,19 +1,18 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 )
 
 // unrestorableDriver refuses one environment the way the netns driver
@@ -39,24 +38,6 @@ func (d *unrestorableDriver) Provision(ctx context.Context, id, addr string) (en
 	return d.flakyDriver.Provision(ctx, id, addr)
 }
 
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A driver that cannot restore one environment at start does not stop the
 // reconciler: the failure is logged with the environment's id, the other
 // environments are enforced again, new ones are provisioned, and the
@@ -71,7 +52,7 @@ func TestStart_DriverSyncFailureIsLoggedAndTheBrokenEnvironmentReportsItself(t *
 		t.Fatal(err)
 	}
 
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	ipam, err := NewIPAM("198.18.0.0/24")
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
+	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
@@ -441,7 +442,7 @@ func TestNetnsAPI_RestartWithAnotherPoolServesAndReportsTheStrandedEnvironment(t
 	stranded := l.createEnv("stranded", nil)
 	l.shutdown()
 
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	l.cfg.AddressPool = "198.18.4.0/24"
 	l.cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	l.start() // fails the test if the server refuses to start
@@ -459,24 +460,6 @@ func TestNetnsAPI_RestartWithAnotherPoolServesAndReportsTheStrandedEnvironment(t
 	if !strings.Contains(logs.String(), "driver sync failed") || !strings.Contains(logs.String(), stranded.ID) {
 		t.Fatalf("the start did not log the sync failure with the environment's id:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // eightAtATime runs fn for 0..n-1, eight at a time, and fails the test on
