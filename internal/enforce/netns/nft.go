@@ -2,11 +2,11 @@ package netns
 
 import (
 	"bytes"
-	"errors"
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
