@@ -36,15 +36,16 @@ import (
 //	}
 //
 // The inet table's shared part sends each packet to its environment's
-// chains (see nft.go): by the port it came in on, and by the port that
-// owns its destination address.
+// chains (see nft.go): by the port that owns its source address, and by
+// the port that owns its destination address.
 //
 //	table inet <prefix> {
 //		map from_port { type ifname : verdict }      port: jump <env>_from
 //		map to_port   { type ifname : verdict }      port: jump <env>_to
 //		map to_v4     { type ipv4_addr : ifname }    address: its port
 //		map to_v6     { type ipv6_addr : ifname }
-//		chain prerouting  { neighbour discovery accept; iifname vmap @from_port }
+//		chain prerouting  { neighbour discovery accept; from the bridge: ip saddr map @to_v4 vmap @from_port,
+//		                    the same for ip6, else drop }
 //		chain postrouting { neighbour discovery accept; ip daddr map @to_v4 vmap @to_port; the same for ip6 }
 //	}
 //
@@ -83,7 +84,7 @@ type port struct {
 	addrs []netip.Addr // its addresses, link-local included
 }
 
-func newGuard(ns netns.NsHandle, table string) (*guard, error) {
+func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 	g := &guard{ns: ns, table: table}
 	if err := g.reopen(); err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func newGuard(ns netns.NsHandle, table string) (*guard, error) {
 		{br, "prerouting", nftables.ChainHookPrerouting, -200, g.fromPortRules()},
 		{br, "postrouting", nftables.ChainHookPostrouting, -200, g.toPortRules()},
 	}
-	for _, bc := range baseChains() {
+	for _, bc := range baseChains(bridge) {
 		bc.table = in
 		chains = append(chains, bc)
 	}
@@ -158,36 +159,44 @@ type baseChain struct {
 }
 
 // baseChains are the inet table's base chains, at filter priority (after
-// conntrack): packets from any port, and to any environment's address.
-// Their rules name the maps by name only, so they read the same in any
-// batch.
-func baseChains() []baseChain {
+// conntrack): packets that came off the bridge, and packets to any
+// environment's address. The bridge hands the inet hooks its packets with
+// itself as the interface, not the port (br_netfilter), so a packet's
+// environment is found by its address: its source on the way in, its
+// destination on the way out; the bridge table lets a port send only
+// from its own addresses, and receive only to them. Their rules name the
+// maps by name only, so they read the same in any batch.
+func baseChains(bridge string) []baseChain {
 	vmap := func(name string) *expr.Lookup {
 		return &expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0, SetName: name}
 	}
-	toPort := func(nfproto byte, off, n uint32, m, text string) chainRule {
-		return chainRule{text, []expr.Any{
+	byAddr := func(nfproto byte, off, n uint32, m, ports string) []expr.Any {
+		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1, SetName: m},
-			vmap("to_port"),
-		}}
+			vmap(ports),
+		}
 	}
+	fromBridge := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname(bridge)},
+	}
+	in := fmt.Sprintf("iifname %q ", bridge)
 	return []baseChain{
-		// The bridge hands this chain the packets its ports receive with
-		// the port as the input interface.
 		{name: "prerouting", hook: nftables.ChainHookPrerouting, rules: []chainRule{
 			ndRule(),
-			{"iifname vmap @from_port", []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1}, vmap("from_port")}},
+			{in + "ip saddr map @to_v4 vmap @from_port", concat(fromBridge, byAddr(unix.NFPROTO_IPV4, 12, 4, "to_v4", "from_port"))},
+			{in + "ip6 saddr map @to_v6 vmap @from_port", concat(fromBridge, byAddr(unix.NFPROTO_IPV6, 8, 16, "to_v6", "from_port"))},
+			// Nothing else comes off the bridge but what the guard
+			// missed: fail closed.
+			{in + "drop", concat(fromBridge, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})},
 		}},
-		// A packet routed to an environment leaves through the bridge,
-		// not yet through a port; its destination address names the port
-		// (the bridge table lets a port receive only its own addresses).
 		{name: "postrouting", hook: nftables.ChainHookPostrouting, rules: []chainRule{
 			ndRule(),
-			toPort(unix.NFPROTO_IPV4, 16, 4, "to_v4", "ip daddr map @to_v4 vmap @to_port"),
-			toPort(unix.NFPROTO_IPV6, 24, 16, "to_v6", "ip6 daddr map @to_v6 vmap @to_port"),
+			{"ip daddr map @to_v4 vmap @to_port", byAddr(unix.NFPROTO_IPV4, 16, 4, "to_v4", "to_port")},
+			{"ip6 daddr map @to_v6 vmap @to_port", byAddr(unix.NFPROTO_IPV6, 24, 16, "to_v6", "to_port")},
 		}},
 	}
 }

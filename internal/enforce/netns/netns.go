@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -179,6 +180,15 @@ func (d *Driver) Addresses(address netip.Addr) []netip.Addr {
 	}
 	return out
 }
+
+// HardwareAddr is the hardware address of the interface holding address
+// (an environment's eth0, or the bridge for the gateway): the bridge
+// forwards it to that interface only.
+func (d *Driver) HardwareAddr(address netip.Addr) net.HardwareAddr { return macFor(address) }
+
+// Gateway is the router's address on the bridge, the environments'
+// default route.
+func (d *Driver) Gateway() netip.Addr { return d.gateways()[0].Addr() }
 
 // Provision implements enforce.Driver. A new namespace gets its
 // deny-everything table before it gets a network interface.

@@ -170,7 +170,7 @@ func (rs *ruleset) elementCount() int {
 func (rs *ruleset) text(table, env string, buf int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", table)
-	for _, c := range baseChains() {
+	for _, c := range baseChains(names{prefix: table}.bridge()) {
 		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy accept;\n", c.name, c.name)
 		for _, r := range c.rules {
 			fmt.Fprintf(&b, "\t\t%s\n", r.text)

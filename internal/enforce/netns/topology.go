@@ -128,7 +128,7 @@ func (d *Driver) setUpRouter(r *router) error {
 			return fmt.Errorf("%w: the kernel needs bridge netfilter (CONFIG_BRIDGE_NETFILTER, `modprobe br_netfilter`)", err)
 		}
 	}
-	if r.guard, err = newGuard(r.ns, d.names.table()); err != nil {
+	if r.guard, err = newGuard(r.ns, d.names.table(), d.names.bridge()); err != nil {
 		return err
 	}
 	return d.keepBridgeUp(r)
