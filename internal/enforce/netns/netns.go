@@ -191,7 +191,7 @@ func (d *Driver) HardwareAddr(address netip.Addr) net.HardwareAddr { return macF
 func (d *Driver) Gateway() netip.Addr { return d.gateways()[0].Addr() }
 
 // Provision implements enforce.Driver. A new namespace gets its
-// deny-everything table before it gets a network interface.
+// deny-everything rules in the router before it gets a network interface.
 func (d *Driver) Provision(ctx context.Context, envID, address string) (enforce.Endpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return enforce.Endpoint{}, err

@@ -122,6 +122,15 @@ func TestGuard_AMACSpoofingEnvironmentNeitherReceivesNorDisturbsAnothersTraffic(
 		t.Fatal(err)
 	}
 	defer nl.Close()
+	for _, e := range []netnstest.Endpoint{v, s, m} {
+		port, err := nl.LinkByName(e.Namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pi, err := nl.LinkGetProtinfo(port); err != nil || pi.Learning || pi.Flood {
+			t.Errorf("port %s: learning %v, unicast flooding %v (%v); want both off", e.Namespace, pi.Learning, pi.Flood, err)
+		}
+	}
 	fdb, err := nl.NeighList(0, unix.AF_BRIDGE)
 	if err != nil {
 		t.Fatal(err)
