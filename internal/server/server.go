@@ -357,6 +357,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 	if len(secret) < 16 {
 		return errors.New("server: the bootstrap token must be at least 16 characters")
 	}
+	if !auth.ValidSecret(secret) {
+		// A bearer token is taken exactly, so this one could never be sent.
+		return errors.New("server: the bootstrap token must be visible ASCII characters, without spaces")
+	}
 	s.token = secret
 	hash := auth.HashSecret(secret)
 	var events []apiv1.AuditEvent
@@ -368,12 +372,17 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 			return err
 		}
 		now := time.Now().UTC()
-		tokens, _, err := tx.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit})
-		if err != nil {
-			return err
-		}
-		for _, t := range tokens {
-			if t.Name == BootstrapTokenName && t.RevokedAt == nil {
+		// Every page: a secret rotated away must not stay valid because
+		// its token sorts after the first thousand.
+		for q := (store.ListQuery{Limit: store.MaxLimit}); ; {
+			tokens, next, err := tx.ListTokens(ctx, q)
+			if err != nil {
+				return err
+			}
+			for _, t := range tokens {
+				if t.Name != BootstrapTokenName || t.RevokedAt != nil {
+					continue
+				}
 				t.RevokedAt = &now
 				if err := tx.UpdateToken(ctx, t); err != nil {
 					return err
@@ -384,6 +393,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 				}
 				events = append(events, ev)
 			}
+			if next == "" {
+				break
+			}
+			q.Cursor = next
 		}
 		t := store.TokenRecord{
 			Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},
