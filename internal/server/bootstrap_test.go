@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +123,25 @@ func TestBootstrap_ASecretThatCouldNeverBeSentIsRefused(t *testing.T) {
 			t.Fatalf("Start with bootstrap token %q: %v, want the visible ASCII rule without the secret", secret, err)
 		}
 	}
+}
+
+func TestStart_CreatesTheDataDirAndItsFilesForTheOwnerOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "isolationd")
+	srv := startWithSecret(t, dir, "isot_file-mode-test-token-0123456789")
+	// A write after start: the WAL and shared-memory files exist now.
+	if status, body := get(t, srv, "/v1/projects", "isot_unknown-so-a-denial-is-audited"); status != http.StatusUnauthorized {
+		t.Fatalf("%d %s", status, body)
+	}
+	db := filepath.Join(dir, DatabaseFile)
+	want := map[string]os.FileMode{dir: 0o700, filepath.Dir(dir): 0o700, db: 0o600, db + "-wal": 0o600, db + "-shm": 0o600}
+	for p, mode := range want {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), mode)
+		}
+	}
+	stop(t, srv)
 }

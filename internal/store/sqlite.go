@@ -86,6 +86,9 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	if err := ownerOnly(path); err != nil {
+		return nil, err
+	}
 	wdb, err := sql.Open("sqlite", path+dsnCommon+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -142,6 +145,25 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 func checkPath(path string) error {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return fmt.Errorf("store: invalid database path %q: must be non-empty without '?' or '#'", path)
+	}
+	return nil
+}
+
+// ownerOnly makes the database file, and its WAL and shared-memory files
+// when they exist, readable by the owner only: they hold token hashes and
+// the audit trail. SQLite gives the WAL and SHM files it creates the mode
+// of the database file, so creating that one 0600 covers them too; a file
+// an older version made 0644 is tightened.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("store: open %s: %w", path, err)
+		}
 	}
 	return nil
 }
