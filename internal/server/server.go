@@ -71,6 +71,9 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// AuditKey, when set, keys the audit chain: events are sealed with
+	// HMAC-SHA256 under it. A keyed chain only starts with its key.
+	AuditKey *audit.Key
 }
 
 // Server is a running isolationd.
@@ -145,6 +148,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.store.Close() })
+	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
 	var sink *audit.Sink
 	if cfg.AuditLog != nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
 
 // SQLite is the embedded store: one SQLite file in WAL mode, read through
@@ -43,6 +45,9 @@ type SQLite struct {
 	done   chan struct{}
 
 	commits, updates atomic.Int64
+
+	// auditKey seals the audit events appended (UseAuditKey); nil: SHA-256.
+	auditKey atomic.Pointer[audit.Key]
 
 	// envs caches environments' stored JSON for GetEnvironment; touched
 	// lists the environments the batch in progress wrote (writer
@@ -355,7 +360,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 		r.res = writeResult{err: err}
 		return err
 	}
-	t := &sqliteTx{touched: &s.touched}
+	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
 	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
@@ -394,6 +399,7 @@ type sqliteTx struct {
 	reader
 	done    atomic.Bool
 	touched *[]string
+	key     *audit.Key // seals AppendAudit's events; nil for SHA-256
 }
 
 // touch records that the transaction writes environment id.
