@@ -58,9 +58,9 @@ type proc struct {
 	url string
 }
 
-func startProc(t *testing.T, dataDir string) *proc {
+func startProc(t *testing.T, dataDir string, flags ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	cmd := exec.Command(binary(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, flags...)...)
 	cmd.Env = append(os.Environ(), "ISOLATIOND_BOOTSTRAP_TOKEN="+testToken)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
