@@ -92,14 +92,17 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if *auditLog != "" {
-		w, closeLog, err := openAuditLog(*auditLog, stdout)
-		if err != nil {
+	switch *auditLog {
+	case "":
+	case "-":
+		cfg.AuditLog = stdout
+	default:
+		// A file: the sink reads where it stopped, to resume after a crash.
+		if cfg.AuditSink, err = audit.OpenSink(*auditLog); err != nil {
 			fmt.Fprintf(stderr, "isolationd serve: --audit-log: %v\n", err)
 			return 1
 		}
-		defer closeLog()
-		cfg.AuditLog = w
+		defer cfg.AuditSink.Close()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -132,19 +135,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// openAuditLog opens the JSON-lines audit log: "-" is stdout, anything
-// else a file appended to (mode 0600: events name actors and sources).
-func openAuditLog(path string, stdout io.Writer) (io.Writer, func(), error) {
-	if path == "-" {
-		return stdout, func() {}, nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, func() { f.Close() }, nil
 }
 
 func verify(args []string, stdout, stderr io.Writer) int {

@@ -74,6 +74,9 @@ type Config struct {
 	// AuditKey, when set, keys the audit chain: events are sealed with
 	// HMAC-SHA256 under it. A keyed chain only starts with its key.
 	AuditKey *audit.Key
+	// AuditSink, when set, is the JSON-lines audit log instead of AuditLog
+	// (audit.OpenSink, which lets the log resume after its last line).
+	AuditSink *audit.Sink
 }
 
 // Server is a running isolationd.
@@ -152,15 +155,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 
-	var sink *audit.Sink
-	if cfg.AuditLog != nil {
-		sink = audit.NewSink(cfg.AuditLog)
+	trail, err := s.openAuditTrail(ctx)
+	if err != nil {
+		return nil, err
 	}
 	audited := func(ev apiv1.AuditEvent) {
-		if sink == nil {
+		if trail == nil {
 			return
 		}
-		if err := sink.Write(ev); err != nil {
+		if err := trail.Write(context.Background(), ev); err != nil {
 			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
 		}
 	}
@@ -335,6 +338,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("isolationd stopped")
 	return errors.Join(errs...)
+}
+
+// openAuditTrail puts the JSON-lines sink (AuditSink, or AuditLog) in
+// step with the store's chain, nil when there is none. A file sink goes
+// on after its last line, catching up with the events a crash kept from
+// it; a new file, or stdout, starts at the chain's head. A file whose last
+// line is not the store's event of that seq belongs to another database.
+func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
+	sink := s.cfg.AuditSink
+	if sink == nil && s.cfg.AuditLog != nil {
+		sink = audit.NewSink(s.cfg.AuditLog)
+	}
+	if sink == nil {
+		return nil, nil
+	}
+	var head int64
+	if last, err := s.store.LastAudit(ctx); err == nil {
+		head = last.Seq
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	after := head
+	if seq, hash, ok := sink.Last(); ok {
+		evs, _, err := s.store.ListAudit(ctx, store.AuditQuery{AfterSeq: seq - 1, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("server: audit log: %w", err)
+		}
+		if len(evs) == 0 || evs[0].Seq != seq || evs[0].Hash != hash {
+			return nil, fmt.Errorf("server: the audit log ends at seq %d, which the database's audit chain (ending at seq %d) does not hold: "+
+				"the log belongs to another database; give a new --audit-log file", seq, head)
+		}
+		after = seq
+	}
+	trail := audit.NewInOrder(sink, store.AuditPager(s.store), after)
+	if err := trail.CatchUp(ctx); err != nil {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	return trail, nil
 }
 
 // ensureAdminToken makes the bootstrap secret (from the config, the token

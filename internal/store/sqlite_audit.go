@@ -209,10 +209,16 @@ func VerifyAudit(ctx context.Context, r Reader) (audit.Result, error) {
 // VerifyAuditWithKey walks the whole audit chain of r, checking its keyed
 // events with key (see audit.VerifyWithKey).
 func VerifyAuditWithKey(ctx context.Context, r Reader, key *audit.Key) (audit.Result, error) {
-	return audit.VerifyWithKey(ctx, func(ctx context.Context, afterSeq int64) ([]apiv1.AuditEvent, error) {
+	return audit.VerifyWithKey(ctx, AuditPager(r), key)
+}
+
+// AuditPager pages r's whole audit chain, oldest first, for audit.Verify
+// and audit.InOrder.
+func AuditPager(r Reader) audit.Pager {
+	return func(ctx context.Context, afterSeq int64) ([]apiv1.AuditEvent, error) {
 		events, _, err := r.ListAudit(ctx, AuditQuery{AfterSeq: afterSeq, Limit: MaxLimit})
 		return events, err
-	}, key)
+	}
 }
 
 // ErrAuditKey: the audit chain is keyed and the store was given no key or
