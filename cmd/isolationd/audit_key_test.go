@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -97,14 +95,7 @@ func TestAuditVerify_SaysWhetherTheChainIsKeyedAndNeedsItsKey(t *testing.T) {
 
 	// Someone with the database but not the key alters a keyed event: the
 	// first link named is the one they touched.
-	db, err := sql.Open("sqlite", filepath.Join(dir, "isolationd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(context.Background(), "UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 4"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	tamper(t, dir, "UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 4")
 	code, out = runCLI(t, "audit", "verify", "--data-dir", dir, "--hmac-key-file", keyFile)
 	if code == 0 || !strings.Contains(out, "BROKEN after 3 good events") || !strings.Contains(out, "seq 4") {
 		t.Fatalf("tampered keyed chain: exit %d: %s", code, out)

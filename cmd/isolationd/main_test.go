@@ -231,6 +231,20 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 	auditLogSeqs(t, auditLog, chainOf(t, dir))
 }
 
+// tamper runs statement on the database of a stopped server in dir, as
+// someone with write access to the file but not to isolationd would.
+func tamper(t *testing.T, dir, statement string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "isolationd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), statement); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func envBody(projectID string, i int) apiv1.EnvironmentCreate {
 	return apiv1.EnvironmentCreate{ProjectID: projectID, Name: fmt.Sprintf("env-%03d", i), Labels: map[string]string{"burst": "1"}}
 }
@@ -250,14 +264,7 @@ func TestAuditVerify_FailsNamingTheFirstAlteredEvent(t *testing.T) {
 	if code, out := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "intact: 4 events") {
 		t.Fatalf("untouched chain: exit %d: %s", code, out)
 	}
-	db, err := sql.Open("sqlite", filepath.Join(dir, "isolationd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(context.Background(), "UPDATE audit_events SET action = 'project.delete' WHERE seq = 3"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	tamper(t, dir, "UPDATE audit_events SET action = 'project.delete' WHERE seq = 3")
 	code, out := runCLI(t, "audit", "verify", "--data-dir", dir)
 	if code == 0 || !strings.Contains(out, "seq 3") {
 		t.Fatalf("tampered chain: exit %d: %s", code, out)

@@ -124,45 +124,7 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 	exp := time.Now().Add(1500 * time.Millisecond)
 	var brief apiv1.TokenCreated
 	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "brief-watcher", Role: apiv1.RoleViewer, ProjectID: p.ID, ExpiresAt: &exp}).json(t, 201, &brief)
-	long := &http.Client{Timeout: time.Minute}
-
-	watchReq, _ := http.NewRequest("GET", h.url+"/v1/environments/"+env.ID+"/watch", nil)
-	watchReq.Header.Set("Authorization", "Bearer "+brief.Secret)
-	watch, err := long.Do(watchReq)
-	must(t, err)
-	defer watch.Body.Close()
-	first := make([]byte, 64)
-	if _, err := watch.Body.Read(first); err != nil || !bytes.HasPrefix(first, []byte("event: environment")) {
-		t.Fatalf("watch's first event: %q %v", first, err)
-	}
-	watchEnded := make(chan error, 1)
-	go func() {
-		_, err := io.ReadAll(watch.Body)
-		watchEnded <- err
-	}()
-
-	type answer struct {
-		status int
-		body   []byte
-		at     time.Time
-	}
-	waited := make(chan answer, 1)
-	sent := make(chan struct{})
-	go func() {
-		req, _ := http.NewRequest("GET", h.url+"/v1/environments/"+env.ID+"?wait_for=deleted&timeout=50s", nil)
-		req.Header.Set("Authorization", "Bearer "+brief.Secret)
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) }}))
-		res, err := long.Do(req)
-		if err != nil {
-			t.Error(err)
-			waited <- answer{}
-			return
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		waited <- answer{res.StatusCode, b, time.Now()}
-	}()
-	<-sent
+	watchEnded, waited := h.openLongRequests(env.ID, brief.Secret)
 	bound := time.After(20 * time.Second) // a failure bound, far beyond the expiry
 	select {
 	case a := <-waited:
@@ -191,4 +153,53 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 	if len(evs.Items) != 1 || evs.Items[0].Reason != "token expired while waiting" {
 		t.Fatalf("denials %+v, want the wait's expiry", evs.Items)
 	}
+}
+
+// longAnswer is how a long request ended.
+type longAnswer struct {
+	status int
+	body   []byte
+	at     time.Time
+}
+
+// openLongRequests opens a watch and a wait_for=deleted of environment
+// envID with secret, and returns once both are under way (the watch has
+// sent its first event, the wait's request is written): what ends them is
+// then up to the test.
+func (h *harness) openLongRequests(envID, secret string) (watchEnded <-chan error, waited <-chan longAnswer) {
+	h.t.Helper()
+	long := &http.Client{Timeout: time.Minute}
+	watchReq, _ := http.NewRequest("GET", h.url+"/v1/environments/"+envID+"/watch", nil)
+	watchReq.Header.Set("Authorization", "Bearer "+secret)
+	watch, err := long.Do(watchReq)
+	must(h.t, err)
+	h.t.Cleanup(func() { watch.Body.Close() })
+	first := make([]byte, 64)
+	if _, err := watch.Body.Read(first); err != nil || !bytes.HasPrefix(first, []byte("event: environment")) {
+		h.t.Fatalf("watch's first event: %q %v", first, err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(watch.Body)
+		ended <- err
+	}()
+
+	answered := make(chan longAnswer, 1)
+	sent := make(chan struct{})
+	go func() {
+		req, _ := http.NewRequest("GET", h.url+"/v1/environments/"+envID+"?wait_for=deleted&timeout=50s", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) }}))
+		res, err := long.Do(req)
+		if err != nil {
+			h.t.Error(err)
+			answered <- longAnswer{}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		answered <- longAnswer{res.StatusCode, b, time.Now()}
+	}()
+	<-sent
+	return ended, answered
 }
