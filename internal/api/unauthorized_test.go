@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -112,18 +114,26 @@ func TestAuth_BearerTokensAreTakenExactlyAndWhitespaceAroundThemIsRefused(t *tes
 	}
 }
 
+// testClock is real time shifted by an offset the test moves.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
 // Long requests end when their token expires, as they do on revocation:
 // the wait answers 401 "token expired" and the watch stream ends. The
-// expiry is a timer at the token's expiry instant, so the test gives the
-// token a short lifetime and waits for the ends, bounded.
+// server's clock is moved to just before the expiry; the end itself comes
+// from a timer at the expiry instant, so the test waits for it, bounded.
 func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
-	h := newHarness(t)
+	var clock testClock
+	h := newHarness(t, func(c *server.Config) { c.Now = clock.now })
 	p := h.project("payments")
 	env := h.environment(p.ID, "web", nil)
 	h.wait(env.ID, "ready")
-	exp := time.Now().Add(1500 * time.Millisecond)
+	exp := clock.now().Add(time.Hour)
 	var brief apiv1.TokenCreated
 	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "brief-watcher", Role: apiv1.RoleViewer, ProjectID: p.ID, ExpiresAt: &exp}).json(t, 201, &brief)
+	clock.advance(time.Hour - 300*time.Millisecond)
 	watchEnded, waited := h.openLongRequests(env.ID, brief.Secret)
 	bound := time.After(20 * time.Second) // a failure bound, far beyond the expiry
 	select {
@@ -131,8 +141,8 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 		if a.status != http.StatusUnauthorized || !bytes.Contains(a.body, []byte("token expired")) {
 			t.Fatalf("the wait of an expiring token answered %d %s, want 401 token expired", a.status, a.body)
 		}
-		if a.at.Before(exp) {
-			t.Fatalf("the wait ended at %v, before the token's expiry %v", a.at, exp)
+		if at := a.at.Add(time.Duration(clock.offset.Load())); at.Before(exp) {
+			t.Fatalf("the wait ended at %v, before the token's expiry %v", at, exp)
 		}
 	case <-bound:
 		t.Fatal("the wait did not end when its token expired")
@@ -142,7 +152,7 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the watch of the expired token did not end cleanly: %v", err)
 		}
-		if time.Now().Before(exp) {
+		if clock.now().Before(exp) {
 			t.Fatal("the watch ended before the token expired")
 		}
 	case <-bound:
@@ -152,6 +162,22 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 	h.do("GET", "/v1/audit-events?action=auth.denied", nil).json(t, 200, &evs)
 	if len(evs.Items) != 1 || evs.Items[0].Reason != "token expired while waiting" {
 		t.Fatalf("denials %+v, want the wait's expiry", evs.Items)
+	}
+}
+
+func TestAuth_ATokenIsRefusedFromItsExpiryOnByTheServersClock(t *testing.T) {
+	var clock testClock
+	h := newHarness(t, func(c *server.Config) { c.Now = clock.now })
+	exp := clock.now().Add(24 * time.Hour)
+	var tc apiv1.TokenCreated
+	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "day-pass", Role: apiv1.RoleAuditor, ExpiresAt: &exp}).json(t, 201, &tc)
+	h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).json(t, 200, nil) // and now cached
+	clock.advance(24*time.Hour - time.Second)
+	h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).json(t, 200, nil)
+	clock.advance(time.Second)
+	prob := h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).problem(t, 401, "unauthorized", "")
+	if !strings.HasPrefix(prob.Detail, "token expired") {
+		t.Fatalf("detail %q, want token expired", prob.Detail)
 	}
 }
 

@@ -77,6 +77,9 @@ type Config struct {
 	// AuditSink, when set, is the JSON-lines audit log instead of AuditLog
 	// (audit.OpenSink, which lets the log resume after its last line).
 	AuditSink *audit.Sink
+	// Now is the API's clock (token expiry, timestamps); nil is time.Now.
+	// Tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 // Server is a running isolationd.
@@ -179,6 +182,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.api = api.New(api.Options{
 		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
+		Now: cfg.Now,
 	})
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
