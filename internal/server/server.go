@@ -157,6 +157,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if cfg.AuditKey != nil {
+		s.log.Info("audit chain keyed: events are sealed with HMAC-SHA256", "key_id", cfg.AuditKey.ID())
+	}
 
 	trail, err := s.openAuditTrail(ctx)
 	if err != nil {
