@@ -355,6 +355,9 @@ type AuditEvent struct {
 	Changes    *Changes    `json:"changes,omitempty"`
 	PrevHash   string      `json:"prev_hash"`
 	Hash       string      `json:"hash"`
+	// KeyID names the HMAC key that sealed the event (isolationd serve
+	// --audit-hmac-key-file); absent when Hash is a plain SHA-256.
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // Changes holds an object before and after a change, as JSON, secrets removed.
