@@ -176,3 +176,13 @@ func UnknownOutcome(err error) (idempotencyKey string, unknown bool) {
 	}
 	return g.IdempotencyKey, true
 }
+
+// ExistingID is, for a 409 refusing a name already taken, the id of the
+// object holding it; "" otherwise.
+func ExistingID(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusConflict {
+		return e.Problem.ExistingID
+	}
+	return ""
+}
