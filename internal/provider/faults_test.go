@@ -57,6 +57,8 @@ resource "isolation_policy" "allow" {
 }
 
 func TestFaults_ApplyOf300EnvironmentsAnd10PoliciesConvergesThroughFaultsAt35Percent(t *testing.T) {
+	// The seeds run at once, each on a server of its own: most of the time
+	// is Retry-After and backoff, not work.
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			srv := startServerWith(t, server.Config{})
@@ -66,7 +68,7 @@ func TestFaults_ApplyOf300EnvironmentsAnd10PoliciesConvergesThroughFaultsAt35Per
 				t.Fatal(err)
 			}
 			start := time.Now()
-			resource.Test(t, resource.TestCase{
+			resource.ParallelTest(t, resource.TestCase{
 				PreCheck:                 func() { testAccPreCheck(t) },
 				ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 				CheckDestroy: func(*terraform.State) error {
