@@ -412,6 +412,9 @@ type Problem struct {
 	Instance  string       `json:"instance,omitempty"`
 	RequestID string       `json:"request_id,omitempty"`
 	Errors    []FieldError `json:"errors,omitempty"`
+	// ExistingID, on a 409 for a name already taken, is the id of the
+	// object holding it (an RFC 9457 extension member).
+	ExistingID string `json:"existing_id,omitempty"`
 }
 
 // FieldError names a field of the request (a JSON path such as
@@ -432,3 +435,25 @@ const (
 	HeaderRequestID      = "X-Request-Id"
 	HeaderIdempotencyKey = "Idempotency-Key"
 )
+
+// Idempotency key states.
+const (
+	IdempotencyCommitted  = "committed"
+	IdempotencyInProgress = "in_progress"
+)
+
+// IdempotencyKey answers GET /v1/idempotency-keys/{key}: whether the
+// caller's request with that key was committed and, once it was, what it
+// did. A key the caller's token never used (or whose record expired)
+// answers 404, whoever used it.
+type IdempotencyKey struct {
+	Key string `json:"key"`
+	// State is committed, or in_progress while the first request runs.
+	State      string     `json:"state"`
+	Method     string     `json:"method,omitempty"`
+	Path       string     `json:"path,omitempty"`
+	StatusCode int        `json:"status_code,omitempty"`
+	ResourceID string     `json:"resource_id,omitempty"`
+	CreatedAt  *time.Time `json:"created_at,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+}
