@@ -11,12 +11,25 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// addressKey is the column form of an address: 16 bytes, IPv4 mapped, so
-// that SQLite's byte order of keys is the order of addresses and a range
-// of addresses is a range of keys.
+// addressKey is the column form of an address: its family (4 or 6), then
+// its bytes, so that SQLite's byte order of keys is the order of
+// addresses, a range of addresses is a range of keys, and the families
+// never interleave.
 func addressKey(a netip.Addr) []byte {
+	if a.Is4() {
+		b := a.As4()
+		return append([]byte{4}, b[:]...)
+	}
 	b := a.As16()
-	return b[:]
+	return append([]byte{6}, b[:]...)
+}
+
+// addressFromKey is addressKey's inverse.
+func addressFromKey(k []byte) (netip.Addr, bool) {
+	if len(k) == 0 || (k[0] == 4) != (len(k) == 5) || (k[0] == 6) != (len(k) == 17) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFromSlice(k[1:])
 }
 
 const addressCols = "address, environment_id, project_id, allocated_at, freed_at"
@@ -153,12 +166,9 @@ func (r reader) GetAddressCursor(ctx context.Context, pool netip.Prefix) (netip.
 	if !found {
 		return netip.Addr{}, fmt.Errorf("address cursor of %s: %w", pool, ErrNotFound)
 	}
-	a, ok := netip.AddrFromSlice(b)
+	a, ok := addressFromKey(b)
 	if !ok {
-		return netip.Addr{}, fmt.Errorf("store: address cursor of %s: %d bytes stored, want 16", pool, len(b))
-	}
-	if pool.Addr().Is4() {
-		a = a.Unmap()
+		return netip.Addr{}, fmt.Errorf("store: address cursor of %s: %x is not a stored address", pool, b)
 	}
 	return a, nil
 }

@@ -106,7 +106,7 @@ CREATE INDEX audit_by_time ON audit_events(time);
 	// Version 2: the address allocator's state (sqlite_addresses.go).
 	`
 CREATE TABLE addresses (
-	key            BLOB PRIMARY KEY, -- the address as 16 bytes (IPv4 mapped), so byte order is address order
+	key            BLOB PRIMARY KEY, -- the family (4 or 6), then the address's bytes: byte order is address order
 	address        TEXT NOT NULL,
 	environment_id TEXT NOT NULL,    -- the holder, '' once freed
 	project_id     TEXT NOT NULL,    -- the holder's project, kept once freed
@@ -117,7 +117,7 @@ CREATE UNIQUE INDEX addresses_by_environment ON addresses(environment_id) WHERE 
 CREATE INDEX addresses_by_freed ON addresses(freed_at, key) WHERE freed_at IS NOT NULL;
 CREATE TABLE address_cursors (
 	pool TEXT PRIMARY KEY,
-	next BLOB NOT NULL -- 16 bytes, as addresses.key
+	next BLOB NOT NULL -- as addresses.key
 );
 `,
 }
