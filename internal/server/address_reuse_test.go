@@ -193,4 +193,3 @@ func waitGone(t *testing.T, l *apiLab, id string) {
 		t.Fatalf("environment %s not gone: %v", id, err)
 	}
 }
-
