@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -270,6 +272,48 @@ func (m *IPAM) Covered(ctx context.Context, r store.Reader, peer apiv1.Peer, pro
 		}
 	}
 	return holders, more, nil
+}
+
+// coverageScan bounds the environments looked up per CIDR peer, so that
+// a wide CIDR costs one bounded query.
+const coverageScan = 100
+
+// FlagCoverage marks the CIDR peers of eff (the effective policy of an
+// environment of project) that cover environments of other projects, with
+// policy.Coverage, and adds their warnings to the rules. sees tells which
+// projects the caller may see named.
+func (m *IPAM) FlagCoverage(ctx context.Context, r store.Reader, eff *apiv1.EffectivePolicy, project string, sees func(projectID string) bool) error {
+	seen := map[string]*apiv1.CIDRCoverage{}
+	for _, rules := range [][]apiv1.EffectiveRule{eff.Ingress, eff.Egress} {
+		for i := range rules {
+			rule := &rules[i]
+			for j := range rule.Peers {
+				p := &rule.Peers[j]
+				if p.CIDR == "" {
+					continue
+				}
+				key := p.CIDR + " except " + strings.Join(p.Except, ",")
+				c, ok := seen[key]
+				if !ok {
+					holders, more, err := m.Covered(ctx, r, p.Peer, project, coverageScan)
+					if err != nil {
+						return err
+					}
+					pinned := make([]apiv1.PinnedEnvironment, len(holders))
+					for k, h := range holders {
+						pinned[k] = apiv1.PinnedEnvironment{ID: h.EnvironmentID, ProjectID: h.ProjectID, Address: h.Addr.String()}
+					}
+					c = policy.Coverage(p.CIDR, pinned, more, sees, m.quarantine)
+					seen[key] = c
+				}
+				if c != nil {
+					p.Covers = c
+					rule.Warnings = append(rule.Warnings, c.Warning)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 type addrRange struct {
