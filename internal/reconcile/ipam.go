@@ -120,6 +120,7 @@ func (m *IPAM) neverUsed(ctx context.Context, tx store.Tx) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, err
 	}
+	start := a
 	for a.Compare(m.first) >= 0 && a.Compare(m.last) <= 0 {
 		if !m.excluded[a] {
 			_, err := tx.GetAddress(ctx, a)
@@ -138,6 +139,9 @@ func (m *IPAM) neverUsed(ctx context.Context, tx store.Tx) (netip.Addr, error) {
 			break
 		}
 		a = a.Next()
+	}
+	if start == m.last {
+		return netip.Addr{}, nil // every address has been handed out before
 	}
 	return netip.Addr{}, tx.PutAddressCursor(ctx, m.pool, m.last)
 }
@@ -201,9 +205,10 @@ func (m *IPAM) Release(ctx context.Context, tx store.Tx, env apiv1.Environment, 
 }
 
 // Adopt makes the records say that each of envs holds the address it
-// has, inside tx: environments are the truth, and a store written before
-// addresses had records gets them here, at start.
-func (m *IPAM) Adopt(ctx context.Context, tx store.Tx, envs []apiv1.Environment) error {
+// has, inside tx, at now: environments are the truth, and a store written
+// before addresses had records gets them here, at start. A record of
+// another address held by the same environment is freed (so quarantined).
+func (m *IPAM) Adopt(ctx context.Context, tx store.Tx, envs []apiv1.Environment, now time.Time) error {
 	for _, e := range envs {
 		a, err := netip.ParseAddr(e.Enforcement.Address)
 		if err != nil {
@@ -216,8 +221,32 @@ func (m *IPAM) Adopt(ctx context.Context, tx store.Tx, envs []apiv1.Environment)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := tx.PutAddress(ctx, store.Address{Addr: a, EnvironmentID: e.ID, ProjectID: e.ProjectID, AllocatedAt: e.CreatedAt.UTC()}); err != nil {
+		held := store.Address{Addr: a, EnvironmentID: e.ID, ProjectID: e.ProjectID, AllocatedAt: e.CreatedAt.UTC()}
+		err = tx.PutAddress(ctx, held)
+		if errors.Is(err, store.ErrConflict) {
+			if err = m.freeHeldBy(ctx, tx, e.ID, now); err == nil {
+				err = tx.PutAddress(ctx, held)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("adopt address %s of environment %s: %w", a, e.ID, err)
+		}
+	}
+	return nil
+}
+
+// freeHeldBy frees whatever record says environment id holds it.
+func (m *IPAM) freeHeldBy(ctx context.Context, tx store.Tx, id string, now time.Time) error {
+	for _, all := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		recs, err := tx.ListAddresses(ctx, store.AddressQuery{First: all.Addr(), Last: lastAddr(all), EnvironmentID: id})
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			rec.EnvironmentID, rec.FreedAt = "", now.UTC()
+			if err := tx.PutAddress(ctx, rec); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -233,7 +234,7 @@ func TestIPAM_AdoptRecordsAddressesEnvironmentsHold(t *testing.T) {
 	elsewhere := labEnv("elsewhere")
 	elsewhere.Enforcement.Address = "192.0.2.1" // outside the pool: kept by its environment
 	if err := l.st.Update(context.Background(), func(tx store.Tx) error {
-		return l.m.Adopt(context.Background(), tx, []apiv1.Environment{old, elsewhere, labEnv("none")})
+		return l.m.Adopt(context.Background(), tx, []apiv1.Environment{old, elsewhere, labEnv("none")}, l.now)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -292,4 +293,27 @@ func TestIPAM_CoveredFindsOtherProjectsAddressesAndCompanions(t *testing.T) {
 	check(apiv1.Peer{EnvironmentSelector: &apiv1.Selector{}}, "prj_x", 10, nil, false)
 	l.release("b", "198.18.0.2")
 	check(apiv1.Peer{CIDR: "198.18.0.2/32"}, "prj_x", 10, nil, false)
+}
+
+// A start never fails on records that disagree with the environments: an
+// environment recorded at another address holds the one it has, and the
+// other is freed into quarantine.
+func TestIPAM_AdoptMovesARecordThatDisagreesIntoQuarantine(t *testing.T) {
+	l := newIPAMLab(t, "198.18.0.0/29", time.Hour)
+	recorded := l.mustAllocate("moved") // 198.18.0.1
+	moved := labEnv("moved")
+	moved.Enforcement.Address = "198.18.0.5"
+	if err := l.st.Update(context.Background(), func(tx store.Tx) error {
+		return l.m.Adopt(context.Background(), tx, []apiv1.Environment{moved}, l.now)
+	}); err != nil {
+		t.Fatalf("adopt with a disagreeing record: %v", err)
+	}
+	for i := range 4 { // .2, .3, .4, .6
+		if a := l.mustAllocate(fmt.Sprint("e", i)); a == recorded || a == moved.Enforcement.Address {
+			t.Fatalf("allocation %d got %s: the environment's %s and the quarantined %s must not be handed out", i, a, moved.Enforcement.Address, recorded)
+		}
+	}
+	if _, err := l.allocate("full"); !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "1 freed ones quarantined") {
+		t.Fatalf("pool with the stale record freed: %v; want exhausted with 1 quarantined", err)
+	}
 }

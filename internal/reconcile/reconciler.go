@@ -154,7 +154,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 				keep[e.ID] = a
 			}
 		}
-		if err := r.opts.Store.Update(ctx, func(tx store.Tx) error { return r.opts.IPAM.Adopt(ctx, tx, page) }); err != nil {
+		if err := r.opts.Store.Update(ctx, func(tx store.Tx) error { return r.opts.IPAM.Adopt(ctx, tx, page, r.opts.Now()) }); err != nil {
 			return fmt.Errorf("reconcile: adopt addresses: %w", err)
 		}
 		if next == "" {

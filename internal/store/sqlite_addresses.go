@@ -96,6 +96,10 @@ func (r reader) ListAddresses(ctx context.Context, q AddressQuery) ([]Address, e
 		query += " AND project_id <> ?"
 		args = append(args, q.NotProject)
 	}
+	if q.EnvironmentID != "" {
+		query += " AND environment_id = ?"
+		args = append(args, q.EnvironmentID)
+	}
 	query += " ORDER BY key LIMIT ?"
 	args = append(args, min(limit, MaxLimit))
 	rows, err := r.q.QueryContext(ctx, query, args...)

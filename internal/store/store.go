@@ -233,7 +233,9 @@ type AddressQuery struct {
 	HeldOnly bool
 	// NotProject skips the records of that project.
 	NotProject string
-	Limit      int // 0 means DefaultLimit; at most MaxLimit
+	// EnvironmentID keeps only the record that environment holds.
+	EnvironmentID string
+	Limit         int // 0 means DefaultLimit; at most MaxLimit
 }
 
 // AddressUsage counts address records of a range: how many are held, how

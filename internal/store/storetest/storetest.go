@@ -1272,6 +1272,7 @@ func testAddresses(t *testing.T, st store.Store) {
 	diff(t, "a /24", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.0.255")}), []string{"198.18.0.1", "198.18.0.2", "198.18.0.10"})
 	diff(t, "held only", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.0.255"), HeldOnly: true}), []string{"198.18.0.1", "198.18.0.10"})
 	diff(t, "other projects", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.255.255"), NotProject: "prj_a"}), []string{"198.18.0.2", "198.18.0.10"})
+	diff(t, "by environment", list(store.AddressQuery{First: ip("0.0.0.0"), Last: ip("255.255.255.255"), EnvironmentID: "env_c"}), []string{"198.18.0.10"})
 	diff(t, "limit", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.255.255"), Limit: 2}), []string{"198.18.0.1", "198.18.0.2"})
 	diff(t, "IPv6", list(store.AddressQuery{First: ip("::"), Last: ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}), []string{"2001:db8::1"})
 	if _, err := st.ListAddresses(ctx, store.AddressQuery{First: ip("198.18.0.0"), Last: ip("::1")}); err == nil {
