@@ -99,7 +99,7 @@ func (m *IPAM) Allocate(ctx context.Context, tx store.Tx, env apiv1.Environment,
 		return netip.Addr{}, err
 	}
 	if !a.IsValid() {
-		return netip.Addr{}, m.exhausted(ctx, tx, now)
+		return netip.Addr{}, m.exhausted(ctx, tx)
 	}
 	rec := store.Address{Addr: a, EnvironmentID: env.ID, ProjectID: env.ProjectID, AllocatedAt: now.UTC()}
 	if err := tx.PutAddress(ctx, rec); err != nil {
@@ -114,14 +114,14 @@ func (m *IPAM) Allocate(ctx context.Context, tx store.Tx, env apiv1.Environment,
 // life. The invalid address means none is left.
 func (m *IPAM) neverUsed(ctx context.Context, tx store.Tx) (netip.Addr, error) {
 	a, err := tx.GetAddressCursor(ctx, m.pool)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !m.pool.Contains(a)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (a.Compare(m.first) < 0 || a.Compare(m.last) > 0)) {
 		a, err = m.first, nil
 	}
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	start := a
-	for a.Compare(m.first) >= 0 && a.Compare(m.last) <= 0 {
+	for {
 		if !m.excluded[a] {
 			_, err := tx.GetAddress(ctx, a)
 			if errors.Is(err, store.ErrNotFound) {
@@ -170,7 +170,7 @@ func (m *IPAM) oldestFreed(ctx context.Context, tx store.Tx, now time.Time) (net
 	return netip.Addr{}, nil
 }
 
-func (m *IPAM) exhausted(ctx context.Context, r store.Reader, now time.Time) error {
+func (m *IPAM) exhausted(ctx context.Context, r store.Reader) error {
 	u, err := r.AddressUsage(ctx, m.first, m.last)
 	if err != nil {
 		return err
