@@ -1,7 +1,7 @@
 // Command isolationd is the environment-isolation control plane.
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
-//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
+//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
@@ -21,6 +21,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -53,6 +54,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
+	quarantine := fs.Duration("address-quarantine", reconcile.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
 	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
 	auditKey := fs.String("audit-hmac-key-file", "", "key the audit chain: seal events with HMAC-SHA256 under the key in FILE (at least 32 bytes; openssl rand -hex 32 > FILE)")
@@ -70,6 +72,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "isolationd serve: --data-dir is required")
 		return 2
 	}
+	if *quarantine <= 0 {
+		fmt.Fprintf(stderr, "isolationd serve: --address-quarantine %s: must be positive: an address handed out again at once lets the next environment through rules written for the last\n", *quarantine)
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "isolationd serve: --log-level: %v\n", err)
@@ -83,7 +89,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
-		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
 	}
 	if *auditKey != "" {

@@ -47,6 +47,9 @@ type Options struct {
 	Now      func() time.Time
 	// MaxWait bounds wait_for's timeout.
 	MaxWait time.Duration
+	// IPAM, when set, lets the effective policy and check flag CIDR
+	// peers that cover other projects' environments.
+	IPAM *reconcile.IPAM
 }
 
 // API serves isolationd's HTTP API.
@@ -59,6 +62,7 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	maxWait    time.Duration
+	ipam       *reconcile.IPAM
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -96,6 +100,7 @@ func New(opts Options) *API {
 		log:        opts.Logger,
 		now:        opts.Now,
 		maxWait:    opts.MaxWait,
+		ipam:       opts.IPAM,
 		tokens:     newTokenCache(),
 		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
 		inflight:   inflight{keys: map[string]bool{}},

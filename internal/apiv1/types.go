@@ -259,6 +259,30 @@ type PeerEnvironment struct {
 type EffectivePeer struct {
 	Peer
 	Environments []PeerEnvironment `json:"environments,omitempty"`
+	// Covers, on a CIDR peer, names the environments of other projects
+	// whose addresses the CIDR covers now; absent when it covers none.
+	Covers *CIDRCoverage `json:"covers,omitempty"`
+}
+
+// CIDRCoverage says that a CIDR peer covers addresses isolationd gave to
+// environments of other projects, so their traffic matches the rule: an
+// address pinned in a CIDR outlives the environment it was written for.
+// Environments lists those the caller may see (at most 10); Count counts
+// them all, those in projects out of the caller's scope included (at
+// least Count when More).
+type CIDRCoverage struct {
+	Environments []PinnedEnvironment `json:"environments"`
+	Count        int                 `json:"count"`
+	More         bool                `json:"more,omitempty"`
+	Warning      string              `json:"warning"`
+}
+
+// PinnedEnvironment is an environment of another project whose address a
+// CIDR peer covers, with that address as the CIDR sees it.
+type PinnedEnvironment struct {
+	ID        string `json:"id"`
+	ProjectID string `json:"project_id"`
+	Address   string `json:"address"`
 }
 
 // EffectiveRule is one allow rule in an environment's merged rule set,
@@ -269,6 +293,8 @@ type EffectiveRule struct {
 	RuleIndex  int             `json:"rule_index"`
 	Peers      []EffectivePeer `json:"peers"`
 	Ports      []Port          `json:"ports"`
+	// Warnings are its peers' coverage warnings (EffectivePeer.Covers).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // EffectivePolicy is the body of GET /v1/environments/{id}/effective-policy.
@@ -305,6 +331,9 @@ type Match struct {
 type CheckResult struct {
 	Allowed bool   `json:"allowed"`
 	Matched *Match `json:"matched"`
+	// Warnings, when the matched rule allowed the address through a CIDR
+	// that covers other projects' environments, say so.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // List is a page of a collection. NextCursor is empty on the last page.

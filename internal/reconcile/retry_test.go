@@ -102,7 +102,7 @@ func newFixture(t *testing.T, tune func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ipam, err := NewIPAM("198.18.0.0/24")
+	ipam, err := NewIPAM("198.18.0.0/24", DefaultQuarantine)
 	if err != nil {
 		t.Fatal(err)
 	}
