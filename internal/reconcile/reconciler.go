@@ -543,6 +543,20 @@ func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 		}
 		ev := r.event(p, &cur, "environment.remove", apiv1.OutcomeSuccess, "torn down after it was "+cur.State, &cur)
 		ev.Changes = &apiv1.Changes{Before: cur}
+		if cur.State == apiv1.StateDeleting {
+			// The removal is the delete's doing, whatever queued this
+			// pass: a retry of an earlier change may run before the
+			// delete's own enqueue arrives. Its event, committed with the
+			// state, names the request.
+			dels, _, err := tx.ListAudit(ctx, store.AuditQuery{ResourceType: "environment", ResourceID: cur.ID,
+				Action: "environment.delete", Outcome: apiv1.OutcomeSuccess, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(dels) == 1 {
+				ev.RequestID = dels[0].RequestID
+			}
+		}
 		ev, err = tx.AppendAudit(ctx, ev)
 		stored = &ev
 		return err
