@@ -35,14 +35,15 @@ func HashSecret(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// BearerToken extracts the secret of an "Authorization: Bearer" header.
+// BearerToken extracts the secret of an "Authorization: Bearer" header,
+// exactly as sent: whitespace is not trimmed, so no two headers name one
+// token.
 func BearerToken(header string) (string, bool) {
 	scheme, secret, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return "", false
 	}
-	secret = strings.TrimSpace(secret)
-	return secret, secret != ""
+	return secret, true
 }
 
 // Roles lists every role, most powerful first.

@@ -102,7 +102,7 @@ func TestSecret_IsRandomPrefixedAndHashedStably(t *testing.T) {
 func TestBearerToken(t *testing.T) {
 	t.Parallel()
 	for header, want := range map[string]string{
-		"Bearer abc": "abc", "bearer abc": "abc", "Bearer  abc ": "abc",
+		"Bearer abc": "abc", "bearer abc": "abc", "Bearer  abc ": " abc ", "Bearer \u00a0abc": "\u00a0abc",
 		"Basic abc": "", "Bearer": "", "": "", "Bearer ": "",
 	} {
 		got, ok := BearerToken(header)
