@@ -347,10 +347,22 @@ func FuzzListParameters(f *testing.F) {
 		fx.viewer = h.apiToken("fuzz-viewer", apiv1.RoleViewer, fx.projects[0].ID).Secret
 		st := h.srv.Store()
 		for path, list := range map[string]func() (any, error){
-			"/v1/projects":     func() (any, error) { v, _, err := st.ListProjects(ctx, store.ListQuery{Limit: store.MaxLimit}); return v, err },
-			"/v1/environments": func() (any, error) { v, _, err := st.ListEnvironments(ctx, store.ListQuery{Limit: store.MaxLimit}); return v, err },
-			"/v1/policies":     func() (any, error) { v, _, err := st.ListPolicies(ctx, store.ListQuery{Limit: store.MaxLimit}); return v, err },
-			"/v1/tokens":       func() (any, error) { v, _, err := st.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit}); return v, err },
+			"/v1/projects": func() (any, error) {
+				v, _, err := st.ListProjects(ctx, store.ListQuery{Limit: store.MaxLimit})
+				return v, err
+			},
+			"/v1/environments": func() (any, error) {
+				v, _, err := st.ListEnvironments(ctx, store.ListQuery{Limit: store.MaxLimit})
+				return v, err
+			},
+			"/v1/policies": func() (any, error) {
+				v, _, err := st.ListPolicies(ctx, store.ListQuery{Limit: store.MaxLimit})
+				return v, err
+			},
+			"/v1/tokens": func() (any, error) {
+				v, _, err := st.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit})
+				return v, err
+			},
 		} {
 			v, err := list()
 			must(h.t, err)
