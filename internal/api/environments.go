@@ -107,7 +107,10 @@ func (a *API) listEnvironments(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) getEnvironment(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	for k := range q {
 		if k != "wait_for" && k != "timeout" {
 			return fieldError(probValidation, k, "is not a query parameter of this route")
