@@ -113,6 +113,7 @@ var authzRules = map[string]authzRule{
 	"GET /readyz":          {need: "", status: 200, target: fixed("/readyz")},
 	"GET /metrics":         {need: apiv1.RoleAuditor, status: 200, target: fixed("/metrics")},
 	"GET /v1/openapi.json": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/openapi.json")},
+	"GET /v1/whoami":       {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/whoami")},
 	"GET /v1/audit-events": {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events?limit=5")},
 	"GET /v1/projects":     {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/projects")},
 	"GET /v1/environments": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/environments")},
