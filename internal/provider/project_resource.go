@@ -29,7 +29,7 @@ func NewProjectResource() resource.Resource { return &ProjectResource{} }
 
 // ProjectResource manages a project.
 type ProjectResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // projectModel is isolation_project's state. The data source shares it.
@@ -139,7 +139,7 @@ func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, re
 		return
 	}
 	p, err := r.client.Projects().Get(ctx, state.ID.ValueString())
-	if readFailed(ctx, resp, "project", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "project", state.ID.ValueString(), state.ID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(p)

@@ -31,7 +31,7 @@ func NewTokenResource() resource.Resource { return &TokenResource{} }
 
 // TokenResource manages an API token.
 type TokenResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // tokenModel is isolation_token's state.
@@ -202,7 +202,7 @@ func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp
 	}
 	t, err := r.client.Tokens().Get(ctx, state.ID.ValueString())
 	// Revoked or deleted outside Terraform: the secret is dead too.
-	if readFailed(ctx, resp, "token", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "token", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(t)
