@@ -75,7 +75,7 @@ func TestAccProvider_StateWipe_AnotherProjectsTokenOrAFileServerFailsAndTheState
 	// where the test can run `terraform state list` in it.
 	tmp := t.TempDir()
 	t.Setenv("TF_ACC_TEMP_DIR", tmp)
-	testAccPreCheck(t)
+	requireAcc(t)
 	ctx := t.Context()
 
 	other, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("other")})
