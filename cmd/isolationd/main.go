@@ -5,6 +5,7 @@
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+//	isolationd version
 package main
 
 import (
@@ -24,11 +25,13 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
 
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
 func main() {
@@ -41,6 +44,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
 		return verify(args[2:], stdout, stderr)
+	case len(args) == 1 && args[0] == "version":
+		fmt.Fprintln(stdout, "isolationd", version.String())
+		return 0
 	}
 	fmt.Fprintln(stderr, usage)
 	return 2

@@ -93,6 +93,8 @@ var routes = []Route{
 		Doc: Doc{OperationID: "metrics", Summary: "Prometheus metrics (text exposition format); needs a token that may read the audit log.", Tag: "operations", Status: 200}},
 	{Method: "GET", Pattern: "/v1/openapi.json", Perm: permProjectRead, handle: (*API).openapi,
 		Doc: Doc{OperationID: "openapi", Summary: "This OpenAPI document.", Tag: "operations", Status: 200}},
+	{Method: "GET", Pattern: "/v1/whoami", Perm: permAnyToken, handle: (*API).whoami,
+		Doc: Doc{OperationID: "whoami", Summary: "The caller's token (id, name, role, project scope, expiry; never its secret) and the server's name and version.", Tag: "operations", Status: 200, Response: apiv1.WhoAmI{}}},
 
 	{Method: "POST", Pattern: "/v1/projects", Perm: permProjectWrite, Idempotent: true, handle: (*API).createProject,
 		Doc: Doc{OperationID: "createProject", Summary: "Create a project.", Tag: "projects", Request: apiv1.ProjectCreate{}, Status: 201, Response: apiv1.Project{}, Problems: []int{409, 415, 413, 422}}},
@@ -176,4 +178,6 @@ type LegacyCreated struct {
 
 type health struct {
 	Status string `json:"status"`
+	// Version is the server's, on /healthz.
+	Version string `json:"version,omitempty"`
 }

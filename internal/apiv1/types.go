@@ -432,6 +432,29 @@ type TokenCreated struct {
 	Note   string `json:"note,omitempty"`
 }
 
+// WhoAmI answers GET /v1/whoami: the caller's token as the server knows it
+// (never its secret) and which server answered, so a client can check at
+// start-up that it talks to isolationd with the token it means.
+type WhoAmI struct {
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	// ProjectID is the one project an editor or viewer token sees; empty
+	// for admin and auditor tokens, which see every project.
+	ProjectID string     `json:"project_id,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Server    ServerInfo `json:"server"`
+}
+
+// ServerName is ServerInfo.Name of every isolationd.
+const ServerName = "isolationd"
+
+// ServerInfo names the server and its version.
+type ServerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
 // Problem is an RFC 9457 problem details body (application/problem+json).
 type Problem struct {
 	Type      string       `json:"type"`

@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
 )
 
@@ -22,7 +21,7 @@ var (
 // EffectivePolicyDataSource reads what an environment is allowed: the
 // policies that select it and their rules merged, peers resolved.
 type EffectivePolicyDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // EffectivePolicyDataSourceModel is the isolation_effective_policy data source.
