@@ -71,6 +71,10 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// DefaultEnvironmentQuota is the environment quota of projects created
+	// without one (0: no limit); it is stored on each project, so changing
+	// it later leaves existing projects as they are.
+	DefaultEnvironmentQuota int64
 }
 
 // Server is a running isolationd.
@@ -108,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
+	}
+	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
+		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
 	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
@@ -170,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.api = api.New(api.Options{
 		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
+		DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
