@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -24,19 +25,29 @@ func limitExceeded(field, format string, args ...any) *Error {
 }
 
 // projectSize is what a project's policies hold, without the policy
-// skip (the one a patch replaces).
-func projectSize(ctx context.Context, r store.Reader, projectID, skip string) (count int, size apiv1.PolicySize, err error) {
+// skip (the one a patch replaces); bytes is their specs' JSON, counted
+// only when withBytes is set.
+func projectSize(ctx context.Context, r store.Reader, projectID, skip string, withBytes bool) (count int, size apiv1.PolicySize, bytes int, err error) {
 	policies, err := reconcile.ProjectPolicies(ctx, r, projectID)
 	if err != nil {
-		return 0, size, err
+		return 0, size, 0, err
 	}
 	for _, p := range policies {
-		if p.ID != skip {
-			count++
-			size = size.Add(p.Size())
+		if p.ID == skip {
+			continue
+		}
+		count++
+		size = size.Add(p.Size())
+		if withBytes {
+			bytes += specBytes(p.PolicySpec)
 		}
 	}
-	return count, size, nil
+	return count, size, bytes, nil
+}
+
+func specBytes(s apiv1.PolicySpec) int {
+	b, _ := json.Marshal(s) // a PolicySpec always marshals
+	return len(b)
 }
 
 func environmentCount(ctx context.Context, r store.Reader, projectID string) (int, error) {
@@ -63,7 +74,7 @@ func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) er
 		return limitExceeded("project_id", "project %s is at its environment_quota of %d environments (it has %d, those being deleted included): delete one, or ask an admin to raise the quota",
 			projectID, p.EnvironmentQuota, n)
 	}
-	_, size, err := projectSize(ctx, tx, projectID, "")
+	_, size, _, err := projectSize(ctx, tx, projectID, "", false)
 	if err != nil {
 		return err
 	}
@@ -78,27 +89,29 @@ func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) er
 // which replaces the policy replacing ("" for a new one). Only growth is
 // refused, so that a project already past a limit can still shrink.
 func checkPolicyRoom(ctx context.Context, tx store.Tx, field, projectID, replacing string, next apiv1.PolicySpec) error {
-	count, others, err := projectSize(ctx, tx, projectID, replacing)
+	count, others, otherBytes, err := projectSize(ctx, tx, projectID, replacing, true)
 	if err != nil {
 		return err
 	}
 	if replacing == "" && count+1 > apiv1.MaxPoliciesPerProject {
 		return limitExceeded(field, "is past the limit of %d policies per project: project %s has %d", apiv1.MaxPoliciesPerProject, projectID, count)
 	}
-	var before apiv1.PolicySize
+	before, beforeBytes := others, otherBytes
 	if replacing != "" {
 		cur, err := tx.GetPolicy(ctx, replacing)
 		if err != nil {
 			return err
 		}
-		before = others.Add(cur.Size())
-	} else {
-		before = others
+		before, beforeBytes = others.Add(cur.Size()), otherBytes+specBytes(cur.PolicySpec)
 	}
-	after := others.Add(next.Size())
+	after, afterBytes := others.Add(next.Size()), otherBytes+specBytes(next)
 	if e := after.Entries(); e > apiv1.MaxPolicyEntriesPerProject && e > before.Entries() {
 		return limitExceeded(field, "is past the limit of %d policy entries per project (rules, peers, ports and except entries over all its policies): project %s would have %d",
 			apiv1.MaxPolicyEntriesPerProject, projectID, e)
+	}
+	if afterBytes > apiv1.MaxPolicyBytesPerProject && afterBytes > beforeBytes {
+		return limitExceeded(field, "is past the limit of %d bytes of policies per project (the JSON of their specs): project %s would have %d",
+			apiv1.MaxPolicyBytesPerProject, projectID, afterBytes)
 	}
 	if after.SelectorPeers > before.SelectorPeers {
 		n, err := environmentCount(ctx, tx, projectID)

@@ -29,11 +29,15 @@ const (
 	// times MaxPoliciesPerProject would still let one environment's
 	// effective policy reach tens of megabytes.
 	MaxPolicyEntriesPerProject = 10000
+	// MaxPolicyBytesPerProject bounds the JSON of a project's policy specs:
+	// a selector of 64 long labels is 25 KB, so counting entries alone
+	// does not bound what an effective policy repeats.
+	MaxPolicyBytesPerProject = 1 << 20
 	// MaxResolvedPeersPerProject bounds the project's environment_selector
 	// peers times its environments: each such peer lists every environment
 	// it picks in the effective policy, so that product, not the policies
 	// alone, is what an effective policy can grow to.
-	MaxResolvedPeersPerProject = 20000
+	MaxResolvedPeersPerProject = 10000
 
 	// MaxEnvironmentQuota is the largest environment quota a project may have.
 	MaxEnvironmentQuota = 1 << 20

@@ -1,0 +1,248 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+)
+
+// Fixtures for the limits: objects written straight into the store, since
+// reaching a limit through the API would take thousands of requests.
+
+func labelsN(n int) map[string]string {
+	m := make(map[string]string, n)
+	for i := range n {
+		m[fmt.Sprintf("k%03d", i)] = "v"
+	}
+	return m
+}
+
+// longLabels is n labels of the longest kind: a 253-character prefix, a
+// 63-character name and a 63-character value.
+func longLabels(n int) map[string]string {
+	prefix := strings.Repeat("p", 253) + "/"
+	m := make(map[string]string, n)
+	for i := range n {
+		m[prefix+fmt.Sprintf("%s%03d", strings.Repeat("n", 60), i)] = strings.Repeat("v", 63)
+	}
+	return m
+}
+
+func cidrPeers(n int) []apiv1.Peer {
+	out := make([]apiv1.Peer, n)
+	for i := range out {
+		out[i] = apiv1.Peer{CIDR: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256)}
+	}
+	return out
+}
+
+func ingressRules(n int) []apiv1.IngressRule {
+	out := make([]apiv1.IngressRule, n)
+	for i := range out {
+		out[i] = apiv1.IngressRule{From: []apiv1.Peer{}, Ports: []apiv1.Port{}}
+	}
+	return out
+}
+
+func (h *harness) seed(fn func(ctx context.Context, tx store.Tx) error) {
+	h.t.Helper()
+	ctx := context.Background()
+	must(h.t, h.srv.Store().Update(ctx, func(tx store.Tx) error { return fn(ctx, tx) }))
+}
+
+// seedEnvironments adds n ready environments to a project, with addresses
+// from 198.18.0.0/15.
+func (h *harness) seedEnvironments(projectID string, n int, labels map[string]string) {
+	h.t.Helper()
+	base := netip.MustParseAddr("198.18.0.1")
+	h.seed(func(ctx context.Context, tx store.Tx) error {
+		for i := range n {
+			now := time.Now().UTC()
+			addr := netip.AddrFrom4([4]byte{198, 18 + byte(i>>16&1), byte(i >> 8), byte(i)})
+			if i == 0 {
+				addr = base
+			}
+			e := apiv1.Environment{
+				ID: reconcile.NewID("env_"), ProjectID: projectID, Name: fmt.Sprintf("%s-%05d", strings.Repeat("e", 57), i), Labels: labels,
+				Resources: apiv1.Resources{CPUMillis: 1000, MemoryMB: 1024, DiskGB: 10}, State: apiv1.StateReady,
+				Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
+				Enforcement: apiv1.Enforcement{Driver: "simulate", Generation: 1, ObservedGeneration: 1, Enforced: true, Address: addr.String()},
+			}
+			if err := tx.CreateEnvironment(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// seedPolicies adds n policies to a project; spec(i) gives the i-th one's
+// spec without its name.
+func (h *harness) seedPolicies(projectID string, n int, spec func(i int) apiv1.PolicySpec) {
+	h.t.Helper()
+	h.seed(func(ctx context.Context, tx store.Tx) error {
+		for i := range n {
+			s := spec(i)
+			s.Name = fmt.Sprintf("%s-%04d", strings.Repeat("p", 58), i)
+			now := time.Now().UTC()
+			p := apiv1.Policy{ID: reconcile.NewID("pol_"), ProjectID: projectID, PolicySpec: s.Normalize(), Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: `"1"`}
+			if err := tx.CreatePolicy(ctx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// selectsNothing is an environment selector no environment carries, so
+// that creating a policy re-enforces nothing.
+var selectsNothing = apiv1.Selector{MatchLabels: map[string]string{"selects": "nothing"}}
+
+func ingressSpec(rules []apiv1.IngressRule) apiv1.PolicySpec {
+	return apiv1.PolicySpec{EnvironmentSelector: selectsNothing, PolicyTypes: []string{apiv1.Ingress}, Ingress: rules}
+}
+
+// limitCase is a rejected request and what its problem must say.
+type limitCase struct {
+	badRequest
+	says string // the limit's number, in the field error's message
+}
+
+func runLimitCases(t *testing.T, h *harness, cases []limitCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := h.snapshot()
+			p := h.do(c.method, c.path, c.body, c.hdr...).problem(t, c.status, c.slug, c.field)
+			found := false
+			for _, fe := range p.Errors {
+				found = found || (fe.Field == c.field && strings.Contains(fe.Message, c.says))
+			}
+			if !found {
+				t.Errorf("problem errors %+v: no error on %s saying %q", p.Errors, c.field, c.says)
+			}
+			if after := h.snapshot(); before != after {
+				t.Errorf("the rejected request changed the store:\nbefore %.2000s\nafter  %.2000s", before, after)
+			}
+		})
+	}
+}
+
+func TestLimits_EachRequestLimitAnswers400NamingTheFieldAndTheNumberAndChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	p := h.project("payments")
+	env := h.environment(p.ID, "api", nil)
+	h.wait(env.ID, "ready")
+	var pol apiv1.Policy
+	h.do("POST", "/v1/policies", apiv1.PolicyCreate{ProjectID: p.ID, PolicySpec: apiv1.PolicySpec{Name: "web", PolicyTypes: []string{"ingress", "egress"}}}).json(t, 201, &pol)
+	h.wait(env.ID, "enforced")
+
+	policy := func(s apiv1.PolicySpec) apiv1.PolicyCreate {
+		s.Name = "big"
+		if s.PolicyTypes == nil {
+			s.PolicyTypes = []string{"ingress", "egress"}
+		}
+		return apiv1.PolicyCreate{ProjectID: p.ID, PolicySpec: s}
+	}
+	ports := make([]apiv1.Port, 101)
+	for i := range ports {
+		ports[i] = apiv1.Port{Port: ptr(1000 + i)}
+	}
+	excepts := make([]string, 101)
+	for i := range excepts {
+		excepts[i] = fmt.Sprintf("10.%d.0.0/16", i)
+	}
+	twoRules := []apiv1.IngressRule{{From: cidrPeers(51)}, {From: cidrPeers(51)}}
+	egress := make([]apiv1.EgressRule, 41)
+	manyLabels := labelsN(apiv1.MaxLabels + 1)
+	terms := func(n int) string {
+		t := make([]string, n)
+		for i := range t {
+			t[i] = fmt.Sprintf("k%d=v", i)
+		}
+		return strings.Join(t, ",")
+	}
+	envPath, polPath := "/v1/environments/"+env.ID, "/v1/policies/"+pol.ID
+	bad := func(name, method, path string, body any, field string) badRequest {
+		return badRequest{name: name, method: method, path: path, body: body, status: 400, slug: "validation", field: field}
+	}
+	runLimitCases(t, h, []limitCase{
+		{bad("project labels", "POST", "/v1/projects", apiv1.ProjectCreate{Name: "x", Labels: manyLabels}, "labels"), "limit of 64 labels per object: it has 65"},
+		{bad("project labels patch", "PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{Labels: &manyLabels}, "labels"), "64"},
+		{bad("environment labels", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "x", Labels: manyLabels}, "labels"), "64"},
+		{bad("environment labels patch", "PATCH", envPath, apiv1.EnvironmentPatch{Labels: &manyLabels}, "labels"), "64"},
+		{bad("selector labels", "POST", "/v1/policies", policy(apiv1.PolicySpec{EnvironmentSelector: apiv1.Selector{MatchLabels: manyLabels}}), "environment_selector.match_labels"), "64 labels per selector"},
+		{bad("rules", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: ingressRules(101)}), "ingress[100]"), "limit of 100 rules per policy (ingress and egress together): it has 101"},
+		{bad("rules of both directions", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: ingressRules(60), Egress: egress}), "egress[40]"), "it has 101"},
+		{bad("peers", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: []apiv1.IngressRule{{From: cidrPeers(101)}}}), "ingress[0].from[100]"), "limit of 100 peers per policy"},
+		{bad("peers over rules", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: twoRules}), "ingress[1].from[49]"), "it has 102"},
+		{bad("ports", "POST", "/v1/policies", policy(apiv1.PolicySpec{Egress: []apiv1.EgressRule{{Ports: ports}}}), "egress[0].ports[100]"), "limit of 100 ports per policy"},
+		{bad("except entries", "POST", "/v1/policies", policy(apiv1.PolicySpec{Egress: []apiv1.EgressRule{{To: []apiv1.Peer{{CIDR: "10.0.0.0/8", Except: excepts}}}}}), "egress[0].to[0].except[100]"), "limit of 100 except entries per policy"},
+		{bad("rules patch", "PATCH", polPath, apiv1.PolicyPatch{Ingress: ptr(ingressRules(101))}, "ingress[100]"), "100 rules"},
+		{bad("rules configure", "PUT", "/environments/"+env.ID+"/configure", apiv1.EnvironmentConfigure{Policy: &apiv1.ConfigurePolicy{Ingress: ingressRules(101)}}, "policy.ingress[100]"), "100 rules"},
+		{bad("label filter terms", "GET", "/v1/environments?label="+terms(17), nil, "label"), "limit of 16"},
+		{bad("label filter of 998 terms", "GET", "/v1/environments?label="+terms(998), nil, "label"), "998 terms"},
+		{bad("negative quota", "POST", "/v1/projects", apiv1.ProjectCreate{Name: "x", EnvironmentQuota: ptr[int64](-1)}, "environment_quota"), "between 0"},
+		{bad("quota too large", "PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{EnvironmentQuota: ptr[int64](apiv1.MaxEnvironmentQuota + 1)}, "environment_quota"), "1048576"},
+	})
+}
+
+func TestLimits_ProjectLimitsAnswer409NamingTheLimitAndChangeNothing(t *testing.T) {
+	h := newHarness(t)
+	policy := func(projectID, name string, rules []apiv1.IngressRule) apiv1.PolicyCreate {
+		s := ingressSpec(rules)
+		s.Name = name
+		return apiv1.PolicyCreate{ProjectID: projectID, PolicySpec: s}
+	}
+	limit := func(name, method, path string, body any, field string) badRequest {
+		return badRequest{name: name, method: method, path: path, body: body, status: 409, slug: "limit-exceeded", field: field}
+	}
+
+	policies := h.project("policies")
+	h.seedPolicies(policies.ID, apiv1.MaxPoliciesPerProject, func(int) apiv1.PolicySpec { return ingressSpec(nil) })
+
+	entries := h.project("entries")
+	h.seedPolicies(entries.ID, apiv1.MaxPolicyEntriesPerProject/100, func(int) apiv1.PolicySpec { return ingressSpec(ingressRules(100)) })
+	var some apiv1.List[apiv1.Policy]
+	h.do("GET", "/v1/policies?limit=1&project_id="+entries.ID, nil).json(t, 200, &some)
+
+	// Policies with the biggest selectors, up to just under the byte limit.
+	bytes := h.project("bytes")
+	big := []apiv1.IngressRule{{From: []apiv1.Peer{{EnvironmentSelector: &apiv1.Selector{MatchLabels: longLabels(apiv1.MaxLabels)}}}}}
+	bigSpec := ingressSpec(big)
+	bigSpec.Name = strings.Repeat("p", 58) + "-0000"
+	raw, err := json.Marshal(bigSpec.Normalize())
+	must(t, err)
+	h.seedPolicies(bytes.ID, apiv1.MaxPolicyBytesPerProject/len(raw), func(int) apiv1.PolicySpec { return ingressSpec(big) })
+
+	// 100 environment_selector peers and 100 environments make 10,000
+	// resolved peers, the limit: one more of either is refused.
+	resolved := h.project("resolved")
+	h.seedEnvironments(resolved.ID, 100, map[string]string{"app": "api"})
+	selectorPeers := make([]apiv1.Peer, 100)
+	for i := range selectorPeers {
+		selectorPeers[i] = apiv1.Peer{EnvironmentSelector: &apiv1.Selector{MatchLabels: map[string]string{"app": "api", "n": fmt.Sprint(i)}}}
+	}
+	h.do("POST", "/v1/policies", policy(resolved.ID, "selectors", []apiv1.IngressRule{{From: selectorPeers}})).json(t, 201, nil)
+
+	runLimitCases(t, h, []limitCase{
+		{limit("policies", "POST", "/v1/policies", policy(policies.ID, "one-more", nil), "project_id"), "limit of 1000 policies per project: project " + policies.ID + " has 1000"},
+		{limit("policy entries", "POST", "/v1/policies", policy(entries.ID, "one-more", ingressRules(1)), "project_id"), "limit of 10000 policy entries per project (rules, peers, ports and except entries over all its policies): project " + entries.ID + " would have 10001"},
+		{limit("policy bytes", "POST", "/v1/policies", policy(bytes.ID, "one-more", big), "project_id"), "limit of 1048576 bytes of policies per project"},
+		{limit("resolved peers of a new policy", "POST", "/v1/policies", policy(resolved.ID, "one-more", []apiv1.IngressRule{{From: selectorPeers[:1]}}), "project_id"), "limit of 10000 resolved peers per project"},
+		{limit("resolved peers of a new environment", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: resolved.ID, Name: "one-more"}, "project_id"), "101 environments would make 10100"},
+	})
+
+	// A project at a limit can still change what keeps it there, and shrink.
+	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Description: ptr("same size")}).json(t, 200, nil)
+	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Ingress: ptr(ingressRules(99))}).json(t, 200, nil)
+	h.do("POST", "/v1/policies", policy(entries.ID, "one-more", ingressRules(1))).json(t, 201, nil)
+}
