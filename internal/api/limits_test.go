@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -245,4 +247,182 @@ func TestLimits_ProjectLimitsAnswer409NamingTheLimitAndChangeNothing(t *testing.
 	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Description: ptr("same size")}).json(t, 200, nil)
 	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Ingress: ptr(ingressRules(99))}).json(t, 200, nil)
 	h.do("POST", "/v1/policies", policy(entries.ID, "one-more", ingressRules(1))).json(t, 201, nil)
+}
+
+func TestQuota_IsSetByAnAdminReportedWithItsUsageAndEnforcedOnCreate(t *testing.T) {
+	h := newHarness(t)
+	var p apiv1.Project
+	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "payments", EnvironmentQuota: ptr[int64](2)}).json(t, 201, &p)
+	if p.EnvironmentQuota != 2 || p.Usage.Environments != 0 {
+		t.Fatalf("created project quota %d usage %+v, want 2 and 0", p.EnvironmentQuota, p.Usage)
+	}
+	editor := h.apiToken("editor", apiv1.RoleEditor, p.ID)
+	h.do("PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{EnvironmentQuota: ptr[int64](100)}, bearer(editor.Secret)...).problem(t, 403, "forbidden", "")
+
+	first := h.environment(p.ID, "one", nil)
+	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "two"}, bearer(editor.Secret)...).json(t, 202, nil)
+	h.do("GET", "/v1/projects/"+p.ID, nil).json(t, 200, &p)
+	if p.Usage.Environments != 2 {
+		t.Errorf("usage %+v after two creates", p.Usage)
+	}
+	var list apiv1.List[apiv1.Project]
+	h.do("GET", "/v1/projects", nil, bearer(editor.Secret)...).json(t, 200, &list)
+	if len(list.Items) != 1 || list.Items[0].Usage.Environments != 2 || list.Items[0].EnvironmentQuota != 2 {
+		t.Errorf("listed %+v", list.Items)
+	}
+
+	runLimitCases(t, h, []limitCase{{
+		badRequest{name: "over the quota", method: "POST", path: "/v1/environments", body: apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "three"}, hdr: bearer(editor.Secret), status: 409, slug: "limit-exceeded", field: "project_id"},
+		"project " + p.ID + " is at its environment_quota of 2 environments (it has 2",
+	}})
+
+	// An environment being deleted still holds its address: it counts
+	// until it is gone.
+	h.do("DELETE", "/v1/environments/"+first.ID, nil).json(t, 202, nil)
+	h.wait(first.ID, "deleted")
+	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "three"}, bearer(editor.Secret)...).json(t, 202, nil)
+
+	// Lowering the quota below the usage is allowed and stops creates;
+	// 0 lifts it.
+	h.do("PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{EnvironmentQuota: ptr[int64](1)}).json(t, 200, &p)
+	if p.EnvironmentQuota != 1 || p.Usage.Environments != 2 {
+		t.Errorf("after lowering: quota %d usage %+v", p.EnvironmentQuota, p.Usage)
+	}
+	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "four"}).problem(t, 409, "limit-exceeded", "project_id")
+	h.do("PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{EnvironmentQuota: ptr[int64](0)}).json(t, 200, nil)
+	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "four"}).json(t, 202, nil)
+}
+
+func TestQuota_ConcurrentCreatesAtTheBoundaryNeverExceedIt(t *testing.T) {
+	h := newHarness(t)
+	const quota, attempts = 5, 40
+	var p apiv1.Project
+	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "race", EnvironmentQuota: ptr[int64](quota)}).json(t, 201, &p)
+	statuses := make(chan int, attempts)
+	start := make(chan struct{})
+	for i := range attempts {
+		go func() {
+			<-start
+			body := fmt.Sprintf(`{"project_id":%q,"name":"env-%d"}`, p.ID, i)
+			req, err := http.NewRequest("POST", h.url+"/v1/environments", strings.NewReader(body))
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+h.token)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := h.client.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}()
+	}
+	close(start)
+	got := map[int]int{}
+	for range attempts {
+		got[<-statuses]++
+	}
+	if got[202] != quota || got[409] != attempts-quota {
+		t.Errorf("answers %v, want %d accepted and %d refused", got, quota, attempts-quota)
+	}
+	h.do("GET", "/v1/projects/"+p.ID, nil).json(t, 200, &p)
+	if p.Usage.Environments != quota {
+		t.Errorf("usage %d, want %d", p.Usage.Environments, quota)
+	}
+}
+
+func TestQuota_ADefaultQuotaIsStoredOnProjectsCreatedWithoutOne(t *testing.T) {
+	h := newHarness(t, func(c *server.Config) { c.DefaultEnvironmentQuota = 1 })
+	var dflt, unlimited apiv1.Project
+	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "default"}).json(t, 201, &dflt)
+	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "unlimited", EnvironmentQuota: ptr[int64](0)}).json(t, 201, &unlimited)
+	if dflt.EnvironmentQuota != 1 || unlimited.EnvironmentQuota != 0 {
+		t.Fatalf("quotas %d and %d, want 1 (the default) and 0 (asked for)", dflt.EnvironmentQuota, unlimited.EnvironmentQuota)
+	}
+	h.environment(dflt.ID, "one", nil)
+	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: dflt.ID, Name: "two"}).problem(t, 409, "limit-exceeded", "project_id")
+	h.environment(unlimited.ID, "one", nil)
+	h.environment(unlimited.ID, "two", nil)
+}
+
+func TestQueryStrings_ThatDoNotParseOrRepeatAParameterAnswer400(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.project("alpha"), h.project("beta")
+	env := h.environment(a.ID, "a1", nil)
+	h.environment(b.ID, "b1", nil)
+	malformed := func(name, path string) badRequest {
+		return badRequest{name: name, method: "GET", path: path, status: 400, slug: "malformed-request"}
+	}
+	cases := []badRequest{
+		// r.URL.Query() drops "project_id=...;x" whole: this listed both projects.
+		malformed("semicolon in a filter", "/v1/environments?project_id="+a.ID+";x"),
+		malformed("semicolon separator", "/v1/environments?project_id="+a.ID+";limit=1"),
+		malformed("bad escape", "/v1/environments?project_id=%zz"),
+		malformed("semicolon on a read", "/v1/environments/"+env.ID+"?wait_for=ready;x"),
+		malformed("semicolon on the audit trail", "/v1/audit-events?action=x;y"),
+		{name: "repeated filter", method: "GET", path: "/v1/environments?project_id=" + a.ID + "&project_id=" + b.ID, status: 400, slug: "validation", field: "project_id"},
+		{name: "repeated label", method: "GET", path: "/v1/environments?label=a=b&label=c=d", status: 400, slug: "validation", field: "label"},
+		{name: "unknown parameter", method: "GET", path: "/v1/policies?state=ready", status: 400, slug: "validation", field: "state"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := h.do(c.method, c.path, nil).problem(t, c.status, c.slug, c.field)
+			if c.slug == "malformed-request" && !strings.Contains(p.Detail, "query string") {
+				t.Errorf("detail %q does not say the query string is the problem", p.Detail)
+			}
+		})
+	}
+}
+
+func TestLists_FilteredByAProjectTheTokenCannotSeeAnswer404LikeReadingIt(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.project("alpha"), h.project("beta")
+	h.environment(a.ID, "a1", nil)
+	h.environment(b.ID, "b1", nil)
+	viewer := h.apiToken("alpha-viewer", apiv1.RoleViewer, a.ID)
+	auditor := h.apiToken("auditor", apiv1.RoleAuditor, "")
+	for _, path := range []string{"/v1/environments", "/v1/policies"} {
+		missing := h.do("GET", path+"?project_id=prj_nope", nil).problem(t, 404, "not-found", "project_id")
+		other := h.do("GET", path+"?project_id="+b.ID, nil, bearer(viewer.Secret)...).problem(t, 404, "not-found", "project_id")
+		if strings.ReplaceAll(other.Detail, b.ID, "ID") != strings.ReplaceAll(missing.Detail, "prj_nope", "ID") {
+			t.Errorf("%s: another project %q and a missing one %q answer differently", path, other.Detail, missing.Detail)
+		}
+		h.do("GET", path+"?project_id="+a.ID, nil, bearer(viewer.Secret)...).json(t, 200, nil)
+	}
+	h.do("GET", "/v1/tokens?project_id=prj_nope", nil, bearer(auditor.Secret)...).problem(t, 404, "not-found", "project_id")
+}
+
+func TestLists_APageStopsAtItsByteBudgetWithACursor(t *testing.T) {
+	h := newHarness(t)
+	p := h.project("big")
+	// About 25 KB each: 250 of them are 6 MB, past the 4 MiB budget.
+	const n = 250
+	h.seedEnvironments(p.ID, n, longLabels(apiv1.MaxLabels))
+	seen := map[string]bool{}
+	pages, cursor := 0, ""
+	for {
+		r := h.do("GET", "/v1/environments?limit=1000&project_id="+p.ID+"&cursor="+cursor, nil)
+		var page apiv1.List[apiv1.Environment]
+		r.json(t, 200, &page)
+		if len(r.body) > apiv1.MaxListPageBytes+4096 {
+			t.Errorf("page %d is %d bytes, past the budget of %d", pages, len(r.body), apiv1.MaxListPageBytes)
+		}
+		for _, e := range page.Items {
+			if seen[e.ID] {
+				t.Fatalf("%s listed twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		pages++
+		if page.NextCursor == "" || pages > n {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if len(seen) != n || pages < 2 {
+		t.Errorf("listed %d environments in %d pages, want %d in at least 2", len(seen), pages, n)
+	}
 }
