@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,8 +74,9 @@ func (h *harness) seedEnvironments(projectID string, n int, labels map[string]st
 			if i == 0 {
 				addr = base
 			}
+			id := reconcile.NewID("env_")
 			e := apiv1.Environment{
-				ID: reconcile.NewID("env_"), ProjectID: projectID, Name: fmt.Sprintf("%s-%05d", strings.Repeat("e", 57), i), Labels: labels,
+				ID: id, ProjectID: projectID, Name: strings.Repeat("e", 50) + "-" + id[len(id)-12:], Labels: labels,
 				Resources: apiv1.Resources{CPUMillis: 1000, MemoryMB: 1024, DiskGB: 10}, State: apiv1.StateReady,
 				Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
 				Enforcement: apiv1.Enforcement{Driver: "simulate", Generation: 1, ObservedGeneration: 1, Enforced: true, Address: addr.String()},
@@ -181,7 +184,9 @@ func TestLimits_EachRequestLimitAnswers400NamingTheFieldAndTheNumberAndChangesNo
 		{bad("project labels patch", "PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{Labels: &manyLabels}, "labels"), "64"},
 		{bad("environment labels", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "x", Labels: manyLabels}, "labels"), "64"},
 		{bad("environment labels patch", "PATCH", envPath, apiv1.EnvironmentPatch{Labels: &manyLabels}, "labels"), "64"},
-		{bad("selector labels", "POST", "/v1/policies", policy(apiv1.PolicySpec{EnvironmentSelector: apiv1.Selector{MatchLabels: manyLabels}}), "environment_selector.match_labels"), "64 labels per selector"},
+		{bad("label bytes", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "x", Labels: longLabels(11)}, "labels"), "limit of 4096 bytes of labels per object (keys and values together): it has 4180"},
+		{bad("selector labels", "POST", "/v1/policies", policy(apiv1.PolicySpec{EnvironmentSelector: apiv1.Selector{MatchLabels: labelsN(17)}}), "environment_selector.match_labels"), "limit of 16 labels per selector: it has 17"},
+		{bad("peer selector labels", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: []apiv1.IngressRule{{From: []apiv1.Peer{{EnvironmentSelector: &apiv1.Selector{MatchLabels: labelsN(17)}}}}}}), "ingress[0].from[0].environment_selector.match_labels"), "16 labels per selector"},
 		{bad("rules", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: ingressRules(101)}), "ingress[100]"), "limit of 100 rules per policy (ingress and egress together): it has 101"},
 		{bad("rules of both directions", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: ingressRules(60), Egress: egress}), "egress[40]"), "it has 101"},
 		{bad("peers", "POST", "/v1/policies", policy(apiv1.PolicySpec{Ingress: []apiv1.IngressRule{{From: cidrPeers(101)}}}), "ingress[0].from[100]"), "limit of 100 peers per policy"},
@@ -218,18 +223,18 @@ func TestLimits_ProjectLimitsAnswer409NamingTheLimitAndChangeNothing(t *testing.
 
 	// Policies with the biggest selectors, up to just under the byte limit.
 	bytes := h.project("bytes")
-	big := []apiv1.IngressRule{{From: []apiv1.Peer{{EnvironmentSelector: &apiv1.Selector{MatchLabels: longLabels(apiv1.MaxLabels)}}}}}
+	big := []apiv1.IngressRule{{From: []apiv1.Peer{{EnvironmentSelector: &apiv1.Selector{MatchLabels: longLabels(10)}}}}}
 	bigSpec := ingressSpec(big)
 	bigSpec.Name = strings.Repeat("p", 58) + "-0000"
 	raw, err := json.Marshal(bigSpec.Normalize())
 	must(t, err)
 	h.seedPolicies(bytes.ID, apiv1.MaxPolicyBytesPerProject/len(raw), func(int) apiv1.PolicySpec { return ingressSpec(big) })
 
-	// 100 environment_selector peers and 100 environments make 10,000
+	// 20 environment_selector peers and 100 environments make 2,000
 	// resolved peers, the limit: one more of either is refused.
 	resolved := h.project("resolved")
 	h.seedEnvironments(resolved.ID, 100, map[string]string{"app": "api"})
-	selectorPeers := make([]apiv1.Peer, 100)
+	selectorPeers := make([]apiv1.Peer, 20)
 	for i := range selectorPeers {
 		selectorPeers[i] = apiv1.Peer{EnvironmentSelector: &apiv1.Selector{MatchLabels: map[string]string{"app": "api", "n": fmt.Sprint(i)}}}
 	}
@@ -239,8 +244,8 @@ func TestLimits_ProjectLimitsAnswer409NamingTheLimitAndChangeNothing(t *testing.
 		{limit("policies", "POST", "/v1/policies", policy(policies.ID, "one-more", nil), "project_id"), "limit of 1000 policies per project: project " + policies.ID + " has 1000"},
 		{limit("policy entries", "POST", "/v1/policies", policy(entries.ID, "one-more", ingressRules(1)), "project_id"), "limit of 10000 policy entries per project (rules, peers, ports and except entries over all its policies): project " + entries.ID + " would have 10001"},
 		{limit("policy bytes", "POST", "/v1/policies", policy(bytes.ID, "one-more", big), "project_id"), "limit of 1048576 bytes of policies per project"},
-		{limit("resolved peers of a new policy", "POST", "/v1/policies", policy(resolved.ID, "one-more", []apiv1.IngressRule{{From: selectorPeers[:1]}}), "project_id"), "limit of 10000 resolved peers per project"},
-		{limit("resolved peers of a new environment", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: resolved.ID, Name: "one-more"}, "project_id"), "101 environments would make 10100"},
+		{limit("resolved peers of a new policy", "POST", "/v1/policies", policy(resolved.ID, "one-more", []apiv1.IngressRule{{From: selectorPeers[:1]}}), "project_id"), "limit of 2000 resolved peers per project"},
+		{limit("resolved peers of a new environment", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: resolved.ID, Name: "one-more"}, "project_id"), "101 environments would make 2020"},
 	})
 
 	// A project at a limit can still change what keeps it there, and shrink.
@@ -398,9 +403,20 @@ func TestLists_FilteredByAProjectTheTokenCannotSeeAnswer404LikeReadingIt(t *test
 func TestLists_APageStopsAtItsByteBudgetWithACursor(t *testing.T) {
 	h := newHarness(t)
 	p := h.project("big")
-	// About 25 KB each: 250 of them are 6 MB, past the 4 MiB budget.
-	const n = 250
-	h.seedEnvironments(p.ID, n, longLabels(apiv1.MaxLabels))
+	// The biggest environments the limits allow, about 9 KB each: 600 of
+	// them are 5 MB, past the 4 MiB budget.
+	const n = 600
+	h.seedEnvironments(p.ID, n, longLabels(10))
+	h.seed(func(ctx context.Context, tx store.Tx) error {
+		envs, _, err := tx.ListEnvironments(ctx, store.ListQuery{ProjectID: p.ID, Limit: store.MaxLimit})
+		for _, e := range envs {
+			e.Description = strings.Repeat("\U0001D11E", apiv1.MaxDescriptionLength)
+			if err == nil {
+				err = tx.UpdateEnvironment(ctx, e)
+			}
+		}
+		return err
+	})
 	seen := map[string]bool{}
 	pages, cursor := 0, ""
 	for {
@@ -424,5 +440,113 @@ func TestLists_APageStopsAtItsByteBudgetWithACursor(t *testing.T) {
 	}
 	if len(seen) != n || pages < 2 {
 		t.Errorf("listed %d environments in %d pages, want %d in at least 2", len(seen), pages, n)
+	}
+}
+
+// TestEffectivePolicy_TheLargestATenantCanBuildWithinTheLimitsIsBoundedAndCheap
+// builds the worst cases the limits allow: the project's policies use up
+// its policy entries, all select one environment, and their
+// environment_selector peers (the biggest selectors) times the
+// environments (the most label bytes) use up the resolved peers, with
+// many selectors over few environments or one selector over many. Each
+// rule costs one entry but repeats its policy's id and name in the
+// effective policy, so the other entries are rules.
+func TestEffectivePolicy_TheLargestATenantCanBuildWithinTheLimitsIsBoundedAndCheap(t *testing.T) {
+	for _, selectors := range []int{20, 1} {
+		t.Run(fmt.Sprintf("%d selectors", selectors), func(t *testing.T) {
+			worstEffectivePolicy(t, selectors)
+		})
+	}
+}
+
+func worstEffectivePolicy(t *testing.T, selectorPeers int) {
+	h := newHarness(t)
+	p := h.project("worst")
+	envs := apiv1.MaxResolvedPeersPerProject / selectorPeers
+	labels := longLabels(10) // 3,800 bytes: the most long labels within MaxLabelBytes
+	h.seedEnvironments(p.ID, envs, labels)
+
+	keys := slices.Sorted(maps.Keys(labels))
+	peers := make([]apiv1.Peer, selectorPeers)
+	for i := range peers {
+		// Distinct selectors, each picking every environment.
+		sel := maps.Clone(labels)
+		delete(sel, keys[i%len(keys)])
+		if i >= len(keys) {
+			delete(sel, keys[(i+1)%len(keys)])
+		}
+		peers[i] = apiv1.Peer{EnvironmentSelector: &apiv1.Selector{MatchLabels: sel}}
+	}
+	var specs []apiv1.PolicySpec
+	var size apiv1.PolicySize
+	bytes := 0
+	add := func(s apiv1.PolicySpec) bool {
+		s.Name = fmt.Sprintf("%s-%04d", strings.Repeat("p", 58), len(specs))
+		if fe := s.Validate(); fe != nil {
+			t.Fatalf("the fixture breaks a limit: %+v", fe)
+		}
+		raw, err := json.Marshal(s.Normalize())
+		must(t, err)
+		next := size.Add(s.Size())
+		if next.Entries() > apiv1.MaxPolicyEntriesPerProject || bytes+len(raw) > apiv1.MaxPolicyBytesPerProject {
+			return false
+		}
+		specs, size, bytes = append(specs, s), next, bytes+len(raw)
+		return true
+	}
+	all := func(rules []apiv1.IngressRule) apiv1.PolicySpec {
+		return apiv1.PolicySpec{EnvironmentSelector: apiv1.Selector{}, PolicyTypes: []string{apiv1.Ingress}, Ingress: rules}
+	}
+	if !add(all([]apiv1.IngressRule{{From: peers}})) {
+		t.Fatal("the selector policy alone is past a limit")
+	}
+	for n := apiv1.MaxRulesPerPolicy; n > 0 && len(specs) < apiv1.MaxPoliciesPerProject; {
+		if !add(all(ingressRules(n))) {
+			n /= 2
+		}
+	}
+	if got := size.SelectorPeers * envs; got > apiv1.MaxResolvedPeersPerProject {
+		t.Fatalf("the fixture has %d resolved peers, past the limit", got)
+	}
+	h.seedPolicies(p.ID, len(specs), func(i int) apiv1.PolicySpec { return specs[i] })
+
+	var list apiv1.List[apiv1.Environment]
+	h.do("GET", "/v1/environments?limit=1&project_id="+p.ID, nil).json(t, 200, &list)
+	env := list.Items[0]
+
+	ctx := context.Background()
+	best := time.Duration(1 << 62)
+	var eff apiv1.EffectivePolicy
+	for range 3 {
+		start := time.Now()
+		var err error
+		eff, err = reconcile.Effective(ctx, h.srv.Store(), env)
+		must(t, err)
+		best = min(best, time.Since(start))
+	}
+	raw, err := json.Marshal(eff)
+	must(t, err)
+	start := time.Now()
+	r := h.do("GET", "/v1/environments/"+env.ID+"/effective-policy", nil)
+	served := time.Since(start)
+	r.json(t, 200, nil)
+
+	resolved := 0
+	for _, rule := range eff.Ingress {
+		for _, peer := range rule.Peers {
+			resolved += len(peer.Environments)
+		}
+	}
+	t.Logf("worst case within the limits: %d policies, %d rules, %d entries, %d policy bytes, %d environments, %d selector peers, %d resolved peers",
+		len(specs), len(eff.Ingress), size.Entries(), bytes, envs, size.SelectorPeers, resolved)
+	t.Logf("effective policy: %d bytes; built in %v (best of 3), served in %v", len(raw), best, served)
+	if len(eff.Policies) != len(specs) || resolved != size.SelectorPeers*envs {
+		t.Fatalf("the fixture is not the worst case: %d policies select the environment, %d resolved peers", len(eff.Policies), resolved)
+	}
+	if len(raw) > 4<<20 {
+		t.Errorf("the effective policy is %d bytes, past 4 MiB", len(raw))
+	}
+	if best > 2*time.Second { // about 120 ms of CPU on an idle machine; the bound leaves room for a loaded one
+		t.Errorf("building it took %v", best)
 	}
 }

@@ -7,16 +7,25 @@ import "fmt"
 // once: the server enforces them and the provider checks the per-request
 // ones at plan time with the same functions.
 //
-// Per request (400, checked by Validate): labels per object, label
-// selector terms, and per policy the rules, peers, ports and except
+// Per request (400, checked by Validate): labels per object and their
+// bytes, labels per selector, label selector terms, and per policy the rules, peers, ports and except
 // entries, each counted over the whole policy (both directions, all
 // rules) because the policy is what the effective policy merges.
 //
 // Per project (409 limit-exceeded, checked in the store transaction that
-// would cross them): policies, policy entries, resolved peers, and the
-// environment quota.
+// would cross them): policies, policy entries, policy bytes, resolved
+// peers, and the environment quota. Together they bound an environment's
+// effective policy and the cost of building it (see the test
+// TestEffectivePolicy_TheLargestATenantCanBuildWithinTheLimitsIsBoundedAndCheap).
 const (
-	MaxLabels = 64 // labels per object, and match_labels per selector
+	MaxLabels = 64 // labels per object
+	// MaxLabelBytes bounds an object's label keys and values together:
+	// listing and matching environments decodes their labels, and 64
+	// labels of the longest keys would be 25 KB per object.
+	MaxLabelBytes = 4096
+	// MaxSelectorLabels bounds match_labels per selector: each is one
+	// more term of the query that resolves the selector.
+	MaxSelectorLabels = 16
 
 	MaxRulesPerPolicy   = 100 // ingress and egress rules together
 	MaxPeersPerPolicy   = 100 // from and to entries over all rules
@@ -37,7 +46,7 @@ const (
 	// peers times its environments: each such peer lists every environment
 	// it picks in the effective policy, so that product, not the policies
 	// alone, is what an effective policy can grow to.
-	MaxResolvedPeersPerProject = 10000
+	MaxResolvedPeersPerProject = 2000
 
 	// MaxEnvironmentQuota is the largest environment quota a project may have.
 	MaxEnvironmentQuota = 1 << 20

@@ -110,15 +110,22 @@ func ValidateDescription(field, v string) []FieldError {
 // ValidateLabels checks a label map with Kubernetes' label syntax. Errors
 // are reported in key order so that they are stable.
 func ValidateLabels(field string, m map[string]string) []FieldError {
-	return validateLabels(field, m, "object")
+	return validateLabels(field, m, "object", MaxLabels)
 }
 
-func validateLabels(field string, m map[string]string, per string) []FieldError {
+func validateLabels(field string, m map[string]string, per string, most int) []FieldError {
 	var e errs
-	if len(m) > MaxLabels {
+	if len(m) > most {
 		// Checking each of tens of thousands of labels would only bury this.
-		e.add(field, "%s", limitMessage("labels", per, "", MaxLabels, len(m)))
+		e.add(field, "%s", limitMessage("labels", per, "", most, len(m)))
 		return e
+	}
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	if n > MaxLabelBytes {
+		e.add(field, "%s", limitMessage("bytes of labels", per, "keys and values together", MaxLabelBytes, n))
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		f := mapKey(field, k)
@@ -188,7 +195,7 @@ func ValidateState(field, v string) []FieldError {
 
 // ValidateSelector checks an environment selector's labels.
 func ValidateSelector(field string, s Selector) []FieldError {
-	return validateLabels(path(field, "match_labels"), s.MatchLabels, "selector")
+	return validateLabels(path(field, "match_labels"), s.MatchLabels, "selector", MaxSelectorLabels)
 }
 
 // ValidateResources checks the fields of a resources object that are present.
