@@ -195,7 +195,13 @@ func ValidateState(field, v string) []FieldError {
 
 // ValidateSelector checks an environment selector's labels.
 func ValidateSelector(field string, s Selector) []FieldError {
-	return validateLabels(path(field, "match_labels"), s.MatchLabels, "selector", MaxSelectorLabels)
+	return ValidateSelectorLabels(path(field, "match_labels"), s.MatchLabels)
+}
+
+// ValidateSelectorLabels checks a selector's match_labels: label syntax,
+// and at most MaxSelectorLabels of them.
+func ValidateSelectorLabels(field string, m map[string]string) []FieldError {
+	return validateLabels(field, m, "selector", MaxSelectorLabels)
 }
 
 // ValidateResources checks the fields of a resources object that are present.
