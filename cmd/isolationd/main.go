@@ -71,6 +71,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	quota := fs.Int64("default-environment-quota", 0, "environment quota of projects created without one (0: no limit); admins change a project's with environment_quota")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -97,6 +98,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
 		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
+		DefaultEnvironmentQuota: *quota,
 	}
 	if *auditKey != "" {
 		if cfg.AuditKey, err = audit.ReadKeyFile(*auditKey); err != nil {

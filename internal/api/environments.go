@@ -39,7 +39,7 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 	}
 	setTTL(&env, in.TTLSeconds, now)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
-		if err := projectExists(ctx, tx, env.ProjectID); err != nil {
+		if err := checkEnvironmentRoom(ctx, tx, env.ProjectID); err != nil {
 			return nil, err
 		}
 		if err := tx.CreateEnvironment(ctx, env); err != nil {
@@ -103,7 +103,7 @@ func (a *API) listEnvironments(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return listScoped(w, r, lq, a.store.ListEnvironments)
+	return listScoped(a, w, r, lq, a.store.ListEnvironments)
 }
 
 func (a *API) getEnvironment(w http.ResponseWriter, r *http.Request) error {

@@ -46,20 +46,34 @@ type Project struct {
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	ETag        string            `json:"etag"`
+	// EnvironmentQuota is the most environments the project may hold, 0
+	// for no limit. Only admins set it (projects are admin-managed); a
+	// project created without one gets the server's default quota.
+	EnvironmentQuota int64 `json:"environment_quota"`
+	// Usage is what the project holds, counted when it is read.
+	Usage ProjectUsage `json:"usage"`
+}
+
+// ProjectUsage is what a project holds against its quota. Environments
+// being deleted count: they hold their addresses until they are gone.
+type ProjectUsage struct {
+	Environments int64 `json:"environments"`
 }
 
 // ProjectCreate is the body of POST /v1/projects.
 type ProjectCreate struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	Name             string            `json:"name"`
+	Description      string            `json:"description,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	EnvironmentQuota *int64            `json:"environment_quota,omitempty"`
 }
 
 // ProjectPatch is the body of PATCH /v1/projects/{id}.
 type ProjectPatch struct {
-	Name        *string            `json:"name,omitempty"`
-	Description *string            `json:"description,omitempty"`
-	Labels      *map[string]string `json:"labels,omitempty"`
+	Name             *string            `json:"name,omitempty"`
+	Description      *string            `json:"description,omitempty"`
+	Labels           *map[string]string `json:"labels,omitempty"`
+	EnvironmentQuota *int64             `json:"environment_quota,omitempty"`
 }
 
 // Resources are an environment's compute allowances.

@@ -213,14 +213,14 @@ func matchLabelsAttribute(purpose string) schema.MapAttribute {
 		Optional:            true,
 		ElementType:         types.StringType,
 		Validators: []validator.Map{
-			validators.Labels(),
+			validators.SelectorLabels(),
 			validators.NotEmptyMap("omit match_labels to select every environment of the project"),
 		},
 	}
 }
 
 func (r *PolicyResource) ConfigValidators(context.Context) []resource.ConfigValidator {
-	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes()}
+	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes(), validators.PolicyLimits()}
 }
 
 func (r *PolicyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {

@@ -84,6 +84,10 @@ type Config struct {
 	// Now is the clock of the reconciler and the API (TTLs, address
 	// quarantine); nil means time.Now. Tests move a fake one.
 	Now func() time.Time
+	// DefaultEnvironmentQuota is the environment quota of projects created
+	// without one (0: no limit); it is stored on each project, so changing
+	// it later leaves existing projects as they are.
+	DefaultEnvironmentQuota int64
 }
 
 // Server is a running isolationd.
@@ -121,6 +125,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
+	}
+	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
+		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
 	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
@@ -192,6 +199,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.api = api.New(api.Options{
 		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
+		DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err

@@ -53,6 +53,9 @@ type Reader interface {
 	ListEnvironments(ctx context.Context, q ListQuery) ([]apiv1.Environment, string, error)
 	// CountEnvironments counts environments by state (for metrics).
 	CountEnvironments(ctx context.Context) (map[string]int, error)
+	// CountProjectEnvironments counts the environments of each project,
+	// every state included; every id asked for is a key.
+	CountProjectEnvironments(ctx context.Context, projectIDs ...string) (map[string]int, error)
 
 	GetPolicy(ctx context.Context, id string) (apiv1.Policy, error)
 	ListPolicies(ctx context.Context, q ListQuery) ([]apiv1.Policy, string, error)
@@ -154,6 +157,10 @@ type ListQuery struct {
 	ExpiresBefore time.Time
 	Limit         int    // 0 means the default, 100; at most 1000
 	Cursor        string // the id after which the page starts
+	// MaxBytes, when positive, ends a page early (with a cursor) before
+	// the stored JSON of its objects would pass it; a page always holds
+	// at least one object.
+	MaxBytes int
 }
 
 // AuditQuery filters and pages the audit log, oldest first.
