@@ -26,11 +26,17 @@ func (a *API) authenticate(r *http.Request) error {
 	info := requestInfoFrom(r.Context())
 	secret, ok := auth.BearerToken(r.Header.Get("Authorization"))
 	if !ok {
+		if err := a.limitAnonymous(r); err != nil {
+			return err
+		}
 		return a.deny(r, http.StatusUnauthorized, "no bearer token")
 	}
 	hash := auth.HashSecret(secret)
 	rec, ok := a.tokens.get(hash)
 	if !ok {
+		if err := a.limitAnonymous(r); err != nil {
+			return err
+		}
 		epoch := a.tokens.epoch()
 		var err error
 		rec, err = a.store.GetTokenByHash(r.Context(), hash)
@@ -95,6 +101,8 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 		projectID, err = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		// Audited like an out-of-scope 404, so that the two cost the same.
+		a.refused(r, actionNotFound, apiv1.OutcomeFailure, http.StatusNotFound, "no such "+string(perm.Resource))
 		return notFound(string(perm.Resource), id)
 	}
 	if err != nil {
@@ -141,34 +149,38 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 	return notFound(string(perm.Resource), id)
 }
 
-// deny audits a refused request in a transaction of its own and returns
-// the problem to answer with.
+// deny audits a refused request (see denials: the answer does not wait
+// for the store) and returns the problem to answer with.
 func (a *API) deny(r *http.Request, status int, reason string) *Error {
 	info := requestInfoFrom(r.Context())
-	ev := a.event(r, "auth.denied", apiv1.ResourceRef{Type: string(info.perm.Resource), ID: idFromPath(r)}, "", apiv1.OutcomeDenied, status)
-	ev.Reason = reason
-	var stored apiv1.AuditEvent
-	err := a.store.Update(r.Context(), func(tx store.Tx) error {
-		var err error
-		stored, err = tx.AppendAudit(r.Context(), ev)
-		return err
-	})
-	if err != nil {
-		info.logger.Error("audit denied request", "error", err.Error())
-	} else {
-		a.audited(stored)
-	}
-	info.logger.Warn("request denied", "status", status, "reason", reason)
+	a.refused(r, actionDenied, apiv1.OutcomeDenied, status, reason)
 	switch status {
 	case http.StatusUnauthorized:
 		return newError(probUnauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN").
 			withHeader("WWW-Authenticate", `Bearer realm="isolationd", error="invalid_token"`)
 	case http.StatusTooManyRequests:
+		if info.principal == nil {
+			return newError(probRateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay")
+		}
 		return newError(probRateLimited, "the token's rate limit is exceeded; retry after the Retry-After delay")
 	case http.StatusNotFound:
 		return notFound(string(info.perm.Resource), idFromPath(r))
 	}
 	return newError(probForbidden, "%s", reason)
+}
+
+// refused hands the audit event of a refused request to the aggregator,
+// with every request-derived field cut to MaxFieldBytes.
+func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
+	info := requestInfoFrom(r.Context())
+	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
+	ev.Reason = truncateField(reason)
+	a.denials.record(ev)
+	msg := "request denied"
+	if action == actionNotFound {
+		msg = "object not found"
+	}
+	info.logger.Warn(msg, "status", status, "reason", ev.Reason)
 }
 
 func notFound(kind, id string) *Error {
