@@ -71,9 +71,9 @@ type Config struct {
 	// 0 holds none.
 	ReserveBytes int64
 	// Now is the API's clock (nil: time.Now); tests move it.
-	Now func() time.Time
-	TLSCert        string
-	TLSKey         string
+	Now     func() time.Time
+	TLSCert string
+	TLSKey  string
 	// InsecureListen allows plain HTTP on an address that is not loopback,
 	// where bearer tokens would cross the network in clear text.
 	InsecureListen bool
