@@ -26,17 +26,11 @@ func (a *API) authenticate(r *http.Request) error {
 	info := requestInfoFrom(r.Context())
 	secret, ok := auth.BearerToken(r.Header.Get("Authorization"))
 	if !ok {
-		if err := a.limitAnonymous(r); err != nil {
-			return err
-		}
 		return a.deny(r, http.StatusUnauthorized, "no bearer token")
 	}
 	hash := auth.HashSecret(secret)
 	rec, ok := a.tokens.get(hash)
 	if !ok {
-		if err := a.limitAnonymous(r); err != nil {
-			return err
-		}
 		epoch := a.tokens.epoch()
 		var err error
 		rec, err = a.store.GetTokenByHash(r.Context(), hash)
@@ -153,15 +147,20 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 // for the store) and returns the problem to answer with.
 func (a *API) deny(r *http.Request, status int, reason string) *Error {
 	info := requestInfoFrom(r.Context())
+	if status == http.StatusUnauthorized {
+		if delay, ok := a.anon.allow(info.source.IP, a.now()); !ok {
+			reason = "rate limit of unauthenticated requests of the address exceeded: " + reason
+			a.refused(r, actionDenied, apiv1.OutcomeDenied, http.StatusTooManyRequests, reason)
+			return newError(probRateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay").
+				withHeader("Retry-After", retryAfter(delay))
+		}
+	}
 	a.refused(r, actionDenied, apiv1.OutcomeDenied, status, reason)
 	switch status {
 	case http.StatusUnauthorized:
 		return newError(probUnauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN").
 			withHeader("WWW-Authenticate", `Bearer realm="isolationd", error="invalid_token"`)
 	case http.StatusTooManyRequests:
-		if info.principal == nil {
-			return newError(probRateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay")
-		}
 		return newError(probRateLimited, "the token's rate limit is exceeded; retry after the Retry-After delay")
 	case http.StatusNotFound:
 		return notFound(string(info.perm.Resource), idFromPath(r))

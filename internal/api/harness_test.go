@@ -47,14 +47,14 @@ func newHarness(t *testing.T, mods ...func(*server.Config)) *harness {
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
-	h := &harness{t: t, srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: dir, client: &http.Client{Timeout: time.Minute}}
+	h := &harness{t: t, srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: cfg.DataDir, client: &http.Client{Timeout: time.Minute}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
-		verifyAuditChain(t, filepath.Join(dir, server.DatabaseFile))
+		verifyAuditChain(t, filepath.Join(h.dir, server.DatabaseFile))
 	})
 	return h
 }

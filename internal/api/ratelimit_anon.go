@@ -2,7 +2,6 @@ package api
 
 import (
 	"container/list"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -14,11 +13,13 @@ import (
 // traffic, so that the limiter itself cannot be used to fill memory.
 const maxAnonBuckets = 10000
 
-// anonLimiter rate limits unauthenticated traffic per client address: a
-// request without a token, or with one the server has not authenticated
-// since it started, takes one from its address's bucket before the server
-// looks the token up. IPv6 clients are counted per /64, which one client
-// usually holds whole.
+// anonLimiter rate limits unauthenticated traffic per client address:
+// every request refused authentication takes one from its address's
+// bucket, and once it is empty the refusal is a 429 with Retry-After
+// instead of a 401. A valid token never spends from it, so a flood from
+// an address (or a proxy) that legitimate clients share does not lock
+// them out. IPv6 clients are counted per /64, which one client usually
+// holds whole.
 //
 // The buckets live in an LRU list of at most maxAnonBuckets. When it is
 // full, the least recently seen bucket is dropped if it has refilled (it
@@ -104,15 +105,4 @@ func (a *anonLimiter) size() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lru.Len()
-}
-
-// limitAnonymous spends one request of the caller's address's budget for
-// unauthenticated traffic, and answers 429 when it is spent.
-func (a *API) limitAnonymous(r *http.Request) error {
-	delay, ok := a.anon.allow(requestInfoFrom(r.Context()).source.IP, a.now())
-	if ok {
-		return nil
-	}
-	return a.deny(r, http.StatusTooManyRequests, "rate limit of unauthenticated requests of the address exceeded").
-		withHeader("Retry-After", retryAfter(delay))
 }
