@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -174,12 +175,17 @@ func (a *API) refused(r *http.Request, action, outcome string, status int, reaso
 	info := requestInfoFrom(r.Context())
 	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
 	ev.Reason = truncateField(reason)
-	a.denials.record(ev)
+	alone := a.denials.record(ev)
 	msg := "request denied"
 	if action == actionNotFound {
 		msg = "object not found"
 	}
-	info.logger.Warn(msg, "status", status, "reason", ev.Reason)
+	// Like the trail, the log says it once a window; the rest at debug.
+	level := slog.LevelWarn
+	if !alone {
+		level = slog.LevelDebug
+	}
+	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
 }
 
 func notFound(kind, id string) *Error {

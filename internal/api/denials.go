@@ -102,8 +102,9 @@ func newDenials(st store.Store, audited func(apiv1.AuditEvent), now func() time.
 }
 
 // record audits one refusal: appended alone when it is the first of its
-// key this minute, counted otherwise. It never waits for the store.
-func (d *denials) record(ev apiv1.AuditEvent) {
+// key this minute, counted otherwise; it reports which. It never waits
+// for the store.
+func (d *denials) record(ev apiv1.AuditEvent) (alone bool) {
 	key := denialKey{ip: ev.Source.IP, tokenID: ev.Actor.TokenID, action: ev.Action, reason: ev.Reason, status: ev.StatusCode}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -123,7 +124,7 @@ func (d *denials) record(ev apiv1.AuditEvent) {
 		d.windows[key] = w
 		if key.ip != overflowSource && len(d.pending) < maxPendingDenials {
 			d.queueLocked(ev)
-			return
+			return true
 		}
 	}
 	w.count++
@@ -131,6 +132,7 @@ func (d *denials) record(ev apiv1.AuditEvent) {
 		w.first = ev.Time
 	}
 	w.last, w.lastRequest = ev.Time, ev.RequestID
+	return false
 }
 
 // closeLocked turns the open windows into aggregate events once their
