@@ -52,6 +52,10 @@ type authzRule struct {
 	scoped bool
 	// status is the answer when the call is allowed.
 	status int
+	// own: the route answers about the caller's own requests only; the
+	// target is the admin's, so to every other caller it is a 404, as if
+	// it did not exist, and that 404 is not a denial.
+	own bool
 	// target makes what the request acts on (fresh objects for requests
 	// that change or remove them) and returns the request.
 	target func(f *matrixFixtures) matrixRequest
@@ -103,6 +107,9 @@ func (r authzRule) expect(c caller) int {
 	if r.scoped && (c == editorOther || c == viewerOther) {
 		return http.StatusNotFound
 	}
+	if r.own && c != admin {
+		return http.StatusNotFound
+	}
 	if !roleMay(role, r.need) {
 		return http.StatusForbidden
 	}
@@ -114,6 +121,9 @@ var authzRules = map[string]authzRule{
 	"GET /readyz":          {need: "", status: 200, target: fixed("/readyz")},
 	"GET /metrics":         {need: apiv1.RoleAuditor, status: 200, target: fixed("/metrics")},
 	"GET /v1/openapi.json": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/openapi.json")},
+	"GET /v1/idempotency-keys/{key}": {need: apiv1.RoleViewer, own: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/idempotency-keys/"+f.adminKey, nil)
+	}},
 	"GET /v1/audit-events": {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events?limit=5")},
 	"GET /v1/projects":     {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/projects")},
 	"GET /v1/environments": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/environments")},
@@ -198,7 +208,9 @@ type matrixFixtures struct {
 	env    apiv1.Environment
 	policy apiv1.Policy
 	token  apiv1.Token
-	n      int
+	// adminKey is the Idempotency-Key of a create the admin made.
+	adminKey string
+	n        int
 	// secrets of project-scoped callers by role and project, made on demand.
 	scoped  map[string]apiv1.TokenCreated
 	secrets map[caller]string
@@ -257,6 +269,8 @@ func newMatrixFixtures(t *testing.T, h *harness) *matrixFixtures {
 	f.env, _ = h.wait(f.env.ID, "ready")
 	f.policy = f.freshPolicy()
 	f.token = f.newToken("shared", apiv1.RoleViewer, f.a.ID).Token
+	f.adminKey = "matrix-admin-key"
+	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: f.name("keyed")}, apiv1.HeaderIdempotencyKey, f.adminKey).json(t, 201, nil)
 
 	f.secrets[admin] = h.token
 	aud := f.newToken("auditor", apiv1.RoleAuditor, "")
@@ -393,7 +407,7 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 	counted := map[kind]int{}
 	for _, c := range cells {
 		ev, denied := denials[c.requestID]
-		wantDenied := c.want == 401 || c.want == 403 || (c.want == 404 && c.caller != string(admin))
+		wantDenied := c.want == 401 || c.want == 403 || (c.want == 404 && c.caller != string(admin) && !authzRules[c.route].own)
 		if wantDenied && !denied {
 			actor := c.tokenID
 			if c.want == 401 {

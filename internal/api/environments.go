@@ -42,7 +42,7 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 			return nil, err
 		}
 		if err := tx.CreateEnvironment(ctx, env); err != nil {
-			return nil, nameConflict(err, "environment")
+			return nil, nameConflict(ctx, tx, err, "environment", env.ProjectID, env.Name)
 		}
 		bumped, err := a.invalidateFor(ctx, tx, nil, &env)
 		if err != nil {
@@ -195,7 +195,7 @@ func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Reques
 		next.StateMessage = ""
 	}
 	if err := tx.UpdateEnvironment(ctx, next); err != nil {
-		return cur, cur, nil, nameConflict(err, "environment")
+		return cur, cur, nil, nameConflict(ctx, tx, err, "environment", next.ProjectID, next.Name)
 	}
 	bumped, err := a.invalidateFor(ctx, tx, &cur, &next)
 	if err != nil {

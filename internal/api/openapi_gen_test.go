@@ -40,6 +40,9 @@ func TestOpenAPIDocumentIsCurrent(t *testing.T) {
 
 type obj = map[string]any
 
+// pathParam is a {name} wildcard of a route pattern.
+var pathParam = regexp.MustCompile(`\{(\w+)\}`)
+
 type docGen struct {
 	schemas  obj
 	requests map[reflect.Type]bool // types reachable from request bodies: no required lists
@@ -132,8 +135,8 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 		op["security"] = []obj{}
 	}
 	var params []obj
-	if strings.Contains(rt.Pattern, "{id}") {
-		params = append(params, obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}})
+	for _, m := range pathParam.FindAllStringSubmatch(rt.Pattern, -1) {
+		params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": obj{"type": "string"}})
 	}
 	for _, q := range d.Query {
 		qd, ok := queryDocs[q]

@@ -58,6 +58,8 @@ type Error struct {
 	detail string
 	fields []apiv1.FieldError
 	header http.Header // extra headers (Allow, Retry-After, WWW-Authenticate)
+	// existingID is the object holding a name a 409 refused.
+	existingID string
 }
 
 func (e *Error) Error() string { return e.kind.title + ": " + e.detail }
@@ -132,6 +134,8 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 		Detail:   e.detail,
 		Instance: r.URL.Path,
 		Errors:   e.fields,
+
+		ExistingID: e.existingID,
 	}
 	if info != nil {
 		p.RequestID = info.requestID

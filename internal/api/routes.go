@@ -146,6 +146,10 @@ var routes = []Route{
 	{Method: "DELETE", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenWrite, ScopeToken), handle: (*API).deleteToken,
 		Doc: Doc{OperationID: "deleteToken", Summary: "Revoke a token: from the next request on, it is refused with 401.", Tag: "tokens", Status: 204, Problems: []int{404, 412}}},
 
+	// Every token may ask about its own keys, and only its own.
+	{Method: "GET", Pattern: "/v1/idempotency-keys/{key}", Perm: permProjectRead, handle: (*API).getIdempotencyKey,
+		Doc: Doc{OperationID: "getIdempotencyKey", Summary: "Whether this token's write with that Idempotency-Key was committed (state committed, with what it did) or is still running (in_progress); 404 when it did nothing, or the key is another token's.", Tag: "idempotency", Status: 200, Response: apiv1.IdempotencyKey{}, Problems: []int{404}}},
+
 	{Method: "GET", Pattern: "/v1/audit-events", Perm: permAuditRead, handle: (*API).listAudit,
 		Doc: Doc{OperationID: "listAuditEvents", Summary: "The audit trail, oldest first.", Tag: "audit", Status: 200, Response: apiv1.List[apiv1.AuditEvent]{}, Query: []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}}},
 

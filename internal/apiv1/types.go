@@ -355,6 +355,9 @@ type AuditEvent struct {
 	Changes    *Changes    `json:"changes,omitempty"`
 	PrevHash   string      `json:"prev_hash"`
 	Hash       string      `json:"hash"`
+	// KeyID names the HMAC key that sealed the event (isolationd serve
+	// --audit-hmac-key-file); absent when Hash is a plain SHA-256.
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // Changes holds an object before and after a change, as JSON, secrets removed.
@@ -409,6 +412,9 @@ type Problem struct {
 	Instance  string       `json:"instance,omitempty"`
 	RequestID string       `json:"request_id,omitempty"`
 	Errors    []FieldError `json:"errors,omitempty"`
+	// ExistingID, on a 409 for a name already taken, is the id of the
+	// object holding it (an RFC 9457 extension member).
+	ExistingID string `json:"existing_id,omitempty"`
 }
 
 // FieldError names a field of the request (a JSON path such as
@@ -438,4 +444,26 @@ type DenialAggregate struct {
 	Count       int       `json:"count"`
 	WindowStart time.Time `json:"window_start"`
 	WindowEnd   time.Time `json:"window_end"`
+}
+
+// Idempotency key states.
+const (
+	IdempotencyCommitted  = "committed"
+	IdempotencyInProgress = "in_progress"
+)
+
+// IdempotencyKey answers GET /v1/idempotency-keys/{key}: whether the
+// caller's request with that key was committed and, once it was, what it
+// did. A key the caller's token never used (or whose record expired)
+// answers 404, whoever used it.
+type IdempotencyKey struct {
+	Key string `json:"key"`
+	// State is committed, or in_progress while the first request runs.
+	State      string     `json:"state"`
+	Method     string     `json:"method,omitempty"`
+	Path       string     `json:"path,omitempty"`
+	StatusCode int        `json:"status_code,omitempty"`
+	ResourceID string     `json:"resource_id,omitempty"`
+	CreatedAt  *time.Time `json:"created_at,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 }

@@ -245,9 +245,12 @@ func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p, err := r.client.Policies().Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "policy", plan.Name.ValueString(), err)
+	policies := r.client.Policies()
+	p := createOrRecover(ctx, r.client, &resp.Diagnostics, "policy", plan.Name.ValueString(),
+		func(ctx context.Context) (*apiv1.Policy, error) {
+			return policies.Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
+		}, policies.Get)
+	if p == nil {
 		return
 	}
 	// Saved before waiting, so a policy whose enforcement times out is

@@ -70,10 +70,8 @@ type Config struct {
 	// audited; the server then refuses changes (507) until space is back.
 	// 0 holds none.
 	ReserveBytes int64
-	// Now is the API's clock (nil: time.Now); tests move it.
-	Now     func() time.Time
-	TLSCert string
-	TLSKey  string
+	TLSCert      string
+	TLSKey       string
 	// InsecureListen allows plain HTTP on an address that is not loopback,
 	// where bearer tokens would cross the network in clear text.
 	InsecureListen bool
@@ -81,6 +79,15 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// AuditKey, when set, keys the audit chain: events are sealed with
+	// HMAC-SHA256 under it. A keyed chain only starts with its key.
+	AuditKey *audit.Key
+	// AuditSink, when set, is the JSON-lines audit log instead of AuditLog
+	// (audit.OpenSink, which lets the log resume after its last line).
+	AuditSink *audit.Sink
+	// Now is the API's clock (token expiry, timestamps); nil is time.Now.
+	// Tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 // Server is a running isolationd.
@@ -158,16 +165,22 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.AuditKey != nil {
+		s.log.Info("audit chain keyed: events are sealed with HMAC-SHA256", "key_id", cfg.AuditKey.ID())
+	}
 
-	var sink *audit.Sink
-	if cfg.AuditLog != nil {
-		sink = audit.NewSink(cfg.AuditLog)
+	trail, err := s.openAuditTrail(ctx)
+	if err != nil {
+		return nil, err
 	}
 	audited := func(ev apiv1.AuditEvent) {
-		if sink == nil {
+		if trail == nil {
 			return
 		}
-		if err := sink.Write(ev); err != nil {
+		if err := trail.Write(context.Background(), ev); err != nil {
 			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
 		}
 	}
@@ -355,6 +368,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// openAuditTrail puts the JSON-lines sink (AuditSink, or AuditLog) in
+// step with the store's chain, nil when there is none. A file sink goes
+// on after its last line, catching up with the events a crash kept from
+// it; a new file, or stdout, starts at the chain's head. A file whose last
+// line is not the store's event of that seq belongs to another database.
+func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
+	sink := s.cfg.AuditSink
+	if sink == nil && s.cfg.AuditLog != nil {
+		sink = audit.NewSink(s.cfg.AuditLog)
+	}
+	if sink == nil {
+		return nil, nil
+	}
+	var head int64
+	if last, err := s.store.LastAudit(ctx); err == nil {
+		head = last.Seq
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	after := head
+	if seq, hash, ok := sink.Last(); ok {
+		evs, _, err := s.store.ListAudit(ctx, store.AuditQuery{AfterSeq: seq - 1, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("server: audit log: %w", err)
+		}
+		if len(evs) == 0 || evs[0].Seq != seq || evs[0].Hash != hash {
+			return nil, fmt.Errorf("server: the audit log ends at seq %d, which the database's audit chain (ending at seq %d) does not hold: "+
+				"the log belongs to another database; give a new --audit-log file", seq, head)
+		}
+		after = seq
+	}
+	trail := audit.NewInOrder(sink, store.AuditPager(s.store), after)
+	if err := trail.CatchUp(ctx); err != nil {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	return trail, nil
+}
+
 // ensureAdminToken makes the bootstrap secret (from the config, the token
 // file, or freshly generated) an admin token in the store, revoking a
 // previous bootstrap secret that differs. Only its hash is stored.
@@ -381,6 +432,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 	if len(secret) < 16 {
 		return errors.New("server: the bootstrap token must be at least 16 characters")
 	}
+	if !auth.ValidSecret(secret) {
+		// A bearer token is taken exactly, so this one could never be sent.
+		return errors.New("server: the bootstrap token must be visible ASCII characters, without spaces")
+	}
 	s.token = secret
 	hash := auth.HashSecret(secret)
 	var events []apiv1.AuditEvent
@@ -392,12 +447,17 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 			return err
 		}
 		now := time.Now().UTC()
-		tokens, _, err := tx.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit})
-		if err != nil {
-			return err
-		}
-		for _, t := range tokens {
-			if t.Name == BootstrapTokenName && t.RevokedAt == nil {
+		// Every page: a secret rotated away must not stay valid because
+		// its token sorts after the first thousand.
+		for q := (store.ListQuery{Limit: store.MaxLimit}); ; {
+			tokens, next, err := tx.ListTokens(ctx, q)
+			if err != nil {
+				return err
+			}
+			for _, t := range tokens {
+				if t.Name != BootstrapTokenName || t.RevokedAt != nil {
+					continue
+				}
 				t.RevokedAt = &now
 				if err := tx.UpdateToken(ctx, t); err != nil {
 					return err
@@ -408,6 +468,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 				}
 				events = append(events, ev)
 			}
+			if next == "" {
+				break
+			}
+			q.Cursor = next
 		}
 		t := store.TokenRecord{
 			Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},

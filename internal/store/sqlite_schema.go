@@ -103,6 +103,8 @@ CREATE INDEX audit_by_resource ON audit_events(resource_type, resource_id, seq);
 CREATE INDEX audit_by_request ON audit_events(request_id, seq);
 CREATE INDEX audit_by_time ON audit_events(time);
 `,
+	// Version 2: the HMAC key that sealed an event, '' for plain SHA-256.
+	`ALTER TABLE audit_events ADD COLUMN key_id TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

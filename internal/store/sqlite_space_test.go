@@ -25,13 +25,6 @@ func createProject(ctx context.Context, s store.Store, i int) error {
 	})
 }
 
-func appendEvent(ctx context.Context, s store.Store) error {
-	return s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "auth.denied", Outcome: apiv1.OutcomeDenied, StatusCode: 401, Reason: "no bearer token"})
-		return err
-	})
-}
-
 // On a full disk a write fails with ErrFull, the reserve is released so
 // that the next audit event still has room, and writes are reported
 // failing until a probe finds the space back and holds the reserve again.
@@ -63,7 +56,7 @@ func TestSQLite_AFullDiskIsErrFullAndTheReserveLeavesRoomForTheAudit(t *testing.
 		t.Fatalf("after ErrFull: reserve held %v, WriteErr %v; want released and ErrFull", s.Reserved(), s.WriteErr())
 	}
 	for range 20 {
-		if err := appendEvent(ctx, s); err != nil {
+		if _, err := appendEvent(t, s, "auth.denied"); err != nil {
 			t.Fatalf("an audit event after the reserve was released: %v", err)
 		}
 	}
