@@ -2,7 +2,8 @@
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
 //	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
-//	                 [--rate-limit-role viewer=5,editor=20:40] [--tls-cert F --tls-key F | --insecure-listen]
+//	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
+//	                 [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
 //	isolationd version
@@ -67,6 +68,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per token (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 0, "burst of the per-token rate limit (default: the rate)")
 	rateRoles := fs.String("rate-limit-role", "", "per-role rate limits replacing --rate-limit for tokens of those roles: role=rate[:burst],... (viewer=5,editor=20:40; 0 lifts the limit)")
+	anonRate := fs.Float64("anon-rate-limit", 5, "requests per second per client address (IPv6: per /64) without a token the server knows; beyond it 429 (0: no limit)")
+	anonBurst := fs.Int("anon-rate-burst", 20, "burst of the unauthenticated rate limit")
+	reserveMiB := fs.Int64("audit-reserve-mib", 4, "MiB of disk held back beside the database and released when the disk fills, so that refused requests are still audited (0: none)")
 	insecure := fs.Bool("insecure-listen", false, "allow plain HTTP on an address that is not loopback (tokens cross the network in clear text)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
@@ -93,10 +97,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isolationd serve: --rate-limit-role: %v\n", err)
 		return 2
 	}
+	if *anonRate < 0 || *anonBurst < 0 || *reserveMiB < 0 {
+		fmt.Fprintln(stderr, "isolationd serve: --anon-rate-limit, --anon-rate-burst and --audit-reserve-mib must be 0 or more")
+		return 2
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
 		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
 		DefaultEnvironmentQuota: *quota,
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -120,6 +121,8 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 		projectID, err = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		// Audited like an out-of-scope 404, so that the two cost the same.
+		a.refused(r, actionNotFound, apiv1.OutcomeFailure, http.StatusNotFound, "no such "+string(perm.Resource))
 		return notFound(string(perm.Resource), id)
 	}
 	if err != nil {
@@ -166,24 +169,19 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 	return notFound(string(perm.Resource), id)
 }
 
-// deny audits a refused request in a transaction of its own and returns
-// the problem to answer with.
+// deny audits a refused request (see denials: the answer does not wait
+// for the store) and returns the problem to answer with.
 func (a *API) deny(r *http.Request, status int, reason string) *Error {
 	info := requestInfoFrom(r.Context())
-	ev := a.event(r, "auth.denied", apiv1.ResourceRef{Type: string(info.perm.Resource), ID: idFromPath(r)}, "", apiv1.OutcomeDenied, status)
-	ev.Reason = reason
-	var stored apiv1.AuditEvent
-	err := a.store.Update(r.Context(), func(tx store.Tx) error {
-		var err error
-		stored, err = tx.AppendAudit(r.Context(), ev)
-		return err
-	})
-	if err != nil {
-		info.logger.Error("audit denied request", "error", err.Error())
-	} else {
-		a.audited(stored)
+	if status == http.StatusUnauthorized {
+		if delay, ok := a.anon.allow(info.source.IP, a.now()); !ok {
+			reason = "rate limit of unauthenticated requests of the address exceeded: " + reason
+			a.refused(r, actionDenied, apiv1.OutcomeDenied, http.StatusTooManyRequests, reason)
+			return newError(probRateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay").
+				withHeader("Retry-After", retryAfter(delay))
+		}
 	}
-	info.logger.Warn("request denied", "status", status, "reason", reason)
+	a.refused(r, actionDenied, apiv1.OutcomeDenied, status, reason)
 	switch status {
 	case http.StatusUnauthorized:
 		return newError(probUnauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN").
@@ -194,6 +192,25 @@ func (a *API) deny(r *http.Request, status int, reason string) *Error {
 		return notFound(string(info.perm.Resource), idFromPath(r))
 	}
 	return newError(probForbidden, "%s", reason)
+}
+
+// refused hands the audit event of a refused request to the aggregator,
+// with every request-derived field cut to MaxFieldBytes.
+func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
+	info := requestInfoFrom(r.Context())
+	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
+	ev.Reason = truncateField(reason)
+	alone := a.denials.record(ev)
+	msg := "request denied"
+	if action == actionNotFound {
+		msg = "object not found"
+	}
+	// Like the trail, the log says it once a window; the rest at debug.
+	level := slog.LevelWarn
+	if !alone {
+		level = slog.LevelDebug
+	}
+	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
 }
 
 func notFound(kind, id string) *Error {

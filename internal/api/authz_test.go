@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"io"
 	"net/http"
 	"strings"
@@ -371,26 +372,51 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 	}
 
 	// Every denial, and nothing else, is on the audit trail with the
-	// request's id, the actor and a reason.
+	// request's id, the actor and a reason: the first of its kind (source,
+	// token, status, reason) in a minute alone, the others counted in an
+	// aggregate event of that kind.
+	h.flushDenials()
+	type kind struct {
+		tokenID string
+		status  int
+	}
 	denials := map[string]apiv1.AuditEvent{}
+	aggregated := map[kind]int{}
 	var cursor int64
 	for {
-		evs, next, err := h.srv.Store().ListAudit(context.Background(), store.AuditQuery{Action: "auth.denied", AfterSeq: cursor, Limit: store.MaxLimit})
+		evs, next, err := h.srv.Store().ListAudit(context.Background(), store.AuditQuery{Outcome: apiv1.OutcomeDenied, AfterSeq: cursor, Limit: store.MaxLimit})
 		must(t, err)
 		for _, ev := range evs {
-			if _, dup := denials[ev.RequestID]; dup {
-				t.Errorf("request %s has two denial events", ev.RequestID)
+			switch ev.Action {
+			case "auth.denied":
+				if _, dup := denials[ev.RequestID]; dup {
+					t.Errorf("request %s has two denial events", ev.RequestID)
+				}
+				denials[ev.RequestID] = ev
+			case "auth.denied" + api.AggregateSuffix:
+				if ev.Reason == "" || aggregateCount(ev) < 1 {
+					t.Errorf("aggregate event %+v", ev)
+				}
+				aggregated[kind{ev.Actor.TokenID, ev.StatusCode}] += aggregateCount(ev)
 			}
-			denials[ev.RequestID] = ev
 		}
 		if next == "" {
 			break
 		}
 		fmt.Sscan(next, &cursor)
 	}
+	counted := map[kind]int{}
 	for _, c := range cells {
 		ev, denied := denials[c.requestID]
 		wantDenied := c.want == 401 || c.want == 403 || (c.want == 404 && c.caller != string(admin) && !authzRules[c.route].own)
+		if wantDenied && !denied {
+			actor := c.tokenID
+			if c.want == 401 {
+				actor = ""
+			}
+			counted[kind{actor, c.want}]++
+			continue
+		}
 		switch {
 		case denied != wantDenied:
 			t.Errorf("%s as %s (%d): audited denial %v, want %v", c.route, c.caller, c.want, denied, wantDenied)
@@ -399,6 +425,9 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 		case denied && c.want != 401 && ev.Actor.TokenID != c.tokenID:
 			t.Errorf("%s as %s: denial names actor %+v, want token %s", c.route, c.caller, ev.Actor, c.tokenID)
 		}
+	}
+	if diff := cmp.Diff(counted, aggregated); diff != "" {
+		t.Errorf("denials without an event of their own are not what the aggregates count (-want +got):\n%s", diff)
 	}
 	t.Logf("%d cells over %d routes", len(cells), len(seen))
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 )
 
 // The OpenAPI document is generated from the route table and the apiv1
@@ -75,7 +76,8 @@ var problemTitles = map[int]string{
 	422: "Idempotency-Key reused with a different request.",
 	429: "Rate limit exceeded; see Retry-After.",
 	500: "Internal error (details are logged, never returned).",
-	503: "Not ready.",
+	503: "Not ready, or the store cannot write for now (read-only or failing disk); see Retry-After.",
+	507: "The server's disk is full: nothing was changed; retry after Retry-After.",
 }
 
 func generateOpenAPI(t *testing.T) []byte {
@@ -176,7 +178,10 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 	responses[strconv.Itoa(d.Status)] = success
 	statuses := append([]int{}, d.Problems...)
 	if !rt.Perm.Public {
-		statuses = append(statuses, 400, 401, 403, 429, 500)
+		statuses = append(statuses, 400, 401, 403, 429, 500, 503)
+	}
+	if rt.Perm.Verb == auth.VerbWrite {
+		statuses = append(statuses, 507)
 	}
 	slices.Sort(statuses)
 	for _, s := range slices.Compact(statuses) {

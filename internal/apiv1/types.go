@@ -502,6 +502,16 @@ const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 )
 
+// DenialAggregate is Changes.After of an aggregate audit event (action
+// auth.denied.aggregate or request.not_found.aggregate): Count refusals of
+// the same source, token, status and reason, besides the first one of the
+// window, which has an event of its own, between WindowStart and WindowEnd.
+type DenialAggregate struct {
+	Count       int       `json:"count"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+}
+
 // Idempotency key states.
 const (
 	IdempotencyCommitted  = "committed"

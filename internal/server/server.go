@@ -62,8 +62,16 @@ type Config struct {
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
 	// (api.ParseRoleRateLimits reads the --rate-limit-role flag).
 	RoleRateLimits map[string]api.RateLimit
-	TLSCert        string
-	TLSKey         string
+	// AnonRateLimit limits requests without a token the server knows, per
+	// client address (IPv6: per /64); zero is no limit.
+	AnonRateLimit api.RateLimit
+	// ReserveBytes is disk space held back beside the database and
+	// released when the disk fills, so that refused requests are still
+	// audited; the server then refuses changes (507) until space is back.
+	// 0 holds none.
+	ReserveBytes int64
+	TLSCert      string
+	TLSKey       string
 	// InsecureListen allows plain HTTP on an address that is not loopback,
 	// where bearer tokens would cross the network in clear text.
 	InsecureListen bool
@@ -168,6 +176,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.store.Close() })
+	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -198,9 +209,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	s.api = api.New(api.Options{
 		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
-		DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
+		Registry: prometheus.NewRegistry(), DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
+	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -333,6 +345,10 @@ func (s *Server) GeneratedToken() bool { return s.generated }
 // Store is the server's store (for tests and benchmarks in this module).
 func (s *Server) Store() store.Store { return s.store }
 
+// FlushDenials appends the audit of every refused request counted so far
+// (for tests that read the trail right after refused requests).
+func (s *Server) FlushDenials(ctx context.Context) error { return s.api.FlushDenials(ctx) }
+
 // Driver is the server's enforcement driver (for tests and benchmarks in
 // this module that look at what it made, such as the netns driver's
 // router namespace).
@@ -350,6 +366,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	errs := []error{}
 	if err := s.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	// No request is in flight: what the denial audit still counts goes on
+	// the chain before the store closes.
+	if err := s.api.Drain(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("audit of refused requests: %w", err))
 	}
 	if err := s.reconciler.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("reconciler: %w", err))

@@ -55,6 +55,8 @@ type SQLite struct {
 	envs    *envCache
 	touched []string
 
+	space space // reserve file and storage failures (sqlite_space.go)
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -268,7 +270,14 @@ type writeResult struct {
 // runs on the writer goroutine and must not call Update itself (that would
 // deadlock) nor keep tx after it returns; it should do no slow I/O, since
 // every other write waits for it.
+//
+// A write that fails because the disk is full or cannot be written
+// returns ErrFull or ErrUnavailable (see WriteErr and Probe).
 func (s *SQLite) Update(ctx context.Context, fn func(Tx) error) error {
+	return s.observe(s.update(ctx, fn))
+}
+
+func (s *SQLite) update(ctx context.Context, fn func(Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -374,7 +383,13 @@ func (s *SQLite) runOne(r *writeReq) error {
 		return nil
 	}
 	if _, err := s.wq.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
-		return fmt.Errorf("store: roll back savepoint: %w", err)
+		// SQLite rolls the whole transaction back by itself on a full
+		// disk: keep fn's error, which says so, for the whole batch.
+		cause := r.res.err
+		if cause == nil {
+			cause = errors.New("a panic")
+		}
+		return fmt.Errorf("store: roll back savepoint after %w: %v", cause, err)
 	}
 	if _, err := s.wq.ExecContext(ctx, "RELEASE w"); err != nil {
 		return fmt.Errorf("store: release savepoint: %w", err)

@@ -25,6 +25,12 @@ var (
 	// ErrInvalidQuery: a list was asked for a filter its kind does not
 	// have (for example a state filter on projects).
 	ErrInvalidQuery = errors.New("invalid query")
+	// ErrFull: the disk holding the store has no room for the write;
+	// nothing of it was kept. It succeeds again once space is freed.
+	ErrFull = errors.New("storage full")
+	// ErrUnavailable: the store cannot write at all for now (a read-only
+	// file system, or I/O errors); nothing of the write was kept.
+	ErrUnavailable = errors.New("storage unavailable")
 )
 
 // Store is a transactional store. Reads outside a transaction see the last
