@@ -101,7 +101,7 @@ type env struct {
 	applied atomic.Pointer[applied]
 
 	// Used under the environment's lock.
-	live    int            // the copy of the sets the rules use
+	exact   bool           // the kernel holds what applied says (no failure since)
 	nft     *nftables.Conn // open on the router namespace, for this environment's objects
 	nftSize int            // its socket buffers
 	guarded *port          // what the router's guard has for it
@@ -113,7 +113,6 @@ type applied struct {
 	policy apiv1.EffectivePolicy
 	rules  *ruleset
 	check  *policy.Ruleset
-	buf    int // the copy of the sets holding rules
 }
 
 // New checks cfg and adopts or creates the router namespace and bridge.
@@ -264,7 +263,7 @@ func (d *Driver) openEnv(envID string) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{id: envID, name: name, ns: h, live: noRules}
+	e := &env{id: envID, name: name, ns: h}
 	if !created {
 		err := d.adopt(e)
 		if err == nil {
@@ -292,15 +291,12 @@ func (d *Driver) adopt(e *env) error {
 	if err != nil {
 		return err
 	}
-	p, buf, err := readRecord(c, d.names.table(), e.name)
-	// Known even when the record is not readable: a later Apply must not
-	// fill the copy the rules use.
-	e.live = buf
+	p, found, err := readRecord(c, d.names.table(), envObject(e.name, recordSetName))
 	if err != nil {
 		return err
 	}
 	legacy, lerr := d.dropLegacyTable(e)
-	if buf == noRules {
+	if !found {
 		if lerr != nil {
 			return lerr
 		}
@@ -313,7 +309,8 @@ func (d *Driver) adopt(e *env) error {
 	if err != nil {
 		return err
 	}
-	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), buf: buf})
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
+	e.exact = true
 	return nil
 }
 
@@ -325,7 +322,7 @@ func (d *Driver) dropLegacyTable(e *env) (*apiv1.EffectivePolicy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, buf, rerr := readRecord(c, d.names.table(), "")
+	p, found, rerr := readRecord(c, d.names.table(), "applied_a", "applied_b")
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, err
@@ -338,7 +335,7 @@ func (d *Driver) dropLegacyTable(e *env) (*apiv1.EffectivePolicy, error) {
 		return nil, fmt.Errorf("delete the namespace's own table: %w", err)
 	}
 	d.log.Info("moved the namespace's rules to the router", "env", e.id, "namespace", e.name)
-	if rerr != nil || buf == noRules {
+	if rerr != nil || !found {
 		return nil, rerr
 	}
 	return &p, nil
@@ -353,8 +350,8 @@ func (e *env) stillNamed() bool {
 	return held.Dev == named.Dev && held.Ino == named.Ino
 }
 
-// Apply implements enforce.Driver: the environment's table is replaced in
-// one nftables transaction. On error the kernel keeps the previous rules,
+// Apply implements enforce.Driver: the environment's rules are replaced
+// in one nftables transaction. On error the kernel keeps the previous rules,
 // and so does Check.
 func (d *Driver) Apply(ctx context.Context, envID string, p apiv1.EffectivePolicy) error {
 	if err := ctx.Err(); err != nil {
@@ -385,18 +382,23 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 	if err != nil {
 		return err
 	}
-	buf := bufferA
-	if e.live == bufferA {
-		buf = bufferB
+	// What the kernel holds is known unless this is the environment's
+	// first ruleset or a transaction failed: then every object is
+	// declared and refilled.
+	var old *ruleset
+	if a := e.applied.Load(); a != nil && e.exact {
+		old = a.rules
 	}
-	if err := d.transact(e, rs.elementCount(), func(c *nftables.Conn) error { return stage(c, d.names.table(), e.name, buf, rs) }); err != nil {
-		return fmt.Errorf("fill sets: %w", err)
+	n := rs.elementCount() + len(rec)
+	if old != nil {
+		n += old.elementCount()
 	}
-	if err := d.transact(e, len(rec), func(c *nftables.Conn) error { return switchTo(c, d.names.table(), e.name, buf, rec) }); err != nil {
-		return fmt.Errorf("switch rules: %w", err)
+	e.exact = false
+	if err := d.transact(e, n, func(c *nftables.Conn) error { return queueApply(c, d.names.table(), e.name, old, rs, rec) }); err != nil {
+		return err
 	}
-	e.live = buf
-	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), buf: buf})
+	e.exact = true
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
 	d.log.Debug("applied rules", "env", e.id, "generation", p.Generation, "elements", rs.elementCount(), "took", time.Since(start))
 	return nil
 }
@@ -476,7 +478,7 @@ func (d *Driver) Ruleset(envID string) (string, error) {
 		return "", enforce.ErrUnknownEnvironment
 	}
 	a := e.applied.Load()
-	return a.rules.text(d.names.table(), e.name, a.buf), nil
+	return a.rules.text(d.names.table(), e.name), nil
 }
 
 // Teardown implements enforce.Driver: it removes envID's veth pair, its

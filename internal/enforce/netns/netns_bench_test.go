@@ -232,15 +232,8 @@ func kernelCounts(b *testing.B, router, table, env string) (rules, elements int)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The rules use the copy of the sets whose name ends like the record's.
-	live := ""
 	for _, s := range sets {
-		if rest, ok := strings.CutPrefix(s.Name, env+"_applied"); ok {
-			live = rest
-		}
-	}
-	for _, s := range sets {
-		if strings.HasSuffix(s.Name, live) && (strings.HasPrefix(s.Name, env+"_ingress_") || strings.HasPrefix(s.Name, env+"_egress_")) {
+		if strings.HasPrefix(s.Name, env+"_ingress_") || strings.HasPrefix(s.Name, env+"_egress_") {
 			elems, err := c.GetSetElements(s)
 			if err != nil {
 				b.Fatal(err)

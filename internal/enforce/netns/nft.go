@@ -25,10 +25,10 @@ import (
 // environment's reach, in one inet table shared by all environments (see
 // guard.go for its shared part and the bridge table):
 //
-//	sets   <env>_{ingress,egress}_{any,ports}_{v4,v6}_{a,b}  the rendered ruleset, twice
-//	set    <env>_applied_{a,b}                             the effective policy the rules came from
-//	chains <env>_from, <env>_to                            packets from and to the environment's port
-//	chains <env>_ingress, <env>_egress                     fixed rules that consult one copy of the sets
+//	sets   <env>_{ingress,egress}_{any,ports}_{v4,v6}  the rendered ruleset
+//	set    <env>_applied                             the effective policy the sets hold
+//	chains <env>_from, <env>_to                      packets from and to the environment's port
+//	chains <env>_ingress, <env>_egress               fixed rules that consult the sets
 //
 // The bridge passes every IP packet it carries through the inet hooks
 // (br_netfilter), with conntrack: the prerouting chain jumps to <env>_from
@@ -37,15 +37,16 @@ import (
 // conntrack for the bridge family (nf_conntrack_bridge), and the rules
 // judge flows, so they cannot sit in the bridge table itself.
 //
-// Apply is two transactions. The first fills the copy of the sets that no
-// rule uses; traffic cannot see it. The second switches the rules to that
-// copy and writes the record; rules change atomically with the kernel's
-// generation. One transaction would not do: the kernel publishes a new
-// generation before it installs the new contents of interval sets
-// (pipapo, which concatenations need, commits afterwards), so flushing and
-// refilling a set in use drops packets that both versions allow, for as
-// long as the commit takes. Both touch only the environment's own
-// objects, so environments never wait for each other's rules.
+// Apply is one transaction, and touches only the environment's set
+// elements that change (and its record): the rules never change after
+// the environment's first one. Elements both versions have stay, so a
+// packet both versions allow passes throughout, and one both deny never
+// does, even while the kernel installs the new contents of interval sets
+// (pipapo, which concatenations need, publishes them after the new
+// generation): flushing and refilling a set in use would drop what both
+// allow for as long as the commit takes. Sending only what changes also
+// matters for speed: the kernel finds a set by walking every set of the
+// table, which holds every environment's.
 
 type setSpec struct {
 	name  string
@@ -94,23 +95,13 @@ const recordSetName = "applied"
 
 var keyTypes = [2]nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeIP6Addr}
 
-// Set copies: the rules use one, Apply fills the other.
-const (
-	bufferA = 0
-	bufferB = 1
-	noRules = -1 // a table without chains yet
-)
-
-func bufferName(name string, buf int) string { return name + "_" + [2]string{"a", "b"}[buf] }
-
-// layoutSets declares copy buf of env's rule sets in table t. IDs are set
-// here, not by the library, whose allocator is a global counter that
-// concurrent batches would race on; IDs only need to be unique within one
-// batch, and the two copies get different ones.
-func layoutSets(t *nftables.Table, env string, buf int) []*nftables.Set {
+// layoutSets declares env's rule sets in table t. IDs are set here, not
+// by the library, whose allocator is a global counter that concurrent
+// batches would race on; IDs only need to be unique within one batch.
+func layoutSets(t *nftables.Table, env string) []*nftables.Set {
 	out := make([]*nftables.Set, len(setLayout))
 	for i, s := range setLayout {
-		set := &nftables.Set{Table: t, ID: uint32(buf*len(setLayout) + i + 1), Name: envObject(env, bufferName(s.name, buf)), KeyType: keyTypes[s.fam], Interval: true}
+		set := &nftables.Set{Table: t, ID: uint32(i + 1), Name: envObject(env, s.name), KeyType: keyTypes[s.fam], Interval: true}
 		if s.ports {
 			set.KeyType = nftables.MustConcatSetType(keyTypes[s.fam], nftables.TypeInetProto, nftables.TypeInetService)
 			set.Concatenation = true
@@ -280,49 +271,55 @@ func inetTable(name string) *nftables.Table {
 	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 }
 
-// stage queues, on c, filling copy buf of env's sets with rs. Adding what
-// exists already changes nothing, so it serves a new environment and an
-// old one alike.
-func stage(c *nftables.Conn, table, env string, buf int, rs *ruleset) error {
+func recordSet(t *nftables.Table, env string) *nftables.Set {
+	return &nftables.Set{Table: t, ID: uint32(len(setLayout) + 1), Name: envObject(env, recordSetName), KeyType: nftables.TypeInteger}
+}
+
+// queueApply queues, on c, making env's objects hold rs and record: when
+// old is what they hold now, by changing only the elements that differ;
+// when old is nil (a new environment, or one whose objects cannot be
+// accounted for), by declaring every object and replacing all it holds.
+func queueApply(c *nftables.Conn, table, env string, old, rs *ruleset, record []string) error {
 	t := inetTable(table)
-	for i, s := range layoutSets(t, env, buf) {
-		if err := replaceSet(c, s, rs.elements(setLayout[i])); err != nil {
-			return err
+	sets := layoutSets(t, env)
+	for i, s := range sets {
+		want := rs.elements(setLayout[i])
+		if old == nil {
+			if err := replaceSet(c, s, want); err != nil {
+				return err
+			}
+			continue
+		}
+		gone, added := diffElements(old.elements(setLayout[i]), want)
+		for chunk := range slices.Chunk(gone, elementsPerMessage) {
+			if err := c.SetDeleteElements(s, chunk); err != nil {
+				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
+		}
+		for chunk := range slices.Chunk(added, elementsPerMessage) {
+			if err := c.SetAddElements(s, chunk); err != nil {
+				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
 		}
 	}
-	return nil
-}
-
-// Set IDs of a batch beyond those of the rule sets.
-const (
-	recordSetID = 2*16 + 1 + iota
-	staleRecordSetID
-)
-
-func recordSet(t *nftables.Table, env string, buf, id int) *nftables.Set {
-	return &nftables.Set{Table: t, ID: uint32(id), Name: envObject(env, bufferName(recordSetName, buf)), KeyType: nftables.TypeInteger}
-}
-
-// switchTo queues, on c, pointing every rule of env at copy buf of its
-// sets and writing the record of what they now enforce. The record's set
-// is named for the copy, so the record also says which copy is live.
-func switchTo(c *nftables.Conn, table, env string, buf int, record []string) error {
-	t := inetTable(table)
-	rec := recordSet(t, env, buf, recordSetID)
 	var recElems []nftables.SetElement
 	for i, chunk := range record {
 		recElems = append(recElems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Comment: chunk})
 	}
+	rec := recordSet(t, env)
+	if old != nil {
+		// No rule reads the record: replacing it all is harmless.
+		c.FlushSet(rec)
+		for chunk := range slices.Chunk(recElems, elementsPerMessage) {
+			if err := c.SetAddElements(rec, chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err := replaceSet(c, rec, recElems); err != nil {
 		return err
 	}
-	// Adding first makes the delete valid whether or not the set exists.
-	stale := recordSet(t, env, 1-buf, staleRecordSetID)
-	if err := c.AddSet(stale, nil); err != nil {
-		return err
-	}
-	c.DelSet(stale)
-	sets := layoutSets(t, env, buf)
 	for _, spec := range chainLayout {
 		ch := c.AddChain(&nftables.Chain{Name: envObject(env, spec.name), Table: t})
 		c.FlushChain(ch)
@@ -331,6 +328,30 @@ func switchTo(c *nftables.Conn, table, env string, buf int, record []string) err
 		}
 	}
 	return nil
+}
+
+// diffElements returns the elements of old that want lacks, and those of
+// want that old lacks.
+func diffElements(old, want []nftables.SetElement) (gone, added []nftables.SetElement) {
+	id := func(e nftables.SetElement) string {
+		return fmt.Sprintf("%x/%x/%v", e.Key, e.KeyEnd, e.IntervalEnd)
+	}
+	had := map[string]bool{}
+	for _, e := range old {
+		had[id(e)] = true
+	}
+	keep := map[string]bool{}
+	for _, e := range want {
+		if keep[id(e)] = true; !had[id(e)] {
+			added = append(added, e)
+		}
+	}
+	for _, e := range old {
+		if !keep[id(e)] {
+			gone = append(gone, e)
+		}
+	}
+	return gone, added
 }
 
 // removeEnv queues, on c, deleting every object of env in the router's
@@ -343,13 +364,11 @@ func removeEnv(c *nftables.Conn, table, env string) error {
 	for _, name := range []string{chainFrom, chainTo, apiv1.Ingress, apiv1.Egress} {
 		c.DelChain(c.AddChain(&nftables.Chain{Name: envObject(env, name), Table: t}))
 	}
-	for buf := range 2 {
-		for _, s := range append(layoutSets(t, env, buf), recordSet(t, env, buf, recordSetID+buf)) {
-			if err := c.AddSet(s, nil); err != nil {
-				return err
-			}
-			c.DelSet(s)
+	for _, s := range append(layoutSets(t, env), recordSet(t, env)) {
+		if err := c.AddSet(s, nil); err != nil {
+			return err
 		}
+		c.DelSet(s)
 	}
 	return nil
 }
@@ -445,41 +464,34 @@ func encodeRecord(p apiv1.EffectivePolicy) ([]string, error) {
 }
 
 // readRecord reads back, from the inet table c sees, the effective
-// policy last applied to env and the copy of the sets its rules use; buf
-// is noRules when there is no table or no record. env "" reads the record
-// of the table an environment's namespace held before the rules moved to
-// the router (sets without an environment's name).
-func readRecord(c *nftables.Conn, table, env string) (p apiv1.EffectivePolicy, buf int, err error) {
+// policy recorded in the first of the sets called names that exists;
+// found is false when there is no table or no such set.
+func readRecord(c *nftables.Conn, table string, names ...string) (p apiv1.EffectivePolicy, found bool, err error) {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return p, noRules, fmt.Errorf("list tables: %w", err)
+		return p, false, fmt.Errorf("list tables: %w", err)
 	}
 	i := slices.IndexFunc(tables, func(t *nftables.Table) bool { return t.Name == table })
 	if i < 0 {
-		return p, noRules, nil
+		return p, false, nil
 	}
 	var set *nftables.Set
-	buf = noRules
-	for b := range 2 {
-		name := bufferName(recordSetName, b)
-		if env != "" {
-			name = envObject(env, name)
-		}
+	for _, name := range names {
 		s, err := c.GetSetByName(tables[i], name)
 		if err == nil {
-			set, buf = s, b
+			set = s
 			break
 		}
 		if !errors.Is(err, unix.ENOENT) {
-			return p, noRules, fmt.Errorf("read set %s: %w", name, err)
+			return p, false, fmt.Errorf("read set %s: %w", name, err)
 		}
 	}
 	if set == nil {
-		return p, noRules, nil
+		return p, false, nil
 	}
 	elems, err := c.GetSetElements(set)
 	if err != nil {
-		return p, buf, fmt.Errorf("read set %s: %w", set.Name, err)
+		return p, true, fmt.Errorf("read set %s: %w", set.Name, err)
 	}
 	slices.SortFunc(elems, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
 	var enc strings.Builder
@@ -487,7 +499,7 @@ func readRecord(c *nftables.Conn, table, env string) (p apiv1.EffectivePolicy, b
 		enc.WriteString(e.Comment)
 	}
 	p, err = decodeRecord(enc.String())
-	return p, buf, err
+	return p, true, err
 }
 
 func decodeRecord(enc string) (p apiv1.EffectivePolicy, err error) {

@@ -164,10 +164,9 @@ func (rs *ruleset) elementCount() int {
 }
 
 // text renders env's part of the router's inet table in nft's syntax, as
-// `nft list table` would show it with the rules using copy buf of the
-// sets (the other copy left out), after the base chains every
+// `nft list table` would show it, after the base chains every
 // environment shares: for people reading a failure or debugging a host.
-func (rs *ruleset) text(table, env string, buf int) string {
+func (rs *ruleset) text(table, env string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", table)
 	for _, c := range baseChains(names{prefix: table}.bridge()) {
@@ -178,13 +177,13 @@ func (rs *ruleset) text(table, env string, buf int) string {
 		b.WriteString("\t}\n")
 	}
 	for _, s := range setLayout {
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", envObject(env, bufferName(s.name, buf)), s.typeName())
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", envObject(env, s.name), s.typeName())
 		if elems := rs.elementText(s); len(elems) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ",\n\t\t\t     "))
 		}
 		b.WriteString("\t}\n")
 	}
-	sets := layoutSets(&nftables.Table{Name: table}, env, buf)
+	sets := layoutSets(&nftables.Table{Name: table}, env)
 	for _, c := range chainLayout {
 		fmt.Fprintf(&b, "\tchain %s {\n", envObject(env, c.name))
 		for _, r := range c.rules(env, sets) {
