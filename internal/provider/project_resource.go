@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -118,7 +119,8 @@ func (r *ProjectResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 func labelsResourceAttribute(kind string) schema.MapAttribute {
 	return schema.MapAttribute{
 		MarkdownDescription: "Labels of the " + kind + ", as Kubernetes writes them: keys are an optional DNS subdomain prefix and `/`, " +
-			"then a name of up to 63 letters, digits, `-`, `_` or `.`; values are empty or up to 63 such characters. Defaults to `{}`.",
+			"then a name of up to 63 letters, digits, `-`, `_` or `.`; values are empty or up to 63 such characters. " +
+			fmt.Sprintf("At most %d labels, of at most %d bytes of keys and values together. Defaults to `{}`.", apiv1.MaxLabels, apiv1.MaxLabelBytes),
 		ElementType: types.StringType,
 		Optional:    true,
 		Computed:    true,
