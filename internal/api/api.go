@@ -43,11 +43,17 @@ type Options struct {
 	RateBurst int
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role.
 	RoleRateLimits map[string]RateLimit
+	// AnonRateLimit limits unauthenticated requests per client address
+	// (see anonLimiter); a zero PerSecond turns it off.
+	AnonRateLimit RateLimit
 	// Registry receives the API's metrics; /metrics serves it.
 	Registry *prometheus.Registry
 	Now      func() time.Time
 	// MaxWait bounds wait_for's timeout.
 	MaxWait time.Duration
+	// IPAM, when set, lets the effective policy and check flag CIDR
+	// peers that cover other projects' environments.
+	IPAM *reconcile.IPAM
 	// DefaultEnvironmentQuota is the environment quota of a project
 	// created without one; 0 means no limit.
 	DefaultEnvironmentQuota int64
@@ -63,10 +69,14 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	maxWait    time.Duration
+	ipam       *reconcile.IPAM
 	quota      int64
 
 	tokens   *tokenCache
 	limiter  *limiter
+	anon     *anonLimiter
+	denials  *denials
+	health   storeHealth
 	inflight inflight
 	metrics  *metrics
 	handler  http.Handler
@@ -101,12 +111,16 @@ func New(opts Options) *API {
 		log:        opts.Logger,
 		now:        opts.Now,
 		maxWait:    opts.MaxWait,
+		ipam:       opts.IPAM,
 		quota:      opts.DefaultEnvironmentQuota,
 		tokens:     newTokenCache(),
 		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
+		anon:       newAnonLimiter(opts.AnonRateLimit),
+		denials:    newDenials(opts.Store, opts.Audited, opts.Now, opts.Logger),
 		inflight:   inflight{keys: map[string]bool{}},
 		closing:    make(chan struct{}),
 	}
+	a.health.store, _ = opts.Store.(writeProber)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
 	mux := http.NewServeMux()
 	for _, rt := range routes {
@@ -124,6 +138,16 @@ func (a *API) Handler() http.Handler { return a.handler }
 func (a *API) Close() {
 	a.closeOnce.Do(func() { close(a.closing) })
 }
+
+// Drain audits every refused request still counted in memory (closing the
+// open minute's windows) and stops the goroutine that appends them: call
+// it once no request is in flight any more, before the store closes.
+func (a *API) Drain(ctx context.Context) error { return a.denials.stop(ctx) }
+
+// FlushDenials appends every refused request counted so far, closing the
+// open windows as Drain does but carrying on (for tests that read the
+// trail right after refused requests).
+func (a *API) FlushDenials(ctx context.Context) error { return a.denials.flush(ctx) }
 
 // ObserveReconcile records a reconcile pass in the API's metrics.
 func (a *API) ObserveReconcile(outcome string, d time.Duration) {
@@ -182,6 +206,11 @@ func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := a.authorize(r, rt.Perm); err != nil {
 		return err
+	}
+	if rt.Perm.Verb == auth.VerbWrite {
+		if err := a.health.writable(r.Context()); err != nil {
+			return err
+		}
 	}
 	if rt.Idempotent {
 		return a.idempotencyBegin(w, r)

@@ -16,7 +16,10 @@ import (
 // the filters in allowed), rejecting unknown parameters so a typo in a
 // filter never silently lists everything.
 func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values, error) {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return store.ListQuery{}, nil, err
+	}
 	var fe []apiv1.FieldError
 	for k, vs := range q {
 		switch {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 )
 
 // The OpenAPI document is generated from the route table and the apiv1
@@ -38,6 +39,9 @@ func TestOpenAPIDocumentIsCurrent(t *testing.T) {
 }
 
 type obj = map[string]any
+
+// pathParam is a {name} wildcard of a route pattern.
+var pathParam = regexp.MustCompile(`\{(\w+)\}`)
 
 type docGen struct {
 	schemas  obj
@@ -72,7 +76,8 @@ var problemTitles = map[int]string{
 	422: "Idempotency-Key reused with a different request.",
 	429: "Rate limit exceeded; see Retry-After.",
 	500: "Internal error (details are logged, never returned).",
-	503: "Not ready.",
+	503: "Not ready, or the store cannot write for now (read-only or failing disk); see Retry-After.",
+	507: "The server's disk is full: nothing was changed; retry after Retry-After.",
 }
 
 func generateOpenAPI(t *testing.T) []byte {
@@ -130,8 +135,8 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 		op["security"] = []obj{}
 	}
 	var params []obj
-	if strings.Contains(rt.Pattern, "{id}") {
-		params = append(params, obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}})
+	for _, m := range pathParam.FindAllStringSubmatch(rt.Pattern, -1) {
+		params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": obj{"type": "string"}})
 	}
 	for _, q := range d.Query {
 		qd, ok := queryDocs[q]
@@ -173,7 +178,10 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 	responses[strconv.Itoa(d.Status)] = success
 	statuses := append([]int{}, d.Problems...)
 	if !rt.Perm.Public {
-		statuses = append(statuses, 400, 401, 403, 429, 500)
+		statuses = append(statuses, 400, 401, 403, 429, 500, 503)
+	}
+	if rt.Perm.Verb == auth.VerbWrite {
+		statuses = append(statuses, 507)
 	}
 	slices.Sort(statuses)
 	for _, s := range slices.Compact(statuses) {

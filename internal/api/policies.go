@@ -28,7 +28,7 @@ func (a *API) createPolicy(w http.ResponseWriter, r *http.Request) error {
 			return nil, err
 		}
 		if err := tx.CreatePolicy(ctx, p); err != nil {
-			return nil, nameConflict(err, "policy")
+			return nil, nameConflict(ctx, tx, err, "policy", p.ProjectID, p.Name)
 		}
 		bumped, err := policyChanged(ctx, tx, nil, &p)
 		if err != nil {
@@ -98,7 +98,7 @@ func (a *API) patchPolicy(w http.ResponseWriter, r *http.Request) error {
 			}
 			next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, a.now().UTC())
 			if err := tx.UpdatePolicy(ctx, next); err != nil {
-				return nil, nameConflict(err, "policy")
+				return nil, nameConflict(ctx, tx, err, "policy", next.ProjectID, next.Name)
 			}
 			if bumped, err = policyChanged(ctx, tx, &cur, &next); err != nil {
 				return nil, err

@@ -26,7 +26,7 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	setIfPresent(&p.EnvironmentQuota, in.EnvironmentQuota)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		if err := tx.CreateProject(ctx, p); err != nil {
-			return nil, nameConflict(err, "project")
+			return nil, nameConflict(ctx, tx, err, "project", "", p.Name)
 		}
 		return &mutation{
 			status: http.StatusCreated, body: p, generation: p.Generation, location: "/v1/projects/" + p.ID,
@@ -109,7 +109,7 @@ func (a *API) patchProject(w http.ResponseWriter, r *http.Request) error {
 		if !reflect.DeepEqual(cur, next) {
 			next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, a.now().UTC())
 			if err := tx.UpdateProject(ctx, next); err != nil {
-				return nil, nameConflict(err, "project")
+				return nil, nameConflict(ctx, tx, err, "project", "", next.Name)
 			}
 		}
 		// A quota below the usage is allowed (it stops new creates, as
@@ -196,18 +196,6 @@ func revokeProjectTokens(ctx context.Context, tx store.Tx, project string, now t
 }
 
 func ref(kind, id string) apiv1.ResourceRef { return apiv1.ResourceRef{Type: kind, ID: id} }
-
-// nameConflict turns a store conflict into a 409 naming the name field.
-func nameConflict(err error, kind string) error {
-	if errors.Is(err, store.ErrConflict) {
-		msg := "is already taken by another " + kind
-		if kind != "project" {
-			msg += " of this project"
-		}
-		return fieldError(probConflict, "name", msg)
-	}
-	return err
-}
 
 // notFoundOr names the missing object in a 404.
 func notFoundOr(err error, kind, id string) error {

@@ -93,6 +93,8 @@ var routes = []Route{
 		Doc: Doc{OperationID: "metrics", Summary: "Prometheus metrics (text exposition format); needs a token that may read the audit log.", Tag: "operations", Status: 200}},
 	{Method: "GET", Pattern: "/v1/openapi.json", Perm: permProjectRead, handle: (*API).openapi,
 		Doc: Doc{OperationID: "openapi", Summary: "This OpenAPI document.", Tag: "operations", Status: 200}},
+	{Method: "GET", Pattern: "/v1/whoami", Perm: permAnyToken, handle: (*API).whoami,
+		Doc: Doc{OperationID: "whoami", Summary: "The caller's token (id, name, role, project scope, expiry; never its secret) and the server's name and version.", Tag: "operations", Status: 200, Response: apiv1.WhoAmI{}}},
 
 	{Method: "POST", Pattern: "/v1/projects", Perm: permProjectWrite, Idempotent: true, handle: (*API).createProject,
 		Doc: Doc{OperationID: "createProject", Summary: "Create a project.", Tag: "projects", Request: apiv1.ProjectCreate{}, Status: 201, Response: apiv1.Project{}, Problems: []int{409, 415, 413, 422}}},
@@ -146,6 +148,10 @@ var routes = []Route{
 	{Method: "DELETE", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenWrite, ScopeToken), handle: (*API).deleteToken,
 		Doc: Doc{OperationID: "deleteToken", Summary: "Revoke a token: from the next request on, it is refused with 401.", Tag: "tokens", Status: 204, Problems: []int{404, 412}}},
 
+	// Every token may ask about its own keys, and only its own.
+	{Method: "GET", Pattern: "/v1/idempotency-keys/{key}", Perm: permProjectRead, handle: (*API).getIdempotencyKey,
+		Doc: Doc{OperationID: "getIdempotencyKey", Summary: "Whether this token's write with that Idempotency-Key was committed (state committed, with what it did) or is still running (in_progress); 404 when it did nothing, or the key is another token's.", Tag: "idempotency", Status: 200, Response: apiv1.IdempotencyKey{}, Problems: []int{404}}},
+
 	{Method: "GET", Pattern: "/v1/audit-events", Perm: permAuditRead, handle: (*API).listAudit,
 		Doc: Doc{OperationID: "listAuditEvents", Summary: "The audit trail, oldest first.", Tag: "audit", Status: 200, Response: apiv1.List[apiv1.AuditEvent]{}, Query: []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}}},
 
@@ -172,4 +178,6 @@ type LegacyCreated struct {
 
 type health struct {
 	Status string `json:"status"`
+	// Version is the server's, on /healthz.
+	Version string `json:"version,omitempty"`
 }

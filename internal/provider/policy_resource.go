@@ -34,7 +34,7 @@ var (
 
 // PolicyResource manages a network policy.
 type PolicyResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // PolicyModel is a policy's attributes, as the resource and the data
@@ -247,9 +247,12 @@ func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p, err := r.client.Policies().Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "policy", plan.Name.ValueString(), err)
+	policies := r.client.Policies()
+	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "policy", plan.Name.ValueString(),
+		func(ctx context.Context) (*apiv1.Policy, error) {
+			return policies.Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
+		}, policies.Get)
+	if p == nil {
 		return
 	}
 	// Saved before waiting, so a policy whose enforcement times out is
@@ -269,7 +272,7 @@ func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		return
 	}
 	p, err := r.client.Policies().Get(ctx, state.ID.ValueString())
-	if readFailed(ctx, resp, "policy", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "policy", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
 		return
 	}
 	r.save(ctx, p, state.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
