@@ -22,8 +22,8 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		ResourceID: q.Get("resource_id"), Outcome: q.Get("outcome"), RequestID: q.Get("request_id"),
 		Limit: store.DefaultLimit,
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > store.MaxLimit {
 			fe = append(fe, apiv1.FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(store.MaxLimit)})
 		}

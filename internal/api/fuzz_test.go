@@ -470,12 +470,9 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 		if len(vs) > 1 {
 			return nil, "repeated parameter " + k
 		}
-		if vs[0] == "" {
-			return nil, "empty parameter " + k
-		}
 	}
-	if s := q.Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err != nil || n < 1 || n > store.MaxLimit {
+	if q.Has("limit") {
+		if n, err := strconv.Atoi(q.Get("limit")); err != nil || n < 1 || n > store.MaxLimit {
 			return nil, "bad limit"
 		}
 	}

@@ -22,8 +22,8 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 	}
 	fe := checkParams(q, allowed)
 	lq := store.ListQuery{Cursor: q.Get("cursor"), ProjectID: q.Get("project_id"), State: q.Get("state"), MaxBytes: apiv1.MaxListPageBytes}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > store.MaxLimit {
 			fe = append(fe, apiv1.FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(store.MaxLimit)})
 		}
@@ -55,8 +55,7 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 }
 
 // checkParams refuses parameters the route does not take, and those given
-// twice or empty: taking one of two values, or reading an empty one as
-// "no filter", would list more than was asked for.
+// twice: taking one of the values would drop the other's filter.
 func checkParams(q url.Values, allowed []string) []apiv1.FieldError {
 	var fe []apiv1.FieldError
 	for k, vs := range q {
@@ -65,8 +64,6 @@ func checkParams(q url.Values, allowed []string) []apiv1.FieldError {
 			fe = append(fe, apiv1.FieldError{Field: k, Message: "is not a query parameter of this route"})
 		case len(vs) > 1:
 			fe = append(fe, apiv1.FieldError{Field: k, Message: "must be given at most once (combine label terms with commas)"})
-		case vs[0] == "":
-			fe = append(fe, apiv1.FieldError{Field: k, Message: "must not be empty: leave the parameter out instead"})
 		}
 	}
 	return fe
