@@ -1,11 +1,12 @@
 // Command isolationd is the environment-isolation control plane.
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
-//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
+//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
 //	                 [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+//	isolationd version
 package main
 
 import (
@@ -22,13 +23,16 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
 
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
 func main() {
@@ -41,6 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
 		return verify(args[2:], stdout, stderr)
+	case len(args) == 1 && args[0] == "version":
+		fmt.Fprintln(stdout, "isolationd", version.String())
+		return 0
 	}
 	fmt.Fprintln(stderr, usage)
 	return 2
@@ -54,6 +61,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
+	quarantine := fs.Duration("address-quarantine", reconcile.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
 	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
 	auditKey := fs.String("audit-hmac-key-file", "", "key the audit chain: seal events with HMAC-SHA256 under the key in FILE (at least 32 bytes; openssl rand -hex 32 > FILE)")
@@ -67,11 +75,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	quota := fs.Int64("default-environment-quota", 0, "environment quota of projects created without one (0: no limit); admins change a project's with environment_quota")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *dataDir == "" {
 		fmt.Fprintln(stderr, "isolationd serve: --data-dir is required")
+		return 2
+	}
+	if *quarantine <= 0 {
+		fmt.Fprintf(stderr, "isolationd serve: --address-quarantine %s: must be positive: an address handed out again at once lets the next environment through rules written for the last\n", *quarantine)
 		return 2
 	}
 	var level slog.Level
@@ -91,9 +104,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
-		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
+		DefaultEnvironmentQuota: *quota,
 	}
 	if *auditKey != "" {
 		if cfg.AuditKey, err = audit.ReadKeyFile(*auditKey); err != nil {

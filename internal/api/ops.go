@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
 
 // OpenAPI is the API's OpenAPI 3.1 document, kept in the repository.
@@ -17,7 +18,7 @@ import (
 var OpenAPI []byte
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, health{Status: "ok"})
+	writeJSON(w, http.StatusOK, health{Status: "ok", Version: version.String()})
 	return nil
 }
 

@@ -46,7 +46,12 @@ func (a *API) parseWait(r *http.Request) ([]string, time.Duration, error) {
 	if s := q.Get("timeout"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
+			// Whole seconds, bounded before multiplying: a huge count must
+			// not wrap around to a duration in range.
 			n, nerr := strconv.Atoi(s)
+			if nerr == nil && n > int(a.maxWait/time.Second) {
+				n = -1
+			}
 			d, err = time.Duration(n)*time.Second, nerr
 		}
 		if err != nil || d < 0 || d > a.maxWait {

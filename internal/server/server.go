@@ -85,9 +85,17 @@ type Config struct {
 	// AuditSink, when set, is the JSON-lines audit log instead of AuditLog
 	// (audit.OpenSink, which lets the log resume after its last line).
 	AuditSink *audit.Sink
-	// Now is the API's clock (token expiry, timestamps); nil is time.Now.
-	// Tests move it instead of sleeping.
+	// AddressQuarantine is how long a freed environment address is kept
+	// from new environments (--address-quarantine); 0 means
+	// reconcile.DefaultQuarantine (24 h).
+	AddressQuarantine time.Duration
+	// Now is the clock of the reconciler and the API (TTLs, address
+	// quarantine); nil means time.Now. Tests move a fake one.
 	Now func() time.Time
+	// DefaultEnvironmentQuota is the environment quota of projects created
+	// without one (0: no limit); it is stored on each project, so changing
+	// it later leaves existing projects as they are.
+	DefaultEnvironmentQuota int64
 }
 
 // Server is a running isolationd.
@@ -126,6 +134,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
 	}
+	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
+		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
+	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
 		return nil, err
@@ -149,7 +160,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	ipam, err := reconcile.NewIPAM(cfg.AddressPool)
+	if cfg.AddressQuarantine == 0 {
+		cfg.AddressQuarantine = reconcile.DefaultQuarantine
+	}
+	ipam, err := reconcile.NewIPAM(cfg.AddressPool, cfg.AddressQuarantine)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -190,13 +204,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	hub := reconcile.NewHub()
 	s.reconciler = reconcile.New(reconcile.Options{
-		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited,
+		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited, Now: cfg.Now,
 		Observe: func(outcome string, d time.Duration) { s.api.ObserveReconcile(outcome, d) },
 	})
 	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
+		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: prometheus.NewRegistry(), Now: cfg.Now,
+		Registry: prometheus.NewRegistry(), DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
 	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
 	if err := s.reconciler.Start(ctx); err != nil {
@@ -223,7 +237,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -302,7 +316,10 @@ func newDriver(cfg Config, ipam *reconcile.IPAM, pool6 netip.Prefix) (enforce.Dr
 			return nil, fmt.Errorf("server: the netns driver needs an IPv4 address pool, not %s", pool)
 		}
 		// The first host address is the gateway on the driver's bridge.
-		ipam.Reserve("gateway", pool.Addr().Next().String())
+		ipam.Exclude(pool.Addr().Next())
+		if pool6.IsValid() {
+			ipam.SetCompanionPool(pool6)
+		}
 		d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: pool, Pool6: pool6, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("server: netns driver: %w", err)
