@@ -179,6 +179,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.store.WriteErr(); err != nil {
+		s.log.Warn("the data volume is full: serving reads, refusing changes (507) until space is freed", "error", err.Error())
+	}
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
