@@ -271,6 +271,7 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 	start := time.Now()
 	gaveUp := &GaveUpError{Method: req.method, Path: req.path, IdempotencyKey: key, RequestID: requestID}
 	for attempt := 0; ; attempt++ {
+		log.Debug("performing request", "method", req.method, "url", u.Redacted(), "request_id", requestID, "attempt", attempt+1)
 		a := c.attempt(ctx, req.method, u.String(), h, payload, perAttempt)
 		gaveUp.Attempts++
 		gaveUp.Unanswered = gaveUp.Unanswered || a.unanswered
