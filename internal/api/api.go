@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -47,6 +48,12 @@ type Options struct {
 	Now      func() time.Time
 	// MaxWait bounds wait_for's timeout.
 	MaxWait time.Duration
+	// IPAM, when set, lets the effective policy and check flag CIDR
+	// peers that cover other projects' environments.
+	IPAM *reconcile.IPAM
+	// DefaultEnvironmentQuota is the environment quota of a project
+	// created without one; 0 means no limit.
+	DefaultEnvironmentQuota int64
 }
 
 // API serves isolationd's HTTP API.
@@ -59,6 +66,8 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	maxWait    time.Duration
+	ipam       *reconcile.IPAM
+	quota      int64
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -96,6 +105,8 @@ func New(opts Options) *API {
 		log:        opts.Logger,
 		now:        opts.Now,
 		maxWait:    opts.MaxWait,
+		ipam:       opts.IPAM,
+		quota:      opts.DefaultEnvironmentQuota,
 		tokens:     newTokenCache(),
 		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
 		inflight:   inflight{keys: map[string]bool{}},
@@ -136,6 +147,9 @@ func (a *API) route(rt Route) http.Handler {
 		info.route = label
 		err := a.guard(rt, w, r)
 		if err == nil {
+			err = checkQuery(r)
+		}
+		if err == nil {
 			err = rt.handle(a, w, r)
 		}
 		if info.idem != nil && info.idem.flight != "" {
@@ -145,6 +159,16 @@ func (a *API) route(rt Route) http.Handler {
 			writeProblem(w, r, err)
 		}
 	})
+}
+
+// checkQuery refuses a query string that does not parse: r.URL.Query()
+// drops what it cannot parse (a ';' separator, a bad escape), and with it
+// a filter, so a list would answer more than was asked for.
+func checkQuery(r *http.Request) error {
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		return newError(probMalformed, "the query string does not parse (%s): separate parameters with '&' and percent-encode reserved characters", err.Error())
+	}
+	return nil
 }
 
 // errHandled tells route that the response has been written already (a

@@ -13,7 +13,10 @@ import (
 var auditFilters = []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}
 
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	var fe []apiv1.FieldError
 	for k := range q {
 		if !slices.Contains(auditFilters, k) {

@@ -123,6 +123,7 @@ var authzRules = map[string]authzRule{
 	"GET /v1/idempotency-keys/{key}": {need: apiv1.RoleViewer, own: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/idempotency-keys/"+f.adminKey, nil)
 	}},
+	"GET /v1/whoami":       {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/whoami")},
 	"GET /v1/audit-events": {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events?limit=5")},
 	"GET /v1/projects":     {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/projects")},
 	"GET /v1/environments": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/environments")},

@@ -38,6 +38,15 @@ type harness struct {
 
 func newHarness(t *testing.T, mods ...func(*server.Config)) *harness {
 	t.Helper()
+	h := startHarness(t, mods...)
+	h.t = t
+	return h
+}
+
+// startHarness starts the server for t, a test or a fuzz target (which
+// sets h.t to each input's test before using h).
+func startHarness(t testing.TB, mods ...func(*server.Config)) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir}
 	for _, m := range mods {
@@ -47,7 +56,7 @@ func newHarness(t *testing.T, mods ...func(*server.Config)) *harness {
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
-	h := &harness{t: t, srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: dir, client: &http.Client{Timeout: time.Minute}}
+	h := &harness{srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: dir, client: &http.Client{Timeout: time.Minute}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -59,7 +68,7 @@ func newHarness(t *testing.T, mods ...func(*server.Config)) *harness {
 	return h
 }
 
-func verifyAuditChain(t *testing.T, path string) {
+func verifyAuditChain(t testing.TB, path string) {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), path)
 	if err != nil {

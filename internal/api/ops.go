@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
 
 // OpenAPI is the API's OpenAPI 3.1 document, kept in the repository.
@@ -13,7 +14,7 @@ import (
 var OpenAPI []byte
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, health{Status: "ok"})
+	writeJSON(w, http.StatusOK, health{Status: "ok", Version: version.String()})
 	return nil
 }
 

@@ -37,6 +37,7 @@ var (
 	probTooLarge     = problemKind{"body-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
 	probMediaType    = problemKind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
 	probIdemMismatch = problemKind{"idempotency-mismatch", "Idempotency-Key reused with another request", http.StatusUnprocessableEntity}
+	probLimit        = problemKind{"limit-exceeded", "Limit exceeded", http.StatusConflict}
 	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	probInternal     = problemKind{"internal", "Internal server error", http.StatusInternalServerError}
 	probUnavailable  = problemKind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}

@@ -29,7 +29,7 @@ func NewProjectResource() resource.Resource { return &ProjectResource{} }
 
 // ProjectResource manages a project.
 type ProjectResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // projectModel is isolation_project's state. The data source shares it.
@@ -121,7 +121,7 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 		Labels:      labelsFromValue(ctx, plan.Labels, &resp.Diagnostics),
 	}
 	projects := r.client.Projects()
-	p := createOrRecover(ctx, r.client, &resp.Diagnostics, "project", body.Name,
+	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "project", body.Name,
 		func(ctx context.Context) (*apiv1.Project, error) { return projects.Create(ctx, body) }, projects.Get)
 	if p == nil {
 		return
@@ -141,7 +141,7 @@ func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, re
 		return
 	}
 	p, err := r.client.Projects().Get(ctx, state.ID.ValueString())
-	if readFailed(ctx, resp, "project", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "project", state.ID.ValueString(), state.ID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(p)

@@ -32,7 +32,7 @@ func NewTokenResource() resource.Resource { return &TokenResource{} }
 
 // TokenResource manages an API token.
 type TokenResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // tokenModel is isolation_token's state.
@@ -182,7 +182,7 @@ func (r *TokenResource) Create(ctx context.Context, req resource.CreateRequest, 
 		in.ExpiresAt = &exp
 	}
 	tokens := r.client.Tokens()
-	t := createOrRecover(ctx, r.client, &resp.Diagnostics, "token", in.Name,
+	t := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "token", in.Name,
 		func(ctx context.Context) (*apiv1.TokenCreated, error) { return tokens.Create(ctx, in) }, tokenCreated(tokens.Get))
 	if t == nil {
 		return
@@ -218,7 +218,7 @@ func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp
 	}
 	t, err := r.client.Tokens().Get(ctx, state.ID.ValueString())
 	// Revoked or deleted outside Terraform: the secret is dead too.
-	if readFailed(ctx, resp, "token", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "token", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(t)

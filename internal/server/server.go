@@ -71,6 +71,23 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// AuditKey, when set, keys the audit chain: events are sealed with
+	// HMAC-SHA256 under it. A keyed chain only starts with its key.
+	AuditKey *audit.Key
+	// AuditSink, when set, is the JSON-lines audit log instead of AuditLog
+	// (audit.OpenSink, which lets the log resume after its last line).
+	AuditSink *audit.Sink
+	// AddressQuarantine is how long a freed environment address is kept
+	// from new environments (--address-quarantine); 0 means
+	// reconcile.DefaultQuarantine (24 h).
+	AddressQuarantine time.Duration
+	// Now is the clock of the reconciler and the API (TTLs, address
+	// quarantine); nil means time.Now. Tests move a fake one.
+	Now func() time.Time
+	// DefaultEnvironmentQuota is the environment quota of projects created
+	// without one (0: no limit); it is stored on each project, so changing
+	// it later leaves existing projects as they are.
+	DefaultEnvironmentQuota int64
 }
 
 // Server is a running isolationd.
@@ -109,6 +126,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
 	}
+	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
+		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
+	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
 		return nil, err
@@ -132,7 +152,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	ipam, err := reconcile.NewIPAM(cfg.AddressPool)
+	if cfg.AddressQuarantine == 0 {
+		cfg.AddressQuarantine = reconcile.DefaultQuarantine
+	}
+	ipam, err := reconcile.NewIPAM(cfg.AddressPool, cfg.AddressQuarantine)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -145,16 +168,22 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.store.Close() })
+	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.AuditKey != nil {
+		s.log.Info("audit chain keyed: events are sealed with HMAC-SHA256", "key_id", cfg.AuditKey.ID())
+	}
 
-	var sink *audit.Sink
-	if cfg.AuditLog != nil {
-		sink = audit.NewSink(cfg.AuditLog)
+	trail, err := s.openAuditTrail(ctx)
+	if err != nil {
+		return nil, err
 	}
 	audited := func(ev apiv1.AuditEvent) {
-		if sink == nil {
+		if trail == nil {
 			return
 		}
-		if err := sink.Write(ev); err != nil {
+		if err := trail.Write(context.Background(), ev); err != nil {
 			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
 		}
 	}
@@ -164,12 +193,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	hub := reconcile.NewHub()
 	s.reconciler = reconcile.New(reconcile.Options{
-		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited,
+		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited, Now: cfg.Now,
 		Observe: func(outcome string, d time.Duration) { s.api.ObserveReconcile(outcome, d) },
 	})
 	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
+		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
+		DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
@@ -195,7 +225,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -274,7 +304,10 @@ func newDriver(cfg Config, ipam *reconcile.IPAM, pool6 netip.Prefix) (enforce.Dr
 			return nil, fmt.Errorf("server: the netns driver needs an IPv4 address pool, not %s", pool)
 		}
 		// The first host address is the gateway on the driver's bridge.
-		ipam.Reserve("gateway", pool.Addr().Next().String())
+		ipam.Exclude(pool.Addr().Next())
+		if pool6.IsValid() {
+			ipam.SetCompanionPool(pool6)
+		}
 		d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: pool, Pool6: pool6, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("server: netns driver: %w", err)
@@ -331,6 +364,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// openAuditTrail puts the JSON-lines sink (AuditSink, or AuditLog) in
+// step with the store's chain, nil when there is none. A file sink goes
+// on after its last line, catching up with the events a crash kept from
+// it; a new file, or stdout, starts at the chain's head. A file whose last
+// line is not the store's event of that seq belongs to another database.
+func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
+	sink := s.cfg.AuditSink
+	if sink == nil && s.cfg.AuditLog != nil {
+		sink = audit.NewSink(s.cfg.AuditLog)
+	}
+	if sink == nil {
+		return nil, nil
+	}
+	var head int64
+	if last, err := s.store.LastAudit(ctx); err == nil {
+		head = last.Seq
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	after := head
+	if seq, hash, ok := sink.Last(); ok {
+		evs, _, err := s.store.ListAudit(ctx, store.AuditQuery{AfterSeq: seq - 1, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("server: audit log: %w", err)
+		}
+		if len(evs) == 0 || evs[0].Seq != seq || evs[0].Hash != hash {
+			return nil, fmt.Errorf("server: the audit log ends at seq %d, which the database's audit chain (ending at seq %d) does not hold: "+
+				"the log belongs to another database; give a new --audit-log file", seq, head)
+		}
+		after = seq
+	}
+	trail := audit.NewInOrder(sink, store.AuditPager(s.store), after)
+	if err := trail.CatchUp(ctx); err != nil {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	return trail, nil
+}
+
 // ensureAdminToken makes the bootstrap secret (from the config, the token
 // file, or freshly generated) an admin token in the store, revoking a
 // previous bootstrap secret that differs. Only its hash is stored.
@@ -357,6 +428,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 	if len(secret) < 16 {
 		return errors.New("server: the bootstrap token must be at least 16 characters")
 	}
+	if !auth.ValidSecret(secret) {
+		// A bearer token is taken exactly, so this one could never be sent.
+		return errors.New("server: the bootstrap token must be visible ASCII characters, without spaces")
+	}
 	s.token = secret
 	hash := auth.HashSecret(secret)
 	var events []apiv1.AuditEvent
@@ -368,12 +443,17 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 			return err
 		}
 		now := time.Now().UTC()
-		tokens, _, err := tx.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit})
-		if err != nil {
-			return err
-		}
-		for _, t := range tokens {
-			if t.Name == BootstrapTokenName && t.RevokedAt == nil {
+		// Every page: a secret rotated away must not stay valid because
+		// its token sorts after the first thousand.
+		for q := (store.ListQuery{Limit: store.MaxLimit}); ; {
+			tokens, next, err := tx.ListTokens(ctx, q)
+			if err != nil {
+				return err
+			}
+			for _, t := range tokens {
+				if t.Name != BootstrapTokenName || t.RevokedAt != nil {
+					continue
+				}
 				t.RevokedAt = &now
 				if err := tx.UpdateToken(ctx, t); err != nil {
 					return err
@@ -384,6 +464,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 				}
 				events = append(events, ev)
 			}
+			if next == "" {
+				break
+			}
+			q.Cursor = next
 		}
 		t := store.TokenRecord{
 			Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
 
 // SQLite is the embedded store: one SQLite file in WAL mode, read through
@@ -43,6 +45,9 @@ type SQLite struct {
 	done   chan struct{}
 
 	commits, updates atomic.Int64
+
+	// auditKey seals the audit events appended (UseAuditKey); nil: SHA-256.
+	auditKey atomic.Pointer[audit.Key]
 
 	// envs caches environments' stored JSON for GetEnvironment; touched
 	// lists the environments the batch in progress wrote (writer
@@ -84,6 +89,9 @@ const dsnCommon = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 // brings its schema up to date.
 func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	if err := ownerOnly(path); err != nil {
 		return nil, err
 	}
 	wdb, err := sql.Open("sqlite", path+dsnCommon+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)")
@@ -142,6 +150,25 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 func checkPath(path string) error {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return fmt.Errorf("store: invalid database path %q: must be non-empty without '?' or '#'", path)
+	}
+	return nil
+}
+
+// ownerOnly makes the database file, and its WAL and shared-memory files
+// when they exist, readable by the owner only: they hold token hashes and
+// the audit trail. SQLite gives the WAL and SHM files it creates the mode
+// of the database file, so creating that one 0600 covers them too; a file
+// an older version made 0644 is tightened.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("store: open %s: %w", path, err)
+		}
 	}
 	return nil
 }
@@ -333,7 +360,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 		r.res = writeResult{err: err}
 		return err
 	}
-	t := &sqliteTx{touched: &s.touched}
+	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
 	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
@@ -372,6 +399,7 @@ type sqliteTx struct {
 	reader
 	done    atomic.Bool
 	touched *[]string
+	key     *audit.Key // seals AppendAudit's events; nil for SHA-256
 }
 
 // touch records that the transaction writes environment id.
