@@ -13,7 +13,10 @@ import (
 var auditFilters = []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}
 
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
 	var fe []apiv1.FieldError
 	for k := range q {
 		if !slices.Contains(auditFilters, k) {
@@ -51,6 +54,11 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if fe != nil {
 		return validationError(fe)
+	}
+	// Refusals are appended by the aggregator: let the ones answered
+	// before this request land first, so a reader sees what it follows.
+	if err := a.denials.sync(r.Context()); err != nil {
+		return err
 	}
 	items, next, err := a.store.ListAudit(r.Context(), aq)
 	if err != nil {

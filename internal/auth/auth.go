@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -35,14 +36,31 @@ func HashSecret(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// BearerToken extracts the secret of an "Authorization: Bearer" header.
+// BearerToken extracts the secret of an "Authorization: Bearer" header,
+// taken exactly: the scheme (in any case), one ASCII space, and a secret
+// of visible ASCII characters. Nothing is trimmed, so a secret with
+// whitespace around it (a Unicode space or a second ASCII one) is refused
+// rather than quietly mended.
 func BearerToken(header string) (string, bool) {
 	scheme, secret, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !ValidSecret(secret) {
 		return "", false
 	}
-	secret = strings.TrimSpace(secret)
-	return secret, secret != ""
+	return secret, true
+}
+
+// ValidSecret reports whether s can be sent as a bearer token: not empty,
+// and only visible ASCII (no spaces, controls or other Unicode).
+func ValidSecret(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Roles lists every role, most powerful first.
@@ -54,6 +72,9 @@ type Principal struct {
 	Name      string
 	Role      string
 	ProjectID string // set for project-scoped roles (editor, viewer)
+	// ExpiresAt is when the token stops working, nil when it never does:
+	// long requests (wait_for, watch) end then.
+	ExpiresAt *time.Time
 }
 
 // Actor is the principal as audit events record it.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -104,10 +105,11 @@ func assertRoundTrips(t *testing.T, norm apiv1.PolicySpec) {
 	}
 }
 
-// fuzzEnvironments makes an environment the spec selects, and for every
-// peer selector an environment of the same project it matches, one being
-// deleted and one of another project, each with its own address.
-func fuzzEnvironments(spec apiv1.PolicySpec) (apiv1.Environment, []apiv1.Environment) {
+// fuzzEnvironments makes an environment the first spec selects, and for
+// every peer selector of every spec an environment of the same project it
+// matches, one being deleted and one of another project, each with its own
+// address.
+func fuzzEnvironments(specs ...apiv1.PolicySpec) (apiv1.Environment, []apiv1.Environment) {
 	mk := func(i int, project string, l map[string]string) apiv1.Environment {
 		addr := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}).String()
 		if i%2 == 1 {
@@ -119,21 +121,16 @@ func fuzzEnvironments(spec apiv1.PolicySpec) (apiv1.Environment, []apiv1.Environ
 		return apiv1.Environment{ID: "e" + strconv.Itoa(i), ProjectID: project, Name: "n" + strconv.Itoa(i),
 			Labels: apiv1.NormalizeLabels(l), State: apiv1.StateReady, Enforcement: apiv1.Enforcement{Address: addr}}
 	}
-	target := mk(0, "p1", spec.EnvironmentSelector.MatchLabels)
+	target := mk(0, "p1", specs[0].EnvironmentSelector.MatchLabels)
 	target.Labels["fuzz-target"] = "yes"
 	envs := []apiv1.Environment{target, mk(1, "p1", nil)}
 	var sels []map[string]string
-	for _, r := range spec.Ingress {
-		for _, p := range r.From {
-			if p.EnvironmentSelector != nil {
-				sels = append(sels, p.EnvironmentSelector.MatchLabels)
-			}
-		}
-	}
-	for _, r := range spec.Egress {
-		for _, p := range r.To {
-			if p.EnvironmentSelector != nil {
-				sels = append(sels, p.EnvironmentSelector.MatchLabels)
+	for _, spec := range specs {
+		for _, peers := range allPeers(spec) {
+			for _, p := range peers {
+				if p.EnvironmentSelector != nil {
+					sels = append(sels, p.EnvironmentSelector.MatchLabels)
+				}
 			}
 		}
 	}
@@ -341,4 +338,92 @@ func refContains(prefix string, a netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// FuzzEvaluateChecks merges several policies, some of another project or
+// not selecting the environment, and answers a check request whose fields
+// are arbitrary (unknown directions and protocols, zoned, mapped and
+// malformed addresses, ports out of range): the answer, compiled once or
+// evaluated per call, is the reference's, which walks the policies in
+// name-then-id order and their rules straight from the specs.
+//
+//	go test ./internal/policy/ -run '^$' -fuzz FuzzEvaluateChecks -fuzztime 20s
+func FuzzEvaluateChecks(f *testing.F) {
+	for _, s := range []struct {
+		specs, direction, protocol, address string
+		port                                int
+	}{
+		{`[{"name":"b","policy_types":["ingress"],"ingress":[{"from":[{"cidr":"198.18.0.0/15"}],"ports":[{"port":443}]}]},
+		   {"name":"a","policy_types":["ingress"],"ingress":[{"ports":[{"port":443}]}]}]`, "ingress", "", "198.18.0.5", 443},
+		{`[{"name":"a","policy_types":["egress"],"egress":[{"to":[{"environment_selector":{"match_labels":{"tier":"db"}}}]}]},
+		   {"name":"a","policy_types":["egress"],"egress":[{"to":[{"cidr":"0.0.0.0/0","except":["198.18.0.0/16"]}],"ports":[{"protocol":"udp"}]}]}]`,
+			"egress", "udp", "::ffff:198.18.0.2", 53},
+		{`[{"name":"v6","environment_selector":{"match_labels":{"app":"x"}},"policy_types":["ingress","egress"],
+		   "ingress":[{"from":[{"cidr":"2001:db8::/32"}],"ports":[{"protocol":"tcp","port":1000,"end_port":2000}]}],"egress":[{}]},
+		   {"name":"other","policy_types":["ingress"],"ingress":[{}]},{"name":"third","policy_types":["ingress"],"ingress":[{}]}]`,
+			"ingress", "tcp", "2001:db8::3%eth0", 1500},
+		{`[{"name":"icmp","policy_types":["ingress"],"ingress":[{"ports":[{"protocol":"icmp"}]}]}]`, "ingress", "icmp", "10.0.0.1", -1},
+		{`[{"name":"p","policy_types":["egress"],"egress":[{"ports":[{"port":80}]}]}]`, "Egress", "TCP", "junk", 65536},
+	} {
+		f.Add([]byte(s.specs), s.direction, s.protocol, s.address, s.port)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, direction, protocol, address string, port int) {
+		var specs []apiv1.PolicySpec
+		if json.Unmarshal(data, &specs) != nil {
+			return
+		}
+		var valid []apiv1.PolicySpec
+		var policies []apiv1.Policy
+		for i, spec := range specs[:min(len(specs), 4)] {
+			if spec.Validate() != nil {
+				continue
+			}
+			project := "p1"
+			if i == 2 {
+				project = "p2" // another project's policy never applies
+			}
+			valid = append(valid, spec)
+			policies = append(policies, apiv1.Policy{ID: "fz" + strconv.Itoa(i), ProjectID: project, PolicySpec: spec.Normalize()})
+		}
+		if len(valid) == 0 {
+			return
+		}
+		target, envs := fuzzEnvironments(valid...)
+		eff := Effective(target, policies, envs)
+		req := apiv1.CheckRequest{Direction: direction, Protocol: protocol, Address: address, Port: port}
+		got := Compile(eff).Check(req)
+		if diff := cmp.Diff(got, Evaluate(eff, req)); diff != "" {
+			t.Fatalf("Evaluate and a compiled Ruleset disagree on %+v:\n%s", req, diff)
+		}
+		if diff := cmp.Diff(referenceCheck(policies, target, envs, req), got); diff != "" {
+			t.Fatalf("check %+v disagrees with the reference (-want +got):\n%s\neffective: %+v", req, diff, eff)
+		}
+	})
+}
+
+// referenceCheck answers req over every policy that applies to target:
+// the first rule that allows it, policies taken by name, then id.
+func referenceCheck(policies []apiv1.Policy, target apiv1.Environment, envs []apiv1.Environment, req apiv1.CheckRequest) apiv1.CheckResult {
+	ordered := slices.Clone(policies)
+	slices.SortFunc(ordered, func(a, b apiv1.Policy) int {
+		if a.Name != b.Name {
+			return strings.Compare(a.Name, b.Name)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, p := range ordered {
+		applies := p.ProjectID == target.ProjectID
+		for k, v := range p.EnvironmentSelector.MatchLabels {
+			if got, ok := target.Labels[k]; !ok || got != v {
+				applies = false
+			}
+		}
+		if !applies {
+			continue
+		}
+		if i := referenceMatch(p.PolicySpec, target, envs, req); i >= 0 {
+			return apiv1.CheckResult{Allowed: true, Matched: &apiv1.Match{PolicyID: p.ID, PolicyName: p.Name, Direction: req.Direction, RuleIndex: i}}
+		}
+	}
+	return apiv1.CheckResult{}
 }

@@ -232,9 +232,10 @@ func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateReq
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	env, err := r.client.Environments().Create(ctx, body)
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "environment", body.Name, err)
+	envs := r.client.Environments()
+	env := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "environment", body.Name,
+		func(ctx context.Context) (*apiv1.Environment, error) { return envs.Create(ctx, body) }, envs.Get)
+	if env == nil {
 		return
 	}
 	// Saved before waiting: an environment that then fails or times out

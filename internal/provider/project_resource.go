@@ -115,13 +115,15 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.client.Projects().Create(ctx, apiv1.ProjectCreate{
+	body := apiv1.ProjectCreate{
 		Name:        plan.Name.ValueString(),
 		Description: plan.Description.ValueString(),
 		Labels:      labelsFromValue(ctx, plan.Labels, &resp.Diagnostics),
-	})
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "project", plan.Name.ValueString(), err)
+	}
+	projects := r.client.Projects()
+	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "project", body.Name,
+		func(ctx context.Context) (*apiv1.Project, error) { return projects.Create(ctx, body) }, projects.Get)
+	if p == nil {
 		return
 	}
 	plan.fromAPI(p)

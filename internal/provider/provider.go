@@ -96,9 +96,10 @@ func (p *IsolationProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 				Optional:            true,
 			},
 			"max_retries": schema.Int64Attribute{
-				MarkdownDescription: fmt.Sprintf("How many times a request that failed with 429, a 5xx or a connection error is retried, "+
-					"with exponential backoff honouring `Retry-After`. `0` disables retries. Defaults to `%d`. May also be set with `%s`.",
-					client.DefaultMaxRetries, EnvMaxRetries),
+				MarkdownDescription: fmt.Sprintf("Caps how many times a request that failed with 429, a 5xx, a connection error or a lost answer is retried. "+
+					"Unset, retries are bounded by time only: they go on, with capped exponential backoff and jitter honouring `Retry-After`, "+
+					"until the operation's deadline (the resource's `timeouts`, or `request_timeout` for a read). "+
+					"`0` disables retries. May also be set with `%s`.", EnvMaxRetries),
 				Optional: true,
 			},
 			"request_timeout": schema.StringAttribute{
@@ -246,7 +247,7 @@ func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (clien
 		out.Insecure = b
 	}
 
-	out.MaxRetries = client.DefaultMaxRetries
+	// Unset (0 in client.Config): bounded by the operation's deadline only.
 	if !cfg.MaxRetries.IsNull() {
 		out.MaxRetries = int(cfg.MaxRetries.ValueInt64())
 	} else if v := getenv(EnvMaxRetries); v != "" {
@@ -259,8 +260,8 @@ func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (clien
 	if out.MaxRetries < 0 || out.MaxRetries > maxMaxRetries {
 		bad("max_retries", EnvMaxRetries, "max_retries must be a whole number between 0 and %d.", maxMaxRetries)
 	}
-	if out.MaxRetries == 0 {
-		out.MaxRetries = -1 // client.Config: negative disables retries, 0 means the default
+	if out.MaxRetries == 0 && (!cfg.MaxRetries.IsNull() || getenv(EnvMaxRetries) != "") {
+		out.MaxRetries = -1 // client.Config: negative disables retries, 0 means no cap
 	}
 
 	timeout := stringSetting(cfg.RequestTimeout, getenv(EnvRequestTimeout))
