@@ -8,7 +8,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -179,7 +178,9 @@ func (a *API) route(rt Route) http.Handler {
 		info.route = label
 		err := a.guard(rt, w, r)
 		if err == nil {
-			err = checkQuery(r)
+			// Every route, so that none reads a query string that
+			// does not parse, whether or not it takes parameters.
+			_, err = query(r)
 		}
 		if err == nil {
 			err = rt.handle(a, w, r)
@@ -191,16 +192,6 @@ func (a *API) route(rt Route) http.Handler {
 			writeProblem(w, r, err)
 		}
 	})
-}
-
-// checkQuery refuses a query string that does not parse: r.URL.Query()
-// drops what it cannot parse (a ';' separator, a bad escape), and with it
-// a filter, so a list would answer more than was asked for.
-func checkQuery(r *http.Request) error {
-	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-		return newError(probMalformed, "the query string does not parse (%s): separate parameters with '&' and percent-encode reserved characters", err.Error())
-	}
-	return nil
 }
 
 // errHandled tells route that the response has been written already (a
