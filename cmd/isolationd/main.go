@@ -1,10 +1,12 @@
 // Command isolationd is the environment-isolation control plane.
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
-//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
-//	                 [--rate-limit-role viewer=5,editor=20:40] [--tls-cert F --tls-key F | --insecure-listen]
+//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
+//	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
+//	                 [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
-//	isolationd audit verify --data-dir DIR
+//	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+//	isolationd version
 package main
 
 import (
@@ -20,13 +22,17 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
+	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
 
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
-  isolationd audit verify --data-dir DIR
+  isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
 func main() {
@@ -39,6 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
 		return verify(args[2:], stdout, stderr)
+	case len(args) == 1 && args[0] == "version":
+		fmt.Fprintln(stdout, "isolationd", version.String())
+		return 0
 	}
 	fmt.Fprintln(stderr, usage)
 	return 2
@@ -52,20 +61,30 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
+	quarantine := fs.Duration("address-quarantine", reconcile.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
 	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
+	auditKey := fs.String("audit-hmac-key-file", "", "key the audit chain: seal events with HMAC-SHA256 under the key in FILE (at least 32 bytes; openssl rand -hex 32 > FILE)")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per token (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 0, "burst of the per-token rate limit (default: the rate)")
 	rateRoles := fs.String("rate-limit-role", "", "per-role rate limits replacing --rate-limit for tokens of those roles: role=rate[:burst],... (viewer=5,editor=20:40; 0 lifts the limit)")
+	anonRate := fs.Float64("anon-rate-limit", 5, "requests per second per client address (IPv6: per /64) without a token the server knows; beyond it 429 (0: no limit)")
+	anonBurst := fs.Int("anon-rate-burst", 20, "burst of the unauthenticated rate limit")
+	reserveMiB := fs.Int64("audit-reserve-mib", 4, "MiB of disk held back beside the database and released when the disk fills, so that refused requests are still audited (0: none)")
 	insecure := fs.Bool("insecure-listen", false, "allow plain HTTP on an address that is not loopback (tokens cross the network in clear text)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	quota := fs.Int64("default-environment-quota", 0, "environment quota of projects created without one (0: no limit); admins change a project's with environment_quota")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *dataDir == "" {
 		fmt.Fprintln(stderr, "isolationd serve: --data-dir is required")
+		return 2
+	}
+	if *quarantine <= 0 {
+		fmt.Fprintf(stderr, "isolationd serve: --address-quarantine %s: must be positive: an address handed out again at once lets the next environment through rules written for the last\n", *quarantine)
 		return 2
 	}
 	var level slog.Level
@@ -78,20 +97,35 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isolationd serve: --rate-limit-role: %v\n", err)
 		return 2
 	}
+	if *anonRate < 0 || *anonBurst < 0 || *reserveMiB < 0 {
+		fmt.Fprintln(stderr, "isolationd serve: --anon-rate-limit, --anon-rate-burst and --audit-reserve-mib must be 0 or more")
+		return 2
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
-		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
+		DefaultEnvironmentQuota: *quota,
 	}
-	if *auditLog != "" {
-		w, closeLog, err := openAuditLog(*auditLog, stdout)
-		if err != nil {
+	if *auditKey != "" {
+		if cfg.AuditKey, err = audit.ReadKeyFile(*auditKey); err != nil {
+			fmt.Fprintf(stderr, "isolationd serve: --audit-hmac-key-file: %v\n", err)
+			return 2
+		}
+	}
+	switch *auditLog {
+	case "":
+	case "-":
+		cfg.AuditLog = stdout
+	default:
+		// A file: the sink reads where it stopped, to resume after a crash.
+		if cfg.AuditSink, err = audit.OpenSink(*auditLog); err != nil {
 			fmt.Fprintf(stderr, "isolationd serve: --audit-log: %v\n", err)
 			return 1
 		}
-		defer closeLog()
-		cfg.AuditLog = w
+		defer cfg.AuditSink.Close()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -126,29 +160,25 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// openAuditLog opens the JSON-lines audit log: "-" is stdout, anything
-// else a file appended to (mode 0600: events name actors and sources).
-func openAuditLog(path string, stdout io.Writer) (io.Writer, func(), error) {
-	if path == "-" {
-		return stdout, func() {}, nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, func() { f.Close() }, nil
-}
-
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "isolationd's data directory (required)")
+	keyFile := fs.String("hmac-key-file", "", "the HMAC key the chain was sealed with (serve --audit-hmac-key-file); required for a keyed chain")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *dataDir == "" {
 		fmt.Fprintln(stderr, "isolationd audit verify: --data-dir is required")
 		return 2
+	}
+	var key *audit.Key
+	if *keyFile != "" {
+		var err error
+		if key, err = audit.ReadKeyFile(*keyFile); err != nil {
+			fmt.Fprintf(stderr, "isolationd audit verify: --hmac-key-file: %v\n", err)
+			return 2
+		}
 	}
 	// Read-only: the server may be running on the same file, and verifying
 	// must neither migrate it nor start a second writer next to it.
@@ -159,15 +189,36 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.Close()
-	res, err := store.VerifyAudit(ctx, st)
+	res, err := store.VerifyAuditWithKey(ctx, st, key)
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
 		return 1
 	}
-	if !res.OK() {
+	switch {
+	case !res.OK() && res.Broken.NeedsKey:
+		fmt.Fprintf(stderr, "audit chain is KEYED (HMAC-SHA256, key id %s) and cannot be verified without its key: %d events verified before it; "+
+			"first keyed link: %s; give --hmac-key-file with the key the server was started with\n", res.Broken.KeyID, res.Events, res.Broken.String())
+		return 1
+	case !res.OK():
 		fmt.Fprintf(stderr, "audit chain BROKEN after %d good events: first broken link: %s\n", res.Events, res.Broken.String())
 		return 1
+	case key != nil && !res.Keyed():
+		// Whoever can write the database could have re-sealed it unkeyed.
+		fmt.Fprintf(stderr, "audit chain is NOT KEYED: %d events, none sealed with the key given (key id %s), "+
+			"though a chain once keyed stays keyed: it was never keyed, or was rewritten without the key\n", res.Events, key.ID())
+		return 1
 	}
-	fmt.Fprintf(stdout, "audit chain intact: %d events, last seq %d, last hash %s\n", res.Events, res.LastSeq, res.LastHash)
+	fmt.Fprintf(stdout, "audit chain intact: %d events, last seq %d, last hash %s; %s\n", res.Events, res.LastSeq, res.LastHash, keyedness(res))
 	return 0
+}
+
+// keyedness says how the chain was sealed, for audit verify's report.
+func keyedness(res audit.Result) string {
+	switch {
+	case !res.Keyed():
+		return "not keyed (SHA-256)"
+	case res.FirstKeyedSeq > 1:
+		return fmt.Sprintf("keyed (HMAC-SHA256, key id %s) from seq %d; seq 1 to %d predate the key (SHA-256)", res.KeyID, res.FirstKeyedSeq, res.FirstKeyedSeq-1)
+	}
+	return fmt.Sprintf("keyed (HMAC-SHA256, key id %s)", res.KeyID)
 }

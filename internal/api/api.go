@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -42,11 +43,20 @@ type Options struct {
 	RateBurst int
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role.
 	RoleRateLimits map[string]RateLimit
+	// AnonRateLimit limits unauthenticated requests per client address
+	// (see anonLimiter); a zero PerSecond turns it off.
+	AnonRateLimit RateLimit
 	// Registry receives the API's metrics; /metrics serves it.
 	Registry *prometheus.Registry
 	Now      func() time.Time
 	// MaxWait bounds wait_for's timeout.
 	MaxWait time.Duration
+	// IPAM, when set, lets the effective policy and check flag CIDR
+	// peers that cover other projects' environments.
+	IPAM *reconcile.IPAM
+	// DefaultEnvironmentQuota is the environment quota of a project
+	// created without one; 0 means no limit.
+	DefaultEnvironmentQuota int64
 }
 
 // API serves isolationd's HTTP API.
@@ -59,9 +69,14 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	maxWait    time.Duration
+	ipam       *reconcile.IPAM
+	quota      int64
 
 	tokens   *tokenCache
 	limiter  *limiter
+	anon     *anonLimiter
+	denials  *denials
+	health   storeHealth
 	inflight inflight
 	metrics  *metrics
 	handler  http.Handler
@@ -96,11 +111,16 @@ func New(opts Options) *API {
 		log:        opts.Logger,
 		now:        opts.Now,
 		maxWait:    opts.MaxWait,
+		ipam:       opts.IPAM,
+		quota:      opts.DefaultEnvironmentQuota,
 		tokens:     newTokenCache(),
 		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
+		anon:       newAnonLimiter(opts.AnonRateLimit),
+		denials:    newDenials(opts.Store, opts.Audited, opts.Now, opts.Logger),
 		inflight:   inflight{keys: map[string]bool{}},
 		closing:    make(chan struct{}),
 	}
+	a.health.store, _ = opts.Store.(writeProber)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
 	mux := http.NewServeMux()
 	for _, rt := range routes {
@@ -119,6 +139,16 @@ func (a *API) Close() {
 	a.closeOnce.Do(func() { close(a.closing) })
 }
 
+// Drain audits every refused request still counted in memory (closing the
+// open minute's windows) and stops the goroutine that appends them: call
+// it once no request is in flight any more, before the store closes.
+func (a *API) Drain(ctx context.Context) error { return a.denials.stop(ctx) }
+
+// FlushDenials appends every refused request counted so far, closing the
+// open windows as Drain does but carrying on (for tests that read the
+// trail right after refused requests).
+func (a *API) FlushDenials(ctx context.Context) error { return a.denials.flush(ctx) }
+
 // ObserveReconcile records a reconcile pass in the API's metrics.
 func (a *API) ObserveReconcile(outcome string, d time.Duration) {
 	a.metrics.reconcile.WithLabelValues(outcome).Observe(d.Seconds())
@@ -136,6 +166,9 @@ func (a *API) route(rt Route) http.Handler {
 		info.route = label
 		err := a.guard(rt, w, r)
 		if err == nil {
+			err = checkQuery(r)
+		}
+		if err == nil {
 			err = rt.handle(a, w, r)
 		}
 		if info.idem != nil && info.idem.flight != "" {
@@ -145,6 +178,16 @@ func (a *API) route(rt Route) http.Handler {
 			writeProblem(w, r, err)
 		}
 	})
+}
+
+// checkQuery refuses a query string that does not parse: r.URL.Query()
+// drops what it cannot parse (a ';' separator, a bad escape), and with it
+// a filter, so a list would answer more than was asked for.
+func checkQuery(r *http.Request) error {
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		return newError(probMalformed, "the query string does not parse (%s): separate parameters with '&' and percent-encode reserved characters", err.Error())
+	}
+	return nil
 }
 
 // errHandled tells route that the response has been written already (a
@@ -163,6 +206,11 @@ func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := a.authorize(r, rt.Perm); err != nil {
 		return err
+	}
+	if rt.Perm.Verb == auth.VerbWrite {
+		if err := a.health.writable(r.Context()); err != nil {
+			return err
+		}
 	}
 	if rt.Idempotent {
 		return a.idempotencyBegin(w, r)

@@ -16,6 +16,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
 func TestProjects_CreateReadUpdateDelete(t *testing.T) {
@@ -116,16 +117,48 @@ func TestBadInput_IsRejectedWithAProblemAndChangesNothing(t *testing.T) {
 			if c.status == 401 && r.header.Get("WWW-Authenticate") == "" {
 				t.Errorf("401 without WWW-Authenticate")
 			}
+			// Refusals are audited off the request path: flushing appends
+			// this one's event (alone, its window closed by the last flush).
+			h.flushDenials()
 			after := h.snapshot()
-			if c.status == 401 {
-				// A denial writes exactly one audit event and nothing else.
+			if refusal := h.refusalOf(r); refusal != nil {
+				// A denial (401), or a 404 of an object the authorize step
+				// looked for, writes exactly one audit event and nothing else.
 				before = bumpAuditCount(t, before)
+				if want := refusalWant(c.status); refusal.Action != want || refusal.StatusCode != c.status {
+					t.Errorf("refusal audited as %s %d, want %s %d", refusal.Action, refusal.StatusCode, want, c.status)
+				}
+			} else if c.status == 401 {
+				t.Errorf("the denial is not on the audit trail")
 			}
 			if before != after {
 				t.Errorf("the rejected request changed the store:\nbefore %s\nafter  %s", before, after)
 			}
 		})
 	}
+}
+
+// refusalWant is the action a refused request of that status is audited as.
+func refusalWant(status int) string {
+	if status == http.StatusNotFound {
+		return "request.not_found"
+	}
+	return "auth.denied"
+}
+
+// refusalOf is the audit event of the refused request r answered, nil
+// when it has none.
+func (h *harness) refusalOf(r resp) *apiv1.AuditEvent {
+	h.t.Helper()
+	evs, _, err := h.srv.Store().ListAudit(context.Background(), store.AuditQuery{RequestID: r.header.Get(apiv1.HeaderRequestID), Limit: store.MaxLimit})
+	must(h.t, err)
+	if len(evs) > 1 {
+		h.t.Fatalf("%d audit events for one refused request: %+v", len(evs), evs)
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	return &evs[0]
 }
 
 // bumpAuditCount is a snapshot with one more audit event.
@@ -152,10 +185,13 @@ func TestAuth_EveryRouteButHealthNeedsAToken(t *testing.T) {
 		}
 		r.problem(t, 401, "unauthorized", "")
 	}
+	// Every refusal is audited: the first alone, the others of its minute
+	// (same source, reason and status) counted in one aggregate.
+	h.flushDenials()
 	var evs apiv1.List[apiv1.AuditEvent]
-	h.do("GET", "/v1/audit-events?action=auth.denied&outcome=denied&limit=1000", nil).json(t, 200, &evs)
-	if want := len(api.Routes()) - 2; len(evs.Items) != want {
-		t.Fatalf("%d auth.denied events, want %d", len(evs.Items), want)
+	h.do("GET", "/v1/audit-events?outcome=denied&limit=1000", nil).json(t, 200, &evs)
+	if want, got := len(api.Routes())-2, refusals(evs.Items, "auth.denied"); got[401] != want || len(got) != 1 {
+		t.Fatalf("the audit trail stands for %v denials by status, want %d of 401: %+v", got, want, evs.Items)
 	}
 	if ev := evs.Items[0]; ev.StatusCode != 401 || ev.Source.IP != "127.0.0.1" || ev.Reason == "" || ev.RequestID == "" {
 		t.Fatalf("denial event %+v", ev)

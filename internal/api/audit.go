@@ -55,6 +55,11 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if fe != nil {
 		return validationError(fe)
 	}
+	// Refusals are appended by the aggregator: let the ones answered
+	// before this request land first, so a reader sees what it follows.
+	if err := a.denials.sync(r.Context()); err != nil {
+		return err
+	}
 	items, next, err := a.store.ListAudit(r.Context(), aq)
 	if err != nil {
 		return err

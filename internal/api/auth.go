@@ -1,9 +1,11 @@
 package api
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -20,13 +22,20 @@ import (
 )
 
 // authenticate finds the caller's token by the hash of its secret. Every
-// failure is audited and answered 401 with the same detail-free message,
-// so a caller cannot tell a revoked token from a made-up one.
+// failure is audited and answered 401 saying which it was (no token,
+// unknown, revoked, expired). Only the holder of a token's secret can hash
+// to it, so "revoked" and "expired" tell nothing to anyone else, and the
+// answer never names a token (its id stays in the audit trail).
 func (a *API) authenticate(r *http.Request) error {
 	info := requestInfoFrom(r.Context())
-	secret, ok := auth.BearerToken(r.Header.Get("Authorization"))
-	if !ok {
-		return a.deny(r, http.StatusUnauthorized, "no bearer token")
+	header := r.Header.Get("Authorization")
+	secret, ok := auth.BearerToken(header)
+	switch {
+	case header == "":
+		return a.unauthenticated(r, "no bearer token", "no bearer token: send the header Authorization: Bearer TOKEN")
+	case !ok:
+		return a.unauthenticated(r, "malformed bearer token",
+			"malformed Authorization header: want exactly \"Bearer TOKEN\", one space and the secret with nothing around it")
 	}
 	hash := auth.HashSecret(secret)
 	rec, ok := a.tokens.get(hash)
@@ -35,23 +44,40 @@ func (a *API) authenticate(r *http.Request) error {
 		var err error
 		rec, err = a.store.GetTokenByHash(r.Context(), hash)
 		if errors.Is(err, store.ErrNotFound) {
-			return a.deny(r, http.StatusUnauthorized, "unknown token")
+			return a.unauthenticated(r, "unknown token", "unknown token: isolationd never issued this bearer token")
 		}
 		if err != nil {
 			return err
 		}
 		a.tokens.put(hash, rec, epoch)
 	}
+	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hash)) != 1 {
+		// Never reached by construction; a store that matched loosely must
+		// not tell a stranger about someone else's token.
+		return a.unauthenticated(r, "unknown token", "unknown token: isolationd never issued this bearer token")
+	}
 	switch {
 	case rec.RevokedAt != nil:
 		a.tokens.invalidate(rec.ID)
-		return a.deny(r, http.StatusUnauthorized, "revoked token "+rec.ID)
+		return a.unauthenticated(r, "revoked token "+rec.ID, "token revoked: this bearer token was revoked; use another one")
 	case rec.ExpiresAt != nil && !a.now().Before(*rec.ExpiresAt):
-		return a.deny(r, http.StatusUnauthorized, "expired token "+rec.ID)
+		return a.unauthenticated(r, "expired token "+rec.ID, expiredDetail(*rec.ExpiresAt))
 	}
-	info.principal = &auth.Principal{TokenID: rec.ID, Name: rec.Name, Role: rec.Role, ProjectID: rec.ProjectID}
+	info.principal = &auth.Principal{TokenID: rec.ID, Name: rec.Name, Role: rec.Role, ProjectID: rec.ProjectID, ExpiresAt: rec.ExpiresAt}
 	info.logger = info.logger.With("token_id", rec.ID)
 	return nil
+}
+
+// unauthenticated audits a 401 (reason, for the audit trail) and answers
+// it with detail, which tells the caller what was wrong with its token.
+func (a *API) unauthenticated(r *http.Request, reason, detail string) *Error {
+	e := a.deny(r, http.StatusUnauthorized, reason)
+	e.detail = detail
+	return e
+}
+
+func expiredDetail(at time.Time) string {
+	return "token expired: this bearer token expired at " + at.UTC().Format(time.RFC3339) + "; use another one"
 }
 
 // authorize is the one authorization step: it finds the project the route
@@ -95,6 +121,8 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 		projectID, err = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		// Audited like an out-of-scope 404, so that the two cost the same.
+		a.refused(r, actionNotFound, apiv1.OutcomeFailure, http.StatusNotFound, "no such "+string(perm.Resource))
 		return notFound(string(perm.Resource), id)
 	}
 	if err != nil {
@@ -141,24 +169,19 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 	return notFound(string(perm.Resource), id)
 }
 
-// deny audits a refused request in a transaction of its own and returns
-// the problem to answer with.
+// deny audits a refused request (see denials: the answer does not wait
+// for the store) and returns the problem to answer with.
 func (a *API) deny(r *http.Request, status int, reason string) *Error {
 	info := requestInfoFrom(r.Context())
-	ev := a.event(r, "auth.denied", apiv1.ResourceRef{Type: string(info.perm.Resource), ID: idFromPath(r)}, "", apiv1.OutcomeDenied, status)
-	ev.Reason = reason
-	var stored apiv1.AuditEvent
-	err := a.store.Update(r.Context(), func(tx store.Tx) error {
-		var err error
-		stored, err = tx.AppendAudit(r.Context(), ev)
-		return err
-	})
-	if err != nil {
-		info.logger.Error("audit denied request", "error", err.Error())
-	} else {
-		a.audited(stored)
+	if status == http.StatusUnauthorized {
+		if delay, ok := a.anon.allow(info.source.IP, a.now()); !ok {
+			reason = "rate limit of unauthenticated requests of the address exceeded: " + reason
+			a.refused(r, actionDenied, apiv1.OutcomeDenied, http.StatusTooManyRequests, reason)
+			return newError(probRateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay").
+				withHeader("Retry-After", retryAfter(delay))
+		}
 	}
-	info.logger.Warn("request denied", "status", status, "reason", reason)
+	a.refused(r, actionDenied, apiv1.OutcomeDenied, status, reason)
 	switch status {
 	case http.StatusUnauthorized:
 		return newError(probUnauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN").
@@ -169,6 +192,25 @@ func (a *API) deny(r *http.Request, status int, reason string) *Error {
 		return notFound(string(info.perm.Resource), idFromPath(r))
 	}
 	return newError(probForbidden, "%s", reason)
+}
+
+// refused hands the audit event of a refused request to the aggregator,
+// with every request-derived field cut to MaxFieldBytes.
+func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
+	info := requestInfoFrom(r.Context())
+	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
+	ev.Reason = truncateField(reason)
+	alone := a.denials.record(ev)
+	msg := "request denied"
+	if action == actionNotFound {
+		msg = "object not found"
+	}
+	// Like the trail, the log says it once a window; the rest at debug.
+	level := slog.LevelWarn
+	if !alone {
+		level = slog.LevelDebug
+	}
+	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
 }
 
 func notFound(kind, id string) *Error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"io"
 	"net/http"
 	"strings"
@@ -51,6 +52,10 @@ type authzRule struct {
 	scoped bool
 	// status is the answer when the call is allowed.
 	status int
+	// own: the route answers about the caller's own requests only; the
+	// target is the admin's, so to every other caller it is a 404, as if
+	// it did not exist, and that 404 is not a denial.
+	own bool
 	// target makes what the request acts on (fresh objects for requests
 	// that change or remove them) and returns the request.
 	target func(f *matrixFixtures) matrixRequest
@@ -102,6 +107,9 @@ func (r authzRule) expect(c caller) int {
 	if r.scoped && (c == editorOther || c == viewerOther) {
 		return http.StatusNotFound
 	}
+	if r.own && c != admin {
+		return http.StatusNotFound
+	}
 	if !roleMay(role, r.need) {
 		return http.StatusForbidden
 	}
@@ -113,6 +121,10 @@ var authzRules = map[string]authzRule{
 	"GET /readyz":          {need: "", status: 200, target: fixed("/readyz")},
 	"GET /metrics":         {need: apiv1.RoleAuditor, status: 200, target: fixed("/metrics")},
 	"GET /v1/openapi.json": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/openapi.json")},
+	"GET /v1/idempotency-keys/{key}": {need: apiv1.RoleViewer, own: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/idempotency-keys/"+f.adminKey, nil)
+	}},
+	"GET /v1/whoami":       {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/whoami")},
 	"GET /v1/audit-events": {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events?limit=5")},
 	"GET /v1/projects":     {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/projects")},
 	"GET /v1/environments": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/environments")},
@@ -197,7 +209,9 @@ type matrixFixtures struct {
 	env    apiv1.Environment
 	policy apiv1.Policy
 	token  apiv1.Token
-	n      int
+	// adminKey is the Idempotency-Key of a create the admin made.
+	adminKey string
+	n        int
 	// secrets of project-scoped callers by role and project, made on demand.
 	scoped  map[string]apiv1.TokenCreated
 	secrets map[caller]string
@@ -256,6 +270,8 @@ func newMatrixFixtures(t *testing.T, h *harness) *matrixFixtures {
 	f.env, _ = h.wait(f.env.ID, "ready")
 	f.policy = f.freshPolicy()
 	f.token = f.newToken("shared", apiv1.RoleViewer, f.a.ID).Token
+	f.adminKey = "matrix-admin-key"
+	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: f.name("keyed")}, apiv1.HeaderIdempotencyKey, f.adminKey).json(t, 201, nil)
 
 	f.secrets[admin] = h.token
 	aud := f.newToken("auditor", apiv1.RoleAuditor, "")
@@ -356,26 +372,51 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 	}
 
 	// Every denial, and nothing else, is on the audit trail with the
-	// request's id, the actor and a reason.
+	// request's id, the actor and a reason: the first of its kind (source,
+	// token, status, reason) in a minute alone, the others counted in an
+	// aggregate event of that kind.
+	h.flushDenials()
+	type kind struct {
+		tokenID string
+		status  int
+	}
 	denials := map[string]apiv1.AuditEvent{}
+	aggregated := map[kind]int{}
 	var cursor int64
 	for {
-		evs, next, err := h.srv.Store().ListAudit(context.Background(), store.AuditQuery{Action: "auth.denied", AfterSeq: cursor, Limit: store.MaxLimit})
+		evs, next, err := h.srv.Store().ListAudit(context.Background(), store.AuditQuery{Outcome: apiv1.OutcomeDenied, AfterSeq: cursor, Limit: store.MaxLimit})
 		must(t, err)
 		for _, ev := range evs {
-			if _, dup := denials[ev.RequestID]; dup {
-				t.Errorf("request %s has two denial events", ev.RequestID)
+			switch ev.Action {
+			case "auth.denied":
+				if _, dup := denials[ev.RequestID]; dup {
+					t.Errorf("request %s has two denial events", ev.RequestID)
+				}
+				denials[ev.RequestID] = ev
+			case "auth.denied" + api.AggregateSuffix:
+				if ev.Reason == "" || aggregateCount(ev) < 1 {
+					t.Errorf("aggregate event %+v", ev)
+				}
+				aggregated[kind{ev.Actor.TokenID, ev.StatusCode}] += aggregateCount(ev)
 			}
-			denials[ev.RequestID] = ev
 		}
 		if next == "" {
 			break
 		}
 		fmt.Sscan(next, &cursor)
 	}
+	counted := map[kind]int{}
 	for _, c := range cells {
 		ev, denied := denials[c.requestID]
-		wantDenied := c.want == 401 || c.want == 403 || (c.want == 404 && c.caller != string(admin))
+		wantDenied := c.want == 401 || c.want == 403 || (c.want == 404 && c.caller != string(admin) && !authzRules[c.route].own)
+		if wantDenied && !denied {
+			actor := c.tokenID
+			if c.want == 401 {
+				actor = ""
+			}
+			counted[kind{actor, c.want}]++
+			continue
+		}
 		switch {
 		case denied != wantDenied:
 			t.Errorf("%s as %s (%d): audited denial %v, want %v", c.route, c.caller, c.want, denied, wantDenied)
@@ -384,6 +425,9 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 		case denied && c.want != 401 && ev.Actor.TokenID != c.tokenID:
 			t.Errorf("%s as %s: denial names actor %+v, want token %s", c.route, c.caller, ev.Actor, c.tokenID)
 		}
+	}
+	if diff := cmp.Diff(counted, aggregated); diff != "" {
+		t.Errorf("denials without an event of their own are not what the aggregates count (-want +got):\n%s", diff)
 	}
 	t.Logf("%d cells over %d routes", len(cells), len(seen))
 }

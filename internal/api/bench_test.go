@@ -239,14 +239,18 @@ func seed(b *testing.B, dir string, n int) {
 	defer st.Close()
 	prj := apiv1.Project{ID: reconcile.NewID("prj_"), Name: "bench", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	must2(b, st.Update(ctx, func(tx store.Tx) error { return tx.CreateProject(ctx, prj) }))
-	ipam, _ := reconcile.NewIPAM(server.DefaultAddressPool)
+	ipam, _ := reconcile.NewIPAM(server.DefaultAddressPool, reconcile.DefaultQuarantine)
 	for i := 0; i < n; i += 1000 {
 		must2(b, st.Update(ctx, func(tx store.Tx) error {
 			for j := i; j < min(i+1000, n); j++ {
 				id := reconcile.NewID("env_")
-				addr, _ := ipam.Allocate(id)
 				tier := []string{"dev", "prod"}[j%2]
 				now := time.Now().UTC()
+				a, err := ipam.Allocate(ctx, tx, apiv1.Environment{ID: id, ProjectID: prj.ID}, now)
+				if err != nil {
+					return err
+				}
+				addr := a.String()
 				e := apiv1.Environment{
 					ID: id, ProjectID: prj.ID, Name: fmt.Sprintf("env-%05d", j), Labels: map[string]string{"tier": tier, "team": "payments"},
 					Resources: apiv1.Resources{CPUMillis: 1000, MemoryMB: 1024, DiskGB: 10}, State: apiv1.StateReady,

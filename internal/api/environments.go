@@ -12,6 +12,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -38,11 +39,11 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 	}
 	setTTL(&env, in.TTLSeconds, now)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
-		if err := projectExists(ctx, tx, env.ProjectID); err != nil {
+		if err := checkEnvironmentRoom(ctx, tx, env.ProjectID); err != nil {
 			return nil, err
 		}
 		if err := tx.CreateEnvironment(ctx, env); err != nil {
-			return nil, nameConflict(err, "environment")
+			return nil, nameConflict(ctx, tx, err, "environment", env.ProjectID, env.Name)
 		}
 		bumped, err := a.invalidateFor(ctx, tx, nil, &env)
 		if err != nil {
@@ -102,7 +103,7 @@ func (a *API) listEnvironments(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return listScoped(w, r, lq, a.store.ListEnvironments)
+	return listScoped(a, w, r, lq, a.store.ListEnvironments)
 }
 
 func (a *API) getEnvironment(w http.ResponseWriter, r *http.Request) error {
@@ -198,7 +199,7 @@ func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Reques
 		next.StateMessage = ""
 	}
 	if err := tx.UpdateEnvironment(ctx, next); err != nil {
-		return cur, cur, nil, nameConflict(err, "environment")
+		return cur, cur, nil, nameConflict(ctx, tx, err, "environment", next.ProjectID, next.Name)
 	}
 	bumped, err := a.invalidateFor(ctx, tx, &cur, &next)
 	if err != nil {
@@ -257,12 +258,24 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	eff, err := reconcile.Effective(r.Context(), a.store, e)
+	eff, err := a.effectiveWithCoverage(r, e)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, eff)
 	return nil
+}
+
+// effectiveWithCoverage is e's effective policy with its CIDR peers that
+// cover other projects' environments flagged, naming only those the
+// caller may see.
+func (a *API) effectiveWithCoverage(r *http.Request, e apiv1.Environment) (apiv1.EffectivePolicy, error) {
+	eff, err := reconcile.Effective(r.Context(), a.store, e)
+	if err != nil || a.ipam == nil {
+		return eff, err
+	}
+	p := requestInfoFrom(r.Context()).principal
+	return eff, a.ipam.FlagCoverage(r.Context(), a.store, &eff, e.ProjectID, p.Sees)
 }
 
 func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
@@ -287,6 +300,13 @@ func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return err
+	}
+	if res.Allowed && a.ipam != nil {
+		eff, err := a.effectiveWithCoverage(r, e)
+		if err != nil {
+			return err
+		}
+		res.Warnings = policy.CheckWarnings(eff, in, res)
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil

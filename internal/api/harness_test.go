@@ -56,14 +56,14 @@ func startHarness(t testing.TB, mods ...func(*server.Config)) *harness {
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
-	h := &harness{srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: dir, client: &http.Client{Timeout: time.Minute}}
+	h := &harness{srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: cfg.DataDir, client: &http.Client{Timeout: time.Minute}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
-		verifyAuditChain(t, filepath.Join(dir, server.DatabaseFile))
+		verifyAuditChain(t, filepath.Join(h.dir, server.DatabaseFile))
 	})
 	return h
 }
@@ -272,6 +272,47 @@ func (h *harness) snapshot() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// flushDenials appends the audit of every refused request counted so far
+// (they are audited off the request path, aggregated per minute).
+func (h *harness) flushDenials() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	must(h.t, h.srv.FlushDenials(ctx))
+}
+
+// refusals adds up the refused requests the audit events of actions
+// (each one, and the aggregates that count more of it) stand for, per
+// status.
+func refusals(evs []apiv1.AuditEvent, action string) map[int]int {
+	n := map[int]int{}
+	for _, ev := range evs {
+		switch ev.Action {
+		case action:
+			n[ev.StatusCode]++
+		case action + api.AggregateSuffix:
+			n[ev.StatusCode] += aggregateCount(ev)
+		}
+	}
+	return n
+}
+
+// aggregateCount is the count of an aggregate event, 0 for any other.
+func aggregateCount(ev apiv1.AuditEvent) int {
+	if ev.Changes == nil {
+		return 0
+	}
+	raw, err := json.Marshal(ev.Changes.After)
+	if err != nil {
+		return 0
+	}
+	var agg apiv1.DenialAggregate
+	if json.Unmarshal(raw, &agg) != nil {
+		return 0
+	}
+	return agg.Count
 }
 
 func must(t *testing.T, err error) {

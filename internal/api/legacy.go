@@ -71,6 +71,13 @@ func (a *API) configureOwnedPolicy(ctx context.Context, tx store.Tx, env apiv1.E
 		before = &owned[0]
 	}
 	rules = rules.Normalize()
+	replacing := ""
+	if before != nil {
+		replacing = before.ID
+	}
+	if err := checkPolicyRoom(ctx, tx, "policy", env.ProjectID, replacing, policy.OwnedPolicySpec(env, rules)); err != nil {
+		return nil, nil, err
+	}
 	now := a.now().UTC()
 	switch {
 	case len(rules.Ingress) == 0 && len(rules.Egress) == 0:

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,12 +21,16 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 		return store.ListQuery{}, nil, err
 	}
 	var fe []apiv1.FieldError
-	for k := range q {
-		if !slices.Contains(allowed, k) {
+	for k, vs := range q {
+		switch {
+		case !slices.Contains(allowed, k):
 			fe = append(fe, apiv1.FieldError{Field: k, Message: "is not a query parameter of this route"})
+		case len(vs) > 1:
+			// Taking one of them would silently drop the others' filter.
+			fe = append(fe, apiv1.FieldError{Field: k, Message: "must be given at most once (combine label terms with commas)"})
 		}
 	}
-	lq := store.ListQuery{Cursor: q.Get("cursor"), ProjectID: q.Get("project_id"), State: q.Get("state")}
+	lq := store.ListQuery{Cursor: q.Get("cursor"), ProjectID: q.Get("project_id"), State: q.Get("state"), MaxBytes: apiv1.MaxListPageBytes}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > store.MaxLimit {
@@ -58,12 +63,11 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 	return lq, q, nil
 }
 
-// listScoped answers a list the caller may see only part of: an empty page
-// when the query lies outside its scope, else the page list returns.
-func listScoped[T any](w http.ResponseWriter, r *http.Request, lq store.ListQuery, list func(context.Context, store.ListQuery) ([]T, string, error)) error {
-	if !scopeList(r, &lq) {
-		writeList[T](w, nil, "")
-		return nil
+// listScoped answers a list the caller may see only part of: the page
+// list returns, restricted to the caller's scope.
+func listScoped[T any](a *API, w http.ResponseWriter, r *http.Request, lq store.ListQuery, list func(context.Context, store.ListQuery) ([]T, string, error)) error {
+	if err := a.scopeList(r, &lq); err != nil {
+		return err
 	}
 	items, next, err := list(r.Context(), lq)
 	if err != nil {
@@ -74,18 +78,25 @@ func listScoped[T any](w http.ResponseWriter, r *http.Request, lq store.ListQuer
 }
 
 // scopeList restricts a list to what the caller may see: a project-scoped
-// token sees its project only. ok is false when the filter asks for
-// another project, whose list is then empty.
-func scopeList(r *http.Request, lq *store.ListQuery) (ok bool) {
+// token sees its project only. A project_id filter naming a project that
+// does not exist, or that the caller may not see, is the 404 that reading
+// that project answers: an empty list would pass for "nothing there".
+func (a *API) scopeList(r *http.Request, lq *store.ListQuery) error {
 	p := requestInfoFrom(r.Context()).principal
-	if p.OrgWide() {
-		return true
+	if lq.ProjectID != "" {
+		// Read first in both cases, so the two 404s take the same time.
+		_, err := a.store.GetProject(r.Context(), lq.ProjectID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Sees(lq.ProjectID)) {
+			return noSuchProject(lq.ProjectID)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if lq.ProjectID != "" && lq.ProjectID != p.ProjectID {
-		return false
+	if !p.OrgWide() {
+		lq.ProjectID = p.ProjectID
 	}
-	lq.ProjectID = p.ProjectID
-	return true
+	return nil
 }
 
 // writeList answers a page, never with a null items array.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
@@ -35,7 +36,7 @@ func (a *API) middleware(mux *http.ServeMux) http.Handler {
 		}
 		info.requestID = rid
 		info.logger = a.log.With("request_id", rid)
-		info.source = apiv1.Source{IP: remoteIP(r), UserAgent: r.UserAgent()}
+		info.source = apiv1.Source{IP: truncateField(remoteIP(r)), UserAgent: truncateField(r.UserAgent())}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
 		w.Header().Set(apiv1.HeaderRequestID, rid)
 		sw := &statusWriter{ResponseWriter: w}
@@ -52,7 +53,7 @@ func (a *API) middleware(mux *http.ServeMux) http.Handler {
 			}
 			d := time.Since(start)
 			a.metrics.observeRequest(info.route, sw.code(), d)
-			attrs := []any{"method", r.Method, "path", r.URL.Path, "route", info.route, "status", sw.code(), "duration_ms", float64(d.Microseconds()) / 1000}
+			attrs := []any{"method", r.Method, "path", truncateField(r.URL.Path), "route", info.route, "status", sw.code(), "duration_ms", float64(d.Microseconds()) / 1000}
 			info.logger.Info("request", attrs...)
 		}()
 
@@ -154,6 +155,36 @@ func (h *headerRecorder) WriteHeader(code int) {
 	if h.status == 0 {
 		h.status = code
 	}
+}
+
+// MaxFieldBytes bounds every request-derived text the server keeps (audit
+// events, log lines): a caller must not decide how much disk one request
+// costs.
+const MaxFieldBytes = 256
+
+// truncatedMark ends a value cut to MaxFieldBytes.
+const truncatedMark = "…[truncated]"
+
+// truncateField makes s valid UTF-8 (invalid bytes become U+FFFD) of at
+// most MaxFieldBytes; a longer value is cut on a character boundary and
+// ends with truncatedMark, so a reader knows there was more.
+func truncateField(s string) string {
+	if len(s) <= MaxFieldBytes && utf8.ValidString(s) {
+		return s
+	}
+	long := len(s) > 4*MaxFieldBytes
+	if long {
+		s = s[:4*MaxFieldBytes] // the rest goes anyway; spare the work on it
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxFieldBytes && !long {
+		return s
+	}
+	cut := min(len(s), MaxFieldBytes-len(truncatedMark))
+	for cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
 }
 
 // retryAfter formats a delay as whole seconds, at least 1.

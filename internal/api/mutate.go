@@ -237,12 +237,12 @@ func (a *API) idempotencyBegin(w http.ResponseWriter, r *http.Request) error {
 	if key == "" {
 		return nil
 	}
-	if len(key) > 255 || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
-		return fieldError(probMalformed, apiv1.HeaderIdempotencyKey, "must be 1-255 visible ASCII characters")
+	if err := checkIdempotencyKey(key); err != nil {
+		return err
 	}
 	info := requestInfoFrom(r.Context())
 	scope := info.principal.TokenID
-	req := &idemRequest{key: key, flight: scope + "\x00" + key}
+	req := &idemRequest{key: key, flight: flightKey(scope, key)}
 	// The in-flight mark is taken before the body is read, so a request
 	// whose body is still arriving holds its key.
 	if !a.inflight.begin(req.flight) {

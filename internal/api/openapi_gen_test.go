@@ -16,6 +16,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 )
 
 // The OpenAPI document is generated from the route table and the apiv1
@@ -39,6 +40,9 @@ func TestOpenAPIDocumentIsCurrent(t *testing.T) {
 
 type obj = map[string]any
 
+// pathParam is a {name} wildcard of a route pattern.
+var pathParam = regexp.MustCompile(`\{(\w+)\}`)
+
 type docGen struct {
 	schemas  obj
 	requests map[reflect.Type]bool // types reachable from request bodies: no required lists
@@ -47,8 +51,8 @@ type docGen struct {
 var queryDocs = map[string]obj{
 	"limit":         {"description": "Page size, 1-1000 (default 100).", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000}},
 	"cursor":        {"description": "The next_cursor of the previous page.", "schema": obj{"type": "string"}},
-	"project_id":    {"description": "Only objects of this project.", "schema": obj{"type": "string"}},
-	"label":         {"description": "Label selector: key=value pairs separated by commas, all of which must match (team=payments,tier=dev).", "schema": obj{"type": "string"}},
+	"project_id":    {"description": "Only objects of this project; 404 when there is no such project or it is outside the token's scope.", "schema": obj{"type": "string"}},
+	"label":         {"description": "Label selector: at most 16 key=value pairs separated by commas, all of which must match (team=payments,tier=dev).", "schema": obj{"type": "string"}},
 	"state":         {"description": "Only environments in this state.", "schema": obj{"type": "string", "enum": apiv1.States}},
 	"wait_for":      {"description": "Answer once the environment is in one of these comma-separated states, or `enforced` (its current rules applied) or `deleted` (answered 404). A failed environment answers every wait.", "schema": obj{"type": "string"}},
 	"timeout":       {"description": "How long wait_for waits (Go duration such as 30s, or seconds; default 30s). At the timeout the current object is answered with X-Wait-Timeout: true.", "schema": obj{"type": "string"}},
@@ -65,14 +69,15 @@ var problemTitles = map[int]string{
 	401: "Missing, unknown, revoked or expired token.",
 	403: "The token's role does not allow this; the detail names the role required (\"requires role editor: ...\").",
 	404: "No such object (or outside the token's scope).",
-	409: "Conflict: a duplicate name, an illegal state transition, an Idempotency-Key still in flight, or a project that is not empty.",
+	409: "Conflict: a duplicate name, an illegal state transition, an Idempotency-Key still in flight, a project that is not empty, or a project limit or quota that the request would pass (limit-exceeded, naming the limit).",
 	412: "If-Match does not match the current ETag.",
 	413: "Body larger than 1 MiB.",
 	415: "Content-Type is not application/json.",
 	422: "Idempotency-Key reused with a different request.",
 	429: "Rate limit exceeded; see Retry-After.",
 	500: "Internal error (details are logged, never returned).",
-	503: "Not ready.",
+	503: "Not ready, or the store cannot write for now (read-only or failing disk); see Retry-After.",
+	507: "The server's disk is full: nothing was changed; retry after Retry-After.",
 }
 
 func generateOpenAPI(t *testing.T) []byte {
@@ -130,8 +135,8 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 		op["security"] = []obj{}
 	}
 	var params []obj
-	if strings.Contains(rt.Pattern, "{id}") {
-		params = append(params, obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string"}})
+	for _, m := range pathParam.FindAllStringSubmatch(rt.Pattern, -1) {
+		params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": obj{"type": "string"}})
 	}
 	for _, q := range d.Query {
 		qd, ok := queryDocs[q]
@@ -175,7 +180,10 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 	responses[strconv.Itoa(d.Status)] = success
 	statuses := append([]int{}, d.Problems...)
 	if !rt.Perm.Public {
-		statuses = append(statuses, 400, 401, 403, 429, 500)
+		statuses = append(statuses, 400, 401, 403, 429, 500, 503)
+	}
+	if rt.Perm.Verb == auth.VerbWrite {
+		statuses = append(statuses, 507)
 	}
 	slices.Sort(statuses)
 	for _, s := range slices.Compact(statuses) {

@@ -24,8 +24,11 @@ func (a *API) createPolicy(w http.ResponseWriter, r *http.Request) error {
 		if err := projectExists(ctx, tx, p.ProjectID); err != nil {
 			return nil, err
 		}
+		if err := checkPolicyRoom(ctx, tx, "project_id", p.ProjectID, "", p.PolicySpec); err != nil {
+			return nil, err
+		}
 		if err := tx.CreatePolicy(ctx, p); err != nil {
-			return nil, nameConflict(err, "policy")
+			return nil, nameConflict(ctx, tx, err, "policy", p.ProjectID, p.Name)
 		}
 		bumped, err := policyChanged(ctx, tx, nil, &p)
 		if err != nil {
@@ -59,7 +62,7 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) error {
 		lq.Labels = nil
 		return fieldError(probValidation, "label", "policies have no labels; filter by project_id")
 	}
-	return listScoped(w, r, lq, a.store.ListPolicies)
+	return listScoped(a, w, r, lq, a.store.ListPolicies)
 }
 
 func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) error {
@@ -90,9 +93,12 @@ func (a *API) patchPolicy(w http.ResponseWriter, r *http.Request) error {
 		next.PolicySpec = spec
 		var bumped []string
 		if !reflect.DeepEqual(cur.PolicySpec.Normalize(), spec) {
+			if err := checkPolicyRoom(ctx, tx, patchedRulesField(in), cur.ProjectID, id, spec); err != nil {
+				return nil, err
+			}
 			next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, a.now().UTC())
 			if err := tx.UpdatePolicy(ctx, next); err != nil {
-				return nil, nameConflict(err, "policy")
+				return nil, nameConflict(ctx, tx, err, "policy", next.ProjectID, next.Name)
 			}
 			if bumped, err = policyChanged(ctx, tx, &cur, &next); err != nil {
 				return nil, err

@@ -37,9 +37,18 @@ var (
 	probTooLarge     = problemKind{"body-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
 	probMediaType    = problemKind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
 	probIdemMismatch = problemKind{"idempotency-mismatch", "Idempotency-Key reused with another request", http.StatusUnprocessableEntity}
+	probLimit        = problemKind{"limit-exceeded", "Limit exceeded", http.StatusConflict}
 	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	probInternal     = problemKind{"internal", "Internal server error", http.StatusInternalServerError}
 	probUnavailable  = problemKind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
+	probStorageFull  = problemKind{"insufficient-storage", "Insufficient storage", http.StatusInsufficientStorage}
+)
+
+// Retry-After of the storage problems: a disk is freed by an operator (a
+// while), a read-only or failing one may be back sooner.
+const (
+	retryAfterFull        = "30"
+	retryAfterUnavailable = "5"
 )
 
 // Error is a failed request on its way to becoming a problem response.
@@ -50,6 +59,8 @@ type Error struct {
 	detail string
 	fields []apiv1.FieldError
 	header http.Header // extra headers (Allow, Retry-After, WWW-Authenticate)
+	// existingID is the object holding a name a 409 refused.
+	existingID string
 }
 
 func (e *Error) Error() string { return e.kind.title + ": " + e.detail }
@@ -95,6 +106,12 @@ func asError(err error) (*Error, bool) {
 		return newError(probPrecondition, "the object was changed by someone else; read it again and retry"), true
 	case errors.Is(err, store.ErrConflict):
 		return newError(probConflict, "the request conflicts with an existing object"), true
+	case errors.Is(err, store.ErrFull):
+		return newError(probStorageFull, "the server's disk is full: nothing was changed; retry once an operator has freed space").
+			withHeader("Retry-After", retryAfterFull), true
+	case errors.Is(err, store.ErrUnavailable):
+		return newError(probUnavailable, "the server cannot write to its store now: nothing was changed; retry after the Retry-After delay").
+			withHeader("Retry-After", retryAfterUnavailable), true
 	}
 	return newError(probInternal, "the server could not complete the request; it has been logged"), false
 }
@@ -103,8 +120,13 @@ func asError(err error) (*Error, bool) {
 func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	e, known := asError(err)
 	info := requestInfoFrom(r.Context())
-	if !known && info != nil {
-		info.logger.Error("request failed", "error", err.Error())
+	if info != nil {
+		switch {
+		case !known:
+			info.logger.Error("request failed", "error", err.Error())
+		case errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrUnavailable):
+			info.logger.Warn("request refused: the store cannot write", "error", err.Error())
+		}
 	}
 	p := apiv1.Problem{
 		Type:     ProblemBase + e.kind.slug,
@@ -113,6 +135,8 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 		Detail:   e.detail,
 		Instance: r.URL.Path,
 		Errors:   e.fields,
+
+		ExistingID: e.existingID,
 	}
 	if info != nil {
 		p.RequestID = info.requestID

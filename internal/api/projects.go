@@ -21,10 +21,12 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	p := apiv1.Project{
 		ID: reconcile.NewID("prj_"), Name: in.Name, Description: in.Description,
 		Labels: apiv1.NormalizeLabels(in.Labels), Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: etag(1),
+		EnvironmentQuota: a.quota,
 	}
+	setIfPresent(&p.EnvironmentQuota, in.EnvironmentQuota)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
 		if err := tx.CreateProject(ctx, p); err != nil {
-			return nil, nameConflict(err, "project")
+			return nil, nameConflict(ctx, tx, err, "project", "", p.Name)
 		}
 		return &mutation{
 			status: http.StatusCreated, body: p, generation: p.Generation, location: "/v1/projects/" + p.ID,
@@ -44,6 +46,9 @@ func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
 		if pr, err := a.store.GetProject(r.Context(), p.ProjectID); err == nil && lq.Cursor < pr.ID && hasLabels(pr.Labels, lq.Labels) {
 			items = append(items, pr)
 		}
+		if err := withUsage(r.Context(), a.store, items); err != nil {
+			return err
+		}
 		writeList(w, items, "")
 		return nil
 	}
@@ -51,13 +56,35 @@ func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := withUsage(r.Context(), a.store, items); err != nil {
+		return err
+	}
 	writeList(w, items, next)
 	return nil
 }
 
+// withUsage fills in the usage of projects, counted in one query.
+func withUsage(ctx context.Context, r store.Reader, ps []apiv1.Project) error {
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	counts, err := r.CountProjectEnvironments(ctx, ids...)
+	if err != nil {
+		return err
+	}
+	for i := range ps {
+		ps[i].Usage = apiv1.ProjectUsage{Environments: int64(counts[ps[i].ID])}
+	}
+	return nil
+}
+
 func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
-	p := requestInfoFrom(r.Context()).target.(apiv1.Project)
-	writeObject(w, http.StatusOK, p, p.Generation)
+	p := []apiv1.Project{requestInfoFrom(r.Context()).target.(apiv1.Project)}
+	if err := withUsage(r.Context(), a.store, p); err != nil {
+		return err
+	}
+	writeObject(w, http.StatusOK, p[0], p[0].Generation)
 	return nil
 }
 
@@ -75,17 +102,24 @@ func (a *API) patchProject(w http.ResponseWriter, r *http.Request) error {
 		next := cur
 		setIfPresent(&next.Name, in.Name)
 		setIfPresent(&next.Description, in.Description)
+		setIfPresent(&next.EnvironmentQuota, in.EnvironmentQuota)
 		if in.Labels != nil {
 			next.Labels = apiv1.NormalizeLabels(*in.Labels)
 		}
 		if !reflect.DeepEqual(cur, next) {
 			next.Generation, next.ETag, next.UpdatedAt = nextGeneration(next.Generation, a.now().UTC())
 			if err := tx.UpdateProject(ctx, next); err != nil {
-				return nil, nameConflict(err, "project")
+				return nil, nameConflict(ctx, tx, err, "project", "", next.Name)
 			}
 		}
+		// A quota below the usage is allowed (it stops new creates, as
+		// lowering a quota should) and the answer shows both.
+		answer := []apiv1.Project{next}
+		if err := withUsage(ctx, tx, answer); err != nil {
+			return nil, err
+		}
 		return &mutation{
-			status: http.StatusOK, body: next, generation: next.Generation,
+			status: http.StatusOK, body: answer[0], generation: next.Generation,
 			action: "project.update", resource: ref("project", id), projectID: id, before: cur, after: next,
 		}, nil
 	})
@@ -162,18 +196,6 @@ func revokeProjectTokens(ctx context.Context, tx store.Tx, project string, now t
 }
 
 func ref(kind, id string) apiv1.ResourceRef { return apiv1.ResourceRef{Type: kind, ID: id} }
-
-// nameConflict turns a store conflict into a 409 naming the name field.
-func nameConflict(err error, kind string) error {
-	if errors.Is(err, store.ErrConflict) {
-		msg := "is already taken by another " + kind
-		if kind != "project" {
-			msg += " of this project"
-		}
-		return fieldError(probConflict, "name", msg)
-	}
-	return err
-}
 
 // notFoundOr names the missing object in a 404.
 func notFoundOr(err error, kind, id string) error {

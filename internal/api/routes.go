@@ -93,6 +93,8 @@ var routes = []Route{
 		Doc: Doc{OperationID: "metrics", Summary: "Prometheus metrics (text exposition format); needs a token that may read the audit log.", Tag: "operations", Status: 200}},
 	{Method: "GET", Pattern: "/v1/openapi.json", Perm: permProjectRead, handle: (*API).openapi,
 		Doc: Doc{OperationID: "openapi", Summary: "This OpenAPI document.", Tag: "operations", Status: 200}},
+	{Method: "GET", Pattern: "/v1/whoami", Perm: permAnyToken, handle: (*API).whoami,
+		Doc: Doc{OperationID: "whoami", Summary: "The caller's token (id, name, role, project scope, expiry; never its secret) and the server's name and version.", Tag: "operations", Status: 200, Response: apiv1.WhoAmI{}}},
 
 	{Method: "POST", Pattern: "/v1/projects", Perm: permProjectWrite, Idempotent: true, handle: (*API).createProject,
 		Doc: Doc{OperationID: "createProject", Summary: "Create a project.", Tag: "projects", Request: apiv1.ProjectCreate{}, Status: 201, Response: apiv1.Project{}, Problems: []int{409, 415, 413, 422}}},
@@ -108,7 +110,7 @@ var routes = []Route{
 	{Method: "POST", Pattern: "/v1/environments", Perm: scoped(permEnvWrite, ScopeBody), Idempotent: true, handle: (*API).createEnvironment,
 		Doc: Doc{OperationID: "createEnvironment", Summary: "Create an environment; it is provisioned asynchronously (state pending).", Tag: "environments", Request: apiv1.EnvironmentCreate{}, Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 413, 415, 422}}},
 	{Method: "GET", Pattern: "/v1/environments", Perm: permEnvRead, handle: (*API).listEnvironments,
-		Doc: Doc{OperationID: "listEnvironments", Summary: "List environments.", Tag: "environments", Status: 200, Response: apiv1.List[apiv1.Environment]{}, Query: envQuery}},
+		Doc: Doc{OperationID: "listEnvironments", Summary: "List environments.", Tag: "environments", Status: 200, Response: apiv1.List[apiv1.Environment]{}, Query: envQuery, Problems: []int{404}}},
 	{Method: "GET", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).getEnvironment,
 		Doc: Doc{OperationID: "getEnvironment", Summary: "Read an environment; with wait_for, answer once it reaches one of those states (or failed, or timeout).", Tag: "environments", Status: 200, Response: apiv1.Environment{}, Query: []string{"wait_for", "timeout"}, Problems: []int{404}}},
 	{Method: "PATCH", Pattern: "/v1/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), Idempotent: true, handle: (*API).patchEnvironment,
@@ -127,7 +129,7 @@ var routes = []Route{
 	{Method: "POST", Pattern: "/v1/policies", Perm: scoped(permPolicyWrite, ScopeBody), Idempotent: true, handle: (*API).createPolicy,
 		Doc: Doc{OperationID: "createPolicy", Summary: "Create a network policy.", Tag: "policies", Request: apiv1.PolicyCreate{}, Status: 201, Response: apiv1.Policy{}, Problems: []int{404, 409, 413, 415, 422}}},
 	{Method: "GET", Pattern: "/v1/policies", Perm: permPolicyRead, handle: (*API).listPolicies,
-		Doc: Doc{OperationID: "listPolicies", Summary: "List policies.", Tag: "policies", Status: 200, Response: apiv1.List[apiv1.Policy]{}, Query: listQuery}},
+		Doc: Doc{OperationID: "listPolicies", Summary: "List policies.", Tag: "policies", Status: 200, Response: apiv1.List[apiv1.Policy]{}, Query: listQuery, Problems: []int{404}}},
 	{Method: "GET", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyRead, ScopePolicy), handle: (*API).getPolicy,
 		Doc: Doc{OperationID: "getPolicy", Summary: "Read a policy.", Tag: "policies", Status: 200, Response: apiv1.Policy{}, Problems: []int{404}}},
 	{Method: "PATCH", Pattern: "/v1/policies/{id}", Perm: scoped(permPolicyWrite, ScopePolicy), Idempotent: true, handle: (*API).patchPolicy,
@@ -140,11 +142,15 @@ var routes = []Route{
 			"An Idempotency-Key replay answers the same token without the secret (it is not stored), with a note saying so; revoke that token and create another if the first answer was lost.",
 			Tag: "tokens", Request: apiv1.TokenCreate{}, Status: 201, Response: apiv1.TokenCreated{}, Problems: []int{404, 409, 413, 415, 422}}},
 	{Method: "GET", Pattern: "/v1/tokens", Perm: permTokenRead, handle: (*API).listTokens,
-		Doc: Doc{OperationID: "listTokens", Summary: "List tokens that are not revoked (never their secrets).", Tag: "tokens", Status: 200, Response: apiv1.List[apiv1.Token]{}, Query: []string{"limit", "cursor", "project_id"}}},
+		Doc: Doc{OperationID: "listTokens", Summary: "List tokens that are not revoked (never their secrets).", Tag: "tokens", Status: 200, Response: apiv1.List[apiv1.Token]{}, Query: []string{"limit", "cursor", "project_id"}, Problems: []int{404}}},
 	{Method: "GET", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenRead, ScopeToken), handle: (*API).getToken,
 		Doc: Doc{OperationID: "getToken", Summary: "Read a token (never its secret); a revoked token is 404.", Tag: "tokens", Status: 200, Response: apiv1.Token{}, Problems: []int{404}}},
 	{Method: "DELETE", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenWrite, ScopeToken), handle: (*API).deleteToken,
 		Doc: Doc{OperationID: "deleteToken", Summary: "Revoke a token: from the next request on, it is refused with 401.", Tag: "tokens", Status: 204, Problems: []int{404, 412}}},
+
+	// Every token may ask about its own keys, and only its own.
+	{Method: "GET", Pattern: "/v1/idempotency-keys/{key}", Perm: permProjectRead, handle: (*API).getIdempotencyKey,
+		Doc: Doc{OperationID: "getIdempotencyKey", Summary: "Whether this token's write with that Idempotency-Key was committed (state committed, with what it did) or is still running (in_progress); 404 when it did nothing, or the key is another token's.", Tag: "idempotency", Status: 200, Response: apiv1.IdempotencyKey{}, Problems: []int{404}}},
 
 	{Method: "GET", Pattern: "/v1/audit-events", Perm: permAuditRead, handle: (*API).listAudit,
 		Doc: Doc{OperationID: "listAuditEvents", Summary: "The audit trail, oldest first.", Tag: "audit", Status: 200, Response: apiv1.List[apiv1.AuditEvent]{}, Query: []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}}},
@@ -172,4 +178,6 @@ type LegacyCreated struct {
 
 type health struct {
 	Status string `json:"status"`
+	// Version is the server's, on /healthz.
+	Version string `json:"version,omitempty"`
 }

@@ -75,9 +75,8 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !scopeList(r, &lq) {
-		writeList[apiv1.Token](w, nil, "")
-		return nil
+	if err := a.scopeList(r, &lq); err != nil {
+		return err
 	}
 	recs, next, err := a.store.ListTokens(r.Context(), lq)
 	if err != nil {

@@ -84,6 +84,8 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	revoked := a.revocation(r)
+	expired, stop := a.expiry(r)
+	defer stop()
 	for {
 		changed := a.hub.Changed(id)
 		e, err := a.store.GetEnvironment(r.Context(), id)
@@ -105,7 +107,9 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-revoked:
-			return a.deny(r, http.StatusUnauthorized, "token revoked while waiting")
+			return a.unauthenticated(r, "token revoked while waiting", "token revoked: this bearer token was revoked while waiting; use another one")
+		case <-expired:
+			return a.unauthenticated(r, "token expired while waiting", expiredDetail(*requestInfoFrom(r.Context()).principal.ExpiresAt))
 		}
 		w.Header().Set("X-Wait-Timeout", "true")
 		writeObject(w, http.StatusOK, e, e.Generation)
@@ -125,6 +129,8 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	revoked := a.revocation(r)
+	expired, stop := a.expiry(r)
+	defer stop()
 	var last []byte
 	for {
 		changed := a.hub.Changed(id)
@@ -159,6 +165,20 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		case <-revoked:
 			return nil
+		case <-expired:
+			return nil
 		}
 	}
+}
+
+// expiry fires when the caller's token expires, so that a long request
+// ends with it as it does on revocation; it never fires for a token
+// without an expiry. stop releases the timer.
+func (a *API) expiry(r *http.Request) (fired <-chan time.Time, stop func() bool) {
+	at := requestInfoFrom(r.Context()).principal.ExpiresAt
+	if at == nil {
+		return nil, func() bool { return false }
+	}
+	t := time.NewTimer(at.Sub(a.now()))
+	return t.C, t.Stop
 }

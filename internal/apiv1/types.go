@@ -46,20 +46,34 @@ type Project struct {
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	ETag        string            `json:"etag"`
+	// EnvironmentQuota is the most environments the project may hold, 0
+	// for no limit. Only admins set it (projects are admin-managed); a
+	// project created without one gets the server's default quota.
+	EnvironmentQuota int64 `json:"environment_quota"`
+	// Usage is what the project holds, counted when it is read.
+	Usage ProjectUsage `json:"usage"`
+}
+
+// ProjectUsage is what a project holds against its quota. Environments
+// being deleted count: they hold their addresses until they are gone.
+type ProjectUsage struct {
+	Environments int64 `json:"environments"`
 }
 
 // ProjectCreate is the body of POST /v1/projects.
 type ProjectCreate struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	Name             string            `json:"name"`
+	Description      string            `json:"description,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	EnvironmentQuota *int64            `json:"environment_quota,omitempty"`
 }
 
 // ProjectPatch is the body of PATCH /v1/projects/{id}.
 type ProjectPatch struct {
-	Name        *string            `json:"name,omitempty"`
-	Description *string            `json:"description,omitempty"`
-	Labels      *map[string]string `json:"labels,omitempty"`
+	Name             *string            `json:"name,omitempty"`
+	Description      *string            `json:"description,omitempty"`
+	Labels           *map[string]string `json:"labels,omitempty"`
+	EnvironmentQuota *int64             `json:"environment_quota,omitempty"`
 }
 
 // Resources are an environment's compute allowances.
@@ -259,6 +273,30 @@ type PeerEnvironment struct {
 type EffectivePeer struct {
 	Peer
 	Environments []PeerEnvironment `json:"environments,omitempty"`
+	// Covers, on a CIDR peer, names the environments of other projects
+	// whose addresses the CIDR covers now; absent when it covers none.
+	Covers *CIDRCoverage `json:"covers,omitempty"`
+}
+
+// CIDRCoverage says that a CIDR peer covers addresses isolationd gave to
+// environments of other projects, so their traffic matches the rule: an
+// address pinned in a CIDR outlives the environment it was written for.
+// Environments lists those the caller may see (at most 10); Count counts
+// them all, those in projects out of the caller's scope included (at
+// least Count when More).
+type CIDRCoverage struct {
+	Environments []PinnedEnvironment `json:"environments"`
+	Count        int                 `json:"count"`
+	More         bool                `json:"more,omitempty"`
+	Warning      string              `json:"warning"`
+}
+
+// PinnedEnvironment is an environment of another project whose address a
+// CIDR peer covers, with that address as the CIDR sees it.
+type PinnedEnvironment struct {
+	ID        string `json:"id"`
+	ProjectID string `json:"project_id"`
+	Address   string `json:"address"`
 }
 
 // EffectiveRule is one allow rule in an environment's merged rule set,
@@ -269,6 +307,8 @@ type EffectiveRule struct {
 	RuleIndex  int             `json:"rule_index"`
 	Peers      []EffectivePeer `json:"peers"`
 	Ports      []Port          `json:"ports"`
+	// Warnings are its peers' coverage warnings (EffectivePeer.Covers).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // EffectivePolicy is the body of GET /v1/environments/{id}/effective-policy.
@@ -305,6 +345,9 @@ type Match struct {
 type CheckResult struct {
 	Allowed bool   `json:"allowed"`
 	Matched *Match `json:"matched"`
+	// Warnings, when the matched rule allowed the address through a CIDR
+	// that covers other projects' environments, say so.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // List is a page of a collection. NextCursor is empty on the last page.
@@ -355,6 +398,9 @@ type AuditEvent struct {
 	Changes    *Changes    `json:"changes,omitempty"`
 	PrevHash   string      `json:"prev_hash"`
 	Hash       string      `json:"hash"`
+	// KeyID names the HMAC key that sealed the event (isolationd serve
+	// --audit-hmac-key-file); absent when Hash is a plain SHA-256.
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // Changes holds an object before and after a change, as JSON, secrets removed.
@@ -400,6 +446,29 @@ type TokenCreated struct {
 	Note   string `json:"note,omitempty"`
 }
 
+// WhoAmI answers GET /v1/whoami: the caller's token as the server knows it
+// (never its secret) and which server answered, so a client can check at
+// start-up that it talks to isolationd with the token it means.
+type WhoAmI struct {
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	// ProjectID is the one project an editor or viewer token sees; empty
+	// for admin and auditor tokens, which see every project.
+	ProjectID string     `json:"project_id,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Server    ServerInfo `json:"server"`
+}
+
+// ServerName is ServerInfo.Name of every isolationd.
+const ServerName = "isolationd"
+
+// ServerInfo names the server and its version.
+type ServerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
 // Problem is an RFC 9457 problem details body (application/problem+json).
 type Problem struct {
 	Type      string       `json:"type"`
@@ -409,6 +478,9 @@ type Problem struct {
 	Instance  string       `json:"instance,omitempty"`
 	RequestID string       `json:"request_id,omitempty"`
 	Errors    []FieldError `json:"errors,omitempty"`
+	// ExistingID, on a 409 for a name already taken, is the id of the
+	// object holding it (an RFC 9457 extension member).
+	ExistingID string `json:"existing_id,omitempty"`
 }
 
 // FieldError names a field of the request (a JSON path such as
@@ -429,3 +501,35 @@ const (
 	HeaderRequestID      = "X-Request-Id"
 	HeaderIdempotencyKey = "Idempotency-Key"
 )
+
+// DenialAggregate is Changes.After of an aggregate audit event (action
+// auth.denied.aggregate or request.not_found.aggregate): Count refusals of
+// the same source, token, status and reason, besides the first one of the
+// window, which has an event of its own, between WindowStart and WindowEnd.
+type DenialAggregate struct {
+	Count       int       `json:"count"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+}
+
+// Idempotency key states.
+const (
+	IdempotencyCommitted  = "committed"
+	IdempotencyInProgress = "in_progress"
+)
+
+// IdempotencyKey answers GET /v1/idempotency-keys/{key}: whether the
+// caller's request with that key was committed and, once it was, what it
+// did. A key the caller's token never used (or whose record expired)
+// answers 404, whoever used it.
+type IdempotencyKey struct {
+	Key string `json:"key"`
+	// State is committed, or in_progress while the first request runs.
+	State      string     `json:"state"`
+	Method     string     `json:"method,omitempty"`
+	Path       string     `json:"path,omitempty"`
+	StatusCode int        `json:"status_code,omitempty"`
+	ResourceID string     `json:"resource_id,omitempty"`
+	CreatedAt  *time.Time `json:"created_at,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+}

@@ -110,7 +110,23 @@ func ValidateDescription(field, v string) []FieldError {
 // ValidateLabels checks a label map with Kubernetes' label syntax. Errors
 // are reported in key order so that they are stable.
 func ValidateLabels(field string, m map[string]string) []FieldError {
+	return validateLabels(field, m, "object", MaxLabels)
+}
+
+func validateLabels(field string, m map[string]string, per string, most int) []FieldError {
 	var e errs
+	if len(m) > most {
+		// Checking each of tens of thousands of labels would only bury this.
+		e.add(field, "%s", limitMessage("labels", per, "", most, len(m)))
+		return e
+	}
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	if n > MaxLabelBytes {
+		e.add(field, "%s", limitMessage("bytes of labels", per, "keys and values together", MaxLabelBytes, n))
+	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		f := mapKey(field, k)
 		if !validLabelKey(k) {
@@ -146,6 +162,9 @@ func ParseLabelSelector(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return sel, nil
 	}
+	if n := strings.Count(s, ",") + 1; n > MaxLabelSelectorTerms {
+		return nil, fmt.Errorf("label selector has %d terms, past the limit of %d", n, MaxLabelSelectorTerms)
+	}
 	for term := range strings.SplitSeq(s, ",") {
 		k, v, ok := strings.Cut(term, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
@@ -176,7 +195,13 @@ func ValidateState(field, v string) []FieldError {
 
 // ValidateSelector checks an environment selector's labels.
 func ValidateSelector(field string, s Selector) []FieldError {
-	return ValidateLabels(path(field, "match_labels"), s.MatchLabels)
+	return ValidateSelectorLabels(path(field, "match_labels"), s.MatchLabels)
+}
+
+// ValidateSelectorLabels checks a selector's match_labels: label syntax,
+// and at most MaxSelectorLabels of them.
+func ValidateSelectorLabels(field string, m map[string]string) []FieldError {
+	return validateLabels(field, m, "selector", MaxSelectorLabels)
 }
 
 // ValidateResources checks the fields of a resources object that are present.
@@ -349,6 +374,7 @@ func (s PolicySpec) Validate() []FieldError {
 	e = append(e, ValidatePolicyTypes("policy_types", s.PolicyTypes)...)
 	e = append(e, ValidateIngressRules("ingress", s.Ingress)...)
 	e = append(e, ValidateEgressRules("egress", s.Egress)...)
+	e = append(e, ValidatePolicyLimits("", s.Ingress, s.Egress)...)
 	if len(s.Ingress) > 0 && !slices.Contains(s.PolicyTypes, Ingress) {
 		e.add("ingress", "must be empty unless policy_types contains ingress")
 	}
@@ -429,12 +455,30 @@ func (c ProjectCreate) Validate() []FieldError {
 	e = append(e, ValidateName("name", c.Name)...)
 	e = append(e, ValidateDescription("description", c.Description)...)
 	e = append(e, ValidateLabels("labels", c.Labels)...)
+	e = append(e, validateQuota(c.EnvironmentQuota)...)
 	return e
 }
 
 // Validate checks the fields a project patch sets.
 func (p ProjectPatch) Validate() []FieldError {
-	return validateCommonPatch(p.Name, p.Description, p.Labels)
+	return append(validateCommonPatch(p.Name, p.Description, p.Labels), validateQuota(p.EnvironmentQuota)...)
+}
+
+// ValidateEnvironmentQuota checks an environment quota: 0 (no limit) up to
+// MaxEnvironmentQuota.
+func ValidateEnvironmentQuota(field string, q int64) []FieldError {
+	var e errs
+	if q < 0 || q > MaxEnvironmentQuota {
+		e.add(field, "must be between 0 (no limit) and %d", MaxEnvironmentQuota)
+	}
+	return e
+}
+
+func validateQuota(q *int64) []FieldError {
+	if q == nil {
+		return nil
+	}
+	return ValidateEnvironmentQuota("environment_quota", *q)
 }
 
 func validateCommonPatch(name, description *string, labels *map[string]string) []FieldError {
@@ -482,6 +526,7 @@ func (c EnvironmentConfigure) Validate() []FieldError {
 	if c.Policy != nil {
 		e = append(e, ValidateIngressRules("policy.ingress", c.Policy.Ingress)...)
 		e = append(e, ValidateEgressRules("policy.egress", c.Policy.Egress)...)
+		e = append(e, ValidatePolicyLimits("policy", c.Policy.Ingress, c.Policy.Egress)...)
 	}
 	return nilIfEmpty(e)
 }

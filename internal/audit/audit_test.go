@@ -89,7 +89,7 @@ func TestHash_SameAfterStorageRoundTrip(t *testing.T) {
 	ev.Changes = &apiv1.Changes{Before: env{Name: "web", Labels: map[string]string{"z": "1", "a": "&"}, Big: 1<<62 + 1}}
 	want := audit.Hash(ev)
 
-	norm, changes, err := audit.Seal(ev)
+	norm, changes, err := audit.Seal(ev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestHash_SameAfterStorageRoundTrip(t *testing.T) {
 func TestSeal_RejectsChangesThatAreNotJSON(t *testing.T) {
 	ev := sampleEvent()
 	ev.Changes = &apiv1.Changes{After: make(chan int)}
-	if _, _, err := audit.Seal(ev); err == nil {
+	if _, _, err := audit.Seal(ev, nil); err == nil {
 		t.Fatal("Seal accepted changes that cannot be encoded")
 	}
 	if audit.Hash(ev) != "" {

@@ -1,5 +1,5 @@
 // Package audit makes isolationd's audit trail tamper-evident: it hashes
-// events into a SHA-256 chain, verifies a stored chain, and writes events
+// events into a SHA-256 chain (or an HMAC-SHA256 one, keyed), verifies a stored chain, and writes events
 // as JSON lines for SIEM ingestion. Storing events is the store's job.
 package audit
 
@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	gohash "hash"
 	"strconv"
 	"time"
 
@@ -37,24 +38,26 @@ const hashDomain = "isolationd.audit.v1"
 //
 // Length prefixes make the encoding unambiguous without escaping. Hash
 // returns "" when Changes cannot be encoded as JSON; Normalize reports why.
+// A keyed event (KeyID set) is hashed by Key.Hash instead.
 func Hash(ev apiv1.AuditEvent) string {
 	changes, err := CanonicalChanges(ev.Changes)
 	if err != nil {
 		return ""
 	}
-	return hash(ev, changes)
+	return hash(sha256.New(), hashDomain, ev, changes)
 }
 
-// hash is Hash with the canonical changes already encoded.
-func hash(ev apiv1.AuditEvent, changes []byte) string {
-	h := sha256.New()
+// hash writes ev's encoding (see Hash) into h under domain and returns
+// the hex digest. A keyed encoding ends with the key id, so that which key
+// sealed an event cannot be changed either.
+func hash(h gohash.Hash, domain string, ev apiv1.AuditEvent, changes []byte) string {
 	var n [8]byte
 	write := func(s []byte) {
 		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 		h.Write(n[:])
 		h.Write(s)
 	}
-	write([]byte(hashDomain))
+	write([]byte(domain))
 	for _, f := range []string{
 		strconv.FormatInt(ev.Seq, 10),
 		ev.ID,
@@ -76,6 +79,9 @@ func hash(ev apiv1.AuditEvent, changes []byte) string {
 	}
 	write(changes)
 	write([]byte(ev.PrevHash))
+	if domain != hashDomain {
+		write([]byte(ev.KeyID))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -110,13 +116,14 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// Seal returns ev as it is stored, with its Hash set, and its changes as
-// canonical JSON for storage. The event is normalised first: time in UTC
-// without a monotonic reading, and Changes re-read from canonical JSON
-// (json.RawMessage before and after, nil for JSON null), so that the event
-// a caller holds after AppendAudit equals, and hashes the same as, the one
-// read back later. Seq and PrevHash must already be set.
-func Seal(ev apiv1.AuditEvent) (apiv1.AuditEvent, []byte, error) {
+// Seal returns ev as it is stored, with its Hash set (and KeyID, when key
+// is not nil: an HMAC-SHA256 under key instead of a SHA-256), and its
+// changes as canonical JSON for storage. The event is normalised first:
+// time in UTC without a monotonic reading, and Changes re-read from
+// canonical JSON (json.RawMessage before and after, nil for JSON null), so
+// that the event a caller holds after AppendAudit equals, and hashes the
+// same as, the one read back later. Seq and PrevHash must already be set.
+func Seal(ev apiv1.AuditEvent, key *Key) (apiv1.AuditEvent, []byte, error) {
 	ev.Time = ev.Time.UTC().Round(0)
 	changes, err := CanonicalChanges(ev.Changes)
 	if err != nil {
@@ -125,7 +132,13 @@ func Seal(ev apiv1.AuditEvent) (apiv1.AuditEvent, []byte, error) {
 	if ev.Changes, err = DecodeChanges(changes); err != nil {
 		return ev, nil, err
 	}
-	ev.Hash = hash(ev, changes)
+	ev.KeyID = ""
+	if key != nil {
+		ev.KeyID = key.id
+		ev.Hash = key.hash(ev, changes)
+	} else {
+		ev.Hash = hash(sha256.New(), hashDomain, ev, changes)
+	}
 	return ev, changes, nil
 }
 

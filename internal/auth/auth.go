@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -36,14 +37,30 @@ func HashSecret(secret string) string {
 }
 
 // BearerToken extracts the secret of an "Authorization: Bearer" header,
-// exactly as sent: whitespace is not trimmed, so no two headers name one
-// token.
+// taken exactly: the scheme (in any case), one ASCII space, and a secret
+// of visible ASCII characters. Nothing is trimmed, so a secret with
+// whitespace around it (a Unicode space or a second ASCII one) is refused
+// rather than quietly mended.
 func BearerToken(header string) (string, bool) {
 	scheme, secret, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !ValidSecret(secret) {
 		return "", false
 	}
 	return secret, true
+}
+
+// ValidSecret reports whether s can be sent as a bearer token: not empty,
+// and only visible ASCII (no spaces, controls or other Unicode).
+func ValidSecret(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Roles lists every role, most powerful first.
@@ -55,6 +72,9 @@ type Principal struct {
 	Name      string
 	Role      string
 	ProjectID string // set for project-scoped roles (editor, viewer)
+	// ExpiresAt is when the token stops working, nil when it never does:
+	// long requests (wait_for, watch) end then.
+	ExpiresAt *time.Time
 }
 
 // Actor is the principal as audit events record it.

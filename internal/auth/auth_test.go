@@ -99,11 +99,15 @@ func TestSecret_IsRandomPrefixedAndHashedStably(t *testing.T) {
 	}
 }
 
-func TestBearerToken(t *testing.T) {
+func TestBearerToken_IsTakenExactlyWithoutNormalisingWhitespace(t *testing.T) {
 	t.Parallel()
 	for header, want := range map[string]string{
-		"Bearer abc": "abc", "bearer abc": "abc", "Bearer  abc ": " abc ", "Bearer \u00a0abc": "\u00a0abc",
-		"Basic abc": "", "Bearer": "", "": "", "Bearer ": "",
+		"Bearer abc": "abc", "bearer abc": "abc", "BEARER isot_x-y.z~": "isot_x-y.z~",
+		// Refused: whitespace around or inside the secret, of any kind.
+		"Bearer  abc": "", "Bearer abc ": "", "Bearer\tabc": "", "Bearer a bc": "",
+		"Bearer \u00a0abc": "", "Bearer abc\u00a0": "", "Bearer abc\u2003": "", "Bearer \u2003abc": "",
+		"Bearer abc\u200b": "", "Bearer abc\r": "", "Bearer \ufeffabc": "", "Bearer abç": "",
+		"Basic abc": "", "Bearer": "", "": "", "Bearer ": "", " Bearer abc": "",
 	} {
 		got, ok := BearerToken(header)
 		if got != want || ok != (want != "") {

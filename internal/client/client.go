@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,14 +25,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-cleanhttp"
-	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultMaxRetries     = 4
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultRetryWaitMin   = 250 * time.Millisecond
 	DefaultRetryWaitMax   = 15 * time.Second
@@ -40,13 +40,16 @@ const (
 // maxIdleConnsPerHost is how many idle connections to isolationd are kept.
 const maxIdleConnsPerHost = 64
 
+// problemInFlight is the problem type (its last segment) of a 409 saying
+// the first request with the same Idempotency-Key is still running.
+const problemInFlight = "idempotency-in-flight"
+
 // maxResponseBytes bounds how much of a response body is read, so a broken
 // or hostile server cannot exhaust the client's memory.
 const maxResponseBytes = 32 << 20
 
-// Logger is a leveled, structured logger: a message and key/value pairs.
-// It has the shape of retryablehttp.LeveledLogger, so tflog, slog and
-// hclog adapt to it in a few lines.
+// Logger is a leveled, structured logger: a message and key/value pairs,
+// so tflog, slog and hclog adapt to it in a few lines.
 type Logger interface {
 	Debug(msg string, keysAndValues ...any)
 	Info(msg string, keysAndValues ...any)
@@ -65,13 +68,17 @@ type Config struct {
 	CACertPEM string
 	// Insecure skips TLS certificate verification (testing only).
 	Insecure bool
-	// MaxRetries is how many times a retryable failure (429, 5xx, connection
-	// error) is retried. Zero means DefaultMaxRetries; negative disables retries.
+	// MaxRetries caps how many times a retryable failure (429, 5xx, a
+	// connection error, a lost answer) is retried. Zero means no cap: a
+	// call retries until its context's deadline (or, without one, until
+	// RequestTimeout). Negative disables retries.
 	MaxRetries int
-	// RequestTimeout bounds each HTTP attempt. Zero means DefaultRequestTimeout.
+	// RequestTimeout bounds each HTTP attempt, and a whole call whose
+	// context has no deadline. Zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// RetryWaitMin and RetryWaitMax bound the exponential backoff between
-	// retries when the server gives no Retry-After. Zero means the defaults.
+	// RetryWaitMin and RetryWaitMax are the base and the cap of the
+	// exponential backoff (with full jitter) between retries when the
+	// server gives no Retry-After. Zero means the defaults.
 	RetryWaitMin, RetryWaitMax time.Duration
 	// UserAgent identifies the caller, e.g. "terraform-provider-isolation/1.2.3".
 	UserAgent string
@@ -91,8 +98,10 @@ type Client struct {
 	requestTimeout time.Duration
 	waitMin        time.Duration
 	waitMax        time.Duration
-	transport      http.RoundTripper
+	http           *http.Client // no Timeout: each attempt has its own context
 	logger         Logger
+	// jitter draws a backoff in [0, d]; tests make it deterministic.
+	jitter func(d time.Duration) time.Duration
 }
 
 // New validates cfg and returns a Client. It makes no request.
@@ -127,13 +136,15 @@ func New(cfg Config) (*Client, error) {
 		waitMin:        cfg.RetryWaitMin,
 		waitMax:        cfg.RetryWaitMax,
 		logger:         cfg.Logger,
+		jitter:         fullJitter,
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
 	}
+	// Inside, -1 is "no cap" and 0 "no retries".
 	switch {
 	case c.maxRetries == 0:
-		c.maxRetries = DefaultMaxRetries
+		c.maxRetries = -1
 	case c.maxRetries < 0:
 		c.maxRetries = 0
 	}
@@ -151,10 +162,11 @@ func New(cfg Config) (*Client, error) {
 	}
 
 	if cfg.HTTPClient != nil {
-		c.transport = cfg.HTTPClient.Transport
-		if c.transport == nil {
-			c.transport = http.DefaultTransport
+		transport := cfg.HTTPClient.Transport
+		if transport == nil {
+			transport = http.DefaultTransport
 		}
+		c.http = &http.Client{Transport: transport}
 		return c, nil
 	}
 	transport := cleanhttp.DefaultPooledTransport()
@@ -172,7 +184,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		transport.TLSClientConfig = tlsConfig
 	}
-	c.transport = transport
+	c.http = &http.Client{Transport: transport}
 	return c, nil
 }
 
@@ -198,9 +210,13 @@ type response struct {
 	Header     http.Header
 }
 
-// do sends req, retrying 429, 5xx and connection errors with backoff
-// (honouring Retry-After), and decodes a 2xx JSON body into out (when out
-// is non-nil). Any other answer becomes an *Error.
+// do sends req and decodes a 2xx JSON body into out (when out is
+// non-nil); any other answer becomes an *Error. It retries what is safe to
+// retry (see retryable) until ctx's deadline, or, without one, until the
+// request timeout: a call is bounded by time, not by a count, unless
+// MaxRetries sets one. Between attempts it waits as the server's
+// Retry-After says, or a capped exponential backoff with full jitter.
+// When it gives up on a retryable failure, the error is a *GaveUpError.
 func (c *Client) do(ctx context.Context, req request, out any) (*response, error) {
 	var payload []byte
 	var err error
@@ -221,17 +237,9 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 		u.RawQuery = req.query.Encode()
 	}
 
-	var body any
-	if payload != nil {
-		body = payload // retryablehttp rewinds a []byte body on every attempt
-	}
-	rreq, err := retryablehttp.NewRequestWithContext(ctx, req.method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("building %s %s request: %w", req.method, req.path, err)
-	}
-	// Headers are set once; retryablehttp re-sends the same request, so the
-	// Idempotency-Key and X-Request-Id are the same on every attempt.
-	h := rreq.Header
+	// Headers are made once, so the Idempotency-Key and X-Request-Id are
+	// the same on every attempt.
+	h := http.Header{}
 	h.Set("Authorization", "Bearer "+c.token)
 	h.Set("User-Agent", c.userAgent)
 	h.Set("Accept", apiv1.MediaJSON+", "+apiv1.MediaProblem)
@@ -243,72 +251,226 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 	// Every write that is not a DELETE carries a key, so a retry after a
 	// lost answer replays it instead of doing it twice (POST) or failing its
 	// own If-Match (PATCH, PUT).
+	var key string
 	switch req.method {
 	case http.MethodPost, http.MethodPatch, http.MethodPut:
-		h.Set(apiv1.HeaderIdempotencyKey, uuid.NewString())
+		key = uuid.NewString()
+		h.Set(apiv1.HeaderIdempotencyKey, key)
 	}
 	if req.ifMatch != "" {
 		h.Set("If-Match", req.ifMatch)
 	}
 
-	resp, err := c.retrying(req.extraTimeout).Do(rreq)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("%s %s: %w", req.method, req.path, ctxErr)
+	perAttempt := c.requestTimeout + req.extraTimeout
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, perAttempt)
+		defer cancel()
+	}
+	log := redactingLogger{next: c.logger, secret: c.token}
+	start := time.Now()
+	gaveUp := &GaveUpError{Method: req.method, Path: req.path, IdempotencyKey: key, RequestID: requestID}
+	for attempt := 0; ; attempt++ {
+		a := c.attempt(ctx, req.method, u.String(), h, payload, perAttempt)
+		gaveUp.Attempts++
+		gaveUp.Unanswered = gaveUp.Unanswered || a.unanswered
+		if a.err == nil && a.status >= 200 && a.status <= 299 {
+			return c.decode(req, a, requestID, out)
 		}
-		return nil, fmt.Errorf("%s %s (request id %s): %w", req.method, u.Redacted(), requestID, err)
+		if gaveUp.Unanswered && req.method == http.MethodDelete && (a.status == http.StatusNotFound || a.status == http.StatusPreconditionFailed) {
+			// An earlier attempt's answer was lost: this 404 or 412 may be
+			// that attempt's own work, which settleDelete tells.
+			if c.settleDelete(ctx, req, u.String(), h, perAttempt) {
+				return &response{StatusCode: http.StatusNoContent, Header: http.Header{}}, nil
+			}
+		}
+		if !a.retryable {
+			if a.err != nil {
+				return nil, fmt.Errorf("%s %s (request id %s): %w", req.method, u.Redacted(), requestID, a.err)
+			}
+			return c.decode(req, a, requestID, out)
+		}
+		gaveUp.Last = a.failure(req.method, req.path, requestID)
+		gaveUp.Elapsed = time.Since(start)
+		if ctx.Err() != nil {
+			gaveUp.Cause = ctx.Err()
+			return nil, gaveUp
+		}
+		if c.maxRetries >= 0 && attempt >= c.maxRetries {
+			gaveUp.MaxRetries = c.maxRetries
+			return nil, gaveUp
+		}
+		wait := backoff(c.waitMin, c.waitMax, attempt, a.header, c.jitter)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			gaveUp.Cause = context.DeadlineExceeded
+			gaveUp.RetryAfter = wait
+			return nil, gaveUp
+		}
+		log.Debug("retrying request", "method", req.method, "url", u.Redacted(), "request_id", requestID,
+			"attempt", attempt+1, "failure", gaveUp.Last, "wait", wait)
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			gaveUp.Cause = ctx.Err()
+			gaveUp.Elapsed = time.Since(start)
+			return nil, gaveUp
+		}
 	}
-	defer resp.Body.Close()
+}
 
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s (request id %s): reading response: %w", req.method, req.path, requestID, err)
-	}
-	if rid := resp.Header.Get(apiv1.HeaderRequestID); rid != "" {
+// decode turns a complete answer into the result of do.
+func (c *Client) decode(req request, a attemptResult, requestID string, out any) (*response, error) {
+	if rid := a.header.Get(apiv1.HeaderRequestID); rid != "" {
 		requestID = rid
 	}
-	meta := &response{StatusCode: resp.StatusCode, Header: resp.Header}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return meta, newError(req.method, req.path, resp.StatusCode, requestID, data)
+	meta := &response{StatusCode: a.status, Header: a.header}
+	if a.status < 200 || a.status > 299 {
+		return meta, newError(req.method, req.path, a.status, requestID, a.body)
 	}
-	if out != nil && len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
+	if out != nil && len(bytes.TrimSpace(a.body)) > 0 {
+		if err := json.Unmarshal(a.body, out); err != nil {
 			return meta, fmt.Errorf("%s %s (request id %s): decoding response: %w", req.method, req.path, requestID, err)
 		}
 	}
 	return meta, nil
 }
 
-// retrying returns the retryablehttp client for one call. It is cheap: the
-// transport (and its connection pool) is shared by every call.
-func (c *Client) retrying(extraTimeout time.Duration) *retryablehttp.Client {
-	return &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport: c.transport,
-			Timeout:   c.requestTimeout + extraTimeout,
-		},
-		Logger:       redactingLogger{next: c.logger, secret: c.token},
-		RetryWaitMin: c.waitMin,
-		RetryWaitMax: c.waitMax,
-		RetryMax:     c.maxRetries,
-		CheckRetry:   retryablehttp.DefaultRetryPolicy,
-		Backoff:      backoff,
-		// Hand the last response back after the final retry, so a 429 or
-		// 503 still becomes an *Error with the server's problem body.
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
+// attemptResult is what one HTTP exchange gave.
+type attemptResult struct {
+	status int // 0 when there was no complete answer
+	header http.Header
+	body   []byte
+	err    error // transport failure, nil with a complete answer
+	// unanswered: the request may have reached the server, which may have
+	// done it, but no complete answer came back.
+	unanswered bool
+	retryable  bool
 }
 
-// backoff waits as long as the server's Retry-After says, whatever the
-// status (retryablehttp's DefaultBackoff only reads it on 429 and 503), and
-// otherwise backs off exponentially between min and max.
-func backoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
-	if resp != nil {
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+// failure is the attempt as the error a caller sees after the last retry.
+func (a attemptResult) failure(method, path, requestID string) error {
+	if a.err != nil {
+		return a.err
+	}
+	if rid := a.header.Get(apiv1.HeaderRequestID); rid != "" {
+		requestID = rid
+	}
+	return newError(method, path, a.status, requestID, a.body)
+}
+
+// attempt sends one request, bounded by timeout, and reads its whole answer.
+func (c *Client) attempt(ctx context.Context, method, target string, h http.Header, payload []byte, timeout time.Duration) attemptResult {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader = http.NoBody
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return attemptResult{err: err}
+	}
+	hr.Header = h.Clone()
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		sent := !notSent(err)
+		return attemptResult{err: err, unanswered: sent, retryable: retryableError(err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		// The server answered, but the answer was cut: as good as lost.
+		return attemptResult{err: fmt.Errorf("reading response: %w", err), unanswered: true, retryable: true}
+	}
+	a := attemptResult{status: resp.StatusCode, header: resp.Header, body: data}
+	a.retryable = retryableStatus(resp.StatusCode, data)
+	return a
+}
+
+// settleDelete decides a DELETE whose earlier answer was lost and whose
+// retry got 404 or 412: the object being gone (404), or being deleted
+// (an environment in state deleting), is the work of that earlier attempt,
+// so the DELETE succeeded. Anything else keeps the retry's answer.
+func (c *Client) settleDelete(ctx context.Context, req request, target string, h http.Header, timeout time.Duration) bool {
+	get := h.Clone()
+	get.Del("If-Match")
+	a := c.attempt(ctx, http.MethodGet, target, get, nil, timeout)
+	if a.err != nil {
+		return false
+	}
+	if a.status == http.StatusNotFound {
+		return true
+	}
+	var obj struct {
+		State string `json:"state"`
+	}
+	return a.status == http.StatusOK && json.Unmarshal(a.body, &obj) == nil && obj.State == apiv1.StateDeleting
+}
+
+// retryableStatus: 429, and 5xx but 501 (the server will not ever do it),
+// are worth another attempt; so is a 409 saying the first request with
+// the same Idempotency-Key is still running.
+func retryableStatus(status int, body []byte) bool {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return true
+	case status >= 500 && status != http.StatusNotImplemented:
+		return true
+	case status == http.StatusConflict:
+		var p apiv1.Problem
+		return json.Unmarshal(body, &p) == nil && strings.HasSuffix(p.Type, "/"+problemInFlight)
+	}
+	return false
+}
+
+// retryableError: connection failures are retried; a certificate the
+// client does not trust, or a URL it cannot use, never gets better.
+func retryableError(err error) bool {
+	var unknownCA x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	var urlErr *url.Error
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname), errors.As(err, &verify):
+		return false
+	case errors.As(err, &urlErr) && strings.Contains(urlErr.Err.Error(), "unsupported protocol scheme"):
+		return false
+	}
+	return true
+}
+
+// notSent reports whether a transport error happened before the request
+// could reach the server: the connection was never made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// backoff is the wait before retry attempt+1: the server's Retry-After,
+// whatever the status, or else full jitter over a capped exponential,
+// uniformly in [0, min(maxWait, minWait·2^attempt)].
+func backoff(minWait, maxWait time.Duration, attempt int, h http.Header, jitter func(time.Duration) time.Duration) time.Duration {
+	if h != nil {
+		if d, ok := retryAfter(h.Get("Retry-After"), time.Now()); ok {
 			return d
 		}
 	}
-	return retryablehttp.DefaultBackoff(minWait, maxWait, attempt, nil)
+	ceiling := maxWait
+	if attempt < 30 && minWait<<attempt < maxWait {
+		ceiling = minWait << attempt
+	}
+	return jitter(ceiling)
+}
+
+// fullJitter is uniformly random in [0, d].
+func fullJitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
 }
 
 // retryAfter parses a Retry-After value: delay-seconds or an HTTP-date.

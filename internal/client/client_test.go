@@ -305,34 +305,58 @@ func TestDo_HonoursRetryAfterOnAnyRetryableStatus(t *testing.T) {
 
 func TestBackoff_PrefersRetryAfterToExponentialBackoff(t *testing.T) {
 	t.Parallel()
-	resp := func(status int, retryAfter string) *http.Response {
+	header := func(retryAfter string) http.Header {
 		h := http.Header{}
 		if retryAfter != "" {
 			h.Set("Retry-After", retryAfter)
 		}
-		return &http.Response{StatusCode: status, Header: h}
+		return h
 	}
+	// The jitter's upper bound, so the ceiling of each wait shows.
+	ceiling := func(d time.Duration) time.Duration { return d }
 	cases := []struct {
 		name    string
-		resp    *http.Response
+		header  http.Header
 		attempt int
 		want    time.Duration
 	}{
-		{"429 seconds", resp(429, "7"), 0, 7 * time.Second},
-		{"503 seconds", resp(503, "2"), 3, 2 * time.Second},
-		{"502 seconds (DefaultBackoff ignores it)", resp(502, "3"), 0, 3 * time.Second},
-		{"no header: exponential", resp(500, ""), 2, 400 * time.Millisecond},
-		{"garbage header: exponential", resp(429, "soon"), 0, 100 * time.Millisecond},
+		{"429 seconds", header("7"), 0, 7 * time.Second},
+		{"503 seconds", header("2"), 3, 2 * time.Second},
+		{"502 seconds", header("3"), 0, 3 * time.Second},
+		{"no header: exponential", header(""), 2, 400 * time.Millisecond},
+		{"garbage header: exponential", header("soon"), 0, 100 * time.Millisecond},
 		{"connection error: exponential", nil, 1, 200 * time.Millisecond},
-		{"capped at max", resp(500, ""), 10, time.Second},
+		{"capped at max", header(""), 10, time.Second},
+		{"no overflow far out", header(""), 500, time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := backoff(100*time.Millisecond, time.Second, tc.attempt, tc.resp); got != tc.want {
+			if got := backoff(100*time.Millisecond, time.Second, tc.attempt, tc.header, ceiling); got != tc.want {
 				t.Fatalf("backoff = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestBackoff_FullJitterSpreadsWaitsOverZeroToTheCeiling(t *testing.T) {
+	t.Parallel()
+	const draws = 2000
+	var below, above int
+	for range draws {
+		d := backoff(100*time.Millisecond, time.Second, 2, nil, fullJitter)
+		if d < 0 || d > 400*time.Millisecond {
+			t.Fatalf("backoff = %s, want within [0, 400ms]", d)
+		}
+		if d < 200*time.Millisecond {
+			below++
+		} else {
+			above++
+		}
+	}
+	// Uniform: each half holds about half the draws (5 sigma is ±112).
+	if below < draws/2-112 || above < draws/2-112 {
+		t.Fatalf("%d waits below 200ms and %d above: not spread over [0, 400ms]", below, above)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -86,3 +87,102 @@ func IsPreconditionFailed(err error) bool {
 // IsConflict reports whether err is a 409: a duplicate name, an illegal
 // state transition, or a project that still has environments.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
+
+// GaveUpError is a call that kept failing in a way worth retrying (429,
+// 5xx, a connection error, a lost answer) until its deadline or its
+// MaxRetries ran out. It unwraps to the last failure (an *Error for an
+// answer, so StatusCode still works) and to the context's error.
+type GaveUpError struct {
+	Method, Path string
+	Attempts     int
+	Elapsed      time.Duration
+	// Last is the last attempt's failure: an *Error or a transport error.
+	Last error
+	// Cause is the context's error when the deadline (or a cancel) ended
+	// the retries; nil when MaxRetries did.
+	Cause error
+	// MaxRetries is the cap that ended the retries, when one did.
+	MaxRetries int
+	// RetryAfter is the wait that would have passed the deadline, if that
+	// is why the retries ended early.
+	RetryAfter time.Duration
+	// Unanswered: at least one attempt may have reached the server and been
+	// done without its answer reaching the client, so the outcome of a
+	// write is unknown (see UnknownOutcome).
+	Unanswered bool
+	// IdempotencyKey is the key every attempt carried ("" for GET and DELETE).
+	IdempotencyKey string
+	RequestID      string
+}
+
+func (e *GaveUpError) Error() string {
+	var b strings.Builder
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	fmt.Fprintf(&b, "%s %s: gave up after %d %s in %s", e.Method, e.Path, e.Attempts, attempts, roundElapsed(e.Elapsed))
+	switch {
+	case e.RetryAfter > 0:
+		fmt.Fprintf(&b, " (the next retry, in %s, would pass the deadline)", roundElapsed(e.RetryAfter))
+	case e.Cause != nil:
+		fmt.Fprintf(&b, " (%s)", e.Cause)
+	default:
+		fmt.Fprintf(&b, " (max_retries %d)", e.MaxRetries)
+	}
+	var apiErr *Error
+	switch {
+	case errors.As(e.Last, &apiErr):
+		fmt.Fprintf(&b, "; last answer %d %s", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
+		if d := apiErr.Problem.Detail; d != "" {
+			fmt.Fprintf(&b, ": %s", d)
+		}
+	case e.Last != nil:
+		fmt.Fprintf(&b, "; last attempt got no answer: %s", e.Last)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " (request id %s)", e.RequestID)
+	}
+	return b.String()
+}
+
+// Unwrap gives errors.Is and errors.As the last failure and the context's error.
+func (e *GaveUpError) Unwrap() []error {
+	var errs []error
+	for _, err := range []error{e.Last, e.Cause} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// roundElapsed keeps a duration readable: 2m0s, 1.25s, 40ms.
+func roundElapsed(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(10 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// UnknownOutcome reports whether err is a write that may have been done
+// by the server although no answer said so (an answer lost, a deadline
+// that fired mid-request), and returns the Idempotency-Key it carried:
+// ask the server about that key (IdempotencyKeys().Get) to know.
+func UnknownOutcome(err error) (idempotencyKey string, unknown bool) {
+	var g *GaveUpError
+	if !errors.As(err, &g) || !g.Unanswered || g.IdempotencyKey == "" {
+		return "", false
+	}
+	return g.IdempotencyKey, true
+}
+
+// ExistingID is, for a 409 refusing a name already taken, the id of the
+// object holding it; "" otherwise.
+func ExistingID(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusConflict {
+		return e.Problem.ExistingID
+	}
+	return ""
+}

@@ -5,10 +5,10 @@ import (
 	"strings"
 )
 
-// redactingLogger is the only logger retryablehttp sees. retryablehttp logs
+// redactingLogger is the only logger the request path writes to. It logs
 // the method, the redacted URL and errors, never headers; on top of that,
 // every message and value is scrubbed of the token, so the token cannot
-// reach a log even if a future version logs more.
+// reach a log even if a later change logs more.
 type redactingLogger struct {
 	next   Logger
 	secret string

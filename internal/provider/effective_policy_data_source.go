@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
 )
 
@@ -22,7 +21,7 @@ var (
 // EffectivePolicyDataSource reads what an environment is allowed: the
 // policies that select it and their rules merged, peers resolved.
 type EffectivePolicyDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // EffectivePolicyDataSourceModel is the isolation_effective_policy data source.
@@ -40,11 +39,21 @@ var (
 	peerEnvironmentType = types.ObjectType{AttrTypes: map[string]attr.Type{
 		"id": types.StringType, "name": types.StringType, "address": types.StringType,
 	}}
+	pinnedEnvironmentType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"id": types.StringType, "project_id": types.StringType, "address": types.StringType,
+	}}
+	coverageType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"environments": types.ListType{ElemType: pinnedEnvironmentType},
+		"count":        types.Int64Type,
+		"more":         types.BoolType,
+		"warning":      types.StringType,
+	}}
 	effectivePeerType = types.ObjectType{AttrTypes: map[string]attr.Type{
 		policyrules.AttrCIDR:                types.StringType,
 		policyrules.AttrExcept:              types.SetType{ElemType: types.StringType},
 		policyrules.AttrEnvironmentSelector: policyrules.SelectorType,
 		"environments":                      types.ListType{ElemType: peerEnvironmentType},
+		"covers":                            coverageType,
 	}}
 	effectiveRuleType = types.ObjectType{AttrTypes: map[string]attr.Type{
 		"policy_id":           types.StringType,
@@ -52,6 +61,7 @@ var (
 		"rule_index":          types.Int64Type,
 		"peers":               types.ListType{ElemType: effectivePeerType},
 		policyrules.AttrPorts: types.SetType{ElemType: policyrules.PortType},
+		"warnings":            types.ListType{ElemType: types.StringType},
 	}}
 )
 
@@ -101,6 +111,26 @@ func effectiveRulesAttribute(direction, fromOrTo string) schema.ListNestedAttrib
 			"address": schema.StringAttribute{MarkdownDescription: "The environment's address, once it has one.", Computed: true},
 		}},
 	}
+	peer["covers"] = schema.SingleNestedAttribute{
+		MarkdownDescription: "For a CIDR peer that covers the addresses of environments of other projects (whose traffic therefore matches the rule), " +
+			"which ones; null when it covers none. An address pinned in a CIDR outlives its environment: once freed and past the server's " +
+			"address quarantine it goes to a new environment of any project. Prefer environment selectors.",
+		Computed: true,
+		Attributes: map[string]schema.Attribute{
+			"environments": schema.ListNestedAttribute{
+				MarkdownDescription: "The covered environments the token may see (at most 10).",
+				Computed:            true,
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"id":         schema.StringAttribute{MarkdownDescription: "The environment's id.", Computed: true},
+					"project_id": schema.StringAttribute{MarkdownDescription: "Its project.", Computed: true},
+					"address":    schema.StringAttribute{MarkdownDescription: "Its address, as the CIDR covers it.", Computed: true},
+				}},
+			},
+			"count":   schema.Int64Attribute{MarkdownDescription: "How many environments of other projects the CIDR covers, those of projects out of the token's scope included.", Computed: true},
+			"more":    schema.BoolAttribute{MarkdownDescription: "Whether it covers more than `count` (the server stops counting).", Computed: true},
+			"warning": schema.StringAttribute{MarkdownDescription: "The warning, in words.", Computed: true},
+		},
+	}
 	return schema.ListNestedAttribute{
 		MarkdownDescription: fmt.Sprintf("The merged %s allows: each rule of each selecting policy that lists %s in its policy_types.", direction, direction),
 		Computed:            true,
@@ -117,6 +147,11 @@ func effectiveRulesAttribute(direction, fromOrTo string) schema.ListNestedAttrib
 				MarkdownDescription: "On any of these ports; null means every port.",
 				Computed:            true,
 				NestedObject:        schema.NestedAttributeObject{Attributes: computedPortAttributes()},
+			},
+			"warnings": schema.ListAttribute{
+				MarkdownDescription: "Warnings about the rule: each CIDR peer that covers environments of other projects (see `covers`).",
+				Computed:            true,
+				ElementType:         types.StringType,
 			},
 		}},
 	}
@@ -172,7 +207,12 @@ func effectiveRulesValue(rules []apiv1.EffectiveRule) types.List {
 			}
 			attrs := policyrules.PeerValue(p.Peer).(types.Object).Attributes()
 			attrs["environments"] = types.ListValueMust(peerEnvironmentType, envs)
+			attrs["covers"] = coverageValue(p.Covers)
 			peers = append(peers, types.ObjectValueMust(effectivePeerType.AttrTypes, attrs))
+		}
+		warnings := make([]attr.Value, 0, len(r.Warnings))
+		for _, w := range r.Warnings {
+			warnings = append(warnings, types.StringValue(w))
 		}
 		out = append(out, types.ObjectValueMust(effectiveRuleType.AttrTypes, map[string]attr.Value{
 			"policy_id":           types.StringValue(r.PolicyID),
@@ -180,7 +220,26 @@ func effectiveRulesValue(rules []apiv1.EffectiveRule) types.List {
 			"rule_index":          types.Int64Value(int64(r.RuleIndex)),
 			"peers":               types.ListValueMust(effectivePeerType, peers),
 			policyrules.AttrPorts: policyrules.PortsValue(r.Ports),
+			"warnings":            types.ListValueMust(types.StringType, warnings),
 		}))
 	}
 	return types.ListValueMust(effectiveRuleType, out)
+}
+
+func coverageValue(c *apiv1.CIDRCoverage) types.Object {
+	if c == nil {
+		return types.ObjectNull(coverageType.AttrTypes)
+	}
+	envs := make([]attr.Value, 0, len(c.Environments))
+	for _, e := range c.Environments {
+		envs = append(envs, types.ObjectValueMust(pinnedEnvironmentType.AttrTypes, map[string]attr.Value{
+			"id": types.StringValue(e.ID), "project_id": types.StringValue(e.ProjectID), "address": types.StringValue(e.Address),
+		}))
+	}
+	return types.ObjectValueMust(coverageType.AttrTypes, map[string]attr.Value{
+		"environments": types.ListValueMust(pinnedEnvironmentType, envs),
+		"count":        types.Int64Value(int64(c.Count)),
+		"more":         types.BoolValue(c.More),
+		"warning":      types.StringValue(c.Warning),
+	})
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/compare"
@@ -109,6 +110,76 @@ func TestAccEffectivePolicyDataSource_UnknownEnvironmentIsAnError(t *testing.T) 
 		Steps: []resource.TestStep{{
 			Config:      `data "isolation_effective_policy" "x" { environment_id = "env_does-not-exist" }`,
 			ExpectError: wordsRE(`Unable to read effective policy of environment`),
+		}},
+	})
+}
+
+// A policy that pins another project's environment address as a CIDR is
+// flagged on the effective policy: the peer's covers names the environment
+// (the admin token sees every project) and the rule carries the warning.
+func TestAccEffectivePolicyDataSource_FlagsACIDRPinningAnotherProjectsEnvironment(t *testing.T) {
+	const db = "data.isolation_effective_policy.db"
+	// Paths share their backing array: build each one afresh.
+	rule0 := func() tfjsonpath.Path { return tfjsonpath.New("ingress").AtSliceIndex(0) }
+	covers := func(key string) tfjsonpath.Path {
+		return rule0().AtMapKey("peers").AtSliceIndex(0).AtMapKey("covers").AtMapKey(key)
+	}
+	pinned := func(key string) tfjsonpath.Path { return covers("environments").AtSliceIndex(0).AtMapKey(key) }
+	config := fmt.Sprintf(`
+resource "isolation_project" "a" {
+  name = %q
+}
+
+resource "isolation_project" "b" {
+  name = %q
+}
+
+resource "isolation_environment" "other" {
+  project_id = isolation_project.a.id
+  name       = "other"
+}
+
+resource "isolation_environment" "db" {
+  project_id = isolation_project.b.id
+  name       = "db"
+  labels     = { app = "db" }
+}
+
+resource "isolation_policy" "pin" {
+  project_id           = isolation_project.b.id
+  name                 = "pin"
+  environment_selector = { match_labels = { app = "db" } }
+  policy_types         = ["ingress"]
+  ingress = [{
+    from  = [{ cidr = "${isolation_environment.other.address}/32" }, { environment_selector = { match_labels = { app = "db" } } }]
+    ports = [{ port = 5432 }]
+  }]
+}
+
+data "isolation_effective_policy" "db" {
+  environment_id = isolation_environment.db.id
+  depends_on     = [isolation_policy.pin]
+}
+`, accName("acc-pin-a"), accName("acc-pin-b"))
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:           config,
+			ConfigPlanChecks: afterApply(),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(db, covers("count"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue(db, covers("more"), knownvalue.Bool(false)),
+				statecheck.ExpectKnownValue(db, covers("environments"), knownvalue.ListSizeExact(1)),
+				statecheck.CompareValuePairs(db, pinned("id"), "isolation_environment.other", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.CompareValuePairs(db, pinned("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.CompareValuePairs(db, pinned("address"), "isolation_environment.other", tfjsonpath.New("address"), compare.ValuesSame()),
+				statecheck.ExpectKnownValue(db, rule0().AtMapKey("warnings"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.StringRegexp(regexp.MustCompile(`covers the addresses of 1 environments of other projects .*environment_selector`)),
+				})),
+				// The selector peer of its own project is not flagged.
+				statecheck.ExpectKnownValue(db, rule0().AtMapKey("peers").AtSliceIndex(1).AtMapKey("covers"), knownvalue.Null()),
+			},
 		}},
 	})
 }

@@ -27,7 +27,7 @@ func NewEnvironmentDataSource() datasource.DataSource { return &EnvironmentDataS
 
 // EnvironmentDataSource reads one environment, by id or by project and name.
 type EnvironmentDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 func (d *EnvironmentDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -76,6 +76,9 @@ func (d *EnvironmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 	var cfg environmentModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !projectSeen(ctx, d.client, &resp.Diagnostics, "read", "environment", cfg.ProjectID) {
 		return
 	}
 	env := lookup(ctx, &resp.Diagnostics, "environment", cfg.ID, cfg.Name, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()},

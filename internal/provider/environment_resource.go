@@ -44,7 +44,7 @@ func NewEnvironmentResource() resource.Resource { return &EnvironmentResource{} 
 // EnvironmentResource manages an environment through its asynchronous
 // lifecycle: every operation returns only once the server has finished it.
 type EnvironmentResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // environmentModel holds the attributes every environment schema has, in
@@ -232,9 +232,10 @@ func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateReq
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	env, err := r.client.Environments().Create(ctx, body)
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "environment", body.Name, err)
+	envs := r.client.Environments()
+	env := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "environment", body.Name,
+		func(ctx context.Context) (*apiv1.Environment, error) { return envs.Create(ctx, body) }, envs.Get)
+	if env == nil {
 		return
 	}
 	// Saved before waiting: an environment that then fails or times out
@@ -264,7 +265,7 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
 	// One on its way out (deleted or expired outside Terraform) is as good as gone.
-	if readFailed(ctx, resp, "environment", state.ID.ValueString(), err, err == nil && leaving(env)) {
+	if readFailed(ctx, resp, r.client, "environment", state.ID.ValueString(), state.ProjectID.ValueString(), err, err == nil && leaving(env)) {
 		return
 	}
 	r.save(ctx, &state, env, &resp.State, resp.Private, &resp.Diagnostics)

@@ -503,14 +503,19 @@ func TestEnvironment_DestroyWhileAlreadyBeingDeletedWaitsInsteadOfFailing(t *tes
 	var mu sync.Mutex
 	var seen []string
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
-		mu.Unlock()
 		writeJSON := func(status int, v any) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
 			_ = json.NewEncoder(w).Encode(v)
 		}
+		if r.URL.Path == "/v1/whoami" {
+			// Configure's question, before the operation under test.
+			writeJSON(http.StatusOK, apiv1.WhoAmI{TokenID: "tok-1", Name: "fake", Role: apiv1.RoleAdmin, Server: apiv1.ServerInfo{Name: apiv1.ServerName}})
+			return
+		}
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		mu.Unlock()
 		switch {
 		case r.Method == http.MethodDelete:
 			writeJSON(http.StatusConflict, apiv1.Problem{Title: "Conflict", Status: 409, Detail: `environment "env-1" is already deleting`})

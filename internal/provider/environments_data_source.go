@@ -24,7 +24,7 @@ func NewEnvironmentsDataSource() datasource.DataSource { return &EnvironmentsDat
 
 // EnvironmentsDataSource lists the environments of a project, filtered by labels.
 type EnvironmentsDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // environmentsDataSourceModel is the isolation_environments data source.
@@ -85,6 +85,9 @@ func (d *EnvironmentsDataSource) Read(ctx context.Context, req datasource.ReadRe
 	var cfg environmentsDataSourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !projectSeen(ctx, d.client, &resp.Diagnostics, "list", "environments", cfg.ProjectID) {
 		return
 	}
 	opts := client.ListOptions{

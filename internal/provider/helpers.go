@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -74,11 +75,21 @@ func addGoneWarning(diags *diag.Diagnostics, kind, id string) {
 	)
 }
 
-// readFailed is every resource's Read after its GET: a 404 (or, with gone,
-// an object on its way out) is addGoneWarning and RemoveResource; any other
-// error is "Unable to read <kind>". It reports whether Read should stop.
-func readFailed(ctx context.Context, resp *resource.ReadResponse, kind, id string, err error, gone bool) bool {
-	if gone || client.IsNotFound(err) {
+// readFailed is every resource's Read after its GET: an object on its way
+// out (gone) is addGoneWarning and RemoveResource, and so is a 404 once
+// c.confirmGone shows the token could have seen it (projectID is the
+// object's project). A 404 it cannot confirm (another project's token, say)
+// and any other error are "Unable to read <kind>", the state left as it
+// is. It reports whether Read should stop.
+func readFailed(ctx context.Context, resp *resource.ReadResponse, c *providerClient, kind, id, projectID string, err error, gone bool) bool {
+	if !gone && client.IsNotFound(err) {
+		if cerr := c.confirmGone(ctx, projectID); cerr != nil {
+			addUnconfirmedNotFound(&resp.Diagnostics, kind, id, projectID, cerr)
+			return true
+		}
+		gone = true
+	}
+	if gone {
 		addGoneWarning(&resp.Diagnostics, kind, id)
 		resp.State.RemoveResource(ctx)
 		return true
@@ -86,6 +97,52 @@ func readFailed(ctx context.Context, resp *resource.ReadResponse, kind, id strin
 	if err != nil {
 		addAPIError(&resp.Diagnostics, "read", kind, id, err)
 		return true
+	}
+	return false
+}
+
+// addUnconfirmedNotFound is readFailed's error for a 404 that does not
+// show the object is gone: Terraform must not forget an object it cannot see.
+func addUnconfirmedNotFound(diags *diag.Diagnostics, kind, id, projectID string, why error) {
+	var scope *errOutOfScope
+	if !errors.As(why, &scope) {
+		diags.AddError("Unable to read "+kind, fmt.Sprintf(
+			"isolationd answered 404 for %s %s, and checking that the provider's token sees project %s failed: %s\n\n"+
+				"The %s stays in the state as it is; run the plan again.", kind, id, projectID, why, kind))
+		return
+	}
+	need := "an editor or viewer token of project " + projectID + ", or an admin or auditor token"
+	if projectID == "" {
+		need = "an admin or auditor token"
+	}
+	diags.AddError("Unable to read "+kind, fmt.Sprintf(
+		"isolationd answered 404 for %s %s, but %s, so the 404 does not show that the %s was deleted. "+
+			"The %s stays in the state as it is.\n\nConfigure the provider with a token that sees it (%s), "+
+			"in the token attribute or the %s environment variable.", kind, id, why, kind, kind, need, EnvToken))
+}
+
+// projectSeen is the check of every data source given a project_id: a
+// project the token cannot see is an error, never an empty answer, since
+// the server answers 404 alike for a project that does not exist and one
+// outside the token's scope. A null project_id passes.
+func projectSeen(ctx context.Context, c *providerClient, diags *diag.Diagnostics, action, kind string, projectID types.String) bool {
+	if projectID.IsNull() || projectID.IsUnknown() {
+		return true
+	}
+	id := projectID.ValueString()
+	err := c.projectVisible(ctx, id)
+	var scope *errOutOfScope
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &scope) && c.orgWide():
+		diags.AddError("Unable to "+action+" "+kind, fmt.Sprintf("Project %s does not exist (isolationd answered 404 for it).", id))
+	case errors.As(err, &scope):
+		diags.AddError("Unable to "+action+" "+kind, fmt.Sprintf(
+			"Project %s does not exist, or is outside the scope of the provider's token: %s. "+
+				"isolationd answers 404 alike for both, so the provider does not answer an empty result.", id, scope))
+	default:
+		addAPIError(diags, action, kind, id, err)
 	}
 	return false
 }

@@ -25,7 +25,7 @@ var (
 
 // PolicyDataSource reads one network policy.
 type PolicyDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // PolicyDataSourceModel is the isolation_policy data source: the resource's
@@ -161,6 +161,9 @@ func (d *PolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest,
 	var cfg PolicyDataSourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !projectSeen(ctx, d.client, &resp.Diagnostics, "read", "policy", cfg.ProjectID) {
 		return
 	}
 	p := lookup(ctx, &resp.Diagnostics, "policy", cfg.ID, cfg.Name, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()},

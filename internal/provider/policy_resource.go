@@ -34,7 +34,7 @@ var (
 
 // PolicyResource manages a network policy.
 type PolicyResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // PolicyModel is a policy's attributes, as the resource and the data
@@ -213,14 +213,14 @@ func matchLabelsAttribute(purpose string) schema.MapAttribute {
 		Optional:            true,
 		ElementType:         types.StringType,
 		Validators: []validator.Map{
-			validators.Labels(),
+			validators.SelectorLabels(),
 			validators.NotEmptyMap("omit match_labels to select every environment of the project"),
 		},
 	}
 }
 
 func (r *PolicyResource) ConfigValidators(context.Context) []resource.ConfigValidator {
-	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes()}
+	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes(), validators.PolicyLimits()}
 }
 
 func (r *PolicyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -245,9 +245,12 @@ func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p, err := r.client.Policies().Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "policy", plan.Name.ValueString(), err)
+	policies := r.client.Policies()
+	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "policy", plan.Name.ValueString(),
+		func(ctx context.Context) (*apiv1.Policy, error) {
+			return policies.Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
+		}, policies.Get)
+	if p == nil {
 		return
 	}
 	// Saved before waiting, so a policy whose enforcement times out is
@@ -267,7 +270,7 @@ func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		return
 	}
 	p, err := r.client.Policies().Get(ctx, state.ID.ValueString())
-	if readFailed(ctx, resp, "policy", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "policy", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
 		return
 	}
 	r.save(ctx, p, state.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)

@@ -483,6 +483,26 @@ func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing
   environment_selector = { match_labels = { "bad key!" = "x" } }
   policy_types         = ["ingress"]
 `, `key must be a label key`},
+		// The API's limits, at plan time: a policy too big fails naming
+		// the first entry past the limit and the limit's number.
+		{"more rules than a policy may have", `
+  name                 = "p"
+  environment_selector = {}
+  policy_types         = ["ingress", "egress"]
+  ingress              = [for i in range(60) : { ports = [{ port = 1000 + i }] }]
+  egress               = [for i in range(41) : { ports = [{ port = 2000 + i }] }]
+`, `egress is past the limit of 100 rules per policy (ingress and egress together): it has 101`},
+		{"more peers than a policy may have", ingressWith(`from = [for i in range(101) : { cidr = "10.${i}.0.0/16" }]`),
+			`ingress.from is past the limit of 100 peers per policy (from and to entries over all rules): it has 101`},
+		{"more except entries than a policy may have", ingressWith(`from = [{ cidr = "10.0.0.0/8", except = [for i in range(101) : "10.${i}.0.0/16"] }]`),
+			`ingress.from.except is past the limit of 100 except entries per policy (over all peers): it has 101`},
+		{"more ports than a policy may have", ingressWith(`ports = [for i in range(101) : { port = 1000 + i }]`),
+			`ingress.ports is past the limit of 100 ports per policy (over all rules): it has 101`},
+		{"more selector labels than a selector may have", `
+  name                 = "p"
+  environment_selector = { match_labels = { for i in range(17) : "k${i}" => "v" } }
+  policy_types         = ["ingress"]
+`, `environment_selector.match_labels is past the limit of 16 labels per selector: it has 17`},
 	}
 	var steps []resource.TestStep
 	for _, tc := range cases {

@@ -26,7 +26,7 @@ func NewProjectDataSource() datasource.DataSource { return &ProjectDataSource{} 
 
 // ProjectDataSource reads one project, by id or by name.
 type ProjectDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 func (d *ProjectDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {

@@ -29,7 +29,7 @@ func NewProjectResource() resource.Resource { return &ProjectResource{} }
 
 // ProjectResource manages a project.
 type ProjectResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // projectModel is isolation_project's state. The data source shares it.
@@ -115,13 +115,15 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.client.Projects().Create(ctx, apiv1.ProjectCreate{
+	body := apiv1.ProjectCreate{
 		Name:        plan.Name.ValueString(),
 		Description: plan.Description.ValueString(),
 		Labels:      labelsFromValue(ctx, plan.Labels, &resp.Diagnostics),
-	})
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "project", plan.Name.ValueString(), err)
+	}
+	projects := r.client.Projects()
+	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "project", body.Name,
+		func(ctx context.Context) (*apiv1.Project, error) { return projects.Create(ctx, body) }, projects.Get)
+	if p == nil {
 		return
 	}
 	plan.fromAPI(p)
@@ -139,7 +141,7 @@ func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, re
 		return
 	}
 	p, err := r.client.Projects().Get(ctx, state.ID.ValueString())
-	if readFailed(ctx, resp, "project", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "project", state.ID.ValueString(), state.ID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(p)

@@ -6,7 +6,9 @@ package provider
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
@@ -93,9 +96,10 @@ func (p *IsolationProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 				Optional:            true,
 			},
 			"max_retries": schema.Int64Attribute{
-				MarkdownDescription: fmt.Sprintf("How many times a request that failed with 429, a 5xx or a connection error is retried, "+
-					"with exponential backoff honouring `Retry-After`. `0` disables retries. Defaults to `%d`. May also be set with `%s`.",
-					client.DefaultMaxRetries, EnvMaxRetries),
+				MarkdownDescription: fmt.Sprintf("Caps how many times a request that failed with 429, a 5xx, a connection error or a lost answer is retried. "+
+					"Unset, retries are bounded by time only: they go on, with capped exponential backoff and jitter honouring `Retry-After`, "+
+					"until the operation's deadline (the resource's `timeouts`, or `request_timeout` for a read). "+
+					"`0` disables retries. May also be set with `%s`.", EnvMaxRetries),
 				Optional: true,
 			},
 			"request_timeout": schema.StringAttribute{
@@ -108,9 +112,11 @@ func (p *IsolationProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 	}
 }
 
-// Configure builds the API client. When a setting is still unknown (an
-// endpoint taken from a resource not yet created), it configures nothing:
-// planning still works, and resources say so only if they must call the API.
+// Configure builds the API client and asks isolationd who its token is,
+// failing when the endpoint is not isolationd or the token is refused.
+// When a setting is still unknown (an endpoint taken from a resource not
+// yet created), it configures nothing: planning still works, and resources
+// say so only if they must call the API.
 func (p *IsolationProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
 	var cfg IsolationProviderModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
@@ -136,8 +142,45 @@ func (p *IsolationProvider) Configure(ctx context.Context, req provider.Configur
 		resp.Diagnostics.AddError("Unable to create the isolation API client", err.Error())
 		return
 	}
-	resp.DataSourceData = c
-	resp.ResourceData = c
+	// Before any Read: with the wrong endpoint or another project's token,
+	// every object would answer 404 and look deleted.
+	who, err := c.WhoAmI(ctx)
+	if err != nil {
+		addWhoAmIError(&resp.Diagnostics, c.Endpoint(), err)
+		return
+	}
+	tflog.Info(ctx, "isolationd identity", map[string]any{
+		"server_version": who.Server.Version, "token_id": who.TokenID, "token_name": who.Name, "role": who.Role, "project_id": who.ProjectID,
+	})
+	pc := newProviderClient(c, *who)
+	resp.DataSourceData = pc
+	resp.ResourceData = pc
+}
+
+// addWhoAmIError explains why GET /v1/whoami failed at Configure: the
+// endpoint is not isolationd, the token is refused, or the server is out
+// of reach. None of it can hold the token: the client scrubs it.
+func addWhoAmIError(diags *diag.Diagnostics, endpoint string, err error) {
+	switch {
+	case errors.Is(err, client.ErrNotIsolationd):
+		diags.AddAttributeError(path.Root("endpoint"), "Invalid provider configuration: endpoint", fmt.Sprintf(
+			"The endpoint %s is not isolationd, or not the base URL of its API (%s).\n\nSet the \"endpoint\" attribute in the "+
+				"provider block or the %s environment variable to the base URL of isolationd's API (such as https://isolation.example.com, without /v1).",
+			endpoint, err, EnvEndpoint))
+	case client.StatusCode(err) == http.StatusUnauthorized:
+		diags.AddAttributeError(path.Root("token"), "Invalid provider configuration: token", fmt.Sprintf(
+			"isolationd at %s refused the token: %s\n\nThe token is unknown, revoked or expired. Set the \"token\" attribute "+
+				"in the provider block or the %s environment variable to a valid token.", endpoint, err, EnvToken))
+	case client.StatusCode(err) == http.StatusNotFound:
+		diags.AddAttributeError(path.Root("endpoint"), "Invalid provider configuration: endpoint", fmt.Sprintf(
+			"The endpoint %s has no GET /v1/whoami: %s\n\nEither the endpoint is not the base URL of isolationd's API "+
+				"(such as https://isolation.example.com, without /v1; set the \"endpoint\" attribute or %s), "+
+				"or that isolationd is older than this provider and must be upgraded.", endpoint, err, EnvEndpoint))
+	default:
+		diags.AddError("Unable to reach isolationd", fmt.Sprintf(
+			"Asking isolationd at %s who the provider's token is failed: %s\n\nCheck the endpoint, that isolationd runs, "+
+				"and for TLS the ca_cert_pem and insecure settings.", endpoint, err))
+	}
 }
 
 // Resources lists the provider's resources. Add a resource by appending its
@@ -204,7 +247,7 @@ func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (clien
 		out.Insecure = b
 	}
 
-	out.MaxRetries = client.DefaultMaxRetries
+	// Unset (0 in client.Config): bounded by the operation's deadline only.
 	if !cfg.MaxRetries.IsNull() {
 		out.MaxRetries = int(cfg.MaxRetries.ValueInt64())
 	} else if v := getenv(EnvMaxRetries); v != "" {
@@ -217,8 +260,8 @@ func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (clien
 	if out.MaxRetries < 0 || out.MaxRetries > maxMaxRetries {
 		bad("max_retries", EnvMaxRetries, "max_retries must be a whole number between 0 and %d.", maxMaxRetries)
 	}
-	if out.MaxRetries == 0 {
-		out.MaxRetries = -1 // client.Config: negative disables retries, 0 means the default
+	if out.MaxRetries == 0 && (!cfg.MaxRetries.IsNull() || getenv(EnvMaxRetries) != "") {
+		out.MaxRetries = -1 // client.Config: negative disables retries, 0 means no cap
 	}
 
 	timeout := stringSetting(cfg.RequestTimeout, getenv(EnvRequestTimeout))

@@ -65,6 +65,17 @@ func objectWith(typ tftypes.Object, set map[string]tftypes.Value) tftypes.Value 
 // configuredProvider returns the provider server configured for endpoint.
 func configuredProvider(t *testing.T, endpoint, token string) tfprotov6.ProviderServer {
 	t.Helper()
+	p, diags := configureProvider(t, endpoint, token)
+	if len(diags) > 0 {
+		t.Fatalf("configure: %+v", diags)
+	}
+	return p
+}
+
+// configureProvider configures a new provider server for endpoint and
+// returns it with Configure's diagnostics.
+func configureProvider(t *testing.T, endpoint, token string) (tfprotov6.ProviderServer, []*tfprotov6.Diagnostic) {
+	t.Helper()
 	p, err := testAccProtoV6ProviderFactories["isolation"]()
 	if err != nil {
 		t.Fatal(err)
@@ -83,10 +94,10 @@ func configuredProvider(t *testing.T, endpoint, token string) tfprotov6.Provider
 		t.Fatal(err)
 	}
 	resp, err := p.ConfigureProvider(t.Context(), &tfprotov6.ConfigureProviderRequest{Config: &config})
-	if err != nil || len(resp.Diagnostics) > 0 {
-		t.Fatalf("configure: %v %+v", err, resp.Diagnostics)
+	if err != nil {
+		t.Fatalf("configure: %v", err)
 	}
-	return p
+	return p, resp.Diagnostics
 }
 
 // resourceType is the object type of a resource's state.

@@ -113,7 +113,7 @@ resource "isolation_project" "tls" {
 				Config:          cfg,
 				ConfigVariables: serverVariables(srv, nil),
 				PlanOnly:        true,
-				ExpectError:     errorWith("Unable to read project", "x509: certificate signed by unknown authority"),
+				ExpectError:     errorWith("Unable to reach isolationd", "x509: certificate signed by unknown authority"),
 			},
 			{
 				Config:           cfg,

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -31,7 +32,7 @@ func NewTokenResource() resource.Resource { return &TokenResource{} }
 
 // TokenResource manages an API token.
 type TokenResource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // tokenModel is isolation_token's state.
@@ -180,9 +181,24 @@ func (r *TokenResource) Create(ctx context.Context, req resource.CreateRequest, 
 		}
 		in.ExpiresAt = &exp
 	}
-	t, err := r.client.Tokens().Create(ctx, in)
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "create", "token", in.Name, err)
+	tokens := r.client.Tokens()
+	t := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "token", in.Name,
+		func(ctx context.Context) (*apiv1.TokenCreated, error) { return tokens.Create(ctx, in) }, tokenCreated(tokens.Get))
+	if t == nil {
+		return
+	}
+	if t.Secret == "" {
+		// Recovered, but the secret was only ever in the lost answer: a
+		// token nobody can use must not stay valid.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoveryTimeout)
+		defer cancel()
+		if err := tokens.Delete(rctx, t.ID, ""); err != nil && !client.IsNotFound(err) {
+			resp.Diagnostics.AddError("Unable to create token",
+				fmt.Sprintf("Token %s was created but its secret was lost in transit, and revoking it failed: %s\n\nRevoke it by hand, then apply again.", t.ID, err))
+			return
+		}
+		resp.Diagnostics.AddError("Unable to create token",
+			fmt.Sprintf("Token %s was created but its secret was lost in transit, so it was revoked. Apply again to create another.", t.ID))
 		return
 	}
 	plan.fromAPI(&t.Token)
@@ -202,7 +218,7 @@ func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp
 	}
 	t, err := r.client.Tokens().Get(ctx, state.ID.ValueString())
 	// Revoked or deleted outside Terraform: the secret is dead too.
-	if readFailed(ctx, resp, "token", state.ID.ValueString(), err, false) {
+	if readFailed(ctx, resp, r.client, "token", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
 		return
 	}
 	state.fromAPI(t)

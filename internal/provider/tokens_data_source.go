@@ -23,7 +23,7 @@ func NewTokensDataSource() datasource.DataSource { return &TokensDataSource{} }
 
 // TokensDataSource lists API tokens, never their secrets.
 type TokensDataSource struct {
-	client *client.Client
+	client *providerClient
 }
 
 // tokensDataSourceModel is the isolation_tokens data source.
@@ -97,6 +97,9 @@ func (d *TokensDataSource) Read(ctx context.Context, req datasource.ReadRequest,
 	var cfg tokensDataSourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !projectSeen(ctx, d.client, &resp.Diagnostics, "list", "tokens", cfg.ProjectID) {
 		return
 	}
 	tokens, err := d.client.Tokens().List(ctx, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()})

@@ -1,48 +1,9 @@
 package reconcile
 
 import (
-	"errors"
 	"testing"
 	"time"
 )
-
-func TestIPAM_HandsOutUsableAddressesUntilThePoolIsExhausted(t *testing.T) {
-	m, err := NewIPAM("198.18.0.0/30")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := m.Allocate("a")
-	b, _ := m.Allocate("b")
-	if a != "198.18.0.1" || b != "198.18.0.2" {
-		t.Fatalf("a=%s b=%s: network and broadcast addresses must not be used", a, b)
-	}
-	if again, _ := m.Allocate("a"); again != a {
-		t.Fatalf("a second allocation for the same id moved it: %s", again)
-	}
-	if _, err := m.Allocate("c"); !errors.Is(err, ErrPoolExhausted) {
-		t.Fatalf("third allocation: %v, want ErrPoolExhausted", err)
-	}
-	m.Release("a", a)
-	if c, err := m.Allocate("c"); err != nil || c != a {
-		t.Fatalf("after release: %s %v", c, err)
-	}
-	if _, err := NewIPAM("10.0.0.1/8"); err == nil {
-		t.Fatal("a pool with host bits set was accepted")
-	}
-	v6, _ := NewIPAM("2001:db8::/126")
-	if x, _ := v6.Allocate("x"); x != "2001:db8::1" {
-		t.Fatalf("IPv6 first address %s", x)
-	}
-}
-
-func TestIPAM_ReserveRebuildsFromTheStore(t *testing.T) {
-	m, _ := NewIPAM("10.0.0.0/29")
-	m.Reserve("old", "10.0.0.1")
-	m.Reserve("elsewhere", "192.0.2.1") // outside the pool: ignored
-	if a, _ := m.Allocate("new"); a == "10.0.0.1" {
-		t.Fatal("a reserved address was handed out again")
-	}
-}
 
 func TestDeadlines_WakeAtTheEarliestDeadlineOnly(t *testing.T) {
 	d := newDeadlines(time.Now)

@@ -152,8 +152,10 @@ func (r *Reconciler) Start(ctx context.Context) error {
 			ids = append(ids, e.ID)
 			if a := e.Enforcement.Address; a != "" {
 				keep[e.ID] = a
-				r.opts.IPAM.Reserve(e.ID, a)
 			}
+		}
+		if err := r.opts.Store.Update(ctx, func(tx store.Tx) error { return r.opts.IPAM.Adopt(ctx, tx, page, r.opts.Now()) }); err != nil {
+			return fmt.Errorf("reconcile: adopt addresses: %w", err)
 		}
 		if next == "" {
 			break
@@ -337,15 +339,21 @@ func (r *Reconciler) watchTTL(env apiv1.Environment) bool {
 // allocate gives env an address and moves it to provisioning, in one
 // transaction, so a crash never loses track of an address in use.
 func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
-	addr, err := r.opts.IPAM.Allocate(env.ID)
-	if err != nil {
-		return r.fail(p, env.ID, fmt.Sprintf("allocating an address: %v", err))
-	}
-	committed := false
-	err = r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+	var exhausted error
+	err := r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
+		exhausted = nil
 		if cur.Enforcement.Address != "" || !transient(cur.State) {
 			return nil, nil, nil
 		}
+		a, err := r.opts.IPAM.Allocate(p.ctx, tx, *cur, r.opts.Now())
+		if errors.Is(err, ErrPoolExhausted) {
+			exhausted = err
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		addr := a.String()
 		before := *cur
 		cur.Enforcement.Address = addr
 		cur.Enforcement.Driver = r.opts.Driver.Name()
@@ -357,15 +365,14 @@ func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
 		if err != nil {
 			return nil, nil, err
 		}
-		committed = true
 		ev := r.event(p, cur, "environment.provision", apiv1.OutcomeSuccess, "address "+addr+" allocated", &before)
 		return &ev, affected, nil
 	})
-	if err != nil || !committed {
-		r.opts.IPAM.Release(env.ID, addr)
-	}
 	if err != nil {
 		return r.retry(p, env.ID, "allocate", err)
+	}
+	if exhausted != nil {
+		return r.fail(p, env.ID, fmt.Sprintf("allocating an address: %v", exhausted))
 	}
 	r.queue.addCause(p.cause, env.ID)
 	return "allocated"
@@ -495,7 +502,8 @@ func (r *Reconciler) expire(p pass, env apiv1.Environment) string {
 }
 
 // teardown removes env from the driver, then from the store with the
-// policy it owns (audited as environment.remove), and frees its address.
+// policy it owns (audited as environment.remove), freeing its address in
+// the same transaction.
 func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 	ctx := p.ctx
 	if err := r.opts.Driver.Teardown(ctx, env.ID); err != nil {
@@ -524,6 +532,9 @@ func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 		if err := tx.DeleteEnvironment(ctx, cur.ID); err != nil {
 			return err
 		}
+		if err := r.opts.IPAM.Release(ctx, tx, cur, r.opts.Now()); err != nil {
+			return err
+		}
 		if affected, err = EnvironmentChangeAffects(ctx, tx, &cur, nil); err != nil {
 			return err
 		}
@@ -532,6 +543,20 @@ func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 		}
 		ev := r.event(p, &cur, "environment.remove", apiv1.OutcomeSuccess, "torn down after it was "+cur.State, &cur)
 		ev.Changes = &apiv1.Changes{Before: cur}
+		if cur.State == apiv1.StateDeleting {
+			// The removal is the delete's doing, whatever queued this
+			// pass: a retry of an earlier change may run before the
+			// delete's own enqueue arrives. Its event, committed with the
+			// state, names the request.
+			dels, _, err := tx.ListAudit(ctx, store.AuditQuery{ResourceType: "environment", ResourceID: cur.ID,
+				Action: "environment.delete", Outcome: apiv1.OutcomeSuccess, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(dels) == 1 {
+				ev.RequestID = dels[0].RequestID
+			}
+		}
 		ev, err = tx.AppendAudit(ctx, ev)
 		stored = &ev
 		return err
@@ -545,7 +570,6 @@ func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 	if stored != nil {
 		r.opts.Audited(*stored)
 	}
-	r.opts.IPAM.Release(env.ID, env.Enforcement.Address)
 	r.deadlines.set(env.ID, time.Time{})
 	r.forget(env.ID)
 	r.opts.Hub.Notify(append(affected, env.ID)...)

@@ -102,7 +102,7 @@ func newFixture(t *testing.T, tune func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ipam, err := NewIPAM("198.18.0.0/24")
+	ipam, err := NewIPAM("198.18.0.0/24", DefaultQuarantine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,13 @@ func (f *fixture) deleteEnvironment(id, requestID string) {
 			return err
 		}
 		e.State = apiv1.StateDeleting
-		return tx.UpdateEnvironment(f.ctx, e)
+		if err := tx.UpdateEnvironment(f.ctx, e); err != nil {
+			return err
+		}
+		// As the API does: the delete's event commits with the state.
+		_, err = tx.AppendAudit(f.ctx, apiv1.AuditEvent{RequestID: requestID, ProjectID: e.ProjectID, Action: "environment.delete",
+			Resource: apiv1.ResourceRef{Type: "environment", ID: id}, Outcome: apiv1.OutcomeSuccess, StatusCode: 202})
+		return err
 	})
 	f.rec.Enqueue(requestID, id)
 }

@@ -53,7 +53,7 @@ func TestStart_DriverSyncFailureIsLoggedAndTheBrokenEnvironmentReportsItself(t *
 	}
 
 	var logs logbuf.Buffer
-	ipam, err := NewIPAM("198.18.0.0/24")
+	ipam, err := NewIPAM("198.18.0.0/24", DefaultQuarantine)
 	if err != nil {
 		t.Fatal(err)
 	}

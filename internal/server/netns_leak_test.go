@@ -20,7 +20,7 @@ import (
 // A hundred environments created and deleted through the API, eight at a
 // time, leave no kernel object behind but the router's own: its
 // namespace, its bridge with the veth pair that keeps it up, and its
-// guard table, emptied. Those stay by design while the server runs and
+// tables (bridge and inet), emptied. Those stay by design while the server runs and
 // after it shuts down (the next start adopts them); purging the prefix
 // removes them too.
 func TestNetnsAPI_HundredEnvironmentsCreatedAndDeletedLeaveOnlyTheRouter(t *testing.T) {
@@ -34,6 +34,7 @@ func TestNetnsAPI_HundredEnvironmentsCreatedAndDeletedLeaveOnlyTheRouter(t *test
 		fmt.Sprintf("link %sbrpx in %s", p, router),
 		"namespace " + router,
 		fmt.Sprintf("nftables bridge table %s in %s: 0 set elements", p, router),
+		fmt.Sprintf("nftables inet table %s in %s: 0 set elements", p, router),
 	}
 	slices.Sort(routerOnly)
 	if diff := cmp.Diff(routerOnly, inventory(t, p)); diff != "" {

@@ -62,8 +62,16 @@ type Config struct {
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
 	// (api.ParseRoleRateLimits reads the --rate-limit-role flag).
 	RoleRateLimits map[string]api.RateLimit
-	TLSCert        string
-	TLSKey         string
+	// AnonRateLimit limits requests without a token the server knows, per
+	// client address (IPv6: per /64); zero is no limit.
+	AnonRateLimit api.RateLimit
+	// ReserveBytes is disk space held back beside the database and
+	// released when the disk fills, so that refused requests are still
+	// audited; the server then refuses changes (507) until space is back.
+	// 0 holds none.
+	ReserveBytes int64
+	TLSCert      string
+	TLSKey       string
 	// InsecureListen allows plain HTTP on an address that is not loopback,
 	// where bearer tokens would cross the network in clear text.
 	InsecureListen bool
@@ -71,6 +79,23 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// AuditKey, when set, keys the audit chain: events are sealed with
+	// HMAC-SHA256 under it. A keyed chain only starts with its key.
+	AuditKey *audit.Key
+	// AuditSink, when set, is the JSON-lines audit log instead of AuditLog
+	// (audit.OpenSink, which lets the log resume after its last line).
+	AuditSink *audit.Sink
+	// AddressQuarantine is how long a freed environment address is kept
+	// from new environments (--address-quarantine); 0 means
+	// reconcile.DefaultQuarantine (24 h).
+	AddressQuarantine time.Duration
+	// Now is the clock of the reconciler and the API (TTLs, address
+	// quarantine); nil means time.Now. Tests move a fake one.
+	Now func() time.Time
+	// DefaultEnvironmentQuota is the environment quota of projects created
+	// without one (0: no limit); it is stored on each project, so changing
+	// it later leaves existing projects as they are.
+	DefaultEnvironmentQuota int64
 }
 
 // Server is a running isolationd.
@@ -109,6 +134,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
 	}
+	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
+		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
+	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
 		return nil, err
@@ -132,7 +160,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	ipam, err := reconcile.NewIPAM(cfg.AddressPool)
+	if cfg.AddressQuarantine == 0 {
+		cfg.AddressQuarantine = reconcile.DefaultQuarantine
+	}
+	ipam, err := reconcile.NewIPAM(cfg.AddressPool, cfg.AddressQuarantine)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -145,16 +176,25 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	cleanup = append(cleanup, func() { s.store.Close() })
+	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.AuditKey != nil {
+		s.log.Info("audit chain keyed: events are sealed with HMAC-SHA256", "key_id", cfg.AuditKey.ID())
+	}
 
-	var sink *audit.Sink
-	if cfg.AuditLog != nil {
-		sink = audit.NewSink(cfg.AuditLog)
+	trail, err := s.openAuditTrail(ctx)
+	if err != nil {
+		return nil, err
 	}
 	audited := func(ev apiv1.AuditEvent) {
-		if sink == nil {
+		if trail == nil {
 			return
 		}
-		if err := sink.Write(ev); err != nil {
+		if err := trail.Write(context.Background(), ev); err != nil {
 			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
 		}
 	}
@@ -164,13 +204,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	hub := reconcile.NewHub()
 	s.reconciler = reconcile.New(reconcile.Options{
-		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited,
+		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited, Now: cfg.Now,
 		Observe: func(outcome string, d time.Duration) { s.api.ObserveReconcile(outcome, d) },
 	})
 	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, Registry: prometheus.NewRegistry(),
+		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
+		Registry: prometheus.NewRegistry(), DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
+	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -195,7 +237,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -274,7 +316,10 @@ func newDriver(cfg Config, ipam *reconcile.IPAM, pool6 netip.Prefix) (enforce.Dr
 			return nil, fmt.Errorf("server: the netns driver needs an IPv4 address pool, not %s", pool)
 		}
 		// The first host address is the gateway on the driver's bridge.
-		ipam.Reserve("gateway", pool.Addr().Next().String())
+		ipam.Exclude(pool.Addr().Next())
+		if pool6.IsValid() {
+			ipam.SetCompanionPool(pool6)
+		}
 		d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: pool, Pool6: pool6, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("server: netns driver: %w", err)
@@ -300,6 +345,10 @@ func (s *Server) GeneratedToken() bool { return s.generated }
 // Store is the server's store (for tests and benchmarks in this module).
 func (s *Server) Store() store.Store { return s.store }
 
+// FlushDenials appends the audit of every refused request counted so far
+// (for tests that read the trail right after refused requests).
+func (s *Server) FlushDenials(ctx context.Context) error { return s.api.FlushDenials(ctx) }
+
 // Driver is the server's enforcement driver (for tests and benchmarks in
 // this module that look at what it made, such as the netns driver's
 // router namespace).
@@ -318,6 +367,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
+	// No request is in flight: what the denial audit still counts goes on
+	// the chain before the store closes.
+	if err := s.api.Drain(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("audit of refused requests: %w", err))
+	}
 	if err := s.reconciler.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("reconciler: %w", err))
 	}
@@ -329,6 +383,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("isolationd stopped")
 	return errors.Join(errs...)
+}
+
+// openAuditTrail puts the JSON-lines sink (AuditSink, or AuditLog) in
+// step with the store's chain, nil when there is none. A file sink goes
+// on after its last line, catching up with the events a crash kept from
+// it; a new file, or stdout, starts at the chain's head. A file whose last
+// line is not the store's event of that seq belongs to another database.
+func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
+	sink := s.cfg.AuditSink
+	if sink == nil && s.cfg.AuditLog != nil {
+		sink = audit.NewSink(s.cfg.AuditLog)
+	}
+	if sink == nil {
+		return nil, nil
+	}
+	var head int64
+	if last, err := s.store.LastAudit(ctx); err == nil {
+		head = last.Seq
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	after := head
+	if seq, hash, ok := sink.Last(); ok {
+		evs, _, err := s.store.ListAudit(ctx, store.AuditQuery{AfterSeq: seq - 1, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("server: audit log: %w", err)
+		}
+		if len(evs) == 0 || evs[0].Seq != seq || evs[0].Hash != hash {
+			return nil, fmt.Errorf("server: the audit log ends at seq %d, which the database's audit chain (ending at seq %d) does not hold: "+
+				"the log belongs to another database; give a new --audit-log file", seq, head)
+		}
+		after = seq
+	}
+	trail := audit.NewInOrder(sink, store.AuditPager(s.store), after)
+	if err := trail.CatchUp(ctx); err != nil {
+		return nil, fmt.Errorf("server: audit log: %w", err)
+	}
+	return trail, nil
 }
 
 // ensureAdminToken makes the bootstrap secret (from the config, the token
@@ -357,6 +449,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 	if len(secret) < 16 {
 		return errors.New("server: the bootstrap token must be at least 16 characters")
 	}
+	if !auth.ValidSecret(secret) {
+		// A bearer token is taken exactly, so this one could never be sent.
+		return errors.New("server: the bootstrap token must be visible ASCII characters, without spaces")
+	}
 	s.token = secret
 	hash := auth.HashSecret(secret)
 	var events []apiv1.AuditEvent
@@ -368,12 +464,17 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 			return err
 		}
 		now := time.Now().UTC()
-		tokens, _, err := tx.ListTokens(ctx, store.ListQuery{Limit: store.MaxLimit})
-		if err != nil {
-			return err
-		}
-		for _, t := range tokens {
-			if t.Name == BootstrapTokenName && t.RevokedAt == nil {
+		// Every page: a secret rotated away must not stay valid because
+		// its token sorts after the first thousand.
+		for q := (store.ListQuery{Limit: store.MaxLimit}); ; {
+			tokens, next, err := tx.ListTokens(ctx, q)
+			if err != nil {
+				return err
+			}
+			for _, t := range tokens {
+				if t.Name != BootstrapTokenName || t.RevokedAt != nil {
+					continue
+				}
 				t.RevokedAt = &now
 				if err := tx.UpdateToken(ctx, t); err != nil {
 					return err
@@ -384,6 +485,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 				}
 				events = append(events, ev)
 			}
+			if next == "" {
+				break
+			}
+			q.Cursor = next
 		}
 		t := store.TokenRecord{
 			Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},

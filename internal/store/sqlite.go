@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
 
 // SQLite is the embedded store: one SQLite file in WAL mode, read through
@@ -44,11 +46,16 @@ type SQLite struct {
 
 	commits, updates atomic.Int64
 
+	// auditKey seals the audit events appended (UseAuditKey); nil: SHA-256.
+	auditKey atomic.Pointer[audit.Key]
+
 	// envs caches environments' stored JSON for GetEnvironment; touched
 	// lists the environments the batch in progress wrote (writer
 	// goroutine only), which are dropped from it once the batch ends.
 	envs    *envCache
 	touched []string
+
+	space space // reserve file and storage failures (sqlite_space.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -84,6 +91,9 @@ const dsnCommon = "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 // brings its schema up to date.
 func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	if err := ownerOnly(path); err != nil {
 		return nil, err
 	}
 	wdb, err := sql.Open("sqlite", path+dsnCommon+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)")
@@ -142,6 +152,25 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 func checkPath(path string) error {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return fmt.Errorf("store: invalid database path %q: must be non-empty without '?' or '#'", path)
+	}
+	return nil
+}
+
+// ownerOnly makes the database file, and its WAL and shared-memory files
+// when they exist, readable by the owner only: they hold token hashes and
+// the audit trail. SQLite gives the WAL and SHM files it creates the mode
+// of the database file, so creating that one 0600 covers them too; a file
+// an older version made 0644 is tightened.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("store: open %s: %w", path, err)
+		}
 	}
 	return nil
 }
@@ -241,7 +270,14 @@ type writeResult struct {
 // runs on the writer goroutine and must not call Update itself (that would
 // deadlock) nor keep tx after it returns; it should do no slow I/O, since
 // every other write waits for it.
+//
+// A write that fails because the disk is full or cannot be written
+// returns ErrFull or ErrUnavailable (see WriteErr and Probe).
 func (s *SQLite) Update(ctx context.Context, fn func(Tx) error) error {
+	return s.observe(s.update(ctx, fn))
+}
+
+func (s *SQLite) update(ctx context.Context, fn func(Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -333,7 +369,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 		r.res = writeResult{err: err}
 		return err
 	}
-	t := &sqliteTx{touched: &s.touched}
+	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
 	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
@@ -347,7 +383,13 @@ func (s *SQLite) runOne(r *writeReq) error {
 		return nil
 	}
 	if _, err := s.wq.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
-		return fmt.Errorf("store: roll back savepoint: %w", err)
+		// SQLite rolls the whole transaction back by itself on a full
+		// disk: keep fn's error, which says so, for the whole batch.
+		cause := r.res.err
+		if cause == nil {
+			cause = errors.New("a panic")
+		}
+		return fmt.Errorf("store: roll back savepoint after %w: %v", cause, err)
 	}
 	if _, err := s.wq.ExecContext(ctx, "RELEASE w"); err != nil {
 		return fmt.Errorf("store: release savepoint: %w", err)
@@ -372,6 +414,7 @@ type sqliteTx struct {
 	reader
 	done    atomic.Bool
 	touched *[]string
+	key     *audit.Key // seals AppendAudit's events; nil for SHA-256
 }
 
 // touch records that the transaction writes environment id.

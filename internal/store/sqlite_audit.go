@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ func (t *sqliteTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, er
 }
 
 const auditCols = `seq, id, time, request_id, actor_token_id, actor_name, source_ip, source_user_agent,
-	project_id, action, resource_type, resource_id, outcome, status_code, reason, changes, prev_hash, hash`
+	project_id, action, resource_type, resource_id, outcome, status_code, reason, changes, prev_hash, hash, key_id`
 
 // AppendAudit fills in ev.ID (when empty, "aud_" and a UUIDv7) and ev.Time
 // (when zero, now) besides Seq, PrevHash and Hash. It reads the chain's
@@ -93,22 +94,25 @@ func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.
 	}
 	ev.Seq, ev.PrevHash = 1, audit.GenesisHash
 	var lastSeq int64
-	var lastHash string
-	found, err := queryOne(ctx, t.q, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &lastSeq, &lastHash)
+	var lastHash, lastKey string
+	found, err := queryOne(ctx, t.q, "SELECT seq, hash, key_id FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &lastSeq, &lastHash, &lastKey)
 	if err != nil {
 		return ev, fmt.Errorf("store: read audit chain head: %w", err)
 	}
 	if found {
 		ev.Seq, ev.PrevHash = lastSeq+1, lastHash
 	}
-	ev, changes, err := audit.Seal(ev)
+	if err := keyFits(lastKey, t.key); err != nil {
+		return ev, err
+	}
+	ev, changes, err := audit.Seal(ev, t.key)
 	if err != nil {
 		return ev, fmt.Errorf("store: audit event: %w", err)
 	}
-	_, err = t.q.ExecContext(ctx, "INSERT INTO audit_events ("+auditCols+") VALUES (?"+strings.Repeat(", ?", 17)+")",
+	_, err = t.q.ExecContext(ctx, "INSERT INTO audit_events ("+auditCols+") VALUES (?"+strings.Repeat(", ?", 18)+")",
 		ev.Seq, ev.ID, ev.Time.Format(timeText), ev.RequestID, ev.Actor.TokenID, ev.Actor.Name,
 		ev.Source.IP, ev.Source.UserAgent, ev.ProjectID, ev.Action, ev.Resource.Type, ev.Resource.ID,
-		ev.Outcome, ev.StatusCode, ev.Reason, string(changes), ev.PrevHash, ev.Hash)
+		ev.Outcome, ev.StatusCode, ev.Reason, string(changes), ev.PrevHash, ev.Hash, ev.KeyID)
 	if err != nil {
 		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
 			return ev, fmt.Errorf("%w: audit event %s already exists", ErrConflict, ev.ID)
@@ -182,7 +186,7 @@ func queryAudit(ctx context.Context, q querier, query string, args ...any) ([]ap
 		var at, changes string
 		if err := rows.Scan(&ev.Seq, &ev.ID, &at, &ev.RequestID, &ev.Actor.TokenID, &ev.Actor.Name,
 			&ev.Source.IP, &ev.Source.UserAgent, &ev.ProjectID, &ev.Action, &ev.Resource.Type, &ev.Resource.ID,
-			&ev.Outcome, &ev.StatusCode, &ev.Reason, &changes, &ev.PrevHash, &ev.Hash); err != nil {
+			&ev.Outcome, &ev.StatusCode, &ev.Reason, &changes, &ev.PrevHash, &ev.Hash, &ev.KeyID); err != nil {
 			return nil, fmt.Errorf("store: list audit events: %w", err)
 		}
 		// A value that does not parse is returned as found (zero time, no
@@ -199,8 +203,55 @@ func queryAudit(ctx context.Context, q querier, query string, args ...any) ([]ap
 
 // VerifyAudit walks the whole audit chain of r (see audit.Verify).
 func VerifyAudit(ctx context.Context, r Reader) (audit.Result, error) {
-	return audit.Verify(ctx, func(ctx context.Context, afterSeq int64) ([]apiv1.AuditEvent, error) {
+	return VerifyAuditWithKey(ctx, r, nil)
+}
+
+// VerifyAuditWithKey walks the whole audit chain of r, checking its keyed
+// events with key (see audit.VerifyWithKey).
+func VerifyAuditWithKey(ctx context.Context, r Reader, key *audit.Key) (audit.Result, error) {
+	return audit.VerifyWithKey(ctx, AuditPager(r), key)
+}
+
+// AuditPager pages r's whole audit chain, oldest first, for audit.Verify
+// and audit.InOrder.
+func AuditPager(r Reader) audit.Pager {
+	return func(ctx context.Context, afterSeq int64) ([]apiv1.AuditEvent, error) {
 		events, _, err := r.ListAudit(ctx, AuditQuery{AfterSeq: afterSeq, Limit: MaxLimit})
 		return events, err
-	})
+	}
+}
+
+// ErrAuditKey: the audit chain is keyed and the store was given no key or
+// another one; appending would break the chain.
+var ErrAuditKey = errors.New("audit key mismatch")
+
+// keyFits refuses to append to a chain whose head is keyed (headKey) with
+// no key or another one: a keyed chain stays keyed with its one key. An
+// unkeyed chain may become keyed.
+func keyFits(headKey string, key *audit.Key) error {
+	switch {
+	case headKey == "":
+		return nil
+	case key == nil:
+		return fmt.Errorf("store: %w: the audit chain is keyed (HMAC-SHA256, key id %s); start with the key that sealed it (--audit-hmac-key-file)", ErrAuditKey, headKey)
+	case key.ID() != headKey:
+		return fmt.Errorf("store: %w: the audit chain is keyed with key id %s, not with the key given (key id %s); start with the key that sealed it", ErrAuditKey, headKey, key.ID())
+	}
+	return nil
+}
+
+// UseAuditKey makes every audit event appended from now on sealed with key
+// (an HMAC-SHA256 chain; nil keeps plain SHA-256). It fails, changing
+// nothing, when the chain's last event is keyed with another key or key
+// is nil and the chain is keyed. Call it before the first Update.
+func (s *SQLite) UseAuditKey(ctx context.Context, key *audit.Key) error {
+	var head string
+	if _, err := queryOne(ctx, s.wq, "SELECT key_id FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &head); err != nil {
+		return fmt.Errorf("store: read audit chain head: %w", err)
+	}
+	if err := keyFits(head, key); err != nil {
+		return err
+	}
+	s.auditKey.Store(key)
+	return nil
 }

@@ -146,7 +146,7 @@ func TestVerifyAudit_DetectsInsertedEvent(t *testing.T) {
 	tamper(t, db, "UPDATE audit_events SET seq = seq + 100 WHERE seq > 3")
 	tamper(t, db, "UPDATE audit_events SET seq = seq - 99 WHERE seq > 100")
 	tamper(t, db, `INSERT INTO audit_events SELECT ?, ?, time, request_id, actor_token_id, actor_name, source_ip,
-		source_user_agent, project_id, ?, resource_type, resource_id, outcome, status_code, reason, changes, ?, ?
+		source_user_agent, project_id, ?, resource_type, resource_id, outcome, status_code, reason, changes, ?, ?, key_id
 		FROM audit_events WHERE seq = 3`, forged.Seq, forged.ID, forged.Action, forged.PrevHash, forged.Hash)
 	wantBreak(t, verify(t, s), 5, evs[3].ID, "prev_hash")
 }

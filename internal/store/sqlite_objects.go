@@ -165,6 +165,38 @@ func (r reader) CountEnvironments(ctx context.Context) (map[string]int, error) {
 	return counts, nil
 }
 
+func (r reader) CountProjectEnvironments(ctx context.Context, projectIDs ...string) (map[string]int, error) {
+	counts := make(map[string]int, len(projectIDs))
+	for _, id := range projectIDs {
+		counts[id] = 0
+	}
+	if len(projectIDs) == 0 {
+		return counts, nil
+	}
+	ids, err := json.Marshal(projectIDs)
+	if err != nil {
+		return nil, fmt.Errorf("store: count project environments: %w", err)
+	}
+	// One SQL text for any number of ids, so one prepared statement.
+	rows, err := r.q.QueryContext(ctx, "SELECT project_id, COUNT(*) FROM environments WHERE project_id IN (SELECT value FROM json_each(?)) GROUP BY project_id", string(ids))
+	if err != nil {
+		return nil, fmt.Errorf("store: count project environments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("store: count project environments: %w", err)
+		}
+		counts[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: count project environments: %w", err)
+	}
+	return counts, nil
+}
+
 func (r reader) GetPolicy(ctx context.Context, id string) (apiv1.Policy, error) {
 	return get(ctx, r.q, policies, "id", id)
 }
@@ -280,13 +312,15 @@ func list[T any](ctx context.Context, q querier, t table[T], lq ListQuery) ([]T,
 	defer rows.Close()
 	items := make([]T, 0, min(limit, 64))
 	next := ""
+	size := 0
 	for rows.Next() {
 		var id string
 		var data sql.RawBytes
 		if err := rows.Scan(&id, &data); err != nil {
 			return nil, "", fmt.Errorf("store: list %s: %w", t.name, err)
 		}
-		if len(items) == limit {
+		size += len(data)
+		if len(items) == limit || (lq.MaxBytes > 0 && size > lq.MaxBytes && len(items) > 0) {
 			// The extra row only proves there is another page, which
 			// starts after the last item returned.
 			next, _, _ = t.row(items[len(items)-1])

@@ -103,6 +103,25 @@ CREATE INDEX audit_by_resource ON audit_events(resource_type, resource_id, seq);
 CREATE INDEX audit_by_request ON audit_events(request_id, seq);
 CREATE INDEX audit_by_time ON audit_events(time);
 `,
+	// Version 2: the HMAC key that sealed an event, '' for plain SHA-256.
+	`ALTER TABLE audit_events ADD COLUMN key_id TEXT NOT NULL DEFAULT '';`,
+	// Version 3: the address allocator's state (sqlite_addresses.go).
+	`
+CREATE TABLE addresses (
+	key            BLOB PRIMARY KEY, -- the family (4 or 6), then the address's bytes: byte order is address order
+	address        TEXT NOT NULL,
+	environment_id TEXT NOT NULL,    -- the holder, '' once freed
+	project_id     TEXT NOT NULL,    -- the holder's project, kept once freed
+	allocated_at   INTEGER NOT NULL, -- Unix nanoseconds
+	freed_at       INTEGER           -- Unix nanoseconds; NULL while held
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX addresses_by_environment ON addresses(environment_id) WHERE environment_id <> '';
+CREATE INDEX addresses_by_freed ON addresses(freed_at, key) WHERE freed_at IS NOT NULL;
+CREATE TABLE address_cursors (
+	pool TEXT PRIMARY KEY,
+	next BLOB NOT NULL -- as addresses.key
+);
+`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -24,6 +25,12 @@ var (
 	// ErrInvalidQuery: a list was asked for a filter its kind does not
 	// have (for example a state filter on projects).
 	ErrInvalidQuery = errors.New("invalid query")
+	// ErrFull: the disk holding the store has no room for the write;
+	// nothing of it was kept. It succeeds again once space is freed.
+	ErrFull = errors.New("storage full")
+	// ErrUnavailable: the store cannot write at all for now (a read-only
+	// file system, or I/O errors); nothing of the write was kept.
+	ErrUnavailable = errors.New("storage unavailable")
 )
 
 // Store is a transactional store. Reads outside a transaction see the last
@@ -52,6 +59,9 @@ type Reader interface {
 	ListEnvironments(ctx context.Context, q ListQuery) ([]apiv1.Environment, string, error)
 	// CountEnvironments counts environments by state (for metrics).
 	CountEnvironments(ctx context.Context) (map[string]int, error)
+	// CountProjectEnvironments counts the environments of each project,
+	// every state included; every id asked for is a key.
+	CountProjectEnvironments(ctx context.Context, projectIDs ...string) (map[string]int, error)
 
 	GetPolicy(ctx context.Context, id string) (apiv1.Policy, error)
 	ListPolicies(ctx context.Context, q ListQuery) ([]apiv1.Policy, string, error)
@@ -71,6 +81,21 @@ type Reader interface {
 	ListAudit(ctx context.Context, q AuditQuery) ([]apiv1.AuditEvent, string, error)
 	// LastAudit returns the newest audit event, or ErrNotFound when the chain is empty.
 	LastAudit(ctx context.Context) (apiv1.AuditEvent, error)
+
+	// GetAddress returns addr's record: ErrNotFound when it was never
+	// handed out.
+	GetAddress(ctx context.Context, addr netip.Addr) (Address, error)
+	// ListAddresses returns the records q selects, in address order.
+	ListAddresses(ctx context.Context, q AddressQuery) ([]Address, error)
+	// OldestFreedAddress returns, of the addresses from first to last
+	// freed at or before notAfter, the one freed longest ago (the lowest
+	// address among equals): ErrNotFound when there is none.
+	OldestFreedAddress(ctx context.Context, first, last netip.Addr, notAfter time.Time) (Address, error)
+	// AddressUsage counts the records from first to last.
+	AddressUsage(ctx context.Context, first, last netip.Addr) (AddressUsage, error)
+	// GetAddressCursor returns where pool's search for a never-used
+	// address resumes: ErrNotFound before the first allocation.
+	GetAddressCursor(ctx context.Context, pool netip.Prefix) (netip.Addr, error)
 }
 
 // Tx is a write transaction.
@@ -113,6 +138,13 @@ type Tx interface {
 	// in UTC, Changes as canonical JSON). An empty ID is filled in ("aud_"
 	// and a UUIDv7), and a zero Time with now.
 	AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error)
+
+	// PutAddress stores a as a.Addr's record, replacing the one before.
+	// Two records holding one environment are ErrConflict.
+	PutAddress(ctx context.Context, a Address) error
+	// PutAddressCursor records where pool's search for a never-used
+	// address resumes.
+	PutAddressCursor(ctx context.Context, pool netip.Prefix, next netip.Addr) error
 }
 
 // ListQuery filters and pages a list. Zero values mean "no filter". A
@@ -131,6 +163,10 @@ type ListQuery struct {
 	ExpiresBefore time.Time
 	Limit         int    // 0 means the default, 100; at most 1000
 	Cursor        string // the id after which the page starts
+	// MaxBytes, when positive, ends a page early (with a cursor) before
+	// the stored JSON of its objects would pass it; a page always holds
+	// at least one object.
+	MaxBytes int
 }
 
 // AuditQuery filters and pages the audit log, oldest first.
@@ -184,3 +220,40 @@ const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
 )
+
+// Address is an environment address the allocator has handed out: held
+// by an environment, or freed at FreedAt and quarantined from then on for
+// the allocator's period. An address never handed out has no record; a
+// freed one keeps its record, so that the quarantine and the order of
+// reuse survive restarts.
+type Address struct {
+	Addr          netip.Addr
+	EnvironmentID string // the holder; "" once freed
+	// ProjectID is the holder's project, kept once the address is freed.
+	ProjectID   string
+	AllocatedAt time.Time
+	FreedAt     time.Time // zero while held
+}
+
+// Held reports whether an environment holds a.
+func (a Address) Held() bool { return a.EnvironmentID != "" }
+
+// AddressQuery selects address records from First to Last, both included
+// and of one family.
+type AddressQuery struct {
+	First, Last netip.Addr
+	// HeldOnly skips freed addresses.
+	HeldOnly bool
+	// NotProject skips the records of that project.
+	NotProject string
+	// EnvironmentID keeps only the record that environment holds.
+	EnvironmentID string
+	Limit         int // 0 means DefaultLimit; at most MaxLimit
+}
+
+// AddressUsage counts address records of a range: how many are held, how
+// many freed, and the oldest and newest FreedAt of the freed ones.
+type AddressUsage struct {
+	Held, Freed           int
+	FirstFreed, LastFreed time.Time
+}

@@ -2,6 +2,7 @@ package netns_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -377,5 +379,69 @@ func TestProvision_AReusedAddressIsReachableAtOnce(t *testing.T) {
 		if err := l.d.Teardown(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSync_MovesTheRulesANamespaceHeldItselfToTheRouter starts a driver
+// on a namespace laid out as before the rules moved to the router (its
+// own table recording its policy, nothing in the router): the policy it
+// recorded is enforced from the router, and the namespace's table is gone.
+func TestSync_MovesTheRulesANamespaceHeldItselfToTheRouter(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	a, _ := l.env(t, "env-a", "198.18.0.10")
+	l.apply(t, "env-a", apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{rule("web", nil, tcp(80))}})
+	if err := l.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The router forgets the record; the namespace gets one of its own
+	// for another policy.
+	router := nftConn(t, l.d.RouterNamespace())
+	inet := &nftables.Table{Name: l.prefix, Family: nftables.TableFamilyINet}
+	for _, buf := range []string{"a", "b"} {
+		s := &nftables.Set{Table: inet, ID: 1, Name: a.Namespace + "_applied_" + buf, KeyType: nftables.TypeInteger}
+		if err := router.AddSet(s, nil); err != nil {
+			t.Fatal(err)
+		}
+		router.DelSet(s)
+	}
+	if err := router.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	old := apiv1.EffectivePolicy{EnvironmentID: "env-a", Generation: 9, Ingress: []apiv1.EffectiveRule{rule("tls", nil, tcp(443))}}
+	chunks, err := isonetns.EncodeRecord(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := nftConn(t, a.Namespace)
+	table := own.AddTable(&nftables.Table{Name: l.prefix, Family: nftables.TableFamilyINet})
+	var elems []nftables.SetElement
+	for i, c := range chunks {
+		elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Comment: c})
+	}
+	if err := own.AddSet(&nftables.Set{Table: table, ID: 1, Name: "applied_a", KeyType: nftables.TypeInteger}, elems); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	d2, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.d = d2
+	if err := d2.Sync(ctx, map[string]string{"env-a": "198.18.0.10"}); err != nil {
+		t.Fatal(err)
+	}
+	from := l.inetEnd("198.19.0.10")
+	if res, err := d2.Check(ctx, "env-a", apiv1.CheckRequest{Direction: "ingress", Protocol: "tcp", Address: from.Addr.String(), Port: 443}); err != nil || !res.Allowed {
+		t.Errorf("Check after the move = %+v, %v; want the namespace's recorded policy", res, err)
+	}
+	if !send(t, probe("tcp", from, a, 443)) || send(t, probe("tcp", from, a, 80)) {
+		t.Error("the router does not enforce the policy the namespace recorded")
+	}
+	if tables := nftTables(t, a.Namespace); len(tables) > 0 {
+		t.Errorf("the namespace still holds %d tables", len(tables))
 	}
 }

@@ -1,8 +1,10 @@
 package netns
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -13,62 +15,123 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The guard: a bridge-family table in the router namespace that lets an
-// environment send only from its own addresses. Peer environments are
-// named by address in policies, so an environment sending from another's
-// address would get whatever that one is allowed; the guard drops such
-// frames before they reach anyone.
+// The guard: what the router namespace holds for all environments alike,
+// in two tables named with the prefix.
+//
+// A bridge-family table checks every frame on an environment's port. Peer
+// environments are named by address in policies, and the bridge forwards
+// by hardware address, so an environment sending as another (from its
+// address, or its hardware address) would get what that one is allowed,
+// or its traffic; the guard drops such frames before the bridge learns
+// from them or anyone receives them.
 //
 //	table bridge <prefix> {
-//		set ports  { type ifname }               the environments' veths
-//		set src_v4 { type ifname . ipv4_addr }   which port may use which address
-//		set src_v6 { type ifname . ipv6_addr }
-//		chain prerouting { policy accept; frames from the ports not sourced from their own addresses are dropped }
+//		set ports  { type ifname }                the environments' ports
+//		set macs   { type ifname . ether_addr }   each port's hardware address
+//		set src_v4 { type ifname . ipv4_addr }    each port's addresses
+//		set src_v6 { type ifname . ipv6_addr }    (and its link-local one)
+//		chain prerouting  { frames from a port: from its hardware address; ARP from its hardware and IPv4 address;
+//		                    IP from its addresses; neighbour advertisements for its addresses; else drop }
+//		chain postrouting { frames to a port: IP only to its addresses, or neighbour discovery; else drop }
 //	}
+//
+// The inet table's shared part sends each packet to its environment's
+// chains (see nft.go): by the port that owns its source address, and by
+// the port that owns its destination address.
+//
+//	table inet <prefix> {
+//		map from_port { type ifname : verdict }      port: jump <env>_from
+//		map to_port   { type ifname : verdict }      port: jump <env>_to
+//		map to_v4     { type ipv4_addr : ifname }    address: its port
+//		map to_v6     { type ipv6_addr : ifname }
+//		chain prerouting  { neighbour discovery accept; from the bridge: ip saddr map @to_v4 vmap @from_port,
+//		                    the same for ip6, else drop }
+//		chain postrouting { neighbour discovery accept; ip daddr map @to_v4 vmap @to_port; the same for ip6 }
+//	}
+//
+// A port's elements in all of them change in one transaction, so a port
+// is either guarded and judged, or sends nothing at all.
 
-// guard is the router namespace's guard table; its lock serializes the
+// guard is the router namespace's shared tables; its lock serializes the
 // transactions of concurrent provisions.
 type guard struct {
 	mu    sync.Mutex
 	ns    netns.NsHandle // the router's
 	table string
 	conn  *nftables.Conn
-	sets  [3]*nftables.Set // ports, src_v4, src_v6
+	sets  [guardSetCount]*nftables.Set
 }
 
 const (
 	guardPorts = iota
+	guardMACs
 	guardSrc4
 	guardSrc6
+	guardFrom
+	guardTo
+	guardTo4
+	guardTo6
+	guardSetCount
 )
 
-func newGuard(ns netns.NsHandle, table string) (*guard, error) {
+// guardSetID numbers the guard's sets in a batch, clear of the IDs the
+// rule sets take (nft.go).
+const guardSetID = 100
+
+// port is what the guard knows of one environment's port.
+type port struct {
+	mac   net.HardwareAddr
+	addrs []netip.Addr // its addresses, link-local included
+}
+
+func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 	g := &guard{ns: ns, table: table}
 	if err := g.reopen(); err != nil {
 		return nil, err
 	}
 	c := g.conn
-	t := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
-	g.sets = [3]*nftables.Set{
-		{Table: t, ID: 1, Name: "ports", KeyType: nftables.TypeIFName},
-		{Table: t, ID: 2, Name: "src_v4", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr), Concatenation: true},
-		{Table: t, ID: 3, Name: "src_v6", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr), Concatenation: true},
+	br := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
+	in := c.AddTable(inetTable(table))
+	ifData := func(s *nftables.Set, key nftables.SetDatatype) *nftables.Set {
+		s.IsMap, s.DataType = true, key
+		return s
 	}
-	for _, s := range g.sets {
+	g.sets = [guardSetCount]*nftables.Set{
+		guardPorts: {Table: br, Name: "ports", KeyType: nftables.TypeIFName},
+		guardMACs:  {Table: br, Name: "macs", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr), Concatenation: true},
+		guardSrc4:  {Table: br, Name: "src_v4", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr), Concatenation: true},
+		guardSrc6:  {Table: br, Name: "src_v6", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr), Concatenation: true},
+		guardFrom:  ifData(&nftables.Set{Table: in, Name: "from_port", KeyType: nftables.TypeIFName}, nftables.TypeVerdict),
+		guardTo:    ifData(&nftables.Set{Table: in, Name: "to_port", KeyType: nftables.TypeIFName}, nftables.TypeVerdict),
+		guardTo4:   ifData(&nftables.Set{Table: in, Name: "to_v4", KeyType: nftables.TypeIPAddr}, nftables.TypeIFName),
+		guardTo6:   ifData(&nftables.Set{Table: in, Name: "to_v6", KeyType: nftables.TypeIP6Addr}, nftables.TypeIFName),
+	}
+	for i, s := range g.sets {
+		s.ID = uint32(guardSetID + i)
 		if err := c.AddSet(s, nil); err != nil {
 			return nil, err
 		}
 	}
 	accept := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-200), Policy: &accept})
-	c.FlushChain(ch)
-	for _, r := range g.rules() {
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs})
+	chains := []baseChain{
+		{br, "prerouting", nftables.ChainHookPrerouting, -200, g.fromPortRules()},
+		{br, "postrouting", nftables.ChainHookPostrouting, -200, g.toPortRules()},
+	}
+	for _, bc := range baseChains(bridge) {
+		bc.table = in
+		chains = append(chains, bc)
+	}
+	for _, spec := range chains {
+		ch := c.AddChain(&nftables.Chain{Name: spec.name, Table: spec.table, Type: nftables.ChainTypeFilter,
+			Hooknum: spec.hook, Priority: nftables.ChainPriorityRef(spec.priority), Policy: &accept})
+		c.FlushChain(ch)
+		for _, r := range spec.rules {
+			c.AddRule(&nftables.Rule{Table: spec.table, Chain: ch, Exprs: r.exprs})
+		}
 	}
 	if err := c.Flush(); err != nil {
 		c.CloseLasting()
-		return nil, fmt.Errorf("guard table: %w", err)
+		return nil, fmt.Errorf("guard tables: %w", err)
 	}
 	return g, nil
 }
@@ -85,146 +148,257 @@ func (g *guard) reopen() error {
 	return err
 }
 
-func (g *guard) rules() []chainRule {
-	accept := &expr.Verdict{Kind: expr.VerdictAccept}
-	etherType := func(t uint16) []expr.Any {
+// baseChain is one of the guard's base chains, shared by every
+// environment.
+type baseChain struct {
+	table    *nftables.Table
+	name     string
+	hook     *nftables.ChainHook
+	priority nftables.ChainPriority
+	rules    []chainRule
+}
+
+// baseChains are the inet table's base chains, at filter priority (after
+// conntrack): packets that came off the bridge, and packets to any
+// environment's address. The bridge hands the inet hooks its packets with
+// itself as the interface, not the port (br_netfilter), so a packet's
+// environment is found by its address: its source on the way in, its
+// destination on the way out; the bridge table lets a port send only
+// from its own addresses, and receive only to them. Their rules name the
+// maps by name only, so they read the same in any batch.
+func baseChains(bridge string) []baseChain {
+	vmap := func(name string) *expr.Lookup {
+		return &expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0, SetName: name}
+	}
+	byAddr := func(nfproto byte, off, n uint32, m, ports string) []expr.Any {
 		return []expr.Any{
-			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseLLHeader, Offset: 12, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{byte(t >> 8), byte(t)}},
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1, SetName: m},
+			vmap(ports),
 		}
 	}
-	// iifname . <address at offset off, len n> @set
-	fromOwn := func(off, n uint32, set *nftables.Set) []expr.Any {
-		return []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-			&expr.Payload{DestRegister: reg32_00 + 4, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID},
-			accept,
-		}
+	fromBridge := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname(bridge)},
 	}
-	ip6Prefix := func(p netip.Prefix) []expr.Any {
-		return []expr.Any{
-			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
-			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: prefixNet(p).Mask, Xor: make([]byte, 16)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: p.Addr().AsSlice()},
-			accept,
-		}
-	}
-	return []chainRule{
-		{"iifname != @ports accept", []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-			&expr.Lookup{SourceRegister: reg1, SetName: g.sets[guardPorts].Name, SetID: g.sets[guardPorts].ID, Invert: true},
-			accept,
+	in := fmt.Sprintf("iifname %q ", bridge)
+	return []baseChain{
+		{name: "prerouting", hook: nftables.ChainHookPrerouting, rules: []chainRule{
+			ndRule(),
+			{in + "ip saddr map @to_v4 vmap @from_port", concat(fromBridge, byAddr(unix.NFPROTO_IPV4, 12, 4, "to_v4", "from_port"))},
+			{in + "ip6 saddr map @to_v6 vmap @from_port", concat(fromBridge, byAddr(unix.NFPROTO_IPV6, 8, 16, "to_v6", "from_port"))},
+			// Nothing else comes off the bridge but what the guard
+			// missed: fail closed.
+			{in + "drop", concat(fromBridge, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})},
 		}},
-		{"ether type arp iifname . arp saddr ip @src_v4 accept", append(etherType(unix.ETH_P_ARP), fromOwn(14, 4, g.sets[guardSrc4])...)},
-		{"ether type ip iifname . ip saddr @src_v4 accept", append(etherType(unix.ETH_P_IP), fromOwn(12, 4, g.sets[guardSrc4])...)},
-		{"ether type ip6 iifname . ip6 saddr @src_v6 accept", append(etherType(unix.ETH_P_IPV6), fromOwn(8, 16, g.sets[guardSrc6])...)},
-		// Link-local and unspecified sources carry neighbour discovery
-		// and duplicate address detection; no policy names them.
-		{"ether type ip6 ip6 saddr fe80::/10 accept", append(etherType(unix.ETH_P_IPV6), ip6Prefix(netip.MustParsePrefix("fe80::/10"))...)},
-		{"ether type ip6 ip6 saddr :: accept", append(etherType(unix.ETH_P_IPV6), ip6Prefix(netip.MustParsePrefix("::/128"))...)},
-		{"drop", []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}},
+		{name: "postrouting", hook: nftables.ChainHookPostrouting, rules: []chainRule{
+			ndRule(),
+			{"ip daddr map @to_v4 vmap @to_port", byAddr(unix.NFPROTO_IPV4, 16, 4, "to_v4", "to_port")},
+			{"ip6 daddr map @to_v6 vmap @to_port", byAddr(unix.NFPROTO_IPV6, 24, 16, "to_v6", "to_port")},
+		}},
 	}
 }
 
-// elements are what lets port send from addrs.
-func guardElements(port string, addrs []netip.Addr) [3][]nftables.SetElement {
-	var out [3][]nftables.SetElement
-	name := ifname(port)
-	out[guardPorts] = []nftables.SetElement{{Key: name}}
-	for _, a := range addrs {
-		k := append(slices.Clone(name), a.AsSlice()...)
-		if a.Is4() {
-			out[guardSrc4] = append(out[guardSrc4], nftables.SetElement{Key: k})
-		} else {
-			out[guardSrc6] = append(out[guardSrc6], nftables.SetElement{Key: k})
+// Pieces of the bridge table's rules.
+var (
+	bridgeAccept = &expr.Verdict{Kind: expr.VerdictAccept}
+	bridgeDrop   = &expr.Verdict{Kind: expr.VerdictDrop}
+)
+
+func etherType(t uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseLLHeader, Offset: 12, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{byte(t >> 8), byte(t)}},
+	}
+}
+
+// icmp6Type matches an ICMPv6 message of a type in lo..hi.
+func icmp6Type(lo, hi byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{lo}, ToData: []byte{hi}},
+	}
+}
+
+// portHas looks up "<port> . <n bytes at off of base>" in set; the port
+// is the input interface (in) or the output one.
+func portHas(in bool, base expr.PayloadBase, off, n uint32, set *nftables.Set, invert bool) []expr.Any {
+	key := expr.MetaKeyOIFNAME
+	if in {
+		key = expr.MetaKeyIIFNAME
+	}
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: reg1},
+		&expr.Payload{DestRegister: reg32_00 + 4, Base: base, Offset: off, Len: n},
+		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: invert},
+	}
+}
+
+func ip6Prefix(p netip.Prefix, off uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 16},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: prefixNet(p).Mask, Xor: make([]byte, 16)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: p.Addr().AsSlice()},
+	}
+}
+
+func concat(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
+
+// fromPortRules check the frames environments send.
+func (g *guard) fromPortRules() []chainRule {
+	nh, th := expr.PayloadBaseNetworkHeader, expr.PayloadBaseTransportHeader
+	s := g.sets
+	return []chainRule{
+		{"iifname != @ports drop", []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+			&expr.Lookup{SourceRegister: reg1, SetName: s[guardPorts].Name, SetID: s[guardPorts].ID, Invert: true},
+			bridgeDrop,
+		}},
+		{"iifname . ether saddr != @macs drop", concat(portHas(true, expr.PayloadBaseLLHeader, 6, 6, s[guardMACs], true), []expr.Any{bridgeDrop})},
+		// Ethernet and IPv4 ARP only, so the addresses sit where the rule reads them.
+		{"ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether @macs iifname . arp saddr ip @src_v4 accept", concat(
+			etherType(unix.ETH_P_ARP),
+			[]expr.Any{
+				&expr.Payload{DestRegister: reg1, Base: nh, Offset: 0, Len: 6},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0, 1, 8, 0, 6, 4}},
+			},
+			portHas(true, nh, 8, 6, s[guardMACs], false),
+			portHas(true, nh, 14, 4, s[guardSrc4], false),
+			[]expr.Any{bridgeAccept})},
+		{"ether type ip iifname . ip saddr @src_v4 accept", concat(etherType(unix.ETH_P_IP), portHas(true, nh, 12, 4, s[guardSrc4], false), []expr.Any{bridgeAccept})},
+		// A neighbour advertisement tells others where an address is: only
+		// for the port's own, or it would draw another's traffic.
+		{"ether type ip6 icmpv6 type nd-neighbor-advert iifname . icmpv6 nd target != @src_v6 drop", concat(
+			etherType(unix.ETH_P_IPV6), icmp6Type(136, 136), portHas(true, th, 8, 16, s[guardSrc6], true), []expr.Any{bridgeDrop})},
+		{"ether type ip6 iifname . ip6 saddr @src_v6 accept", concat(etherType(unix.ETH_P_IPV6), portHas(true, nh, 8, 16, s[guardSrc6], false), []expr.Any{bridgeAccept})},
+		// Duplicate address detection, for the port's own addresses.
+		{"ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . icmpv6 nd target @src_v6 accept", concat(
+			etherType(unix.ETH_P_IPV6), ip6Prefix(netip.MustParsePrefix("::/128"), 8), icmp6Type(135, 135), portHas(true, th, 8, 16, s[guardSrc6], false), []expr.Any{bridgeAccept})},
+		{"drop", []expr.Any{bridgeDrop}},
+	}
+}
+
+// toPortRules check the frames environments receive: an environment's
+// rules are found by its address, so a port must receive no IP packet
+// addressed to another.
+func (g *guard) toPortRules() []chainRule {
+	nh := expr.PayloadBaseNetworkHeader
+	s := g.sets
+	return []chainRule{
+		{"oifname != @ports accept", []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
+			&expr.Lookup{SourceRegister: reg1, SetName: s[guardPorts].Name, SetID: s[guardPorts].ID, Invert: true},
+			bridgeAccept,
+		}},
+		{"ether type arp accept", concat(etherType(unix.ETH_P_ARP), []expr.Any{bridgeAccept})},
+		{"ether type ip oifname . ip daddr @src_v4 accept", concat(etherType(unix.ETH_P_IP), portHas(false, nh, 16, 4, s[guardSrc4], false), []expr.Any{bridgeAccept})},
+		{"ether type ip6 oifname . ip6 daddr @src_v6 accept", concat(etherType(unix.ETH_P_IPV6), portHas(false, nh, 24, 16, s[guardSrc6], false), []expr.Any{bridgeAccept})},
+		{"ether type ip6 ip6 daddr ff02::/16 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept", concat(
+			etherType(unix.ETH_P_IPV6), ip6Prefix(netip.MustParsePrefix("ff02::/16"), 24), icmp6Type(135, 136), []expr.Any{bridgeAccept})},
+		{"drop", []expr.Any{bridgeDrop}},
+	}
+}
+
+// elements are what the guard holds for name, one slice per set.
+func (p port) elements(name string) [guardSetCount][]nftables.SetElement {
+	var out [guardSetCount][]nftables.SetElement
+	key := ifname(name)
+	out[guardPorts] = []nftables.SetElement{{Key: key}}
+	out[guardMACs] = []nftables.SetElement{{Key: slices.Concat(key, p.mac, []byte{0, 0})}}
+	out[guardFrom] = []nftables.SetElement{{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: envObject(name, chainFrom)}}}
+	out[guardTo] = []nftables.SetElement{{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: envObject(name, chainTo)}}}
+	for _, a := range p.addrs {
+		src, to := guardSrc4, guardTo4
+		if a.Is6() {
+			src, to = guardSrc6, guardTo6
 		}
+		out[src] = append(out[src], nftables.SetElement{Key: slices.Concat(key, a.AsSlice())})
+		out[to] = append(out[to], nftables.SetElement{Key: a.AsSlice(), Val: key})
 	}
 	return out
 }
 
-// allow lets port send from addrs, and no longer from old (when given).
-// Adding an element that exists changes nothing.
-func (g *guard) allow(port string, addrs, old []netip.Addr) error {
+// allow makes the guard know name as p, and no longer as old (when given
+// and different). Adding an element that exists changes nothing; an
+// address another port holds is refused.
+func (g *guard) allow(name string, p port, old *port) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.recover(g.queueAllow(port, addrs, old))
+	return g.recover(g.queueAllow(name, p, old))
 }
 
-func (g *guard) queueAllow(port string, addrs, old []netip.Addr) error {
-	if len(old) > 0 && !slices.Equal(old, addrs) {
-		if err := g.queueRemove(port, old); err != nil {
-			return err
-		}
-	}
-	for i, elems := range guardElements(port, addrs) {
-		if len(elems) > 0 {
+func (g *guard) queueAllow(name string, p port, old *port) error {
+	if old != nil && (!bytes.Equal(old.mac, p.mac) || !slices.Equal(old.addrs, p.addrs)) {
+		// Adding first makes the delete valid whether or not they exist.
+		for i, elems := range old.elements(name) {
+			if i == guardPorts || i == guardFrom || i == guardTo {
+				continue
+			}
 			if err := g.conn.SetAddElements(g.sets[i], elems); err != nil {
 				return err
 			}
+			if err := g.conn.SetDeleteElements(g.sets[i], elems); err != nil {
+				return err
+			}
+		}
+	}
+	for i, elems := range p.elements(name) {
+		if err := g.conn.SetAddElements(g.sets[i], elems); err != nil {
+			return err
 		}
 	}
 	return g.flush()
 }
 
-// forget removes every element of port, whatever addresses it had.
-func (g *guard) forget(port string) error {
+// forget removes every element of name, whatever it had, and what more
+// queues (the environment's own objects) in the same transaction.
+func (g *guard) forget(name string, more func(*nftables.Conn) error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.recover(g.queueForget(port))
+	return g.recover(g.queueForget(name, more))
 }
 
-func (g *guard) queueForget(port string) error {
-	name := ifname(port)
-	for i, s := range g.sets {
+func (g *guard) queueForget(name string, more func(*nftables.Conn) error) error {
+	key := ifname(name)
+	for _, s := range g.sets {
 		elems, err := g.conn.GetSetElements(s)
 		if err != nil {
 			return err
 		}
 		var mine []nftables.SetElement
 		for _, e := range elems {
-			if len(e.Key) >= len(name) && slices.Equal(e.Key[:len(name)], name) {
+			if bytes.HasPrefix(e.Key, key) || bytes.Equal(e.Val, key) {
 				mine = append(mine, nftables.SetElement{Key: e.Key})
 			}
 		}
 		if len(mine) > 0 {
-			if err := g.conn.SetDeleteElements(g.sets[i], mine); err != nil {
+			if err := g.conn.SetDeleteElements(s, mine); err != nil {
 				return err
 			}
 		}
 	}
+	if err := more(g.conn); err != nil {
+		return err
+	}
 	return g.flush()
 }
 
-// queueRemove queues the removal of port's elements for addrs. Adding
-// first makes the delete valid whether or not they exist.
-func (g *guard) queueRemove(port string, addrs []netip.Addr) error {
-	for i, elems := range guardElements(port, addrs) {
-		if i == guardPorts || len(elems) == 0 {
-			continue
-		}
-		if err := g.conn.SetAddElements(g.sets[i], elems); err != nil {
-			return err
-		}
-		if err := g.conn.SetDeleteElements(g.sets[i], elems); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// reset makes the guard allow exactly what ports says (port to addresses),
-// in one transaction.
-func (g *guard) reset(ports map[string][]netip.Addr) error {
+// reset makes the guard know exactly ports (name to port), and queues
+// more (removing what belongs to no port), in one transaction.
+func (g *guard) reset(ports map[string]port, more func(*nftables.Conn) error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.recover(g.queueReset(ports))
+	return g.recover(g.queueReset(ports, more))
 }
 
-func (g *guard) queueReset(ports map[string][]netip.Addr) error {
-	var all [3][]nftables.SetElement
-	for port, addrs := range ports {
-		for i, elems := range guardElements(port, addrs) {
+func (g *guard) queueReset(ports map[string]port, more func(*nftables.Conn) error) error {
+	var all [guardSetCount][]nftables.SetElement
+	for name, p := range ports {
+		for i, elems := range p.elements(name) {
 			all[i] = append(all[i], elems...)
 		}
 	}
@@ -235,6 +409,9 @@ func (g *guard) queueReset(ports map[string][]netip.Addr) error {
 				return err
 			}
 		}
+	}
+	if err := more(g.conn); err != nil {
+		return err
 	}
 	return g.flush()
 }

@@ -21,7 +21,8 @@ import (
 // environments from several goroutines, proves a few of them carry
 // traffic, deletes them all, and then finds no namespace, link or
 // nftables table with the prefix: not after the deletes (but for the
-// router), and nothing at all after Purge.
+// router, whose tables keep only their shared chains and sets, empty),
+// and nothing at all after Purge.
 func TestLeak_HundredEnvironmentsLeaveNothingBehind(t *testing.T) {
 	prefix := uniquePrefix(t)
 	d := newDriver(t, prefix)
@@ -97,16 +98,53 @@ func leftovers(t *testing.T, prefix, router string) []string {
 			if !strings.HasPrefix(table.Name, prefix) {
 				continue
 			}
-			if ns != router || table.Family != nftables.TableFamilyBridge {
+			if ns != router || (table.Family != nftables.TableFamilyBridge && table.Family != nftables.TableFamilyINet) {
 				out = append(out, fmt.Sprintf("nftables table %s in namespace %q", table.Name, ns))
 				continue
 			}
-			// The router's guard table stays with the router, but holds
-			// nothing for environments that are gone.
+			// The router's tables stay with the router, but hold nothing
+			// for environments that are gone: no element, and no chain or
+			// set beyond those every environment shares.
 			for _, e := range guardElements(t, ns, table) {
 				out = append(out, fmt.Sprintf("guard element %q in namespace %q", e, ns))
 			}
+			for _, o := range routerObjects(t, ns, table) {
+				if !slices.Contains(sharedObjects[table.Family], o) {
+					out = append(out, fmt.Sprintf("%s in table %s of namespace %q", o, table.Name, ns))
+				}
+			}
 		}
+	}
+	return out
+}
+
+// sharedObjects are the chains and sets of the router's tables that
+// belong to no environment.
+var sharedObjects = map[nftables.TableFamily][]string{
+	nftables.TableFamilyBridge: {"chain prerouting", "chain postrouting", "set ports", "set macs", "set src_v4", "set src_v6"},
+	nftables.TableFamilyINet:   {"chain prerouting", "chain postrouting", "set from_port", "set to_port", "set to_v4", "set to_v6"},
+}
+
+// routerObjects lists the chains and sets of table.
+func routerObjects(t *testing.T, namespace string, table *nftables.Table) []string {
+	t.Helper()
+	c := nftConn(t, namespace)
+	chains, err := c.ListChainsOfTableFamily(table.Family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ch := range chains {
+		if ch.Table.Name == table.Name {
+			out = append(out, "chain "+ch.Name)
+		}
+	}
+	sets, err := c.GetSets(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		out = append(out, "set "+s.Name)
 	}
 	return out
 }

@@ -15,7 +15,8 @@ import (
 //	<prefix>router       the router namespace, which holds the bridge
 //	<prefix>br           the bridge inside the router namespace
 //	<prefix>brp(x)       a veth pair keeping the bridge up, in the router namespace
-//	<prefix>             the nftables table inside each environment's namespace
+//	<prefix>             the router namespace's nftables tables (bridge and inet families)
+//	<env name>_*         an environment's sets and chains in the inet one
 //
 // Interface names are limited to 15 bytes, which bounds the prefix.
 const (

@@ -1,10 +1,11 @@
 // Package netns is isolationd's Linux enforcement driver. Every
 // environment gets a network namespace of its own, joined by a veth pair
-// to a bridge in a router namespace the driver owns, and an nftables
-// table rendered from its effective policy:
+// (its port) to a bridge in a router namespace the driver owns. Its rules,
+// rendered from its effective policy, live in the router namespace, on
+// its port, out of reach of whatever runs in the environment, even as
+// root; the environment's namespace holds no nftables object:
 //
-//   - both directions drop by default; loopback and IPv6 neighbour
-//     discovery pass;
+//   - both directions drop by default; IPv6 neighbour discovery passes;
 //   - every other packet is judged by its flow (conntrack's original
 //     tuple): a flow the environment starts must match its egress allows,
 //     a flow a remote end starts its ingress allows, replies included, so
@@ -13,7 +14,9 @@
 //     so a packet costs the same few lookups whatever the number of
 //     policies;
 //   - a guard table on the router's bridge drops frames an environment
-//     sends from an address that is not its own.
+//     sends from a hardware or IP address that is not its own (ARP
+//     included), and frames to a port that are addressed to another; the
+//     bridge does not learn addresses, it knows each port's.
 //
 // It needs root (CAP_NET_ADMIN, and CAP_SYS_ADMIN for the namespace
 // mounts). It touches nothing outside the namespaces it names with its
@@ -28,8 +31,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,9 +102,9 @@ type env struct {
 
 	// Used under the environment's lock.
 	live    int            // the copy of the sets the rules use
-	nft     *nftables.Conn // open on the namespace
+	nft     *nftables.Conn // open on the router namespace, for this environment's objects
 	nftSize int            // its socket buffers
-	guarded netip.Addr     // the address the router's guard has for it
+	guarded *port          // what the router's guard has for it
 }
 
 // applied is the effective policy last committed to an environment's
@@ -175,8 +181,17 @@ func (d *Driver) Addresses(address netip.Addr) []netip.Addr {
 	return out
 }
 
+// HardwareAddr is the hardware address of the interface holding address
+// (an environment's eth0, or the bridge for the gateway): the bridge
+// forwards it to that interface only.
+func (d *Driver) HardwareAddr(address netip.Addr) net.HardwareAddr { return macFor(address) }
+
+// Gateway is the router's address on the bridge, the environments'
+// default route.
+func (d *Driver) Gateway() netip.Addr { return d.gateways()[0].Addr() }
+
 // Provision implements enforce.Driver. A new namespace gets its
-// deny-everything table before it gets a network interface.
+// deny-everything rules in the router before it gets a network interface.
 func (d *Driver) Provision(ctx context.Context, envID, address string) (enforce.Endpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return enforce.Endpoint{}, err
@@ -269,21 +284,30 @@ func (d *Driver) openEnv(envID string) (*env, error) {
 	return e, nil
 }
 
-// adopt loads the record of the rules an existing namespace has.
+// adopt loads the record of the rules the router holds for an existing
+// namespace. A namespace made before the rules moved to the router holds
+// them itself: they are moved.
 func (d *Driver) adopt(e *env) error {
-	c, err := e.nftConn(0)
+	c, err := d.nftConn(e, 0)
 	if err != nil {
 		return err
 	}
-	p, buf, err := readRecord(c, d.names.table())
+	p, buf, err := readRecord(c, d.names.table(), e.name)
 	// Known even when the record is not readable: a later Apply must not
 	// fill the copy the rules use.
 	e.live = buf
 	if err != nil {
 		return err
 	}
+	legacy, lerr := d.dropLegacyTable(e)
 	if buf == noRules {
-		return errors.New("no nftables rules")
+		if lerr != nil {
+			return lerr
+		}
+		if legacy == nil {
+			return errors.New("no nftables rules")
+		}
+		return d.apply(e, *legacy)
 	}
 	rs, err := render(p)
 	if err != nil {
@@ -291,6 +315,33 @@ func (d *Driver) adopt(e *env) error {
 	}
 	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), buf: buf})
 	return nil
+}
+
+// dropLegacyTable deletes the table an environment's namespace held
+// before the rules moved to the router, and returns the policy it
+// recorded, if it did.
+func (d *Driver) dropLegacyTable(e *env) (*apiv1.EffectivePolicy, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)))
+	if err != nil {
+		return nil, err
+	}
+	p, buf, rerr := readRecord(c, d.names.table(), "")
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == d.names.table() }) {
+		return nil, nil
+	}
+	c.DelTable(inetTable(d.names.table()))
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("delete the namespace's own table: %w", err)
+	}
+	d.log.Info("moved the namespace's rules to the router", "env", e.id, "namespace", e.name)
+	if rerr != nil || buf == noRules {
+		return nil, rerr
+	}
+	return &p, nil
 }
 
 // stillNamed reports whether /run/netns still names the namespace e holds.
@@ -338,10 +389,10 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 	if e.live == bufferA {
 		buf = bufferB
 	}
-	if err := d.transact(e, rs.elementCount(), func(c *nftables.Conn) error { return stage(c, d.names.table(), buf, rs) }); err != nil {
+	if err := d.transact(e, rs.elementCount(), func(c *nftables.Conn) error { return stage(c, d.names.table(), e.name, buf, rs) }); err != nil {
 		return fmt.Errorf("fill sets: %w", err)
 	}
-	if err := d.transact(e, len(rec), func(c *nftables.Conn) error { return switchTo(c, d.names.table(), buf, rec) }); err != nil {
+	if err := d.transact(e, len(rec), func(c *nftables.Conn) error { return switchTo(c, d.names.table(), e.name, buf, rec) }); err != nil {
 		return fmt.Errorf("switch rules: %w", err)
 	}
 	e.live = buf
@@ -350,10 +401,11 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 	return nil
 }
 
-// transact runs what queue queues, in e's namespace, as one nftables
-// transaction of about n set elements. The caller holds e's lock.
+// transact runs what queue queues, on e's objects in the router
+// namespace, as one nftables transaction of about n set elements. The
+// caller holds e's lock.
 func (d *Driver) transact(e *env, n int, queue func(*nftables.Conn) error) error {
-	c, err := e.nftConn(n)
+	c, err := d.nftConn(e, n)
 	if err != nil {
 		return err
 	}
@@ -368,17 +420,23 @@ func (d *Driver) transact(e *env, n int, queue func(*nftables.Conn) error) error
 	return nil
 }
 
-// nftConn returns e's nftables connection, with socket buffers for a
-// batch of n elements. It stays open between transactions: closing a
-// socket that committed a transaction waits for the kernel to finish
-// releasing it (about 10 ms), which would double the cost of an Apply.
-func (e *env) nftConn(n int) (*nftables.Conn, error) {
+// nftConn returns e's nftables connection to the router namespace, with
+// socket buffers for a batch of n elements. Each environment has its own,
+// so that concurrent applies never share a batch. It stays open between
+// transactions: closing a socket that committed a transaction waits for
+// the kernel to finish releasing it (about 10 ms), which would double the
+// cost of an Apply.
+func (d *Driver) nftConn(e *env, n int) (*nftables.Conn, error) {
 	size := batchBytes(n)
 	if e.nft != nil && e.nftSize >= size {
 		return e.nft, nil
 	}
 	e.closeNft()
-	c, err := nftables.New(nftables.WithNetNSFd(int(e.ns)), nftables.AsLasting(), nftables.WithSockOptions(socketBuffers(size)))
+	r, err := d.routerHandle()
+	if err != nil {
+		return nil, err
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(r.ns)), nftables.AsLasting(), nftables.WithSockOptions(socketBuffers(size)))
 	if err != nil {
 		return nil, err
 	}
@@ -418,11 +476,12 @@ func (d *Driver) Ruleset(envID string) (string, error) {
 		return "", enforce.ErrUnknownEnvironment
 	}
 	a := e.applied.Load()
-	return a.rules.text(d.names.table(), a.buf), nil
+	return a.rules.text(d.names.table(), e.name, a.buf), nil
 }
 
-// Teardown implements enforce.Driver: it removes envID's veth pair and
-// namespace (and with it the table), known to this process or not.
+// Teardown implements enforce.Driver: it removes envID's veth pair, its
+// objects in the router's tables and its namespace, known to this process
+// or not.
 func (d *Driver) Teardown(ctx context.Context, envID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -436,7 +495,8 @@ func (d *Driver) Teardown(ctx context.Context, envID string) error {
 	return nil
 }
 
-// remove deletes the veth and namespace called name.
+// remove deletes the veth, the router's objects and the namespace called
+// name; the router's objects go in one transaction.
 func (d *Driver) remove(name string) error {
 	r, err := d.routerHandle()
 	if err != nil {
@@ -449,7 +509,7 @@ func (d *Driver) remove(name string) error {
 	} else if !isNotFound(err) {
 		return err
 	}
-	if err := r.guard.forget(name); err != nil {
+	if err := r.guard.forget(name, func(c *nftables.Conn) error { return removeEnv(c, d.names.table(), name) }); err != nil {
 		return err
 	}
 	if err := deleteNamed(name); err != nil {
@@ -504,28 +564,46 @@ func (d *Driver) Sync(ctx context.Context, keep map[string]string) error {
 	if err := d.removeUnwanted(wanted); err != nil {
 		fail(err)
 	}
-	if err := d.resetGuard(); err != nil {
+	if err := d.resetGuard(wanted); err != nil {
 		fail(err)
 	}
 	return errors.Join(errs...)
 }
 
 // resetGuard makes the router's guard know exactly the environments the
-// driver holds, dropping whatever a crash left in it.
-func (d *Driver) resetGuard() error {
+// driver holds, and removes the objects of environments outside wanted
+// that a crash left in the router's inet table.
+func (d *Driver) resetGuard(wanted map[string]bool) error {
 	r, err := d.routerHandle()
 	if err != nil {
 		return err
 	}
-	ports := map[string][]netip.Addr{}
+	ports := map[string]port{}
 	d.mu.RLock()
 	for _, e := range d.envs {
-		if e.addr.IsValid() {
-			ports[e.name] = d.Addresses(e.addr)
+		if e.guarded != nil {
+			ports[e.name] = *e.guarded
 		}
 	}
 	d.mu.RUnlock()
-	return r.guard.reset(ports)
+	chains, err := listChains(r.guard.conn, d.names.table())
+	if err != nil {
+		return err
+	}
+	stale := map[string]bool{}
+	for _, ch := range chains {
+		if env, _, ok := strings.Cut(ch, "_"); ok && d.names.isEnv(env) && !wanted[env] && ports[env].mac == nil {
+			stale[env] = true
+		}
+	}
+	return r.guard.reset(ports, func(c *nftables.Conn) error {
+		for env := range stale {
+			if err := removeEnv(c, d.names.table(), env); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (d *Driver) removeUnwanted(wanted map[string]bool) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -20,12 +21,21 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
-// The table inside each environment's namespace:
+// Every environment's rules live in the router namespace, out of the
+// environment's reach, in one inet table shared by all environments (see
+// guard.go for its shared part and the bridge table):
 //
-//	sets   {ingress,egress}_{any,ports}_{v4,v6}_{a,b}  the rendered ruleset, twice
-//	set    applied                                    the effective policy the rules came from
-//	chains input, output                              base chains: where packets enter
-//	chains ingress, egress                            fixed rules that consult one copy of the sets
+//	sets   <env>_{ingress,egress}_{any,ports}_{v4,v6}_{a,b}  the rendered ruleset, twice
+//	set    <env>_applied_{a,b}                             the effective policy the rules came from
+//	chains <env>_from, <env>_to                            packets from and to the environment's port
+//	chains <env>_ingress, <env>_egress                     fixed rules that consult one copy of the sets
+//
+// The bridge passes every IP packet it carries through the inet hooks
+// (br_netfilter), with conntrack: the prerouting chain jumps to <env>_from
+// by the port that owns a packet's source address, the postrouting chain
+// to <env>_to by the port that owns its destination address. This kernel has no
+// conntrack for the bridge family (nf_conntrack_bridge), and the rules
+// judge flows, so they cannot sit in the bridge table itself.
 //
 // Apply is two transactions. The first fills the copy of the sets that no
 // rule uses; traffic cannot see it. The second switches the rules to that
@@ -34,9 +44,8 @@ import (
 // generation before it installs the new contents of interval sets
 // (pipapo, which concatenations need, commits afterwards), so flushing and
 // refilling a set in use drops packets that both versions allow, for as
-// long as the commit takes. The table and its base chains are never
-// deleted while the environment lives, for the same reason: a new base
-// chain takes traffic, by its drop policy, before its rules exist.
+// long as the commit takes. Both touch only the environment's own
+// objects, so environments never wait for each other's rules.
 
 type setSpec struct {
 	name  string
@@ -52,6 +61,9 @@ func (s setSpec) typeName() string {
 	}
 	return addr
 }
+
+// envObject names an object of environment env in the router's table.
+func envObject(env, name string) string { return env + "_" + name }
 
 func setName(dir, fam int, ports bool) string {
 	kind := "any"
@@ -91,13 +103,14 @@ const (
 
 func bufferName(name string, buf int) string { return name + "_" + [2]string{"a", "b"}[buf] }
 
-// layoutSets declares copy buf of the rule sets of table t. IDs are set here, not by
-// the library, whose allocator is a global counter that concurrent
-// batches would race on; IDs only need to be unique within one batch.
-func layoutSets(t *nftables.Table, buf int) []*nftables.Set {
+// layoutSets declares copy buf of env's rule sets in table t. IDs are set
+// here, not by the library, whose allocator is a global counter that
+// concurrent batches would race on; IDs only need to be unique within one
+// batch, and the two copies get different ones.
+func layoutSets(t *nftables.Table, env string, buf int) []*nftables.Set {
 	out := make([]*nftables.Set, len(setLayout))
 	for i, s := range setLayout {
-		set := &nftables.Set{Table: t, ID: uint32(i + 1), Name: bufferName(s.name, buf), KeyType: keyTypes[s.fam], Interval: true}
+		set := &nftables.Set{Table: t, ID: uint32(buf*len(setLayout) + i + 1), Name: envObject(env, bufferName(s.name, buf)), KeyType: keyTypes[s.fam], Interval: true}
 		if s.ports {
 			set.KeyType = nftables.MustConcatSetType(keyTypes[s.fam], nftables.TypeInetProto, nftables.TypeInetService)
 			set.Concatenation = true
@@ -145,13 +158,12 @@ type chainRule struct {
 	exprs []expr.Any
 }
 
-// chainSpec is one chain of the table: the two base chains, where packets
-// enter, and the two regular chains that judge a flow by the direction
-// its first packet took.
+// chainSpec is one of an environment's chains: the two its port's
+// packets enter by, and the two that judge a flow by the direction its
+// first packet took.
 type chainSpec struct {
 	name  string
-	hook  *nftables.ChainHook // nil for a regular chain
-	rules func(sets []*nftables.Set) []chainRule
+	rules func(env string, sets []*nftables.Set) []chainRule
 }
 
 // Every packet is judged by its flow: by who sent the flow's first packet
@@ -161,11 +173,16 @@ type chainSpec struct {
 // the flows it let in stop with the same transaction, and a packet's fate
 // is always what Check says of its flow.
 var chainLayout = []chainSpec{
-	{name: apiv1.Ingress, rules: func(sets []*nftables.Set) []chainRule { return judgeRules(dirIngress, sets) }},
-	{name: apiv1.Egress, rules: func(sets []*nftables.Set) []chainRule { return judgeRules(dirEgress, sets) }},
-	{name: "input", hook: nftables.ChainHookInput, rules: func([]*nftables.Set) []chainRule { return hookRules(dirIngress) }},
-	{name: "output", hook: nftables.ChainHookOutput, rules: func([]*nftables.Set) []chainRule { return hookRules(dirEgress) }},
+	{name: apiv1.Ingress, rules: func(_ string, sets []*nftables.Set) []chainRule { return judgeRules(dirIngress, sets) }},
+	{name: apiv1.Egress, rules: func(_ string, sets []*nftables.Set) []chainRule { return judgeRules(dirEgress, sets) }},
+	{name: chainFrom, rules: func(env string, _ []*nftables.Set) []chainRule { return portRules(env, dirEgress) }},
+	{name: chainTo, rules: func(env string, _ []*nftables.Set) []chainRule { return portRules(env, dirIngress) }},
 }
+
+const (
+	chainFrom = "from" // packets the environment sends
+	chainTo   = "to"   // packets sent to it
+)
 
 // Registers: NFT_REG_1 is 16 bytes wide, the NFT_REG32_xx that follow it
 // are 4 bytes each, so a concatenation continues right after the address.
@@ -174,19 +191,16 @@ const (
 	reg32_00 = 8
 )
 
-// hookRules are the rules of the input (dir ingress) or output (dir
-// egress) chain: loopback and neighbour discovery pass, and every other
-// packet goes to the chain for its flow's direction. A flow the remote
+// portRules are the rules of env's chain for packets it receives (dir
+// ingress) or sends (dir egress): each goes to the chain for its flow's
+// direction, and whatever no allow accepts is dropped. A flow the remote
 // end started is ingress on the way in, and its replies too on the way
 // out; a flow the environment started is egress both ways.
-func hookRules(dir int) []chainRule {
-	ifKey, ifText := expr.MetaKeyIIFNAME, `iifname "lo"`
-	own, other := apiv1.Ingress, apiv1.Egress
+func portRules(env string, dir int) []chainRule {
+	own, other := envObject(env, apiv1.Ingress), envObject(env, apiv1.Egress)
 	if dir == dirEgress {
-		ifKey, ifText = expr.MetaKeyOIFNAME, `oifname "lo"`
-		own, other = apiv1.Egress, apiv1.Ingress
+		own, other = other, own
 	}
-	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	jump := func(ctDir byte, chain string) chainRule {
 		return chainRule{fmt.Sprintf("ct direction %s jump %s", [2]string{"original", "reply"}[ctDir], chain), []expr.Any{
 			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
@@ -194,27 +208,22 @@ func hookRules(dir int) []chainRule {
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: chain},
 		}}
 	}
-	return []chainRule{
-		{ifText + " accept", []expr.Any{
-			&expr.Meta{Key: ifKey, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname("lo")},
-			accept,
-		}},
-		// Neighbour discovery is what IPv6 needs to find the next hop at
-		// all (ARP's job in IPv4, which nftables' inet family never sees),
-		// and conntrack does not track it.
-		{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept", []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
-			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{135}, ToData: []byte{136}},
-			accept,
-		}},
-		jump(0, own),
-		jump(1, other),
-	}
+	return []chainRule{jump(0, own), jump(1, other), {"drop", []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}}}
+}
+
+// ndRule accepts IPv6 neighbour discovery, which IPv6 needs to find the
+// next hop at all (ARP's job in IPv4, which the inet family never sees)
+// and conntrack does not track. The bridge table checks who sends it.
+func ndRule() chainRule {
+	return chainRule{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept", []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{135}, ToData: []byte{136}},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}}
 }
 
 // judgeRules accept a flow of direction dir whose remote end, protocol and
@@ -267,16 +276,16 @@ func ifname(n string) []byte {
 // holds at most 64 KiB, and the largest element takes about 100 bytes.
 const elementsPerMessage = 256
 
-func envTable(name string) *nftables.Table {
+func inetTable(name string) *nftables.Table {
 	return &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 }
 
-// stage queues, on c, filling copy buf of the sets with rs. Adding what
-// exists already changes nothing, so it serves a new namespace and an
+// stage queues, on c, filling copy buf of env's sets with rs. Adding what
+// exists already changes nothing, so it serves a new environment and an
 // old one alike.
-func stage(c *nftables.Conn, table string, buf int, rs *ruleset) error {
-	t := c.AddTable(envTable(table))
-	for i, s := range layoutSets(t, buf) {
+func stage(c *nftables.Conn, table, env string, buf int, rs *ruleset) error {
+	t := inetTable(table)
+	for i, s := range layoutSets(t, env, buf) {
 		if err := replaceSet(c, s, rs.elements(setLayout[i])); err != nil {
 			return err
 		}
@@ -284,12 +293,22 @@ func stage(c *nftables.Conn, table string, buf int, rs *ruleset) error {
 	return nil
 }
 
-// switchTo queues, on c, pointing every rule at copy buf of the sets and
-// writing the record of what they now enforce. The record's set is named
-// for the copy, so the record also says which copy is live.
-func switchTo(c *nftables.Conn, table string, buf int, record []string) error {
-	t := envTable(table)
-	rec := &nftables.Set{Table: t, ID: 1, Name: bufferName(recordSetName, buf), KeyType: nftables.TypeInteger}
+// Set IDs of a batch beyond those of the rule sets.
+const (
+	recordSetID = 2*16 + 1 + iota
+	staleRecordSetID
+)
+
+func recordSet(t *nftables.Table, env string, buf, id int) *nftables.Set {
+	return &nftables.Set{Table: t, ID: uint32(id), Name: envObject(env, bufferName(recordSetName, buf)), KeyType: nftables.TypeInteger}
+}
+
+// switchTo queues, on c, pointing every rule of env at copy buf of its
+// sets and writing the record of what they now enforce. The record's set
+// is named for the copy, so the record also says which copy is live.
+func switchTo(c *nftables.Conn, table, env string, buf int, record []string) error {
+	t := inetTable(table)
+	rec := recordSet(t, env, buf, recordSetID)
 	var recElems []nftables.SetElement
 	for i, chunk := range record {
 		recElems = append(recElems, nftables.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(i)), Comment: chunk})
@@ -298,25 +317,56 @@ func switchTo(c *nftables.Conn, table string, buf int, record []string) error {
 		return err
 	}
 	// Adding first makes the delete valid whether or not the set exists.
-	stale := &nftables.Set{Table: t, ID: 2, Name: bufferName(recordSetName, 1-buf), KeyType: nftables.TypeInteger}
+	stale := recordSet(t, env, 1-buf, staleRecordSetID)
 	if err := c.AddSet(stale, nil); err != nil {
 		return err
 	}
 	c.DelSet(stale)
-	sets := layoutSets(t, buf)
-	drop := nftables.ChainPolicyDrop
+	sets := layoutSets(t, env, buf)
 	for _, spec := range chainLayout {
-		chain := &nftables.Chain{Name: spec.name, Table: t}
-		if spec.hook != nil {
-			chain.Type, chain.Hooknum, chain.Priority, chain.Policy = nftables.ChainTypeFilter, spec.hook, nftables.ChainPriorityFilter, &drop
-		}
-		ch := c.AddChain(chain)
+		ch := c.AddChain(&nftables.Chain{Name: envObject(env, spec.name), Table: t})
 		c.FlushChain(ch)
-		for _, r := range spec.rules(sets) {
+		for _, r := range spec.rules(env, sets) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs})
 		}
 	}
 	return nil
+}
+
+// removeEnv queues, on c, deleting every object of env in the router's
+// inet table, whether or not it exists. The maps that jump to its chains
+// must no longer do so by then (the caller deletes those elements first,
+// in the same batch). Chains go first, from the entry chains down, so
+// that nothing refers to what is deleted next.
+func removeEnv(c *nftables.Conn, table, env string) error {
+	t := inetTable(table)
+	for _, name := range []string{chainFrom, chainTo, apiv1.Ingress, apiv1.Egress} {
+		c.DelChain(c.AddChain(&nftables.Chain{Name: envObject(env, name), Table: t}))
+	}
+	for buf := range 2 {
+		for _, s := range append(layoutSets(t, env, buf), recordSet(t, env, buf, recordSetID+buf)) {
+			if err := c.AddSet(s, nil); err != nil {
+				return err
+			}
+			c.DelSet(s)
+		}
+	}
+	return nil
+}
+
+// listChains names the chains of the inet table called table.
+func listChains(c *nftables.Conn, table string) ([]string, error) {
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ch := range chains {
+		if ch.Table.Name == table {
+			out = append(out, ch.Name)
+		}
+	}
+	return out, nil
 }
 
 // replaceSet declares s and replaces its elements with elems.
@@ -394,10 +444,12 @@ func encodeRecord(p apiv1.EffectivePolicy) ([]string, error) {
 	return out, nil
 }
 
-// readRecord reads back, from the namespace c talks to, the effective
-// policy last applied and the copy of the sets its rules use; buf is
-// noRules when there is no table or no record.
-func readRecord(c *nftables.Conn, table string) (p apiv1.EffectivePolicy, buf int, err error) {
+// readRecord reads back, from the inet table c sees, the effective
+// policy last applied to env and the copy of the sets its rules use; buf
+// is noRules when there is no table or no record. env "" reads the record
+// of the table an environment's namespace held before the rules moved to
+// the router (sets without an environment's name).
+func readRecord(c *nftables.Conn, table, env string) (p apiv1.EffectivePolicy, buf int, err error) {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return p, noRules, fmt.Errorf("list tables: %w", err)
@@ -406,17 +458,20 @@ func readRecord(c *nftables.Conn, table string) (p apiv1.EffectivePolicy, buf in
 	if i < 0 {
 		return p, noRules, nil
 	}
-	sets, err := c.GetSets(tables[i])
-	if err != nil {
-		return p, noRules, fmt.Errorf("list sets: %w", err)
-	}
 	var set *nftables.Set
 	buf = noRules
-	for _, s := range sets {
-		for b := range 2 {
-			if s.Name == bufferName(recordSetName, b) {
-				set, buf = s, b
-			}
+	for b := range 2 {
+		name := bufferName(recordSetName, b)
+		if env != "" {
+			name = envObject(env, name)
+		}
+		s, err := c.GetSetByName(tables[i], name)
+		if err == nil {
+			set, buf = s, b
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return p, noRules, fmt.Errorf("read set %s: %w", name, err)
 		}
 	}
 	if set == nil {

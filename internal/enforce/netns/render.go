@@ -163,26 +163,31 @@ func (rs *ruleset) elementCount() int {
 	return n
 }
 
-// text renders the ruleset in nft's syntax, as `nft list table` would show
-// it with the rules using copy buf of the sets (the other copy left out):
-// for people reading a failure or debugging a host.
-func (rs *ruleset) text(table string, buf int) string {
+// text renders env's part of the router's inet table in nft's syntax, as
+// `nft list table` would show it with the rules using copy buf of the
+// sets (the other copy left out), after the base chains every
+// environment shares: for people reading a failure or debugging a host.
+func (rs *ruleset) text(table, env string, buf int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", table)
+	for _, c := range baseChains(names{prefix: table}.bridge()) {
+		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy accept;\n", c.name, c.name)
+		for _, r := range c.rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r.text)
+		}
+		b.WriteString("\t}\n")
+	}
 	for _, s := range setLayout {
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", bufferName(s.name, buf), s.typeName())
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", envObject(env, bufferName(s.name, buf)), s.typeName())
 		if elems := rs.elementText(s); len(elems) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ",\n\t\t\t     "))
 		}
 		b.WriteString("\t}\n")
 	}
-	sets := layoutSets(&nftables.Table{Name: table}, buf)
+	sets := layoutSets(&nftables.Table{Name: table}, env, buf)
 	for _, c := range chainLayout {
-		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
-		if c.hook != nil {
-			fmt.Fprintf(&b, "\t\ttype filter hook %s priority filter; policy drop;\n", c.name)
-		}
-		for _, r := range c.rules(sets) {
+		fmt.Fprintf(&b, "\tchain %s {\n", envObject(env, c.name))
+		for _, r := range c.rules(env, sets) {
 			fmt.Fprintf(&b, "\t\t%s\n", r.text)
 		}
 		b.WriteString("\t}\n")

@@ -118,8 +118,15 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := rs.text("iso", bufferA)
+	text := rs.text("iso", "isoenv", bufferA)
 	for _, want := range []string{
+		"table inet iso {",
+		`iifname "isobr" ip saddr map @to_v4 vmap @from_port`,
+		"ip daddr map @to_v4 vmap @to_port",
+		"set isoenv_ingress_ports_v4_a {",
+		"chain isoenv_from {\n\t\tct direction original jump isoenv_egress\n\t\tct direction reply jump isoenv_ingress\n\t\tdrop\n",
+		"chain isoenv_to {\n\t\tct direction original jump isoenv_ingress\n\t\tct direction reply jump isoenv_egress\n\t\tdrop\n",
+		"ct original ip saddr . ct protocol . ct original proto-dst @isoenv_ingress_ports_v4_a accept",
 		"198.19.0.0/24 . tcp . 80",
 		"198.19.0.0/24 . tcp . 1000-1005",
 		"198.19.2.0-198.19.255.255 . tcp . 80",
@@ -134,10 +141,17 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 	}
 	n := 0
 	for _, c := range chainLayout {
-		n += len(c.rules(layoutSets(nil, bufferA)))
+		n += len(c.rules("isoenv", layoutSets(nil, "isoenv", bufferA)))
 	}
-	if n != 16 {
-		t.Errorf("the chains have %d rules, want 16 whatever the policy", n)
+	if n != 14 {
+		t.Errorf("the environment's chains have %d rules, want 14 whatever the policy", n)
+	}
+	shared := 0
+	for _, c := range baseChains("isobr") {
+		shared += len(c.rules)
+	}
+	if shared != 7 {
+		t.Errorf("the shared base chains have %d rules, want 7 whatever the number of environments", shared)
 	}
 }
 
@@ -201,7 +215,7 @@ func TestRender_AgreesWithTheEvaluator(t *testing.T) {
 						req := apiv1.CheckRequest{Direction: dir, Protocol: proto, Address: a, Port: port}
 						want := policy.Evaluate(p, req).Allowed
 						if got := rs.checkSets(req); got != want {
-							t.Fatalf("seed %d iteration %d: %+v: sets say %v, evaluator %v\n%s", seed, iter, req, got, want, rs.text("t", bufferA))
+							t.Fatalf("seed %d iteration %d: %+v: sets say %v, evaluator %v\n%s", seed, iter, req, got, want, rs.text("t", "tenv", bufferA))
 						}
 					}
 				}

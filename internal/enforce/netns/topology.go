@@ -120,7 +120,15 @@ func (d *Driver) setUpRouter(r *router) error {
 	if err := r.nl.LinkSetUp(br); err != nil {
 		return err
 	}
-	if r.guard, err = newGuard(r.ns, d.names.table()); err != nil {
+	// The rules judge flows, with conntrack, in the inet family: the
+	// bridge must hand them the IP packets it carries (br_netfilter). Its
+	// switches are per namespace; this one is the driver's.
+	for _, key := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
+		if err := writeSysctl(r.ns, key, "1"); err != nil {
+			return fmt.Errorf("%w: the kernel needs bridge netfilter (CONFIG_BRIDGE_NETFILTER, `modprobe br_netfilter`)", err)
+		}
+	}
+	if r.guard, err = newGuard(r.ns, d.names.table(), d.names.bridge()); err != nil {
 		return err
 	}
 	return d.keepBridgeUp(r)
@@ -193,14 +201,11 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 	}
 	// The guard learns the environment's addresses before its veth can
 	// carry a frame: its first ARP request must not be dropped.
-	var old []netip.Addr
-	if e.guarded.IsValid() {
-		old = d.Addresses(e.guarded)
-	}
-	if err := r.guard.allow(e.name, d.Addresses(e.addr), old); err != nil {
+	want := d.portFor(e.addr)
+	if err := r.guard.allow(e.name, want, e.guarded); err != nil {
 		return err
 	}
-	e.guarded = e.addr
+	e.guarded = &want
 	inner, innerErr := nl.LinkByName(envIfName)
 	host, hostErr := r.nl.LinkByName(e.name)
 	if innerErr != nil || hostErr != nil {
@@ -248,6 +253,9 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 			return fmt.Errorf("attach %s to the bridge: %w", e.name, err)
 		}
 	}
+	if err := pinPort(r.nl, host, want.mac); err != nil {
+		return fmt.Errorf("pin %s: %w", e.name, err)
+	}
 	if err := r.nl.LinkSetUp(host); err != nil {
 		return err
 	}
@@ -264,6 +272,52 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 		}
 	}
 	return waitOperational(5*time.Second, linkRef{nl, envIfName}, linkRef{r.nl, e.name})
+}
+
+// portFor is what the guard knows of the port of the environment at a:
+// its hardware address, its addresses and the link-local address the
+// kernel derives from the hardware address.
+func (d *Driver) portFor(a netip.Addr) port {
+	mac := macFor(a)
+	return port{mac: mac, addrs: append(d.Addresses(a), linkLocal(mac))}
+}
+
+// linkLocal is the IPv6 link-local address the kernel gives an interface
+// with hardware address mac (modified EUI-64).
+func linkLocal(mac net.HardwareAddr) netip.Addr {
+	b := [16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]}
+	return netip.AddrFrom16(b)
+}
+
+// pinPort makes the bridge send mac to port and nowhere else, whatever
+// frames claim: the bridge does not learn on the port (the guard drops
+// frames from any other hardware address anyway), a static forwarding
+// entry says where mac is, and frames for hardware addresses nobody
+// owns are not flooded to it. Entries for any other address go.
+func pinPort(nl *netlink.Handle, link netlink.Link, mac net.HardwareAddr) error {
+	if err := nl.LinkSetLearning(link, false); err != nil {
+		return fmt.Errorf("learning off: %w", err)
+	}
+	if err := nl.LinkSetFlood(link, false); err != nil {
+		return fmt.Errorf("unicast flooding off: %w", err)
+	}
+	entries, err := nl.NeighList(link.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return err
+	}
+	for _, n := range entries {
+		if n.State&unix.NUD_PERMANENT == 0 && !bytes.Equal(n.HardwareAddr, mac) && n.Vlan == 0 {
+			if err := nl.NeighDel(&n); err != nil {
+				return fmt.Errorf("forwarding entry %s: %w", n.HardwareAddr, err)
+			}
+		}
+	}
+	fdb := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: unix.AF_BRIDGE, State: unix.NUD_NOARP,
+		Flags: netlink.NTF_MASTER | netlink.NTF_STICKY, HardwareAddr: mac}
+	if err := nl.NeighSet(fdb); err != nil {
+		return fmt.Errorf("static forwarding entry %s: %w", mac, err)
+	}
+	return nil
 }
 
 type linkRef struct {

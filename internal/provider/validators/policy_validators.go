@@ -191,6 +191,48 @@ func (rulesMatchTypes) ValidateResource(ctx context.Context, req resource.Valida
 	}
 }
 
+// PolicyLimits rejects a policy past the per-policy limits of rules,
+// peers, ports and except entries (apiv1.ValidatePolicyLimits), counted
+// over both directions, on the first rule, peer, port or except past the
+// limit.
+func PolicyLimits() resource.ConfigValidator { return policyLimits{} }
+
+type policyLimits struct{}
+
+func (policyLimits) Description(context.Context) string {
+	return fmt.Sprintf("a policy has at most %d rules, %d peers, %d ports and %d except entries, ingress and egress together",
+		apiv1.MaxRulesPerPolicy, apiv1.MaxPeersPerPolicy, apiv1.MaxPortsPerPolicy, apiv1.MaxExceptsPerPolicy)
+}
+
+func (l policyLimits) MarkdownDescription(ctx context.Context) string { return l.Description(ctx) }
+
+func (policyLimits) ValidateResource(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	sets := map[string]attr.Value{}
+	var ingress, egress []policyrules.Rule
+	for _, dir := range []policyrules.Direction{policyrules.Ingress, policyrules.Egress} {
+		var rules types.Set
+		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(dir.Name), &rules)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		got, diags := dir.Rules(rules)
+		if diags.HasError() {
+			return // an unknown part: checked again once known
+		}
+		sets[dir.Name] = rules
+		if dir == policyrules.Ingress {
+			ingress = got
+		} else {
+			egress = got
+		}
+	}
+	attrTypes := map[string]attr.Type{policyrules.Ingress.Name: policyrules.Ingress.SetType(), policyrules.Egress.Name: policyrules.Egress.SetType()}
+	config := types.ObjectValueMust(attrTypes, sets)
+	for _, fe := range apiv1.ValidatePolicyLimits("", policyrules.APIIngress(ingress), policyrules.APIEgress(egress)) {
+		addFieldError(&resp.Diagnostics, path.Empty(), config, fe)
+	}
+}
+
 // addFieldError reports an apiv1 FieldError on the Terraform attribute it
 // names. The error's field is a JSON path relative to value, which sits at
 // base; a list index in it is an index into a set's elements in the order

@@ -2,6 +2,8 @@ package validators
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -107,5 +109,37 @@ func TestCheckHTTPURL(t *testing.T) {
 		if err := CheckHTTPURL(v); (err == nil) != ok {
 			t.Errorf("CheckHTTPURL(%q) = %v, want ok=%v", v, err, ok)
 		}
+	}
+}
+
+func TestLabels_ReportTheAPILimitsOnTheWholeMap(t *testing.T) {
+	t.Parallel()
+	many := func(n int, value string) types.Map {
+		elems := map[string]attr.Value{}
+		for i := range n {
+			elems[fmt.Sprintf("k%03d", i)] = types.StringValue(value)
+		}
+		return types.MapValueMust(types.StringType, elems)
+	}
+	tests := []struct {
+		name  string
+		v     validator.Map
+		value types.Map
+		want  []finding
+	}{
+		{"64 labels", Labels(), many(64, "v"), nil},
+		{"65 labels", Labels(), many(65, "v"), []finding{{"labels", "labels is past the limit of 64 labels per object: it has 65."}}},
+		{"too many bytes", Labels(), many(64, strings.Repeat("v", 63)), []finding{{"labels", "labels is past the limit of 4096 bytes of labels per object (keys and values together): it has 4288."}}},
+		{"17 selector labels", SelectorLabels(), many(17, "v"), []finding{{"labels", "labels is past the limit of 16 labels per selector: it has 17."}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp := &validator.MapResponse{}
+			tc.v.ValidateMap(context.Background(), validator.MapRequest{Path: path.Root("labels"), ConfigValue: tc.value}, resp)
+			if diff := cmp.Diff(tc.want, diagFindings(resp.Diagnostics)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }

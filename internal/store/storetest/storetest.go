@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -75,6 +76,10 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"AuditAppendsChainLinks", testAuditChain},
 		{"AuditListFilters", testAuditFilters},
 		{"ConcurrentUpdatesApplyExactlyOnce", testConcurrentUpdates},
+		{"AddressRecordsPutGetListAndRanges", testAddresses},
+		{"OldestFreedAddressIsLeastRecentlyFreedInRange", testOldestFreedAddress},
+		{"AddressCursorsPerPool", testAddressCursor},
+		{"FailedUpdateKeepsNoAddressRecord", testAddressRollback},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +93,12 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 			t.Fatal("storetest.Run needs WithReopen to check durability across Close and Open")
 		}
 		testReopen(t, s.open, s.reopen)
+	})
+	t.Run("ReopenKeepsAddressRecordsAndCursors", func(t *testing.T) {
+		if s.reopen == nil {
+			t.Fatal("storetest.Run needs WithReopen to check durability across Close and Open")
+		}
+		testReopenAddresses(t, s.open, s.reopen)
 	})
 }
 
@@ -1206,5 +1217,198 @@ func testReopen(t *testing.T, open Opener, reopen Reopener) {
 	}
 	if res, err := store.VerifyAudit(ctx, st); err != nil || !res.OK() {
 		t.Fatalf("VerifyAudit after reopen = %+v, %v", res, err)
+	}
+}
+
+// addr is an address record at time at, freed at freed unless that is zero.
+func addr(a, env, project string, at, freed time.Time) store.Address {
+	return store.Address{Addr: netip.MustParseAddr(a), EnvironmentID: env, ProjectID: project, AllocatedAt: at, FreedAt: freed}
+}
+
+func testAddresses(t *testing.T, st store.Store) {
+	t0 := now()
+	recs := []store.Address{
+		addr("198.18.0.1", "env_a", "prj_a", t0, time.Time{}),
+		addr("198.18.0.2", "", "prj_b", t0, t0.Add(time.Minute)),
+		addr("198.18.0.10", "env_c", "prj_b", t0, time.Time{}),
+		addr("198.18.1.0", "env_d", "prj_a", t0, time.Time{}),
+		addr("2001:db8::1", "env_e", "prj_b", t0, time.Time{}),
+	}
+	update(t, st, func(tx store.Tx) error {
+		for _, r := range recs {
+			if err := tx.PutAddress(ctx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	got, err := st.GetAddress(ctx, netip.MustParseAddr("198.18.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffAddrs(t, "GetAddress", got, recs[1])
+	if got.Held() || !recs[0].Held() {
+		t.Fatal("Held: a freed record reports held, or a held one freed")
+	}
+	_, err = st.GetAddress(ctx, netip.MustParseAddr("198.18.0.3"))
+	wantErr(t, err, store.ErrNotFound)
+
+	list := func(q store.AddressQuery) []string {
+		t.Helper()
+		rs, err := st.ListAddresses(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Addr.String())
+		}
+		return out
+	}
+	ip := netip.MustParseAddr
+	// Address order, not text order: .2 before .10.
+	diff(t, "the whole IPv4 range", list(store.AddressQuery{First: ip("0.0.0.0"), Last: ip("255.255.255.255")}),
+		[]string{"198.18.0.1", "198.18.0.2", "198.18.0.10", "198.18.1.0"})
+	diff(t, "a /24", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.0.255")}), []string{"198.18.0.1", "198.18.0.2", "198.18.0.10"})
+	diff(t, "held only", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.0.255"), HeldOnly: true}), []string{"198.18.0.1", "198.18.0.10"})
+	diff(t, "other projects", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.255.255"), NotProject: "prj_a"}), []string{"198.18.0.2", "198.18.0.10"})
+	diff(t, "by environment", list(store.AddressQuery{First: ip("0.0.0.0"), Last: ip("255.255.255.255"), EnvironmentID: "env_c"}), []string{"198.18.0.10"})
+	diff(t, "limit", list(store.AddressQuery{First: ip("198.18.0.0"), Last: ip("198.18.255.255"), Limit: 2}), []string{"198.18.0.1", "198.18.0.2"})
+	diff(t, "IPv6", list(store.AddressQuery{First: ip("::"), Last: ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}), []string{"2001:db8::1"})
+	if _, err := st.ListAddresses(ctx, store.AddressQuery{First: ip("198.18.0.0"), Last: ip("::1")}); err == nil {
+		t.Fatal("a range from IPv4 to IPv6 was accepted")
+	}
+
+	u, err := st.AddressUsage(ctx, ip("198.18.0.0"), ip("198.18.0.255"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffAddrs(t, "AddressUsage", u, store.AddressUsage{Held: 2, Freed: 1, FirstFreed: t0.Add(time.Minute), LastFreed: t0.Add(time.Minute)})
+	if u, err := st.AddressUsage(ctx, ip("10.0.0.0"), ip("10.0.0.255")); err != nil || u != (store.AddressUsage{}) {
+		t.Fatalf("AddressUsage of an empty range = %+v, %v", u, err)
+	}
+
+	// Replacing frees and re-holds; one environment cannot hold two.
+	update(t, st, func(tx store.Tx) error {
+		return tx.PutAddress(ctx, addr("198.18.0.2", "env_f", "prj_a", t0.Add(time.Hour), time.Time{}))
+	})
+	if got, _ := st.GetAddress(ctx, ip("198.18.0.2")); got.EnvironmentID != "env_f" || !got.FreedAt.IsZero() {
+		t.Fatalf("replaced record = %+v", got)
+	}
+	err = st.Update(ctx, func(tx store.Tx) error {
+		return tx.PutAddress(ctx, addr("198.18.0.3", "env_a", "prj_a", t0, time.Time{}))
+	})
+	wantErr(t, err, store.ErrConflict)
+	err = st.Update(ctx, func(tx store.Tx) error { return tx.PutAddress(ctx, store.Address{EnvironmentID: "env_x"}) })
+	if err == nil {
+		t.Fatal("a record without an address was stored")
+	}
+}
+
+func testOldestFreedAddress(t *testing.T, st store.Store) {
+	t0 := now()
+	update(t, st, func(tx store.Tx) error {
+		for _, r := range []store.Address{
+			addr("198.18.0.5", "", "prj_a", t0, t0.Add(3*time.Hour)),
+			addr("198.18.0.9", "", "prj_a", t0, t0.Add(time.Hour)),
+			addr("198.18.0.7", "", "prj_b", t0, t0.Add(time.Hour)), // freed with .9: the lower goes first
+			addr("198.18.0.3", "env_a", "prj_a", t0, time.Time{}),
+			addr("198.18.9.1", "", "prj_a", t0, t0), // outside the range asked for
+		} {
+			if err := tx.PutAddress(ctx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	first, last := netip.MustParseAddr("198.18.0.0"), netip.MustParseAddr("198.18.0.255")
+	oldest := func(notAfter time.Time) string {
+		t.Helper()
+		a, err := st.OldestFreedAddress(ctx, first, last, notAfter)
+		if errors.Is(err, store.ErrNotFound) {
+			return "none"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Addr.String()
+	}
+	for _, tc := range []struct {
+		notAfter time.Duration
+		want     string
+	}{{0, "none"}, {time.Hour - time.Nanosecond, "none"}, {time.Hour, "198.18.0.7"}, {5 * time.Hour, "198.18.0.7"}} {
+		if got := oldest(t0.Add(tc.notAfter)); got != tc.want {
+			t.Fatalf("OldestFreedAddress(freed at or before t0+%s) = %s, want %s", tc.notAfter, got, tc.want)
+		}
+	}
+	update(t, st, func(tx store.Tx) error {
+		return tx.PutAddress(ctx, addr("198.18.0.7", "env_b", "prj_b", t0, time.Time{}))
+	})
+	if got := oldest(t0.Add(5 * time.Hour)); got != "198.18.0.9" {
+		t.Fatalf("after .7 was handed out again: %s, want 198.18.0.9", got)
+	}
+}
+
+func testAddressCursor(t *testing.T, st store.Store) {
+	p4, p6 := netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:db8::/64")
+	_, err := st.GetAddressCursor(ctx, p4)
+	wantErr(t, err, store.ErrNotFound)
+	update(t, st, func(tx store.Tx) error {
+		return errors.Join(tx.PutAddressCursor(ctx, p4, netip.MustParseAddr("198.18.0.7")), tx.PutAddressCursor(ctx, p6, netip.MustParseAddr("2001:db8::9")))
+	})
+	update(t, st, func(tx store.Tx) error { return tx.PutAddressCursor(ctx, p4, netip.MustParseAddr("198.18.0.8")) })
+	for p, want := range map[netip.Prefix]string{p4: "198.18.0.8", p6: "2001:db8::9"} {
+		if got, err := st.GetAddressCursor(ctx, p); err != nil || got.String() != want {
+			t.Fatalf("cursor of %s = %s, %v; want %s", p, got, err, want)
+		}
+	}
+	err = st.Update(ctx, func(tx store.Tx) error { return tx.PutAddressCursor(ctx, p4, netip.MustParseAddr("2001:db8::1")) })
+	if err == nil {
+		t.Fatal("an IPv6 cursor was stored for an IPv4 pool")
+	}
+}
+
+func testAddressRollback(t *testing.T, st store.Store) {
+	err := st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutAddress(ctx, addr("198.18.0.1", "env_a", "prj_a", now(), time.Time{})); err != nil {
+			return err
+		}
+		if err := tx.PutAddressCursor(ctx, netip.MustParsePrefix("198.18.0.0/24"), netip.MustParseAddr("198.18.0.2")); err != nil {
+			return err
+		}
+		return errDeliberate
+	})
+	wantErr(t, err, errDeliberate)
+	_, err = st.GetAddress(ctx, netip.MustParseAddr("198.18.0.1"))
+	wantErr(t, err, store.ErrNotFound)
+	_, err = st.GetAddressCursor(ctx, netip.MustParsePrefix("198.18.0.0/24"))
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testReopenAddresses(t *testing.T, open Opener, reopen Reopener) {
+	st := open(t)
+	t0 := now()
+	recs := []store.Address{addr("198.18.0.1", "env_a", "prj_a", t0, time.Time{}), addr("198.18.0.2", "", "prj_b", t0, t0.Add(time.Second))}
+	pool := netip.MustParsePrefix("198.18.0.0/24")
+	update(t, st, func(tx store.Tx) error {
+		return errors.Join(tx.PutAddress(ctx, recs[0]), tx.PutAddress(ctx, recs[1]), tx.PutAddressCursor(ctx, pool, netip.MustParseAddr("198.18.0.3")))
+	})
+	st = reopen(t, st)
+	t.Cleanup(func() { st.Close() })
+	got, err := st.ListAddresses(ctx, store.AddressQuery{First: pool.Addr(), Last: netip.MustParseAddr("198.18.0.255")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffAddrs(t, "address records after reopening", got, recs)
+	if c, err := st.GetAddressCursor(ctx, pool); err != nil || c.String() != "198.18.0.3" {
+		t.Fatalf("cursor after reopening = %s, %v", c, err)
+	}
+}
+
+// diffAddrs is diff for values holding netip.Addr, which cmp cannot look into.
+func diffAddrs(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		t.Fatalf("%s (-want +got):\n%s", what, d)
 	}
 }

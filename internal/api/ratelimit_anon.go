@@ -1,0 +1,108 @@
+package api
+
+import (
+	"container/list"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// maxAnonBuckets bounds the per-address buckets of unauthenticated
+// traffic, so that the limiter itself cannot be used to fill memory.
+const maxAnonBuckets = 10000
+
+// anonLimiter rate limits unauthenticated traffic per client address:
+// every request refused authentication takes one from its address's
+// bucket, and once it is empty the refusal is a 429 with Retry-After
+// instead of a 401. A valid token never spends from it, so a flood from
+// an address (or a proxy) that legitimate clients share does not lock
+// them out. IPv6 clients are counted per /64, which one client usually
+// holds whole.
+//
+// The buckets live in an LRU list of at most maxAnonBuckets. When it is
+// full, the least recently seen bucket is dropped if it has refilled (it
+// is then no different from a new one); if it has not, every address is
+// busy and new addresses share one overflow bucket, so that a flood of
+// fresh addresses gets no more than one bucket's rate.
+type anonLimiter struct {
+	limit RateLimit
+
+	mu       sync.Mutex
+	lru      *list.List // of *anonBucket, most recent first
+	byKey    map[netip.Prefix]*list.Element
+	overflow *rate.Limiter
+}
+
+type anonBucket struct {
+	key netip.Prefix
+	b   *rate.Limiter
+}
+
+func newAnonLimiter(l RateLimit) *anonLimiter {
+	a := &anonLimiter{limit: l, lru: list.New(), byKey: map[netip.Prefix]*list.Element{}}
+	if l.PerSecond > 0 {
+		a.overflow = l.bucket()
+	}
+	return a
+}
+
+// anonKey is the address a bucket counts: the IPv4 address, or the /64 of
+// an IPv6 one. An unparsable address (not a TCP peer) shares the zero key.
+func anonKey(ip string) netip.Prefix {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	addr = addr.Unmap().WithZone("")
+	bits := 32
+	if addr.Is6() {
+		bits = 64
+	}
+	p, _ := addr.Prefix(bits)
+	return p
+}
+
+// allow takes one request of ip's bucket at now, or says how long until
+// one is available.
+func (a *anonLimiter) allow(ip string, now time.Time) (time.Duration, bool) {
+	if a.limit.PerSecond <= 0 {
+		return 0, true
+	}
+	key := anonKey(ip)
+	a.mu.Lock()
+	b := a.bucketLocked(key, now)
+	a.mu.Unlock()
+	res := b.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+func (a *anonLimiter) bucketLocked(key netip.Prefix, now time.Time) *rate.Limiter {
+	if el, ok := a.byKey[key]; ok {
+		a.lru.MoveToFront(el)
+		return el.Value.(*anonBucket).b
+	}
+	if a.lru.Len() >= maxAnonBuckets {
+		oldest := a.lru.Back().Value.(*anonBucket)
+		if oldest.b.TokensAt(now) < float64(oldest.b.Burst()) {
+			return a.overflow
+		}
+		a.lru.Remove(a.lru.Back())
+		delete(a.byKey, oldest.key)
+	}
+	ab := &anonBucket{key: key, b: a.limit.bucket()}
+	a.byKey[key] = a.lru.PushFront(ab)
+	return ab.b
+}
+
+// size is how many addresses have a bucket (for tests).
+func (a *anonLimiter) size() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lru.Len()
+}

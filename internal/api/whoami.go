@@ -1,0 +1,31 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/version"
+)
+
+// permAnyToken is what GET /v1/whoami requires: reading projects is a
+// permission every role holds (for the projects it sees), so any valid
+// token passes.
+var permAnyToken = permProjectRead
+
+// whoami tells the caller who its token is, so that a client can find out
+// before doing anything that it holds the wrong token (another project's)
+// or talks to something that is not isolationd.
+func (a *API) whoami(w http.ResponseWriter, r *http.Request) error {
+	p := requestInfoFrom(r.Context()).principal
+	// The expiry is not part of the principal; the record is one read away.
+	rec, err := a.store.GetToken(r.Context(), p.TokenID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, apiv1.WhoAmI{
+		TokenID: p.TokenID, Name: p.Name, Role: p.Role, ProjectID: p.ProjectID, ExpiresAt: rec.ExpiresAt,
+		Server: apiv1.ServerInfo{Name: apiv1.ServerName, Version: version.String()},
+	})
+	return nil
+}

@@ -1,0 +1,100 @@
+package provider
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+)
+
+// configureError is Configure's one error diagnostic; the test fails on
+// anything else, or when the diagnostic shows the secret.
+func configureError(t *testing.T, endpoint, secret string) *tfprotov6.Diagnostic {
+	t.Helper()
+	_, diags := configureProvider(t, endpoint, secret)
+	if len(diags) != 1 || diags[0].Severity != tfprotov6.DiagnosticSeverityError {
+		t.Fatalf("Configure diagnostics = %+v, want one error", diags)
+	}
+	d := diags[0]
+	if strings.Contains(d.Summary+d.Detail, secret) {
+		t.Fatalf("the diagnostic shows the token's secret: %s: %s", d.Summary, d.Detail)
+	}
+	return d
+}
+
+// onAttribute reports whether d is about the provider attribute name.
+func onAttribute(d *tfprotov6.Diagnostic, name string) bool {
+	return d.Attribute != nil && d.Attribute.Equal(tftypes.NewAttributePath().WithAttributeName(name))
+}
+
+func TestConfigure_ARefusedTokenFailsOnTheTokenAttribute(t *testing.T) {
+	t.Parallel()
+	srv := startExtraServer(t, testServerOptions{})
+	d := configureError(t, srv.URL, "isot_nobody-was-ever-given-this-one")
+	if !onAttribute(d, "token") || d.Summary != "Invalid provider configuration: token" ||
+		!strings.Contains(d.Detail, "refused the token") || !strings.Contains(d.Detail, EnvToken) {
+		t.Errorf("diagnostic = %q %q on %v, want the token refused, naming %s", d.Summary, d.Detail, d.Attribute, EnvToken)
+	}
+}
+
+func TestConfigure_AnEndpointThatIsNotIsolationdFailsOnTheEndpointAttribute(t *testing.T) {
+	t.Parallel()
+	site := t.TempDir()
+	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("<html>It works!</html>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		handler http.Handler
+		want    string
+	}{
+		"a static file server": {http.FileServer(http.Dir(site)), "is not isolationd"},
+		"a site answering HTML to everything": {http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte("<!doctype html><title>Welcome</title>"))
+		}), "is not isolationd"},
+		"a page echoing the request's headers": {http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no page here for "+r.Header.Get("Authorization"), http.StatusNotFound)
+		}), "is not isolationd"},
+		// An isolationd from before /v1/whoami, or an endpoint ending in /v1.
+		"a server of problems without the route": {http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", apiv1.MediaProblem)
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(apiv1.Problem{Type: "https://isolation.dev/problems/not-found", Title: "Not found", Status: 404, Detail: "no route matches GET /v1/v1/whoami"})
+		}), "has no GET /v1/whoami"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fake := httptest.NewServer(c.handler)
+			t.Cleanup(fake.Close)
+			d := configureError(t, fake.URL, "isot_a-real-looking-secret-0123456789")
+			if !onAttribute(d, "endpoint") || d.Summary != "Invalid provider configuration: endpoint" ||
+				!strings.Contains(d.Detail, c.want) || !strings.Contains(d.Detail, EnvEndpoint) {
+				t.Errorf("diagnostic = %q %q on %v, want %q naming %s", d.Summary, d.Detail, d.Attribute, c.want, EnvEndpoint)
+			}
+		})
+	}
+}
+
+func TestConfigure_AnEndpointNobodyListensOnFailsBeforeAnyRead(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + l.Addr().String()
+	l.Close()
+	d := configureError(t, endpoint, "isot_a-real-looking-secret-0123456789")
+	if d.Summary != "Unable to reach isolationd" || !strings.Contains(d.Detail, endpoint) {
+		t.Errorf("diagnostic = %q %q, want isolationd out of reach at %s", d.Summary, d.Detail, endpoint)
+	}
+}

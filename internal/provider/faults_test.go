@@ -1,0 +1,295 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/config"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client/clienttest"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+)
+
+// faultyEnvironments and faultyPolicies are the size of the apply the
+// fault tests push through the fault proxy.
+const (
+	faultyEnvironments = 300
+	faultyPolicies     = 10
+	faultRate          = 0.35
+)
+
+// faultyConfig is a project with n environments, in ten label groups, and
+// m policies, each selecting one group.
+func faultyConfig(n, m int) string {
+	return serverProviderConfig + fmt.Sprintf(`
+resource "isolation_project" "p" {
+  name = "faulty"
+}
+
+resource "isolation_environment" "e" {
+  count      = %d
+  project_id = isolation_project.p.id
+  name       = "env-${count.index}"
+  labels     = { group = "g${count.index %% 10}" }
+}
+
+resource "isolation_policy" "allow" {
+  count                = %d
+  project_id           = isolation_project.p.id
+  name                 = "allow-${count.index}"
+  environment_selector = { match_labels = { group = "g${count.index}" } }
+  policy_types         = ["egress"]
+  egress = [{
+    to    = [{ cidr = "198.18.0.0/15" }]
+    ports = [{ protocol = "tcp", port = 443 }]
+  }]
+}
+`, n, m)
+}
+
+func TestFaults_ApplyOf300EnvironmentsAnd10PoliciesConvergesThroughFaultsAt35Percent(t *testing.T) {
+	// The seeds run at once, each on a server of its own: most of the time
+	// is Retry-After and backoff, not work.
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			srv := startServerWith(t, server.Config{})
+			proxy := clienttest.NewFaultProxy(t, srv.URL(), seed, clienttest.Mixed(faultRate))
+			direct, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			resource.ParallelTest(t, resource.TestCase{
+				PreCheck:                 func() { testAccPreCheck(t) },
+				ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+				CheckDestroy: func(*terraform.State) error {
+					return serverHolds(direct, 0, 0, 0)
+				},
+				Steps: []resource.TestStep{{
+					Config:           faultyConfig(faultyEnvironments, faultyPolicies),
+					ConfigVariables:  serverVariables(srv, config.Variables{"endpoint": config.StringVariable(proxy.URL)}),
+					ConfigPlanChecks: afterApply(),
+					Check: func(*terraform.State) error {
+						return serverHolds(direct, 1, faultyEnvironments, faultyPolicies)
+					},
+				}},
+			})
+			got := proxy.Counts()
+			if got.Unavailable == 0 || got.RateLimited == 0 || got.LostAnswers == 0 || got.Delayed == 0 {
+				t.Fatalf("fault counts %+v: every kind of fault must have been injected", got)
+			}
+			t.Logf("seed %d: %d requests, %d faulty (%d 503, %d 429, %d lost answers), %d delayed, in %s",
+				seed, got.Requests, got.Faulty(), got.Unavailable, got.RateLimited, got.LostAnswers, got.Delayed, time.Since(start).Round(time.Second))
+		})
+	}
+}
+
+// serverHolds checks that the server holds exactly these numbers of
+// projects, environments and policies, each name once.
+func serverHolds(c *client.Client, projects, environments, policies int) error {
+	ctx := context.Background()
+	ps, err := c.Projects().List(ctx, client.ListOptions{})
+	if err != nil {
+		return err
+	}
+	es, err := c.Environments().List(ctx, client.ListOptions{})
+	if err != nil {
+		return err
+	}
+	pols, err := c.Policies().List(ctx, client.ListOptions{})
+	if err != nil {
+		return err
+	}
+	names := map[string]int{}
+	for _, p := range ps {
+		names["project "+p.Name]++
+	}
+	for _, e := range es {
+		names["environment "+e.ProjectID+"/"+e.Name]++
+	}
+	for _, p := range pols {
+		names["policy "+p.ProjectID+"/"+p.Name]++
+	}
+	for name, n := range names {
+		if n > 1 {
+			return fmt.Errorf("%s exists %d times", name, n)
+		}
+	}
+	if len(ps) != projects || len(es) != environments || len(pols) != policies {
+		return fmt.Errorf("the server holds %d projects, %d environments and %d policies, want %d, %d and %d",
+			len(ps), len(es), len(pols), projects, environments, policies)
+	}
+	return nil
+}
+
+func TestEnvironment_CreateWhoseDeadlineFiresMidRequestIsKeptInStateAndTheNextApplyConverges(t *testing.T) {
+	// The proxy lets the server create the environment, then holds the
+	// answer until the provider's create deadline has fired.
+	isEnvCreate := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/v1/environments" }
+	proxy := clienttest.NewFaultProxy(t, testAccEndpoint, 1, clienttest.Faults{Hold: clienttest.First(isEnvCreate)})
+	viaProxy := &testServer{URL: proxy.URL, Token: testAccToken}
+	name := accName("prj")
+	cfg := providerBlock(viaProxy) + fmt.Sprintf(`
+resource "isolation_project" "p" {
+  name = %q
+}
+
+resource "isolation_environment" "slow" {
+  project_id = isolation_project.p.id
+  name       = "held"
+  timeouts {
+    create = "2s"
+  }
+}
+`, name)
+	var projectID string
+	onServer := func() ([]apiv1.Environment, error) {
+		ps, err := testAccClient.Projects().List(context.Background(), client.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if p.Name == name {
+				projectID = p.ID
+			}
+		}
+		if projectID == "" {
+			return nil, fmt.Errorf("project %s is not on the server", name)
+		}
+		return testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy: func(s *terraform.State) error {
+			if got := proxy.Counts(); got.Held != 1 {
+				return fmt.Errorf("the proxy held %d answers, want the first create's: the test proved nothing", got.Held)
+			}
+			envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
+			if err != nil && !client.IsNotFound(err) {
+				return err
+			}
+			if len(envs) != 0 {
+				return fmt.Errorf("environments left behind: %+v", envs)
+			}
+			return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
+		},
+		Steps: []resource.TestStep{
+			{
+				// The deadline fires with the answer held: the provider asks
+				// the server about its create, finds it, and keeps it.
+				Config:      cfg,
+				ExpectError: errorWith("Unable to create environment", "did not become ready", "kept in the state as tainted"),
+			},
+			{
+				// It is in the state, tainted, and the only one on the server.
+				Config:             cfg,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("isolation_environment.slow", plancheck.ResourceActionDestroyBeforeCreate),
+					checkOnServer(func() error {
+						envs, err := onServer()
+						if err != nil {
+							return err
+						}
+						if len(envs) != 1 || envs[0].Name != "held" {
+							return fmt.Errorf("the server holds %+v, want the one held environment", envs)
+						}
+						return nil
+					}),
+				}},
+			},
+			{
+				// The next apply replaces it, without a 409.
+				Config:           cfg,
+				ConfigPlanChecks: afterApply(),
+				Check: func(*terraform.State) error {
+					envs, err := onServer()
+					if err != nil {
+						return err
+					}
+					if len(envs) != 1 || envs[0].State != apiv1.StateReady {
+						return fmt.Errorf("the server holds %+v, want one ready environment", envs)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
+
+// checkOnServer is a plan check that looks at the server instead of the plan.
+type checkOnServer func() error
+
+func (f checkOnServer) CheckPlan(_ context.Context, _ plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	resp.Error = f()
+}
+
+func TestEnvironment_NameConflictNamesTheExistingIDAndTheImportCommand(t *testing.T) {
+	name := accName("prj")
+	var projectID, outsideID string
+	project := fmt.Sprintf(`
+resource "isolation_project" "p" {
+  name = %q
+}
+`, name)
+	withEnv := project + `
+resource "isolation_environment" "dup" {
+  project_id = isolation_project.p.id
+  name       = "taken"
+}
+`
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
+		Steps: []resource.TestStep{
+			{
+				Config: project,
+				Check: func(s *terraform.State) (err error) {
+					projectID, err = stateAttr(s, "isolation_project.p", "id")
+					return err
+				},
+			},
+			{
+				// Someone made "taken" outside Terraform.
+				PreConfig: func() {
+					env, err := testAccClient.Environments().Create(context.Background(), apiv1.EnvironmentCreate{ProjectID: projectID, Name: "taken"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					outsideID = env.ID
+				},
+				Config:      withEnv,
+				ExpectError: errorWith("Unable to create environment", `The name "taken" is taken by the existing environment env_`, "terraform import isolation_environment.NAME env_"),
+			},
+			{
+				PreConfig: func() {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					if !strings.HasPrefix(outsideID, "env_") {
+						t.Fatalf("outside environment id %q", outsideID)
+					}
+					if err := testAccClient.Environments().Delete(ctx, outsideID, ""); err != nil {
+						t.Fatal(err)
+					}
+					if err := testAccClient.Environments().WaitDeleted(ctx, outsideID); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config:           project,
+				ConfigPlanChecks: afterApply(),
+			},
+		},
+	})
+}
