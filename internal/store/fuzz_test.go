@@ -75,8 +75,8 @@ func FuzzListEnvironments(f *testing.F) {
 				k, v, _ := strings.Cut(term, "=")
 				lq.Labels[k] = v
 			}
-			if len(lq.Labels) > 16 {
-				return // the API bounds label terms
+			if len(lq.Labels) > apiv1.MaxLabelSelectorTerms {
+				return // the API refuses more
 			}
 		}
 		want, wantNext := referenceList(all, lq)
