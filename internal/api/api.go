@@ -121,6 +121,19 @@ func New(opts Options) *API {
 	}
 	a.health.store, _ = opts.Store.(writeProber)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
+	opts.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "isolationd_store_writable", Help: "1 while the store's writes succeed; 0 after a full or unwritable disk, until a probe write succeeds (changes answer 507/503 meanwhile).",
+		}, func() float64 {
+			if a.health.store != nil && a.health.store.WriteErr() != nil {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "isolationd_audit_refusals_pending", Help: "Audit events of refused requests waiting to be appended to the chain.",
+		}, a.denials.backlog),
+	)
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		mux.Handle(rt.Method+" "+rt.Pattern, a.route(rt))
