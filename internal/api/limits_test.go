@@ -255,6 +255,10 @@ func TestLimits_ProjectLimitsAnswer409NamingTheLimitAndChangeNothing(t *testing.
 	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Description: ptr("same size")}).json(t, 200, nil)
 	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Ingress: ptr(ingressRules(99))}).json(t, 200, nil)
 	h.do("POST", "/v1/policies", policy(entries.ID, "one-more", ingressRules(1))).json(t, 201, nil)
+	// Back at the limit, growing the shrunk policy again is refused.
+	runLimitCases(t, h, []limitCase{
+		{limit("policy entries of a patch", "PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Ingress: ptr(ingressRules(100))}, "ingress"), "would have 10001"},
+	})
 }
 
 func TestQuota_IsSetByAnAdminReportedWithItsUsageAndEnforcedOnCreate(t *testing.T) {
