@@ -272,6 +272,15 @@ type listFixtures struct {
 	all      map[string][]listed
 }
 
+// sees reports whether the caller (the admin, or the viewer of the first
+// project) may see the project id.
+func (fx *listFixtures) sees(id string, viewer bool) bool {
+	if viewer {
+		return id == fx.projects[0].ID
+	}
+	return id == fx.projects[0].ID || id == fx.projects[1].ID
+}
+
 // listed is what a list filter looks at in an item.
 type listed struct {
 	ID        string            `json:"id"`
@@ -293,8 +302,9 @@ var listRoutes = []struct {
 
 // FuzzListParameters sends arbitrary query strings to every list route, as
 // the admin or as a viewer of one project. A query that does not parse, an
-// unknown parameter or a bad value is a 400 naming it, never a 5xx and
-// never a filter silently dropped; a page answered is exactly the
+// unknown or repeated parameter or a bad value is a 400 naming it, never a
+// 5xx and never a filter silently dropped; a project_id the caller cannot
+// see is the 404 of reading it; a page answered is exactly the
 // reference's: the objects the caller may see that pass every filter, in
 // id order after the cursor, at most limit, and next_cursor set when more
 // follow. Audit pages hold only events that pass the filters, in sequence
@@ -399,6 +409,11 @@ func FuzzListParameters(f *testing.F) {
 			anyProblem(t, r, 400)
 			return
 		}
+		if p := q.Get("project_id"); rt.path != "/v1/audit-events" && p != "" && !fx.sees(p, viewer) {
+			// Like reading that project: it does not exist for the caller.
+			r.problem(t, http.StatusNotFound, "not-found", "project_id")
+			return
+		}
 		if r.status != http.StatusOK {
 			t.Fatalf("GET %s?%s answered %d, want 200: %s", rt.path, raw, r.status, r.body)
 		}
@@ -448,13 +463,16 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 	if err != nil {
 		return nil, "the query does not parse"
 	}
-	for k := range q {
+	for k, vs := range q {
 		if !slices.Contains(filters, k) {
 			return nil, "unknown parameter " + k
 		}
+		if len(vs) > 1 {
+			return nil, "repeated parameter " + k
+		}
 	}
-	if s := q.Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err != nil || n < 1 || n > store.MaxLimit {
+	if q.Has("limit") {
+		if n, err := strconv.Atoi(q.Get("limit")); err != nil || n < 1 || n > store.MaxLimit {
 			return nil, "bad limit"
 		}
 	}
@@ -466,7 +484,7 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 			return nil, "policies have no labels"
 		}
 	}
-	if s := q.Get("state"); s != "" && !slices.Contains(apiv1.States, s) {
+	if s := q.Get("state"); q.Has("state") && !slices.Contains(apiv1.States, s) {
 		return nil, "bad state"
 	}
 	if path != "/v1/audit-events" {
@@ -477,12 +495,12 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 			return nil, "bad audit cursor"
 		}
 	}
-	if s := q.Get("since"); s != "" {
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+	if q.Has("since") {
+		if _, err := time.Parse(time.RFC3339Nano, q.Get("since")); err != nil {
 			return nil, "bad since"
 		}
 	}
-	if o := q.Get("outcome"); o != "" && o != apiv1.OutcomeSuccess && o != apiv1.OutcomeDenied && o != apiv1.OutcomeFailure {
+	if o := q.Get("outcome"); q.Has("outcome") && o != apiv1.OutcomeSuccess && o != apiv1.OutcomeDenied && o != apiv1.OutcomeFailure {
 		return nil, "bad outcome"
 	}
 	return q, ""
