@@ -115,22 +115,30 @@ func layoutSets(t *nftables.Table, env string) []*nftables.Set {
 // element and an interval-end element one past the last address;
 // concatenated ones take each box's first and last key.
 func (rs *ruleset) elements(s setSpec) []nftables.SetElement {
+	return slices.Concat(rs.intervals(s)...)
+}
+
+// intervals encodes a set's contents interval by interval: the elements
+// of one span or box, which only go in or out together (the kernel
+// refuses an interval's end inside another interval).
+func (rs *ruleset) intervals(s setSpec) [][]nftables.SetElement {
 	d := rs.dirs[s.dir]
-	var out []nftables.SetElement
+	var out [][]nftables.SetElement
 	if !s.ports {
 		for _, sp := range d.any[s.fam] {
-			out = append(out, nftables.SetElement{Key: sp.lo.AsSlice()})
+			iv := []nftables.SetElement{{Key: sp.lo.AsSlice()}}
 			if end, ok := after(sp.hi); ok {
-				out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+				iv = append(iv, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
 			}
+			out = append(out, iv)
 		}
 		return out
 	}
 	for _, b := range d.l4[s.fam] {
-		out = append(out, nftables.SetElement{
+		out = append(out, []nftables.SetElement{{
 			Key:    concatKey(b.addr.lo.AsSlice(), b.proto, b.ports.lo),
 			KeyEnd: concatKey(b.addr.hi.AsSlice(), b.proto, b.ports.hi),
-		})
+		}})
 	}
 	return out
 }
@@ -290,7 +298,7 @@ func queueApply(c *nftables.Conn, table, env string, old, rs *ruleset, record []
 			}
 			continue
 		}
-		gone, added := diffElements(old.elements(setLayout[i]), want)
+		gone, added := diffIntervals(old.intervals(setLayout[i]), rs.intervals(setLayout[i]))
 		for chunk := range slices.Chunk(gone, elementsPerMessage) {
 			if err := c.SetDeleteElements(s, chunk); err != nil {
 				return fmt.Errorf("set %s: %w", s.Name, err)
@@ -330,25 +338,29 @@ func queueApply(c *nftables.Conn, table, env string, old, rs *ruleset, record []
 	return nil
 }
 
-// diffElements returns the elements of old that want lacks, and those of
-// want that old lacks.
-func diffElements(old, want []nftables.SetElement) (gone, added []nftables.SetElement) {
-	id := func(e nftables.SetElement) string {
-		return fmt.Sprintf("%x/%x/%v", e.Key, e.KeyEnd, e.IntervalEnd)
+// diffIntervals returns the elements of the intervals of old that want
+// lacks, and those of the intervals of want that old lacks.
+func diffIntervals(old, want [][]nftables.SetElement) (gone, added []nftables.SetElement) {
+	id := func(iv []nftables.SetElement) string {
+		var b strings.Builder
+		for _, e := range iv {
+			fmt.Fprintf(&b, "%x/%x/%v;", e.Key, e.KeyEnd, e.IntervalEnd)
+		}
+		return b.String()
 	}
 	had := map[string]bool{}
-	for _, e := range old {
-		had[id(e)] = true
+	for _, iv := range old {
+		had[id(iv)] = true
 	}
 	keep := map[string]bool{}
-	for _, e := range want {
-		if keep[id(e)] = true; !had[id(e)] {
-			added = append(added, e)
+	for _, iv := range want {
+		if keep[id(iv)] = true; !had[id(iv)] {
+			added = append(added, iv...)
 		}
 	}
-	for _, e := range old {
-		if !keep[id(e)] {
-			gone = append(gone, e)
+	for _, iv := range old {
+		if !keep[id(iv)] {
+			gone = append(gone, iv...)
 		}
 	}
 	return gone, added

@@ -176,14 +176,30 @@ func TestDiffElements_TouchesOnlyWhatChanges(t *testing.T) {
 	}
 	var gone, added int
 	for _, s := range setLayout {
-		g, a := diffElements(old.elements(s), rs.elements(s))
+		g, a := diffIntervals(old.intervals(s), rs.intervals(s))
 		gone, added = gone+len(g), added+len(a)
-		if g2, a2 := diffElements(rs.elements(s), rs.elements(s)); len(g2)+len(a2) > 0 {
+		if g2, a2 := diffIntervals(rs.intervals(s), rs.intervals(s)); len(g2)+len(a2) > 0 {
 			t.Errorf("set %s: the same ruleset differs from itself by %d elements", s.name, len(g2)+len(a2))
 		}
 	}
 	if gone != 0 || added != 1 {
 		t.Errorf("one more rule: %d elements removed, %d added; want 0 and 1", gone, added)
+	}
+	// An interval split in two goes out whole: the kernel refuses a new
+	// end inside an interval it keeps.
+	split := apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{{Peers: []apiv1.EffectivePeer{{Peer: apiv1.Peer{CIDR: "10.9.0.0/16", Except: []string{"10.9.1.0/24"}}}}}}}
+	whole := apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{{Peers: []apiv1.EffectivePeer{{Peer: apiv1.Peer{CIDR: "10.9.0.0/16"}}}}}}
+	a, err := render(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := render(split)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ad := diffIntervals(a.intervals(setLayout[0]), b.intervals(setLayout[0]))
+	if len(g) != 2 || len(ad) != 4 {
+		t.Errorf("splitting 10.9.0.0/16: %d elements removed, %d added; want the old interval's 2 out and the new ones' 4 in", len(g), len(ad))
 	}
 }
 
