@@ -294,7 +294,9 @@ var listRoutes = []struct {
 // FuzzListParameters sends arbitrary query strings to every list route, as
 // the admin or as a viewer of one project. A query that does not parse, an
 // unknown parameter or a bad value is a 400 naming it, never a 5xx and
-// never a filter silently dropped; a page answered is exactly the
+// never a filter silently dropped; a project filter naming a project the
+// caller cannot see is a 404, as for one that does not exist; a page
+// answered is exactly the
 // reference's: the objects the caller may see that pass every filter, in
 // id order after the cursor, at most limit, and next_cursor set when more
 // follow. Audit pages hold only events that pass the filters, in sequence
@@ -399,6 +401,14 @@ func FuzzListParameters(f *testing.F) {
 			anyProblem(t, r, 400)
 			return
 		}
+		scope := ""
+		if viewer {
+			scope = fx.projects[0].ID
+		}
+		if pid := q.Get("project_id"); pid != "" && rt.path != "/v1/audit-events" && !fx.visible(pid, scope) {
+			r.problem(t, http.StatusNotFound, "not-found", "project_id")
+			return
+		}
 		if r.status != http.StatusOK {
 			t.Fatalf("GET %s?%s answered %d, want 200: %s", rt.path, raw, r.status, r.body)
 		}
@@ -413,10 +423,6 @@ func FuzzListParameters(f *testing.F) {
 				page.Items[i].ProjectID = page.Items[i].ID
 			}
 		}
-		scope := ""
-		if viewer {
-			scope = fx.projects[0].ID
-		}
 		want, next := referencePage(fx.all[rt.path], q, scope)
 		if rt.path == "/v1/projects" && viewer {
 			next = "" // a viewer's project list is one page
@@ -425,6 +431,12 @@ func FuzzListParameters(f *testing.F) {
 			t.Fatalf("GET %s?%s: page differs from the reference (-want +got):\n%s\nnext_cursor %q, want %q", rt.path, raw, diff, page.NextCursor, next)
 		}
 	})
+}
+
+// visible reports whether a caller of scope ("" for the admin) sees
+// project id: a filter naming any other is a 404, as a missing one is.
+func (fx *listFixtures) visible(id, scope string) bool {
+	return slices.ContainsFunc(fx.all["/v1/projects"], func(p listed) bool { return p.ID == id }) && (scope == "" || id == scope)
 }
 
 // asQuery percent-encodes the bytes a URL's query may not hold, and
@@ -493,9 +505,6 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 func referencePage(all []listed, q url.Values, scope string) ([]listed, string) {
 	project := q.Get("project_id")
 	if scope != "" {
-		if project != "" && project != scope {
-			return []listed{}, ""
-		}
 		project = scope
 	}
 	want := map[string]string{}
