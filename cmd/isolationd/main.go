@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
@@ -90,6 +91,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "isolationd serve: --log-level: %v\n", err)
+		return 2
+	}
+	if fe := apiv1.ValidateEnvironmentQuota("--default-environment-quota", *quota); fe != nil {
+		fmt.Fprintf(stderr, "isolationd serve: %s %s\n", fe[0].Field, fe[0].Message)
 		return 2
 	}
 	roleLimits, err := api.ParseRoleRateLimits(*rateRoles)

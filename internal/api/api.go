@@ -8,7 +8,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -122,6 +121,19 @@ func New(opts Options) *API {
 	}
 	a.health.store, _ = opts.Store.(writeProber)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
+	opts.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "isolationd_store_writable", Help: "1 while the store's writes succeed; 0 after a full or unwritable disk, until a probe write succeeds (changes answer 507/503 meanwhile).",
+		}, func() float64 {
+			if a.health.store != nil && a.health.store.WriteErr() != nil {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "isolationd_audit_refusals_pending", Help: "Audit events of refused requests waiting to be appended to the chain.",
+		}, a.denials.backlog),
+	)
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		mux.Handle(rt.Method+" "+rt.Pattern, a.route(rt))
@@ -166,7 +178,9 @@ func (a *API) route(rt Route) http.Handler {
 		info.route = label
 		err := a.guard(rt, w, r)
 		if err == nil {
-			err = checkQuery(r)
+			// Every route, so that none reads a query string that
+			// does not parse, whether or not it takes parameters.
+			_, err = query(r)
 		}
 		if err == nil {
 			err = rt.handle(a, w, r)
@@ -178,16 +192,6 @@ func (a *API) route(rt Route) http.Handler {
 			writeProblem(w, r, err)
 		}
 	})
-}
-
-// checkQuery refuses a query string that does not parse: r.URL.Query()
-// drops what it cannot parse (a ';' separator, a bad escape), and with it
-// a filter, so a list would answer more than was asked for.
-func checkQuery(r *http.Request) error {
-	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-		return newError(probMalformed, "the query string does not parse (%s): separate parameters with '&' and percent-encode reserved characters", err.Error())
-	}
-	return nil
 }
 
 // errHandled tells route that the response has been written already (a

@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -17,19 +16,14 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var fe []apiv1.FieldError
-	for k := range q {
-		if !slices.Contains(auditFilters, k) {
-			fe = append(fe, apiv1.FieldError{Field: k, Message: "is not a query parameter of this route"})
-		}
-	}
+	fe := checkParams(q, auditFilters)
 	aq := store.AuditQuery{
 		ProjectID: q.Get("project_id"), Action: q.Get("action"), ResourceType: q.Get("resource_type"),
 		ResourceID: q.Get("resource_id"), Outcome: q.Get("outcome"), RequestID: q.Get("request_id"),
 		Limit: store.DefaultLimit,
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > store.MaxLimit {
 			fe = append(fe, apiv1.FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(store.MaxLimit)})
 		}

@@ -323,6 +323,13 @@ func (d *denials) stop(ctx context.Context) error {
 	return d.backlogErr()
 }
 
+// backlog is how many events wait to be appended (for metrics).
+func (d *denials) backlog() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return float64(len(d.pending))
+}
+
 func (d *denials) backlogErr() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

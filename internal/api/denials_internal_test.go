@@ -281,3 +281,22 @@ func TestAnonLimiter_IsPerAddressAndPer64AndItsMapIsBounded(t *testing.T) {
 		t.Fatalf("a new address after the buckets refilled: allowed %v with %d buckets, want allowed, %d buckets", ok, l.size(), maxAnonBuckets)
 	}
 }
+
+func TestAsError_AFullStoreIs507AndAnUnwritableOne503BothWithRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err    error
+		status int
+	}{
+		{fmt.Errorf("store: append audit event: %w", store.ErrFull), 507},
+		{fmt.Errorf("store: commit: %w", store.ErrUnavailable), 503},
+	} {
+		e, known := asError(tc.err)
+		if !known || e.Status() != tc.status || e.header.Get("Retry-After") == "" {
+			t.Errorf("%v: status %d (known %v), Retry-After %q; want %d with Retry-After", tc.err, e.Status(), known, e.header.Get("Retry-After"), tc.status)
+		}
+		if strings.Contains(e.detail, "store:") {
+			t.Errorf("%v: the detail leaks the store's text: %q", tc.err, e.detail)
+		}
+	}
+}

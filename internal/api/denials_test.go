@@ -182,6 +182,9 @@ func TestStore_AFullDiskAnswers507AndNotReadyUntilSpaceIsFreed(t *testing.T) {
 		t.Fatal("507 without Retry-After")
 	}
 	h.do("GET", "/readyz", nil).problem(t, 503, "unavailable", "")
+	if m := h.do("GET", "/metrics", nil); !strings.Contains(string(m.body), "\nisolationd_store_writable 0\n") {
+		t.Fatal("/metrics does not say the store cannot write")
+	}
 	// Reads go on, changes are refused at once, and refusals are still
 	// audited in the space the reserve gave back.
 	h.do("GET", "/v1/projects", nil).json(t, 200, nil)
@@ -196,6 +199,9 @@ func TestStore_AFullDiskAnswers507AndNotReadyUntilSpaceIsFreed(t *testing.T) {
 	must(t, os.Remove(filler))
 	h.do("GET", "/readyz", nil).json(t, 200, nil)
 	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: "after"}).json(t, 201, nil)
+	if m := h.do("GET", "/metrics", nil); !strings.Contains(string(m.body), "\nisolationd_store_writable 1\n") {
+		t.Fatal("/metrics does not say the store writes again")
+	}
 	t.Logf("%d projects filled the disk; then 507 (Retry-After %s) and /readyz 503 until the filler was removed", created, full.header.Get("Retry-After"))
 }
 

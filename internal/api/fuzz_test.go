@@ -272,6 +272,15 @@ type listFixtures struct {
 	all      map[string][]listed
 }
 
+// sees reports whether the caller (the admin, or the viewer of the first
+// project) may see the project id.
+func (fx *listFixtures) sees(id string, viewer bool) bool {
+	if viewer {
+		return id == fx.projects[0].ID
+	}
+	return id == fx.projects[0].ID || id == fx.projects[1].ID
+}
+
 // listed is what a list filter looks at in an item.
 type listed struct {
 	ID        string            `json:"id"`
@@ -293,10 +302,9 @@ var listRoutes = []struct {
 
 // FuzzListParameters sends arbitrary query strings to every list route, as
 // the admin or as a viewer of one project. A query that does not parse, an
-// unknown parameter or a bad value is a 400 naming it, never a 5xx and
-// never a filter silently dropped; a project filter naming a project the
-// caller cannot see is a 404, as for one that does not exist; a page
-// answered is exactly the
+// unknown or repeated parameter or a bad value is a 400 naming it, never a
+// 5xx and never a filter silently dropped; a project_id the caller cannot
+// see is the 404 of reading it; a page answered is exactly the
 // reference's: the objects the caller may see that pass every filter, in
 // id order after the cursor, at most limit, and next_cursor set when more
 // follow. Audit pages hold only events that pass the filters, in sequence
@@ -401,11 +409,8 @@ func FuzzListParameters(f *testing.F) {
 			anyProblem(t, r, 400)
 			return
 		}
-		scope := ""
-		if viewer {
-			scope = fx.projects[0].ID
-		}
-		if pid := q.Get("project_id"); pid != "" && rt.path != "/v1/audit-events" && !fx.visible(pid, scope) {
+		if p := q.Get("project_id"); rt.path != "/v1/audit-events" && p != "" && !fx.sees(p, viewer) {
+			// Like reading that project: it does not exist for the caller.
 			r.problem(t, http.StatusNotFound, "not-found", "project_id")
 			return
 		}
@@ -423,6 +428,10 @@ func FuzzListParameters(f *testing.F) {
 				page.Items[i].ProjectID = page.Items[i].ID
 			}
 		}
+		scope := ""
+		if viewer {
+			scope = fx.projects[0].ID
+		}
 		want, next := referencePage(fx.all[rt.path], q, scope)
 		if rt.path == "/v1/projects" && viewer {
 			next = "" // a viewer's project list is one page
@@ -431,12 +440,6 @@ func FuzzListParameters(f *testing.F) {
 			t.Fatalf("GET %s?%s: page differs from the reference (-want +got):\n%s\nnext_cursor %q, want %q", rt.path, raw, diff, page.NextCursor, next)
 		}
 	})
-}
-
-// visible reports whether a caller of scope ("" for the admin) sees
-// project id: a filter naming any other is a 404, as a missing one is.
-func (fx *listFixtures) visible(id, scope string) bool {
-	return slices.ContainsFunc(fx.all["/v1/projects"], func(p listed) bool { return p.ID == id }) && (scope == "" || id == scope)
 }
 
 // asQuery percent-encodes the bytes a URL's query may not hold, and
@@ -460,13 +463,16 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 	if err != nil {
 		return nil, "the query does not parse"
 	}
-	for k := range q {
+	for k, vs := range q {
 		if !slices.Contains(filters, k) {
 			return nil, "unknown parameter " + k
 		}
+		if len(vs) > 1 {
+			return nil, "repeated parameter " + k
+		}
 	}
-	if s := q.Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err != nil || n < 1 || n > store.MaxLimit {
+	if q.Has("limit") {
+		if n, err := strconv.Atoi(q.Get("limit")); err != nil || n < 1 || n > store.MaxLimit {
 			return nil, "bad limit"
 		}
 	}
@@ -505,6 +511,9 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 func referencePage(all []listed, q url.Values, scope string) ([]listed, string) {
 	project := q.Get("project_id")
 	if scope != "" {
+		if project != "" && project != scope {
+			return []listed{}, ""
+		}
 		project = scope
 	}
 	want := map[string]string{}

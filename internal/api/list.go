@@ -20,19 +20,10 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 	if err != nil {
 		return store.ListQuery{}, nil, err
 	}
-	var fe []apiv1.FieldError
-	for k, vs := range q {
-		switch {
-		case !slices.Contains(allowed, k):
-			fe = append(fe, apiv1.FieldError{Field: k, Message: "is not a query parameter of this route"})
-		case len(vs) > 1:
-			// Taking one of them would silently drop the others' filter.
-			fe = append(fe, apiv1.FieldError{Field: k, Message: "must be given at most once (combine label terms with commas)"})
-		}
-	}
+	fe := checkParams(q, allowed)
 	lq := store.ListQuery{Cursor: q.Get("cursor"), ProjectID: q.Get("project_id"), State: q.Get("state"), MaxBytes: apiv1.MaxListPageBytes}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > store.MaxLimit {
 			fe = append(fe, apiv1.FieldError{Field: "limit", Message: "must be an integer between 1 and " + strconv.Itoa(store.MaxLimit)})
 		}
@@ -61,6 +52,21 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 		lq.Limit = store.DefaultLimit
 	}
 	return lq, q, nil
+}
+
+// checkParams refuses parameters the route does not take, and those given
+// twice: taking one of the values would drop the other's filter.
+func checkParams(q url.Values, allowed []string) []apiv1.FieldError {
+	var fe []apiv1.FieldError
+	for k, vs := range q {
+		switch {
+		case !slices.Contains(allowed, k):
+			fe = append(fe, apiv1.FieldError{Field: k, Message: "is not a query parameter of this route"})
+		case len(vs) > 1:
+			fe = append(fe, apiv1.FieldError{Field: k, Message: "must be given at most once (combine label terms with commas)"})
+		}
+	}
+	return fe
 }
 
 // listScoped answers a list the caller may see only part of: the page

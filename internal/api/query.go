@@ -11,7 +11,7 @@ import (
 func query(r *http.Request) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, newError(probValidation, "the query string does not parse: %s; separate parameters with '&' and percent-encode reserved characters", err.Error())
+		return nil, newError(probMalformed, "the query string does not parse: %s; separate parameters with '&' and percent-encode reserved characters", err.Error())
 	}
 	return q, nil
 }

@@ -88,7 +88,7 @@ var routes = []Route{
 	{Method: "GET", Pattern: "/healthz", Perm: Perm{Public: true}, handle: (*API).healthz,
 		Doc: Doc{OperationID: "healthz", Summary: "The process is up.", Tag: "operations", Status: 200, Response: health{}}},
 	{Method: "GET", Pattern: "/readyz", Perm: Perm{Public: true}, handle: (*API).readyz,
-		Doc: Doc{OperationID: "readyz", Summary: "The store is reachable and the reconciler has started.", Tag: "operations", Status: 200, Response: health{}, Problems: []int{503}}},
+		Doc: Doc{OperationID: "readyz", Summary: "The store is reachable and can write (a probe write, at most one a second while it can), and the reconciler has started.", Tag: "operations", Status: 200, Response: health{}, Problems: []int{503}}},
 	{Method: "GET", Pattern: "/metrics", Perm: permAuditRead, handle: (*API).serveMetrics,
 		Doc: Doc{OperationID: "metrics", Summary: "Prometheus metrics (text exposition format); needs a token that may read the audit log.", Tag: "operations", Status: 200}},
 	{Method: "GET", Pattern: "/v1/openapi.json", Perm: permProjectRead, handle: (*API).openapi,

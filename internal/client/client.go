@@ -212,7 +212,7 @@ type response struct {
 
 // do sends req and decodes a 2xx JSON body into out (when out is
 // non-nil); any other answer becomes an *Error. It retries what is safe to
-// retry (see retryable) until ctx's deadline, or, without one, until the
+// retry (retryableStatus, retryableError) until ctx's deadline, or, without one, until the
 // request timeout: a call is bounded by time, not by a count, unless
 // MaxRetries sets one. Between attempts it waits as the server's
 // Retry-After says, or a capped exponential backoff with full jitter.
@@ -237,29 +237,7 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 		u.RawQuery = req.query.Encode()
 	}
 
-	// Headers are made once, so the Idempotency-Key and X-Request-Id are
-	// the same on every attempt.
-	h := http.Header{}
-	h.Set("Authorization", "Bearer "+c.token)
-	h.Set("User-Agent", c.userAgent)
-	h.Set("Accept", apiv1.MediaJSON+", "+apiv1.MediaProblem)
-	requestID := uuid.NewString()
-	h.Set(apiv1.HeaderRequestID, requestID)
-	if payload != nil {
-		h.Set("Content-Type", apiv1.MediaJSON)
-	}
-	// Every write that is not a DELETE carries a key, so a retry after a
-	// lost answer replays it instead of doing it twice (POST) or failing its
-	// own If-Match (PATCH, PUT).
-	var key string
-	switch req.method {
-	case http.MethodPost, http.MethodPatch, http.MethodPut:
-		key = uuid.NewString()
-		h.Set(apiv1.HeaderIdempotencyKey, key)
-	}
-	if req.ifMatch != "" {
-		h.Set("If-Match", req.ifMatch)
-	}
+	h, key, requestID := c.headers(req, payload != nil)
 
 	perAttempt := c.requestTimeout + req.extraTimeout
 	if _, ok := ctx.Deadline(); !ok {
@@ -271,6 +249,7 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 	start := time.Now()
 	gaveUp := &GaveUpError{Method: req.method, Path: req.path, IdempotencyKey: key, RequestID: requestID}
 	for attempt := 0; ; attempt++ {
+		log.Debug("performing request", "method", req.method, "url", u.Redacted(), "request_id", requestID, "attempt", attempt+1)
 		a := c.attempt(ctx, req.method, u.String(), h, payload, perAttempt)
 		gaveUp.Attempts++
 		gaveUp.Unanswered = gaveUp.Unanswered || a.unanswered
@@ -280,7 +259,7 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 		if gaveUp.Unanswered && req.method == http.MethodDelete && (a.status == http.StatusNotFound || a.status == http.StatusPreconditionFailed) {
 			// An earlier attempt's answer was lost: this 404 or 412 may be
 			// that attempt's own work, which settleDelete tells.
-			if c.settleDelete(ctx, req, u.String(), h, perAttempt) {
+			if c.settleDelete(ctx, u.String(), h, perAttempt) {
 				return &response{StatusCode: http.StatusNoContent, Header: http.Header{}}, nil
 			}
 		}
@@ -318,6 +297,32 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 			return nil, gaveUp
 		}
 	}
+}
+
+// headers are a call's request headers. They are made once, so the
+// Idempotency-Key and X-Request-Id are the same on every attempt.
+func (c *Client) headers(req request, hasBody bool) (h http.Header, key, requestID string) {
+	h = http.Header{}
+	h.Set("Authorization", "Bearer "+c.token)
+	h.Set("User-Agent", c.userAgent)
+	h.Set("Accept", apiv1.MediaJSON+", "+apiv1.MediaProblem)
+	requestID = uuid.NewString()
+	h.Set(apiv1.HeaderRequestID, requestID)
+	if hasBody {
+		h.Set("Content-Type", apiv1.MediaJSON)
+	}
+	// Every write that is not a DELETE carries a key, so a retry after a
+	// lost answer replays it instead of doing it twice (POST) or failing its
+	// own If-Match (PATCH, PUT).
+	switch req.method {
+	case http.MethodPost, http.MethodPatch, http.MethodPut:
+		key = uuid.NewString()
+		h.Set(apiv1.HeaderIdempotencyKey, key)
+	}
+	if req.ifMatch != "" {
+		h.Set("If-Match", req.ifMatch)
+	}
+	return h, key, requestID
 }
 
 // decode turns a complete answer into the result of do.
@@ -393,7 +398,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, h http.Head
 // retry got 404 or 412: the object being gone (404), or being deleted
 // (an environment in state deleting), is the work of that earlier attempt,
 // so the DELETE succeeded. Anything else keeps the retry's answer.
-func (c *Client) settleDelete(ctx context.Context, req request, target string, h http.Header, timeout time.Duration) bool {
+func (c *Client) settleDelete(ctx context.Context, target string, h http.Header, timeout time.Duration) bool {
 	get := h.Clone()
 	get.Del("If-Match")
 	a := c.attempt(ctx, http.MethodGet, target, get, nil, timeout)

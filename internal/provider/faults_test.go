@@ -293,3 +293,68 @@ resource "isolation_environment" "dup" {
 		},
 	})
 }
+
+func TestToken_CreateWhoseAnswerIsHeldPastItsDeadlineIsRevokedNotLeftValid(t *testing.T) {
+	// The server makes the token; its answer, the only place its secret
+	// ever was, is held until the provider gives up.
+	isTokenCreate := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/v1/tokens" }
+	proxy := clienttest.NewFaultProxy(t, testAccEndpoint, 1, clienttest.Faults{Hold: clienttest.First(isTokenCreate)})
+	name := accName("tok")
+	cfg := fmt.Sprintf(`
+provider "isolation" {
+  endpoint        = %q
+  token           = %q
+  request_timeout = "2s"
+}
+
+resource "isolation_token" "test" {
+  name = %q
+  role = "auditor"
+}
+`, proxy.URL, testAccToken, name)
+	live := func() ([]apiv1.Token, error) {
+		all, err := testAccClient.Tokens().List(context.Background(), client.ListOptions{})
+		var named []apiv1.Token
+		for _, tok := range all {
+			if tok.Name == name {
+				named = append(named, tok)
+			}
+		}
+		return named, err
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy: func(s *terraform.State) error {
+			if got := proxy.Counts(); got.Held != 1 {
+				return fmt.Errorf("the proxy held %d answers, want the first create's: the test proved nothing", got.Held)
+			}
+			if toks, err := live(); err != nil || len(toks) != 0 {
+				return fmt.Errorf("live tokens named %s after destroy: %+v (%v)", name, toks, err)
+			}
+			return checkTokensDestroyed(s)
+		},
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg,
+				ExpectError: errorWith("Unable to create token", "secret was lost in transit, so it was revoked"),
+			},
+			{
+				// Nothing valid was left behind: the next apply makes one token.
+				PreConfig: func() {
+					if toks, err := live(); err != nil || len(toks) != 0 {
+						t.Fatalf("live tokens named %s after the held create: %+v (%v), want none", name, toks, err)
+					}
+				},
+				Config:           cfg,
+				ConfigPlanChecks: afterApply(),
+				Check: func(*terraform.State) error {
+					if toks, err := live(); err != nil || len(toks) != 1 {
+						return fmt.Errorf("live tokens named %s: %+v (%v), want one", name, toks, err)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}

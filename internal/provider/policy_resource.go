@@ -139,7 +139,9 @@ func (r *PolicyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 func rulesAttribute(dir policyrules.Direction, verb, allows string) schema.SetNestedAttribute {
 	return schema.SetNestedAttribute{
 		MarkdownDescription: fmt.Sprintf("The %s rules, each allowing traffic %s any of its peers on any of its ports. "+
-			"Requires %q in `policy_types`. Leave it out for no %s allows.", dir.Name, verb, dir.Name, dir.Name),
+			"Requires %q in `policy_types`. Leave it out for no %s allows. "+
+			"A policy has at most %d rules, %d peers, %d ports and %d `except` entries, ingress and egress together.",
+			dir.Name, verb, dir.Name, dir.Name, apiv1.MaxRulesPerPolicy, apiv1.MaxPeersPerPolicy, apiv1.MaxPortsPerPolicy, apiv1.MaxExceptsPerPolicy),
 		Optional:      true,
 		Validators:    []validator.Set{validators.NotEmptySet(fmt.Sprintf("omit %s to add no %s allows", dir.Name, dir.Name))},
 		PlanModifiers: []planmodifier.Set{planmodifiers.NestedStringDefault(apiv1.ProtocolTCP, policyrules.AttrPorts, policyrules.AttrProtocol)},
@@ -209,7 +211,7 @@ func portAttributeObject() schema.NestedAttributeObject {
 
 func matchLabelsAttribute(purpose string) schema.MapAttribute {
 	return schema.MapAttribute{
-		MarkdownDescription: fmt.Sprintf("Labels an environment must all carry %s. Leave it out to select every environment of the project; an empty map is rejected, as it would mean the same.", purpose),
+		MarkdownDescription: fmt.Sprintf("Labels an environment must all carry %s, at most %d. Leave it out to select every environment of the project; an empty map is rejected, as it would mean the same.", purpose, apiv1.MaxSelectorLabels),
 		Optional:            true,
 		ElementType:         types.StringType,
 		Validators: []validator.Map{

@@ -51,6 +51,12 @@ func (d *ProjectDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 			"description": schema.StringAttribute{MarkdownDescription: "Free-text description.", Computed: true},
 			"labels":      schema.MapAttribute{MarkdownDescription: "Labels of the project.", ElementType: types.StringType, Computed: true},
 			"created_at":  schema.StringAttribute{MarkdownDescription: "When the project was created (RFC 3339).", Computed: true},
+			"environment_quota": schema.Int64Attribute{
+				MarkdownDescription: "The most environments the project may hold, `0` for no limit.", Computed: true,
+			},
+			"environment_count": schema.Int64Attribute{
+				MarkdownDescription: "How many environments the project holds now, those being deleted included: what `environment_quota` limits.", Computed: true,
+			},
 		},
 	}
 }
@@ -69,7 +75,7 @@ func (d *ProjectDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	if !requireClient(d.client, &resp.Diagnostics) {
 		return
 	}
-	var cfg projectModel
+	var cfg projectDataModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -80,5 +86,12 @@ func (d *ProjectDataSource) Read(ctx context.Context, req datasource.ReadRequest
 		return
 	}
 	cfg.fromAPI(p)
+	cfg.EnvironmentCount = types.Int64Value(p.Usage.Environments)
 	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
+}
+
+// projectDataModel is the resource's model and the project's usage.
+type projectDataModel struct {
+	projectModel
+	EnvironmentCount types.Int64 `tfsdk:"environment_count"`
 }

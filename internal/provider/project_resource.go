@@ -2,10 +2,12 @@ package provider
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -39,6 +41,10 @@ type projectModel struct {
 	Description types.String `tfsdk:"description"`
 	Labels      types.Map    `tfsdk:"labels"`
 	CreatedAt   types.String `tfsdk:"created_at"`
+	// EnvironmentQuota is the quota, not its usage: usage changes with
+	// every environment, and as a resource attribute it would report a
+	// change outside Terraform on every refresh. The data source has it.
+	EnvironmentQuota types.Int64 `tfsdk:"environment_quota"`
 }
 
 func (m *projectModel) fromAPI(p *apiv1.Project) {
@@ -47,6 +53,16 @@ func (m *projectModel) fromAPI(p *apiv1.Project) {
 	m.Description = types.StringValue(p.Description)
 	m.Labels = labelsValue(p.Labels)
 	m.CreatedAt = timeValue(&p.CreatedAt)
+	m.EnvironmentQuota = types.Int64Value(p.EnvironmentQuota)
+}
+
+// knownInt64 is v's value, nil when it is null or unknown.
+func knownInt64(v types.Int64) *int64 {
+	if v.IsNull() || v.IsUnknown() {
+		return nil
+	}
+	n := v.ValueInt64()
+	return &n
 }
 
 func (r *ProjectResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -78,6 +94,16 @@ func (r *ProjectResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				Validators:          []validator.String{validators.Description()},
 			},
 			"labels": labelsResourceAttribute("project"),
+			"environment_quota": schema.Int64Attribute{
+				MarkdownDescription: "The most environments the project may hold, those being deleted included; `0` for no limit. " +
+					"Creating one more is refused (409, `limit-exceeded`). Only an admin token may set it, as projects are admin-managed. " +
+					"Left out, a new project gets the server's `--default-environment-quota`, and an existing one keeps its quota. " +
+					"The `isolation_project` data source reports how many environments the project holds.",
+				Optional:      true,
+				Computed:      true,
+				Validators:    []validator.Int64{validators.EnvironmentQuota()},
+				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
+			},
 			"created_at": schema.StringAttribute{
 				MarkdownDescription: "When the project was created (RFC 3339).",
 				Computed:            true,
@@ -93,7 +119,8 @@ func (r *ProjectResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 func labelsResourceAttribute(kind string) schema.MapAttribute {
 	return schema.MapAttribute{
 		MarkdownDescription: "Labels of the " + kind + ", as Kubernetes writes them: keys are an optional DNS subdomain prefix and `/`, " +
-			"then a name of up to 63 letters, digits, `-`, `_` or `.`; values are empty or up to 63 such characters. Defaults to `{}`.",
+			"then a name of up to 63 letters, digits, `-`, `_` or `.`; values are empty or up to 63 such characters. " +
+			fmt.Sprintf("At most %d labels, of at most %d bytes of keys and values together. Defaults to `{}`.", apiv1.MaxLabels, apiv1.MaxLabelBytes),
 		ElementType: types.StringType,
 		Optional:    true,
 		Computed:    true,
@@ -119,6 +146,8 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 		Name:        plan.Name.ValueString(),
 		Description: plan.Description.ValueString(),
 		Labels:      labelsFromValue(ctx, plan.Labels, &resp.Diagnostics),
+
+		EnvironmentQuota: knownInt64(plan.EnvironmentQuota),
 	}
 	projects := r.client.Projects()
 	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "project", body.Name,
@@ -163,6 +192,9 @@ func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest
 	var patch apiv1.ProjectPatch
 	patch.Name = changedString(plan.Name, state.Name)
 	patch.Description = changedString(plan.Description, state.Description)
+	if !plan.EnvironmentQuota.Equal(state.EnvironmentQuota) {
+		patch.EnvironmentQuota = knownInt64(plan.EnvironmentQuota)
+	}
 	if !plan.Labels.Equal(state.Labels) {
 		labels := labelsFromValue(ctx, plan.Labels, &resp.Diagnostics)
 		patch.Labels = &labels

@@ -295,3 +295,60 @@ func TestProject_DeletionRefusedWhileEnvironmentsRemainSaysWhatToDo(t *testing.T
 		},
 	})
 }
+
+func TestProject_EnvironmentQuotaIsEnforcedChangedInPlaceAndReportedWithItsUsage(t *testing.T) {
+	name := accName("prj")
+	config := func(quota string, envs int) string {
+		return projectConfig(name, quota) + fmt.Sprintf(`
+resource "isolation_environment" "env" {
+  count      = %d
+  project_id = isolation_project.test.id
+  name       = "env-${count.index}"
+}
+
+data "isolation_project" "usage" {
+  id         = isolation_project.test.id
+  depends_on = [isolation_environment.env]
+}
+`, envs)
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { testAccPreCheck(t) },
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      config(`environment_quota = -1`, 2),
+				PlanOnly:    true,
+				ExpectError: errorWith("environment_quota must be between 0 (no limit) and 1048576, got -1"),
+			},
+			{
+				Config:           config(`environment_quota = 1`, 1),
+				ConfigPlanChecks: afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(projectAddr, tfjsonpath.New("environment_quota"), knownvalue.Int64Exact(1)),
+					statecheck.ExpectKnownValue("data.isolation_project.usage", tfjsonpath.New("environment_quota"), knownvalue.Int64Exact(1)),
+					statecheck.ExpectKnownValue("data.isolation_project.usage", tfjsonpath.New("environment_count"), knownvalue.Int64Exact(1)),
+				},
+			},
+			{
+				Config:      config(`environment_quota = 1`, 2),
+				ExpectError: errorWith("Unable to create environment", "environment_quota of 1 environments"),
+			},
+			{
+				Config:           config(`environment_quota = 2`, 2),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionUpdate)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(projectAddr, tfjsonpath.New("environment_quota"), knownvalue.Int64Exact(2)),
+					statecheck.ExpectKnownValue("data.isolation_project.usage", tfjsonpath.New("environment_count"), knownvalue.Int64Exact(2)),
+				},
+			},
+			{
+				// Left out, the quota stays what it is.
+				Config: config("", 2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+		},
+	})
+}

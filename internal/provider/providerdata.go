@@ -61,13 +61,15 @@ func requireClient(c *providerClient, diags *diag.Diagnostics) bool {
 // the project, and never the secret.
 type errOutOfScope struct {
 	identity  apiv1.WhoAmI
-	projectID string // "" for an object of the organization
+	projectID string // "" for an object of the organization, or of no known project
 }
 
 func (e *errOutOfScope) Error() string {
 	what := "project " + e.projectID
 	if e.projectID == "" {
-		what = "objects of the organization (admin and auditor tokens)"
+		// An organization's object (an admin token), or one whose project
+		// the state does not record (just imported).
+		what = "objects outside that project, such as the organization's"
 	}
 	return fmt.Sprintf("the provider's token %s (%q, role %s) sees %s, not %s",
 		e.identity.TokenID, e.identity.Name, e.identity.Role, scopeOf(e.identity), what)

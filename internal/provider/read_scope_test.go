@@ -151,8 +151,10 @@ func TestRead_NotFoundRemovesTheObjectOnlyWhenTheTokenSeesItsProject(t *testing.
 			map[string]string{"id": f.a.ID}, false, append(scopeB, "not project "+f.a.ID)},
 		{"another project's token", f.editorB.Secret, "isolation_token",
 			map[string]string{"id": f.viewerA.ID, "project_id": f.a.ID}, false, append(scopeB, "not project "+f.a.ID)},
+		{"an imported environment, its project not yet in the state", f.editorB.Secret, "isolation_environment",
+			map[string]string{"id": f.env.ID}, false, append(scopeB, "not objects outside that project")},
 		{"the organization's admin token", f.editorB.Secret, "isolation_token",
-			map[string]string{"id": f.adminTokenID}, false, append(scopeB, "not objects of the organization", "an admin or auditor token")},
+			map[string]string{"id": f.adminTokenID}, false, append(scopeB, "not objects outside that project", "an admin or auditor token")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -253,6 +253,7 @@ func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
 // The provider's own token without the role an operation needs: the error
 // names the role.
 func TestToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.T) {
+	requireAcc(t)
 	ctx := context.Background()
 	p, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("prj")})
 	if err != nil {

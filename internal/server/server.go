@@ -179,6 +179,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.store.WriteErr(); err != nil {
+		s.log.Warn("the data volume is full: serving reads, refusing changes (507) until space is freed", "error", err.Error())
+	}
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -368,8 +371,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
 	// No request is in flight: what the denial audit still counts goes on
-	// the chain before the store closes.
-	if err := s.api.Drain(ctx); err != nil {
+	// the chain before the store closes, even when draining the requests
+	// used up ctx (it takes one transaction).
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.api.Drain(drainCtx); err != nil {
 		errs = append(errs, fmt.Errorf("audit of refused requests: %w", err))
 	}
 	if err := s.reconciler.Stop(ctx); err != nil {

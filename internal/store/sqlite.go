@@ -332,6 +332,7 @@ gather:
 		}
 	}
 	if abort == nil {
+		s.envs.begin(s.touched)
 		if _, err := s.wq.ExecContext(ctx, "COMMIT"); err != nil {
 			abort = fmt.Errorf("store: commit: %w", err)
 		} else {

@@ -22,12 +22,17 @@ const envCacheSize = 8192
 // returns. A read that raced the commit (it read the old row from its WAL
 // snapshot) must not put that row back afterwards: each invalidation bumps
 // an epoch, and a read caches its row only if the epoch has not moved
-// since before it queried.
+// since before it queried. Between COMMIT and the invalidation a reader
+// may already see the new row in SQLite while a slower one still holds the
+// old: so the writer also drops the ids before its COMMIT (begin), and no
+// read is cached while a commit is in flight, or a reader could see the
+// new row and then the old one from the cache.
 type envCache struct {
-	mu    sync.RWMutex
-	envs  map[string]EnvironmentJSON
-	epoch uint64
-	max   int
+	mu       sync.RWMutex
+	envs     map[string]EnvironmentJSON
+	epoch    uint64
+	inflight bool
+	max      int
 }
 
 func newEnvCache(max int) *envCache {
@@ -45,8 +50,8 @@ func (c *envCache) get(id string) (e EnvironmentJSON, epoch uint64, ok bool) {
 func (c *envCache) put(id string, e EnvironmentJSON, epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.epoch != epoch {
-		return // a write committed since the read began; e may be older
+	if c.epoch != epoch || c.inflight {
+		return // a write committed (or is committing) since the read began; e may be older
 	}
 	if len(c.envs) >= c.max {
 		for k := range c.envs { // map order is random enough for eviction
@@ -57,12 +62,28 @@ func (c *envCache) put(id string, e EnvironmentJSON, epoch uint64) {
 	c.envs[id] = e
 }
 
+// begin drops ids before their writer's COMMIT; invalidate ends it.
+func (c *envCache) begin(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inflight = true
+	c.drop(ids)
+}
+
 func (c *envCache) invalidate(ids []string) {
 	if len(ids) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.inflight = false
+	c.drop(ids)
+}
+
+func (c *envCache) drop(ids []string) {
 	c.epoch++
 	for _, id := range ids {
 		delete(c.envs, id)

@@ -58,17 +58,28 @@ type space struct {
 
 // HoldReserve preallocates size bytes in the file beside the database
 // (path + ReserveSuffix, mode 0600), released the moment a write finds
-// the disk full. A size of 0 holds none. It fails when the space cannot
-// be allocated: a server should not start on a disk already full.
+// the disk full. A size of 0 holds none (and removes a reserve file left
+// from before). A disk already too full to hold it is not an error: the
+// store starts as after a full disk (WriteErr is ErrFull) and a Probe
+// holds the reserve once there is room; reads are served meanwhile.
 func (s *SQLite) HoldReserve(size int64) error {
-	s.space.mu.Lock()
-	defer s.space.mu.Unlock()
-	s.space.path, s.space.size = s.path+ReserveSuffix, size
+	sp := &s.space
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.path, sp.size = s.path+ReserveSuffix, size
 	if size <= 0 {
+		if err := os.Remove(sp.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("store: remove the reserve %s: %w", sp.path, err)
+		}
 		return nil
 	}
-	if err := s.space.hold(); err != nil {
-		return fmt.Errorf("store: reserve %d bytes in %s: %w", size, s.space.path, err)
+	err := sp.hold()
+	if errors.Is(err, unix.ENOSPC) {
+		sp.failedLocked(fmt.Errorf("%w: no room for the %d-byte reserve %s", ErrFull, size, sp.path))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: reserve %d bytes in %s: %w", size, sp.path, err)
 	}
 	return nil
 }

@@ -78,3 +78,28 @@ func TestSQLite_AFullDiskIsErrFullAndTheReserveLeavesRoomForTheAudit(t *testing.
 	}
 	t.Logf("%d projects of 4 KB filled the disk; 20 audit events fitted in the %d-byte reserve", written, reserve)
 }
+
+// A server restarted on a full disk still opens: it serves reads and
+// reports the disk full until there is room for its reserve again.
+func TestSQLite_OpeningOnAFullDiskStartsAsAfterOne(t *testing.T) {
+	ctx := context.Background()
+	vol := storetest.SmallVolume(t, 16<<20)
+	s := openSQLite(t, filepath.Join(vol, "isolationd.db"))
+	defer s.Close()
+	filler := storetest.Fill(t, vol)
+	if err := s.HoldReserve(2 << 20); err != nil {
+		t.Fatalf("holding a reserve on a full disk: %v, want the store to start", err)
+	}
+	if s.Reserved() || !errors.Is(s.WriteErr(), store.ErrFull) {
+		t.Fatalf("reserve held %v, WriteErr %v: want none held and ErrFull", s.Reserved(), s.WriteErr())
+	}
+	if _, _, err := s.ListProjects(ctx, store.ListQuery{}); err != nil {
+		t.Fatalf("a read on the full disk: %v", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Probe(ctx); err != nil || !s.Reserved() {
+		t.Fatalf("probe once there is room: %v (reserve held %v)", err, s.Reserved())
+	}
+}

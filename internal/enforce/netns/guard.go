@@ -30,23 +30,29 @@ import (
 //		set macs   { type ifname . ether_addr }   each port's hardware address
 //		set src_v4 { type ifname . ipv4_addr }    each port's addresses
 //		set src_v6 { type ifname . ipv6_addr }    (and its link-local one)
-//		chain prerouting  { frames from a port: from its hardware address; ARP from its hardware and IPv4 address;
-//		                    IP from its addresses; neighbour advertisements for its addresses; else drop }
-//		chain postrouting { frames to a port: IP only to its addresses, or neighbour discovery; else drop }
+//		chain prerouting { frames from a port: from its hardware address; ARP from its hardware and IPv4 address;
+//		                   IP from its addresses; neighbour advertisements for its addresses; else drop }
+//		chain forward    { frames from a port to a port: IP only to the receiver's addresses, or neighbour
+//		                   discovery; else drop }
 //	}
 //
+// Frames the router sends to a port itself need no such check: it finds
+// hardware addresses by ARP and neighbour discovery, which the guard
+// keeps truthful.
+//
 // The inet table's shared part sends each packet to its environment's
-// chains (see nft.go): by the port that owns its source address, and by
-// the port that owns its destination address.
+// chains (see nft.go): by its source address, which only its port may
+// send from, and by its destination address, which only its port may
+// receive.
 //
 //	table inet <prefix> {
-//		map from_port { type ifname : verdict }      port: jump <env>_from
-//		map to_port   { type ifname : verdict }      port: jump <env>_to
-//		map to_v4     { type ipv4_addr : ifname }    address: its port
-//		map to_v6     { type ipv6_addr : ifname }
-//		chain prerouting  { neighbour discovery accept; from the bridge: ip saddr map @to_v4 vmap @from_port,
-//		                    the same for ip6, else drop }
-//		chain postrouting { neighbour discovery accept; ip daddr map @to_v4 vmap @to_port; the same for ip6 }
+//		map from_v4 { type ipv4_addr : verdict }   address: jump <env>_from
+//		map from_v6 { type ipv6_addr : verdict }
+//		map to_v4   { type ipv4_addr : verdict }   address: jump <env>_to
+//		map to_v6   { type ipv6_addr : verdict }
+//		chain prerouting  { neighbour discovery accept; from the bridge: ip saddr vmap @from_v4,
+//		                    ip6 saddr vmap @from_v6, else drop }
+//		chain postrouting { neighbour discovery accept; ip daddr vmap @to_v4; ip6 daddr vmap @to_v6 }
 //	}
 //
 // A port's elements in all of them change in one transaction, so a port
@@ -67,8 +73,8 @@ const (
 	guardMACs
 	guardSrc4
 	guardSrc6
-	guardFrom
-	guardTo
+	guardFrom4
+	guardFrom6
 	guardTo4
 	guardTo6
 	guardSetCount
@@ -92,19 +98,18 @@ func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 	c := g.conn
 	br := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
 	in := c.AddTable(inetTable(table))
-	ifData := func(s *nftables.Set, key nftables.SetDatatype) *nftables.Set {
-		s.IsMap, s.DataType = true, key
-		return s
+	vmap := func(name string, key nftables.SetDatatype) *nftables.Set {
+		return &nftables.Set{Table: in, Name: name, KeyType: key, IsMap: true, DataType: nftables.TypeVerdict}
 	}
 	g.sets = [guardSetCount]*nftables.Set{
 		guardPorts: {Table: br, Name: "ports", KeyType: nftables.TypeIFName},
 		guardMACs:  {Table: br, Name: "macs", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr), Concatenation: true},
 		guardSrc4:  {Table: br, Name: "src_v4", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr), Concatenation: true},
 		guardSrc6:  {Table: br, Name: "src_v6", KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr), Concatenation: true},
-		guardFrom:  ifData(&nftables.Set{Table: in, Name: "from_port", KeyType: nftables.TypeIFName}, nftables.TypeVerdict),
-		guardTo:    ifData(&nftables.Set{Table: in, Name: "to_port", KeyType: nftables.TypeIFName}, nftables.TypeVerdict),
-		guardTo4:   ifData(&nftables.Set{Table: in, Name: "to_v4", KeyType: nftables.TypeIPAddr}, nftables.TypeIFName),
-		guardTo6:   ifData(&nftables.Set{Table: in, Name: "to_v6", KeyType: nftables.TypeIP6Addr}, nftables.TypeIFName),
+		guardFrom4: vmap("from_v4", nftables.TypeIPAddr),
+		guardFrom6: vmap("from_v6", nftables.TypeIP6Addr),
+		guardTo4:   vmap("to_v4", nftables.TypeIPAddr),
+		guardTo6:   vmap("to_v6", nftables.TypeIP6Addr),
 	}
 	for i, s := range g.sets {
 		s.ID = uint32(guardSetID + i)
@@ -115,7 +120,7 @@ func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 	accept := nftables.ChainPolicyAccept
 	chains := []baseChain{
 		{br, "prerouting", nftables.ChainHookPrerouting, -200, g.fromPortRules()},
-		{br, "postrouting", nftables.ChainHookPostrouting, -200, g.toPortRules()},
+		{br, "forward", nftables.ChainHookForward, -200, g.toPortRules()},
 	}
 	for _, bc := range baseChains(bridge) {
 		bc.table = in
@@ -167,16 +172,12 @@ type baseChain struct {
 // from its own addresses, and receive only to them. Their rules name the
 // maps by name only, so they read the same in any batch.
 func baseChains(bridge string) []baseChain {
-	vmap := func(name string) *expr.Lookup {
-		return &expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0, SetName: name}
-	}
-	byAddr := func(nfproto byte, off, n uint32, m, ports string) []expr.Any {
+	byAddr := func(nfproto byte, off, n uint32, vmap string) []expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: reg1, SetName: m},
-			vmap(ports),
+			&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, DestRegister: 0, SetName: vmap},
 		}
 	}
 	fromBridge := []expr.Any{
@@ -187,16 +188,16 @@ func baseChains(bridge string) []baseChain {
 	return []baseChain{
 		{name: "prerouting", hook: nftables.ChainHookPrerouting, rules: []chainRule{
 			ndRule(),
-			{in + "ip saddr map @to_v4 vmap @from_port", concat(fromBridge, byAddr(unix.NFPROTO_IPV4, 12, 4, "to_v4", "from_port"))},
-			{in + "ip6 saddr map @to_v6 vmap @from_port", concat(fromBridge, byAddr(unix.NFPROTO_IPV6, 8, 16, "to_v6", "from_port"))},
+			{in + "ip saddr vmap @from_v4", concat(fromBridge, byAddr(unix.NFPROTO_IPV4, 12, 4, "from_v4"))},
+			{in + "ip6 saddr vmap @from_v6", concat(fromBridge, byAddr(unix.NFPROTO_IPV6, 8, 16, "from_v6"))},
 			// Nothing else comes off the bridge but what the guard
 			// missed: fail closed.
 			{in + "drop", concat(fromBridge, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})},
 		}},
 		{name: "postrouting", hook: nftables.ChainHookPostrouting, rules: []chainRule{
 			ndRule(),
-			{"ip daddr map @to_v4 vmap @to_port", byAddr(unix.NFPROTO_IPV4, 16, 4, "to_v4", "to_port")},
-			{"ip6 daddr map @to_v6 vmap @to_port", byAddr(unix.NFPROTO_IPV6, 24, 16, "to_v6", "to_port")},
+			{"ip daddr vmap @to_v4", byAddr(unix.NFPROTO_IPV4, 16, 4, "to_v4")},
+			{"ip6 daddr vmap @to_v6", byAddr(unix.NFPROTO_IPV6, 24, 16, "to_v6")},
 		}},
 	}
 }
@@ -309,15 +310,16 @@ func (p port) elements(name string) [guardSetCount][]nftables.SetElement {
 	key := ifname(name)
 	out[guardPorts] = []nftables.SetElement{{Key: key}}
 	out[guardMACs] = []nftables.SetElement{{Key: slices.Concat(key, p.mac, []byte{0, 0})}}
-	out[guardFrom] = []nftables.SetElement{{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: envObject(name, chainFrom)}}}
-	out[guardTo] = []nftables.SetElement{{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: envObject(name, chainTo)}}}
+	from := &expr.Verdict{Kind: expr.VerdictJump, Chain: envObject(name, chainFrom)}
+	to := &expr.Verdict{Kind: expr.VerdictJump, Chain: envObject(name, chainTo)}
 	for _, a := range p.addrs {
-		src, to := guardSrc4, guardTo4
+		sets := [3]int{guardSrc4, guardFrom4, guardTo4}
 		if a.Is6() {
-			src, to = guardSrc6, guardTo6
+			sets = [3]int{guardSrc6, guardFrom6, guardTo6}
 		}
-		out[src] = append(out[src], nftables.SetElement{Key: slices.Concat(key, a.AsSlice())})
-		out[to] = append(out[to], nftables.SetElement{Key: a.AsSlice(), Val: key})
+		out[sets[0]] = append(out[sets[0]], nftables.SetElement{Key: slices.Concat(key, a.AsSlice())})
+		out[sets[1]] = append(out[sets[1]], nftables.SetElement{Key: a.AsSlice(), VerdictData: from})
+		out[sets[2]] = append(out[sets[2]], nftables.SetElement{Key: a.AsSlice(), VerdictData: to})
 	}
 	return out
 }
@@ -335,7 +337,7 @@ func (g *guard) queueAllow(name string, p port, old *port) error {
 	if old != nil && (!bytes.Equal(old.mac, p.mac) || !slices.Equal(old.addrs, p.addrs)) {
 		// Adding first makes the delete valid whether or not they exist.
 		for i, elems := range old.elements(name) {
-			if i == guardPorts || i == guardFrom || i == guardTo {
+			if i == guardPorts {
 				continue
 			}
 			if err := g.conn.SetAddElements(g.sets[i], elems); err != nil {
@@ -364,19 +366,45 @@ func (g *guard) forget(name string, more func(*nftables.Conn) error) error {
 
 func (g *guard) queueForget(name string, more func(*nftables.Conn) error) error {
 	key := ifname(name)
-	for _, s := range g.sets {
+	// The bridge table's elements start with the port's name; the maps
+	// are keyed by the addresses those elements name.
+	addrs := map[string]bool{}
+	for i, s := range g.sets {
+		if i == guardFrom4 || i == guardFrom6 || i == guardTo4 || i == guardTo6 {
+			continue
+		}
 		elems, err := g.conn.GetSetElements(s)
 		if err != nil {
 			return err
 		}
 		var mine []nftables.SetElement
 		for _, e := range elems {
-			if bytes.HasPrefix(e.Key, key) || bytes.Equal(e.Val, key) {
+			if bytes.HasPrefix(e.Key, key) {
 				mine = append(mine, nftables.SetElement{Key: e.Key})
+				if i == guardSrc4 || i == guardSrc6 {
+					addrs[string(e.Key[len(key):])] = true
+				}
 			}
 		}
 		if len(mine) > 0 {
 			if err := g.conn.SetDeleteElements(s, mine); err != nil {
+				return err
+			}
+		}
+	}
+	for _, i := range []int{guardFrom4, guardFrom6, guardTo4, guardTo6} {
+		elems, err := g.conn.GetSetElements(g.sets[i])
+		if err != nil {
+			return err
+		}
+		var mine []nftables.SetElement
+		for _, e := range elems {
+			if addrs[string(e.Key)] {
+				mine = append(mine, nftables.SetElement{Key: e.Key})
+			}
+		}
+		if len(mine) > 0 {
+			if err := g.conn.SetDeleteElements(g.sets[i], mine); err != nil {
 				return err
 			}
 		}

@@ -121,8 +121,8 @@ func leftovers(t *testing.T, prefix, router string) []string {
 // sharedObjects are the chains and sets of the router's tables that
 // belong to no environment.
 var sharedObjects = map[nftables.TableFamily][]string{
-	nftables.TableFamilyBridge: {"chain prerouting", "chain postrouting", "set ports", "set macs", "set src_v4", "set src_v6"},
-	nftables.TableFamilyINet:   {"chain prerouting", "chain postrouting", "set from_port", "set to_port", "set to_v4", "set to_v6"},
+	nftables.TableFamilyBridge: {"chain prerouting", "chain forward", "set ports", "set macs", "set src_v4", "set src_v6"},
+	nftables.TableFamilyINet:   {"chain prerouting", "chain postrouting", "set from_v4", "set from_v6", "set to_v4", "set to_v6"},
 }
 
 // routerObjects lists the chains and sets of table.

@@ -32,8 +32,8 @@ import (
 //
 // The bridge passes every IP packet it carries through the inet hooks
 // (br_netfilter), with conntrack: the prerouting chain jumps to <env>_from
-// by the port that owns a packet's source address, the postrouting chain
-// to <env>_to by the port that owns its destination address. This kernel has no
+// by a packet's source address, the postrouting chain to <env>_to by its
+// destination address; the bridge table ties each address to its port. This kernel has no
 // conntrack for the bridge family (nf_conntrack_bridge), and the rules
 // judge flows, so they cannot sit in the bridge table itself.
 //

@@ -121,8 +121,8 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 	text := rs.text("iso", "isoenv", bufferA)
 	for _, want := range []string{
 		"table inet iso {",
-		`iifname "isobr" ip saddr map @to_v4 vmap @from_port`,
-		"ip daddr map @to_v4 vmap @to_port",
+		`iifname "isobr" ip saddr vmap @from_v4`,
+		"ip daddr vmap @to_v4",
 		"set isoenv_ingress_ports_v4_a {",
 		"chain isoenv_from {\n\t\tct direction original jump isoenv_egress\n\t\tct direction reply jump isoenv_ingress\n\t\tdrop\n",
 		"chain isoenv_to {\n\t\tct direction original jump isoenv_ingress\n\t\tct direction reply jump isoenv_egress\n\t\tdrop\n",

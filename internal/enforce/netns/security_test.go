@@ -97,6 +97,16 @@ func TestGuard_AMACSpoofingEnvironmentNeitherReceivesNorDisturbsAnothersTraffic(
 			t.Fatal(err)
 		}
 	}
+	// Were a sender's neighbour cache poisoned after all, its packets for
+	// V would go to the spoofer's hardware address: the port still
+	// receives only what is addressed to it.
+	var misdirected [][]byte
+	for i := range 10 {
+		misdirected = append(misdirected, netnstest.Ethernet(mMAC, l.d.HardwareAddr(s.Addr), unix.ETH_P_IP, netnstest.TCPSYN(s.Addr, v.Addr, 42000, 80, uint32(i))))
+	}
+	if err := netnstest.SendFrames(s.Namespace, "eth0", misdirected...); err != nil {
+		t.Fatal(err)
+	}
 	close(stop)
 	wg.Wait()
 	if reached != during || during == 0 {

@@ -48,6 +48,20 @@ func TTLSeconds() validator.Int64 {
 	}
 }
 
+// EnvironmentQuota checks a project's environment quota with
+// apiv1.ValidateEnvironmentQuota.
+func EnvironmentQuota() validator.Int64 {
+	return int64Check{
+		description: fmt.Sprintf("must be between 0 (no limit) and %d", apiv1.MaxEnvironmentQuota),
+		check: func(v int64) string {
+			if errs := apiv1.ValidateEnvironmentQuota("", v); len(errs) > 0 {
+				return errs[0].Message
+			}
+			return ""
+		},
+	}
+}
+
 type int64Check struct {
 	description string
 	check       func(int64) string

@@ -72,6 +72,8 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"ListLimitsAreClamped", testListLimits},
 		{"UnsupportedFiltersAreInvalidQueries", testInvalidFilters},
 		{"CountEnvironmentsByState", testCountEnvironments},
+		{"CountEnvironmentsByProject", testCountProjectEnvironments},
+		{"ListPagesStopAtTheirByteBudget", testListMaxBytes},
 		{"IdempotencyRecordsPutGetExpirePurge", testIdempotency},
 		{"AuditAppendsChainLinks", testAuditChain},
 		{"AuditListFilters", testAuditFilters},
@@ -903,6 +905,82 @@ func testCountEnvironments(t *testing.T, st store.Store) {
 		t.Fatal(err)
 	}
 	diff(t, "environment counts", got, want)
+}
+
+func testCountProjectEnvironments(t *testing.T, st store.Store) {
+	f := fill(t, st)
+	want := map[string]int{"prj_none": 0}
+	var ids []string
+	for _, p := range f.projects {
+		want[p.ID] = 0
+		ids = append(ids, p.ID)
+	}
+	for _, e := range f.envs {
+		want[e.ProjectID]++
+	}
+	got, err := st.CountProjectEnvironments(ctx, append(ids, "prj_none")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "environments per project", got, want)
+	// Inside a transaction, counts see its own writes: what a quota needs.
+	update(t, st, func(tx store.Tx) error {
+		if err := tx.CreateEnvironment(ctx, environment(ids[2], "one-more", nil, apiv1.StatePending)); err != nil {
+			return err
+		}
+		n, err := tx.CountProjectEnvironments(ctx, ids[2])
+		if err == nil && n[ids[2]] != want[ids[2]]+1 {
+			t.Errorf("count in the transaction %d, want %d", n[ids[2]], want[ids[2]]+1)
+		}
+		return err
+	})
+	if got, err := st.CountProjectEnvironments(ctx); err != nil || len(got) != 0 {
+		t.Errorf("no ids: %v, %v", got, err)
+	}
+}
+
+func testListMaxBytes(t *testing.T, st store.Store) {
+	f := fill(t, st)
+	all, _, err := st.ListEnvironments(ctx, store.ListQuery{Limit: store.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A budget of about three environments: pages of two or three, each
+	// under the budget, every environment once.
+	one, err := json.Marshal(all[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := 3*len(one) + len(one)/2
+	var seen []string
+	q := store.ListQuery{Limit: store.MaxLimit, MaxBytes: budget}
+	for pages := 0; ; pages++ {
+		page, next, err := st.ListEnvironments(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, e := range page {
+			b, _ := json.Marshal(e)
+			size += len(b)
+			seen = append(seen, e.ID)
+		}
+		if len(page) == 0 || (len(page) > 1 && size > budget+len(page)*8) {
+			t.Fatalf("page %d: %d environments of %d bytes for a budget of %d", pages, len(page), size, budget)
+		}
+		if next == "" || pages > len(f.envs) {
+			break
+		}
+		q.Cursor = next
+	}
+	if len(seen) != len(f.envs) {
+		t.Errorf("listed %d environments, want %d", len(seen), len(f.envs))
+	}
+	// A budget smaller than one object still lists one per page.
+	page, next, err := st.ListEnvironments(ctx, store.ListQuery{Limit: store.MaxLimit, MaxBytes: 1})
+	if err != nil || len(page) != 1 || next == "" {
+		t.Errorf("budget of 1 byte: %d environments, next %q, %v", len(page), next, err)
+	}
 }
 
 func testIdempotency(t *testing.T, st store.Store) {
