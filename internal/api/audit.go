@@ -36,14 +36,14 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		}
 		aq.AfterSeq = n
 	}
-	if s := q.Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
+	if q.Has("since") {
+		t, err := time.Parse(time.RFC3339Nano, q.Get("since"))
 		if err != nil {
 			fe = append(fe, apiv1.FieldError{Field: "since", Message: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"})
 		}
 		aq.Since = t
 	}
-	if o := aq.Outcome; o != "" && o != apiv1.OutcomeSuccess && o != apiv1.OutcomeDenied && o != apiv1.OutcomeFailure {
+	if o := aq.Outcome; q.Has("outcome") && o != apiv1.OutcomeSuccess && o != apiv1.OutcomeDenied && o != apiv1.OutcomeFailure {
 		fe = append(fe, apiv1.FieldError{Field: "outcome", Message: "must be one of success, denied, failure"})
 	}
 	if fe != nil {

@@ -484,7 +484,7 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 			return nil, "policies have no labels"
 		}
 	}
-	if s := q.Get("state"); s != "" && !slices.Contains(apiv1.States, s) {
+	if s := q.Get("state"); q.Has("state") && !slices.Contains(apiv1.States, s) {
 		return nil, "bad state"
 	}
 	if path != "/v1/audit-events" {
@@ -495,12 +495,12 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 			return nil, "bad audit cursor"
 		}
 	}
-	if s := q.Get("since"); s != "" {
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+	if q.Has("since") {
+		if _, err := time.Parse(time.RFC3339Nano, q.Get("since")); err != nil {
 			return nil, "bad since"
 		}
 	}
-	if o := q.Get("outcome"); o != "" && o != apiv1.OutcomeSuccess && o != apiv1.OutcomeDenied && o != apiv1.OutcomeFailure {
+	if o := q.Get("outcome"); q.Has("outcome") && o != apiv1.OutcomeSuccess && o != apiv1.OutcomeDenied && o != apiv1.OutcomeFailure {
 		return nil, "bad outcome"
 	}
 	return q, ""

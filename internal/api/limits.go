@@ -126,11 +126,16 @@ func checkPolicyRoom(ctx context.Context, tx store.Tx, field, projectID, replaci
 	return nil
 }
 
-// patchedRulesField names the rule list a policy patch sets, for a limit
-// error: the body of a patch has no project_id.
+// patchedRulesField names a field that a policy patch sets and that makes
+// a policy bigger, for a limit error: the body of a patch has no project_id.
 func patchedRulesField(in apiv1.PolicyPatch) string {
-	if in.Ingress == nil && in.Egress != nil {
+	switch {
+	case in.Ingress != nil:
+		return "ingress"
+	case in.Egress != nil:
 		return "egress"
+	case in.EnvironmentSelector != nil:
+		return "environment_selector"
 	}
-	return "ingress"
+	return "description"
 }

@@ -125,6 +125,8 @@ func runLimitCases(t *testing.T, h *harness, cases []limitCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// Refusals earlier in the test are audited off the request path.
+			h.flushDenials()
 			before := h.snapshot()
 			p := h.do(c.method, c.path, c.body, c.hdr...).problem(t, c.status, c.slug, c.field)
 			found := false
@@ -134,6 +136,7 @@ func runLimitCases(t *testing.T, h *harness, cases []limitCase) {
 			if !found {
 				t.Errorf("problem errors %+v: no error on %s saying %q", p.Errors, c.field, c.says)
 			}
+			h.flushDenials()
 			if after := h.snapshot(); before != after {
 				t.Errorf("the rejected request changed the store:\nbefore %.2000s\nafter  %.2000s", before, after)
 			}
@@ -252,6 +255,10 @@ func TestLimits_ProjectLimitsAnswer409NamingTheLimitAndChangeNothing(t *testing.
 	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Description: ptr("same size")}).json(t, 200, nil)
 	h.do("PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Ingress: ptr(ingressRules(99))}).json(t, 200, nil)
 	h.do("POST", "/v1/policies", policy(entries.ID, "one-more", ingressRules(1))).json(t, 201, nil)
+	// Back at the limit, growing the shrunk policy again is refused.
+	runLimitCases(t, h, []limitCase{
+		{limit("policy entries of a patch", "PATCH", "/v1/policies/"+some.Items[0].ID, apiv1.PolicyPatch{Ingress: ptr(ingressRules(100))}, "ingress"), "would have 10001"},
+	})
 }
 
 func TestQuota_IsSetByAnAdminReportedWithItsUsageAndEnforcedOnCreate(t *testing.T) {
@@ -265,7 +272,11 @@ func TestQuota_IsSetByAnAdminReportedWithItsUsageAndEnforcedOnCreate(t *testing.
 	h.do("PATCH", "/v1/projects/"+p.ID, apiv1.ProjectPatch{EnvironmentQuota: ptr[int64](100)}, bearer(editor.Secret)...).problem(t, 403, "forbidden", "")
 
 	first := h.environment(p.ID, "one", nil)
-	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "two"}, bearer(editor.Secret)...).json(t, 202, nil)
+	var second apiv1.Environment
+	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "two"}, bearer(editor.Secret)...).json(t, 202, &second)
+	// Settle the reconciler, whose events would change the snapshot.
+	h.wait(first.ID, "enforced")
+	h.wait(second.ID, "enforced")
 	h.do("GET", "/v1/projects/"+p.ID, nil).json(t, 200, &p)
 	if p.Usage.Environments != 2 {
 		t.Errorf("usage %+v after two creates", p.Usage)

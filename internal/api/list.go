@@ -36,7 +36,7 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 		}
 		lq.Labels = sel
 	}
-	if lq.State != "" && !slices.Contains(apiv1.States, lq.State) {
+	if q.Has("state") && !slices.Contains(apiv1.States, lq.State) {
 		fe = append(fe, apiv1.FieldError{Field: "state", Message: "must be one of pending, provisioning, ready, updating, failed, deleting, expired"})
 	}
 	if fe != nil {

@@ -269,7 +269,10 @@ func (c *Client) do(ctx context.Context, req request, out any) (*response, error
 			}
 			return c.decode(req, a, requestID, out)
 		}
-		gaveUp.Last = a.failure(req.method, req.path, requestID)
+		// An attempt cut by the deadline says less than the answer before it.
+		if a.err == nil || ctx.Err() == nil || gaveUp.Last == nil {
+			gaveUp.Last = a.failure(req.method, req.path, requestID)
+		}
 		gaveUp.Elapsed = time.Since(start)
 		if ctx.Err() != nil {
 			gaveUp.Cause = ctx.Err()

@@ -25,8 +25,9 @@ func TestDo_RetriesUntilTheDeadlineWhenMaxRetriesIsUnset(t *testing.T) {
 	if !errors.As(err, &gaveUp) {
 		t.Fatalf("error %T %v, want a *GaveUpError", err, err)
 	}
+	// The deadline may cut the last attempt before the server sees it.
 	n := len(f.recorded())
-	if n <= 4 || gaveUp.Attempts != n {
+	if n <= 4 || gaveUp.Attempts < n || gaveUp.Attempts > n+1 {
 		t.Fatalf("%d attempts reported, the server saw %d: want every attempt counted and more than a fixed budget of 4", gaveUp.Attempts, n)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) || StatusCode(err) != 503 {
