@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -37,7 +36,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		aq.AfterSeq = n
 	}
 	if q.Has("since") {
-		t, err := time.Parse(time.RFC3339Nano, q.Get("since"))
+		t, err := parseTime(q.Get("since"))
 		if err != nil {
 			fe = append(fe, apiv1.FieldError{Field: "since", Message: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"})
 		}

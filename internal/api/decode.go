@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -62,7 +63,7 @@ func decode(r *http.Request, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return newError(probMalformed, "the request body has data after the JSON value")
 	}
-	return nil
+	return exactFieldNames(body, reflect.TypeOf(v))
 }
 
 // decodeValid is decode followed by the body's own Validate, as every

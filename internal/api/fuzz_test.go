@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,7 +164,7 @@ func FuzzRequestBodies(f *testing.F) {
 }
 
 // strictDecode decodes as the server promises to: one JSON value of v's
-// type, no unknown fields, nothing after it.
+// type, no unknown fields (field names are case-sensitive), nothing after it.
 func strictDecode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -173,7 +174,44 @@ func strictDecode(data []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("data after the JSON value")
 	}
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil || !exactKeys(doc) {
+		return fmt.Errorf("a field name that is not exactly one of the type's")
+	}
 	return nil
+}
+
+// fieldName is every JSON field name of apiv1: encoding/json would also
+// take "NAME" or "nAme" for name.
+var fieldName = regexp.MustCompile(`^[a-z_]+$`)
+
+// exactKeys reports whether every key of doc, outside label maps, is
+// written as apiv1 writes field names.
+func exactKeys(doc any) bool {
+	switch v := doc.(type) {
+	case map[string]any:
+		for k, el := range v {
+			if !fieldName.MatchString(k) {
+				return false
+			}
+			if m, ok := el.(map[string]any); ok && (k == "labels" || k == "match_labels") {
+				for _, lv := range m {
+					if !exactKeys(lv) {
+						return false
+					}
+				}
+			} else if !exactKeys(el) {
+				return false
+			}
+		}
+	case []any:
+		for _, el := range v {
+			if !exactKeys(el) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // auditOf is the audit trail of one request, read from the store, less
@@ -456,6 +494,9 @@ func asQuery(s string) string {
 	return b.String()
 }
 
+// rfc3339DateTime is the date-time format of openapi.json.
+var rfc3339DateTime = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$`)
+
 // referenceQuery reads a list query by the rules the API documents and
 // says what is wrong with it, if anything.
 func referenceQuery(path string, filters []string, raw string) (url.Values, string) {
@@ -496,7 +537,7 @@ func referenceQuery(path string, filters []string, raw string) (url.Values, stri
 		}
 	}
 	if q.Has("since") {
-		if _, err := time.Parse(time.RFC3339Nano, q.Get("since")); err != nil {
+		if _, err := time.Parse(time.RFC3339Nano, q.Get("since")); err != nil || !rfc3339DateTime.MatchString(q.Get("since")) {
 			return nil, "bad since"
 		}
 	}
