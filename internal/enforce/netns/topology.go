@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -271,7 +272,50 @@ func (d *Driver) wireEnv(r *router, e *env) error {
 			return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
 		}
 	}
-	return waitOperational(5*time.Second, linkRef{nl, envIfName}, linkRef{r.nl, e.name})
+	if err := waitOperational(5*time.Second, linkRef{nl, envIfName}, linkRef{r.nl, e.name}); err != nil {
+		return err
+	}
+	return waitJoined(e.ns, d.envAddrs(e.addr), 5*time.Second)
+}
+
+// waitJoined waits until the namespace's eth0 listens on the
+// solicited-node multicast group of each of its IPv6 addresses. The
+// kernel joins them from a work queue some time after the link comes up,
+// and until then drops the neighbour solicitations sent to them: the
+// first peer to look an address up would wait a second for its retry.
+func waitJoined(h netns.NsHandle, addrs []netip.Prefix, timeout time.Duration) error {
+	var want []string
+	for _, p := range addrs {
+		if a := p.Addr(); a.Is6() {
+			b := a.As16()
+			want = append(want, fmt.Sprintf("ff0200000000000000000001ff%02x%02x%02x", b[13], b[14], b[15]))
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for pause := 100 * time.Microsecond; len(want) > 0; pause = min(2*pause, 10*time.Millisecond) {
+		var groups []byte
+		err := inNamespace(h, func() (err error) {
+			groups, err = os.ReadFile("/proc/net/igmp6")
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		joined := map[string]bool{}
+		for _, line := range strings.Split(string(groups), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[1] == envIfName {
+				joined[f[2]] = true
+			}
+		}
+		want = slices.DeleteFunc(want, func(g string) bool { return joined[g] })
+		if len(want) > 0 && time.Now().After(deadline) {
+			return fmt.Errorf("%s has not joined multicast groups %v after %v", envIfName, want, timeout)
+		}
+		if len(want) > 0 {
+			time.Sleep(pause)
+		}
+	}
+	return nil
 }
 
 // portFor is what the guard knows of the port of the environment at a:
