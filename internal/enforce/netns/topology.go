@@ -295,7 +295,8 @@ func waitJoined(h netns.NsHandle, addrs []netip.Prefix, timeout time.Duration) e
 	for pause := 100 * time.Microsecond; len(want) > 0; pause = min(2*pause, 10*time.Millisecond) {
 		var groups []byte
 		err := inNamespace(h, func() (err error) {
-			groups, err = os.ReadFile("/proc/net/igmp6")
+			// /proc/net is the process's view; the thread's is under thread-self.
+			groups, err = os.ReadFile("/proc/thread-self/net/igmp6")
 			return err
 		})
 		if err != nil {
