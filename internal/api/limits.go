@@ -66,6 +66,16 @@ func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) er
 	if err != nil {
 		return err
 	}
+	_, size, _, err := projectSize(ctx, tx, projectID, "", false)
+	if err != nil {
+		return err
+	}
+	// Counting walks the project's environments: only a quota or selector
+	// peers need it, and each bounds the count it makes (the quota, or the
+	// resolved peers), so a project without either creates in constant time.
+	if p.EnvironmentQuota == 0 && size.SelectorPeers == 0 {
+		return nil
+	}
 	n, err := environmentCount(ctx, tx, projectID)
 	if err != nil {
 		return err
@@ -73,10 +83,6 @@ func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) er
 	if p.EnvironmentQuota > 0 && int64(n) >= p.EnvironmentQuota {
 		return limitExceeded("project_id", "project %s is at its environment_quota of %d environments (it has %d, those being deleted included): delete one, or ask an admin to raise the quota",
 			projectID, p.EnvironmentQuota, n)
-	}
-	_, size, _, err := projectSize(ctx, tx, projectID, "", false)
-	if err != nil {
-		return err
 	}
 	if size.SelectorPeers > 0 && size.SelectorPeers*(n+1) > apiv1.MaxResolvedPeersPerProject {
 		return limitExceeded("project_id", "is past the limit of %d resolved peers per project (environment_selector peers times environments): project %s has %d environment_selector peers, so %d environments would make %d",
