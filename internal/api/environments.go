@@ -39,13 +39,18 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 	}
 	setTTL(&env, in.TTLSeconds, now)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
-		if err := checkEnvironmentRoom(ctx, tx, env.ProjectID); err != nil {
+		policies, err := checkEnvironmentRoom(ctx, tx, env.ProjectID)
+		if err != nil {
 			return nil, err
 		}
 		if err := tx.CreateEnvironment(ctx, env); err != nil {
 			return nil, nameConflict(ctx, tx, err, "environment", env.ProjectID, env.Name)
 		}
-		bumped, err := a.invalidateFor(ctx, tx, nil, &env)
+		affected, err := reconcile.EnvironmentChangeAffectsAmong(ctx, tx, policies, nil, &env)
+		if err != nil {
+			return nil, err
+		}
+		bumped, err := reconcile.Invalidate(ctx, tx, affected, env.ID)
 		if err != nil {
 			return nil, err
 		}

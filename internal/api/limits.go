@@ -32,6 +32,12 @@ func projectSize(ctx context.Context, r store.Reader, projectID, skip string, wi
 	if err != nil {
 		return 0, size, 0, err
 	}
+	count, size, bytes = sizeOf(policies, skip, withBytes)
+	return count, size, bytes, nil
+}
+
+// sizeOf is projectSize over policies already loaded.
+func sizeOf(policies []apiv1.Policy, skip string, withBytes bool) (count int, size apiv1.PolicySize, bytes int) {
 	for _, p := range policies {
 		if p.ID == skip {
 			continue
@@ -42,7 +48,7 @@ func projectSize(ctx context.Context, r store.Reader, projectID, skip string, wi
 			bytes += specBytes(p.PolicySpec)
 		}
 	}
-	return count, size, bytes, nil
+	return count, size, bytes
 }
 
 func specBytes(s apiv1.PolicySpec) int {
@@ -57,38 +63,40 @@ func environmentCount(ctx context.Context, r store.Reader, projectID string) (in
 
 // checkEnvironmentRoom is the room a project needs for one more
 // environment: its quota, and the resolved peers its selector peers would
-// then list. It also answers 404 when the project does not exist.
-func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) error {
+// then list. It also answers 404 when the project does not exist. It
+// returns the project's policies, which the create needs again.
+func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) ([]apiv1.Policy, error) {
 	p, err := tx.GetProject(ctx, projectID)
 	if errors.Is(err, store.ErrNotFound) {
-		return noSuchProject(projectID)
+		return nil, noSuchProject(projectID)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, size, _, err := projectSize(ctx, tx, projectID, "", false)
+	policies, err := reconcile.ProjectPolicies(ctx, tx, projectID)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	_, size, _ := sizeOf(policies, "", false)
 	// Counting walks the project's environments: only a quota or selector
 	// peers need it, and each bounds the count it makes (the quota, or the
 	// resolved peers), so a project without either creates in constant time.
 	if p.EnvironmentQuota == 0 && size.SelectorPeers == 0 {
-		return nil
+		return policies, nil
 	}
 	n, err := environmentCount(ctx, tx, projectID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if p.EnvironmentQuota > 0 && int64(n) >= p.EnvironmentQuota {
-		return limitExceeded("project_id", "project %s is at its environment_quota of %d environments (it has %d, those being deleted included): delete one, or ask an admin to raise the quota",
+		return nil, limitExceeded("project_id", "project %s is at its environment_quota of %d environments (it has %d, those being deleted included): delete one, or ask an admin to raise the quota",
 			projectID, p.EnvironmentQuota, n)
 	}
 	if size.SelectorPeers > 0 && size.SelectorPeers*(n+1) > apiv1.MaxResolvedPeersPerProject {
-		return limitExceeded("project_id", "is past the limit of %d resolved peers per project (environment_selector peers times environments): project %s has %d environment_selector peers, so %d environments would make %d",
+		return nil, limitExceeded("project_id", "is past the limit of %d resolved peers per project (environment_selector peers times environments): project %s has %d environment_selector peers, so %d environments would make %d",
 			apiv1.MaxResolvedPeersPerProject, projectID, size.SelectorPeers, n+1, size.SelectorPeers*(n+1))
 	}
-	return nil
+	return policies, nil
 }
 
 // checkPolicyRoom checks that the project of a policy has room for next,

@@ -116,9 +116,20 @@ func EnvironmentChangeAffects(ctx context.Context, r store.Reader, before, after
 	if err != nil {
 		return nil, err
 	}
+	return EnvironmentChangeAffectsAmong(ctx, r, policies, before, after)
+}
+
+// EnvironmentChangeAffectsAmong is EnvironmentChangeAffects for a caller
+// that has already loaded the project's policies in this transaction.
+func EnvironmentChangeAffectsAmong(ctx context.Context, r store.Reader, policies []apiv1.Policy, before, after *apiv1.Environment) ([]string, error) {
+	changed := after
+	if changed == nil {
+		changed = before
+	}
 	// Other environments only matter through selector peers; a project
 	// without them is not read at all.
 	var envs []apiv1.Environment
+	var err error
 	if slices.ContainsFunc(policies, func(p apiv1.Policy) bool { return len(peerSelectors(p)) > 0 }) {
 		if envs, err = Environments(ctx, r, changed.ProjectID, nil); err != nil {
 			return nil, err
