@@ -7,6 +7,12 @@
 // Terraform's back and shows Terraform detecting and reverting it, then
 // destroys everything and stops the server. It exits non-zero on any
 // failure.
+//
+// Run as root, on a kernel that allows network namespaces, isolationd uses
+// the netns driver under a prefix of the demo's own, and the demo sends
+// real TCP connections between the environments' namespaces: each must
+// connect or be dropped as the policy of the moment says. Otherwise it
+// uses the simulate driver, and says why.
 package main
 
 import (
@@ -56,6 +62,13 @@ type demo struct {
 	server *devrun.Server
 	api    *client.Client
 	tf     *devrun.Terraform
+
+	// netnsPrefix is the netns driver's prefix, "" with the simulate driver.
+	netnsPrefix string
+	// packets, with the netns driver, sends connections from api to db.
+	packets *packets
+	// namespaces are the environments' namespaces, gone after destroy.
+	namespaces []string
 }
 
 // section prints a numbered header, so the output reads as the steps of the demo.
@@ -79,7 +92,25 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 
-	if err := d.start(ctx); err != nil {
+	var why string
+	if d.netnsPrefix, why, err = chooseDriver(); err != nil {
+		return err
+	}
+	if d.netnsPrefix != "" {
+		// Runs once isolationd has stopped, however the demo ended.
+		defer func() {
+			if nsErr := d.removeNamespaces(); err == nil {
+				err = nsErr
+			}
+		}()
+	}
+	defer func() {
+		if d.packets != nil {
+			d.packets.close()
+		}
+	}()
+
+	if err := d.start(ctx, why); err != nil {
 		return err
 	}
 	defer func() {
@@ -105,8 +136,14 @@ func (d *demo) run(ctx context.Context) (err error) {
 }
 
 // start resolves the binaries, starts isolationd and prepares Terraform.
-func (d *demo) start(ctx context.Context) error {
+// why says why the netns driver is not used, when it is not.
+func (d *demo) start(ctx context.Context, why string) error {
 	d.section("Starting isolationd on its embedded store")
+	if d.netnsPrefix != "" {
+		fmt.Fprintf(d.out, "driver:    netns, prefix %s (running as root): real packets between the environments' namespaces\n", d.netnsPrefix)
+	} else {
+		fmt.Fprintf(d.out, "driver:    simulate, %s: no real packets, only what the driver would do (run as root for the netns driver)\n", why)
+	}
 	tfPath, err := devrun.FindTerraform(d.tfPath)
 	if err != nil {
 		return err
@@ -123,7 +160,7 @@ func (d *demo) start(ctx context.Context) error {
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
 		return err
 	}
-	d.server, err = devrun.StartServer(ctx, filepath.Join(binDir, devrun.ServerBinary), dataDir, logFile, 30*time.Second)
+	d.server, err = devrun.StartServer(ctx, filepath.Join(binDir, devrun.ServerBinary), dataDir, logFile, 30*time.Second, d.driverFlags()...)
 	if err != nil {
 		return err
 	}
@@ -230,7 +267,20 @@ func (d *demo) show(ctx context.Context) error {
 			return fmt.Errorf("check %+v: allowed=%v, want %v", c.req, res.Allowed, c.want)
 		}
 	}
-	return nil
+
+	if d.netnsPrefix == "" {
+		return nil
+	}
+	if err := d.setUpPackets(ctx, outs); err != nil {
+		return err
+	}
+	if err := d.waitEnforced(ctx, outs.ProjectID); err != nil {
+		return err
+	}
+	if err := d.packets.probe(d.out, allowedPort, true, "the policy allows it"); err != nil {
+		return err
+	}
+	return d.packets.probe(d.out, deniedPort, false, "the policy denies it: no rule allows port 22")
 }
 
 func printEffectivePolicy(w io.Writer, ep *apiv1.EffectivePolicy) {
@@ -323,6 +373,9 @@ func (d *demo) drift(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "DELETE policy %s\n", outs.PolicyID)
+	if err := d.probe(ctx, outs.ProjectID, allowedPort, false, "no policy selects api or db any more: everything is denied"); err != nil {
+		return err
+	}
 
 	d.section("terraform plan -refresh-only: Terraform sees what changed")
 	if code := devrun.ExitCode(d.tf.Run(ctx, "plan", "-refresh-only", "-detailed-exitcode", "-no-color")); code != 2 {
@@ -346,6 +399,9 @@ func (d *demo) drift(ctx context.Context) error {
 		return fmt.Errorf("after apply the database's labels are %v, want them restored", env.Labels)
 	}
 	fmt.Fprintf(d.out, "\nthe database's labels are back to %v\n", env.Labels)
+	if err := d.probe(ctx, outs.ProjectID, allowedPort, true, "terraform apply put the policy back"); err != nil {
+		return err
+	}
 
 	d.section("terraform plan: nothing left to do")
 	if code := devrun.ExitCode(d.tf.Run(ctx, "plan", "-detailed-exitcode", "-no-color")); code != 0 {
@@ -356,6 +412,11 @@ func (d *demo) drift(ctx context.Context) error {
 
 func (d *demo) destroy(ctx context.Context) error {
 	d.section("terraform destroy")
+	if d.packets != nil {
+		// The listeners' sockets hold db's namespace: close them first, so
+		// that the driver's teardown frees it.
+		d.packets.close()
+	}
 	if err := d.tf.Run(ctx, "destroy", "-auto-approve", "-no-color"); err != nil {
 		return err
 	}
@@ -371,7 +432,7 @@ func (d *demo) destroy(ctx context.Context) error {
 		return fmt.Errorf("after destroy the server still has %d projects and %d environments", len(projects), len(envs))
 	}
 	fmt.Fprintln(d.out, "\nthe server has no projects and no environments left")
-	return nil
+	return d.checkNamespacesGone()
 }
 
 // showServerLog prints the end of isolationd's log after a failure.

@@ -45,8 +45,9 @@ type Server struct {
 // StartServer starts `isolationd serve` from binary on a free loopback port
 // with its data in dataDir, its output to logs, and a fresh random admin
 // token, and returns once /readyz answers 200 (or fails when the process
-// exits or readyTimeout passes first).
-func StartServer(ctx context.Context, binary, dataDir string, logs io.Writer, readyTimeout time.Duration) (*Server, error) {
+// exits or readyTimeout passes first). serveArgs are more flags for
+// `isolationd serve`, such as --driver netns.
+func StartServer(ctx context.Context, binary, dataDir string, logs io.Writer, readyTimeout time.Duration, serveArgs ...string) (*Server, error) {
 	if _, err := os.Stat(binary); err != nil {
 		return nil, fmt.Errorf("isolationd binary: %w (run `make build` first)", err)
 	}
@@ -59,7 +60,7 @@ func StartServer(ctx context.Context, binary, dataDir string, logs io.Writer, re
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(binary, "serve", "--listen", addr, "--data-dir", dataDir)
+	cmd := exec.Command(binary, append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, serveArgs...)...)
 	cmd.Env = append(os.Environ(), "ISOLATIOND_BOOTSTRAP_TOKEN="+token)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

@@ -55,7 +55,12 @@ func shortID(envID string) string {
 
 // env is the namespace name of an environment, and the name of its veth
 // end in the router namespace.
-func (n names) env(envID string) string { return n.prefix + shortID(envID) }
+func (n names) env(envID string) string { return NamespaceName(n.prefix, envID) }
+
+// NamespaceName is the name of the namespace a driver with prefix gives
+// environment envID, as `ip netns list` shows it: for tools that look at
+// an environment from outside the driver (the demo sends packets from it).
+func NamespaceName(prefix, envID string) string { return prefix + shortID(envID) }
 
 func (n names) router() string     { return n.prefix + routerSuffix }
 func (n names) bridge() string     { return n.prefix + bridgeSuffix }

@@ -309,6 +309,9 @@ func TestNames_FitInterfaceNamesAndRecogniseOnlyEnvironments(t *testing.T) {
 	if len(name) > 15 || !n.isEnv(name) {
 		t.Errorf("env name %q: len %d, isEnv %v", name, len(name), n.isEnv(name))
 	}
+	if got := NamespaceName("abcdef", "0b7c3c2e-8a55-4f5e-a9d8-96b8f0a5f0c1"); got != name {
+		t.Errorf("NamespaceName = %q, the driver names it %q", got, name)
+	}
 	for _, other := range []string{n.router(), n.bridge(), n.prefix + "up", "abcdez" + name[6:], name[:14] + "0", "x" + name[1:], name + "a"} {
 		if n.isEnv(other) {
 			t.Errorf("isEnv(%q) = true", other)
