@@ -60,7 +60,7 @@ func chooseDriver() (prefix, why string, err error) {
 		if err != nil {
 			return "", "", err
 		}
-		taken, err := namespacesWithPrefix(prefix)
+		taken, err := enforcens.NamespacesWithPrefix(prefix)
 		if err != nil {
 			return "", "", err
 		}
@@ -84,24 +84,6 @@ func randomPrefix() (string, error) {
 		b = append(b, alphabet[i.Int64()])
 	}
 	return string(b), nil
-}
-
-// namespacesWithPrefix lists the named network namespaces that start with prefix.
-func namespacesWithPrefix(prefix string) ([]string, error) {
-	entries, err := os.ReadDir(runDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
 }
 
 // inNamespace runs fn on a locked OS thread inside the named namespace.
@@ -350,7 +332,7 @@ func (d *demo) checkNamespacesGone() error {
 // next start; after a failure, environments' namespaces too), then fails
 // if any namespace with the prefix remains.
 func (d *demo) removeNamespaces() error {
-	left, err := namespacesWithPrefix(d.netnsPrefix)
+	left, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
 	if err != nil {
 		return err
 	}
@@ -360,7 +342,7 @@ func (d *demo) removeNamespaces() error {
 			errs = append(errs, fmt.Errorf("delete namespace %s: %w", name, err))
 		}
 	}
-	remaining, err := namespacesWithPrefix(d.netnsPrefix)
+	remaining, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
 	if err != nil {
 		return err
 	}

@@ -142,6 +142,12 @@ func deleteNamed(name string) error {
 	return nil
 }
 
+// NamespacesWithPrefix lists the named network namespaces (under
+// /run/netns) whose names start with prefix.
+func NamespacesWithPrefix(prefix string) ([]string, error) {
+	return listNamed(func(name string) bool { return strings.HasPrefix(name, prefix) })
+}
+
 // listNamed returns the names under /run/netns that match.
 func listNamed(match func(string) bool) ([]string, error) {
 	entries, err := os.ReadDir(runDir)
