@@ -48,11 +48,11 @@ func createOrRecover[T any](ctx context.Context, c *client.Client, diags *diag.D
 				"Before applying again, look for a %s of that name; if there is one, import it with `terraform import`.", kind, name, err, recErr, kind))
 		return nil
 	}
-	obj, err = get(rctx, rec.ResourceID)
-	if err != nil {
+	obj, getErr := get(rctx, rec.ResourceID)
+	if getErr != nil {
 		diags.AddError("Unable to create "+kind,
 			fmt.Sprintf("The server created %s %q as %s, but its answer was lost and reading it failed: %s\n\n"+
-				"Import it: terraform import isolation_%s.NAME %s (NAME being this resource's name in the configuration).", kind, name, rec.ResourceID, err, kind, rec.ResourceID))
+				"Import it: terraform import isolation_%s.NAME %s (NAME being this resource's name in the configuration).", kind, name, rec.ResourceID, getErr, kind, rec.ResourceID))
 		return nil
 	}
 	diags.AddWarning("Recovered a "+kind+" whose create answer was lost",

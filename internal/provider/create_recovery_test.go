@@ -58,6 +58,10 @@ func TestCreateOrRecover_ACreateCommittedWhileItsAnswerWasHeldIsReturnedWithAWar
 	if diags.HasError() || diags.WarningsCount() != 1 || !strings.Contains(diags.Warnings()[0].Detail(), got.ID) {
 		t.Fatalf("diagnostics %+v, want one warning naming %s", diags, got.ID)
 	}
+	// The warning says why the answer was missing: the create's own error.
+	if d := diags.Warnings()[0].Detail(); !strings.Contains(d, "gave up after") || strings.Contains(d, "%!") {
+		t.Fatalf("warning %q does not carry the create's failure", d)
+	}
 }
 
 func TestCreateOrRecover_ACreateThatCommittedNothingReportsTheFailure(t *testing.T) {
