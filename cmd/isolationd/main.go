@@ -76,7 +76,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	quota := fs.Int64("default-environment-quota", 0, "environment quota of projects created without one (0: no limit); admins change a project's with environment_quota")
+	quota := fs.Int64("default-environment-quota", 1000, "environment quota of projects created without one (0: no limit), so that one project cannot take the whole address pool; admins change a project's with environment_quota")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
