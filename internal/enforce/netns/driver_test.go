@@ -269,14 +269,7 @@ func TestSync_AfterRestartAdoptsKnownEnvironmentsAndRemovesLeftovers(t *testing.
 		t.Error("rules changed when the driver closed")
 	}
 
-	d2, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.d = d2
-	if err := d2.Sync(ctx, map[string]string{"env-a": "198.18.0.10"}); err != nil {
-		t.Fatal(err)
-	}
+	d2 := l.restart(t, ctx, map[string]string{"env-a": "198.18.0.10"})
 	res, err := d2.Check(ctx, "env-a", apiv1.CheckRequest{Direction: "ingress", Protocol: "tcp", Address: from.Addr.String(), Port: 80})
 	if err != nil || !res.Allowed || res.Matched == nil || res.Matched.PolicyID != "web" {
 		t.Errorf("Check after adoption = %+v, %v; want allowed by policy web", res, err)
@@ -296,14 +289,7 @@ func TestSync_AfterRestartAdoptsKnownEnvironmentsAndRemovesLeftovers(t *testing.
 	if err := netns.DeleteNamed(a.Namespace); err != nil {
 		t.Fatal(err)
 	}
-	d3, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.d = d3
-	if err := d3.Sync(ctx, map[string]string{"env-a": "198.18.0.10"}); err != nil {
-		t.Fatal(err)
-	}
+	d3 := l.restart(t, ctx, map[string]string{"env-a": "198.18.0.10"})
 	if !isNamespace(a.Namespace) {
 		t.Fatal("Sync did not recreate a missing namespace")
 	}
@@ -420,14 +406,7 @@ func TestSync_MovesTheRulesANamespaceHeldItselfToTheRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d2, err := isonetns.New(isonetns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.d = d2
-	if err := d2.Sync(ctx, map[string]string{"env-a": "198.18.0.10"}); err != nil {
-		t.Fatal(err)
-	}
+	d2 := l.restart(t, ctx, map[string]string{"env-a": "198.18.0.10"})
 	from := l.inetEnd("198.19.0.10")
 	if res, err := d2.Check(ctx, "env-a", apiv1.CheckRequest{Direction: "ingress", Protocol: "tcp", Address: from.Addr.String(), Port: 443}); err != nil || !res.Allowed {
 		t.Errorf("Check after the move = %+v, %v; want the namespace's recorded policy", res, err)

@@ -174,3 +174,19 @@ func tcpRange(lo, hi int) apiv1.Port {
 func icmpAny() apiv1.Port { return apiv1.Port{Protocol: apiv1.ProtocolICMP} }
 
 func netipAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// restart starts a driver on the lab's prefix, as isolationd does after a
+// restart, syncs it with the environments the store holds and makes it
+// the lab's.
+func (l *lab) restart(t testing.TB, ctx context.Context, envs map[string]string) *netns.Driver {
+	t.Helper()
+	d, err := netns.New(netns.Config{Prefix: l.prefix, Pool: pool, Pool6: pool6, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.d = d
+	if err := d.Sync(ctx, envs); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
