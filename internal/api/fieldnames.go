@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,9 +70,22 @@ func inexactKey(doc any, t reflect.Type, path string) (string, bool) {
 	return "", true
 }
 
+// fieldsByType caches jsonFields: the request types are few and fixed, and
+// every write body is checked.
+var fieldsByType sync.Map // reflect.Type -> map[string]reflect.Type
+
 // jsonFields maps the JSON names of a struct's fields, embedded structs'
 // included, to their types.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldsByType.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := structFields(t)
+	fieldsByType.Store(t, m)
+	return m
+}
+
+func structFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := range t.NumField() {
 		sf := t.Field(i)
@@ -79,7 +93,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		switch {
 		case name == "-" || !sf.IsExported():
 		case sf.Anonymous && name == "":
-			for k, v := range jsonFields(sf.Type) {
+			for k, v := range structFields(sf.Type) {
 				out[k] = v
 			}
 		case name == "":
