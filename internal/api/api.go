@@ -233,7 +233,7 @@ type requestInfo struct {
 	source    apiv1.Source
 	principal *auth.Principal
 	perm      Perm
-	target    any // the object a path-scoped route names, loaded by authorize
+	target    target
 	body      []byte
 	bodyRead  bool
 	idem      *idemRequest
@@ -243,3 +243,20 @@ func requestInfoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(ctxKey{}).(*requestInfo)
 	return info
 }
+
+// target is the object a path-scoped route names, loaded by authorize:
+// the field of the route's scope is set.
+type target struct {
+	project     apiv1.Project
+	environment store.EnvironmentJSON // encoded: GET serves it as it is
+	policy      apiv1.Policy
+	token       apiv1.Token
+}
+
+// The object authorize loaded for the path's {id}, by the route's scope.
+func targetProject(r *http.Request) apiv1.Project { return requestInfoFrom(r.Context()).target.project }
+func targetEnvironmentJSON(r *http.Request) store.EnvironmentJSON {
+	return requestInfoFrom(r.Context()).target.environment
+}
+func targetPolicy(r *http.Request) apiv1.Policy { return requestInfoFrom(r.Context()).target.policy }
+func targetToken(r *http.Request) apiv1.Token   { return requestInfoFrom(r.Context()).target.token }

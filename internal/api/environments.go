@@ -125,7 +125,7 @@ func (a *API) getEnvironment(w http.ResponseWriter, r *http.Request) error {
 		return a.waitEnvironment(w, r)
 	}
 	// The hottest route: the JSON the store keeps encoded, as it is.
-	e := requestInfoFrom(r.Context()).target.(store.EnvironmentJSON)
+	e := targetEnvironmentJSON(r)
 	h := w.Header()
 	h.Set("ETag", etag(e.Generation))
 	h.Set("Content-Type", apiv1.MediaJSON)
@@ -144,7 +144,7 @@ var newline = []byte{'\n'}
 // path's {id}.
 func targetEnvironment(r *http.Request) (apiv1.Environment, error) {
 	var e apiv1.Environment
-	raw := requestInfoFrom(r.Context()).target.(store.EnvironmentJSON)
+	raw := targetEnvironmentJSON(r)
 	if err := json.Unmarshal(raw.JSON, &e); err != nil {
 		return e, fmt.Errorf("decode environment: %w", err)
 	}

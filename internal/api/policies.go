@@ -66,7 +66,7 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) error {
-	p := requestInfoFrom(r.Context()).target.(apiv1.Policy)
+	p := targetPolicy(r)
 	writeObject(w, http.StatusOK, p, p.Generation)
 	return nil
 }

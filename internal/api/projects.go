@@ -80,7 +80,7 @@ func withUsage(ctx context.Context, r store.Reader, ps []apiv1.Project) error {
 }
 
 func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
-	p := []apiv1.Project{requestInfoFrom(r.Context()).target.(apiv1.Project)}
+	p := []apiv1.Project{targetProject(r)}
 	if err := withUsage(r.Context(), a.store, p); err != nil {
 		return err
 	}

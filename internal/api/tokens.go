@@ -95,7 +95,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) getToken(w http.ResponseWriter, r *http.Request) error {
-	t := requestInfoFrom(r.Context()).target.(apiv1.Token)
+	t := targetToken(r)
 	writeObject(w, http.StatusOK, t, 1)
 	return nil
 }

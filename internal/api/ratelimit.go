@@ -1,0 +1,121 @@
+package api
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+)
+
+// rateLimit applies the per-token limit of the caller's role, when one
+// is configured.
+func (a *API) rateLimit(r *http.Request) error {
+	p := requestInfoFrom(r.Context()).principal
+	delay, ok := a.limiter.allow(p.TokenID, p.Role)
+	if ok {
+		return nil
+	}
+	return a.deny(r, http.StatusTooManyRequests, "rate limit of role "+p.Role+" exceeded").withHeader("Retry-After", retryAfter(delay))
+}
+
+// RateLimit is a token bucket: PerSecond requests per second on average,
+// Burst at once. A zero PerSecond means no limit.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// bucket makes the limiter for one token; a Burst of 0 means the rate
+// rounded down, at least 1.
+func (l RateLimit) bucket() *rate.Limiter {
+	burst := l.Burst
+	if burst <= 0 {
+		burst = max(1, int(l.PerSecond))
+	}
+	return rate.NewLimiter(rate.Limit(l.PerSecond), burst)
+}
+
+// limiter holds one token bucket per API token, sized by the token's role.
+type limiter struct {
+	fallback RateLimit
+	perRole  map[string]RateLimit
+	mu       sync.Mutex
+	perID    map[string]*rate.Limiter
+}
+
+func newLimiter(fallback RateLimit, perRole map[string]RateLimit) *limiter {
+	return &limiter{fallback: fallback, perRole: perRole, perID: map[string]*rate.Limiter{}}
+}
+
+// limitOf is the limit of a role: its own when configured, else the fallback.
+func (l *limiter) limitOf(role string) RateLimit {
+	if rl, ok := l.perRole[role]; ok {
+		return rl
+	}
+	return l.fallback
+}
+
+// allow takes one request from the bucket of token id (of role), or says
+// how long to wait: the delay the bucket's reservation would have had.
+func (l *limiter) allow(id, role string) (time.Duration, bool) {
+	rl := l.limitOf(role)
+	if rl.PerSecond <= 0 {
+		return 0, true
+	}
+	l.mu.Lock()
+	b, ok := l.perID[id]
+	if !ok {
+		b = rl.bucket()
+		l.perID[id] = b
+	}
+	l.mu.Unlock()
+	now := time.Now()
+	res := b.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+// ParseRoleRateLimits reads per-role limits written as
+// "viewer=5,editor=20:40": role=requests-per-second, optionally :burst.
+// A rate of 0 lifts the limit for that role.
+func ParseRoleRateLimits(s string) (map[string]RateLimit, error) {
+	out := map[string]RateLimit{}
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		role, spec, ok := strings.Cut(part, "=")
+		role = strings.TrimSpace(role)
+		if !ok || !slices.Contains(auth.Roles, role) {
+			return nil, fmt.Errorf("%q: want role=rate[:burst] with role one of %s", part, strings.Join(auth.Roles, ", "))
+		}
+		if _, dup := out[role]; dup {
+			return nil, fmt.Errorf("role %s is given twice", role)
+		}
+		rateText, burstText, hasBurst := strings.Cut(spec, ":")
+		var rl RateLimit
+		var err error
+		if rl.PerSecond, err = strconv.ParseFloat(strings.TrimSpace(rateText), 64); err != nil || rl.PerSecond < 0 || math.IsInf(rl.PerSecond, 0) || math.IsNaN(rl.PerSecond) {
+			return nil, fmt.Errorf("%q: the rate must be a number of requests per second, 0 or more", part)
+		}
+		if hasBurst {
+			if rl.Burst, err = strconv.Atoi(strings.TrimSpace(burstText)); err != nil || rl.Burst < 1 {
+				return nil, fmt.Errorf("%q: the burst must be a whole number, 1 or more", part)
+			}
+		}
+		out[role] = rl
+	}
+	return out, nil
+}
