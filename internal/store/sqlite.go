@@ -55,6 +55,9 @@ type SQLite struct {
 	envs    *envCache
 	touched []string
 
+	subsMu sync.RWMutex
+	subs   []func(Commit)
+
 	space space // reserve file and storage failures (sqlite_space.go)
 
 	closeOnce sync.Once
@@ -262,6 +265,7 @@ type writeReq struct {
 
 type writeResult struct {
 	err      error
+	commit   *Commit // what a successful fn wrote, to announce
 	panicked bool
 	panicVal any
 }
@@ -296,7 +300,26 @@ func (s *SQLite) update(ctx context.Context, fn func(Tx) error) error {
 	if res.panicked {
 		panic(res.panicVal)
 	}
+	if res.err == nil && res.commit != nil {
+		s.announce(*res.commit)
+	}
 	return res.err
+}
+
+// Subscribe registers fn to be told of every commit (see Commit).
+func (s *SQLite) Subscribe(fn func(Commit)) {
+	s.subsMu.Lock()
+	s.subs = append(s.subs, fn)
+	s.subsMu.Unlock()
+}
+
+func (s *SQLite) announce(c Commit) {
+	s.subsMu.RLock()
+	subs := s.subs
+	s.subsMu.RUnlock()
+	for _, fn := range subs {
+		fn(c)
+	}
 }
 
 func (s *SQLite) writeLoop() {
@@ -381,6 +404,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 			return err
 		}
 		r.ok = true
+		r.res.commit = t.commit.done()
 		return nil
 	}
 	if _, err := s.wq.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
@@ -416,9 +440,49 @@ type sqliteTx struct {
 	done    atomic.Bool
 	touched *[]string
 	key     *audit.Key // seals AppendAudit's events; nil for SHA-256
+	commit  commitLog
 }
 
 // touch records that the transaction writes environment id.
-func (t *sqliteTx) touch(id string) { *t.touched = append(*t.touched, id) }
+func (t *sqliteTx) touch(id string) {
+	*t.touched = append(*t.touched, id)
+	t.commit.Environments = append(t.commit.Environments, id)
+}
+
+// Reconcile asks for ids to be reconciled once the transaction commits.
+func (t *sqliteTx) Reconcile(cause string, ids ...string) {
+	if t.commit.Cause == "" {
+		t.commit.Cause = cause
+	}
+	t.commit.Reconcile = append(t.commit.Reconcile, ids...)
+}
+
+// commitLog is what one transaction wrote, for its announcement.
+type commitLog struct{ Commit }
+
+// done returns the commit to announce, each id listed once.
+func (l *commitLog) done() *Commit {
+	c := l.Commit
+	c.Environments = unique(c.Environments)
+	c.Tokens = unique(c.Tokens)
+	c.Reconcile = unique(c.Reconcile)
+	return &c
+}
+
+// unique drops repeated ids, keeping the first of each in place.
+func unique(ids []string) []string {
+	if len(ids) < 2 {
+		return ids
+	}
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 var _ Tx = (*sqliteTx)(nil)

@@ -119,6 +119,7 @@ func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.
 		}
 		return ev, fmt.Errorf("store: append audit event: %w", err)
 	}
+	t.commit.Events = append(t.commit.Events, ev)
 	return ev, nil
 }
 

@@ -231,6 +231,7 @@ func (t *sqliteTx) CreatePolicy(ctx context.Context, p apiv1.Policy) error {
 }
 
 func (t *sqliteTx) CreateToken(ctx context.Context, tr TokenRecord) error {
+	t.commit.Tokens = append(t.commit.Tokens, tr.ID)
 	return insert(ctx, t.q, tokens, tr)
 }
 
@@ -248,6 +249,7 @@ func (t *sqliteTx) UpdatePolicy(ctx context.Context, p apiv1.Policy) error {
 }
 
 func (t *sqliteTx) UpdateToken(ctx context.Context, tr TokenRecord) error {
+	t.commit.Tokens = append(t.commit.Tokens, tr.ID)
 	return replace(ctx, t.q, tokens, tr)
 }
 

@@ -41,6 +41,10 @@ type Store interface {
 	// fn returns an error nothing it did is kept. Update is called by
 	// one goroutine at a time per store or blocks until it may run.
 	Update(ctx context.Context, fn func(Tx) error) error
+	// Subscribe registers fn to be told of every commit from then on
+	// (see Commit). Subscribers are registered once, when the server is
+	// assembled, before the first Update.
+	Subscribe(fn func(Commit))
 	// Close releases the store.
 	Close() error
 }
@@ -145,6 +149,35 @@ type Tx interface {
 	// PutAddressCursor records where pool's search for a never-used
 	// address resumes.
 	PutAddressCursor(ctx context.Context, pool netip.Prefix, next netip.Addr) error
+
+	// Reconcile asks for environments ids to be reconciled once the
+	// transaction commits, because of the request cause (the first cause
+	// given is the transaction's): the commit's announcement carries them.
+	Reconcile(cause string, ids ...string)
+}
+
+// Commit is what one Update wrote, announced to every subscriber once it
+// is durable: in the goroutine of that Update, before it returns, so the
+// caller's answer comes after everyone has been told. A failed Update is
+// not announced. Concurrent Updates may be announced in either order;
+// their audit events carry their seq.
+//
+// It is the one way the rest of the server learns of changes: the audit
+// sink, the wait/watch hub, the token cache and the reconciler's queue
+// subscribe. A store shared by several servers announces commits made
+// by the others too.
+type Commit struct {
+	// Events are the audit events appended, in chain order.
+	Events []apiv1.AuditEvent
+	// Environments and Tokens are the ids written (created, changed or
+	// deleted), each once.
+	Environments []string
+	Tokens       []string
+	// Reconcile lists the environments the transaction asked to
+	// reconcile (Tx.Reconcile), each once, and Cause the request that
+	// asked.
+	Reconcile []string
+	Cause     string
 }
 
 // ListQuery filters and pages a list. Zero values mean "no filter". A

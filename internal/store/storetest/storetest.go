@@ -65,6 +65,7 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"ProjectWithChildrenRefusesDeletion", testProjectDeletionGuard},
 		{"ChildOfMissingProjectIsNotFound", testMissingProject},
 		{"FailedUpdateKeepsNothing", testRollback},
+		{"CommitsAreAnnouncedWithWhatTheyWrote", testCommitAnnouncements},
 		{"PanickingUpdateKeepsNothingAndStoreStaysUsable", testPanic},
 		{"CancelledContextRunsNothing", testCancelledContext},
 		{"TransactionReadsItsOwnWritesOthersDoNot", testIsolation},
@@ -1489,4 +1490,73 @@ func diffAddrs(t *testing.T, what string, got, want any) {
 	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
 		t.Fatalf("%s (-want +got):\n%s", what, d)
 	}
+}
+
+func testCommitAnnouncements(t *testing.T, st store.Store) {
+	var mu sync.Mutex
+	var got []store.Commit
+	st.Subscribe(func(c store.Commit) {
+		mu.Lock()
+		got = append(got, c)
+		mu.Unlock()
+	})
+	taken := func() []store.Commit {
+		mu.Lock()
+		defer mu.Unlock()
+		out := got
+		got = nil
+		return out
+	}
+	p := mustProject(t, st, "alpha")
+	if c := taken(); len(c) != 1 || len(c[0].Environments)+len(c[0].Tokens)+len(c[0].Events)+len(c[0].Reconcile) != 0 {
+		t.Fatalf("a project's creation announced %+v, want one commit naming no environment, token or event", c)
+	}
+
+	a := environment(p.ID, "a", nil, apiv1.StatePending)
+	b := environment(p.ID, "b", nil, apiv1.StatePending)
+	tok := token("ci", p.ID)
+	var appended apiv1.AuditEvent
+	update(t, st, func(tx store.Tx) error {
+		for _, e := range []apiv1.Environment{a, b} {
+			if err := tx.CreateEnvironment(ctx, e); err != nil {
+				return err
+			}
+		}
+		a.Description = "changed"
+		if err := tx.UpdateEnvironment(ctx, a); err != nil {
+			return err
+		}
+		if err := tx.CreateToken(ctx, tok); err != nil {
+			return err
+		}
+		tx.Reconcile("req_1", a.ID, b.ID)
+		tx.Reconcile("req_2", a.ID)
+		var err error
+		appended, err = tx.AppendAudit(ctx, apiv1.AuditEvent{ID: newID("evt_"), Time: time.Now().UTC(), Action: "environment.create"})
+		return err
+	})
+	want := []store.Commit{{
+		Events: []apiv1.AuditEvent{appended}, Environments: []string{a.ID, b.ID}, Tokens: []string{tok.ID},
+		Reconcile: []string{a.ID, b.ID}, Cause: "req_1",
+	}}
+	diff(t, "announcement of a commit", taken(), want)
+
+	// A failed Update is not announced, even when it wrote first.
+	err := st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteEnvironment(ctx, b.ID); err != nil {
+			return err
+		}
+		tx.Reconcile("req_3", b.ID)
+		return errors.New("boom")
+	})
+	if err == nil {
+		t.Fatal("the failing Update succeeded")
+	}
+	if c := taken(); len(c) != 0 {
+		t.Fatalf("a failed Update announced %+v", c)
+	}
+
+	// Deleting is writing: the id is announced.
+	update(t, st, func(tx store.Tx) error { return tx.DeleteEnvironment(ctx, b.ID) })
+	diff(t, "announcement of a deletion", taken(), []store.Commit{{Environments: []string{b.ID}}})
 }
