@@ -16,6 +16,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -196,7 +197,7 @@ func (a *API) route(rt Route) http.Handler {
 
 // errHandled tells route that the response has been written already (a
 // replayed idempotent response).
-var errHandled = &Error{kind: probInternal}
+var errHandled = &problem.Error{Kind: problem.Internal}
 
 func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) error {
 	if rt.Perm.Public {

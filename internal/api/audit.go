@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -46,7 +47,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		fe = append(fe, apiv1.FieldError{Field: "outcome", Message: "must be one of success, denied, failure"})
 	}
 	if fe != nil {
-		return validationError(fe)
+		return problem.Invalid(fe)
 	}
 	// Refusals are appended by the aggregator: let the ones answered
 	// before this request land first, so a reader sees what it follows.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -59,9 +60,9 @@ func (a *API) authenticate(r *http.Request) error {
 
 // unauthenticated audits a 401 (reason, for the audit trail) and answers
 // it with detail, which tells the caller what was wrong with its token.
-func (a *API) unauthenticated(r *http.Request, reason, detail string) *Error {
+func (a *API) unauthenticated(r *http.Request, reason, detail string) *problem.Error {
 	e := a.deny(r, http.StatusUnauthorized, reason)
-	e.detail = detail
+	e.Detail = detail
 	return e
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -54,7 +55,7 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	if errors.Is(err, store.ErrNotFound) {
 		// Audited like an out-of-scope 404, so that the two cost the same.
 		a.refused(r, actionNotFound, apiv1.OutcomeFailure, http.StatusNotFound, "no such "+string(perm.Resource))
-		return notFound(string(perm.Resource), id)
+		return problem.NoSuch(string(perm.Resource), id)
 	}
 	if err != nil {
 		return err
@@ -97,32 +98,32 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 	if perm.Scope == ScopeBody {
 		return noSuchProject(projectID)
 	}
-	return notFound(string(perm.Resource), id)
+	return problem.NoSuch(string(perm.Resource), id)
 }
 
 // deny audits a refused request (see denials: the answer does not wait
 // for the store) and returns the problem to answer with.
-func (a *API) deny(r *http.Request, status int, reason string) *Error {
+func (a *API) deny(r *http.Request, status int, reason string) *problem.Error {
 	info := requestInfoFrom(r.Context())
 	if status == http.StatusUnauthorized {
 		if delay, ok := a.anon.allow(info.source.IP, a.now()); !ok {
 			reason = "rate limit of unauthenticated requests of the address exceeded: " + reason
 			a.refused(r, actionDenied, apiv1.OutcomeDenied, http.StatusTooManyRequests, reason)
-			return newError(probRateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay").
-				withHeader("Retry-After", retryAfter(delay))
+			e := problem.New(problem.RateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay")
+			e.RetryAfter = delay
+			return e
 		}
 	}
 	a.refused(r, actionDenied, apiv1.OutcomeDenied, status, reason)
 	switch status {
 	case http.StatusUnauthorized:
-		return newError(probUnauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN").
-			withHeader("WWW-Authenticate", `Bearer realm="isolationd", error="invalid_token"`)
+		return problem.New(problem.Unauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN")
 	case http.StatusTooManyRequests:
-		return newError(probRateLimited, "the token's rate limit is exceeded; retry after the Retry-After delay")
+		return problem.New(problem.RateLimited, "the token's rate limit is exceeded; retry after the Retry-After delay")
 	case http.StatusNotFound:
-		return notFound(string(info.perm.Resource), idFromPath(r))
+		return problem.NoSuch(string(info.perm.Resource), idFromPath(r))
 	}
-	return newError(probForbidden, "%s", reason)
+	return problem.New(problem.Forbidden, "%s", reason)
 }
 
 // refused hands the audit event of a refused request to the aggregator,
@@ -142,14 +143,4 @@ func (a *API) refused(r *http.Request, action, outcome string, status int, reaso
 		level = slog.LevelDebug
 	}
 	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
-}
-
-func notFound(kind, id string) *Error {
-	if kind == "" {
-		kind = "object"
-	}
-	if id == "" {
-		return newError(probNotFound, "no such %s", kind)
-	}
-	return newError(probNotFound, "%s %q does not exist", kind, id)
 }

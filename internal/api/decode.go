@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -27,16 +28,16 @@ func readBody(r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, newError(probMediaType, "Content-Type must be application/json, not %q", ct)
+			return nil, problem.New(problem.MediaType, "Content-Type must be application/json, not %q", ct)
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, newError(probTooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
+			return nil, problem.New(problem.TooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
 		}
-		return nil, newError(probMalformed, "the request body could not be read")
+		return nil, problem.New(problem.Malformed, "the request body could not be read")
 	}
 	if info != nil {
 		info.body, info.bodyRead = body, true
@@ -53,7 +54,7 @@ func decode(r *http.Request, v any) error {
 		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return newError(probMalformed, "the request body is empty; send a JSON object")
+		return problem.New(problem.Malformed, "the request body is empty; send a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -61,7 +62,7 @@ func decode(r *http.Request, v any) error {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return newError(probMalformed, "the request body has data after the JSON value")
+		return problem.New(problem.Malformed, "the request body has data after the JSON value")
 	}
 	return exactFieldNames(body, reflect.TypeOf(v))
 }
@@ -75,29 +76,29 @@ func decodeValid(r *http.Request, in interface {
 		return err
 	}
 	if fe := in.Validate(); fe != nil {
-		return validationError(fe)
+		return problem.Invalid(fe)
 	}
 	return nil
 }
 
-func decodeError(err error) *Error {
+func decodeError(err error) *problem.Error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syntax):
-		return newError(probMalformed, "the request body is not valid JSON (at byte %d): %s", syntax.Offset, syntax.Error())
+		return problem.New(problem.Malformed, "the request body is not valid JSON (at byte %d): %s", syntax.Offset, syntax.Error())
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return newError(probMalformed, "the request body is truncated JSON")
+		return problem.New(problem.Malformed, "the request body is truncated JSON")
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return newError(probMalformed, "the request body must be a JSON %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+			return problem.New(problem.Malformed, "the request body must be a JSON %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)
 		}
-		return fieldError(probMalformed, typ.Field, fmt.Sprintf("must be %s, not %s", jsonKind(typ.Type.String()), typ.Value))
+		return problem.Field(problem.Malformed, typ.Field, fmt.Sprintf("must be %s, not %s", jsonKind(typ.Type.String()), typ.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return fieldError(probMalformed, field, "is not a known field")
+		return problem.Field(problem.Malformed, field, "is not a known field")
 	}
-	return newError(probMalformed, "the request body could not be decoded: %s", err.Error())
+	return problem.New(problem.Malformed, "the request body could not be decoded: %s", err.Error())
 }
 
 // jsonKind names a Go type the way a JSON user thinks of it.

@@ -292,11 +292,11 @@ func TestAsError_AFullStoreIs507AndAnUnwritableOne503BothWithRetryAfter(t *testi
 		{fmt.Errorf("store: commit: %w", store.ErrUnavailable), 503},
 	} {
 		e, known := asError(tc.err)
-		if !known || e.Status() != tc.status || e.header.Get("Retry-After") == "" {
-			t.Errorf("%v: status %d (known %v), Retry-After %q; want %d with Retry-After", tc.err, e.Status(), known, e.header.Get("Retry-After"), tc.status)
+		if !known || httpStatus(e) != tc.status || e.RetryAfter <= 0 {
+			t.Errorf("%v: status %d (known %v), Retry-After %v; want %d with Retry-After", tc.err, httpStatus(e), known, e.RetryAfter, tc.status)
 		}
-		if strings.Contains(e.detail, "store:") {
-			t.Errorf("%v: the detail leaks the store's text: %q", tc.err, e.detail)
+		if strings.Contains(e.Detail, "store:") {
+			t.Errorf("%v: the detail leaks the store's text: %q", tc.err, e.Detail)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -118,7 +119,7 @@ func (a *API) getEnvironment(w http.ResponseWriter, r *http.Request) error {
 	}
 	for k := range q {
 		if k != "wait_for" && k != "timeout" {
-			return fieldError(probValidation, k, "is not a query parameter of this route")
+			return problem.Field(problem.Validation, k, "is not a query parameter of this route")
 		}
 	}
 	if q.Has("wait_for") || q.Has("timeout") {
@@ -180,7 +181,7 @@ func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Reques
 		return cur, cur, nil, err
 	}
 	if gone(cur.State) {
-		return cur, cur, nil, newError(probState, "environment %q is %s; it cannot be changed", id, cur.State)
+		return cur, cur, nil, problem.New(problem.State, "environment %q is %s; it cannot be changed", id, cur.State)
 	}
 	next := cur
 	setIfPresent(&next.Name, in.Name)
@@ -224,7 +225,7 @@ func (a *API) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {
 			return nil, err
 		}
 		if gone(cur.State) {
-			return nil, newError(probState, "environment %q is already %s", id, cur.State)
+			return nil, problem.New(problem.State, "environment %q is already %s", id, cur.State)
 		}
 		next := cur
 		next.State = apiv1.StateDeleting
@@ -295,7 +296,7 @@ func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	notYet := newError(probState, "environment %q is %s and not provisioned yet; wait for state ready (GET /v1/environments/%s?wait_for=ready)", e.ID, e.State, e.ID)
+	notYet := problem.New(problem.State, "environment %q is %s and not provisioned yet; wait for state ready (GET /v1/environments/%s?wait_for=ready)", e.ID, e.State, e.ID)
 	if e.Enforcement.Address == "" || e.State == apiv1.StatePending || e.State == apiv1.StateProvisioning {
 		return notYet
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 )
 
 // exactFieldNames refuses a body whose object keys name a field of v's type
@@ -20,7 +22,7 @@ func exactFieldNames(data []byte, t reflect.Type) error {
 		return nil
 	}
 	if path, ok := inexactKey(doc, t, ""); !ok {
-		return fieldError(probMalformed, path, "is not a known field (field names are case-sensitive)")
+		return problem.Field(problem.Malformed, path, "is not a known field (field names are case-sensitive)")
 	}
 	return nil
 }

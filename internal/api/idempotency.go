@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -67,7 +68,7 @@ func (a *API) idempotencyBegin(w http.ResponseWriter, r *http.Request) error {
 		if done, err := a.replay(w, r, scope, req); done || err != nil {
 			return err
 		}
-		return newError(probInFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
+		return problem.New(problem.InFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
 	}
 	info.idem = req // route releases the mark when the request ends
 	if err := a.hashBody(r, req); err != nil {
@@ -99,7 +100,7 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, scope string, req *
 		return true, err
 	}
 	if rec.Method != r.Method || rec.Path != r.URL.Path || rec.BodyHash != req.bodyHash {
-		return true, newError(probIdemMismatch, "this Idempotency-Key was first used for a different request (%s %s with another body); use a new key", rec.Method, rec.Path)
+		return true, problem.New(problem.IdemMismatch, "this Idempotency-Key was first used for a different request (%s %s with another body); use a new key", rec.Method, rec.Path)
 	}
 	w.Header().Set("Idempotent-Replayed", "true")
 	writeStored(w, rec.StatusCode, rec.Header, rec.Body)

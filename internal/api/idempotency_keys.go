@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -28,7 +29,7 @@ func (a *API) getIdempotencyKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec, err := a.store.GetIdempotency(r.Context(), scope, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return newError(probNotFound, "this token committed no request with that Idempotency-Key in the last %s", IdempotencyTTL)
+		return problem.New(problem.NotFound, "this token committed no request with that Idempotency-Key in the last %s", IdempotencyTTL)
 	}
 	if err != nil {
 		return err
@@ -44,7 +45,7 @@ func (a *API) getIdempotencyKey(w http.ResponseWriter, r *http.Request) error {
 // checkIdempotencyKey is the rule every Idempotency-Key follows.
 func checkIdempotencyKey(key string) error {
 	if key == "" || len(key) > 255 || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
-		return fieldError(probMalformed, apiv1.HeaderIdempotencyKey, "must be 1-255 visible ASCII characters")
+		return problem.Field(problem.Malformed, apiv1.HeaderIdempotencyKey, "must be 1-255 visible ASCII characters")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -106,7 +107,7 @@ func (a *API) configureOwnedPolicy(ctx context.Context, tx store.Tx, env apiv1.E
 
 func ownedConflict(err error, name string) error {
 	if errors.Is(err, store.ErrConflict) {
-		return fieldError(probConflict, "policy", "the environment's policy would be named "+name+", which another policy of the project already uses")
+		return problem.Field(problem.Conflict, "policy", "the environment's policy would be named "+name+", which another policy of the project already uses")
 	}
 	return err
 }

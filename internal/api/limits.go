@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -20,8 +21,8 @@ import (
 // once the project's state changes (RFC 9110, 15.5.10), which 422 (content
 // that cannot be processed) would not say.
 
-func limitExceeded(field, format string, args ...any) *Error {
-	return fieldError(probLimit, field, fmt.Sprintf(format, args...))
+func limitExceeded(field, format string, args ...any) *problem.Error {
+	return problem.Field(problem.Limit, field, fmt.Sprintf(format, args...))
 }
 
 // projectSize is what a project's policies hold, without the policy

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -46,7 +47,7 @@ func parseList(r *http.Request, allowed ...string) (store.ListQuery, url.Values,
 			}
 			return 1
 		})
-		return lq, q, validationError(fe)
+		return lq, q, problem.Invalid(fe)
 	}
 	if lq.Limit == 0 {
 		lq.Limit = store.DefaultLimit

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 )
 
@@ -58,7 +59,7 @@ func (a *API) middleware(mux *http.ServeMux) http.Handler {
 		}()
 
 		if badID {
-			writeProblem(sw, r, fieldError(probMalformed, apiv1.HeaderRequestID, "must be 1-128 characters of letters, digits and ._:/+=@-"))
+			writeProblem(sw, r, problem.Field(problem.Malformed, apiv1.HeaderRequestID, "must be 1-128 characters of letters, digits and ._:/+=@-"))
 			return
 		}
 		h, pattern := mux.Handler(r)
@@ -69,10 +70,11 @@ func (a *API) middleware(mux *http.ServeMux) http.Handler {
 			h.ServeHTTP(rec, r)
 			switch rec.status {
 			case http.StatusNotFound:
-				writeProblem(sw, r, newError(probNotFound, "no route matches %s %s", r.Method, r.URL.Path))
+				writeProblem(sw, r, problem.New(problem.NotFound, "no route matches %s %s", r.Method, r.URL.Path))
 			case http.StatusMethodNotAllowed:
 				allow := rec.header.Get("Allow")
-				writeProblem(sw, r, newError(probMethod, "%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow).withHeader("Allow", allow))
+				sw.Header().Set("Allow", allow)
+				writeProblem(sw, r, problem.New(problem.Method, "%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
 			default:
 				for k, v := range rec.header {
 					sw.Header()[k] = v

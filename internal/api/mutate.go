@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -168,7 +169,7 @@ func checkIfMatch(r *http.Request, generation int64) error {
 			return nil
 		}
 	}
-	return newError(probPrecondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", h, cur)
+	return problem.New(problem.Precondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", h, cur)
 }
 
 // writable is the check every PATCH and DELETE makes of the object it

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -20,10 +21,10 @@ func nameConflict(ctx context.Context, tx store.Reader, err error, kind, project
 	if kind != "project" {
 		msg += " of this project"
 	}
-	e := fieldError(probConflict, "name", msg)
+	e := problem.Field(problem.Conflict, "name", msg)
 	if id, ok := holderOf(ctx, tx, kind, projectID, name); ok {
-		e.existingID = id
-		e.detail += " (" + id + ")"
+		e.ExistingID = id
+		e.Detail += " (" + id + ")"
 	}
 	return e
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
@@ -25,7 +26,7 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := a.store.ListProjects(r.Context(), store.ListQuery{Limit: 1}); err != nil {
 		requestInfoFrom(r.Context()).logger.Error("readiness: store unreachable", "error", err.Error())
-		return newError(probUnavailable, "the store is not reachable")
+		return problem.New(problem.Unavailable, "the store is not reachable")
 	}
 	if err := a.health.ready(r.Context(), a.now()); err != nil {
 		requestInfoFrom(r.Context()).logger.Warn("readiness: the store cannot write", "error", err.Error())
@@ -33,14 +34,16 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, store.ErrFull) {
 			detail = "the store's disk is full"
 		}
-		return newError(probUnavailable, "%s", detail).withHeader("Retry-After", retryAfterUnavailable)
+		e := problem.New(problem.Unavailable, "%s", detail)
+		e.RetryAfter = retryAfterUnavailable
+		return e
 	}
 	if !a.reconciler.Started() {
-		return newError(probUnavailable, "the reconciler has not started")
+		return problem.New(problem.Unavailable, "the reconciler has not started")
 	}
 	select {
 	case <-a.closing:
-		return newError(probUnavailable, "the server is shutting down")
+		return problem.New(problem.Unavailable, "the server is shutting down")
 	default:
 	}
 	writeJSON(w, http.StatusOK, health{Status: "ready"})

@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -60,7 +61,7 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) error {
 		// Policies have no labels of their own: label filters the
 		// environment selector (policies that would select such labels).
 		lq.Labels = nil
-		return fieldError(probValidation, "label", "policies have no labels; filter by project_id")
+		return problem.Field(problem.Validation, "label", "policies have no labels; filter by project_id")
 	}
 	return listScoped(a, w, r, lq, a.store.ListPolicies)
 }
@@ -83,11 +84,11 @@ func (a *API) patchPolicy(w http.ResponseWriter, r *http.Request) error {
 			return nil, err
 		}
 		if cur.OwnerEnvironmentID != "" {
-			return nil, newError(probConflict, "policy %q belongs to environment %q; change it with PUT /environments/%s/configure", id, cur.OwnerEnvironmentID, cur.OwnerEnvironmentID)
+			return nil, problem.New(problem.Conflict, "policy %q belongs to environment %q; change it with PUT /environments/%s/configure", id, cur.OwnerEnvironmentID, cur.OwnerEnvironmentID)
 		}
 		spec, fe := in.Merge(cur.PolicySpec.Normalize())
 		if fe != nil {
-			return nil, validationError(fe)
+			return nil, problem.Invalid(fe)
 		}
 		next := cur
 		next.PolicySpec = spec

@@ -6,114 +6,76 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
 // ProblemBase prefixes every problem type URI.
 const ProblemBase = "https://isolationhq.dev/problems/"
 
-// Problem kinds: the last segment of the type URI, with the title and the
-// status each one answers with. One table, so a kind always means the
-// same status everywhere.
-type problemKind struct {
-	slug   string
+// The status and title each kind of problem answers with: one table, so
+// a kind always means the same status everywhere.
+var kinds = map[problem.Kind]struct {
 	title  string
 	status int
+}{
+	problem.Malformed:    {"Malformed request", http.StatusBadRequest},
+	problem.Validation:   {"Invalid request", http.StatusBadRequest},
+	problem.Unauthorized: {"Authentication required", http.StatusUnauthorized},
+	problem.Forbidden:    {"Permission denied", http.StatusForbidden},
+	problem.NotFound:     {"Not found", http.StatusNotFound},
+	problem.Method:       {"Method not allowed", http.StatusMethodNotAllowed},
+	problem.Conflict:     {"Conflict", http.StatusConflict},
+	problem.State:        {"Invalid state transition", http.StatusConflict},
+	problem.InFlight:     {"Request with this Idempotency-Key in progress", http.StatusConflict},
+	problem.Precondition: {"Precondition failed", http.StatusPreconditionFailed},
+	problem.TooLarge:     {"Request body too large", http.StatusRequestEntityTooLarge},
+	problem.MediaType:    {"Unsupported media type", http.StatusUnsupportedMediaType},
+	problem.IdemMismatch: {"Idempotency-Key reused with another request", http.StatusUnprocessableEntity},
+	problem.Limit:        {"Limit exceeded", http.StatusConflict},
+	problem.RateLimited:  {"Too many requests", http.StatusTooManyRequests},
+	problem.Internal:     {"Internal server error", http.StatusInternalServerError},
+	problem.Unavailable:  {"Service unavailable", http.StatusServiceUnavailable},
+	problem.StorageFull:  {"Insufficient storage", http.StatusInsufficientStorage},
 }
 
-var (
-	probMalformed    = problemKind{"malformed-request", "Malformed request", http.StatusBadRequest}
-	probValidation   = problemKind{"validation", "Invalid request", http.StatusBadRequest}
-	probUnauthorized = problemKind{"unauthorized", "Authentication required", http.StatusUnauthorized}
-	probForbidden    = problemKind{"forbidden", "Permission denied", http.StatusForbidden}
-	probNotFound     = problemKind{"not-found", "Not found", http.StatusNotFound}
-	probMethod       = problemKind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
-	probConflict     = problemKind{"conflict", "Conflict", http.StatusConflict}
-	probState        = problemKind{"invalid-state", "Invalid state transition", http.StatusConflict}
-	probInFlight     = problemKind{"idempotency-in-flight", "Request with this Idempotency-Key in progress", http.StatusConflict}
-	probPrecondition = problemKind{"precondition-failed", "Precondition failed", http.StatusPreconditionFailed}
-	probTooLarge     = problemKind{"body-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
-	probMediaType    = problemKind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
-	probIdemMismatch = problemKind{"idempotency-mismatch", "Idempotency-Key reused with another request", http.StatusUnprocessableEntity}
-	probLimit        = problemKind{"limit-exceeded", "Limit exceeded", http.StatusConflict}
-	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
-	probInternal     = problemKind{"internal", "Internal server error", http.StatusInternalServerError}
-	probUnavailable  = problemKind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
-	probStorageFull  = problemKind{"insufficient-storage", "Insufficient storage", http.StatusInsufficientStorage}
-)
+// httpStatus is the HTTP status a problem answers with.
+func httpStatus(e *problem.Error) int { return kinds[e.Kind].status }
 
 // Retry-After of the storage problems: a disk is freed by an operator (a
 // while), a read-only or failing one may be back sooner.
 const (
-	retryAfterFull        = "30"
-	retryAfterUnavailable = "5"
+	retryAfterFull        = 30 * time.Second
+	retryAfterUnavailable = 5 * time.Second
 )
 
-// Error is a failed request on its way to becoming a problem response.
-// Handlers return it; writeError turns it, or any other error, into the
-// one response format.
-type Error struct {
-	kind   problemKind
-	detail string
-	fields []apiv1.FieldError
-	header http.Header // extra headers (Allow, Retry-After, WWW-Authenticate)
-	// existingID is the object holding a name a 409 refused.
-	existingID string
-}
-
-func (e *Error) Error() string { return e.kind.title + ": " + e.detail }
-
-// Status is the HTTP status the error answers with.
-func (e *Error) Status() int { return e.kind.status }
-
-func newError(k problemKind, format string, args ...any) *Error {
-	return &Error{kind: k, detail: fmt.Sprintf(format, args...)}
-}
-
-func validationError(fields []apiv1.FieldError) *Error {
-	detail := "the request has invalid fields"
-	if len(fields) == 1 {
-		detail = fields[0].Field + " " + fields[0].Message
-	}
-	return &Error{kind: probValidation, detail: detail, fields: fields}
-}
-
-func fieldError(k problemKind, field, message string) *Error {
-	return &Error{kind: k, detail: field + " " + message, fields: []apiv1.FieldError{{Field: field, Message: message}}}
-}
-
-func (e *Error) withHeader(k, v string) *Error {
-	if e.header == nil {
-		e.header = http.Header{}
-	}
-	e.header.Set(k, v)
-	return e
-}
-
-// asError maps any error to an *Error. Store errors that reach here
-// without a handler having named them become their generic kinds; anything
-// else is internal and its text never leaves the server.
-func asError(err error) (*Error, bool) {
-	var e *Error
-	switch {
-	case errors.As(err, &e):
+// asError maps any error to a *problem.Error. Store errors that reach
+// here without a handler having named them become their generic kinds;
+// anything else is internal and its text never leaves the server.
+func asError(err error) (*problem.Error, bool) {
+	if e, ok := problem.As(err); ok {
 		return e, true
-	case errors.Is(err, store.ErrNotFound):
-		return newError(probNotFound, "the object does not exist"), true
-	case errors.Is(err, store.ErrPrecondition):
-		return newError(probPrecondition, "the object was changed by someone else; read it again and retry"), true
-	case errors.Is(err, store.ErrConflict):
-		return newError(probConflict, "the request conflicts with an existing object"), true
-	case errors.Is(err, store.ErrFull):
-		return newError(probStorageFull, "the server's disk is full: nothing was changed; retry once an operator has freed space").
-			withHeader("Retry-After", retryAfterFull), true
-	case errors.Is(err, store.ErrUnavailable):
-		return newError(probUnavailable, "the server cannot write to its store now: nothing was changed; retry after the Retry-After delay").
-			withHeader("Retry-After", retryAfterUnavailable), true
 	}
-	return newError(probInternal, "the server could not complete the request; it has been logged"), false
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return problem.New(problem.NotFound, "the object does not exist"), true
+	case errors.Is(err, store.ErrPrecondition):
+		return problem.New(problem.Precondition, "the object was changed by someone else; read it again and retry"), true
+	case errors.Is(err, store.ErrConflict):
+		return problem.New(problem.Conflict, "the request conflicts with an existing object"), true
+	case errors.Is(err, store.ErrFull):
+		e := problem.New(problem.StorageFull, "the server's disk is full: nothing was changed; retry once an operator has freed space")
+		e.RetryAfter = retryAfterFull
+		return e, true
+	case errors.Is(err, store.ErrUnavailable):
+		e := problem.New(problem.Unavailable, "the server cannot write to its store now: nothing was changed; retry after the Retry-After delay")
+		e.RetryAfter = retryAfterUnavailable
+		return e, true
+	}
+	return problem.New(problem.Internal, "the server could not complete the request; it has been logged"), false
 }
 
 // writeProblem is the one function that writes an error response.
@@ -128,28 +90,32 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 			info.logger.Warn("request refused: the store cannot write", "error", err.Error())
 		}
 	}
+	k := kinds[e.Kind]
 	p := apiv1.Problem{
-		Type:     ProblemBase + e.kind.slug,
-		Title:    e.kind.title,
-		Status:   e.kind.status,
-		Detail:   e.detail,
+		Type:     ProblemBase + string(e.Kind),
+		Title:    k.title,
+		Status:   k.status,
+		Detail:   e.Detail,
 		Instance: r.URL.Path,
-		Errors:   e.fields,
+		Errors:   e.Fields,
 
-		ExistingID: e.existingID,
+		ExistingID: e.ExistingID,
 	}
 	if info != nil {
 		p.RequestID = info.requestID
 	}
-	for k, vs := range e.header {
-		w.Header()[k] = vs
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+	}
+	if e.Kind == problem.Unauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="isolationd", error="invalid_token"`)
 	}
 	body, _ := json.Marshal(p)
 	h := w.Header()
 	h.Set("Content-Type", apiv1.MediaProblem)
 	h.Set("Content-Length", strconv.Itoa(len(body)+1))
 	h.Del("ETag")
-	w.WriteHeader(e.kind.status)
+	w.WriteHeader(k.status)
 	_, _ = w.Write(append(body, '\n'))
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -141,7 +142,7 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 			return nil, err
 		}
 		if len(envs) > 0 || len(pols) > 0 {
-			return nil, newError(probConflict, "project %q still has environments or policies; delete them first", id)
+			return nil, problem.New(problem.Conflict, "project %q still has environments or policies; delete them first", id)
 		}
 		// Tokens scoped to the project would otherwise outlive it, and
 		// would reach a new project that took its id: revoke them with it.
@@ -200,7 +201,7 @@ func ref(kind, id string) apiv1.ResourceRef { return apiv1.ResourceRef{Type: kin
 // notFoundOr names the missing object in a 404.
 func notFoundOr(err error, kind, id string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return notFound(kind, id)
+		return problem.NoSuch(kind, id)
 	}
 	return err
 }
@@ -217,9 +218,9 @@ func projectExists(ctx context.Context, tx store.Reader, id string) error {
 
 // noSuchProject is the answer to a body naming a project that does not
 // exist, or that the caller may not see: the two must look the same.
-func noSuchProject(id string) *Error {
-	e := notFound("project", id)
-	e.fields = []apiv1.FieldError{{Field: "project_id", Message: "names no project"}}
+func noSuchProject(id string) *problem.Error {
+	e := problem.NoSuch("project", id)
+	e.Fields = []apiv1.FieldError{{Field: "project_id", Message: "names no project"}}
 	return e
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 )
 
 // query parses the request's query string. One that does not parse (a ';'
@@ -14,7 +16,7 @@ import (
 func query(r *http.Request) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, newError(probMalformed, "the query string does not parse: %s; separate parameters with '&' and percent-encode reserved characters", err.Error())
+		return nil, problem.New(problem.Malformed, "the query string does not parse: %s; separate parameters with '&' and percent-encode reserved characters", err.Error())
 	}
 	return q, nil
 }

@@ -23,7 +23,9 @@ func (a *API) rateLimit(r *http.Request) error {
 	if ok {
 		return nil
 	}
-	return a.deny(r, http.StatusTooManyRequests, "rate limit of role "+p.Role+" exceeded").withHeader("Retry-After", retryAfter(delay))
+	e := a.deny(r, http.StatusTooManyRequests, "rate limit of role "+p.Role+" exceeded")
+	e.RetryAfter = delay
+	return e
 }
 
 // RateLimit is a token bucket: PerSecond requests per second on average,

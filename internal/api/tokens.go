@@ -8,6 +8,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -27,7 +28,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		fe = append(fe, apiv1.FieldError{Field: "expires_at", Message: "must be in the future"})
 	}
 	if fe != nil {
-		return validationError(fe)
+		return problem.Invalid(fe)
 	}
 	secret, err := auth.NewSecret()
 	if err != nil {
@@ -62,10 +63,9 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 // does not say which field a time.Time's own decoding failed in, and
 // expires_at is the only time this body has.
 func expiresAtError(err error) error {
-	var e *Error
-	if errors.As(err, &e) && e.kind == probMalformed && e.fields == nil &&
-		(strings.Contains(e.detail, "Time.UnmarshalJSON") || strings.Contains(e.detail, "parsing time")) {
-		return fieldError(probMalformed, "expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+	if e, ok := problem.As(err); ok && e.Kind == problem.Malformed && e.Fields == nil &&
+		(strings.Contains(e.Detail, "Time.UnmarshalJSON") || strings.Contains(e.Detail, "parsing time")) {
+		return problem.Field(problem.Malformed, "expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
 	}
 	return err
 }
@@ -118,7 +118,7 @@ func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		next.RevokedAt = &now
 		if err := tx.UpdateToken(ctx, next); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				return nil, notFound("token", id)
+				return nil, problem.NoSuch("token", id)
 			}
 			return nil, err
 		}

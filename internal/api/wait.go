@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -35,12 +36,12 @@ func (a *API) parseWait(r *http.Request) ([]string, time.Duration, error) {
 			continue
 		}
 		if !slices.Contains(apiv1.States, w) && w != waitDeleted && w != waitEnforced {
-			return nil, 0, fieldError(probValidation, "wait_for", "must list states (pending, provisioning, ready, updating, failed, deleting, expired), deleted or enforced, separated by commas")
+			return nil, 0, problem.Field(problem.Validation, "wait_for", "must list states (pending, provisioning, ready, updating, failed, deleting, expired), deleted or enforced, separated by commas")
 		}
 		want = append(want, w)
 	}
 	if len(want) == 0 {
-		return nil, 0, fieldError(probValidation, "wait_for", "is required with timeout")
+		return nil, 0, problem.Field(problem.Validation, "wait_for", "is required with timeout")
 	}
 	timeout := DefaultWait
 	if s := q.Get("timeout"); s != "" {
@@ -55,7 +56,7 @@ func (a *API) parseWait(r *http.Request) ([]string, time.Duration, error) {
 			d, err = time.Duration(n)*time.Second, nerr
 		}
 		if err != nil || d < 0 || d > a.maxWait {
-			return nil, 0, fieldError(probValidation, "timeout", fmt.Sprintf("must be a duration such as 30s, at most %s", a.maxWait))
+			return nil, 0, problem.Field(problem.Validation, "timeout", fmt.Sprintf("must be a duration such as 30s, at most %s", a.maxWait))
 		}
 		timeout = d
 	}
@@ -90,7 +91,7 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 		changed := a.hub.Changed(id)
 		e, err := a.store.GetEnvironment(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) {
-			return notFound("environment", id)
+			return problem.NoSuch("environment", id)
 		}
 		if err != nil {
 			return err
