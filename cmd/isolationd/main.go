@@ -24,7 +24,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 	"github.com/isolationhq/terraform-provider-isolation/internal/version"
@@ -62,7 +62,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
-	quarantine := fs.Duration("address-quarantine", reconcile.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
+	quarantine := fs.Duration("address-quarantine", ipam.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
 	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
 	auditKey := fs.String("audit-hmac-key-file", "", "key the audit chain: seal events with HMAC-SHA256 under the key in FILE (at least 32 bytes; openssl rand -hex 32 > FILE)")

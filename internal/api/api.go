@@ -16,6 +16,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -53,7 +54,7 @@ type Options struct {
 	MaxWait time.Duration
 	// IPAM, when set, lets the effective policy and check flag CIDR
 	// peers that cover other projects' environments.
-	IPAM *reconcile.IPAM
+	IPAM *ipam.Allocator
 	// DefaultEnvironmentQuota is the environment quota of a project
 	// created without one; 0 means no limit.
 	DefaultEnvironmentQuota int64
@@ -69,7 +70,7 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	maxWait    time.Duration
-	ipam       *reconcile.IPAM
+	ipam       *ipam.Allocator
 	quota      int64
 
 	tokens   *tokenCache

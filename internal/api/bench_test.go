@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -237,13 +238,13 @@ func seed(b *testing.B, dir string, n int) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	prj := apiv1.Project{ID: reconcile.NewID("prj_"), Name: "bench", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	prj := apiv1.Project{ID: control.NewID("prj_"), Name: "bench", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	must2(b, st.Update(ctx, func(tx store.Tx) error { return tx.CreateProject(ctx, prj) }))
-	ipam, _ := reconcile.NewIPAM(server.DefaultAddressPool, reconcile.DefaultQuarantine)
+	ipam, _ := ipam.New(server.DefaultAddressPool, ipam.DefaultQuarantine)
 	for i := 0; i < n; i += 1000 {
 		must2(b, st.Update(ctx, func(tx store.Tx) error {
 			for j := i; j < min(i+1000, n); j++ {
-				id := reconcile.NewID("env_")
+				id := control.NewID("env_")
 				tier := []string{"dev", "prod"}[j%2]
 				now := time.Now().UTC()
 				a, err := ipam.Allocate(ctx, tx, apiv1.Environment{ID: id, ProjectID: prj.ID}, now)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -162,7 +162,7 @@ func (d *denials) closeLocked(now time.Time, force bool) {
 
 func (w *denialWindow) aggregate(now time.Time) apiv1.AuditEvent {
 	ev := w.event
-	ev.ID = reconcile.NewID("evt_")
+	ev.ID = control.NewID("evt_")
 	ev.Time = now
 	ev.RequestID = w.lastRequest
 	ev.Action += AggregateSuffix

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -31,7 +31,7 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 	}
 	now := a.now().UTC()
 	env := apiv1.Environment{
-		ID: reconcile.NewID("env_"), ProjectID: in.ProjectID, Name: in.Name, Description: in.Description,
+		ID: control.NewID("env_"), ProjectID: in.ProjectID, Name: in.Name, Description: in.Description,
 		Labels: apiv1.NormalizeLabels(in.Labels), Resources: resources(apiv1.Resources{
 			CPUMillis: apiv1.DefaultCPUMillis, MemoryMB: apiv1.DefaultMemoryMB, DiskGB: apiv1.DefaultDiskGB,
 		}, in.Resources),
@@ -47,11 +47,11 @@ func (a *API) newEnvironment(w http.ResponseWriter, r *http.Request, respond fun
 		if err := tx.CreateEnvironment(ctx, env); err != nil {
 			return nil, nameConflict(ctx, tx, err, "environment", env.ProjectID, env.Name)
 		}
-		affected, err := reconcile.EnvironmentChangeAffectsAmong(ctx, tx, policies, nil, &env)
+		affected, err := control.EnvironmentChangeAffectsAmong(ctx, tx, policies, nil, &env)
 		if err != nil {
 			return nil, err
 		}
-		bumped, err := reconcile.Invalidate(ctx, tx, affected, env.ID)
+		bumped, err := control.Invalidate(ctx, tx, affected, env.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -70,11 +70,11 @@ func (a *API) invalidateFor(ctx context.Context, tx store.Tx, before, after *api
 	if self == nil {
 		self = before
 	}
-	affected, err := reconcile.EnvironmentChangeAffects(ctx, tx, before, after)
+	affected, err := control.EnvironmentChangeAffects(ctx, tx, before, after)
 	if err != nil {
 		return nil, err
 	}
-	return reconcile.Invalidate(ctx, tx, affected, self.ID)
+	return control.Invalidate(ctx, tx, affected, self.ID)
 }
 
 func resources(r apiv1.Resources, spec *apiv1.ResourcesSpec) apiv1.Resources {
@@ -276,7 +276,7 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 // cover other projects' environments flagged, naming only those the
 // caller may see.
 func (a *API) effectiveWithCoverage(r *http.Request, e apiv1.Environment) (apiv1.EffectivePolicy, error) {
-	eff, err := reconcile.Effective(r.Context(), a.store, e)
+	eff, err := control.Effective(r.Context(), a.store, e)
 	if err != nil || a.ipam == nil {
 		return eff, err
 	}

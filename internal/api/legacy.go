@@ -6,9 +6,9 @@ import (
 	"net/http"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -88,7 +88,7 @@ func (a *API) configureOwnedPolicy(ctx context.Context, tx store.Tx, env apiv1.E
 		return before, nil, err
 	case before == nil:
 		p := apiv1.Policy{
-			ID: reconcile.NewID("pol_"), ProjectID: env.ProjectID, PolicySpec: policy.OwnedPolicySpec(env, rules),
+			ID: control.NewID("pol_"), ProjectID: env.ProjectID, PolicySpec: policy.OwnedPolicySpec(env, rules),
 			OwnerEnvironmentID: env.ID, Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: etag(1),
 		}
 		if err := tx.CreatePolicy(ctx, p); err != nil {

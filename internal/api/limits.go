@@ -7,8 +7,8 @@ import (
 	"fmt"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -29,7 +29,7 @@ func limitExceeded(field, format string, args ...any) *problem.Error {
 // skip (the one a patch replaces); bytes is their specs' JSON, counted
 // only when withBytes is set.
 func projectSize(ctx context.Context, r store.Reader, projectID, skip string, withBytes bool) (count int, size apiv1.PolicySize, bytes int, err error) {
-	policies, err := reconcile.ProjectPolicies(ctx, r, projectID)
+	policies, err := control.ProjectPolicies(ctx, r, projectID)
 	if err != nil {
 		return 0, size, 0, err
 	}
@@ -74,7 +74,7 @@ func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) ([
 	if err != nil {
 		return nil, err
 	}
-	policies, err := reconcile.ProjectPolicies(ctx, tx, projectID)
+	policies, err := control.ProjectPolicies(ctx, tx, projectID)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -74,7 +74,7 @@ func (h *harness) seedEnvironments(projectID string, n int, labels map[string]st
 			if i == 0 {
 				addr = base
 			}
-			id := reconcile.NewID("env_")
+			id := control.NewID("env_")
 			e := apiv1.Environment{
 				ID: id, ProjectID: projectID, Name: strings.Repeat("e", 50) + "-" + id[len(id)-12:], Labels: labels,
 				Resources: apiv1.Resources{CPUMillis: 1000, MemoryMB: 1024, DiskGB: 10}, State: apiv1.StateReady,
@@ -98,7 +98,7 @@ func (h *harness) seedPolicies(projectID string, n int, spec func(i int) apiv1.P
 			s := spec(i)
 			s.Name = fmt.Sprintf("%s-%04d", strings.Repeat("p", 58), i)
 			now := time.Now().UTC()
-			p := apiv1.Policy{ID: reconcile.NewID("pol_"), ProjectID: projectID, PolicySpec: s.Normalize(), Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: `"1"`}
+			p := apiv1.Policy{ID: control.NewID("pol_"), ProjectID: projectID, PolicySpec: s.Normalize(), Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: `"1"`}
 			if err := tx.CreatePolicy(ctx, p); err != nil {
 				return err
 			}
@@ -531,7 +531,7 @@ func worstEffectivePolicy(t *testing.T, selectorPeers int) {
 	for range 3 {
 		start := time.Now()
 		var err error
-		eff, err = reconcile.Effective(ctx, h.srv.Store(), env)
+		eff, err = control.Effective(ctx, h.srv.Store(), env)
 		must(t, err)
 		best = min(best, time.Since(start))
 	}

@@ -15,8 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 )
 
 // requestIDRE is what an X-Request-Id we accept looks like: up to 128
@@ -33,7 +33,7 @@ func (a *API) middleware(mux *http.ServeMux) http.Handler {
 		rid := r.Header.Get(apiv1.HeaderRequestID)
 		badID := rid != "" && !requestIDRE.MatchString(rid)
 		if rid == "" || badID {
-			rid = reconcile.NewID("req_")
+			rid = control.NewID("req_")
 		}
 		info.requestID = rid
 		info.logger = a.log.With("request_id", rid)

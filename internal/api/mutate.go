@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -135,7 +135,7 @@ func writeStored(w http.ResponseWriter, status int, header map[string]string, bo
 func (a *API) event(r *http.Request, action string, res apiv1.ResourceRef, projectID, outcome string, status int) apiv1.AuditEvent {
 	info := requestInfoFrom(r.Context())
 	ev := apiv1.AuditEvent{
-		ID:         reconcile.NewID("evt_"),
+		ID:         control.NewID("evt_"),
 		Time:       a.now().UTC(),
 		RequestID:  info.requestID,
 		Source:     info.source,

@@ -6,8 +6,8 @@ import (
 	"reflect"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -18,7 +18,7 @@ func (a *API) createPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := a.now().UTC()
 	p := apiv1.Policy{
-		ID: reconcile.NewID("pol_"), ProjectID: in.ProjectID, PolicySpec: in.PolicySpec.Normalize(),
+		ID: control.NewID("pol_"), ProjectID: in.ProjectID, PolicySpec: in.PolicySpec.Normalize(),
 		Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: etag(1),
 	}
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
@@ -45,11 +45,11 @@ func (a *API) createPolicy(w http.ResponseWriter, r *http.Request) error {
 
 // policyChanged re-enforces every environment a policy change touches.
 func policyChanged(ctx context.Context, tx store.Tx, before, after *apiv1.Policy) ([]string, error) {
-	affected, err := reconcile.PolicyChangeAffects(ctx, tx, before, after)
+	affected, err := control.PolicyChangeAffects(ctx, tx, before, after)
 	if err != nil {
 		return nil, err
 	}
-	return reconcile.Invalidate(ctx, tx, affected, "")
+	return control.Invalidate(ctx, tx, affected, "")
 }
 
 func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) error {

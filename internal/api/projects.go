@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -20,7 +20,7 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := a.now().UTC()
 	p := apiv1.Project{
-		ID: reconcile.NewID("prj_"), Name: in.Name, Description: in.Description,
+		ID: control.NewID("prj_"), Name: in.Name, Description: in.Description,
 		Labels: apiv1.NormalizeLabels(in.Labels), Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: etag(1),
 		EnvironmentQuota: a.quota,
 	}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -35,7 +35,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t := apiv1.Token{
-		ID: reconcile.NewID("tok_"), Name: in.Name, Role: in.Role, ProjectID: in.ProjectID,
+		ID: control.NewID("tok_"), Name: in.Name, Role: in.Role, ProjectID: in.ProjectID,
 		CreatedAt: now, ETag: etag(1),
 	}
 	if in.ExpiresAt != nil {

@@ -34,7 +34,9 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -45,7 +47,7 @@ var Actor = apiv1.Actor{TokenID: "", Name: "isolationd"}
 type Options struct {
 	Store  store.Store
 	Driver enforce.Driver
-	IPAM   *IPAM
+	IPAM   *ipam.Allocator
 	Hub    *Hub
 	Logger *slog.Logger
 	// Audited receives every audit event the reconciler committed (for
@@ -279,7 +281,7 @@ func (r *Reconciler) reconcile(ctx context.Context, it item) string {
 		return outcomeFanOut
 	}
 	if cause.requestID == "" {
-		cause.requestID = NewID("rec_")
+		cause.requestID = control.NewID("rec_")
 	}
 	p := pass{ctx: ctx, log: r.log.With("environment_id", id, "request_id", cause.requestID), cause: cause}
 	if errors.Is(err, store.ErrNotFound) {
@@ -346,7 +348,7 @@ func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
 			return nil, nil, nil
 		}
 		a, err := r.opts.IPAM.Allocate(p.ctx, tx, *cur, r.opts.Now())
-		if errors.Is(err, ErrPoolExhausted) {
+		if errors.Is(err, ipam.ErrPoolExhausted) {
 			exhausted = err
 			return nil, nil, nil
 		}
@@ -361,7 +363,7 @@ func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
 			cur.State = apiv1.StateProvisioning
 			cur.StateMessage = ""
 		}
-		affected, err := EnvironmentChangeAffects(p.ctx, tx, &before, cur)
+		affected, err := control.EnvironmentChangeAffects(p.ctx, tx, &before, cur)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -388,7 +390,7 @@ func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
 			return r.enforceFailed(p, env, "provisioning", err)
 		}
 	}
-	eff, err := Effective(p.ctx, r.opts.Store, env)
+	eff, err := control.Effective(p.ctx, r.opts.Store, env)
 	if err != nil {
 		return r.retry(p, env.ID, "effective policy", err)
 	}
@@ -486,7 +488,7 @@ func (r *Reconciler) expire(p pass, env apiv1.Environment) string {
 		cur.State = apiv1.StateExpired
 		cur.StateMessage = "ttl of " + ttlText(cur.TTLSeconds) + " passed at " + cur.ExpiresAt.UTC().Format(time.RFC3339)
 		cur.UpdatedAt = r.opts.Now().UTC()
-		affected, err := EnvironmentChangeAffects(p.ctx, tx, &before, cur)
+		affected, err := control.EnvironmentChangeAffects(p.ctx, tx, &before, cur)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -535,10 +537,10 @@ func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
 		if err := r.opts.IPAM.Release(ctx, tx, cur, r.opts.Now()); err != nil {
 			return err
 		}
-		if affected, err = EnvironmentChangeAffects(ctx, tx, &cur, nil); err != nil {
+		if affected, err = control.EnvironmentChangeAffects(ctx, tx, &cur, nil); err != nil {
 			return err
 		}
-		if affected, err = Invalidate(ctx, tx, affected, cur.ID); err != nil {
+		if affected, err = control.Invalidate(ctx, tx, affected, cur.ID); err != nil {
 			return err
 		}
 		ev := r.event(p, &cur, "environment.remove", apiv1.OutcomeSuccess, "torn down after it was "+cur.State, &cur)
@@ -630,7 +632,7 @@ func (r *Reconciler) change(p pass, id string, fn func(tx store.Tx, cur *apiv1.E
 		if err := tx.UpdateEnvironment(ctx, cur); err != nil {
 			return err
 		}
-		if bumped, err = Invalidate(ctx, tx, affected, cur.ID); err != nil {
+		if bumped, err = control.Invalidate(ctx, tx, affected, cur.ID); err != nil {
 			return err
 		}
 		if ev != nil {
@@ -657,7 +659,7 @@ func (r *Reconciler) change(p pass, id string, fn func(tx store.Tx, cur *apiv1.E
 // event builds an audit event for a change the server made by itself.
 func (r *Reconciler) event(p pass, env *apiv1.Environment, action, outcome, reason string, before *apiv1.Environment) apiv1.AuditEvent {
 	return apiv1.AuditEvent{
-		ID:         NewID("evt_"),
+		ID:         control.NewID("evt_"),
 		Time:       r.opts.Now().UTC(),
 		RequestID:  p.cause.requestID,
 		Actor:      Actor,

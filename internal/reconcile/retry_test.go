@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -102,12 +104,12 @@ func newFixture(t *testing.T, tune func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ipam, err := NewIPAM("198.18.0.0/24", DefaultQuarantine)
+	addrs, err := ipam.New("198.18.0.0/24", ipam.DefaultQuarantine)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, ctx: ctx, store: st, driver: &flakyDriver{Driver: simulate.New()}, hub: NewHub()}
-	opts := Options{Store: st, Driver: f.driver, IPAM: ipam, Hub: f.hub, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond}
+	opts := Options{Store: st, Driver: f.driver, IPAM: addrs, Hub: f.hub, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond}
 	if tune != nil {
 		tune(&opts)
 	}
@@ -117,7 +119,7 @@ func newFixture(t *testing.T, tune func(*Options)) *fixture {
 	}
 	t.Cleanup(func() { f.rec.Stop(context.Background()) })
 	now := time.Now().UTC()
-	f.prj = apiv1.Project{ID: NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
+	f.prj = apiv1.Project{ID: control.NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
 	f.update(func(tx store.Tx) error { return tx.CreateProject(ctx, f.prj) })
 	return f
 }
@@ -134,7 +136,7 @@ func (f *fixture) createEnvironment(name, requestID string) apiv1.Environment {
 	f.t.Helper()
 	now := time.Now().UTC()
 	e := apiv1.Environment{
-		ID: NewID("env_"), ProjectID: f.prj.ID, Name: name, Labels: map[string]string{"app": name},
+		ID: control.NewID("env_"), ProjectID: f.prj.ID, Name: name, Labels: map[string]string{"app": name},
 		Resources: apiv1.Resources{CPUMillis: 1000, MemoryMB: 1024, DiskGB: 10},
 		State:     apiv1.StatePending, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
 		Enforcement: apiv1.Enforcement{Driver: simulate.Name, Generation: 1},
@@ -151,7 +153,7 @@ func (f *fixture) createPolicy(app, requestID string) {
 	port := 443
 	now := time.Now().UTC()
 	p := apiv1.Policy{
-		ID: NewID("pol_"), ProjectID: f.prj.ID, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
+		ID: control.NewID("pol_"), ProjectID: f.prj.ID, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
 		PolicySpec: apiv1.PolicySpec{
 			Name:                "web-" + app,
 			EnvironmentSelector: apiv1.Selector{MatchLabels: map[string]string{"app": app}},
@@ -164,11 +166,11 @@ func (f *fixture) createPolicy(app, requestID string) {
 		if err := tx.CreatePolicy(f.ctx, p); err != nil {
 			return err
 		}
-		affected, err := PolicyChangeAffects(f.ctx, tx, nil, &p)
+		affected, err := control.PolicyChangeAffects(f.ctx, tx, nil, &p)
 		if err != nil {
 			return err
 		}
-		bumped, err = Invalidate(f.ctx, tx, affected, "")
+		bumped, err = control.Invalidate(f.ctx, tx, affected, "")
 		return err
 	})
 	f.rec.Enqueue(requestID, bumped...)

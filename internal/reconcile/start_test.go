@@ -12,6 +12,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 )
 
@@ -53,12 +54,12 @@ func TestStart_DriverSyncFailureIsLoggedAndTheBrokenEnvironmentReportsItself(t *
 	}
 
 	var logs logbuf.Buffer
-	ipam, err := NewIPAM("198.18.0.0/24", DefaultQuarantine)
+	addrs, err := ipam.New("198.18.0.0/24", ipam.DefaultQuarantine)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.rec = New(Options{
-		Store: f.store, Driver: &unrestorableDriver{flakyDriver: f.driver, broken: broken.ID}, IPAM: ipam, Hub: f.hub,
+		Store: f.store, Driver: &unrestorableDriver{flakyDriver: f.driver, broken: broken.ID}, IPAM: addrs, Hub: f.hub,
 		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
 		RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond,
 	})

@@ -14,7 +14,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -63,7 +63,7 @@ func TestBootstrap_RotationRevokesEveryOldBootstrapTokenBeyondTheFirstPage(t *te
 				return err
 			}
 			tok := store.TokenRecord{
-				Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: fmt.Sprintf("pipeline-%04d", i), Role: apiv1.RoleAuditor, CreatedAt: time.Now().UTC(), ETag: `"1"`},
+				Token: apiv1.Token{ID: control.NewID("tok_"), Name: fmt.Sprintf("pipeline-%04d", i), Role: apiv1.RoleAuditor, CreatedAt: time.Now().UTC(), ETag: `"1"`},
 				Hash:  auth.HashSecret(secret),
 			}
 			if err := tx.CreateToken(ctx, tok); err != nil {

@@ -24,9 +24,11 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -87,7 +89,7 @@ type Config struct {
 	AuditSink *audit.Sink
 	// AddressQuarantine is how long a freed environment address is kept
 	// from new environments (--address-quarantine); 0 means
-	// reconcile.DefaultQuarantine (24 h).
+	// ipam.DefaultQuarantine (24 h).
 	AddressQuarantine time.Duration
 	// Now is the clock of the reconciler and the API (TTLs, address
 	// quarantine); nil means time.Now. Tests move a fake one.
@@ -161,9 +163,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 
 	if cfg.AddressQuarantine == 0 {
-		cfg.AddressQuarantine = reconcile.DefaultQuarantine
+		cfg.AddressQuarantine = ipam.DefaultQuarantine
 	}
-	ipam, err := reconcile.NewIPAM(cfg.AddressPool, cfg.AddressQuarantine)
+	ipam, err := ipam.New(cfg.AddressPool, cfg.AddressQuarantine)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -306,7 +308,7 @@ func (cfg Config) netnsOnly() (netip.Prefix, error) {
 	return pool6, nil
 }
 
-func newDriver(cfg Config, ipam *reconcile.IPAM, pool6 netip.Prefix) (enforce.Driver, error) {
+func newDriver(cfg Config, ipam *ipam.Allocator, pool6 netip.Prefix) (enforce.Driver, error) {
 	if cfg.EnforceDriver != nil {
 		return cfg.EnforceDriver, nil
 	}
@@ -497,7 +499,7 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 			q.Cursor = next
 		}
 		t := store.TokenRecord{
-			Token: apiv1.Token{ID: reconcile.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},
+			Token: apiv1.Token{ID: control.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},
 			Hash:  hash,
 		}
 		if err := tx.CreateToken(ctx, t); err != nil {
@@ -521,7 +523,7 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 
 func serverEvent(action string, t apiv1.Token, reason string) apiv1.AuditEvent {
 	return apiv1.AuditEvent{
-		ID: reconcile.NewID("evt_"), Time: time.Now().UTC(), RequestID: reconcile.NewID("srv_"), Actor: reconcile.Actor,
+		ID: control.NewID("evt_"), Time: time.Now().UTC(), RequestID: control.NewID("srv_"), Actor: reconcile.Actor,
 		Action: action, Resource: apiv1.ResourceRef{Type: "token", ID: t.ID}, Outcome: apiv1.OutcomeSuccess,
 		Reason: reason, Changes: &apiv1.Changes{After: t},
 	}

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // timeText is how audit times are stored: fixed width, so that comparing

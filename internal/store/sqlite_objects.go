@@ -9,8 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
 // table describes how one kind of object is stored, so that one set of

@@ -1,4 +1,4 @@
-package reconcile
+package ipam
 
 import (
 	"context"
@@ -22,14 +22,14 @@ var ErrPoolExhausted = errors.New("address pool exhausted")
 // a peer's cached view) to be noticed and changed.
 const DefaultQuarantine = 24 * time.Hour
 
-// IPAM hands out environment addresses from one pool. Its state is in the
+// Allocator hands out environment addresses from one pool. Its state is in the
 // store (store.Address), written in the transaction of the environment
 // change that allocates or frees an address, so that nothing is reused
 // after a restart that a rule may still name: a freed address stays
-// quarantined for the IPAM's period, and after it addresses are reused
+// quarantined for the allocator's period, and after it addresses are reused
 // least recently freed first. Addresses never handed out go first, in
 // order.
-type IPAM struct {
+type Allocator struct {
 	pool        netip.Prefix
 	first, last netip.Addr // the usable addresses
 	quarantine  time.Duration
@@ -42,11 +42,11 @@ type IPAM struct {
 	pool6 netip.Prefix
 }
 
-// NewIPAM parses cidr. For IPv4 pools larger than /31 the network and
+// New parses cidr. For IPv4 pools larger than /31 the network and
 // broadcast addresses are never handed out; for IPv6 the subnet-router
 // anycast address (the first) is not. quarantine is how long a freed
 // address waits before it is handed out again (0 means at once).
-func NewIPAM(cidr string, quarantine time.Duration) (*IPAM, error) {
+func New(cidr string, quarantine time.Duration) (*Allocator, error) {
 	p, err := netip.ParsePrefix(cidr)
 	if err != nil {
 		return nil, fmt.Errorf("address pool %q: %w", cidr, err)
@@ -69,28 +69,28 @@ func NewIPAM(cidr string, quarantine time.Duration) (*IPAM, error) {
 			last = last.Prev()
 		}
 	}
-	return &IPAM{pool: p, first: first, last: last, quarantine: quarantine, excluded: map[netip.Addr]bool{}}, nil
+	return &Allocator{pool: p, first: first, last: last, quarantine: quarantine, excluded: map[netip.Addr]bool{}}, nil
 }
 
 // Pool is the pool's CIDR.
-func (m *IPAM) Pool() netip.Prefix { return m.pool }
+func (m *Allocator) Pool() netip.Prefix { return m.pool }
 
 // Quarantine is how long a freed address waits before it is reused.
-func (m *IPAM) Quarantine() time.Duration { return m.quarantine }
+func (m *Allocator) Quarantine() time.Duration { return m.quarantine }
 
 // Exclude keeps a from ever being handed out. Call it before the first
 // Allocate.
-func (m *IPAM) Exclude(a netip.Addr) { m.excluded[a] = true }
+func (m *Allocator) Exclude(a netip.Addr) { m.excluded[a] = true }
 
 // SetCompanionPool makes every address a also stand for its IPv6
 // companion in pool6 (see Covered). Call it before the first Allocate.
-func (m *IPAM) SetCompanionPool(pool6 netip.Prefix) { m.pool6 = pool6.Masked() }
+func (m *Allocator) SetCompanionPool(pool6 netip.Prefix) { m.pool6 = pool6.Masked() }
 
 // Allocate hands env an address inside tx, at now: the next never-used
 // address, or else the one freed longest ago whose quarantine has passed.
 // When there is none the error (ErrPoolExhausted) says how many addresses
 // are quarantined, and until when.
-func (m *IPAM) Allocate(ctx context.Context, tx store.Tx, env apiv1.Environment, now time.Time) (netip.Addr, error) {
+func (m *Allocator) Allocate(ctx context.Context, tx store.Tx, env apiv1.Environment, now time.Time) (netip.Addr, error) {
 	a, err := m.neverUsed(ctx, tx)
 	if err == nil && !a.IsValid() {
 		a, err = m.oldestFreed(ctx, tx, now)
@@ -112,7 +112,7 @@ func (m *IPAM) Allocate(ctx context.Context, tx store.Tx, env apiv1.Environment,
 // record, and moves the cursor past it. Every address before the cursor
 // has a record or is excluded, so each is looked at once in the pool's
 // life. The invalid address means none is left.
-func (m *IPAM) neverUsed(ctx context.Context, tx store.Tx) (netip.Addr, error) {
+func (m *Allocator) neverUsed(ctx context.Context, tx store.Tx) (netip.Addr, error) {
 	a, err := tx.GetAddressCursor(ctx, m.pool)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (a.Compare(m.first) < 0 || a.Compare(m.last) > 0)) {
 		a, err = m.first, nil
@@ -150,7 +150,7 @@ func (m *IPAM) neverUsed(ctx context.Context, tx store.Tx) (netip.Addr, error) {
 // passed at now, the invalid address when there is none. An excluded
 // address found there (freed before it was excluded) is moved to the
 // back of the order, so it is never handed out.
-func (m *IPAM) oldestFreed(ctx context.Context, tx store.Tx, now time.Time) (netip.Addr, error) {
+func (m *Allocator) oldestFreed(ctx context.Context, tx store.Tx, now time.Time) (netip.Addr, error) {
 	for range len(m.excluded) + 1 {
 		rec, err := tx.OldestFreedAddress(ctx, m.first, m.last, now.Add(-m.quarantine))
 		if errors.Is(err, store.ErrNotFound) {
@@ -170,7 +170,7 @@ func (m *IPAM) oldestFreed(ctx context.Context, tx store.Tx, now time.Time) (net
 	return netip.Addr{}, nil
 }
 
-func (m *IPAM) exhausted(ctx context.Context, r store.Reader) error {
+func (m *Allocator) exhausted(ctx context.Context, r store.Reader) error {
 	u, err := r.AddressUsage(ctx, m.first, m.last)
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ func (m *IPAM) exhausted(ctx context.Context, r store.Reader) error {
 // Release frees env's address inside tx, at now, which starts its
 // quarantine. An address another environment holds is left alone; one
 // with no record (handed out before records were kept) is recorded freed.
-func (m *IPAM) Release(ctx context.Context, tx store.Tx, env apiv1.Environment, now time.Time) error {
+func (m *Allocator) Release(ctx context.Context, tx store.Tx, env apiv1.Environment, now time.Time) error {
 	a, err := netip.ParseAddr(env.Enforcement.Address)
 	if err != nil {
 		return nil // never allocated
@@ -208,7 +208,7 @@ func (m *IPAM) Release(ctx context.Context, tx store.Tx, env apiv1.Environment, 
 // has, inside tx, at now: environments are the truth, and a store written
 // before addresses had records gets them here, at start. A record of
 // another address held by the same environment is freed (so quarantined).
-func (m *IPAM) Adopt(ctx context.Context, tx store.Tx, envs []apiv1.Environment, now time.Time) error {
+func (m *Allocator) Adopt(ctx context.Context, tx store.Tx, envs []apiv1.Environment, now time.Time) error {
 	for _, e := range envs {
 		a, err := netip.ParseAddr(e.Enforcement.Address)
 		if err != nil {
@@ -236,7 +236,7 @@ func (m *IPAM) Adopt(ctx context.Context, tx store.Tx, envs []apiv1.Environment,
 }
 
 // freeHeldBy frees whatever record says environment id holds it.
-func (m *IPAM) freeHeldBy(ctx context.Context, tx store.Tx, id string, now time.Time) error {
+func (m *Allocator) freeHeldBy(ctx context.Context, tx store.Tx, id string, now time.Time) error {
 	for _, all := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
 		recs, err := tx.ListAddresses(ctx, store.AddressQuery{First: all.Addr(), Last: lastAddr(all), EnvironmentID: id})
 		if err != nil {
@@ -264,7 +264,7 @@ type Holder struct {
 // peer's CIDR covers, less its exceptions: IPv4 addresses, and with a
 // companion pool their IPv6 companions. more reports that there may be
 // others beyond limit.
-func (m *IPAM) Covered(ctx context.Context, r store.Reader, peer apiv1.Peer, project string, limit int) (holders []Holder, more bool, err error) {
+func (m *Allocator) Covered(ctx context.Context, r store.Reader, peer apiv1.Peer, project string, limit int) (holders []Holder, more bool, err error) {
 	cidr, err := netip.ParsePrefix(peer.CIDR)
 	if err != nil {
 		return nil, false, nil // not a CIDR peer
@@ -311,7 +311,7 @@ const coverageScan = 100
 // environment of project) that cover environments of other projects, with
 // policy.Coverage, and adds their warnings to the rules. sees tells which
 // projects the caller may see named.
-func (m *IPAM) FlagCoverage(ctx context.Context, r store.Reader, eff *apiv1.EffectivePolicy, project string, sees func(projectID string) bool) error {
+func (m *Allocator) FlagCoverage(ctx context.Context, r store.Reader, eff *apiv1.EffectivePolicy, project string, sees func(projectID string) bool) error {
 	seen := map[string]*apiv1.CIDRCoverage{}
 	for _, rules := range [][]apiv1.EffectiveRule{eff.Ingress, eff.Egress} {
 		for i := range rules {
@@ -352,7 +352,7 @@ type addrRange struct {
 
 // ranges are the ranges of allocated addresses whose own address, or
 // IPv6 companion, cidr contains.
-func (m *IPAM) ranges(cidr netip.Prefix) []addrRange {
+func (m *Allocator) ranges(cidr netip.Prefix) []addrRange {
 	if !m.pool6.IsValid() || cidr.Addr().Is4() {
 		return []addrRange{{first: cidr.Addr(), last: lastAddr(cidr)}}
 	}
@@ -372,7 +372,7 @@ func (m *IPAM) ranges(cidr netip.Prefix) []addrRange {
 }
 
 // companion is a's IPv6 companion in pool6.
-func (m *IPAM) companion(a netip.Addr) netip.Addr {
+func (m *Allocator) companion(a netip.Addr) netip.Addr {
 	b := m.pool6.Addr().As16()
 	v4 := a.As4()
 	copy(b[12:], v4[:])

@@ -1,11 +1,9 @@
-package reconcile
+package control
 
 import (
 	"context"
 	"errors"
 	"slices"
-
-	"github.com/google/uuid"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
@@ -18,11 +16,6 @@ import (
 // applies. The policy package decides; these functions only fetch what it
 // needs, listing environments by label so a large project is not read
 // whole when a selector picks a few.
-
-// NewID returns a time-sortable id with a type prefix ("env_", "evt_"...).
-func NewID(prefix string) string {
-	return prefix + uuid.Must(uuid.NewV7()).String()
-}
 
 // ProjectPolicies returns every policy of a project.
 func ProjectPolicies(ctx context.Context, r store.Reader, projectID string) ([]apiv1.Policy, error) {

@@ -1,4 +1,4 @@
-package reconcile
+package ipam
 
 import (
 	"context"
@@ -14,18 +14,18 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
-// ipamLab is an IPAM over a real SQLite file, with a clock the test moves.
+// ipamLab is an allocator over a real SQLite file, with a clock the test moves.
 type ipamLab struct {
 	t    *testing.T
 	path string
 	st   *store.SQLite
-	m    *IPAM
+	m    *Allocator
 	now  time.Time
 }
 
 func newIPAMLab(t *testing.T, pool string, quarantine time.Duration) *ipamLab {
 	t.Helper()
-	m, err := NewIPAM(pool, quarantine)
+	m, err := New(pool, quarantine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func (l *ipamLab) open() {
 	l.st = st
 }
 
-// reopen closes the store and opens the file again with a new IPAM, as a
+// reopen closes the store and opens the file again with a new allocator, as a
 // restart of isolationd does.
 func (l *ipamLab) reopen() {
 	l.t.Helper()
@@ -52,7 +52,7 @@ func (l *ipamLab) reopen() {
 		l.t.Fatal(err)
 	}
 	l.open()
-	m, err := NewIPAM(l.m.pool.String(), l.m.quarantine)
+	m, err := New(l.m.pool.String(), l.m.quarantine)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -105,13 +105,13 @@ func TestIPAM_HandsOutUsableAddressesInOrderUntilThePoolIsExhausted(t *testing.T
 	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "198.18.0.0/30") || !strings.Contains(err.Error(), "held by an environment (2)") {
 		t.Fatalf("third allocation: %v, want ErrPoolExhausted naming the pool and the 2 addresses held", err)
 	}
-	if _, err := NewIPAM("10.0.0.1/8", 0); err == nil {
+	if _, err := New("10.0.0.1/8", 0); err == nil {
 		t.Fatal("a pool with host bits set was accepted")
 	}
-	if _, err := NewIPAM("::ffff:198.18.0.0/112", 0); err == nil {
+	if _, err := New("::ffff:198.18.0.0/112", 0); err == nil {
 		t.Fatal("an IPv4-mapped IPv6 pool was accepted")
 	}
-	if _, err := NewIPAM("198.18.0.0/24", -time.Second); err == nil {
+	if _, err := New("198.18.0.0/24", -time.Second); err == nil {
 		t.Fatal("a negative quarantine was accepted")
 	}
 }
