@@ -22,21 +22,40 @@ output "policy_id" {
   value       = isolation_policy.app.id
 }
 
+# Each rule of the database's effective policy in words: its peers (a CIDR
+# with the ranges carved out of it, or the environments a selector matches
+# now) and its ports.
+locals {
+  db_rules = {
+    for direction, rules in {
+      ingress = data.isolation_effective_policy.db.ingress
+      egress  = data.isolation_effective_policy.db.egress
+      } : direction => [
+      for rule in rules : {
+        peers = [
+          for peer in rule.peers : (
+            peer.cidr == null ? join(",", peer.environments[*].name) :
+            try(length(peer.except), 0) == 0 ? peer.cidr :
+            "${peer.cidr} except ${join(", ", sort(peer.except))}"
+          )
+        ]
+        ports = [
+          for port in rule.ports : (
+            port.port == null ? port.protocol :
+            port.end_port == null ? "${port.protocol}/${port.port}" :
+            "${port.protocol}/${port.port}-${port.end_port}"
+          )
+        ]
+      }
+    ]
+  }
+}
+
 output "db_effective_policy" {
   description = "The policies that select the database and the traffic they allow it."
   value = {
     policies = data.isolation_effective_policy.db.policies[*].name
-    ingress = [
-      for rule in data.isolation_effective_policy.db.ingress : {
-        from  = [for peer in rule.peers : peer.cidr != null ? peer.cidr : join(",", peer.environments[*].name)]
-        ports = [for port in rule.ports : "${port.protocol}/${port.port}"]
-      }
-    ]
-    egress = [
-      for rule in data.isolation_effective_policy.db.egress : {
-        to    = [for peer in rule.peers : peer.cidr != null ? peer.cidr : join(",", peer.environments[*].name)]
-        ports = [for port in rule.ports : "${port.protocol}/${port.port}"]
-      }
-    ]
+    ingress  = [for rule in local.db_rules.ingress : { from = rule.peers, ports = rule.ports }]
+    egress   = [for rule in local.db_rules.egress : { to = rule.peers, ports = rule.ports }]
   }
 }

@@ -59,6 +59,17 @@ func TestAccQuickstart_AppliesWithAnEmptyPlanAndShowsTheEffectivePolicy(t *testi
 					}),
 				})),
 				statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("egress"), knownvalue.ListSizeExact(2)),
+				// In either order: the policy's rules are a set.
+				statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
+					knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"to":    knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api"), knownvalue.StringExact("db")}),
+						"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/5432")}),
+					}),
+					knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"to":    knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("0.0.0.0/0 except 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16")}),
+						"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/443")}),
+					}),
+				})),
 			},
 		}},
 	})
