@@ -163,11 +163,6 @@ func (a *API) Drain(ctx context.Context) error { return a.denials.stop(ctx) }
 // trail right after refused requests).
 func (a *API) FlushDenials(ctx context.Context) error { return a.denials.flush(ctx) }
 
-// ObserveReconcile records a reconcile pass in the API's metrics.
-func (a *API) ObserveReconcile(outcome string, d time.Duration) {
-	a.metrics.reconcile.WithLabelValues(outcome).Observe(d.Seconds())
-}
-
 // InvalidateToken drops a token from the authentication cache (on revocation).
 func (a *API) InvalidateToken(id string) { a.tokens.invalidate(id) }
 

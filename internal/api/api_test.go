@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
@@ -338,13 +340,16 @@ func TestEnvironment_Lifecycle(t *testing.T) {
 }
 
 func TestEnvironment_TTLExpiryTearsDownAndIsAudited(t *testing.T) {
-	h := newHarness(t)
+	clock := clockwork.NewFakeClockAt(time.Now().UTC())
+	h := newHarness(t, func(c *server.Config) { c.Clock = clock })
 	p := h.project("payments")
 	var env apiv1.Environment
 	h.do("POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "short", TTLSeconds: ptr(int64(1))}).json(t, 202, &env)
 	if env.ExpiresAt == nil || env.TTLSeconds == nil || *env.TTLSeconds != 1 {
 		t.Fatalf("created: %+v", env)
 	}
+	h.wait(env.ID, "ready") // the pass that made it ready had armed its deadline
+	clock.Advance(time.Second)
 	_, r := h.wait(env.ID, "deleted")
 	r.problem(t, 404, "not-found", "")
 	var evs apiv1.List[apiv1.AuditEvent]

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
@@ -181,13 +183,14 @@ func TestTokens_RevocationEndsTheWaitsAndWatchesTheTokenOpened(t *testing.T) {
 }
 
 func TestTokens_ExpiredTokensAreRefused(t *testing.T) {
-	h := newHarness(t)
-	exp := time.Now().Add(1500 * time.Millisecond)
+	clock := clockwork.NewFakeClockAt(time.Now().UTC())
+	h := newHarness(t, func(c *server.Config) { c.Clock = clock })
+	exp := clock.Now().Add(1500 * time.Millisecond)
 	tc := h.apiToken("brief", apiv1.RoleAuditor, "")
 	var brief apiv1.TokenCreated
 	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "briefer", Role: apiv1.RoleAuditor, ExpiresAt: &exp}).json(t, 201, &brief)
 	h.do("GET", "/v1/projects", nil, bearer(brief.Secret)...).json(t, 200, nil)
-	<-time.After(time.Until(exp)) // the token's lifetime, not a synchronisation
+	clock.Advance(1500 * time.Millisecond) // the token's lifetime
 	h.do("GET", "/v1/projects", nil, bearer(brief.Secret)...).problem(t, 401, "unauthorized", "")
 	h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).json(t, 200, nil)
 
