@@ -2,11 +2,15 @@ package api
 
 import (
 	"container/list"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 )
 
 // maxAnonBuckets bounds the per-address buckets of unauthenticated
@@ -38,6 +42,21 @@ type anonLimiter struct {
 type anonBucket struct {
 	key netip.Prefix
 	b   *rate.Limiter
+}
+
+// anonRateLimit spends one request of the address's budget for a request
+// refused for want of a valid token (reason says why). Once the budget is
+// spent, it audits the refusal as a 429 and returns the problem to answer
+// with; otherwise nil, and the refusal stays a 401.
+func (a *API) anonRateLimit(r *http.Request, reason string) *problem.Error {
+	delay, ok := a.anon.allow(requestInfoFrom(r.Context()).source.IP, a.now())
+	if ok {
+		return nil
+	}
+	e := problem.New(problem.RateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay")
+	e.RetryAfter = delay
+	a.refused(r, actionDenied, apiv1.OutcomeDenied, httpStatus(e), "rate limit of unauthenticated requests of the address exceeded: "+reason)
+	return e
 }
 
 func newAnonLimiter(l RateLimit) *anonLimiter {
