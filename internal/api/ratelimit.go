@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/time/rate"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
@@ -42,14 +43,15 @@ func (l RateLimit) bucket() *rate.Limiter {
 
 // limiter holds one token bucket per API token, sized by the token's role.
 type limiter struct {
+	clock    clockwork.Clock
 	fallback RateLimit
 	perRole  map[string]RateLimit
 	mu       sync.Mutex
 	perID    map[string]*rate.Limiter
 }
 
-func newLimiter(fallback RateLimit, perRole map[string]RateLimit) *limiter {
-	return &limiter{fallback: fallback, perRole: perRole, perID: map[string]*rate.Limiter{}}
+func newLimiter(clock clockwork.Clock, fallback RateLimit, perRole map[string]RateLimit) *limiter {
+	return &limiter{clock: clock, fallback: fallback, perRole: perRole, perID: map[string]*rate.Limiter{}}
 }
 
 // limitOf is the limit of a role: its own when configured, else the fallback.
@@ -74,7 +76,12 @@ func (l *limiter) allow(id, role string) (time.Duration, bool) {
 		l.perID[id] = b
 	}
 	l.mu.Unlock()
-	now := time.Now()
+	return take(b, l.clock.Now())
+}
+
+// take takes one request from bucket b at now, or says how long until
+// one is available (the delay its reservation would have had).
+func take(b *rate.Limiter, now time.Time) (time.Duration, bool) {
 	res := b.ReserveN(now, 1)
 	if d := res.DelayFrom(now); d > 0 {
 		res.CancelAt(now)

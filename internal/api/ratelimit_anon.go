@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/time/rate"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -31,6 +32,7 @@ const maxAnonBuckets = 10000
 // busy and new addresses share one overflow bucket, so that a flood of
 // fresh addresses gets no more than one bucket's rate.
 type anonLimiter struct {
+	clock clockwork.Clock
 	limit RateLimit
 
 	mu       sync.Mutex
@@ -49,7 +51,7 @@ type anonBucket struct {
 // spent, it audits the refusal as a 429 and returns the problem to answer
 // with; otherwise nil, and the refusal stays a 401.
 func (a *API) anonRateLimit(r *http.Request, reason string) *problem.Error {
-	delay, ok := a.anon.allow(requestInfoFrom(r.Context()).source.IP, a.now())
+	delay, ok := a.anon.allow(requestInfoFrom(r.Context()).source.IP)
 	if ok {
 		return nil
 	}
@@ -59,8 +61,8 @@ func (a *API) anonRateLimit(r *http.Request, reason string) *problem.Error {
 	return e
 }
 
-func newAnonLimiter(l RateLimit) *anonLimiter {
-	a := &anonLimiter{limit: l, lru: list.New(), byKey: map[netip.Prefix]*list.Element{}}
+func newAnonLimiter(clock clockwork.Clock, l RateLimit) *anonLimiter {
+	a := &anonLimiter{clock: clock, limit: l, lru: list.New(), byKey: map[netip.Prefix]*list.Element{}}
 	if l.PerSecond > 0 {
 		a.overflow = l.bucket()
 	}
@@ -83,22 +85,17 @@ func anonKey(ip string) netip.Prefix {
 	return p
 }
 
-// allow takes one request of ip's bucket at now, or says how long until
-// one is available.
-func (a *anonLimiter) allow(ip string, now time.Time) (time.Duration, bool) {
+// allow takes one request of ip's bucket, or says how long until one is
+// available.
+func (a *anonLimiter) allow(ip string) (time.Duration, bool) {
 	if a.limit.PerSecond <= 0 {
 		return 0, true
 	}
-	key := anonKey(ip)
+	now := a.clock.Now()
 	a.mu.Lock()
-	b := a.bucketLocked(key, now)
+	b := a.bucketLocked(anonKey(ip), now)
 	a.mu.Unlock()
-	res := b.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return d, false
-	}
-	return 0, true
+	return take(b, now)
 }
 
 func (a *anonLimiter) bucketLocked(key netip.Prefix, now time.Time) *rate.Limiter {
