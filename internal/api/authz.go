@@ -126,5 +126,6 @@ func refusalProblem(r *http.Request, why auth.Refusal, reason string) *problem.E
 	case auth.OutOfScope:
 		return problem.NoSuch(string(requestInfoFrom(r.Context()).perm.Resource), idFromPath(r))
 	}
+	// Forbidden, and any refusal not named above: the reason says why.
 	return problem.New(problem.Forbidden, "%s", reason)
 }
