@@ -44,7 +44,7 @@ func (s *Service) Allocate(ctx context.Context, cause, id string) (failed string
 	err = s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
 		failed = ""
 		st := step{reconcile: []string{id}}
-		if cur.Enforcement.Address != "" || !transient(cur.State) {
+		if cur.Enforcement.Address != "" || !apiv1.StateIsTransient(cur.State) {
 			return st, nil
 		}
 		before := *cur
@@ -79,7 +79,7 @@ func (s *Service) Allocate(ctx context.Context, cause, id string) (failed string
 func (s *Service) Enforced(ctx context.Context, cause, id string, a Applied) (again bool, err error) {
 	err = s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
 		again = false
-		if !transient(cur.State) && cur.State != apiv1.StateReady {
+		if !apiv1.StateIsTransient(cur.State) && cur.State != apiv1.StateReady {
 			return step{}, nil
 		}
 		before := *cur
@@ -116,7 +116,7 @@ func (s *Service) Enforced(ctx context.Context, cause, id string, a Applied) (ag
 // enforced, with msg. The same reason again audits nothing.
 func (s *Service) EnforceFailed(ctx context.Context, cause, id, msg string) error {
 	return s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
-		if !transient(cur.State) && cur.State != apiv1.StateReady {
+		if !apiv1.StateIsTransient(cur.State) && cur.State != apiv1.StateReady {
 			return step{}, nil
 		}
 		same := cur.Enforcement.Message == msg
@@ -133,7 +133,7 @@ func (s *Service) EnforceFailed(ctx context.Context, cause, id, msg string) erro
 // server observed.
 func (s *Service) Fail(ctx context.Context, cause, id, msg string) error {
 	return s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
-		if !transient(cur.State) && cur.State != apiv1.StateReady {
+		if !apiv1.StateIsTransient(cur.State) && cur.State != apiv1.StateReady {
 			return step{}, nil
 		}
 		return fail(cur, msg), nil
@@ -154,7 +154,7 @@ func fail(cur *apiv1.Environment, msg string) step {
 func (s *Service) Expire(ctx context.Context, cause, id string) error {
 	return s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
 		st := step{reconcile: []string{id}}
-		if cur.ExpiresAt == nil || s.clock.Now().Before(*cur.ExpiresAt) || cur.State == apiv1.StateDeleting || cur.State == apiv1.StateExpired {
+		if cur.ExpiresAt == nil || s.clock.Now().Before(*cur.ExpiresAt) || apiv1.StateIsLeaving(cur.State) {
 			return st, nil
 		}
 		before := *cur
@@ -176,7 +176,7 @@ func (s *Service) Expire(ctx context.Context, cause, id string) error {
 // An environment already gone is store.ErrNotFound.
 func (s *Service) Remove(ctx context.Context, cause, id string) error {
 	return s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
-		if cur.State != apiv1.StateDeleting && cur.State != apiv1.StateExpired {
+		if !apiv1.StateIsLeaving(cur.State) {
 			return step{}, nil
 		}
 		owned, _, err := tx.ListPolicies(ctx, store.ListQuery{Owner: cur.ID, Limit: store.MaxLimit})
@@ -305,11 +305,6 @@ func reconcile(tx store.Tx, cause string, ids []string) {
 	if len(ids) > 0 {
 		tx.Reconcile(cause, ids...)
 	}
-}
-
-// transient reports whether a state is on its way to ready.
-func transient(state string) bool {
-	return state == apiv1.StatePending || state == apiv1.StateProvisioning || state == apiv1.StateUpdating
 }
 
 func ttlText(ttl *int64) string {

@@ -435,7 +435,7 @@ func (r *Reconciler) enforceFailed(p pass, env apiv1.Environment, step string, e
 	}
 	msg := step + ": " + err.Error()
 	attempt, delay := r.failed(env.ID)
-	if creating(env.State) && attempt >= r.opts.ProvisionAttempts {
+	if apiv1.StateIsCreating(env.State) && attempt >= r.opts.ProvisionAttempts {
 		return r.fail(p, env.ID, fmt.Sprintf("%s (gave up after %d attempts)", msg, attempt))
 	}
 	cerr := r.ctl.EnforceFailed(p.ctx, p.cause.requestID, env.ID, msg)
@@ -545,10 +545,4 @@ func (r *Reconciler) forget(id string) {
 	delete(r.applied, id)
 	delete(r.failures, id)
 	r.mu.Unlock()
-}
-
-// creating reports whether an environment has not been ready yet since it
-// was created, which is when a failure to provision it fails it.
-func creating(state string) bool {
-	return state == apiv1.StatePending || state == apiv1.StateProvisioning
 }

@@ -213,7 +213,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.reconciler = reconcile.New(reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Logger: cfg.Logger, Registry: registry})
 	hub := reconcile.NewHub()
 	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Logger: cfg.Logger, Now: cfg.Clock.Now, IPAM: ipam,
+		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Logger: cfg.Logger, Clock: cfg.Clock, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
 		Registry: registry, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
