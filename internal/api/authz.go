@@ -8,6 +8,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -50,7 +51,7 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 			projectID = auth.OrgScope
 		}
 	case ScopeBody:
-		projectID, err = bodyProject(r)
+		projectID = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Audited like an out-of-scope 404, so that the two cost the same.
@@ -63,21 +64,17 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	return a.decide(r, perm, projectID, id)
 }
 
-// bodyProject is the project_id of a JSON body, "" when there is none or
-// the body does not decode: the handler's strict decoding then answers
-// 400, and the role alone has been checked.
-func bodyProject(r *http.Request) (string, error) {
-	body, err := readBody(r)
-	if err != nil {
-		return "", err
-	}
+// bodyProject is the project_id of the JSON body route read, "" when
+// there is none or the body does not decode: the handler's strict
+// decoding then answers 400, and the role alone has been checked.
+func bodyProject(r *http.Request) string {
 	var in struct {
 		ProjectID string `json:"project_id"`
 	}
-	if json.Unmarshal(body, &in) != nil {
-		return "", nil
+	if json.Unmarshal(requestInfoFrom(r.Context()).body, &in) != nil {
+		return ""
 	}
-	return in.ProjectID, nil
+	return in.ProjectID
 }
 
 func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
@@ -96,7 +93,7 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 	}
 	// Out of scope answers exactly as a missing object does.
 	if perm.Scope == ScopeBody {
-		return noSuchProject(projectID)
+		return control.NoSuchProject(projectID)
 	}
 	return problem.NoSuch(string(perm.Resource), id)
 }
@@ -130,7 +127,7 @@ func (a *API) deny(r *http.Request, status int, reason string) *problem.Error {
 // with every request-derived field cut to MaxFieldBytes.
 func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
 	info := requestInfoFrom(r.Context())
-	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
+	ev := a.control.Event(a.call(r, status), action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome)
 	ev.Reason = truncateField(reason)
 	alone := a.denials.record(ev)
 	msg := "request denied"

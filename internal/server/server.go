@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
@@ -195,27 +196,42 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	audited := func(ev apiv1.AuditEvent) {
-		if trail == nil {
-			return
-		}
-		if err := trail.Write(context.Background(), ev); err != nil {
-			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
-		}
+	// The audit sink learns of every event from the store's commits,
+	// whoever appended it.
+	if trail != nil {
+		s.store.Subscribe(func(c store.Commit) {
+			for _, ev := range c.Events {
+				if err := trail.Write(context.Background(), ev); err != nil {
+					s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
+				}
+			}
+		})
 	}
-	if err := s.ensureAdminToken(ctx, audited); err != nil {
+	if err := s.ensureAdminToken(ctx, func(apiv1.AuditEvent) {}); err != nil {
 		return nil, err
 	}
 
-	hub := reconcile.NewHub()
+	var clock clockwork.Clock
+	if cfg.Now != nil {
+		clock = nowClock{Clock: clockwork.NewRealClock(), now: cfg.Now}
+	}
+	ctl := control.New(control.Options{Store: s.store, Clock: clock, Driver: s.driver.Name(), DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota})
+	// The reconciler's own hub has no waiters: the API's hub learns of
+	// its changes from the store's commits.
 	s.reconciler = reconcile.New(reconcile.Options{
-		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited, Now: cfg.Now,
+		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: reconcile.NewHub(), Logger: cfg.Logger, Now: cfg.Now,
 		Observe: func(outcome string, d time.Duration) { s.api.ObserveReconcile(outcome, d) },
 	})
 	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
+		Store: s.store, Control: ctl, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: prometheus.NewRegistry(), DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
+		Registry: prometheus.NewRegistry(),
+	})
+	s.store.Subscribe(s.api.Committed)
+	s.store.Subscribe(func(c store.Commit) {
+		if len(c.Reconcile) > 0 {
+			s.reconciler.Enqueue(c.Cause, c.Reconcile...)
+		}
 	})
 	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
 	if err := s.reconciler.Start(ctx); err != nil {
@@ -528,6 +544,15 @@ func serverEvent(action string, t apiv1.Token, reason string) apiv1.AuditEvent {
 		Reason: reason, Changes: &apiv1.Changes{After: t},
 	}
 }
+
+// nowClock is the real clock read through Config.Now, until the
+// configuration takes a clock of its own.
+type nowClock struct {
+	clockwork.Clock
+	now func() time.Time
+}
+
+func (c nowClock) Now() time.Time { return c.now() }
 
 // writeSecret creates path with mode 0600, failing if it exists.
 func writeSecret(path, secret string) error {
