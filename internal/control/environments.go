@@ -150,15 +150,9 @@ func resources(r apiv1.Resources, spec *apiv1.ResourcesSpec) apiv1.Resources {
 	if spec == nil {
 		return r
 	}
-	if spec.CPUMillis != nil {
-		r.CPUMillis = *spec.CPUMillis
-	}
-	if spec.MemoryMB != nil {
-		r.MemoryMB = *spec.MemoryMB
-	}
-	if spec.DiskGB != nil {
-		r.DiskGB = *spec.DiskGB
-	}
+	setIfPresent(&r.CPUMillis, spec.CPUMillis)
+	setIfPresent(&r.MemoryMB, spec.MemoryMB)
+	setIfPresent(&r.DiskGB, spec.DiskGB)
 	return r
 }
 
