@@ -152,7 +152,7 @@ func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	notYet := problem.New(problem.State, "environment %q is %s and not provisioned yet; wait for state ready (GET /v1/environments/%s?wait_for=ready)", e.ID, e.State, e.ID)
-	if e.Enforcement.Address == "" || e.State == apiv1.StatePending || e.State == apiv1.StateProvisioning {
+	if e.Enforcement.Address == "" || apiv1.StateIsCreating(e.State) {
 		return notYet
 	}
 	res, err := a.driver.Check(r.Context(), e.ID, in)

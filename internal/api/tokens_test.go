@@ -355,24 +355,6 @@ func TestRateLimit_IsPerRoleWithRetryAfterFromTheBucketAndAudited(t *testing.T) 
 	}
 }
 
-func TestParseRoleRateLimits(t *testing.T) {
-	t.Parallel()
-	got, err := api.ParseRoleRateLimits(" viewer=5, editor=20:40,admin=0 ")
-	must(t, err)
-	want := map[string]api.RateLimit{"viewer": {PerSecond: 5}, "editor": {PerSecond: 20, Burst: 40}, "admin": {}}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Fatalf("(-want +got):\n%s", diff)
-	}
-	if got, err := api.ParseRoleRateLimits(""); err != nil || len(got) != 0 {
-		t.Fatalf("empty: %v %v", got, err)
-	}
-	for _, bad := range []string{"owner=5", "viewer", "viewer=fast", "viewer=-1", "viewer=5:0", "viewer=5:x", "viewer=1,viewer=2", "viewer=NaN"} {
-		if _, err := api.ParseRoleRateLimits(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 // TestSecrets_NeverInLogsAuditEventsOrResponses runs token creation, use,
 // denials of every kind and revocation with debug logging, and scans the
 // server's log, the audit sink, the stored audit trail, every response

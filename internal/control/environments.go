@@ -69,7 +69,7 @@ func (s *Service) updateEnvironment(ctx context.Context, tx store.Tx, c Call, id
 	if err := writable(c, err, "environment", id, cur.Generation); err != nil {
 		return cur, cur, nil, err
 	}
-	if gone(cur.State) {
+	if apiv1.StateIsLeaving(cur.State) {
 		return cur, cur, nil, problem.New(problem.State, "environment %q is %s; it cannot be changed", id, cur.State)
 	}
 	next := cur
@@ -111,7 +111,7 @@ func (s *Service) DeleteEnvironment(ctx context.Context, c Call, id string) (api
 		if err := writable(c, err, "environment", id, cur.Generation); err != nil {
 			return change[apiv1.Environment]{}, err
 		}
-		if gone(cur.State) {
+		if apiv1.StateIsLeaving(cur.State) {
 			return change[apiv1.Environment]{}, problem.New(problem.State, "environment %q is already %s", id, cur.State)
 		}
 		next := cur
@@ -166,6 +166,3 @@ func setTTL(e *apiv1.Environment, ttl *int64, now time.Time) {
 	exp := now.Add(time.Duration(t) * time.Second)
 	e.TTLSeconds, e.ExpiresAt = &t, &exp
 }
-
-// gone reports whether an environment is on its way out.
-func gone(state string) bool { return state == apiv1.StateDeleting || state == apiv1.StateExpired }

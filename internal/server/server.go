@@ -36,9 +36,8 @@ import (
 
 // Defaults.
 const (
-	DefaultAddressPool = "10.200.0.0/16"
-	DatabaseFile       = "isolationd.db"
-	AdminTokenFile     = "admin.token"
+	DatabaseFile   = "isolationd.db"
+	AdminTokenFile = "admin.token"
 	// BootstrapTokenName names the admin token the server keeps for the
 	// bootstrap secret.
 	BootstrapTokenName = "bootstrap-admin"
@@ -50,7 +49,7 @@ type Config struct {
 	DataDir        string // SQLite file and admin.token live here
 	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
 	Driver         string // "simulate" (default) or "netns"
-	AddressPool    string // CIDR; default 10.200.0.0/16
+	AddressPool    string // CIDR; default apiv1.DefaultAddressPool
 	// AddressPool6, with the netns driver, gives every environment an IPv6
 	// address too: this prefix (at most /96) with the environment's IPv4
 	// address in its low 32 bits. "" means IPv4 only.
@@ -63,7 +62,7 @@ type Config struct {
 	RateLimit   float64 // requests/s per token; 0 = off
 	RateBurst   int
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
-	// (api.ParseRoleRateLimits reads the --rate-limit-role flag).
+	// (isolationd's --rate-limit-role flag).
 	RoleRateLimits map[string]api.RateLimit
 	// AnonRateLimit limits requests without a token the server knows, per
 	// client address (IPv6: per /64); zero is no limit.
@@ -132,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cfg.Driver = simulate.Name
 	}
 	if cfg.AddressPool == "" {
-		cfg.AddressPool = DefaultAddressPool
+		cfg.AddressPool = apiv1.DefaultAddressPool
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
