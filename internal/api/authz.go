@@ -7,6 +7,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -49,7 +50,7 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 			projectID = auth.OrgScope
 		}
 	case ScopeBody:
-		projectID, err = bodyProject(r)
+		projectID = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Audited like an out-of-scope 404, so that the two cost the same.
@@ -62,21 +63,17 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	return a.decide(r, perm, projectID)
 }
 
-// bodyProject is the project_id of a JSON body, "" when there is none or
-// the body does not decode: the handler's strict decoding then answers
-// 400, and the role alone has been checked.
-func bodyProject(r *http.Request) (string, error) {
-	body, err := readBody(r)
-	if err != nil {
-		return "", err
-	}
+// bodyProject is the project_id of the JSON body route read, "" when
+// there is none or the body does not decode: the handler's strict
+// decoding then answers 400, and the role alone has been checked.
+func bodyProject(r *http.Request) string {
 	var in struct {
 		ProjectID string `json:"project_id"`
 	}
-	if json.Unmarshal(body, &in) != nil {
-		return "", nil
+	if json.Unmarshal(requestInfoFrom(r.Context()).body, &in) != nil {
+		return ""
 	}
-	return in.ProjectID, nil
+	return in.ProjectID
 }
 
 // decide asks auth.Decide and answers its refusal. An out-of-scope
@@ -95,7 +92,7 @@ func (a *API) decide(r *http.Request, perm Perm, projectID string) error {
 	err := a.deny(r, d.Refusal, reason)
 	if d.Refusal == auth.OutOfScope && perm.Scope == ScopeBody {
 		// The body named the project: it is what does not exist.
-		return noSuchProject(projectID)
+		return control.NoSuchProject(projectID)
 	}
 	return err
 }

@@ -12,7 +12,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -50,30 +53,12 @@ func TestTruncateField_CutsToValidUTF8WithAMarkAndKeepsShortValues(t *testing.T)
 	}
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // denialRig is the aggregator on a real SQLite store with a fake clock.
 type denialRig struct {
 	t       *testing.T
 	st      *store.SQLite
 	d       *denials
-	clock   *fakeClock
+	clock   *clockwork.FakeClock
 	mu      sync.Mutex
 	audited []apiv1.AuditEvent
 }
@@ -84,12 +69,14 @@ func newDenialRig(t *testing.T) *denialRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rig := &denialRig{t: t, st: st, clock: &fakeClock{now: time.Date(2026, 12, 1, 10, 0, 5, 0, time.UTC)}}
-	rig.d = newDenials(st, func(ev apiv1.AuditEvent) {
+	rig := &denialRig{t: t, st: st, clock: clockwork.NewFakeClockAt(time.Date(2026, 12, 1, 10, 0, 5, 0, time.UTC))}
+	// The sink's view: what the store announces it appended.
+	st.Subscribe(func(c store.Commit) {
 		rig.mu.Lock()
 		defer rig.mu.Unlock()
-		rig.audited = append(rig.audited, ev)
-	}, rig.clock.Now, slog.New(slog.DiscardHandler))
+		rig.audited = append(rig.audited, c.Events...)
+	})
+	rig.d = newDenials(control.New(control.Options{Store: st, Clock: rig.clock}), slog.New(slog.DiscardHandler))
 	t.Cleanup(func() {
 		rig.d.stop(context.Background())
 		st.Close()
@@ -103,7 +90,7 @@ func (rig *denialRig) deny(ip, reason string, status int) {
 		Actor: apiv1.Actor{Name: "anonymous"}, Source: apiv1.Source{IP: ip, UserAgent: "ua"},
 		Action: actionDenied, Outcome: apiv1.OutcomeDenied, StatusCode: status, Reason: reason,
 	})
-	rig.clock.Add(time.Millisecond)
+	rig.clock.Advance(time.Millisecond)
 }
 
 func (rig *denialRig) events() []apiv1.AuditEvent {
@@ -165,7 +152,7 @@ func TestDenials_FirstOfAMinuteIsAppendedAloneTheRestCountedUntilTheMinuteCloses
 	}
 
 	// The next minute's first refusal closes the last minute's windows.
-	rig.clock.Add(time.Minute)
+	rig.clock.Advance(time.Minute)
 	rig.deny("198.18.0.1", "no bearer token", 401)
 	rig.sync()
 	evs = rig.events()
@@ -198,7 +185,7 @@ func TestDenials_AMinuteWithNoLaterRefusalClosesOnTheClockAlone(t *testing.T) {
 	for range 3 {
 		rig.deny("198.18.0.1", "no bearer token", 401)
 	}
-	rig.clock.Add(time.Minute)
+	rig.clock.Advance(time.Minute)
 	// The goroutine closes the minute on its own wake-up; sync is one.
 	rig.sync()
 	if n, evs := total(t, rig.events()), rig.events(); n != 3 || len(evs) != 2 {

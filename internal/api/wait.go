@@ -82,6 +82,8 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := idFromPath(r)
+	// The request's own timeout is real time: it bounds how long a
+	// connection is held, whatever the server's clock says.
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	revoked := a.revocation(r)
@@ -180,6 +182,8 @@ func (a *API) expiry(r *http.Request) (fired <-chan time.Time, stop func() bool)
 	if at == nil {
 		return nil, func() bool { return false }
 	}
+	// The expiry is read on the server's clock; the wait for it runs on
+	// real time, like the request's timeout.
 	t := time.NewTimer(at.Sub(a.now()))
 	return t.C, t.Stop
 }

@@ -215,11 +215,6 @@ func (r *Reconciler) Committed(c store.Commit) {
 	r.queue.add(c.Cause, c.Reconcile...)
 }
 
-// Enqueue asks for the environments to be reconciled because of the API
-// request requestID. It stands in for the API's tx.Reconcile until every
-// API change asks through its transaction.
-func (r *Reconciler) Enqueue(requestID string, ids ...string) { r.queue.add(requestID, ids...) }
-
 // Stop lets the workers finish the environment in hand, then returns; what
 // is still queued is resumed by the next Start.
 func (r *Reconciler) Stop(ctx context.Context) error {

@@ -211,14 +211,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	registry := prometheus.NewRegistry()
 	s.reconciler = reconcile.New(reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Logger: cfg.Logger, Registry: registry})
-	hub := reconcile.NewHub()
 	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Logger: cfg.Logger, Clock: cfg.Clock, IPAM: ipam,
+		Store: s.store, Control: s.control, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: registry, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
+		Registry: registry,
 	})
 	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
-	s.subscribe(trail, hub)
+	s.subscribe(trail)
 
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return nil, err
@@ -402,7 +401,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // order), the API's waiters and the reconciler's queue (what it asks to
 // reconcile). The hub stands in for the API's own subscription until the
 // API takes the commits itself.
-func (s *Server) subscribe(trail *audit.InOrder, hub *reconcile.Hub) {
+func (s *Server) subscribe(trail *audit.InOrder) {
 	if trail != nil {
 		s.store.Subscribe(func(c store.Commit) {
 			for _, ev := range c.Events {
@@ -412,7 +411,7 @@ func (s *Server) subscribe(trail *audit.InOrder, hub *reconcile.Hub) {
 			}
 		})
 	}
-	s.store.Subscribe(func(c store.Commit) { hub.Notify(c.Environments...) })
+	s.store.Subscribe(s.api.Committed)
 	s.store.Subscribe(s.reconciler.Committed)
 }
 
