@@ -1,8 +1,11 @@
 // Package store persists isolationd's state: projects, environments,
 // policies, tokens, idempotency records and the audit chain. Every write
 // happens inside Update, so a change and its audit event commit together or
-// not at all. The SQLite implementation (sqlite.go) is the default; any
-// other implementation must pass the conformance suite in storetest.
+// not at all, and every commit is announced to the subscribers (Commit):
+// that is how the rest of the server learns of changes, and the seam
+// through which a store shared by several servers will announce theirs.
+// The SQLite implementation (sqlite.go) is the default; any other
+// implementation must pass the conformance suite in storetest.
 package store
 
 import (
