@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 )
 
-func TestEnvironmentsDataSource_ListsAProjectsEnvironmentsFilteredByLabels(t *testing.T) {
+func TestAccEnvironmentsDataSource_ListsAProjectsEnvironmentsFilteredByLabels(t *testing.T) {
 	name := accName("prj")
 	config := fmt.Sprintf(`
 resource "isolation_project" "p" {
@@ -53,26 +53,22 @@ data "isolation_environments" "none" {
   depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
 }
 `, name)
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{{
-			Config:           config,
-			ConfigPlanChecks: afterApply(),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownValue("data.isolation_environments.all", tfjsonpath.New("ids"), knownvalue.ListSizeExact(3)),
-				statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("ids"), knownvalue.ListSizeExact(1)),
-				statecheck.CompareValuePairs("data.isolation_environments.payments_dev", tfjsonpath.New("ids").AtSliceIndex(0),
-					"isolation_environment.api", tfjsonpath.New("id"), compare.ValuesSame()),
-				statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("environments"), knownvalue.ListExact([]knownvalue.Check{
-					knownvalue.ObjectPartial(map[string]knownvalue.Check{
-						"name":   knownvalue.StringExact("api"),
-						"state":  knownvalue.StringExact("ready"),
-						"labels": knownvalue.MapExact(map[string]knownvalue.Check{"team": knownvalue.StringExact("payments"), "tier": knownvalue.StringExact("dev")}),
-					}),
-				})),
-				statecheck.ExpectKnownValue("data.isolation_environments.none", tfjsonpath.New("environments"), knownvalue.ListSizeExact(0)),
-			},
-		}},
-	})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config:           config,
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue("data.isolation_environments.all", tfjsonpath.New("ids"), knownvalue.ListSizeExact(3)),
+			statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("ids"), knownvalue.ListSizeExact(1)),
+			statecheck.CompareValuePairs("data.isolation_environments.payments_dev", tfjsonpath.New("ids").AtSliceIndex(0),
+				"isolation_environment.api", tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("environments"), knownvalue.ListExact([]knownvalue.Check{
+				knownvalue.ObjectPartial(map[string]knownvalue.Check{
+					"name":   knownvalue.StringExact("api"),
+					"state":  knownvalue.StringExact("ready"),
+					"labels": knownvalue.MapExact(map[string]knownvalue.Check{"team": knownvalue.StringExact("payments"), "tier": knownvalue.StringExact("dev")}),
+				}),
+			})),
+			statecheck.ExpectKnownValue("data.isolation_environments.none", tfjsonpath.New("environments"), knownvalue.ListSizeExact(0)),
+		},
+	}}))
 }

@@ -12,7 +12,7 @@ import (
 
 // Not parallel: it sets the process-wide TF_LOG variables, which the
 // in-process provider's log sink and the Terraform CLI both read.
-func TestProvider_TokenNeverAppearsInTraceLogs(t *testing.T) {
+func TestAccProvider_TokenNeverAppearsInTraceLogs(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "trace.log")
 	t.Setenv("TF_LOG", "TRACE")          // the provider's log level (terraform-plugin-log sink)
 	t.Setenv("TF_ACC_LOG", "TRACE")      // the Terraform CLI's log level
@@ -37,21 +37,16 @@ provider "isolation" {
 `, testAccEndpoint) + environmentConfig(name, accName("prj"), "a", `
   name        = "traced"
   description = "updated"`)
-	resource.Test(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{Config: withEnvToken, ConfigPlanChecks: afterApply()},
-			{ResourceName: environmentAddr, ImportState: true, ImportStateVerify: true},
-			{Config: withConfigToken, ConfigPlanChecks: afterApply()},
-			{
-				// A failing call logs the server's problem; it must not carry the token either.
-				Config:      withConfigToken + `data "isolation_project" "missing" { name = "no-such-project" }`,
-				ExpectError: errorWith("no project is named"),
-			},
+	resource.Test(t, testAccCase(t, []resource.TestStep{
+		{Config: withEnvToken, ConfigPlanChecks: afterApply()},
+		{ResourceName: environmentAddr, ImportState: true, ImportStateVerify: true},
+		{Config: withConfigToken, ConfigPlanChecks: afterApply()},
+		{
+			// A failing call logs the server's problem; it must not carry the token either.
+			Config:      withConfigToken + `data "isolation_project" "missing" { name = "no-such-project" }`,
+			ExpectError: errorWith("no project is named"),
 		},
-	})
+	}))
 
 	raw, err := os.ReadFile(logFile)
 	if err != nil {

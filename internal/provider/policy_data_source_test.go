@@ -27,34 +27,30 @@ data "isolation_policy" "by_name" {
 			checks = append(checks, statecheck.CompareValuePairs(ds, tfjsonpath.New(attr), policyAddr, tfjsonpath.New(attr), compare.ValuesSame()))
 		}
 	}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
-			{
-				Config:      `data "isolation_policy" "neither" { project_id = "prj-x" }`,
-				PlanOnly:    true,
-				ExpectError: wordsRE(`Exactly one of these attributes must be configured: [id,name]`),
-			},
-			{
-				Config:            config,
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: checks,
-			},
-			{
-				Config: config + `
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:      `data "isolation_policy" "neither" { project_id = "prj-x" }`,
+			PlanOnly:    true,
+			ExpectError: errorWith(`Exactly one of these attributes must be configured: [id,name]`),
+		},
+		{
+			Config:            config,
+			ConfigPlanChecks:  afterApply(),
+			ConfigStateChecks: checks,
+		},
+		{
+			Config: config + `
 data "isolation_policy" "missing" {
   project_id = isolation_project.a.id
   name       = "no-such-policy"
 }
 `,
-				ExpectError: wordsRE(`has no policy named "no-such-policy"`),
-			},
-			{
-				// Back to a configuration that reads, for the final destroy.
-				Config:           config,
-				ConfigPlanChecks: afterApply(),
-			},
+			ExpectError: errorWith(`has no policy named "no-such-policy"`),
 		},
-	})
+		{
+			// Back to a configuration that reads, for the final destroy.
+			Config:           config,
+			ConfigPlanChecks: afterApply(),
+		},
+	}))
 }

@@ -11,13 +11,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 )
 
-func TestProjectDataSource_FindsAProjectByIDAndByName(t *testing.T) {
+func TestAccProjectDataSource_FindsAProjectByIDAndByName(t *testing.T) {
 	name := accName("prj")
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{{
-			Config: projectConfig(name, `
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: projectConfig(name, `
   description = "found"
   labels      = { team = "payments" }`) + `
 data "isolation_project" "by_id" {
@@ -28,31 +25,26 @@ data "isolation_project" "by_name" {
   name = isolation_project.test.name
 }
 `,
-			ConfigPlanChecks: afterApply(),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.CompareValuePairs("data.isolation_project.by_id", tfjsonpath.New("name"), projectAddr, tfjsonpath.New("name"), compare.ValuesSame()),
-				statecheck.CompareValuePairs("data.isolation_project.by_name", tfjsonpath.New("id"), projectAddr, tfjsonpath.New("id"), compare.ValuesSame()),
-				statecheck.ExpectKnownValue("data.isolation_project.by_name", tfjsonpath.New("description"), knownvalue.StringExact("found")),
-				statecheck.ExpectKnownValue("data.isolation_project.by_name", tfjsonpath.New("labels"), knownvalue.MapExact(map[string]knownvalue.Check{"team": knownvalue.StringExact("payments")})),
-				statecheck.CompareValuePairs("data.isolation_project.by_id", tfjsonpath.New("created_at"), projectAddr, tfjsonpath.New("created_at"), compare.ValuesSame()),
-			},
-		}},
-	})
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.CompareValuePairs("data.isolation_project.by_id", tfjsonpath.New("name"), projectAddr, tfjsonpath.New("name"), compare.ValuesSame()),
+			statecheck.CompareValuePairs("data.isolation_project.by_name", tfjsonpath.New("id"), projectAddr, tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.ExpectKnownValue("data.isolation_project.by_name", tfjsonpath.New("description"), knownvalue.StringExact("found")),
+			statecheck.ExpectKnownValue("data.isolation_project.by_name", tfjsonpath.New("labels"), knownvalue.MapExact(map[string]knownvalue.Check{"team": knownvalue.StringExact("payments")})),
+			statecheck.CompareValuePairs("data.isolation_project.by_id", tfjsonpath.New("created_at"), projectAddr, tfjsonpath.New("created_at"), compare.ValuesSame()),
+		},
+	}}))
 }
 
-func TestProjectDataSource_UnknownNameOrNoLookupKeyIsAnError(t *testing.T) {
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
-			{
-				Config:      fmt.Sprintf(`data "isolation_project" "x" { name = %q }`, accName("nope")),
-				ExpectError: errorWith("Unable to read project", "no project is named"),
-			},
-			{
-				Config:      `data "isolation_project" "x" {}`,
-				ExpectError: errorWith("Missing Attribute Configuration", "id", "name"),
-			},
+func TestAccProjectDataSource_UnknownNameOrNoLookupKeyIsAnError(t *testing.T) {
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:      fmt.Sprintf(`data "isolation_project" "x" { name = %q }`, accName("nope")),
+			ExpectError: errorWith("Unable to read project", "no project is named"),
 		},
-	})
+		{
+			Config:      `data "isolation_project" "x" {}`,
+			ExpectError: errorWith("Missing Attribute Configuration", "id", "name"),
+		},
+	}))
 }

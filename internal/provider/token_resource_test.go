@@ -26,32 +26,6 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
 
-const tokenAddr = "isolation_token.test"
-
-// tokenConfig is a project and a token in it; body is the rest of the
-// token block.
-func tokenConfig(project, body string) string {
-	return fmt.Sprintf(`
-resource "isolation_project" "a" {
-  name = %q
-}
-
-resource "isolation_token" "test" {
-%s
-}
-`, project, body)
-}
-
-var checkTokensDestroyed = func(s *terraform.State) error {
-	if err := checkDestroyed("isolation_token", func(ctx context.Context, id string) error {
-		_, err := testAccClient.Tokens().Get(ctx, id)
-		return err
-	})(s); err != nil {
-		return err
-	}
-	return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
-}
-
 // tokenSecret is a check that copies the token's secret out of the state.
 func tokenSecret(into *string) resource.TestCheckFunc {
 	return func(s *terraform.State) error {
@@ -91,7 +65,7 @@ func expectSecretStatus(secret *string, want int) resource.TestCheckFunc {
 	}
 }
 
-func TestToken_CreateImportReplaceRevokedOutsideTerraformAndDestroy(t *testing.T) {
+func TestAccToken_CreateImportReplaceRevokedOutsideTerraformAndDestroy(t *testing.T) {
 	prj := accName("prj")
 	later := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
 	evenLater := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
@@ -103,55 +77,50 @@ func TestToken_CreateImportReplaceRevokedOutsideTerraformAndDestroy(t *testing.T
   expires_at = %q`, expires)
 	}
 	var first, second, third string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps: []resource.TestStep{
-			{
-				Config:           tokenConfig(prj, body(later)),
-				ConfigPlanChecks: afterApply(plancheck.ExpectSensitiveValue(tokenAddr, tfjsonpath.New("secret"))),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("secret"), knownvalue.StringRegexp(regexp.MustCompile(`^isot_.{40,}$`))),
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`^tok_`))),
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.StringExact(later)),
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
-				},
-				Check: resource.ComposeTestCheckFunc(tokenSecret(&first), expectSecretStatus(&first, 200)),
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:           tokenConfig(prj, body(later)),
+			ConfigPlanChecks: afterApply(plancheck.ExpectSensitiveValue(tokenAddr, tfjsonpath.New("secret"))),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("secret"), knownvalue.StringRegexp(regexp.MustCompile(`^isot_.{40,}$`))),
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`^tok_`))),
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.StringExact(later)),
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
 			},
-			{
-				// Importable by id; the secret is not: the server does not have it.
-				ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
-				ImportStateVerifyIgnore: []string{"secret"},
-			},
-			{
-				// Tokens are immutable: a new expiry is a new token, and the
-				// old secret stops working.
-				Config:           tokenConfig(prj, body(evenLater)),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionReplace)),
-				Check: resource.ComposeTestCheckFunc(
-					tokenSecret(&second), expectSecretStatus(&second, 200), expectSecretStatus(&first, 401),
-				),
-			},
-			{
-				// Revoked outside Terraform: a warning, then a new token.
-				PreConfig: func() {
-					id, err := tokenIDByName(prj)
-					if err == nil {
-						err = testAccClient.Tokens().Delete(context.Background(), id, "")
-					}
-					if err != nil {
-						t.Fatalf("revoking outside Terraform: %v", err)
-					}
-				},
-				Config:           tokenConfig(prj, body(evenLater)),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionCreate)),
-				Check: resource.ComposeTestCheckFunc(
-					tokenSecret(&third), expectSecretStatus(&third, 200), expectSecretStatus(&second, 401),
-				),
-			},
+			Check: resource.ComposeTestCheckFunc(tokenSecret(&first), expectSecretStatus(&first, 200)),
 		},
-	})
+		{
+			// Importable by id; the secret is not: the server does not have it.
+			ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
+			ImportStateVerifyIgnore: []string{"secret"},
+		},
+		{
+			// Tokens are immutable: a new expiry is a new token, and the
+			// old secret stops working.
+			Config:           tokenConfig(prj, body(evenLater)),
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionReplace)),
+			Check: resource.ComposeTestCheckFunc(
+				tokenSecret(&second), expectSecretStatus(&second, 200), expectSecretStatus(&first, 401),
+			),
+		},
+		{
+			// Revoked outside Terraform: a warning, then a new token.
+			PreConfig: func() {
+				id, err := tokenIDByName(prj)
+				if err == nil {
+					err = testAccClient.Tokens().Delete(context.Background(), id, "")
+				}
+				if err != nil {
+					t.Fatalf("revoking outside Terraform: %v", err)
+				}
+			},
+			Config:           tokenConfig(prj, body(evenLater)),
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionCreate)),
+			Check: resource.ComposeTestCheckFunc(
+				tokenSecret(&third), expectSecretStatus(&third, 200), expectSecretStatus(&second, 401),
+			),
+		},
+	}))
 	if first == "" || third == "" || first == second || second == third {
 		t.Fatal("the secrets were not all read, or a replacement kept the secret")
 	}
@@ -181,30 +150,25 @@ func tokenIDByName(projectName string) (string, error) {
 	return "", fmt.Errorf("no project %s", projectName)
 }
 
-func TestToken_OrganizationWideRolesTakeNoProject(t *testing.T) {
+func TestAccToken_OrganizationWideRolesTakeNoProject(t *testing.T) {
 	prj := accName("prj")
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps: []resource.TestStep{{
-			Config: tokenConfig(prj, `
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: tokenConfig(prj, `
   name = "siem-reader"
   role = "auditor"`),
-			ConfigPlanChecks: afterApply(),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("project_id"), knownvalue.Null()),
-				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
-				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("role"), knownvalue.StringExact("auditor")),
-			},
-		}, {
-			ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
-			ImportStateVerifyIgnore: []string{"secret"},
-		}},
-	})
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("project_id"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("role"), knownvalue.StringExact("auditor")),
+		},
+	}, {
+		ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
+		ImportStateVerifyIgnore: []string{"secret"},
+	}}))
 }
 
-func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
+func TestAccToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
 	prj := accName("prj")
 	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	cases := []struct {
@@ -231,7 +195,7 @@ func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
 	}
 	var steps []resource.TestStep
 	for _, tc := range cases {
-		steps = append(steps, resource.TestStep{Config: tokenConfig(prj, tc.body), PlanOnly: true, ExpectError: tc.want})
+		steps = append(steps, planFails(tokenConfig(prj, tc.body), tc.want))
 	}
 	// An expiry in the past is the server's to refuse (a config whose
 	// token has since expired must still plan), at apply time.
@@ -242,17 +206,12 @@ func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
   expires_at = %q`, past)),
 		ExpectError: errorWith("Unable to create token", "expires_at must be in the future"),
 	})
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps:                    steps,
-	})
+	resource.ParallelTest(t, testAccCase(t, steps))
 }
 
 // The provider's own token without the role an operation needs: the error
 // names the role.
-func TestToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.T) {
+func TestAccToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.T) {
 	requireAcc(t)
 	ctx := context.Background()
 	p, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("prj")})
@@ -279,38 +238,34 @@ provider "isolation" {
 }
 `, testAccEndpoint)
 	vars := config.Variables{"token": config.StringVariable(viewer.Secret)}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
-			{
-				ConfigVariables: vars,
-				Config: provider + fmt.Sprintf(`
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			ConfigVariables: vars,
+			Config: provider + fmt.Sprintf(`
 resource "isolation_environment" "test" {
   project_id = %q
   name       = "web"
 }
 `, p.ID),
-				ExpectError: errorWith("Unable to create environment", "requires role editor", "role does not allow"),
-			},
-			{
-				ConfigVariables: vars,
-				Config: provider + `
+			ExpectError: errorWith("Unable to create environment", "requires role editor", "role does not allow"),
+		},
+		{
+			ConfigVariables: vars,
+			Config: provider + `
 resource "isolation_project" "test" {
   name = "not-allowed"
 }
 `,
-				ExpectError: errorWith("Unable to create project", "requires role admin"),
-			},
+			ExpectError: errorWith("Unable to create project", "requires role admin"),
 		},
-	})
+	}))
 }
 
 // Not parallel: it sets the process-wide TF_LOG variables. The created
 // token's secret is used as a provider's token in the second step, so it
 // crosses every path a token takes: a create answer, the state, a
 // provider configuration and request headers.
-func TestToken_SecretNeverAppearsInTraceLogs(t *testing.T) {
+func TestAccToken_SecretNeverAppearsInTraceLogs(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "trace.log")
 	t.Setenv("TF_LOG", "TRACE")
 	t.Setenv("TF_ACC_LOG", "TRACE")
@@ -342,7 +297,7 @@ resource "isolation_environment" "by_editor" {
 			"isolation":       testAccProtoV6ProviderFactories["isolation"],
 			"isolationeditor": providerserver.NewProtocol6WithError(New("test")()),
 		},
-		CheckDestroy: checkTokensDestroyed,
+		CheckDestroy: checkDestroyed,
 		Steps: []resource.TestStep{
 			{Config: base, ConfigPlanChecks: afterApply(), Check: tokenSecret(&secret)},
 			{Config: asEditor, ConfigPlanChecks: afterApply()},

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 )
 
-func TestTokensDataSource_ListsTheTokensOfAProjectWithoutSecrets(t *testing.T) {
+func TestAccTokensDataSource_ListsTheTokensOfAProjectWithoutSecrets(t *testing.T) {
 	prj, other := accName("prj"), accName("prj")
 	cfg := fmt.Sprintf(`
 resource "isolation_project" "a" {
@@ -65,25 +65,20 @@ data "isolation_tokens" "all" {
 			"created_at": knownvalue.NotNull(),
 		})
 	}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps: []resource.TestStep{{
-			Config: cfg,
-			ConfigStateChecks: []statecheck.StateCheck{
-				// Only project a's, in any order (they were created in parallel).
-				statecheck.ExpectKnownValue("data.isolation_tokens.a", tfjsonpath.New("tokens"), knownvalue.SetExact([]knownvalue.Check{
-					listed("editor", "editor", ""), listed("viewer", "viewer", "2099-01-01T00:00:00Z"),
-				})),
-				statecheck.ExpectKnownValue("data.isolation_tokens.a", tfjsonpath.New("ids"), knownvalue.ListSizeExact(2)),
-				statecheck.CompareValueCollection("data.isolation_tokens.a", []tfjsonpath.Path{tfjsonpath.New("ids")},
-					"isolation_token.viewer", tfjsonpath.New("id"), compare.ValuesSame()),
-				// Without a filter, every token: the bootstrap admin, these three, and any other test's.
-				statecheck.ExpectKnownValue("data.isolation_tokens.all", tfjsonpath.New("tokens"), knownvalue.ListPartial(map[int]knownvalue.Check{
-					0: knownvalue.ObjectPartial(map[string]knownvalue.Check{"role": knownvalue.StringExact("admin"), "project_id": knownvalue.Null()}),
-				})),
-			},
-		}},
-	})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: cfg,
+		ConfigStateChecks: []statecheck.StateCheck{
+			// Only project a's, in any order (they were created in parallel).
+			statecheck.ExpectKnownValue("data.isolation_tokens.a", tfjsonpath.New("tokens"), knownvalue.SetExact([]knownvalue.Check{
+				listed("editor", "editor", ""), listed("viewer", "viewer", "2099-01-01T00:00:00Z"),
+			})),
+			statecheck.ExpectKnownValue("data.isolation_tokens.a", tfjsonpath.New("ids"), knownvalue.ListSizeExact(2)),
+			statecheck.CompareValueCollection("data.isolation_tokens.a", []tfjsonpath.Path{tfjsonpath.New("ids")},
+				"isolation_token.viewer", tfjsonpath.New("id"), compare.ValuesSame()),
+			// Without a filter, every token: the bootstrap admin, these three, and any other test's.
+			statecheck.ExpectKnownValue("data.isolation_tokens.all", tfjsonpath.New("tokens"), knownvalue.ListPartial(map[int]knownvalue.Check{
+				0: knownvalue.ObjectPartial(map[string]knownvalue.Check{"role": knownvalue.StringExact("admin"), "project_id": knownvalue.Null()}),
+			})),
+		},
+	}}))
 }
