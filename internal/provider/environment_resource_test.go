@@ -387,3 +387,115 @@ func TestEnvironment_DestroyWhileAlreadyBeingDeletedWaitsInsteadOfFailing(t *tes
 		t.Fatalf("requests = %q, want DELETE, GET, then a wait for deleted", seen)
 	}
 }
+
+func TestAccEnvironmentDataSource_FindsAnEnvironmentByIDAndByProjectAndName(t *testing.T) {
+	pa, pb := accName("prj"), accName("prj")
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config: environmentConfig(pa, pb, "a", `
+  name      = "web"
+  labels    = { app = "web" }
+  resources = { cpu_millis = 1500 }`) + `
+data "isolation_environment" "by_id" {
+  id = isolation_environment.test.id
+}
+
+data "isolation_environment" "by_name" {
+  project_id = isolation_environment.test.project_id
+  name       = isolation_environment.test.name
+}
+`,
+			ConfigPlanChecks: afterApply(),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.CompareValuePairs("data.isolation_environment.by_name", tfjsonpath.New("id"), environmentAddr, tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.CompareValuePairs("data.isolation_environment.by_id", tfjsonpath.New("address"), environmentAddr, tfjsonpath.New("address"), compare.ValuesSame()),
+				statecheck.CompareValuePairs("data.isolation_environment.by_id", tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_id", tfjsonpath.New("state"), knownvalue.StringExact("ready")),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_name", tfjsonpath.New("resources").AtMapKey("cpu_millis"), knownvalue.Int64Exact(1500)),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_name", tfjsonpath.New("labels"), knownvalue.MapExact(map[string]knownvalue.Check{"app": knownvalue.StringExact("web")})),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_name", tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
+			},
+		},
+		{
+			Config: environmentConfig(pa, pb, "a", `name = "web"`) + `
+data "isolation_environment" "id_and_project" {
+  id         = isolation_environment.test.id
+  project_id = isolation_project.b.id
+}
+`,
+			// project_id goes with name; with id it would be ambiguous.
+			ExpectError: errorWith("Invalid Attribute Combination", "project_id", "name"),
+		},
+		{
+			Config: environmentConfig(pa, pb, "a", `name = "web"`) + `
+data "isolation_environment" "missing" {
+  project_id = isolation_project.b.id
+  name       = "web"
+}
+`,
+			ExpectError: errorWith("Unable to read environment", "has no environment named", "web"),
+		},
+	}))
+}
+
+func TestAccEnvironmentsDataSource_ListsAProjectsEnvironmentsFilteredByLabels(t *testing.T) {
+	name := accName("prj")
+	config := fmt.Sprintf(`
+resource "isolation_project" "p" {
+  name = %q
+}
+
+resource "isolation_environment" "api" {
+  project_id = isolation_project.p.id
+  name       = "api"
+  labels     = { team = "payments", tier = "dev" }
+}
+
+resource "isolation_environment" "db" {
+  project_id = isolation_project.p.id
+  name       = "db"
+  labels     = { team = "payments", tier = "prod" }
+}
+
+resource "isolation_environment" "web" {
+  project_id = isolation_project.p.id
+  name       = "web"
+  labels     = { team = "storefront", tier = "dev" }
+}
+
+data "isolation_environments" "all" {
+  project_id = isolation_project.p.id
+  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
+}
+
+data "isolation_environments" "payments_dev" {
+  project_id = isolation_project.p.id
+  labels     = { team = "payments", tier = "dev" }
+  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
+}
+
+data "isolation_environments" "none" {
+  project_id = isolation_project.p.id
+  labels     = { team = "nobody" }
+  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
+}
+`, name)
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config:           config,
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue("data.isolation_environments.all", tfjsonpath.New("ids"), knownvalue.ListSizeExact(3)),
+			statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("ids"), knownvalue.ListSizeExact(1)),
+			statecheck.CompareValuePairs("data.isolation_environments.payments_dev", tfjsonpath.New("ids").AtSliceIndex(0),
+				"isolation_environment.api", tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("environments"), knownvalue.ListExact([]knownvalue.Check{
+				knownvalue.ObjectPartial(map[string]knownvalue.Check{
+					"name":   knownvalue.StringExact("api"),
+					"state":  knownvalue.StringExact("ready"),
+					"labels": knownvalue.MapExact(map[string]knownvalue.Check{"team": knownvalue.StringExact("payments"), "tier": knownvalue.StringExact("dev")}),
+				}),
+			})),
+			statecheck.ExpectKnownValue("data.isolation_environments.none", tfjsonpath.New("environments"), knownvalue.ListSizeExact(0)),
+		},
+	}}))
+}

@@ -349,6 +349,32 @@ func scanTranscript() int {
 	return 0
 }
 
+// traceLog sends the provider's and the Terraform CLI's TRACE logs to a
+// file of the test's (the test cannot be parallel: TF_LOG is process-wide)
+// and returns its reader. The scan of a log proves something only if the
+// log holds the provider's requests, the CLI's own trace (Terraform and
+// OpenTofu both log their Go runtime) and every one of proof.
+func traceLog(t *testing.T) (read func(proof ...string) string) {
+	logFile := filepath.Join(t.TempDir(), "trace.log")
+	t.Setenv("TF_LOG", "TRACE")          // the provider's log level (terraform-plugin-log sink)
+	t.Setenv("TF_ACC_LOG", "TRACE")      // the Terraform CLI's log level
+	t.Setenv("TF_ACC_LOG_PATH", logFile) // both write here
+	return func(proof ...string) string {
+		t.Helper()
+		raw, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatalf("reading the trace log: %v", err)
+		}
+		logs := string(raw)
+		for _, want := range append([]string{"isolation_client", "performing request", "Go runtime version"}, proof...) {
+			if !strings.Contains(logs, want) {
+				t.Fatalf("the trace log (%d bytes) lacks %q: the test would prove nothing", len(logs), want)
+			}
+		}
+		return logs
+	}
+}
+
 // ---- Names and configurations ----
 
 const (
