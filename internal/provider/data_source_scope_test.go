@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/config"
@@ -19,25 +18,8 @@ import (
 // that there is nothing.
 func TestAccDataSources_AProjectTheTokenCannotSeeIsAnErrorNotAnEmptyResult(t *testing.T) {
 	requireAcc(t)
-	ctx := t.Context()
-	a, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("seen-a")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("seen-b")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	editorB, err := testAccClient.Tokens().Create(ctx, apiv1.TokenCreate{Name: "editor-b", Role: apiv1.RoleEditor, ProjectID: b.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	transcript.remember(editorB.Secret)
-	t.Cleanup(func() {
-		_ = testAccClient.Tokens().Delete(context.Background(), editorB.ID, "")
-		_ = testAccClient.Projects().Delete(context.Background(), a.ID, "")
-		_ = testAccClient.Projects().Delete(context.Background(), b.ID, "")
-	})
+	a, b := outsideProject(t, accName("seen-a")), outsideProject(t, accName("seen-b"))
+	editorB := outsideToken(t, "editor-b", apiv1.RoleEditor, b.ID)
 
 	const missing = "prj_does-not-exist"
 	asAdmin := config.Variables{"endpoint": config.StringVariable(testAccEndpoint), "token": config.StringVariable(testAccToken)}

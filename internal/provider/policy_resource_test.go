@@ -97,10 +97,7 @@ func TestAccPolicy_Lifecycle(t *testing.T) {
 func TestAccPolicy_ImportBlocksAdoptAPolicyMadeElsewhere(t *testing.T) {
 	requireAcc(t)
 	ctx := t.Context()
-	project, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("acc-pol-imp")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	project := outsideProject(t, accName("acc-pol-imp"))
 	dns := 53
 	policy, err := testAccClient.Policies().Create(ctx, apiv1.PolicyCreate{
 		ProjectID: project.ID,

@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -75,21 +74,9 @@ func TestAccProvider_AnotherProjectsTokenOrAFileServerFailsThePlanAndLeavesTheSt
 	tmp := t.TempDir()
 	t.Setenv("TF_ACC_TEMP_DIR", tmp)
 	requireAcc(t)
-	ctx := t.Context()
 
-	other, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("other")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	editor, err := testAccClient.Tokens().Create(ctx, apiv1.TokenCreate{Name: "other-editor", Role: apiv1.RoleEditor, ProjectID: other.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	transcript.remember(editor.Secret)
-	t.Cleanup(func() {
-		_ = testAccClient.Tokens().Delete(context.Background(), editor.ID, "")
-		_ = testAccClient.Projects().Delete(context.Background(), other.ID, "")
-	})
+	other := outsideProject(t, accName("other"))
+	editor := outsideToken(t, "other-editor", apiv1.RoleEditor, other.ID)
 
 	site := t.TempDir()
 	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("<html><body>It works!</body></html>"), 0o644); err != nil {

@@ -48,6 +48,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
@@ -670,6 +671,31 @@ func newProxy(t *testing.T, backend string, before func(*http.Request) error) *h
 	}))
 	t.Cleanup(proxy.Close)
 	return proxy
+}
+
+// outsideProject creates a project on the shared server outside
+// Terraform, deleted with the test (if Terraform has not).
+func outsideProject(t *testing.T, name string) *apiv1.Project {
+	t.Helper()
+	p, err := testAccClient.Projects().Create(t.Context(), apiv1.ProjectCreate{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = testAccClient.Projects().Delete(context.Background(), p.ID, "") })
+	return p
+}
+
+// outsideToken creates a token outside Terraform, revoked with the test;
+// the secret scan looks for its secret too.
+func outsideToken(t *testing.T, name, role, projectID string) *apiv1.TokenCreated {
+	t.Helper()
+	tok, err := testAccClient.Tokens().Create(t.Context(), apiv1.TokenCreate{Name: name, Role: role, ProjectID: projectID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	transcript.remember(tok.Secret)
+	t.Cleanup(func() { _ = testAccClient.Tokens().Delete(context.Background(), tok.ID, "") })
+	return tok
 }
 
 // deleteEnvironment deletes an environment and waits until it is gone,

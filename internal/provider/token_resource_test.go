@@ -212,19 +212,8 @@ func TestAccToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) 
 // names the role.
 func TestAccToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.T) {
 	requireAcc(t)
-	ctx := context.Background()
-	p, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("prj")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, err := testAccClient.Tokens().Create(ctx, apiv1.TokenCreate{Name: "read-only", Role: apiv1.RoleViewer, ProjectID: p.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = testAccClient.Tokens().Delete(ctx, viewer.ID, "")
-		_ = testAccClient.Projects().Delete(ctx, p.ID, "")
-	})
+	p := outsideProject(t, accName("prj"))
+	viewer := outsideToken(t, "read-only", apiv1.RoleViewer, p.ID)
 	provider := fmt.Sprintf(`
 variable "token" {
   type      = string
