@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -50,6 +51,9 @@ type Options struct {
 	// Registry receives the API's metrics; /metrics serves it.
 	Registry *prometheus.Registry
 	Now      func() time.Time
+	// Clock drives the rate limiters (default the real clock; Now, when
+	// nil, reads it too).
+	Clock clockwork.Clock
 	// MaxWait bounds wait_for's timeout.
 	MaxWait time.Duration
 	// IPAM, when set, lets the effective policy and check flag CIDR
@@ -91,8 +95,11 @@ func New(opts Options) *API {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
 	if opts.Now == nil {
-		opts.Now = time.Now
+		opts.Now = opts.Clock.Now
 	}
 	if opts.Audited == nil {
 		opts.Audited = func(apiv1.AuditEvent) {}
@@ -115,8 +122,8 @@ func New(opts Options) *API {
 		ipam:       opts.IPAM,
 		quota:      opts.DefaultEnvironmentQuota,
 		tokens:     newTokenCache(),
-		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
-		anon:       newAnonLimiter(opts.AnonRateLimit),
+		limiter:    newLimiter(opts.Clock, RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
+		anon:       newAnonLimiter(opts.Clock, opts.AnonRateLimit),
 		denials:    newDenials(opts.Store, opts.Audited, opts.Now, opts.Logger),
 		inflight:   inflight{keys: map[string]bool{}},
 		closing:    make(chan struct{}),
@@ -162,11 +169,6 @@ func (a *API) Drain(ctx context.Context) error { return a.denials.stop(ctx) }
 // open windows as Drain does but carrying on (for tests that read the
 // trail right after refused requests).
 func (a *API) FlushDenials(ctx context.Context) error { return a.denials.flush(ctx) }
-
-// ObserveReconcile records a reconcile pass in the API's metrics.
-func (a *API) ObserveReconcile(outcome string, d time.Duration) {
-	a.metrics.reconcile.WithLabelValues(outcome).Observe(d.Seconds())
-}
 
 // InvalidateToken drops a token from the authentication cache (on revocation).
 func (a *API) InvalidateToken(id string) { a.tokens.invalidate(id) }

@@ -240,7 +240,7 @@ func seed(b *testing.B, dir string, n int) {
 	defer st.Close()
 	prj := apiv1.Project{ID: control.NewID("prj_"), Name: "bench", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	must2(b, st.Update(ctx, func(tx store.Tx) error { return tx.CreateProject(ctx, prj) }))
-	ipam, _ := ipam.New(server.DefaultAddressPool, ipam.DefaultQuarantine)
+	ipam, _ := ipam.New(apiv1.DefaultAddressPool, ipam.DefaultQuarantine)
 	for i := 0; i < n; i += 1000 {
 		must2(b, st.Update(ctx, func(tx store.Tx) error {
 			for j := i; j < min(i+1000, n); j++ {

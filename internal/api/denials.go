@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -337,4 +338,23 @@ func (d *denials) backlogErr() error {
 		return fmt.Errorf("%d audit events of refused requests could not be appended", n)
 	}
 	return nil
+}
+
+// refused hands the audit event of a refused request to the aggregator,
+// with every request-derived field cut to MaxFieldBytes.
+func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
+	info := requestInfoFrom(r.Context())
+	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
+	ev.Reason = truncateField(reason)
+	alone := a.denials.record(ev)
+	msg := "request denied"
+	if action == actionNotFound {
+		msg = "object not found"
+	}
+	// Like the trail, the log says it once a window; the rest at debug.
+	level := slog.LevelWarn
+	if !alone {
+		level = slog.LevelDebug
+	}
+	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
 }

@@ -247,41 +247,6 @@ func TestDenials_KeysBeyondTheBoundShareOneOverflowCount(t *testing.T) {
 	}
 }
 
-func TestAnonLimiter_IsPerAddressAndPer64AndItsMapIsBounded(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	l := newAnonLimiter(RateLimit{PerSecond: 1, Burst: 2})
-	for i, want := range []bool{true, true, false} {
-		if _, ok := l.allow("198.18.0.1", now); ok != want {
-			t.Fatalf("request %d of one address: allowed %v, want %v", i+1, ok, want)
-		}
-	}
-	if _, ok := l.allow("198.18.0.2", now); !ok {
-		t.Fatal("another address was refused: the budget is per address")
-	}
-	// One /64 is one client.
-	l.allow("2001:db8:1:2::1", now)
-	l.allow("2001:db8:1:2::2", now)
-	if d, ok := l.allow("2001:db8:1:2:ffff::3", now); ok || d <= 0 {
-		t.Fatalf("a third address of one /64: allowed %v (delay %v), want refused with a delay", ok, d)
-	}
-
-	// Fill the map with busy addresses: new ones share the overflow bucket.
-	for i := l.size(); i < maxAnonBuckets; i++ {
-		l.allow(fmt.Sprintf("198.19.%d.%d", i/256, i%256), now)
-	}
-	l.allow("198.18.9.1", now)
-	l.allow("198.18.9.2", now)
-	if _, ok := l.allow("198.18.9.3", now); ok || l.size() != maxAnonBuckets {
-		t.Fatalf("a third new address beyond the bound: allowed %v with %d buckets, want refused (one overflow bucket of burst 2) and %d buckets", ok, l.size(), maxAnonBuckets)
-	}
-	// Once buckets have refilled, the least recently seen one makes room.
-	later := now.Add(time.Minute)
-	if _, ok := l.allow("198.18.9.4", later); !ok || l.size() != maxAnonBuckets {
-		t.Fatalf("a new address after the buckets refilled: allowed %v with %d buckets, want allowed, %d buckets", ok, l.size(), maxAnonBuckets)
-	}
-}
-
 func TestAsError_AFullStoreIs507AndAnUnwritableOne503BothWithRetryAfter(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -180,7 +180,7 @@ func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Reques
 	if err := writable(r, err, "environment", id, cur.Generation); err != nil {
 		return cur, cur, nil, err
 	}
-	if gone(cur.State) {
+	if apiv1.StateIsLeaving(cur.State) {
 		return cur, cur, nil, problem.New(problem.State, "environment %q is %s; it cannot be changed", id, cur.State)
 	}
 	next := cur
@@ -214,9 +214,6 @@ func (a *API) updateEnvironment(ctx context.Context, tx store.Tx, r *http.Reques
 	return cur, next, append(bumped, id), nil
 }
 
-// gone reports whether an environment is on its way out.
-func gone(state string) bool { return state == apiv1.StateDeleting || state == apiv1.StateExpired }
-
 func (a *API) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
 	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
@@ -224,7 +221,7 @@ func (a *API) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {
 		if err := writable(r, err, "environment", id, cur.Generation); err != nil {
 			return nil, err
 		}
-		if gone(cur.State) {
+		if apiv1.StateIsLeaving(cur.State) {
 			return nil, problem.New(problem.State, "environment %q is already %s", id, cur.State)
 		}
 		next := cur
@@ -297,7 +294,7 @@ func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	notYet := problem.New(problem.State, "environment %q is %s and not provisioned yet; wait for state ready (GET /v1/environments/%s?wait_for=ready)", e.ID, e.State, e.ID)
-	if e.Enforcement.Address == "" || e.State == apiv1.StatePending || e.State == apiv1.StateProvisioning {
+	if e.Enforcement.Address == "" || apiv1.StateIsCreating(e.State) {
 		return notYet
 	}
 	res, err := a.driver.Check(r.Context(), e.ID, in)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
@@ -114,19 +116,28 @@ func TestAuth_BearerTokensAreTakenExactlyAndWhitespaceAroundThemIsRefused(t *tes
 	}
 }
 
-// testClock is real time shifted by an offset the test moves.
-type testClock struct{ offset atomic.Int64 }
+// testClock is real time shifted by an offset the test moves; its timers
+// are real ones.
+type testClock struct {
+	clockwork.Clock
+	offset atomic.Int64
+}
 
-func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func newTestClock() *testClock { return &testClock{Clock: clockwork.NewRealClock()} }
+
+func (c *testClock) Now() time.Time                  { return c.now() }
+func (c *testClock) Since(t time.Time) time.Duration { return c.now().Sub(t) }
+func (c *testClock) Until(t time.Time) time.Duration { return t.Sub(c.now()) }
+func (c *testClock) now() time.Time                  { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration)         { c.offset.Add(int64(d)) }
 
 // Long requests end when their token expires, as they do on revocation:
 // the wait answers 401 "token expired" and the watch stream ends. The
 // server's clock is moved to just before the expiry; the end itself comes
 // from a timer at the expiry instant, so the test waits for it, bounded.
 func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
-	var clock testClock
-	h := newHarness(t, func(c *server.Config) { c.Now = clock.now })
+	clock := newTestClock()
+	h := newHarness(t, func(c *server.Config) { c.Clock = clock })
 	p := h.project("payments")
 	env := h.environment(p.ID, "web", nil)
 	h.wait(env.ID, "ready")
@@ -166,8 +177,8 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 }
 
 func TestAuth_ATokenIsRefusedFromItsExpiryOnByTheServersClock(t *testing.T) {
-	var clock testClock
-	h := newHarness(t, func(c *server.Config) { c.Now = clock.now })
+	clock := newTestClock()
+	h := newHarness(t, func(c *server.Config) { c.Clock = clock })
 	exp := clock.now().Add(24 * time.Hour)
 	var tc apiv1.TokenCreated
 	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "day-pass", Role: apiv1.RoleAuditor, ExpiresAt: &exp}).json(t, 201, &tc)

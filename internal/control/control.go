@@ -18,6 +18,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -42,6 +43,9 @@ type Options struct {
 	// DefaultEnvironmentQuota is the environment quota of a project
 	// created without one; 0 means no limit.
 	DefaultEnvironmentQuota int64
+	// IPAM allocates environment addresses (the reconciler's
+	// transitions need it).
+	IPAM *ipam.Allocator
 }
 
 // Service is the application layer.
@@ -50,6 +54,7 @@ type Service struct {
 	clock  clockwork.Clock
 	driver string
 	quota  int64
+	ipam   *ipam.Allocator
 }
 
 // New returns the application layer over opts.Store.
@@ -57,7 +62,7 @@ func New(opts Options) *Service {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
-	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, quota: opts.DefaultEnvironmentQuota}
+	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM}
 }
 
 // Clock is the service's clock, for the parts of the server that keep

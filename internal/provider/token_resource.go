@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
 )
@@ -113,7 +112,7 @@ func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			"role": schema.StringAttribute{
 				MarkdownDescription: "The token's role: `admin`, `auditor`, `editor` or `viewer`. `editor` and `viewer` need `project_id`; `admin` and `auditor` span every project and take none. Changing it replaces the token.",
 				Required:            true,
-				Validators:          []validator.String{stringvalidator.OneOf(auth.Roles...)},
+				Validators:          []validator.String{stringvalidator.OneOf(apiv1.Roles...)},
 				PlanModifiers:       replace,
 			},
 			"project_id": schema.StringAttribute{

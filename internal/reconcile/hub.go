@@ -5,7 +5,9 @@ import "sync"
 // Hub tells waiters that an environment changed. Each environment has at
 // most one open channel; Notify closes it, so every goroutine waiting on it
 // wakes at once and no change is lost between reading and waiting:
-// a waiter takes the channel first, then reads the store, then waits.
+// a waiter takes the channel first, then reads the store, then waits. It
+// waits here for the API to take it as its own, fed by the store's
+// commits; the reconciler does not use it.
 type Hub struct {
 	mu    sync.Mutex
 	chans map[string]chan struct{}

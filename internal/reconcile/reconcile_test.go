@@ -3,10 +3,12 @@ package reconcile
 import (
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 func TestDeadlines_WakeAtTheEarliestDeadlineOnly(t *testing.T) {
-	d := newDeadlines(time.Now)
+	d := newDeadlines(clockwork.NewRealClock())
 	defer d.stop()
 	d.set("late", time.Now().Add(time.Hour))
 	d.set("soon", time.Now().Add(20*time.Millisecond))

@@ -53,7 +53,7 @@ import (
 const DriverName = "netns"
 
 // DefaultPool is the address pool for users who do not choose one.
-var DefaultPool = netip.MustParsePrefix("10.200.0.0/16")
+var DefaultPool = netip.MustParsePrefix(apiv1.DefaultAddressPool)
 
 // Config configures a Driver.
 type Config struct {
