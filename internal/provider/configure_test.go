@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
 // configureError is Configure's one error diagnostic; the test fails on
@@ -38,7 +39,7 @@ func onAttribute(d *tfprotov6.Diagnostic, name string) bool {
 
 func TestConfigure_ARefusedTokenFailsOnTheTokenAttribute(t *testing.T) {
 	t.Parallel()
-	srv := startExtraServer(t, testServerOptions{})
+	srv := startExtraServer(t, server.Config{})
 	d := configureError(t, srv.URL, "isot_nobody-was-ever-given-this-one")
 	if !onAttribute(d, "token") || d.Summary != "Invalid provider configuration: token" ||
 		!strings.Contains(d.Detail, "refused the token") || !strings.Contains(d.Detail, EnvToken) {

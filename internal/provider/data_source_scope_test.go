@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/config"
@@ -17,27 +16,10 @@ import (
 // outside the token's scope, and its lists filtered by such a project
 // may answer an empty page: a data source must fail instead of reporting
 // that there is nothing.
-func TestDataSources_AProjectTheTokenCannotSeeIsAnErrorNotAnEmptyResult(t *testing.T) {
+func TestAccDataSources_AProjectTheTokenCannotSeeIsAnErrorNotAnEmptyResult(t *testing.T) {
 	requireAcc(t)
-	ctx := t.Context()
-	a, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("seen-a")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("seen-b")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	editorB, err := testAccClient.Tokens().Create(ctx, apiv1.TokenCreate{Name: "editor-b", Role: apiv1.RoleEditor, ProjectID: b.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	transcript.remember(editorB.Secret)
-	t.Cleanup(func() {
-		_ = testAccClient.Tokens().Delete(context.Background(), editorB.ID, "")
-		_ = testAccClient.Projects().Delete(context.Background(), a.ID, "")
-		_ = testAccClient.Projects().Delete(context.Background(), b.ID, "")
-	})
+	a, b := outsideProject(t, accName("seen-a")), outsideProject(t, accName("seen-b"))
+	editorB := outsideToken(t, "editor-b", apiv1.RoleEditor, b.ID)
 
 	const missing = "prj_does-not-exist"
 	asAdmin := config.Variables{"endpoint": config.StringVariable(testAccEndpoint), "token": config.StringVariable(testAccToken)}
@@ -50,35 +32,31 @@ func TestDataSources_AProjectTheTokenCannotSeeIsAnErrorNotAnEmptyResult(t *testi
 	}
 	outOfScope := []string{"does not exist, or is outside the scope of the provider's token", "sees only project " + b.ID}
 
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
-			step(asAdmin, `data "isolation_environments" "x" { project_id = "`+missing+`" }`,
-				"Unable to list environments", "Project "+missing+" does not exist"),
-			step(asAdmin, `data "isolation_tokens" "x" { project_id = "`+missing+`" }`,
-				"Unable to list tokens", "Project "+missing+" does not exist"),
-			step(asEditorB, `data "isolation_environments" "x" { project_id = "`+a.ID+`" }`,
-				append([]string{"Unable to list environments", "Project " + a.ID}, outOfScope...)...),
-			step(asEditorB, `data "isolation_environment" "x" {
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		step(asAdmin, `data "isolation_environments" "x" { project_id = "`+missing+`" }`,
+			"Unable to list environments", "Project "+missing+" does not exist"),
+		step(asAdmin, `data "isolation_tokens" "x" { project_id = "`+missing+`" }`,
+			"Unable to list tokens", "Project "+missing+" does not exist"),
+		step(asEditorB, `data "isolation_environments" "x" { project_id = "`+a.ID+`" }`,
+			append([]string{"Unable to list environments", "Project " + a.ID}, outOfScope...)...),
+		step(asEditorB, `data "isolation_environment" "x" {
   project_id = "`+a.ID+`"
   name       = "web"
 }`, append([]string{"Unable to read environment", "Project " + a.ID}, outOfScope...)...),
-			step(asEditorB, `data "isolation_policy" "x" {
+		step(asEditorB, `data "isolation_policy" "x" {
   project_id = "`+a.ID+`"
   name       = "egress"
 }`, append([]string{"Unable to read policy", "Project " + a.ID}, outOfScope...)...),
-			step(asEditorB, `data "isolation_project" "x" { id = "`+a.ID+`" }`, "Unable to read project", "404"),
-			step(asEditorB, `data "isolation_effective_policy" "x" { environment_id = "env_of-another-project" }`,
-				"Unable to read effective policy", "404"),
-			{
-				// The token's own project, which has nothing yet: empty, no error.
-				Config:          serverProviderConfig + `data "isolation_environments" "mine" { project_id = "` + b.ID + `" }`,
-				ConfigVariables: asEditorB,
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue("data.isolation_environments.mine", tfjsonpath.New("ids"), knownvalue.ListSizeExact(0)),
-				},
+		step(asEditorB, `data "isolation_project" "x" { id = "`+a.ID+`" }`, "Unable to read project", "404"),
+		step(asEditorB, `data "isolation_effective_policy" "x" { environment_id = "env_of-another-project" }`,
+			"Unable to read effective policy", "404"),
+		{
+			// The token's own project, which has nothing yet: empty, no error.
+			Config:          serverProviderConfig + `data "isolation_environments" "mine" { project_id = "` + b.ID + `" }`,
+			ConfigVariables: asEditorB,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.isolation_environments.mine", tfjsonpath.New("ids"), knownvalue.ListSizeExact(0)),
 			},
 		},
-	})
+	}))
 }

@@ -2,9 +2,6 @@ package provider
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +11,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
 // A 404 means "deleted outside Terraform" only when the token could have
@@ -34,7 +32,7 @@ type scopeFixtures struct {
 
 func newScopeFixtures(t *testing.T) *scopeFixtures {
 	t.Helper()
-	srv := startExtraServer(t, testServerOptions{})
+	srv := startExtraServer(t, server.Config{})
 	admin, err := client.New(client.Config{Endpoint: srv.URL, Token: srv.Token})
 	if err != nil {
 		t.Fatal(err)
@@ -76,25 +74,6 @@ func newScopeFixtures(t *testing.T) *scopeFixtures {
 	must(err)
 	f.adminTokenID = who.TokenID
 	return f
-}
-
-// read sends ReadResource for an object of typeName whose state has attrs.
-func read(t *testing.T, p tfprotov6.ProviderServer, typeName string, attrs map[string]string) (*tfprotov6.ReadResourceResponse, tftypes.Object) {
-	t.Helper()
-	typ := resourceType(t, p, typeName)
-	vals := map[string]tftypes.Value{}
-	for k, v := range attrs {
-		vals[k] = tftypes.NewValue(tftypes.String, v)
-	}
-	state, err := tfprotov6.NewDynamicValue(typ, objectWith(typ, vals))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := p.ReadResource(t.Context(), &tfprotov6.ReadResourceRequest{TypeName: typeName, CurrentState: &state})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, typ
 }
 
 // stateID is the id in a Read's new state, "" when it was removed.
@@ -191,22 +170,16 @@ func TestRead_NotFoundRemovesTheObjectOnlyWhenTheTokenSeesItsProject(t *testing.
 func TestRead_OneProjectCheckPerProjectPerRunEvenWhenReadsRunAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newScopeFixtures(t)
-	target, err := url.Parse(f.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	gets := map[string]int{}
-	forward := httputil.NewSingleHostReverseProxy(target)
-	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	counting := newProxy(t, f.srv.URL, func(r *http.Request) error {
 		if r.Method == http.MethodGet {
 			mu.Lock()
 			gets[r.URL.Path]++
 			mu.Unlock()
 		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(counting.Close)
+		return nil
+	})
 
 	// Another project's editor refreshes 16 objects of project A at once, as
 	// Terraform does with -parallelism: every Read gets 404.
@@ -235,5 +208,36 @@ func TestRead_OneProjectCheckPerProjectPerRunEvenWhenReadsRunAtOnce(t *testing.T
 	}
 	if n := gets["/v1/whoami"]; n != 1 {
 		t.Errorf("GET /v1/whoami was sent %d times, want once, at Configure", n)
+	}
+}
+
+// The acceptance tests show that an object deleted outside Terraform is
+// planned for creation; the CLI does not expose the warning, so this test
+// checks it at the protocol: Read answers a warning (not an error) and no
+// state.
+func TestRead_ObjectDeletedOutsideTerraformIsAWarningAndLeavesTheStateEmpty(t *testing.T) {
+	t.Parallel()
+	srv := startExtraServer(t, server.Config{})
+	p := configuredProvider(t, srv.URL, srv.Token)
+
+	for typeName, attrs := range map[string]map[string]string{
+		"isolation_project":     {"id": "prj_does_not_exist"},
+		"isolation_environment": {"id": "env_does_not_exist"},
+		"isolation_policy":      {"id": "pol_deleted-long-ago", "name": "gone"},
+	} {
+		t.Run(typeName, func(t *testing.T) {
+			resp, typ := read(t, p, typeName, attrs)
+			if len(resp.Diagnostics) != 1 || resp.Diagnostics[0].Severity != tfprotov6.DiagnosticSeverityWarning ||
+				!strings.Contains(resp.Diagnostics[0].Summary, "deleted outside Terraform") {
+				t.Fatalf("diagnostics = %+v, want exactly one warning that the %s was deleted outside Terraform", resp.Diagnostics, typeName)
+			}
+			newState, err := resp.NewState.Unmarshal(typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !newState.IsNull() {
+				t.Fatalf("state after reading a deleted %s = %s, want null (removed)", typeName, newState)
+			}
+		})
 	}
 }
