@@ -266,7 +266,9 @@ func TestIdempotency_ReplayMismatchAndInFlight(t *testing.T) {
 			t.Fatalf("probe while the first request is in flight: %d %s", r.status, r.body)
 		}
 	}
-	pw.Write([]byte(`"slow"}`))
+	if _, err := pw.Write([]byte(`"slow"}`)); err != nil {
+		t.Fatal(err)
+	}
 	pw.Close()
 	res := <-done
 	res.Body.Close()

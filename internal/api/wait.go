@@ -140,7 +140,13 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 		e, err := a.store.GetEnvironment(r.Context(), id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			fmt.Fprintf(w, "event: deleted\ndata: {\"id\":%q}\n\n", id)
+			// JSON-encoded, as every data line is: %q is Go's quoting, not
+			// JSON's. (The id matched a stored environment at authorization,
+			// so it is one the server minted, not text a caller chose.)
+			data, _ := json.Marshal(struct {
+				ID string `json:"id"`
+			}{id})
+			fmt.Fprintf(w, "event: deleted\ndata: %s\n\n", data)
 			_ = rc.Flush()
 			return nil
 		case err != nil:
