@@ -188,8 +188,9 @@ func (a *API) expiry(r *http.Request) (fired <-chan time.Time, stop func() bool)
 	if at == nil {
 		return nil, func() bool { return false }
 	}
-	// The expiry is read on the server's clock; the wait for it runs on
-	// real time, like the request's timeout.
-	t := time.NewTimer(at.Sub(a.now()))
-	return t.C, t.Stop
+	// On the server's clock, as authentication reads the expiry: the token
+	// ends at the instant it would start to be refused.
+	clock := a.control.Clock()
+	t := clock.NewTimer(at.Sub(clock.Now()))
+	return t.Chan(), t.Stop
 }
