@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -283,10 +284,14 @@ provider "isolation" {
 
 // serverVariables are the variables of serverProviderConfig for srv, plus extra.
 func serverVariables(srv *server.Server, extra config.Variables) config.Variables {
-	v := config.Variables{"endpoint": config.StringVariable(srv.URL()), "token": config.StringVariable(srv.AdminToken())}
-	for k, x := range extra {
-		v[k] = x
-	}
+	return providerVariables(srv.URL(), srv.AdminToken(), extra)
+}
+
+// providerVariables are the variables of serverProviderConfig for the
+// server at endpoint as token, plus extra.
+func providerVariables(endpoint, token string, extra config.Variables) config.Variables {
+	v := config.Variables{"endpoint": config.StringVariable(endpoint), "token": config.StringVariable(token)}
+	maps.Copy(v, extra)
 	return v
 }
 
