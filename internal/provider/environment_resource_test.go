@@ -440,46 +440,23 @@ data "isolation_environment" "missing" {
 
 func TestAccEnvironmentsDataSource_ListsAProjectsEnvironmentsFilteredByLabels(t *testing.T) {
 	name := accName("prj")
-	config := fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-
-resource "isolation_environment" "api" {
-  project_id = isolation_project.p.id
-  name       = "api"
-  labels     = { team = "payments", tier = "dev" }
-}
-
-resource "isolation_environment" "db" {
-  project_id = isolation_project.p.id
-  name       = "db"
-  labels     = { team = "payments", tier = "prod" }
-}
-
-resource "isolation_environment" "web" {
-  project_id = isolation_project.p.id
-  name       = "web"
-  labels     = { team = "storefront", tier = "dev" }
-}
-
-data "isolation_environments" "all" {
-  project_id = isolation_project.p.id
+	// Each list waits for all three environments.
+	list := func(local, labels string) string {
+		if labels != "" {
+			labels = "\n  labels     = { " + labels + " }"
+		}
+		return fmt.Sprintf(`
+data "isolation_environments" %q {
+  project_id = isolation_project.p.id%s
   depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
 }
-
-data "isolation_environments" "payments_dev" {
-  project_id = isolation_project.p.id
-  labels     = { team = "payments", tier = "dev" }
-  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
-}
-
-data "isolation_environments" "none" {
-  project_id = isolation_project.p.id
-  labels     = { team = "nobody" }
-  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
-}
-`, name)
+`, local, labels)
+	}
+	config := projectHCL("p", name) +
+		environmentHCL("api", "p", "api", `team = "payments", tier = "dev"`) +
+		environmentHCL("db", "p", "db", `team = "payments", tier = "prod"`) +
+		environmentHCL("web", "p", "web", `team = "storefront", tier = "dev"`) +
+		list("all", "") + list("payments_dev", `team = "payments", tier = "dev"`) + list("none", `team = "nobody"`)
 	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
 		Config:           config,
 		ConfigPlanChecks: afterApply(),

@@ -405,6 +405,21 @@ resource "isolation_project" %q {
 `, local, name)
 }
 
+// environmentHCL is an isolation_environment resource with the local name
+// local in isolation_project.<project>; labels is the inside of its labels
+// map, or "" for none.
+func environmentHCL(local, project, name, labels string) string {
+	if labels != "" {
+		labels = "\n  labels     = { " + labels + " }"
+	}
+	return fmt.Sprintf(`
+resource "isolation_environment" %q {
+  project_id = isolation_project.%s.id
+  name       = %q%s
+}
+`, local, project, name, labels)
+}
+
 // projectConfig renders isolation_project.test; extra is raw HCL inside the block.
 func projectConfig(name, extra string) string {
 	return fmt.Sprintf(`
