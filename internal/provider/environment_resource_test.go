@@ -149,24 +149,14 @@ func TestAccEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T
 
 func TestAccEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 	config := environmentConfig(accName("prj"), accName("prj"), "a", `name = "db"`)
-	var id string
-	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
-		createdStep(config, environmentAddr, &id),
-		recreatedStep(t, config, environmentAddr, &id, deleteEnvironment(&id),
-			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady))),
-	}))
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, environmentAddr, deleteEnvironment,
+		statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)))))
 }
 
 func TestAccEnvironment_BeingDeletedOutsideTerraformIsTreatedAsGone(t *testing.T) {
 	config := environmentConfig(accName("prj"), accName("prj"), "a", `name = "cache"`)
-	var id string
-	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
-		createdStep(config, environmentAddr, &id),
-		// Deleted outside, not yet gone: the plan already proposes a new one.
-		recreatedStep(t, config, environmentAddr, &id, func(ctx context.Context) error {
-			return testAccClient.Environments().Delete(ctx, id, "")
-		}),
-	}))
+	// Deleted outside, not yet gone: the plan already proposes a new one.
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, environmentAddr, unconditionally(testAccClient.Environments().Delete))))
 }
 
 func TestAccEnvironment_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *testing.T) {

@@ -580,16 +580,27 @@ func outside(t *testing.T, change func(ctx context.Context) error) func() {
 	}
 }
 
-// recreatedStep deletes the resource at addr outside Terraform (del), then
-// applies config: the refresh finds it gone (a warning, not an error), the
-// plan creates it again under a new id, and checks hold.
-func recreatedStep(t *testing.T, config, addr string, id *string, del func(ctx context.Context) error, checks ...statecheck.StateCheck) resource.TestStep {
-	return resource.TestStep{
-		PreConfig:         outside(t, del),
-		Config:            config,
-		ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate)),
-		ConfigStateChecks: append([]statecheck.StateCheck{expectID(addr, id, false)}, checks...),
+// deletedOutsideSteps create the resource at addr from config, delete it
+// outside Terraform (del, given its id), then apply config again: the
+// refresh finds it gone (a warning, not an error), the plan creates it
+// again under a new id, and checks hold.
+func deletedOutsideSteps(t *testing.T, config, addr string, del func(ctx context.Context, id string) error, checks ...statecheck.StateCheck) []resource.TestStep {
+	var id string
+	return []resource.TestStep{
+		createdStep(config, addr, &id),
+		{
+			PreConfig:         outside(t, func(ctx context.Context) error { return del(ctx, id) }),
+			Config:            config,
+			ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate)),
+			ConfigStateChecks: append([]statecheck.StateCheck{expectID(addr, &id, false)}, checks...),
+		},
 	}
+}
+
+// unconditionally is a client's Delete without If-Match, as someone
+// outside Terraform deletes.
+func unconditionally(del func(ctx context.Context, id, etag string) error) func(ctx context.Context, id string) error {
+	return func(ctx context.Context, id string) error { return del(ctx, id, "") }
 }
 
 // refreshShowsStep changes the resource at addr outside Terraform, then
@@ -720,13 +731,11 @@ func outsideToken(t *testing.T, name, role, projectID string) *apiv1.TokenCreate
 
 // deleteEnvironment deletes an environment and waits until it is gone,
 // as someone outside Terraform would.
-func deleteEnvironment(id *string) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		if err := testAccClient.Environments().Delete(ctx, *id, ""); err != nil {
-			return err
-		}
-		return testAccClient.Environments().WaitDeleted(ctx, *id)
+func deleteEnvironment(ctx context.Context, id string) error {
+	if err := testAccClient.Environments().Delete(ctx, id, ""); err != nil {
+		return err
 	}
+	return testAccClient.Environments().WaitDeleted(ctx, id)
 }
 
 // ---- State checks ----
