@@ -245,6 +245,23 @@ provider "isolation" {
 `, srv.URL, srv.Token)
 }
 
+// sharedServerAs configures the provider for the shared server with the
+// token in the sensitive variable variable, so the token is never written
+// into a configuration the test framework logs.
+func sharedServerAs(variable string) string {
+	return fmt.Sprintf(`
+variable %q {
+  type      = string
+  sensitive = true
+}
+
+provider "isolation" {
+  endpoint = %q
+  token    = var.%s
+}
+`, variable, testAccEndpoint, variable)
+}
+
 // serverProviderConfig configures the provider for a server of the test's
 // own; the token and TLS settings come in as variables, so the token is
 // never written into a configuration the test framework logs.
