@@ -125,10 +125,10 @@ type packets struct {
 // inside db's namespace, and serves each in a goroutine: it greets every
 // connection with one line and closes it. The listeners accept as soon as
 // listen returns.
-func (p *packets) listen(ports ...int) error {
+func (p *packets) listen(ports ...uint16) error {
 	return inNamespace(p.db.namespace, func() error {
 		for _, port := range ports {
-			l, err := net.Listen("tcp4", netip.AddrPortFrom(p.db.addr, uint16(port)).String())
+			l, err := net.Listen("tcp4", netip.AddrPortFrom(p.db.addr, port).String())
 			if err != nil {
 				return fmt.Errorf("listen on %s port %d in %s: %w", p.db.addr, port, p.db.namespace, err)
 			}
@@ -140,8 +140,10 @@ func (p *packets) listen(ports ...int) error {
 					if err != nil {
 						return
 					}
-					c.SetWriteDeadline(time.Now().Add(time.Second))
-					io.WriteString(c, greeting)
+					// A greeting that fails to go out shows on the
+					// connecting side, which reports it.
+					_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+					_, _ = io.WriteString(c, greeting)
 					c.Close()
 				}
 			})
@@ -164,8 +166,8 @@ func (p *packets) close() {
 // timeout: a SYN the rules drop times out (or, dropped on its way out,
 // fails with EPERM). A reset or any other failure is an error, since a
 // listener is there.
-func (p *packets) connect(port int, timeout time.Duration) (bool, error) {
-	to := netip.AddrPortFrom(p.db.addr, uint16(port)).String()
+func (p *packets) connect(port uint16, timeout time.Duration) (bool, error) {
+	to := netip.AddrPortFrom(p.db.addr, port).String()
 	var c net.Conn
 	err := inNamespace(p.api.namespace, func() error {
 		var err error
@@ -183,7 +185,9 @@ func (p *packets) connect(port int, timeout time.Duration) (bool, error) {
 		return false, fmt.Errorf("tcp from %s to %s: %w", p.api.namespace, to, err)
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(timeout))
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return true, fmt.Errorf("tcp from %s to %s: %w", p.api.namespace, to, err)
+	}
 	line, err := io.ReadAll(io.LimitReader(c, 128))
 	if err == nil && len(line) == 0 {
 		err = io.ErrUnexpectedEOF
@@ -196,7 +200,7 @@ func (p *packets) connect(port int, timeout time.Duration) (bool, error) {
 
 // probe connects from api to db on port, prints the outcome and fails
 // when it contradicts the policy, which allows the connection when want.
-func (p *packets) probe(w io.Writer, port int, want bool, why string) error {
+func (p *packets) probe(w io.Writer, port uint16, want bool, why string) error {
 	timeout := deniedTimeout
 	if want {
 		timeout = allowedTimeout
@@ -297,7 +301,7 @@ func (d *demo) waitEnforced(ctx context.Context, projectID string) error {
 
 // probe connects from api to db on port, once the environments enforce
 // their current rules; want is what the policy says.
-func (d *demo) probe(ctx context.Context, projectID string, port int, want bool, why string) error {
+func (d *demo) probe(ctx context.Context, projectID string, port uint16, want bool, why string) error {
 	if d.packets == nil {
 		return nil
 	}

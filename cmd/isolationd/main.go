@@ -60,7 +60,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	dataDir := fs.String("data-dir", "", "directory for the database and admin.token (required)")
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
-	pool := fs.String("address-pool", server.DefaultAddressPool, "CIDR environment addresses are allocated from")
+	pool := fs.String("address-pool", apiv1.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
 	quarantine := fs.Duration("address-quarantine", ipam.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
 	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
@@ -97,7 +97,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isolationd serve: %s %s\n", fe[0].Field, fe[0].Message)
 		return 2
 	}
-	roleLimits, err := api.ParseRoleRateLimits(*rateRoles)
+	roleLimits, err := parseRoleRateLimits(*rateRoles)
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd serve: --rate-limit-role: %v\n", err)
 		return 2

@@ -1,7 +1,9 @@
 // Package api is isolationd's HTTP API: one route table, one middleware
 // chain (request id, logging, recovery, metrics), one authorize step, one
-// problem writer, and handlers that change the store and append the audit
-// event in the same transaction.
+// problem writer, and handlers that decode a request, ask the application
+// layer (control) for the change, and write its answer. It learns what
+// changed from the store's commit announcements (Committed), which wake
+// the waiters of wait_for and watch and keep the token cache honest.
 package api
 
 import (
@@ -15,30 +17,25 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
-	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
-// Reconciler is what the API needs of the reconciler.
-type Reconciler interface {
-	// Enqueue queues environments for reconciling because of the request
-	// requestID, which the reconciler's audit events for them name.
-	Enqueue(requestID string, ids ...string)
-	Started() bool
-}
+// Starter is what /readyz asks of the reconciler.
+type Starter interface{ Started() bool }
 
 // Options configure the API.
 type Options struct {
-	Store      store.Store
-	Driver     enforce.Driver
-	Reconciler Reconciler
-	Hub        *reconcile.Hub
-	// Audited receives every committed audit event (for the JSON-lines sink).
-	Audited func(apiv1.AuditEvent)
-	Logger  *slog.Logger
+	Store store.Store
+	// Control is the application layer every change goes through; its
+	// clock is the API's (idempotency retention, token expiry, denials).
+	Control *control.Service
+	Driver  enforce.Driver
+	// Reconciler is ready once it has started (/readyz).
+	Reconciler Starter
+	Logger     *slog.Logger
 	// RateLimit is requests per second per token; 0 turns it off.
 	RateLimit float64
 	RateBurst int
@@ -49,29 +46,23 @@ type Options struct {
 	AnonRateLimit RateLimit
 	// Registry receives the API's metrics; /metrics serves it.
 	Registry *prometheus.Registry
-	Now      func() time.Time
 	// MaxWait bounds wait_for's timeout.
 	MaxWait time.Duration
 	// IPAM, when set, lets the effective policy and check flag CIDR
 	// peers that cover other projects' environments.
 	IPAM *ipam.Allocator
-	// DefaultEnvironmentQuota is the environment quota of a project
-	// created without one; 0 means no limit.
-	DefaultEnvironmentQuota int64
 }
 
 // API serves isolationd's HTTP API.
 type API struct {
 	store      store.Store
+	control    *control.Service
 	driver     enforce.Driver
-	reconciler Reconciler
-	hub        *reconcile.Hub
-	audited    func(apiv1.AuditEvent)
+	reconciler Starter
+	hub        *hub
 	log        *slog.Logger
-	now        func() time.Time
 	maxWait    time.Duration
 	ipam       *ipam.Allocator
-	quota      int64
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -91,12 +82,6 @@ func New(opts Options) *API {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Audited == nil {
-		opts.Audited = func(apiv1.AuditEvent) {}
-	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -105,19 +90,17 @@ func New(opts Options) *API {
 	}
 	a := &API{
 		store:      opts.Store,
+		control:    opts.Control,
 		driver:     opts.Driver,
 		reconciler: opts.Reconciler,
-		hub:        opts.Hub,
-		audited:    opts.Audited,
+		hub:        newHub(),
 		log:        opts.Logger,
-		now:        opts.Now,
 		maxWait:    opts.MaxWait,
 		ipam:       opts.IPAM,
-		quota:      opts.DefaultEnvironmentQuota,
 		tokens:     newTokenCache(),
-		limiter:    newLimiter(RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
-		anon:       newAnonLimiter(opts.AnonRateLimit),
-		denials:    newDenials(opts.Store, opts.Audited, opts.Now, opts.Logger),
+		limiter:    newLimiter(opts.Control.Clock(), RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
+		anon:       newAnonLimiter(opts.Control.Clock(), opts.AnonRateLimit),
+		denials:    newDenials(opts.Control, opts.Logger),
 		inflight:   inflight{keys: map[string]bool{}},
 		closing:    make(chan struct{}),
 	}
@@ -163,22 +146,23 @@ func (a *API) Drain(ctx context.Context) error { return a.denials.stop(ctx) }
 // trail right after refused requests).
 func (a *API) FlushDenials(ctx context.Context) error { return a.denials.flush(ctx) }
 
-// ObserveReconcile records a reconcile pass in the API's metrics.
-func (a *API) ObserveReconcile(outcome string, d time.Duration) {
-	a.metrics.reconcile.WithLabelValues(outcome).Observe(d.Seconds())
-}
-
-// InvalidateToken drops a token from the authentication cache (on revocation).
-func (a *API) InvalidateToken(id string) { a.tokens.invalidate(id) }
+// now is the time of the application layer's clock.
+func (a *API) now() time.Time { return a.control.Clock().Now() }
 
 // route wraps a handler with the per-route steps: authentication, rate
-// limit, authorization and idempotency.
+// limit, reading the body, authorization and idempotency.
 func (a *API) route(rt Route) http.Handler {
 	label := rt.Method + " " + rt.Pattern
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := requestInfoFrom(r.Context())
 		info.route = label
-		err := a.guard(rt, w, r)
+		replayed, err := a.guard(rt, w, r)
+		if info.idem != nil && info.idem.flight != "" {
+			defer a.inflight.end(info.idem.flight)
+		}
+		if replayed {
+			return
+		}
 		if err == nil {
 			// Every route, so that none reads a query string that
 			// does not parse, whether or not it takes parameters.
@@ -187,41 +171,46 @@ func (a *API) route(rt Route) http.Handler {
 		if err == nil {
 			err = rt.handle(a, w, r)
 		}
-		if info.idem != nil && info.idem.flight != "" {
-			defer a.inflight.end(info.idem.flight)
-		}
-		if err != nil && err != errHandled {
+		if err != nil {
 			writeProblem(w, r, err)
 		}
 	})
 }
 
-// errHandled tells route that the response has been written already (a
-// replayed idempotent response).
-var errHandled = &problem.Error{Kind: problem.Internal}
-
-func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) error {
+// guard runs the steps before the handler; replayed says that it answered
+// the request itself, with a stored idempotent response.
+func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) (replayed bool, err error) {
 	if rt.Perm.Public {
-		return nil
+		return false, nil
 	}
 	if err := a.authenticate(r); err != nil {
-		return err
+		return false, err
 	}
 	if err := a.rateLimit(r); err != nil {
-		return err
+		return false, err
+	}
+	if rt.Idempotent {
+		a.idempotencyMark(r)
+	}
+	// A route that documents a request body takes one: it is read once,
+	// here, and only for a caller known and within its rate.
+	if rt.Doc.Request != nil {
+		if err := readBody(r); err != nil {
+			return false, err
+		}
 	}
 	if err := a.authorize(r, rt.Perm); err != nil {
-		return err
+		return false, err
 	}
 	if rt.Perm.Verb == auth.VerbWrite {
 		if err := a.health.writable(r.Context()); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if rt.Idempotent {
 		return a.idempotencyBegin(w, r)
 	}
-	return nil
+	return false, nil
 }
 
 // ctxKey keys the request info in a context.
@@ -236,8 +225,7 @@ type requestInfo struct {
 	principal *auth.Principal
 	perm      Perm
 	target    target
-	body      []byte
-	bodyRead  bool
+	body      []byte // read by readBody, for the routes that take one
 	idem      *idemRequest
 }
 

@@ -61,7 +61,7 @@ func (a *API) authenticate(r *http.Request) error {
 // unauthenticated audits a 401 (reason, for the audit trail) and answers
 // it with detail, which tells the caller what was wrong with its token.
 func (a *API) unauthenticated(r *http.Request, reason, detail string) *problem.Error {
-	e := a.deny(r, http.StatusUnauthorized, reason)
+	e := a.deny(r, auth.Unauthenticated, reason)
 	e.Detail = detail
 	return e
 }

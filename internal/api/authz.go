@@ -3,11 +3,11 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -50,7 +50,7 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 			projectID = auth.OrgScope
 		}
 	case ScopeBody:
-		projectID, err = bodyProject(r)
+		projectID = bodyProject(r)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Audited like an out-of-scope 404, so that the two cost the same.
@@ -60,30 +60,28 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	if err != nil {
 		return err
 	}
-	return a.decide(r, perm, projectID, id)
+	return a.decide(r, perm, projectID)
 }
 
-// bodyProject is the project_id of a JSON body, "" when there is none or
-// the body does not decode: the handler's strict decoding then answers
-// 400, and the role alone has been checked.
-func bodyProject(r *http.Request) (string, error) {
-	body, err := readBody(r)
-	if err != nil {
-		return "", err
-	}
+// bodyProject is the project_id of the JSON body route read, "" when
+// there is none or the body does not decode: the handler's strict
+// decoding then answers 400, and the role alone has been checked.
+func bodyProject(r *http.Request) string {
 	var in struct {
 		ProjectID string `json:"project_id"`
 	}
-	if json.Unmarshal(body, &in) != nil {
-		return "", nil
+	if json.Unmarshal(requestInfoFrom(r.Context()).body, &in) != nil {
+		return ""
 	}
-	return in.ProjectID, nil
+	return in.ProjectID
 }
 
-func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
+// decide asks auth.Decide and answers its refusal. An out-of-scope
+// object answers exactly as a missing one does.
+func (a *API) decide(r *http.Request, perm Perm, projectID string) error {
 	info := requestInfoFrom(r.Context())
 	d := auth.Decide(*info.principal, perm.Permission, projectID)
-	if d.Allowed {
+	if d.Allowed() {
 		return nil
 	}
 	reason := d.Reason
@@ -91,56 +89,40 @@ func (a *API) decide(r *http.Request, perm Perm, projectID, id string) error {
 		// The role comes first: it is what the caller has to act on.
 		reason = "requires role " + d.NeededRole + ": " + d.Reason
 	}
-	if err := a.deny(r, d.Status, reason); d.Status != http.StatusNotFound {
-		return err
+	err := a.deny(r, d.Refusal, reason)
+	if d.Refusal == auth.OutOfScope && perm.Scope == ScopeBody {
+		// The body named the project: it is what does not exist.
+		return control.NoSuchProject(projectID)
 	}
-	// Out of scope answers exactly as a missing object does.
-	if perm.Scope == ScopeBody {
-		return noSuchProject(projectID)
-	}
-	return problem.NoSuch(string(perm.Resource), id)
+	return err
 }
 
-// deny audits a refused request (see denials: the answer does not wait
-// for the store) and returns the problem to answer with.
-func (a *API) deny(r *http.Request, status int, reason string) *problem.Error {
-	info := requestInfoFrom(r.Context())
-	if status == http.StatusUnauthorized {
-		if delay, ok := a.anon.allow(info.source.IP, a.now()); !ok {
-			reason = "rate limit of unauthenticated requests of the address exceeded: " + reason
-			a.refused(r, actionDenied, apiv1.OutcomeDenied, http.StatusTooManyRequests, reason)
-			e := problem.New(problem.RateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay")
-			e.RetryAfter = delay
+// deny audits a refused request (refused: the answer does not wait for
+// the store) and returns the problem to answer with. A refusal for want
+// of a valid token first spends from the address's budget
+// (anonRateLimit), and is answered 429 once that is spent.
+func (a *API) deny(r *http.Request, why auth.Refusal, reason string) *problem.Error {
+	if why == auth.Unauthenticated {
+		if e := a.anonRateLimit(r, reason); e != nil {
 			return e
 		}
 	}
-	a.refused(r, actionDenied, apiv1.OutcomeDenied, status, reason)
-	switch status {
-	case http.StatusUnauthorized:
-		return problem.New(problem.Unauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN")
-	case http.StatusTooManyRequests:
-		return problem.New(problem.RateLimited, "the token's rate limit is exceeded; retry after the Retry-After delay")
-	case http.StatusNotFound:
-		return problem.NoSuch(string(info.perm.Resource), idFromPath(r))
-	}
-	return problem.New(problem.Forbidden, "%s", reason)
+	e := refusalProblem(r, why, reason)
+	a.refused(r, actionDenied, apiv1.OutcomeDenied, httpStatus(e), reason)
+	return e
 }
 
-// refused hands the audit event of a refused request to the aggregator,
-// with every request-derived field cut to MaxFieldBytes.
-func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
-	info := requestInfoFrom(r.Context())
-	ev := a.event(r, action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome, status)
-	ev.Reason = truncateField(reason)
-	alone := a.denials.record(ev)
-	msg := "request denied"
-	if action == actionNotFound {
-		msg = "object not found"
+// refusalProblem is the answer to each refusal of package auth: its
+// problem kind (and so, through kinds, its status) and detail.
+func refusalProblem(r *http.Request, why auth.Refusal, reason string) *problem.Error {
+	switch why {
+	case auth.Unauthenticated:
+		return problem.New(problem.Unauthorized, "a valid bearer token is required in the header Authorization: Bearer TOKEN")
+	case auth.RateLimited:
+		return problem.New(problem.RateLimited, "the token's rate limit is exceeded; retry after the Retry-After delay")
+	case auth.OutOfScope:
+		return problem.NoSuch(string(requestInfoFrom(r.Context()).perm.Resource), idFromPath(r))
 	}
-	// Like the trail, the log says it once a window; the rest at debug.
-	level := slog.LevelWarn
-	if !alone {
-		level = slog.LevelDebug
-	}
-	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
+	// Forbidden, and any refusal not named above: the reason says why.
+	return problem.New(problem.Forbidden, "%s", reason)
 }

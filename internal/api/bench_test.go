@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +30,11 @@ func benchServer(b *testing.B, dir string) *server.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	b.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			b.Errorf("shutdown: %v", err)
+		}
+	})
 	return srv
 }
 
@@ -69,8 +74,12 @@ func roundTrip(b *testing.B, c *http.Client, req *http.Request, want int) bool {
 		b.Error(err)
 		return false
 	}
-	io.Copy(io.Discard, res.Body)
+	_, err = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
+	if err != nil {
+		b.Error(err)
+		return false
+	}
 	if res.StatusCode != want {
 		b.Errorf("status %d", res.StatusCode)
 		return false
@@ -115,9 +124,14 @@ func BenchmarkGetEnvironment(b *testing.B) {
 	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body)
+		// A failed write is the client's failure, which it reports.
+		_, _ = w.Write(body)
 	})}
-	go bare.Serve(ln)
+	go func() {
+		if err := bare.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			b.Errorf("bare server: %v", err)
+		}
+	}()
 	defer bare.Close()
 	bareURL := "http://" + ln.Addr().String() + "/v1/environments/" + env
 
@@ -240,7 +254,7 @@ func seed(b *testing.B, dir string, n int) {
 	defer st.Close()
 	prj := apiv1.Project{ID: control.NewID("prj_"), Name: "bench", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	must2(b, st.Update(ctx, func(tx store.Tx) error { return tx.CreateProject(ctx, prj) }))
-	ipam, _ := ipam.New(server.DefaultAddressPool, ipam.DefaultQuarantine)
+	ipam, _ := ipam.New(apiv1.DefaultAddressPool, ipam.DefaultQuarantine)
 	for i := 0; i < n; i += 1000 {
 		must2(b, st.Update(ctx, func(tx store.Tx) error {
 			for j := i; j < min(i+1000, n); j++ {

@@ -18,41 +18,36 @@ import (
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 1 << 20
 
-// readBody reads the request body once (bounded by MaxBodyBytes) and keeps
-// it, so the idempotency check and decoding see the same bytes.
-func readBody(r *http.Request) ([]byte, error) {
-	info := requestInfoFrom(r.Context())
-	if info != nil && info.bodyRead {
-		return info.body, nil
-	}
+// readBody is the one step that reads the body of a route that takes one
+// (bounded by MaxBodyBytes), before authorization: authorize reads its
+// project_id, the idempotency check hashes it and decode decodes it, all
+// from the same bytes. It runs after the in-flight mark of the request's
+// Idempotency-Key is taken, so a request whose body is still arriving
+// holds its key.
+func readBody(r *http.Request) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, problem.New(problem.MediaType, "Content-Type must be application/json, not %q", ct)
+			return problem.New(problem.MediaType, "Content-Type must be application/json, not %q", ct)
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, problem.New(problem.TooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
+			return problem.New(problem.TooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
 		}
-		return nil, problem.New(problem.Malformed, "the request body could not be read")
+		return problem.New(problem.Malformed, "the request body could not be read")
 	}
-	if info != nil {
-		info.body, info.bodyRead = body, true
-	}
-	return body, nil
+	requestInfoFrom(r.Context()).body = body
+	return nil
 }
 
 // decode reads the body as exactly one JSON value of v's type. Unknown
 // fields, wrong types, malformed JSON and trailing data are 400 problems
 // naming the field where JSON tells us which.
 func decode(r *http.Request, v any) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
+	body := requestInfoFrom(r.Context()).body
 	if len(bytes.TrimSpace(body)) == 0 {
 		return problem.New(problem.Malformed, "the request body is empty; send a JSON object")
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -67,9 +68,11 @@ type denialWindow struct {
 }
 
 type denials struct {
-	store   store.Store
-	audited func(apiv1.AuditEvent)
-	now     func() time.Time
+	// control builds the aggregate events and appends every event; its
+	// clock draws the minutes. The goroutine's wake-ups stay on real
+	// time: they only pace appends and retries, and a test's clock that
+	// never moves must not stop them.
+	control *control.Service
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -88,9 +91,9 @@ type denials struct {
 	once sync.Once
 }
 
-func newDenials(st store.Store, audited func(apiv1.AuditEvent), now func() time.Time, log *slog.Logger) *denials {
+func newDenials(ctl *control.Service, log *slog.Logger) *denials {
 	d := &denials{
-		store: st, audited: audited, now: now, log: log,
+		control: ctl, log: log,
 		windows:   map[denialKey]*denialWindow{},
 		attempted: make(chan struct{}),
 		wake:      make(chan struct{}, 1),
@@ -155,20 +158,24 @@ func (d *denials) closeLocked(now time.Time, force bool) {
 	}
 	slices.SortFunc(open, func(a, b *denialWindow) int { return a.first.Compare(b.first) })
 	for _, w := range open {
-		d.queueLocked(w.aggregate(d.now().UTC()))
+		d.queueLocked(d.aggregate(w))
 	}
 	clear(d.windows)
 }
 
-func (w *denialWindow) aggregate(now time.Time) apiv1.AuditEvent {
-	ev := w.event
-	ev.ID = control.NewID("evt_")
-	ev.Time = now
-	ev.RequestID = w.lastRequest
-	ev.Action += AggregateSuffix
+// aggregate is the event that counts w's refusals after its first: the
+// first's fields, named by the last refused request.
+func (d *denials) aggregate(w *denialWindow) apiv1.AuditEvent {
+	first := w.event
+	c := control.Call{RequestID: w.lastRequest, Actor: first.Actor, Source: first.Source, Status: first.StatusCode}
+	ev := d.control.Event(c, first.Action+AggregateSuffix, first.Resource, first.ProjectID, first.Outcome)
+	ev.Reason = first.Reason
 	ev.Changes = &apiv1.Changes{After: apiv1.DenialAggregate{Count: w.count, WindowStart: w.first.UTC(), WindowEnd: w.last.UTC()}}
 	return ev
 }
+
+// now is the time of the application layer's clock.
+func (d *denials) now() time.Time { return d.control.Clock().Now() }
 
 func (d *denials) queueLocked(ev apiv1.AuditEvent) {
 	d.pending = append(d.pending, ev)
@@ -231,12 +238,11 @@ func (d *denials) append() bool {
 	d.started++
 	d.mu.Unlock()
 
-	var stored []apiv1.AuditEvent
 	var err error
 	if len(batch) > 0 {
-		stored, err = d.appendBatch(batch)
+		err = d.control.AppendRefusals(context.Background(), batch)
 		if errors.Is(err, store.ErrFull) {
-			stored, err = d.appendBatch(batch)
+			err = d.control.AppendRefusals(context.Background(), batch)
 		}
 	}
 
@@ -249,27 +255,7 @@ func (d *denials) append() bool {
 	close(d.attempted)
 	d.attempted = make(chan struct{})
 	d.mu.Unlock()
-	for _, ev := range stored {
-		d.audited(ev)
-	}
 	return err == nil
-}
-
-func (d *denials) appendBatch(batch []apiv1.AuditEvent) ([]apiv1.AuditEvent, error) {
-	ctx := context.Background()
-	stored := make([]apiv1.AuditEvent, 0, len(batch))
-	err := d.store.Update(ctx, func(tx store.Tx) error {
-		stored = stored[:0]
-		for _, ev := range batch {
-			s, err := tx.AppendAudit(ctx, ev)
-			if err != nil {
-				return err
-			}
-			stored = append(stored, s)
-		}
-		return nil
-	})
-	return stored, err
 }
 
 // sync waits for an append attempt that starts after it is called, which
@@ -337,4 +323,23 @@ func (d *denials) backlogErr() error {
 		return fmt.Errorf("%d audit events of refused requests could not be appended", n)
 	}
 	return nil
+}
+
+// refused hands the audit event of a refused request to the aggregator,
+// with every request-derived field cut to MaxFieldBytes.
+func (a *API) refused(r *http.Request, action, outcome string, status int, reason string) {
+	info := requestInfoFrom(r.Context())
+	ev := a.control.Event(a.call(r, status), action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome)
+	ev.Reason = truncateField(reason)
+	alone := a.denials.record(ev)
+	msg := "request denied"
+	if action == actionNotFound {
+		msg = "object not found"
+	}
+	// Like the trail, the log says it once a window; the rest at debug.
+	level := slog.LevelWarn
+	if !alone {
+		level = slog.LevelDebug
+	}
+	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
-	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -223,7 +223,7 @@ func auditOf(t *testing.T, h *harness, r resp) []apiv1.AuditEvent {
 	must(t, err)
 	var own []apiv1.AuditEvent
 	for _, ev := range evs {
-		if ev.Actor != reconcile.Actor {
+		if ev.Actor != control.ServerActor {
 			own = append(own, ev)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 type idemRequest struct {
 	key      string
 	bodyHash string
-	flight   string // the in-flight mark, released by route
+	flight   string // the in-flight mark, released by route; "" when another request holds it
 }
 
 // inflight is the set of idempotency keys whose first request is running.
@@ -41,53 +41,49 @@ func (f *inflight) end(k string) {
 	f.mu.Unlock()
 }
 
-// idempotencyBegin handles Idempotency-Key before the handler runs: it
-// replays a stored response (errHandled), refuses a key reused with
-// another request (422) or still in flight (409), or marks the request so
-// commit stores its response. The in-flight mark is released when the
-// request ends.
-func (a *API) idempotencyBegin(w http.ResponseWriter, r *http.Request) error {
+// idempotencyMark takes the in-flight mark of the request's
+// Idempotency-Key before its body is read (readBody), so that a request
+// whose body is still arriving holds its key. A malformed key takes no
+// mark: idempotencyBegin refuses it.
+func (a *API) idempotencyMark(r *http.Request) {
 	key := r.Header.Get(apiv1.HeaderIdempotencyKey)
-	if key == "" {
-		return nil
-	}
-	if err := checkIdempotencyKey(key); err != nil {
-		return err
+	if checkIdempotencyKey(key) != nil {
+		return
 	}
 	info := requestInfoFrom(r.Context())
-	scope := info.principal.TokenID
-	req := &idemRequest{key: key, flight: flightKey(scope, key)}
-	// The in-flight mark is taken before the body is read, so a request
-	// whose body is still arriving holds its key.
-	if !a.inflight.begin(req.flight) {
-		// A retry racing the first request's last moments (committed,
-		// answered, not yet released) replays instead of seeing 409.
-		if err := a.hashBody(r, req); err != nil {
-			return err
-		}
-		if done, err := a.replay(w, r, scope, req); done || err != nil {
-			return err
-		}
-		return problem.New(problem.InFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
+	req := &idemRequest{key: key}
+	if flight := flightKey(info.principal.TokenID, key); a.inflight.begin(flight) {
+		req.flight = flight // route releases the mark when the request ends
 	}
-	info.idem = req // route releases the mark when the request ends
-	if err := a.hashBody(r, req); err != nil {
-		return err
-	}
-	if done, err := a.replay(w, r, scope, req); done || err != nil {
-		return err
-	}
-	return nil
+	info.idem = req
 }
 
-func (a *API) hashBody(r *http.Request, req *idemRequest) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
+// idempotencyBegin handles Idempotency-Key before the handler runs: it
+// replays a stored response (replayed), refuses a key reused with another
+// request (422) or still in flight (409), or leaves the request marked so
+// that commit stores its response.
+func (a *API) idempotencyBegin(w http.ResponseWriter, r *http.Request) (replayed bool, err error) {
+	key := r.Header.Get(apiv1.HeaderIdempotencyKey)
+	if key == "" {
+		return false, nil
 	}
-	sum := sha256.Sum256(body)
+	if err := checkIdempotencyKey(key); err != nil {
+		return false, err
+	}
+	info := requestInfoFrom(r.Context())
+	req := info.idem
+	sum := sha256.Sum256(info.body)
 	req.bodyHash = hex.EncodeToString(sum[:])
-	return nil
+	if replayed, err := a.replay(w, r, info.principal.TokenID, req); replayed || err != nil {
+		return replayed, err
+	}
+	if req.flight == "" {
+		// Another request holds the key. One racing the first request's
+		// last moments (committed, answered, not yet released) has
+		// replayed above instead of seeing 409.
+		return false, problem.New(problem.InFlight, "a request with this Idempotency-Key is still in progress; retry when it has finished")
+	}
+	return false, nil
 }
 
 // replay answers from the stored record of (scope, key) if there is one.
@@ -97,12 +93,12 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, scope string, req *
 	case errors.Is(err, store.ErrNotFound):
 		return false, nil
 	case err != nil:
-		return true, err
+		return false, err
 	}
 	if rec.Method != r.Method || rec.Path != r.URL.Path || rec.BodyHash != req.bodyHash {
-		return true, problem.New(problem.IdemMismatch, "this Idempotency-Key was first used for a different request (%s %s with another body); use a new key", rec.Method, rec.Path)
+		return false, problem.New(problem.IdemMismatch, "this Idempotency-Key was first used for a different request (%s %s with another body); use a new key", rec.Method, rec.Path)
 	}
 	w.Header().Set("Idempotent-Replayed", "true")
 	writeStored(w, rec.StatusCode, rec.Header, rec.Body)
-	return true, errHandled
+	return true, nil
 }

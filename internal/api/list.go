@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -94,7 +95,7 @@ func (a *API) scopeList(r *http.Request, lq *store.ListQuery) error {
 		// Read first in both cases, so the two 404s take the same time.
 		_, err := a.store.GetProject(r.Context(), lq.ProjectID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Sees(lq.ProjectID)) {
-			return noSuchProject(lq.ProjectID)
+			return control.NoSuchProject(lq.ProjectID)
 		}
 		if err != nil {
 			return err
@@ -116,6 +117,6 @@ func writeList[T any](w http.ResponseWriter, items []T, next string) {
 
 // writeObject answers one object with its ETag.
 func writeObject(w http.ResponseWriter, status int, v any, generation int64) {
-	w.Header().Set("ETag", etag(generation))
+	w.Header().Set("ETag", apiv1.ETag(generation))
 	writeJSON(w, status, v)
 }

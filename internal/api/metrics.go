@@ -17,10 +17,9 @@ import (
 // metrics are the API's Prometheus series, on a registry of its own so
 // tests and several servers in one process never collide.
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	reconcile *prometheus.HistogramVec
-	handler   http.Handler
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	handler  http.Handler
 }
 
 func newMetrics(reg *prometheus.Registry, st store.Reader) *metrics {
@@ -32,13 +31,9 @@ func newMetrics(reg *prometheus.Registry, st store.Reader) *metrics {
 			Name: "isolationd_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 30},
 		}, []string{"route"}),
-		reconcile: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "isolationd_reconcile_duration_seconds", Help: "Time of one reconcile pass of one environment, by outcome.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
-		}, []string{"outcome"}),
 	}
 	states := prometheus.NewDesc("isolationd_environments", "Environments by state.", []string{"state"}, nil)
-	reg.MustRegister(m.requests, m.latency, m.reconcile, &stateCollector{desc: states, store: st},
+	reg.MustRegister(m.requests, m.latency, &stateCollector{desc: states, store: st},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m

@@ -64,6 +64,19 @@ var queryDocs = map[string]obj{
 	"since":         {"description": "Only events at or after this RFC 3339 time.", "schema": obj{"type": "string", "format": "date-time"}},
 }
 
+// tagDocs describes each tag of the route table; the document lists them
+// in the order the route table first uses them.
+var tagDocs = map[string]string{
+	"operations":    "Health, readiness, metrics, this document and the caller's identity.",
+	"projects":      "Projects group environments and policies; only admins manage them.",
+	"environments":  "Isolated environments: an asynchronous lifecycle (pending, provisioning, ready, updating, deleting), their enforcement, and what their rules allow.",
+	"policies":      "Network policies with Kubernetes NetworkPolicy semantics: environments are isolated until a policy selecting them allows traffic.",
+	"tokens":        "API tokens and their roles; only admins manage them, and a secret is shown once.",
+	"idempotency":   "What became of a write sent with an Idempotency-Key.",
+	"audit":         "The tamper-evident audit trail.",
+	"compatibility": "The compatibility routes: the original design's endpoints (/environments/...), served on top of the v1 model for the clients written against them. They are supported, not deprecated; new clients use the /v1 routes.",
+}
+
 var problemTitles = map[int]string{
 	400: "Malformed JSON, unknown or wrongly typed fields, or validation failures (errors names each field).",
 	401: "Missing, unknown, revoked or expired token.",
@@ -89,7 +102,17 @@ func generateOpenAPI(t *testing.T) []byte {
 	}
 	g.schemas["Problem"] = g.schemaOf(reflect.TypeOf(apiv1.Problem{}))
 	paths := obj{}
+	var tags []obj
+	tagged := map[string]bool{}
 	for _, rt := range api.Routes() {
+		if !tagged[rt.Doc.Tag] {
+			desc, ok := tagDocs[rt.Doc.Tag]
+			if !ok {
+				t.Fatalf("%s %s: tag %q is not described in tagDocs", rt.Method, rt.Pattern, rt.Doc.Tag)
+			}
+			tagged[rt.Doc.Tag] = true
+			tags = append(tags, obj{"name": rt.Doc.Tag, "description": desc})
+		}
 		item, _ := paths[rt.Pattern].(obj)
 		if item == nil {
 			item = obj{}
@@ -106,6 +129,7 @@ func generateOpenAPI(t *testing.T) []byte {
 		},
 		"servers":  []obj{{"url": "http://127.0.0.1:8080"}},
 		"security": []obj{{"bearerAuth": []string{}}},
+		"tags":     tags,
 		"paths":    paths,
 		"components": obj{
 			"schemas": g.schemas,
@@ -133,6 +157,11 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 	op := obj{"operationId": d.OperationID, "summary": d.Summary, "tags": []string{d.Tag}}
 	if rt.Perm.Public {
 		op["security"] = []obj{}
+	}
+	if d.Tag == "compatibility" {
+		// Supported, not deprecated: said where a reader of an old route
+		// would ask.
+		op["deprecated"] = false
 	}
 	var params []obj
 	for _, m := range pathParam.FindAllStringSubmatch(rt.Pattern, -1) {

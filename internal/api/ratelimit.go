@@ -1,15 +1,11 @@
 package api
 
 import (
-	"fmt"
-	"math"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/time/rate"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
@@ -23,7 +19,7 @@ func (a *API) rateLimit(r *http.Request) error {
 	if ok {
 		return nil
 	}
-	e := a.deny(r, http.StatusTooManyRequests, "rate limit of role "+p.Role+" exceeded")
+	e := a.deny(r, auth.RateLimited, "rate limit of role "+p.Role+" exceeded")
 	e.RetryAfter = delay
 	return e
 }
@@ -47,14 +43,15 @@ func (l RateLimit) bucket() *rate.Limiter {
 
 // limiter holds one token bucket per API token, sized by the token's role.
 type limiter struct {
+	clock    clockwork.Clock
 	fallback RateLimit
 	perRole  map[string]RateLimit
 	mu       sync.Mutex
 	perID    map[string]*rate.Limiter
 }
 
-func newLimiter(fallback RateLimit, perRole map[string]RateLimit) *limiter {
-	return &limiter{fallback: fallback, perRole: perRole, perID: map[string]*rate.Limiter{}}
+func newLimiter(clock clockwork.Clock, fallback RateLimit, perRole map[string]RateLimit) *limiter {
+	return &limiter{clock: clock, fallback: fallback, perRole: perRole, perID: map[string]*rate.Limiter{}}
 }
 
 // limitOf is the limit of a role: its own when configured, else the fallback.
@@ -79,45 +76,16 @@ func (l *limiter) allow(id, role string) (time.Duration, bool) {
 		l.perID[id] = b
 	}
 	l.mu.Unlock()
-	now := time.Now()
+	return take(b, l.clock.Now())
+}
+
+// take takes one request from bucket b at now, or says how long until
+// one is available (the delay its reservation would have had).
+func take(b *rate.Limiter, now time.Time) (time.Duration, bool) {
 	res := b.ReserveN(now, 1)
 	if d := res.DelayFrom(now); d > 0 {
 		res.CancelAt(now)
 		return d, false
 	}
 	return 0, true
-}
-
-// ParseRoleRateLimits reads per-role limits written as
-// "viewer=5,editor=20:40": role=requests-per-second, optionally :burst.
-// A rate of 0 lifts the limit for that role.
-func ParseRoleRateLimits(s string) (map[string]RateLimit, error) {
-	out := map[string]RateLimit{}
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		role, spec, ok := strings.Cut(part, "=")
-		role = strings.TrimSpace(role)
-		if !ok || !slices.Contains(auth.Roles, role) {
-			return nil, fmt.Errorf("%q: want role=rate[:burst] with role one of %s", part, strings.Join(auth.Roles, ", "))
-		}
-		if _, dup := out[role]; dup {
-			return nil, fmt.Errorf("role %s is given twice", role)
-		}
-		rateText, burstText, hasBurst := strings.Cut(spec, ":")
-		var rl RateLimit
-		var err error
-		if rl.PerSecond, err = strconv.ParseFloat(strings.TrimSpace(rateText), 64); err != nil || rl.PerSecond < 0 || math.IsInf(rl.PerSecond, 0) || math.IsNaN(rl.PerSecond) {
-			return nil, fmt.Errorf("%q: the rate must be a number of requests per second, 0 or more", part)
-		}
-		if hasBurst {
-			if rl.Burst, err = strconv.Atoi(strings.TrimSpace(burstText)); err != nil || rl.Burst < 1 {
-				return nil, fmt.Errorf("%q: the burst must be a whole number, 1 or more", part)
-			}
-		}
-		out[role] = rl
-	}
-	return out, nil
 }

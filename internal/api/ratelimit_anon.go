@@ -2,11 +2,16 @@ package api
 
 import (
 	"container/list"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/time/rate"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 )
 
 // maxAnonBuckets bounds the per-address buckets of unauthenticated
@@ -27,6 +32,7 @@ const maxAnonBuckets = 10000
 // busy and new addresses share one overflow bucket, so that a flood of
 // fresh addresses gets no more than one bucket's rate.
 type anonLimiter struct {
+	clock clockwork.Clock
 	limit RateLimit
 
 	mu       sync.Mutex
@@ -40,8 +46,23 @@ type anonBucket struct {
 	b   *rate.Limiter
 }
 
-func newAnonLimiter(l RateLimit) *anonLimiter {
-	a := &anonLimiter{limit: l, lru: list.New(), byKey: map[netip.Prefix]*list.Element{}}
+// anonRateLimit spends one request of the address's budget for a request
+// refused for want of a valid token (reason says why). Once the budget is
+// spent, it audits the refusal as a 429 and returns the problem to answer
+// with; otherwise nil, and the refusal stays a 401.
+func (a *API) anonRateLimit(r *http.Request, reason string) *problem.Error {
+	delay, ok := a.anon.allow(requestInfoFrom(r.Context()).source.IP)
+	if ok {
+		return nil
+	}
+	e := problem.New(problem.RateLimited, "too many requests without a valid token from this address; retry after the Retry-After delay")
+	e.RetryAfter = delay
+	a.refused(r, actionDenied, apiv1.OutcomeDenied, httpStatus(e), "rate limit of unauthenticated requests of the address exceeded: "+reason)
+	return e
+}
+
+func newAnonLimiter(clock clockwork.Clock, l RateLimit) *anonLimiter {
+	a := &anonLimiter{clock: clock, limit: l, lru: list.New(), byKey: map[netip.Prefix]*list.Element{}}
 	if l.PerSecond > 0 {
 		a.overflow = l.bucket()
 	}
@@ -64,22 +85,17 @@ func anonKey(ip string) netip.Prefix {
 	return p
 }
 
-// allow takes one request of ip's bucket at now, or says how long until
-// one is available.
-func (a *anonLimiter) allow(ip string, now time.Time) (time.Duration, bool) {
+// allow takes one request of ip's bucket, or says how long until one is
+// available.
+func (a *anonLimiter) allow(ip string) (time.Duration, bool) {
 	if a.limit.PerSecond <= 0 {
 		return 0, true
 	}
-	key := anonKey(ip)
+	now := a.clock.Now()
 	a.mu.Lock()
-	b := a.bucketLocked(key, now)
+	b := a.bucketLocked(anonKey(ip), now)
 	a.mu.Unlock()
-	res := b.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return d, false
-	}
-	return 0, true
+	return take(b, now)
 }
 
 func (a *anonLimiter) bucketLocked(key netip.Prefix, now time.Time) *rate.Limiter {

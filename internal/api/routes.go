@@ -91,8 +91,9 @@ var routes = []Route{
 		Doc: Doc{OperationID: "readyz", Summary: "The store is reachable and can write (a probe write, at most one a second while it can), and the reconciler has started.", Tag: "operations", Status: 200, Response: health{}, Problems: []int{503}}},
 	{Method: "GET", Pattern: "/metrics", Perm: permAuditRead, handle: (*API).serveMetrics,
 		Doc: Doc{OperationID: "metrics", Summary: "Prometheus metrics (text exposition format); needs a token that may read the audit log.", Tag: "operations", Status: 200}},
-	{Method: "GET", Pattern: "/v1/openapi.json", Perm: permProjectRead, handle: (*API).openapi,
-		Doc: Doc{OperationID: "openapi", Summary: "This OpenAPI document.", Tag: "operations", Status: 200}},
+	// Public: the document describes the API and holds no data.
+	{Method: "GET", Pattern: "/v1/openapi.json", Perm: Perm{Public: true}, handle: (*API).openapi,
+		Doc: Doc{OperationID: "openapi", Summary: "This OpenAPI document; no token needed.", Tag: "operations", Status: 200}},
 	{Method: "GET", Pattern: "/v1/whoami", Perm: permAnyToken, handle: (*API).whoami,
 		Doc: Doc{OperationID: "whoami", Summary: "The caller's token (id, name, role, project scope, expiry; never its secret) and the server's name and version.", Tag: "operations", Status: 200, Response: apiv1.WhoAmI{}}},
 
@@ -155,14 +156,16 @@ var routes = []Route{
 	{Method: "GET", Pattern: "/v1/audit-events", Perm: permAuditRead, handle: (*API).listAudit,
 		Doc: Doc{OperationID: "listAuditEvents", Summary: "The audit trail, oldest first.", Tag: "audit", Status: 200, Response: apiv1.List[apiv1.AuditEvent]{}, Query: []string{"limit", "cursor", "project_id", "action", "resource_type", "resource_id", "outcome", "request_id", "since"}}},
 
+	// The compatibility routes: the original design's endpoints, served on
+	// top of the v1 model for the clients written against them.
 	{Method: "POST", Pattern: "/environments/create", Perm: scoped(permEnvWrite, ScopeBody), Idempotent: true, handle: (*API).legacyCreate,
-		Doc: Doc{OperationID: "legacyCreateEnvironment", Summary: "Original design: create an environment (same body as POST /v1/environments).", Tag: "legacy", Request: apiv1.EnvironmentCreate{}, Status: 202, Response: LegacyCreated{}, Problems: []int{404, 409, 413, 415, 422}}},
+		Doc: Doc{OperationID: "legacyCreateEnvironment", Summary: "Create an environment from the body of POST /v1/environments; answers its id and status.", Tag: "compatibility", Request: apiv1.EnvironmentCreate{}, Status: 202, Response: LegacyCreated{}, Problems: []int{404, 409, 413, 415, 422}}},
 	{Method: "PUT", Pattern: "/environments/{id}/configure", Perm: scoped(permEnvWrite, ScopeEnvironment), Idempotent: true, handle: (*API).legacyConfigure,
-		Doc: Doc{OperationID: "legacyConfigureEnvironment", Summary: "Original design: change description, labels, resources, and the rules of the policy the environment owns (empty rules remove it).", Tag: "legacy", Request: apiv1.EnvironmentConfigure{}, Status: 200, Response: apiv1.Environment{}, Problems: []int{404, 409, 412, 413, 415}}},
+		Doc: Doc{OperationID: "legacyConfigureEnvironment", Summary: "Change an environment's description, labels and resources, and the rules of the policy it owns: created on first use, replaced after, removed by empty rules.", Tag: "compatibility", Request: apiv1.EnvironmentConfigure{}, Status: 200, Response: apiv1.Environment{}, Problems: []int{404, 409, 412, 413, 415}}},
 	{Method: "DELETE", Pattern: "/environments/{id}", Perm: scoped(permEnvWrite, ScopeEnvironment), handle: (*API).deleteEnvironment,
-		Doc: Doc{OperationID: "legacyDeleteEnvironment", Summary: "Original design: delete an environment.", Tag: "legacy", Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 412}}},
+		Doc: Doc{OperationID: "legacyDeleteEnvironment", Summary: "Delete an environment (state deleting, then gone), as DELETE /v1/environments/{id} does.", Tag: "compatibility", Status: 202, Response: apiv1.Environment{}, Problems: []int{404, 409, 412}}},
 	{Method: "GET", Pattern: "/environments/{id}/status", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).environmentStatus,
-		Doc: Doc{OperationID: "legacyGetEnvironmentStatus", Summary: "Original design: an environment's status.", Tag: "legacy", Status: 200, Response: apiv1.EnvironmentStatus{}, Problems: []int{404}}},
+		Doc: Doc{OperationID: "legacyGetEnvironmentStatus", Summary: "An environment's lifecycle and enforcement status, as GET /v1/environments/{id}/status answers it.", Tag: "compatibility", Status: 200, Response: apiv1.EnvironmentStatus{}, Problems: []int{404}}},
 }
 
 // Routes returns a copy of the route table.

@@ -1,16 +1,12 @@
 package api
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
-	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
 // SecretNote is what an Idempotency-Key replay of a token creation says in
@@ -22,40 +18,13 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return expiresAtError(err)
 	}
-	fe := in.Validate()
-	now := a.now().UTC()
-	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
-		fe = append(fe, apiv1.FieldError{Field: "expires_at", Message: "must be in the future"})
-	}
-	if fe != nil {
-		return problem.Invalid(fe)
-	}
-	secret, err := auth.NewSecret()
-	if err != nil {
-		return err
-	}
-	t := apiv1.Token{
-		ID: control.NewID("tok_"), Name: in.Name, Role: in.Role, ProjectID: in.ProjectID,
-		CreatedAt: now, ETag: etag(1),
-	}
-	if in.ExpiresAt != nil {
-		exp := in.ExpiresAt.UTC()
-		t.ExpiresAt = &exp
-	}
-	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
-		if t.ProjectID != "" {
-			if err := projectExists(ctx, tx, t.ProjectID); err != nil {
-				return nil, err
-			}
+	return commit(a, w, r, http.StatusCreated, func(c control.Call) (apiv1.TokenCreated, error) {
+		return a.control.CreateToken(r.Context(), c, in)
+	}, func(t apiv1.TokenCreated) answer {
+		return answer{
+			body: t, generation: 1, location: "/v1/tokens/" + t.ID, resourceID: t.ID,
+			replay: apiv1.TokenCreated{Token: t.Token, Note: SecretNote},
 		}
-		if err := tx.CreateToken(ctx, store.TokenRecord{Token: t, Hash: auth.HashSecret(secret)}); err != nil {
-			return nil, err
-		}
-		return &mutation{
-			status: http.StatusCreated, body: apiv1.TokenCreated{Token: t, Secret: secret}, generation: 1, location: "/v1/tokens/" + t.ID,
-			replay: apiv1.TokenCreated{Token: t, Note: SecretNote},
-			action: "token.create", resource: ref("token", t.ID), projectID: t.ProjectID, after: t,
-		}, nil
 	})
 }
 
@@ -100,32 +69,11 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// deleteToken revokes a token. The record stays, marked revoked, so the
-// audit trail's actor ids keep meaning something; the cache forgets it
-// before the answer is sent, so the very next request with it is refused.
+// deleteToken revokes a token (control.RevokeToken); the token cache
+// forgets it as the revocation commits (Committed), before the answer is
+// sent, so the very next request with it is refused.
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id := idFromPath(r)
-	return a.commit(w, r, func(ctx context.Context, tx store.Tx) (*mutation, error) {
-		cur, err := tx.GetToken(ctx, id)
-		if err == nil && cur.RevokedAt != nil {
-			err = store.ErrNotFound
-		}
-		if err := writable(r, err, "token", id, 1); err != nil {
-			return nil, err
-		}
-		now := a.now().UTC()
-		next := cur
-		next.RevokedAt = &now
-		if err := tx.UpdateToken(ctx, next); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, problem.NoSuch("token", id)
-			}
-			return nil, err
-		}
-		return &mutation{
-			status: http.StatusNoContent,
-			action: "token.revoke", resource: ref("token", id), projectID: cur.ProjectID, before: cur.Token,
-			committed: func() { a.tokens.invalidate(id) },
-		}, nil
-	})
+	return commit(a, w, r, http.StatusNoContent, func(c control.Call) (apiv1.Token, error) {
+		return a.control.RevokeToken(r.Context(), c, idFromPath(r))
+	}, func(t apiv1.Token) answer { return answer{resourceID: t.ID} })
 }

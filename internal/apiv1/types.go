@@ -26,6 +26,29 @@ const (
 // States lists every environment state, in lifecycle order.
 var States = []string{StatePending, StateProvisioning, StateReady, StateUpdating, StateFailed, StateDeleting, StateExpired}
 
+// StateIsCreating reports whether an environment in state has not been
+// provisioned yet (it has no enforcement to read or check).
+func StateIsCreating(state string) bool {
+	return state == StatePending || state == StateProvisioning
+}
+
+// StateIsTransient reports whether an environment in state is on its way
+// to ready: being created or being changed.
+func StateIsTransient(state string) bool {
+	return StateIsCreating(state) || state == StateUpdating
+}
+
+// StateIsLeaving reports whether an environment in state is on its way
+// out (deleted, or expired and being torn down): it takes no more
+// changes, and the provider treats it as gone.
+func StateIsLeaving(state string) bool {
+	return state == StateDeleting || state == StateExpired
+}
+
+// DefaultAddressPool is the CIDR environment addresses come from when the
+// server is not told otherwise (isolationd --address-pool).
+const DefaultAddressPool = "10.200.0.0/16"
+
 // Policy types, directions and protocols.
 const (
 	Ingress = "ingress"
@@ -416,6 +439,9 @@ const (
 	RoleEditor  = "editor"
 	RoleViewer  = "viewer"
 )
+
+// Roles lists every role, most powerful first.
+var Roles = []string{RoleAdmin, RoleAuditor, RoleEditor, RoleViewer}
 
 // Token is an API token as the API shows it: never its secret, except in
 // the answer to its creation (TokenCreated).

@@ -135,9 +135,16 @@ func TestOpenSink_ResumesAfterItsLastWholeLineAndDropsOneCutShort(t *testing.T) 
 	// were committed than the sink got.
 	sixth := store.commit()
 	line, _ := json.Marshal(sixth)
-	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	f.Write(line[:len(line)/2])
-	f.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(line[:len(line)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	store.commit()
 
 	sink, err = audit.OpenSink(path)
@@ -157,7 +164,9 @@ func TestOpenSink_ResumesAfterItsLastWholeLineAndDropsOneCutShort(t *testing.T) 
 
 	// A file that is not an audit log is left alone.
 	other := filepath.Join(t.TempDir(), "notes.txt")
-	os.WriteFile(other, []byte("remember the milk\n"), 0o600)
+	if err := os.WriteFile(other, []byte("remember the milk\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := audit.OpenSink(other); err == nil || !strings.Contains(err.Error(), "not an audit event") {
 		t.Fatalf("OpenSink of a file that is not an audit log: %v", err)
 	}

@@ -1,7 +1,8 @@
 // Package auth decides who may do what. It knows tokens (how secrets are
 // made and hashed) and roles (what each may touch); it does not know HTTP.
 // The API asks Decide once per request with the route's Permission and the
-// project of the object the request targets.
+// project of the object the request targets, and turns the Refusal it
+// gets back into an answer (internal/api/authz.go).
 package auth
 
 import (
@@ -9,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"net/http"
 	"strings"
 	"time"
 
@@ -62,9 +62,6 @@ func ValidSecret(s string) bool {
 	}
 	return true
 }
-
-// Roles lists every role, most powerful first.
-var Roles = []string{apiv1.RoleAdmin, apiv1.RoleAuditor, apiv1.RoleEditor, apiv1.RoleViewer}
 
 // Principal is the authenticated caller.
 type Principal struct {
@@ -131,35 +128,55 @@ type Permission struct {
 	Verb     Verb
 }
 
+// Refusal is why a request is refused. The API decides what each one
+// answers; the domain only says which it is.
+type Refusal string
+
+const (
+	// Unauthenticated: no valid token (none, malformed, unknown, revoked
+	// or expired).
+	Unauthenticated Refusal = "unauthenticated"
+	// Forbidden: the object is in the principal's scope, but its role is
+	// not enough.
+	Forbidden Refusal = "forbidden"
+	// OutOfScope: the object lies outside the principal's scope, so its
+	// existence must not leak: it is refused as an absent object is.
+	OutOfScope Refusal = "out_of_scope"
+	// RateLimited: the caller's budget of requests is spent (the API's
+	// limiters decide it, per token and per address).
+	RateLimited Refusal = "rate_limited"
+)
+
 // Decision is the answer to one authorization question.
 type Decision struct {
-	Allowed bool
-	// Status is 404 when the object lies outside the principal's scope (its
-	// existence must not leak) and 403 when it is in scope but the role is
-	// not enough.
-	Status int
-	Reason string
+	// Refusal is "" when the request is allowed: Forbidden or OutOfScope
+	// otherwise.
+	Refusal Refusal
+	Reason  string
 	// NeededRole is the least role that would have been allowed, for the
 	// error message ("needs role editor").
 	NeededRole string
 }
+
+// Allowed reports whether the request may go on.
+func (d Decision) Allowed() bool { return d.Refusal == "" }
 
 // Decide answers whether p may perform perm on an object of projectID.
 // projectID is "" for requests not tied to one project (lists across
 // projects, creating a project, tokens, the audit log).
 func Decide(p Principal, perm Permission, projectID string) Decision {
 	if p.Role == apiv1.RoleAdmin {
-		return Decision{Allowed: true}
+		return Decision{}
 	}
 	if projectID != "" && !p.Sees(projectID) {
-		return Decision{Status: http.StatusNotFound, Reason: "project outside the token's scope"}
+		return Decision{Refusal: OutOfScope, Reason: "project outside the token's scope"}
 	}
 	needed := neededRole(perm)
 	if allowed(p.Role, perm) {
-		return Decision{Allowed: true}
+		return Decision{}
 	}
 	return Decision{
-		Status:     http.StatusForbidden,
+		Refusal:    Forbidden,
 		Reason:     "role " + p.Role + " may not " + string(perm.Verb) + " " + perm.Resource.plural(),
 		NeededRole: needed,
 	}

@@ -478,7 +478,7 @@ func fullJitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return time.Duration(rand.Int64N(int64(d) + 1)) //nolint:gosec // G404: jitter spreads retries out; it needs no unpredictability
 }
 
 // retryAfter parses a Retry-After value: delay-seconds or an HTTP-date.

@@ -60,18 +60,20 @@ func TestWhoAmI_AnEndpointThatIsNotIsolationdIsErrNotIsolationd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("<html><body>hello</body></html>"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The handlers ignore write errors: what reaches the client is what the
+	// test judges.
 	cases := map[string]http.Handler{
 		// A plain file server: its 404 is text, not a problem document.
 		"static file server": http.FileServer(http.Dir(site)),
 		// A site whose every page is the same HTML with 200.
 		"HTML for every path": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
-			w.Write([]byte("<!doctype html><title>Welcome</title>"))
+			_, _ = w.Write([]byte("<!doctype html><title>Welcome</title>"))
 		}),
 		// Another JSON API.
 		"another JSON API": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
-			w.Write([]byte(`{"id":"42","status":"ok"}`))
+			_, _ = w.Write([]byte(`{"id":"42","status":"ok"}`))
 		}),
 		// An endpoint that echoes the request, token included, in its 404.
 		"echoing 404": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -13,11 +13,16 @@ package control
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -42,6 +47,9 @@ type Options struct {
 	// DefaultEnvironmentQuota is the environment quota of a project
 	// created without one; 0 means no limit.
 	DefaultEnvironmentQuota int64
+	// IPAM allocates environment addresses (the reconciler's
+	// transitions need it).
+	IPAM *ipam.Allocator
 }
 
 // Service is the application layer.
@@ -50,6 +58,7 @@ type Service struct {
 	clock  clockwork.Clock
 	driver string
 	quota  int64
+	ipam   *ipam.Allocator
 }
 
 // New returns the application layer over opts.Store.
@@ -57,7 +66,7 @@ func New(opts Options) *Service {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
-	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, quota: opts.DefaultEnvironmentQuota}
+	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM}
 }
 
 // Clock is the service's clock, for the parts of the server that keep
@@ -140,3 +149,54 @@ func mutate[T any](ctx context.Context, s *Service, c Call, fn func(tx store.Tx)
 	})
 	return out, err
 }
+
+// now is the time of a change, as every stored object records it.
+func (s *Service) now() time.Time { return s.clock.Now().UTC() }
+
+// checkIfMatch refuses a change when If-Match is present and names no
+// current ETag of the object ("*" matches any existing object).
+func checkIfMatch(ifMatch string, generation int64) error {
+	if ifMatch == "" {
+		return nil
+	}
+	cur := apiv1.ETag(generation)
+	for part := range strings.SplitSeq(ifMatch, ",") {
+		if p := strings.TrimSpace(part); p == "*" || p == cur {
+			return nil
+		}
+	}
+	return problem.New(problem.Precondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", ifMatch, cur)
+}
+
+// writable is the check every patch and delete makes of the object it
+// loaded inside its transaction: loadErr not found names the missing
+// object, and an If-Match naming another generation is refused.
+func writable(c Call, loadErr error, kind, id string, generation int64) error {
+	if loadErr != nil {
+		return notFoundOr(loadErr, kind, id)
+	}
+	return checkIfMatch(c.IfMatch, generation)
+}
+
+// notFoundOr names the missing object.
+func notFoundOr(err error, kind, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.NoSuch(kind, id)
+	}
+	return err
+}
+
+// nextGeneration is what every change of an object's spec sets: the
+// generation after gen, its ETag, and the time of the change.
+func nextGeneration(gen int64, now time.Time) (int64, string, time.Time) {
+	return gen + 1, apiv1.ETag(gen + 1), now
+}
+
+// setIfPresent applies a field of a patch that is present.
+func setIfPresent[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func ref(kind, id string) apiv1.ResourceRef { return apiv1.ResourceRef{Type: kind, ID: id} }

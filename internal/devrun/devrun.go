@@ -313,7 +313,7 @@ func CopyConfig(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := os.MkdirAll(dst, 0o755); err != nil { //nolint:gosec // G301: copies of the checkout's configuration, no secret: the checkout's modes
 		return err
 	}
 	copied := 0
@@ -326,7 +326,7 @@ func CopyConfig(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil { //nolint:gosec // G306: as the directory above
 			return err
 		}
 		copied++

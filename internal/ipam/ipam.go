@@ -1,3 +1,9 @@
+// Package ipam allocates environment addresses from the server's pool
+// (Allocator), keeping its state in the store so that a freed address
+// stays quarantined across restarts. The application layer (control)
+// allocates and frees through it inside the transaction of the change;
+// the API reads it to flag CIDR peers that cover other projects'
+// environments. It imports only apiv1, policy and store.
 package ipam
 
 import (

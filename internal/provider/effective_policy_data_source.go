@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
+	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
 )
 
 var (
@@ -18,14 +20,18 @@ var (
 	_ datasource.DataSourceWithConfigure = &EffectivePolicyDataSource{}
 )
 
+// NewEffectivePolicyDataSource returns the isolation_effective_policy data source.
+func NewEffectivePolicyDataSource() datasource.DataSource { return &EffectivePolicyDataSource{} }
+
 // EffectivePolicyDataSource reads what an environment is allowed: the
 // policies that select it and their rules merged, peers resolved.
 type EffectivePolicyDataSource struct {
 	client *providerClient
 }
 
-// EffectivePolicyDataSourceModel is the isolation_effective_policy data source.
-type EffectivePolicyDataSourceModel struct {
+// effectivePolicyDataSourceModel is the isolation_effective_policy data
+// source. Its lists hold the structs below, element by element.
+type effectivePolicyDataSourceModel struct {
 	EnvironmentID types.String `tfsdk:"environment_id"`
 	Address       types.String `tfsdk:"address"`
 	Policies      types.List   `tfsdk:"policies"`
@@ -33,40 +39,51 @@ type EffectivePolicyDataSourceModel struct {
 	Egress        types.List   `tfsdk:"egress"`
 }
 
-// Object types of the data source's lists.
-var (
-	policyRefType       = types.ObjectType{AttrTypes: map[string]attr.Type{"id": types.StringType, "name": types.StringType}}
-	peerEnvironmentType = types.ObjectType{AttrTypes: map[string]attr.Type{
-		"id": types.StringType, "name": types.StringType, "address": types.StringType,
-	}}
-	pinnedEnvironmentType = types.ObjectType{AttrTypes: map[string]attr.Type{
-		"id": types.StringType, "project_id": types.StringType, "address": types.StringType,
-	}}
-	coverageType = types.ObjectType{AttrTypes: map[string]attr.Type{
-		"environments": types.ListType{ElemType: pinnedEnvironmentType},
-		"count":        types.Int64Type,
-		"more":         types.BoolType,
-		"warning":      types.StringType,
-	}}
-	effectivePeerType = types.ObjectType{AttrTypes: map[string]attr.Type{
-		policyrules.AttrCIDR:                types.StringType,
-		policyrules.AttrExcept:              types.SetType{ElemType: types.StringType},
-		policyrules.AttrEnvironmentSelector: policyrules.SelectorType,
-		"environments":                      types.ListType{ElemType: peerEnvironmentType},
-		"covers":                            coverageType,
-	}}
-	effectiveRuleType = types.ObjectType{AttrTypes: map[string]attr.Type{
-		"policy_id":           types.StringType,
-		"policy_name":         types.StringType,
-		"rule_index":          types.Int64Type,
-		"peers":               types.ListType{ElemType: effectivePeerType},
-		policyrules.AttrPorts: types.SetType{ElemType: policyrules.PortType},
-		"warnings":            types.ListType{ElemType: types.StringType},
-	}}
-)
+// policyRefModel is one of the policies that select the environment.
+type policyRefModel struct {
+	ID   types.String `tfsdk:"id"`
+	Name types.String `tfsdk:"name"`
+}
 
-// NewEffectivePolicyDataSource returns the isolation_effective_policy data source.
-func NewEffectivePolicyDataSource() datasource.DataSource { return &EffectivePolicyDataSource{} }
+// effectiveRuleModel is one merged rule. Its lists are Go slices: they
+// are only ever written, and an empty slice is an empty list.
+type effectiveRuleModel struct {
+	PolicyID   types.String         `tfsdk:"policy_id"`
+	PolicyName types.String         `tfsdk:"policy_name"`
+	RuleIndex  types.Int64          `tfsdk:"rule_index"`
+	Peers      []effectivePeerModel `tfsdk:"peers"`
+	Ports      types.Set            `tfsdk:"ports"`
+	Warnings   []string             `tfsdk:"warnings"`
+}
+
+// effectivePeerModel is a policy peer and what it resolves to now.
+type effectivePeerModel struct {
+	policyrules.Peer
+	Environments []peerEnvironmentModel `tfsdk:"environments"`
+	Covers       *coverageModel         `tfsdk:"covers"` // nil: null, it covers no other project's environment
+}
+
+// peerEnvironmentModel is an environment a selector peer matches.
+type peerEnvironmentModel struct {
+	ID      types.String `tfsdk:"id"`
+	Name    types.String `tfsdk:"name"`
+	Address types.String `tfsdk:"address"`
+}
+
+// coverageModel is which environments of other projects a CIDR peer covers.
+type coverageModel struct {
+	Environments []pinnedEnvironmentModel `tfsdk:"environments"`
+	Count        types.Int64              `tfsdk:"count"`
+	More         types.Bool               `tfsdk:"more"`
+	Warning      types.String             `tfsdk:"warning"`
+}
+
+// pinnedEnvironmentModel is an environment whose address a CIDR covers.
+type pinnedEnvironmentModel struct {
+	ID        types.String `tfsdk:"id"`
+	ProjectID types.String `tfsdk:"project_id"`
+	Address   types.String `tfsdk:"address"`
+}
 
 func (d *EffectivePolicyDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_effective_policy"
@@ -81,79 +98,16 @@ func (d *EffectivePolicyDataSource) Schema(_ context.Context, _ datasource.Schem
 			"environment_id": schema.StringAttribute{
 				MarkdownDescription: "The environment.",
 				Required:            true,
+				Validators:          []validator.String{validators.ID()},
 			},
-			"address": schema.StringAttribute{
-				MarkdownDescription: "The environment's address, once it has one.",
-				Computed:            true,
-			},
-			"policies": schema.ListNestedAttribute{
-				MarkdownDescription: "The policies that select the environment.",
-				Computed:            true,
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"id":   schema.StringAttribute{MarkdownDescription: "The policy's id.", Computed: true},
-					"name": schema.StringAttribute{MarkdownDescription: "The policy's name.", Computed: true},
-				}},
-			},
+			"address": computedString("The environment's address, once it has one."),
+			"policies": computedObjects("The policies that select the environment.", map[string]schema.Attribute{
+				"id":   computedString("The policy's id."),
+				"name": computedString("The policy's name."),
+			}),
 			"ingress": effectiveRulesAttribute("ingress", "from"),
 			"egress":  effectiveRulesAttribute("egress", "to"),
 		},
-	}
-}
-
-func effectiveRulesAttribute(direction, fromOrTo string) schema.ListNestedAttribute {
-	peer := computedPeerAttributes()
-	peer["environments"] = schema.ListNestedAttribute{
-		MarkdownDescription: "For an environment selector peer, the environments it matches now.",
-		Computed:            true,
-		NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-			"id":      schema.StringAttribute{MarkdownDescription: "The environment's id.", Computed: true},
-			"name":    schema.StringAttribute{MarkdownDescription: "The environment's name.", Computed: true},
-			"address": schema.StringAttribute{MarkdownDescription: "The environment's address, once it has one.", Computed: true},
-		}},
-	}
-	peer["covers"] = schema.SingleNestedAttribute{
-		MarkdownDescription: "For a CIDR peer that covers the addresses of environments of other projects (whose traffic therefore matches the rule), " +
-			"which ones; null when it covers none. An address pinned in a CIDR outlives its environment: once freed and past the server's " +
-			"address quarantine it goes to a new environment of any project. Prefer environment selectors.",
-		Computed: true,
-		Attributes: map[string]schema.Attribute{
-			"environments": schema.ListNestedAttribute{
-				MarkdownDescription: "The covered environments the token may see (at most 10).",
-				Computed:            true,
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"id":         schema.StringAttribute{MarkdownDescription: "The environment's id.", Computed: true},
-					"project_id": schema.StringAttribute{MarkdownDescription: "Its project.", Computed: true},
-					"address":    schema.StringAttribute{MarkdownDescription: "Its address, as the CIDR covers it.", Computed: true},
-				}},
-			},
-			"count":   schema.Int64Attribute{MarkdownDescription: "How many environments of other projects the CIDR covers, those of projects out of the token's scope included.", Computed: true},
-			"more":    schema.BoolAttribute{MarkdownDescription: "Whether it covers more than `count` (the server stops counting).", Computed: true},
-			"warning": schema.StringAttribute{MarkdownDescription: "The warning, in words.", Computed: true},
-		},
-	}
-	return schema.ListNestedAttribute{
-		MarkdownDescription: fmt.Sprintf("The merged %s allows: each rule of each selecting policy that lists %s in its policy_types.", direction, direction),
-		Computed:            true,
-		NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-			"policy_id":   schema.StringAttribute{MarkdownDescription: "The policy the rule comes from.", Computed: true},
-			"policy_name": schema.StringAttribute{MarkdownDescription: "That policy's name.", Computed: true},
-			"rule_index":  schema.Int64Attribute{MarkdownDescription: "The rule's position in that policy's rules as the server stores them.", Computed: true},
-			"peers": schema.ListNestedAttribute{
-				MarkdownDescription: fmt.Sprintf("Traffic %s any of these peers is allowed; empty means any peer.", fromOrTo),
-				Computed:            true,
-				NestedObject:        schema.NestedAttributeObject{Attributes: peer},
-			},
-			policyrules.AttrPorts: schema.SetNestedAttribute{
-				MarkdownDescription: "On any of these ports; null means every port.",
-				Computed:            true,
-				NestedObject:        schema.NestedAttributeObject{Attributes: computedPortAttributes()},
-			},
-			"warnings": schema.ListAttribute{
-				MarkdownDescription: "Warnings about the rule: each CIDR peer that covers environments of other projects (see `covers`).",
-				Computed:            true,
-				ElementType:         types.StringType,
-			},
-		}},
 	}
 }
 
@@ -162,12 +116,8 @@ func (d *EffectivePolicyDataSource) Configure(_ context.Context, req datasource.
 }
 
 func (d *EffectivePolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	if !requireClient(d.client, &resp.Diagnostics) {
-		return
-	}
-	var cfg EffectivePolicyDataSourceModel
-	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() {
+	var cfg effectivePolicyDataSourceModel
+	if !prepare(ctx, d.client, &resp.Diagnostics, req.Config, &cfg) {
 		return
 	}
 	ep, err := d.client.Environments().EffectivePolicy(ctx, cfg.EnvironmentID.ValueString())
@@ -175,71 +125,99 @@ func (d *EffectivePolicyDataSource) Read(ctx context.Context, req datasource.Rea
 		addAPIError(&resp.Diagnostics, "read", "effective policy of environment", cfg.EnvironmentID.ValueString(), err)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, effectivePolicyModel(ep))...)
+	cfg.fromAPI(ctx, ep, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
 }
 
-func effectivePolicyModel(ep *apiv1.EffectivePolicy) EffectivePolicyDataSourceModel {
-	refs := make([]attr.Value, 0, len(ep.Policies))
+// fromAPI sets the model to the effective policy the server computed.
+func (m *effectivePolicyDataSourceModel) fromAPI(ctx context.Context, ep *apiv1.EffectivePolicy, diags *diag.Diagnostics) {
+	refs := make([]policyRefModel, 0, len(ep.Policies))
 	for _, p := range ep.Policies {
-		refs = append(refs, types.ObjectValueMust(policyRefType.AttrTypes, map[string]attr.Value{
-			"id": types.StringValue(p.ID), "name": types.StringValue(p.Name),
-		}))
+		refs = append(refs, policyRefModel{ID: types.StringValue(p.ID), Name: types.StringValue(p.Name)})
 	}
-	return EffectivePolicyDataSourceModel{
-		EnvironmentID: types.StringValue(ep.EnvironmentID),
-		Address:       stringOrNull(ep.Address),
-		Policies:      types.ListValueMust(policyRefType, refs),
-		Ingress:       effectiveRulesValue(ep.Ingress),
-		Egress:        effectiveRulesValue(ep.Egress),
-	}
+	m.EnvironmentID = types.StringValue(ep.EnvironmentID)
+	m.Address = stringOrNull(ep.Address)
+	m.Policies = listFrom(ctx, m.Policies, refs, diags)
+	m.Ingress = listFrom(ctx, m.Ingress, effectiveRules(ep.Ingress), diags)
+	m.Egress = listFrom(ctx, m.Egress, effectiveRules(ep.Egress), diags)
 }
 
-func effectiveRulesValue(rules []apiv1.EffectiveRule) types.List {
-	out := make([]attr.Value, 0, len(rules))
+func effectiveRules(rules []apiv1.EffectiveRule) []effectiveRuleModel {
+	out := make([]effectiveRuleModel, 0, len(rules))
 	for _, r := range rules {
-		peers := make([]attr.Value, 0, len(r.Peers))
+		peers := make([]effectivePeerModel, 0, len(r.Peers))
 		for _, p := range r.Peers {
-			envs := make([]attr.Value, 0, len(p.Environments))
+			envs := make([]peerEnvironmentModel, 0, len(p.Environments))
 			for _, e := range p.Environments {
-				envs = append(envs, types.ObjectValueMust(peerEnvironmentType.AttrTypes, map[string]attr.Value{
-					"id": types.StringValue(e.ID), "name": types.StringValue(e.Name), "address": stringOrNull(e.Address),
-				}))
+				envs = append(envs, peerEnvironmentModel{ID: types.StringValue(e.ID), Name: types.StringValue(e.Name), Address: stringOrNull(e.Address)})
 			}
-			attrs := policyrules.PeerValue(p.Peer).(types.Object).Attributes()
-			attrs["environments"] = types.ListValueMust(peerEnvironmentType, envs)
-			attrs["covers"] = coverageValue(p.Covers)
-			peers = append(peers, types.ObjectValueMust(effectivePeerType.AttrTypes, attrs))
+			peers = append(peers, effectivePeerModel{Peer: policyrules.PeerFromAPI(p.Peer), Environments: envs, Covers: coverage(p.Covers)})
 		}
-		warnings := make([]attr.Value, 0, len(r.Warnings))
-		for _, w := range r.Warnings {
-			warnings = append(warnings, types.StringValue(w))
-		}
-		out = append(out, types.ObjectValueMust(effectiveRuleType.AttrTypes, map[string]attr.Value{
-			"policy_id":           types.StringValue(r.PolicyID),
-			"policy_name":         types.StringValue(r.PolicyName),
-			"rule_index":          types.Int64Value(int64(r.RuleIndex)),
-			"peers":               types.ListValueMust(effectivePeerType, peers),
-			policyrules.AttrPorts: policyrules.PortsValue(r.Ports),
-			"warnings":            types.ListValueMust(types.StringType, warnings),
-		}))
+		out = append(out, effectiveRuleModel{
+			PolicyID:   types.StringValue(r.PolicyID),
+			PolicyName: types.StringValue(r.PolicyName),
+			RuleIndex:  types.Int64Value(int64(r.RuleIndex)),
+			Peers:      peers,
+			Ports:      policyrules.PortsValue(r.Ports),
+			Warnings:   append(make([]string, 0, len(r.Warnings)), r.Warnings...),
+		})
 	}
-	return types.ListValueMust(effectiveRuleType, out)
+	return out
 }
 
-func coverageValue(c *apiv1.CIDRCoverage) types.Object {
+func coverage(c *apiv1.CIDRCoverage) *coverageModel {
 	if c == nil {
-		return types.ObjectNull(coverageType.AttrTypes)
+		return nil
 	}
-	envs := make([]attr.Value, 0, len(c.Environments))
+	envs := make([]pinnedEnvironmentModel, 0, len(c.Environments))
 	for _, e := range c.Environments {
-		envs = append(envs, types.ObjectValueMust(pinnedEnvironmentType.AttrTypes, map[string]attr.Value{
-			"id": types.StringValue(e.ID), "project_id": types.StringValue(e.ProjectID), "address": types.StringValue(e.Address),
-		}))
+		envs = append(envs, pinnedEnvironmentModel{ID: types.StringValue(e.ID), ProjectID: types.StringValue(e.ProjectID), Address: types.StringValue(e.Address)})
 	}
-	return types.ObjectValueMust(coverageType.AttrTypes, map[string]attr.Value{
-		"environments": types.ListValueMust(pinnedEnvironmentType, envs),
-		"count":        types.Int64Value(int64(c.Count)),
-		"more":         types.BoolValue(c.More),
-		"warning":      types.StringValue(c.Warning),
+	return &coverageModel{
+		Environments: envs,
+		Count:        types.Int64Value(int64(c.Count)),
+		More:         types.BoolValue(c.More),
+		Warning:      types.StringValue(c.Warning),
+	}
+}
+
+// effectiveRulesAttribute is the schema of the merged ingress or egress rules.
+func effectiveRulesAttribute(direction, fromOrTo string) schema.ListNestedAttribute {
+	peer := computedPeerAttributes()
+	peer["environments"] = computedObjects("For an environment selector peer, the environments it matches now.", map[string]schema.Attribute{
+		"id":      computedString("The environment's id."),
+		"name":    computedString("The environment's name."),
+		"address": computedString("The environment's address, once it has one."),
+	})
+	peer["covers"] = schema.SingleNestedAttribute{
+		MarkdownDescription: "For a CIDR peer that covers the addresses of environments of other projects (whose traffic therefore matches the rule), " +
+			"which ones; null when it covers none. An address pinned in a CIDR outlives its environment: once freed and past the server's " +
+			"address quarantine it goes to a new environment of any project. Prefer environment selectors.",
+		Computed: true,
+		Attributes: map[string]schema.Attribute{
+			"environments": computedObjects("The covered environments the token may see (at most 10).", map[string]schema.Attribute{
+				"id":         computedString("The environment's id."),
+				"project_id": computedString("Its project."),
+				"address":    computedString("Its address, as the CIDR covers it."),
+			}),
+			"count":   computedInt64("How many environments of other projects the CIDR covers, those of projects out of the token's scope included."),
+			"more":    computedBool("Whether it covers more than `count` (the server stops counting)."),
+			"warning": computedString("The warning, in words."),
+		},
+	}
+	return computedObjects(fmt.Sprintf("The merged %s allows: each rule of each selecting policy that lists %s in its policy_types.", direction, direction), map[string]schema.Attribute{
+		"policy_id":   computedString("The policy the rule comes from."),
+		"policy_name": computedString("That policy's name."),
+		"rule_index":  computedInt64("The rule's position in that policy's rules as the server stores them."),
+		"peers":       computedObjects(fmt.Sprintf("Traffic %s any of these peers is allowed; empty means any peer.", fromOrTo), peer),
+		policyrules.AttrPorts: schema.SetNestedAttribute{
+			MarkdownDescription: "On any of these ports; null means every port.",
+			Computed:            true,
+			NestedObject:        schema.NestedAttributeObject{Attributes: computedPortAttributes()},
+		},
+		"warnings": computedStringList("Warnings about the rule: each CIDR peer that covers environments of other projects (see `covers`)."),
 	})
 }

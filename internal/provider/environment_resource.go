@@ -6,15 +6,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
-	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -29,13 +26,6 @@ var (
 	_ resource.Resource                = &EnvironmentResource{}
 	_ resource.ResourceWithConfigure   = &EnvironmentResource{}
 	_ resource.ResourceWithImportState = &EnvironmentResource{}
-)
-
-// Default timeouts, when the configuration has no timeouts block.
-const (
-	defaultEnvironmentCreateTimeout = 20 * time.Minute
-	defaultEnvironmentUpdateTimeout = 20 * time.Minute
-	defaultEnvironmentDeleteTimeout = 20 * time.Minute
 )
 
 // NewEnvironmentResource returns the isolation_environment resource.
@@ -79,31 +69,12 @@ type resourcesModel struct {
 	DiskGB    types.Int64 `tfsdk:"disk_gb"`
 }
 
-var resourcesAttrTypes = map[string]attr.Type{
-	"cpu_millis": types.Int64Type,
-	"memory_mb":  types.Int64Type,
-	"disk_gb":    types.Int64Type,
-}
-
-func (m *environmentModel) fromAPI(env *apiv1.Environment) {
-	m.ID = types.StringValue(env.ID)
-	m.ProjectID = types.StringValue(env.ProjectID)
-	m.Name = types.StringValue(env.Name)
-	m.Description = types.StringValue(env.Description)
-	m.Labels = labelsValue(env.Labels)
-	m.Resources = types.ObjectValueMust(resourcesAttrTypes, map[string]attr.Value{
-		"cpu_millis": types.Int64Value(env.Resources.CPUMillis),
-		"memory_mb":  types.Int64Value(env.Resources.MemoryMB),
-		"disk_gb":    types.Int64Value(env.Resources.DiskGB),
-	})
-	m.TTLSeconds = types.Int64PointerValue(env.TTLSeconds)
-	m.State = types.StringValue(env.State)
-	m.StateMessage = types.StringValue(env.StateMessage)
-	m.Address = stringOrNull(env.Enforcement.Address)
-	m.Enforced = types.BoolValue(env.Enforcement.Enforced)
-	m.ExpiresAt = timeValue(env.ExpiresAt)
-	m.CreatedAt = timeValue(&env.CreatedAt)
-}
+// Default timeouts, when the configuration has no timeouts block.
+const (
+	defaultEnvironmentCreateTimeout = 20 * time.Minute
+	defaultEnvironmentUpdateTimeout = 20 * time.Minute
+	defaultEnvironmentDeleteTimeout = 20 * time.Minute
+)
 
 func (r *EnvironmentResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_environment"
@@ -117,30 +88,12 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 			"if it fails, the apply fails with the server's message and the environment stays in the state as tainted, " +
 			"so the next apply replaces it. Destroying one returns once it is gone.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{
-				MarkdownDescription: "Environment ID, assigned by the server.",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-			},
-			"project_id": schema.StringAttribute{
-				MarkdownDescription: "ID of the project the environment belongs to. Changing it replaces the environment.",
-				Required:            true,
-				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
-			},
-			"name": schema.StringAttribute{
-				MarkdownDescription: "Environment name: a DNS label (1-63 lowercase letters, digits or `-`, starting and ending with a letter or digit), unique within the project. Can be changed in place.",
-				Required:            true,
-				Validators:          []validator.String{validators.Name()},
-			},
-			"description": schema.StringAttribute{
-				MarkdownDescription: "Free-text description, up to 1024 characters. Defaults to `\"\"`.",
-				Optional:            true,
-				Computed:            true,
-				Default:             stringdefault.StaticString(""),
-				Validators:          []validator.String{validators.Description()},
-			},
-			"labels": labelsResourceAttribute("environment, which policies select it by"),
+			"id":         idAttribute("Environment ID, assigned by the server."),
+			"project_id": projectIDAttribute("ID of the project the environment belongs to. Changing it replaces the environment."),
+			"name": nameAttribute("Environment name: a DNS label (1-63 lowercase letters, digits or `-`, starting and ending " +
+				"with a letter or digit), unique within the project. Can be changed in place."),
+			"description": descriptionAttribute("Free-text description, up to 1024 characters. Defaults to `\"\"`."),
+			"labels":      labelsAttribute("environment, which policies select it by"),
 			"resources": schema.SingleNestedAttribute{
 				MarkdownDescription: "Compute allowances. Each one left out takes the server default on create and keeps its current value afterwards. Changed in place.",
 				Optional:            true,
@@ -167,11 +120,7 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 				MarkdownDescription: "The server's explanation of the state, such as why provisioning failed.",
 				Computed:            true,
 			},
-			"address": schema.StringAttribute{
-				MarkdownDescription: "The environment's IP address, assigned when it is provisioned.",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-			},
+			"address": computedOnceAttribute("The environment's IP address, assigned when it is provisioned."),
 			"enforced": schema.BoolAttribute{
 				MarkdownDescription: "Whether the enforcement driver has applied the environment's current network rules.",
 				Computed:            true,
@@ -181,25 +130,9 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{planmodifiers.StringUseStateUnlessChanged(path.Root("ttl_seconds"))},
 			},
-			"created_at": schema.StringAttribute{
-				MarkdownDescription: "When the environment was created (RFC 3339).",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-			},
+			"created_at": createdAtAttribute("environment"),
 		},
-		Blocks: map[string]schema.Block{
-			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
-		},
-	}
-}
-
-func resourceFieldAttribute(name, what string, lo, hi, def int64) schema.Int64Attribute {
-	return schema.Int64Attribute{
-		MarkdownDescription: fmt.Sprintf("%s, %d to %d. The server default is %d.", what, lo, hi, def),
-		Optional:            true,
-		Computed:            true,
-		Validators:          []validator.Int64{validators.ResourceField(name)},
-		PlanModifiers:       []planmodifier.Int64{planmodifiers.Int64UseStateWhenConfigNull()},
+		Blocks: timeoutsBlock(ctx),
 	}
 }
 
@@ -208,30 +141,16 @@ func (r *EnvironmentResource) Configure(_ context.Context, req resource.Configur
 }
 
 func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
-		return
-	}
 	var plan environmentResourceModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) {
 		return
 	}
-	timeout, diags := plan.Timeouts.Create(ctx, defaultEnvironmentCreateTimeout)
-	resp.Diagnostics.Append(diags...)
-	body := apiv1.EnvironmentCreate{
-		ProjectID:   plan.ProjectID.ValueString(),
-		Name:        plan.Name.ValueString(),
-		Description: plan.Description.ValueString(),
-		Labels:      labelsFromValue(ctx, plan.Labels, &resp.Diagnostics),
-		Resources:   resourcesSpec(ctx, plan.Resources, types.ObjectNull(resourcesAttrTypes), &resp.Diagnostics),
-		TTLSeconds:  plan.TTLSeconds.ValueInt64Pointer(),
-	}
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := within(ctx, plan.Timeouts.Create, defaultEnvironmentCreateTimeout, &resp.Diagnostics)
 	defer cancel()
-
+	body := plan.toCreate(ctx, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	envs := r.client.Environments()
 	env := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "environment", body.Name,
 		func(ctx context.Context) (*apiv1.Environment, error) { return envs.Create(ctx, body) }, envs.Get)
@@ -241,12 +160,7 @@ func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateReq
 	// Saved before waiting: an environment that then fails or times out
 	// stays in the state, tainted, and is never orphaned.
 	r.save(ctx, &plan, env, &resp.State, resp.Private, &resp.Diagnostics)
-
-	ready, err := r.client.Environments().WaitFor(ctx, env.ID, apiv1.StateReady)
-	if ready != nil {
-		r.save(ctx, &plan, ready, &resp.State, resp.Private, &resp.Diagnostics)
-	}
-	if err != nil {
+	if err := r.waitReady(ctx, &plan, env.ID, &resp.State, resp.Private, &resp.Diagnostics); err != nil {
 		resp.Diagnostics.AddError("Unable to create environment",
 			fmt.Sprintf("Environment %s (%s) did not become ready: %s\n\n"+
 				"It is kept in the state as tainted, so the next apply replaces it.", body.Name, env.ID, err))
@@ -254,13 +168,9 @@ func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateReq
 }
 
 func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	if r.client == nil {
-		// Settings unknown until apply: keep the state as it is.
-		return
-	}
 	var state environmentResourceModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
+	// With settings unknown until apply, the state stays as it is.
+	if r.client == nil || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
 		return
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
@@ -272,74 +182,47 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 }
 
 func (r *EnvironmentResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
-		return
-	}
 	var plan, state environmentResourceModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
 		return
 	}
-	timeout, diags := plan.Timeouts.Update(ctx, defaultEnvironmentUpdateTimeout)
-	resp.Diagnostics.Append(diags...)
-	patch, changed := environmentPatch(ctx, plan.environmentModel, state.environmentModel, &resp.Diagnostics)
+	ctx, cancel := within(ctx, plan.Timeouts.Update, defaultEnvironmentUpdateTimeout, &resp.Diagnostics)
+	defer cancel()
+	patch := plan.toPatch(ctx, state.environmentModel, &resp.Diagnostics)
 	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	id := state.ID.ValueString()
-
-	if !changed {
-		// Only timeouts changed: nothing to send, but the computed values
-		// still need their current values.
-		env, err := r.client.Environments().Get(ctx, id)
-		if err != nil {
-			addAPIError(&resp.Diagnostics, "read", "environment", id, err)
-			return
-		}
-		r.save(ctx, &plan, env, &resp.State, resp.Private, &resp.Diagnostics)
-		return
-	}
-
-	env, err := r.client.Environments().Update(ctx, id, patch, etag)
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "update", "environment", id, err)
+	env, sent := patchOrGet(ctx, &resp.Diagnostics, "environment", id, patch, etag, r.client.Environments().Update, r.client.Environments().Get)
+	if env == nil {
 		return
 	}
 	r.save(ctx, &plan, env, &resp.State, resp.Private, &resp.Diagnostics)
-	ready, err := r.client.Environments().WaitFor(ctx, id, apiv1.StateReady)
-	if ready != nil {
-		r.save(ctx, &plan, ready, &resp.State, resp.Private, &resp.Diagnostics)
+	if !sent {
+		return // only timeouts changed: nothing to wait for
 	}
-	if err != nil {
+	if err := r.waitReady(ctx, &plan, id, &resp.State, resp.Private, &resp.Diagnostics); err != nil {
 		resp.Diagnostics.AddError("Unable to update environment",
 			fmt.Sprintf("Environment %s did not become ready after the update: %s", id, err))
 	}
 }
 
 func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
-		return
-	}
 	var state environmentResourceModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.State, &state) {
 		return
 	}
-	timeout, diags := state.Timeouts.Delete(ctx, defaultEnvironmentDeleteTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := within(ctx, state.Timeouts.Delete, defaultEnvironmentDeleteTimeout, &resp.Diagnostics)
 	defer cancel()
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	id := state.ID.ValueString()
 
-	// Unconditional, unlike Update: destroying means "whatever it is now",
-	// and `terraform destroy -refresh=false` must not fail on a stale ETag.
+	// Unconditional, unlike Update, as for every resource: destroying
+	// means "whatever it is now", and `terraform destroy -refresh=false`
+	// must not fail on a stale ETag.
 	err := r.client.Environments().Delete(ctx, id, "")
 	if client.IsConflict(err) && r.alreadyLeaving(ctx, id) {
 		// Deleting already: a retried DELETE whose first answer was lost,
@@ -359,6 +242,115 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 	}
 }
 
+func (r *EnvironmentResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// fromAPI sets the model to the environment as the server returned it.
+func (m *environmentModel) fromAPI(env *apiv1.Environment) {
+	m.ID = types.StringValue(env.ID)
+	m.ProjectID = types.StringValue(env.ProjectID)
+	m.Name = types.StringValue(env.Name)
+	m.Description = types.StringValue(env.Description)
+	m.Labels = labelsValue(env.Labels)
+	m.Resources = types.ObjectValueMust(resourcesAttrTypes, map[string]attr.Value{
+		"cpu_millis": types.Int64Value(env.Resources.CPUMillis),
+		"memory_mb":  types.Int64Value(env.Resources.MemoryMB),
+		"disk_gb":    types.Int64Value(env.Resources.DiskGB),
+	})
+	m.TTLSeconds = types.Int64PointerValue(env.TTLSeconds)
+	m.State = types.StringValue(env.State)
+	m.StateMessage = types.StringValue(env.StateMessage)
+	m.Address = stringOrNull(env.Enforcement.Address)
+	m.Enforced = types.BoolValue(env.Enforcement.Enforced)
+	m.ExpiresAt = timeValue(env.ExpiresAt)
+	m.CreatedAt = timeValue(&env.CreatedAt)
+}
+
+// toCreate is the POST of the planned environment; resources left out
+// take the server's defaults.
+func (m environmentModel) toCreate(ctx context.Context, diags *diag.Diagnostics) apiv1.EnvironmentCreate {
+	return apiv1.EnvironmentCreate{
+		ProjectID:   m.ProjectID.ValueString(),
+		Name:        m.Name.ValueString(),
+		Description: m.Description.ValueString(),
+		Labels:      labelsFromValue(ctx, m.Labels, diags),
+		Resources:   resourcesPatch(ctx, m.Resources, types.ObjectNull(resourcesAttrTypes), diags),
+		TTLSeconds:  m.TTLSeconds.ValueInt64Pointer(),
+	}
+}
+
+// toPatch is the PATCH of what the plan (m) changes from state; it is
+// empty when nothing the API holds changes (only timeouts, say).
+func (m environmentModel) toPatch(ctx context.Context, state environmentModel, diags *diag.Diagnostics) apiv1.EnvironmentPatch {
+	return apiv1.EnvironmentPatch{
+		Name:        patched(m.Name, state.Name, m.Name.ValueString()),
+		Description: patched(m.Description, state.Description, m.Description.ValueString()),
+		Labels:      patched(m.Labels, state.Labels, labelsFromValue(ctx, m.Labels, diags)),
+		Resources:   resourcesPatch(ctx, m.Resources, state.Resources, diags),
+		// A TTL removed from the plan is null, and 0 removes it.
+		TTLSeconds: patched(m.TTLSeconds, state.TTLSeconds, m.TTLSeconds.ValueInt64()),
+	}
+}
+
+// resourcesAttrTypes is the object type of resources.
+var resourcesAttrTypes = map[string]attr.Type{
+	"cpu_millis": types.Int64Type,
+	"memory_mb":  types.Int64Type,
+	"disk_gb":    types.Int64Type,
+}
+
+// resourcesPatch returns the resources fields the plan sets to a known
+// value other than the state's, or nil when there are none: on create
+// (state null) the server defaults the rest, on update it keeps them.
+func resourcesPatch(ctx context.Context, plan, state types.Object, diags *diag.Diagnostics) *apiv1.ResourcesSpec {
+	if plan.IsNull() || plan.IsUnknown() {
+		return nil
+	}
+	var p, s resourcesModel
+	diags.Append(plan.As(ctx, &p, objectAsOptions)...)
+	if !state.IsNull() && !state.IsUnknown() {
+		diags.Append(state.As(ctx, &s, objectAsOptions)...)
+	}
+	spec := &apiv1.ResourcesSpec{
+		CPUMillis: patched(p.CPUMillis, s.CPUMillis, p.CPUMillis.ValueInt64()),
+		MemoryMB:  patched(p.MemoryMB, s.MemoryMB, p.MemoryMB.ValueInt64()),
+		DiskGB:    patched(p.DiskGB, s.DiskGB, p.DiskGB.ValueInt64()),
+	}
+	if *spec == (apiv1.ResourcesSpec{}) {
+		return nil
+	}
+	return spec
+}
+
+func resourceFieldAttribute(name, what string, lo, hi, def int64) schema.Int64Attribute {
+	return schema.Int64Attribute{
+		MarkdownDescription: fmt.Sprintf("%s, %d to %d. The server default is %d.", what, lo, hi, def),
+		Optional:            true,
+		Computed:            true,
+		Validators:          []validator.Int64{validators.ResourceField(name)},
+		PlanModifiers:       []planmodifier.Int64{planmodifiers.Int64UseStateWhenConfigNull()},
+	}
+}
+
+// save writes env into the state and its ETag into private state.
+func (r *EnvironmentResource) save(ctx context.Context, m *environmentResourceModel, env *apiv1.Environment,
+	state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
+	m.fromAPI(env)
+	saveWithETag(ctx, state, private, m, env.ETag, diags)
+}
+
+// waitReady waits for the environment to be ready after a create or an
+// update, saving what it became even when that is not ready.
+func (r *EnvironmentResource) waitReady(ctx context.Context, m *environmentResourceModel, id string,
+	state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) error {
+	ready, err := r.client.Environments().WaitFor(ctx, id, apiv1.StateReady)
+	if ready != nil {
+		r.save(ctx, m, ready, state, private, diags)
+	}
+	return err
+}
+
 // alreadyLeaving reports whether the environment is gone or on its way out.
 func (r *EnvironmentResource) alreadyLeaving(ctx context.Context, id string) bool {
 	env, err := r.client.Environments().Get(ctx, id)
@@ -369,59 +361,4 @@ func (r *EnvironmentResource) alreadyLeaving(ctx context.Context, id string) boo
 // or by its TTL.
 func leaving(env *apiv1.Environment) bool {
 	return env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired
-}
-
-func (r *EnvironmentResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
-}
-
-// save writes env into the state and its ETag into private state.
-func (r *EnvironmentResource) save(ctx context.Context, m *environmentResourceModel, env *apiv1.Environment,
-	state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
-	m.fromAPI(env)
-	saveWithETag(ctx, state, private, m, env.ETag, diags)
-}
-
-// environmentPatch builds a PATCH of what the plan changes; changed is
-// false when nothing the API holds changes (only timeouts, say).
-func environmentPatch(ctx context.Context, plan, state environmentModel, diags *diag.Diagnostics) (apiv1.EnvironmentPatch, bool) {
-	var p apiv1.EnvironmentPatch
-	p.Name = changedString(plan.Name, state.Name)
-	p.Description = changedString(plan.Description, state.Description)
-	if !plan.Labels.Equal(state.Labels) {
-		labels := labelsFromValue(ctx, plan.Labels, diags)
-		p.Labels = &labels
-	}
-	p.Resources = resourcesSpec(ctx, plan.Resources, state.Resources, diags)
-	if !plan.TTLSeconds.Equal(state.TTLSeconds) {
-		ttl := plan.TTLSeconds.ValueInt64() // null: 0, which removes the TTL
-		p.TTLSeconds = &ttl
-	}
-	changed := p.Name != nil || p.Description != nil || p.Labels != nil || p.Resources != nil || p.TTLSeconds != nil
-	return p, changed
-}
-
-// resourcesSpec returns the resources fields the plan sets to a known value
-// other than the state's, or nil when there are none: on create (state
-// null) the server defaults the rest, on update it keeps them.
-func resourcesSpec(ctx context.Context, plan, state types.Object, diags *diag.Diagnostics) *apiv1.ResourcesSpec {
-	if plan.IsNull() || plan.IsUnknown() {
-		return nil
-	}
-	var p, s resourcesModel
-	diags.Append(plan.As(ctx, &p, objectAsOptions)...)
-	if !state.IsNull() && !state.IsUnknown() {
-		diags.Append(state.As(ctx, &s, objectAsOptions)...)
-	}
-	pick := func(planned, prior types.Int64) *int64 {
-		if planned.IsNull() || planned.IsUnknown() || planned.Equal(prior) {
-			return nil
-		}
-		return planned.ValueInt64Pointer()
-	}
-	spec := &apiv1.ResourcesSpec{CPUMillis: pick(p.CPUMillis, s.CPUMillis), MemoryMB: pick(p.MemoryMB, s.MemoryMB), DiskGB: pick(p.DiskGB, s.DiskGB)}
-	if spec.CPUMillis == nil && spec.MemoryMB == nil && spec.DiskGB == nil {
-		return nil
-	}
-	return spec
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,136 +25,81 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client/clienttest"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
-const environmentAddr = "isolation_environment.test"
-
-// environmentConfig renders two projects, "a" and "b", and an environment
-// in the one named by project; body is the rest of the environment block.
-func environmentConfig(projectA, projectB, project, body string) string {
-	return fmt.Sprintf(`
-resource "isolation_project" "a" {
-  name = %q
-}
-
-resource "isolation_project" "b" {
-  name = %q
-}
-
-resource "isolation_environment" "test" {
-  project_id = isolation_project.%s.id
-%s
-}
-`, projectA, projectB, project, body)
-}
-
-// checkEnvironmentsDestroyed is the CheckDestroy of environment tests.
-var checkEnvironmentsDestroyed = func(s *terraform.State) error {
-	if err := checkDestroyed("isolation_environment", environmentGetter(testAccClient))(s); err != nil {
-		return err
-	}
-	return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
-}
-
-func TestEnvironment_CreateImportUpdateReplaceAndDestroy(t *testing.T) {
+func TestAccEnvironment_CreateImportUpdateReplaceAndDestroy(t *testing.T) {
 	pa, pb := accName("prj"), accName("prj")
+	const renamed = `
+  name        = "web-2"
+  description = "the web tier"
+  labels      = { app = "web", tier = "dev" }`
 	sameID := statecheck.CompareValue(compare.ValuesSame())
 	newID := statecheck.CompareValue(compare.ValuesDiffer())
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{
-				// Create returns only once the environment is ready; the
-				// resources left out take the server defaults.
-				Config: environmentConfig(pa, pb, "a", `
+	resource.ParallelTest(t, testAccCase(t, slices.Concat([]resource.TestStep{
+		{
+			// Create returns only once the environment is ready; the
+			// resources left out take the server defaults.
+			Config: environmentConfig(pa, pb, "a", `
   name      = "web"
   labels    = { app = "web" }
   resources = { cpu_millis = 2000 }`),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("address"), knownvalue.StringRegexp(regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`))),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("enforced"), knownvalue.Bool(true)),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("description"), knownvalue.StringExact("")),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
-						"cpu_millis": knownvalue.Int64Exact(2000),
-						"memory_mb":  knownvalue.Int64Exact(apiv1.DefaultMemoryMB),
-						"disk_gb":    knownvalue.Int64Exact(apiv1.DefaultDiskGB),
-					})),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("created_at"), knownvalue.NotNull()),
-					statecheck.CompareValuePairs(environmentAddr, tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
-					sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
-					newID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
-				},
-			},
-			{
-				ResourceName:      environmentAddr,
-				ImportState:       true,
-				ImportStateVerify: true,
-			},
-			{
-				ResourceName:    environmentAddr,
-				ImportState:     true,
-				ImportStateKind: resource.ImportBlockWithID,
-			},
-			{
-				// Everything but project_id changes in place.
-				Config: environmentConfig(pa, pb, "a", `
-  name        = "web-2"
-  description = "the web tier"
-  labels      = { app = "web", tier = "dev" }
-  resources   = { memory_mb = 2048 }
-  ttl_seconds = 3600`),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("name"), knownvalue.StringExact("web-2")),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
-						// cpu_millis, left out now, keeps the value it had.
-						"cpu_millis": knownvalue.Int64Exact(2000),
-						"memory_mb":  knownvalue.Int64Exact(2048),
-						"disk_gb":    knownvalue.Int64Exact(apiv1.DefaultDiskGB),
-					})),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Int64Exact(3600)),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.NotNull()),
-					sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
-				},
-			},
-			{
-				// Removing the TTL removes it on the server.
-				Config: environmentConfig(pa, pb, "a", `
-  name        = "web-2"
-  description = "the web tier"
-  labels      = { app = "web", tier = "dev" }`),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
-					sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
-				},
-			},
-			{
-				// Moving to another project replaces the environment.
-				Config: environmentConfig(pa, pb, "b", `
-  name        = "web-2"
-  description = "the web tier"
-  labels      = { app = "web", tier = "dev" }`),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionDestroyBeforeCreate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.CompareValuePairs(environmentAddr, tfjsonpath.New("project_id"), "isolation_project.b", tfjsonpath.New("id"), compare.ValuesSame()),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
-					newID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
-				},
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("address"), knownvalue.StringRegexp(regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`))),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("enforced"), knownvalue.Bool(true)),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("description"), knownvalue.StringExact("")),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"cpu_millis": knownvalue.Int64Exact(2000),
+					"memory_mb":  knownvalue.Int64Exact(apiv1.DefaultMemoryMB),
+					"disk_gb":    knownvalue.Int64Exact(apiv1.DefaultDiskGB),
+				})),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("created_at"), knownvalue.NotNull()),
+				statecheck.CompareValuePairs(environmentAddr, tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+				sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
+				newID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
 			},
 		},
-	})
+	}, importSteps(environmentAddr), []resource.TestStep{
+		// Everything but project_id changes in place.
+		updatedStep(environmentConfig(pa, pb, "a", renamed+`
+  resources   = { memory_mb = 2048 }
+  ttl_seconds = 3600`), environmentAddr,
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("name"), knownvalue.StringExact("web-2")),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
+				// cpu_millis, left out now, keeps the value it had.
+				"cpu_millis": knownvalue.Int64Exact(2000),
+				"memory_mb":  knownvalue.Int64Exact(2048),
+				"disk_gb":    knownvalue.Int64Exact(apiv1.DefaultDiskGB),
+			})),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Int64Exact(3600)),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.NotNull()),
+			sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
+		),
+		// Removing the TTL removes it on the server.
+		updatedStep(environmentConfig(pa, pb, "a", renamed), environmentAddr,
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
+			sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
+		),
+		{
+			// Moving to another project replaces the environment.
+			Config:           environmentConfig(pa, pb, "b", renamed),
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionDestroyBeforeCreate)),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.CompareValuePairs(environmentAddr, tfjsonpath.New("project_id"), "isolation_project.b", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
+				newID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
+			},
+		},
+	})))
 }
 
-func TestEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T) {
+func TestAccEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T) {
 	pa, pb := accName("prj"), accName("prj")
 	var id string
 	var generation int64
@@ -171,199 +117,103 @@ func TestEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T) {
 		generation = env.Generation
 		return nil
 	}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{
-				Config: environmentConfig(pa, pb, "a", `
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config: environmentConfig(pa, pb, "a", `
   name = "api"
   timeouts {
     create = "5m"
   }`),
-				ConfigPlanChecks: afterApply(),
-				Check:            serverGeneration,
-			},
-			{
-				Config: environmentConfig(pa, pb, "a", `
+			ConfigPlanChecks: afterApply(),
+			Check:            serverGeneration,
+		},
+		{
+			Config: environmentConfig(pa, pb, "a", `
   name = "api"
   timeouts {
     create = "5m"
     update = "2m"
     delete = "3m"
   }`),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("timeouts"), knownvalue.ObjectExact(map[string]knownvalue.Check{
-						"create": knownvalue.StringExact("5m"), "update": knownvalue.StringExact("2m"), "delete": knownvalue.StringExact("3m"),
-					})),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
-				},
-				Check: serverGeneration,
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionUpdate)),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("timeouts"), knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"create": knownvalue.StringExact("5m"), "update": knownvalue.StringExact("2m"), "delete": knownvalue.StringExact("3m"),
+				})),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
 			},
+			Check: serverGeneration,
 		},
-	})
+	}))
 }
 
-func TestEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
-	pa, pb := accName("prj"), accName("prj")
-	config := environmentConfig(pa, pb, "a", `name = "db"`)
-	var id string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{
-				Config:            config,
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)},
-			},
-			{
-				PreConfig: func() {
-					ctx := context.Background()
-					if err := testAccClient.Environments().Delete(ctx, id, ""); err != nil {
-						t.Fatalf("deleting outside Terraform: %v", err)
-					}
-					if err := testAccClient.Environments().WaitDeleted(ctx, id); err != nil {
-						t.Fatalf("waiting for the deletion: %v", err)
-					}
-				},
-				// The refresh warns that it is gone (no error) and the plan creates it again.
-				Config:           config,
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
-					expectID(environmentAddr, &id, false),
-				},
-			},
-		},
-	})
+func TestAccEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
+	config := environmentConfig(accName("prj"), accName("prj"), "a", `name = "db"`)
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, environmentAddr, deleteEnvironment,
+		statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)))))
 }
 
-func TestEnvironment_BeingDeletedOutsideTerraformIsTreatedAsGone(t *testing.T) {
-	pa, pb := accName("prj"), accName("prj")
-	config := environmentConfig(pa, pb, "a", `name = "cache"`)
-	var id string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{Config: config, ConfigPlanChecks: afterApply(), ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)}},
-			{
-				// Deleted outside, not yet gone: the plan already proposes a new one.
-				PreConfig: func() {
-					if err := testAccClient.Environments().Delete(context.Background(), id, ""); err != nil {
-						t.Fatalf("deleting outside Terraform: %v", err)
-					}
-				},
-				Config:           config,
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
-			},
-		},
-	})
+func TestAccEnvironment_BeingDeletedOutsideTerraformIsTreatedAsGone(t *testing.T) {
+	config := environmentConfig(accName("prj"), accName("prj"), "a", `name = "cache"`)
+	// Deleted outside, not yet gone: the plan already proposes a new one.
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, environmentAddr, unconditionally(testAccClient.Environments().Delete))))
 }
 
-func TestEnvironment_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *testing.T) {
-	pa, pb := accName("prj"), accName("prj")
-	config := environmentConfig(pa, pb, "a", `
+func TestAccEnvironment_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *testing.T) {
+	config := environmentConfig(accName("prj"), accName("prj"), "a", `
   name      = "db"
   labels    = { app = "db" }
   resources = { memory_mb = 512 }`)
 	var id string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{Config: config, ConfigPlanChecks: afterApply(), ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)}},
-			{
-				PreConfig: func() {
-					ctx := context.Background()
-					labels, mem := map[string]string{"app": "db", "hacked": "yes"}, int64(4096)
-					if _, err := testAccClient.Environments().Update(ctx, id, apiv1.EnvironmentPatch{
-						Labels: &labels, Resources: &apiv1.ResourcesSpec{MemoryMB: &mem},
-					}, ""); err != nil {
-						t.Fatalf("changing outside Terraform: %v", err)
-					}
-					if _, err := testAccClient.Environments().WaitFor(ctx, id, apiv1.StateReady); err != nil {
-						t.Fatalf("waiting for the change: %v", err)
-					}
-				},
-				RefreshState: true,
-				Check: resource.ComposeAggregateTestCheckFunc(
-					resource.TestCheckResourceAttr(environmentAddr, "labels.hacked", "yes"),
-					resource.TestCheckResourceAttr(environmentAddr, "resources.memory_mb", "4096"),
-				),
-				RefreshPlanChecks: resource.RefreshPlanChecks{
-					PostRefresh: []plancheck.PlanCheck{plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionUpdate)},
-				},
-				ExpectNonEmptyPlan: true,
-			},
-			{
-				Config:           config,
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("labels"), knownvalue.MapExact(map[string]knownvalue.Check{"app": knownvalue.StringExact("db")})),
-					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("memory_mb"), knownvalue.Int64Exact(512)),
-				},
-			},
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		createdStep(config, environmentAddr, &id),
+		refreshShowsStep(t, environmentAddr, func(ctx context.Context) error {
+			labels, mem := map[string]string{"app": "db", "hacked": "yes"}, int64(4096)
+			if _, err := testAccClient.Environments().Update(ctx, id, apiv1.EnvironmentPatch{
+				Labels: &labels, Resources: &apiv1.ResourcesSpec{MemoryMB: &mem},
+			}, ""); err != nil {
+				return err
+			}
+			_, err := testAccClient.Environments().WaitFor(ctx, id, apiv1.StateReady)
+			return err
 		},
-	})
+			resource.TestCheckResourceAttr(environmentAddr, "labels.hacked", "yes"),
+			resource.TestCheckResourceAttr(environmentAddr, "resources.memory_mb", "4096"),
+		),
+		updatedStep(config, environmentAddr,
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("labels"), knownvalue.MapExact(map[string]knownvalue.Check{"app": knownvalue.StringExact("db")})),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("memory_mb"), knownvalue.Int64Exact(512)),
+		),
+	}))
 }
 
-func TestEnvironment_ConcurrentChangeFailsTheApplyWithRefreshAdviceAndOverwritesNothing(t *testing.T) {
+func TestAccEnvironment_ConcurrentChangeFailsTheApplyWithRefreshAdviceAndOverwritesNothing(t *testing.T) {
 	pa, pb := accName("prj"), accName("prj")
 	var id string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkEnvironmentsDestroyed,
-		Steps: []resource.TestStep{
-			{
-				Config:            environmentConfig(pa, pb, "a", `name = "app"`),
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{captureID(environmentAddr, &id)},
-			},
-			{
-				Config: environmentConfig(pa, pb, "a", `
+	other := newColleague(t, "/v1/environments/", &id, func(ctx context.Context) error {
+		desc := "from a colleague"
+		_, err := testAccClient.Environments().Update(ctx, id, apiv1.EnvironmentPatch{Description: &desc}, "")
+		return err
+	})
+	resource.ParallelTest(t, testAccCase(t, concurrentChangeSteps(other, environmentAddr, &id,
+		environmentConfig(pa, pb, "a", `name = "app"`), environmentConfig(pa, pb, "a", `
   name        = "app"
   description = "from terraform"`),
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
-					changeOutsideTerraform(func(ctx context.Context) error {
-						desc := "from a colleague"
-						_, err := testAccClient.Environments().Update(ctx, id, apiv1.EnvironmentPatch{Description: &desc}, "")
-						return err
-					}),
-				}},
-				ExpectError: errorWith("Unable to update environment", "changed outside Terraform", "nothing was overwritten", "-refresh-only"),
-			},
-			{
-				RefreshState:       true,
-				Check:              resource.TestCheckResourceAttr(environmentAddr, "description", "from a colleague"),
-				ExpectNonEmptyPlan: true,
-			},
-		},
-	})
+		errorWith("Unable to update environment", "changed outside Terraform", "nothing was overwritten", "-refresh-only"),
+		resource.TestCheckResourceAttr(environmentAddr, "description", "from a colleague"))))
 }
 
-func TestEnvironment_FailedCreateReturnsTheServerMessageAndStaysInStateTainted(t *testing.T) {
+func TestAccEnvironment_FailedCreateReturnsTheServerMessageAndStaysInStateTainted(t *testing.T) {
 	// A server of its own whose pool has two addresses: the third
 	// environment fails for real, in the reconciler.
-	srv := startExtraServer(t, testServerOptions{AddressPool: "198.18.0.0/30"})
+	srv := startExtraServer(t, server.Config{AddressPool: "198.18.0.0/30"})
 	own, err := client.New(client.Config{Endpoint: srv.URL, Token: srv.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := accName("prj")
 	config := func(envs ...string) string {
-		c := providerBlock(srv) + fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-`, name)
+		c := providerBlock(srv) + projectHCL("p", name)
 		for _, e := range envs {
 			c += fmt.Sprintf(`
 resource "isolation_environment" %q {
@@ -407,35 +257,23 @@ resource "isolation_environment" %q {
 	})
 }
 
-func TestEnvironment_InvalidValuesFailAtPlanNamingTheAttribute(t *testing.T) {
-	cases := map[string]struct {
-		body string
-		want string
-	}{
-		"name":        {`name = "-bad-"`, `(?s)Invalid name.*name must be a DNS label`},
-		"cpu_millis":  {`name = "ok"` + "\n" + `resources = { cpu_millis = 50 }`, `(?s)resources.cpu_millis.*cpu_millis must be between 100 and 64000`},
-		"memory_mb":   {`name = "ok"` + "\n" + `resources = { memory_mb = 999999999 }`, `(?s)resources.memory_mb.*memory_mb must be between`},
-		"disk_gb":     {`name = "ok"` + "\n" + `resources = { disk_gb = 0 }`, `(?s)resources.disk_gb.*disk_gb must be between 1 and`},
-		"ttl_seconds": {`name = "ok"` + "\n" + `ttl_seconds = 0`, `(?s)Invalid ttl_seconds.*between 1 and 31536000`},
-		"label":       {`name = "ok"` + "\n" + `labels = { "-x" = "y" }`, `(?s)Invalid label.*-x`},
-		"timeout":     {`name = "ok"` + "\n" + `timeouts { create = "soon" }`, `(?s)timeouts.*create`},
+func TestAccEnvironment_InvalidValuesFailAtPlanNamingTheAttribute(t *testing.T) {
+	var steps []resource.TestStep
+	for _, tc := range []struct{ body, want string }{
+		{`name = "-bad-"`, `(?s)Invalid name.*name must be a DNS label`},
+		{`name = "ok"` + "\n" + `resources = { cpu_millis = 50 }`, `(?s)resources.cpu_millis.*cpu_millis must be between 100 and 64000`},
+		{`name = "ok"` + "\n" + `resources = { memory_mb = 999999999 }`, `(?s)resources.memory_mb.*memory_mb must be between`},
+		{`name = "ok"` + "\n" + `resources = { disk_gb = 0 }`, `(?s)resources.disk_gb.*disk_gb must be between 1 and`},
+		{`name = "ok"` + "\n" + `ttl_seconds = 0`, `(?s)Invalid ttl_seconds.*between 1 and 31536000`},
+		{`name = "ok"` + "\n" + `labels = { "-x" = "y" }`, `(?s)Invalid label.*-x`},
+		{`name = "ok"` + "\n" + `timeouts { create = "soon" }`, `(?s)timeouts.*create`},
+	} {
+		steps = append(steps, planFails(environmentConfig(accName("prj"), accName("prj"), "a", tc.body), regexp.MustCompile(tc.want)))
 	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			resource.ParallelTest(t, resource.TestCase{
-				PreCheck:                 func() { testAccPreCheck(t) },
-				ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-				Steps: []resource.TestStep{{
-					Config:      environmentConfig(accName("prj"), accName("prj"), "a", tc.body),
-					PlanOnly:    true,
-					ExpectError: regexp.MustCompile(tc.want),
-				}},
-			})
-		})
-	}
+	resource.ParallelTest(t, testAccCase(t, steps))
 }
 
-func TestEnvironment_LostAnswersAreRetriedWithoutDuplicatesOrErrors(t *testing.T) {
+func TestAccEnvironment_LostAnswersAreRetriedWithoutDuplicatesOrErrors(t *testing.T) {
 	// Between the provider and the server, a network that loses the
 	// answer to the first create and to the first delete of an environment.
 	isEnvCreate := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/v1/environments" }
@@ -448,50 +286,36 @@ func TestEnvironment_LostAnswersAreRetriedWithoutDuplicatesOrErrors(t *testing.T
 
 	name := accName("prj")
 	var projectID string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy: func(s *terraform.State) error {
-			if lost := proxy.Lost(); len(lost) != 2 {
-				return fmt.Errorf("the proxy lost %v, want one create and one delete answer: the test proved nothing", lost)
-			}
-			envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
-			if err != nil && !client.IsNotFound(err) {
-				return err
-			}
-			if len(envs) != 0 {
-				return fmt.Errorf("environments left behind: %+v", envs)
-			}
-			return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
-		},
-		Steps: []resource.TestStep{{
-			Config: providerBlock(viaProxy) + fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-
+	c := testAccCase(t, []resource.TestStep{{
+		Config: providerBlock(viaProxy) + projectHCL("p", name) + `
 resource "isolation_environment" "test" {
   project_id = isolation_project.p.id
   name       = "flaky-network"
 }
-`, name),
-			ConfigPlanChecks: afterApply(),
-			Check: func(s *terraform.State) (err error) {
-				if projectID, err = stateAttr(s, "isolation_project.p", "id"); err != nil {
-					return err
-				}
-				// The retried create was replayed, not repeated: one environment.
-				envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
-				if err != nil {
-					return err
-				}
-				if len(envs) != 1 {
-					return fmt.Errorf("the project has %d environments after one create, want 1: %+v", len(envs), envs)
-				}
-				return nil
-			},
-		}},
+`,
+		ConfigPlanChecks: afterApply(),
+		Check: func(s *terraform.State) (err error) {
+			if projectID, err = stateAttr(s, "isolation_project.p", "id"); err != nil {
+				return err
+			}
+			// The retried create was replayed, not repeated: one environment.
+			envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
+			if err != nil {
+				return err
+			}
+			if len(envs) != 1 {
+				return fmt.Errorf("the project has %d environments after one create, want 1: %+v", len(envs), envs)
+			}
+			return nil
+		},
+	}})
+	c.CheckDestroy = checkNothingLeft(&projectID, func() error {
+		if lost := proxy.Lost(); len(lost) != 2 {
+			return fmt.Errorf("the proxy lost %v, want one create and one delete answer: the test proved nothing", lost)
+		}
+		return nil
 	})
+	resource.ParallelTest(t, c)
 }
 
 func TestEnvironment_DestroyWhileAlreadyBeingDeletedWaitsInsteadOfFailing(t *testing.T) {
@@ -552,4 +376,93 @@ func TestEnvironment_DestroyWhileAlreadyBeingDeletedWaitsInsteadOfFailing(t *tes
 	if len(seen) != 3 || seen[0] != want[0] || seen[1] != want[1] || !strings.Contains(seen[2], "wait_for=deleted") {
 		t.Fatalf("requests = %q, want DELETE, GET, then a wait for deleted", seen)
 	}
+}
+
+func TestAccEnvironmentDataSource_FindsAnEnvironmentByIDAndByProjectAndName(t *testing.T) {
+	pa, pb := accName("prj"), accName("prj")
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config: environmentConfig(pa, pb, "a", `
+  name      = "web"
+  labels    = { app = "web" }
+  resources = { cpu_millis = 1500 }`) + `
+data "isolation_environment" "by_id" {
+  id = isolation_environment.test.id
+}
+
+data "isolation_environment" "by_name" {
+  project_id = isolation_environment.test.project_id
+  name       = isolation_environment.test.name
+}
+`,
+			ConfigPlanChecks: afterApply(),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.CompareValuePairs("data.isolation_environment.by_name", tfjsonpath.New("id"), environmentAddr, tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.CompareValuePairs("data.isolation_environment.by_id", tfjsonpath.New("address"), environmentAddr, tfjsonpath.New("address"), compare.ValuesSame()),
+				statecheck.CompareValuePairs("data.isolation_environment.by_id", tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_id", tfjsonpath.New("state"), knownvalue.StringExact("ready")),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_name", tfjsonpath.New("resources").AtMapKey("cpu_millis"), knownvalue.Int64Exact(1500)),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_name", tfjsonpath.New("labels"), knownvalue.MapExact(map[string]knownvalue.Check{"app": knownvalue.StringExact("web")})),
+				statecheck.ExpectKnownValue("data.isolation_environment.by_name", tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
+			},
+		},
+		{
+			Config: environmentConfig(pa, pb, "a", `name = "web"`) + `
+data "isolation_environment" "id_and_project" {
+  id         = isolation_environment.test.id
+  project_id = isolation_project.b.id
+}
+`,
+			// project_id goes with name; with id it would be ambiguous.
+			ExpectError: errorWith("Invalid Attribute Combination", "project_id", "name"),
+		},
+		{
+			Config: environmentConfig(pa, pb, "a", `name = "web"`) + `
+data "isolation_environment" "missing" {
+  project_id = isolation_project.b.id
+  name       = "web"
+}
+`,
+			ExpectError: errorWith("Unable to read environment", "has no environment named", "web"),
+		},
+	}))
+}
+
+func TestAccEnvironmentsDataSource_ListsAProjectsEnvironmentsFilteredByLabels(t *testing.T) {
+	name := accName("prj")
+	// Each list waits for all three environments.
+	list := func(local, labels string) string {
+		if labels != "" {
+			labels = "\n  labels     = { " + labels + " }"
+		}
+		return fmt.Sprintf(`
+data "isolation_environments" %q {
+  project_id = isolation_project.p.id%s
+  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
+}
+`, local, labels)
+	}
+	config := projectHCL("p", name) +
+		environmentHCL("api", "p", "api", `team = "payments", tier = "dev"`) +
+		environmentHCL("db", "p", "db", `team = "payments", tier = "prod"`) +
+		environmentHCL("web", "p", "web", `team = "storefront", tier = "dev"`) +
+		list("all", "") + list("payments_dev", `team = "payments", tier = "dev"`) + list("none", `team = "nobody"`)
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config:           config,
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue("data.isolation_environments.all", tfjsonpath.New("ids"), knownvalue.ListSizeExact(3)),
+			statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("ids"), knownvalue.ListSizeExact(1)),
+			statecheck.CompareValuePairs("data.isolation_environments.payments_dev", tfjsonpath.New("ids").AtSliceIndex(0),
+				"isolation_environment.api", tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.ExpectKnownValue("data.isolation_environments.payments_dev", tfjsonpath.New("environments"), knownvalue.ListExact([]knownvalue.Check{
+				knownvalue.ObjectPartial(map[string]knownvalue.Check{
+					"name":   knownvalue.StringExact("api"),
+					"state":  knownvalue.StringExact("ready"),
+					"labels": knownvalue.MapExact(map[string]knownvalue.Check{"team": knownvalue.StringExact("payments"), "tier": knownvalue.StringExact("dev")}),
+				}),
+			})),
+			statecheck.ExpectKnownValue("data.isolation_environments.none", tfjsonpath.New("environments"), knownvalue.ListSizeExact(0)),
+		},
+	}}))
 }

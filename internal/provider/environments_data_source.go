@@ -3,9 +3,9 @@ package provider
 import (
 	"context"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -47,7 +47,7 @@ func (d *EnvironmentsDataSource) Schema(_ context.Context, _ datasource.SchemaRe
 			"project_id": schema.StringAttribute{
 				MarkdownDescription: "ID of the project whose environments to list.",
 				Required:            true,
-				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+				Validators:          []validator.String{validators.ID()},
 			},
 			"labels": schema.MapAttribute{
 				MarkdownDescription: "Only environments carrying every one of these labels (as a policy's `match_labels` selects them).",
@@ -58,18 +58,10 @@ func (d *EnvironmentsDataSource) Schema(_ context.Context, _ datasource.SchemaRe
 			"state": schema.StringAttribute{
 				MarkdownDescription: "Only environments in this state.",
 				Optional:            true,
-				Validators:          []validator.String{stringvalidator.OneOf(apiv1.States...)},
+				Validators:          []validator.String{validators.State()},
 			},
-			"ids": schema.ListAttribute{
-				MarkdownDescription: "IDs of the matching environments, in the server's order.",
-				ElementType:         types.StringType,
-				Computed:            true,
-			},
-			"environments": schema.ListNestedAttribute{
-				MarkdownDescription: "The matching environments, in the server's order.",
-				Computed:            true,
-				NestedObject:        schema.NestedAttributeObject{Attributes: environmentDataSourceAttributes()},
-			},
+			"ids":          computedStringList("IDs of the matching environments, in the server's order."),
+			"environments": computedObjects("The matching environments, in the server's order.", environmentDataSourceAttributes()),
 		},
 	}
 }
@@ -79,12 +71,8 @@ func (d *EnvironmentsDataSource) Configure(_ context.Context, req datasource.Con
 }
 
 func (d *EnvironmentsDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	if !requireClient(d.client, &resp.Diagnostics) {
-		return
-	}
 	var cfg environmentsDataSourceModel
-	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() {
+	if !prepare(ctx, d.client, &resp.Diagnostics, req.Config, &cfg) {
 		return
 	}
 	if !projectSeen(ctx, d.client, &resp.Diagnostics, "list", "environments", cfg.ProjectID) {
@@ -100,16 +88,18 @@ func (d *EnvironmentsDataSource) Read(ctx context.Context, req datasource.ReadRe
 		addAPIError(&resp.Diagnostics, "list", "environments", opts.ProjectID, err)
 		return
 	}
-	ids := make([]string, len(envs))
-	models := make([]environmentModel, len(envs))
-	for i := range envs {
-		ids[i] = envs[i].ID
-		models[i].fromAPI(&envs[i])
-	}
-	cfg.IDs = listValue(ctx, types.StringType, ids, &resp.Diagnostics)
-	cfg.Environments = listValue(ctx, types.ObjectType{AttrTypes: environmentAttrTypes}, models, &resp.Diagnostics)
+	cfg.fromAPI(ctx, envs, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
+}
+
+// fromAPI sets the lists to the environments the server listed.
+func (m *environmentsDataSourceModel) fromAPI(ctx context.Context, envs []apiv1.Environment, diags *diag.Diagnostics) {
+	m.IDs, m.Environments = listsFrom(ctx, m.IDs, m.Environments, envs, func(e *apiv1.Environment) (string, environmentModel) {
+		var m environmentModel
+		m.fromAPI(e)
+		return e.ID, m
+	}, diags)
 }

@@ -40,47 +40,42 @@ func TestAccQuickstart_AppliesWithAnEmptyPlanAndShowsTheEffectivePolicy(t *testi
 		"state":   knownvalue.StringExact("ready"),
 		"address": knownvalue.NotNull(),
 	})
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{{
-			Config:           cfg.String(),
-			ConfigVariables:  config.Variables{"project_name": config.StringVariable(accName("acc-qs"))},
-			ConfigPlanChecks: afterApply(),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownOutputValue("environments", knownvalue.ObjectExact(map[string]knownvalue.Check{"api": ready, "db": ready})),
-				statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("policies"),
-					knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api-db-and-https")})),
-				statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("ingress"), knownvalue.ListExact([]knownvalue.Check{
-					knownvalue.ObjectExact(map[string]knownvalue.Check{
-						"from":  knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api"), knownvalue.StringExact("db")}),
-						"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/5432")}),
-					}),
-				})),
-				statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("egress"), knownvalue.ListSizeExact(2)),
-				// In either order: the policy's rules are a set.
-				statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
-					knownvalue.ObjectExact(map[string]knownvalue.Check{
-						"to":    knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api"), knownvalue.StringExact("db")}),
-						"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/5432")}),
-					}),
-					knownvalue.ObjectExact(map[string]knownvalue.Check{
-						"to":    knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("0.0.0.0/0 except 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16")}),
-						"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/443")}),
-					}),
-				})),
-			},
-		}},
-	})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config:           cfg.String(),
+		ConfigVariables:  config.Variables{"project_name": config.StringVariable(accName("acc-qs"))},
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownOutputValue("environments", knownvalue.ObjectExact(map[string]knownvalue.Check{"api": ready, "db": ready})),
+			statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("policies"),
+				knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api-db-and-https")})),
+			statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("ingress"), knownvalue.ListExact([]knownvalue.Check{
+				knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"from":  knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api"), knownvalue.StringExact("db")}),
+					"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/5432")}),
+				}),
+			})),
+			statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("egress"), knownvalue.ListSizeExact(2)),
+			// In either order: the policy's rules are a set.
+			statecheck.ExpectKnownOutputValueAtPath("db_effective_policy", tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
+				knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"to":    knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("api"), knownvalue.StringExact("db")}),
+					"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/5432")}),
+				}),
+				knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"to":    knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("0.0.0.0/0 except 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16")}),
+					"ports": knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("tcp/443")}),
+				}),
+			})),
+		},
+	}}))
 }
 
-// TestExamples_AreFormattedAndValidAgainstTheProviderSchema runs `terraform
+// TestAccExamples_AreFormattedAndValidAgainstTheProviderSchema runs `terraform
 // fmt -check` on every example and `terraform validate` on the provider
 // example, the quickstart, and all resource and data source examples
 // together (they refer to each other, as the docs read), with the provider
 // built from this tree and installed through dev_overrides.
-func TestExamples_AreFormattedAndValidAgainstTheProviderSchema(t *testing.T) {
+func TestAccExamples_AreFormattedAndValidAgainstTheProviderSchema(t *testing.T) {
 	requireAcc(t)
 	tfPath := os.Getenv("TF_ACC_TERRAFORM_PATH")
 	ctx := t.Context()

@@ -30,11 +30,7 @@ const (
 // faultyConfig is a project with n environments, in ten label groups, and
 // m policies, each selecting one group.
 func faultyConfig(n, m int) string {
-	return serverProviderConfig + fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = "faulty"
-}
-
+	return serverProviderConfig + projectHCL("p", "faulty") + fmt.Sprintf(`
 resource "isolation_environment" "e" {
   count      = %d
   project_id = isolation_project.p.id
@@ -56,7 +52,7 @@ resource "isolation_policy" "allow" {
 `, n, m)
 }
 
-func TestFaults_ApplyOf300EnvironmentsAnd10PoliciesConvergesThroughFaultsAt35Percent(t *testing.T) {
+func TestAccProvider_ApplyOf300EnvironmentsAnd10PoliciesConvergesThroughFaultsAt35Percent(t *testing.T) {
 	// The seeds run at once, each on a server of its own: most of the time
 	// is Retry-After and backoff, not work.
 	for _, seed := range []uint64{1, 2, 3} {
@@ -131,18 +127,14 @@ func serverHolds(c *client.Client, projects, environments, policies int) error {
 	return nil
 }
 
-func TestEnvironment_CreateWhoseDeadlineFiresMidRequestIsKeptInStateAndTheNextApplyConverges(t *testing.T) {
+func TestAccEnvironment_CreateWhoseDeadlineFiresMidRequestIsKeptInStateAndTheNextApplyConverges(t *testing.T) {
 	// The proxy lets the server create the environment, then holds the
 	// answer until the provider's create deadline has fired.
 	isEnvCreate := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/v1/environments" }
 	proxy := clienttest.NewFaultProxy(t, testAccEndpoint, 1, clienttest.Faults{Hold: clienttest.First(isEnvCreate)})
 	viaProxy := &testServer{URL: proxy.URL, Token: testAccToken}
 	name := accName("prj")
-	cfg := providerBlock(viaProxy) + fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-
+	cfg := providerBlock(viaProxy) + projectHCL("p", name) + `
 resource "isolation_environment" "slow" {
   project_id = isolation_project.p.id
   name       = "held"
@@ -150,7 +142,7 @@ resource "isolation_environment" "slow" {
     create = "2s"
   }
 }
-`, name)
+`
 	var projectID string
 	onServer := func() ([]apiv1.Environment, error) {
 		ps, err := testAccClient.Projects().List(context.Background(), client.ListOptions{})
@@ -167,65 +159,55 @@ resource "isolation_environment" "slow" {
 		}
 		return testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
 	}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy: func(s *terraform.State) error {
-			if got := proxy.Counts(); got.Held != 1 {
-				return fmt.Errorf("the proxy held %d answers, want the first create's: the test proved nothing", got.Held)
-			}
-			envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: projectID})
-			if err != nil && !client.IsNotFound(err) {
-				return err
-			}
-			if len(envs) != 0 {
-				return fmt.Errorf("environments left behind: %+v", envs)
-			}
-			return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
+	c := testAccCase(t, []resource.TestStep{
+		{
+			// The deadline fires with the answer held: the provider asks
+			// the server about its create, finds it, and keeps it.
+			Config:      cfg,
+			ExpectError: errorWith("Unable to create environment", "did not become ready", "kept in the state as tainted"),
 		},
-		Steps: []resource.TestStep{
-			{
-				// The deadline fires with the answer held: the provider asks
-				// the server about its create, finds it, and keeps it.
-				Config:      cfg,
-				ExpectError: errorWith("Unable to create environment", "did not become ready", "kept in the state as tainted"),
-			},
-			{
-				// It is in the state, tainted, and the only one on the server.
-				Config:             cfg,
-				PlanOnly:           true,
-				ExpectNonEmptyPlan: true,
-				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
-					plancheck.ExpectResourceAction("isolation_environment.slow", plancheck.ResourceActionDestroyBeforeCreate),
-					checkOnServer(func() error {
-						envs, err := onServer()
-						if err != nil {
-							return err
-						}
-						if len(envs) != 1 || envs[0].Name != "held" {
-							return fmt.Errorf("the server holds %+v, want the one held environment", envs)
-						}
-						return nil
-					}),
-				}},
-			},
-			{
-				// The next apply replaces it, without a 409.
-				Config:           cfg,
-				ConfigPlanChecks: afterApply(),
-				Check: func(*terraform.State) error {
+		{
+			// It is in the state, tainted, and the only one on the server.
+			Config:             cfg,
+			PlanOnly:           true,
+			ExpectNonEmptyPlan: true,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction("isolation_environment.slow", plancheck.ResourceActionDestroyBeforeCreate),
+				checkOnServer(func() error {
 					envs, err := onServer()
 					if err != nil {
 						return err
 					}
-					if len(envs) != 1 || envs[0].State != apiv1.StateReady {
-						return fmt.Errorf("the server holds %+v, want one ready environment", envs)
+					if len(envs) != 1 || envs[0].Name != "held" {
+						return fmt.Errorf("the server holds %+v, want the one held environment", envs)
 					}
 					return nil
-				},
+				}),
+			}},
+		},
+		{
+			// The next apply replaces it, without a 409.
+			Config:           cfg,
+			ConfigPlanChecks: afterApply(),
+			Check: func(*terraform.State) error {
+				envs, err := onServer()
+				if err != nil {
+					return err
+				}
+				if len(envs) != 1 || envs[0].State != apiv1.StateReady {
+					return fmt.Errorf("the server holds %+v, want one ready environment", envs)
+				}
+				return nil
 			},
 		},
 	})
+	c.CheckDestroy = checkNothingLeft(&projectID, func() error {
+		if got := proxy.Counts(); got.Held != 1 {
+			return fmt.Errorf("the proxy held %d answers, want the first create's: the test proved nothing", got.Held)
+		}
+		return nil
+	})
+	resource.ParallelTest(t, c)
 }
 
 // checkOnServer is a plan check that looks at the server instead of the plan.
@@ -235,66 +217,46 @@ func (f checkOnServer) CheckPlan(_ context.Context, _ plancheck.CheckPlanRequest
 	resp.Error = f()
 }
 
-func TestEnvironment_NameConflictNamesTheExistingIDAndTheImportCommand(t *testing.T) {
+func TestAccEnvironment_NameConflictNamesTheExistingIDAndTheImportCommand(t *testing.T) {
 	name := accName("prj")
 	var projectID, outsideID string
-	project := fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-`, name)
+	project := projectHCL("p", name)
 	withEnv := project + `
 resource "isolation_environment" "dup" {
   project_id = isolation_project.p.id
   name       = "taken"
 }
 `
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				Config: project,
-				Check: func(s *terraform.State) (err error) {
-					projectID, err = stateAttr(s, "isolation_project.p", "id")
-					return err
-				},
-			},
-			{
-				// Someone made "taken" outside Terraform.
-				PreConfig: func() {
-					env, err := testAccClient.Environments().Create(context.Background(), apiv1.EnvironmentCreate{ProjectID: projectID, Name: "taken"})
-					if err != nil {
-						t.Fatal(err)
-					}
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		createdStep(project, "isolation_project.p", &projectID),
+		{
+			// Someone made "taken" outside Terraform.
+			PreConfig: outside(t, func(ctx context.Context) error {
+				env, err := testAccClient.Environments().Create(ctx, apiv1.EnvironmentCreate{ProjectID: projectID, Name: "taken"})
+				if err == nil {
 					outsideID = env.ID
-				},
-				Config:      withEnv,
-				ExpectError: errorWith("Unable to create environment", `The name "taken" is taken by the existing environment env_`, "terraform import isolation_environment.NAME env_"),
-			},
-			{
-				PreConfig: func() {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					defer cancel()
-					if !strings.HasPrefix(outsideID, "env_") {
-						t.Fatalf("outside environment id %q", outsideID)
-					}
-					if err := testAccClient.Environments().Delete(ctx, outsideID, ""); err != nil {
-						t.Fatal(err)
-					}
-					if err := testAccClient.Environments().WaitDeleted(ctx, outsideID); err != nil {
-						t.Fatal(err)
-					}
-				},
-				Config:           project,
-				ConfigPlanChecks: afterApply(),
-			},
+				}
+				return err
+			}),
+			Config:      withEnv,
+			ExpectError: errorWith("Unable to create environment", `The name "taken" is taken by the existing environment env_`, "terraform import isolation_environment.NAME env_"),
 		},
-	})
+		{
+			PreConfig: outside(t, func(ctx context.Context) error {
+				if !strings.HasPrefix(outsideID, "env_") {
+					return fmt.Errorf("outside environment id %q", outsideID)
+				}
+				ctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				return deleteEnvironment(ctx, outsideID)
+			}),
+			Config:           project,
+			ConfigPlanChecks: afterApply(),
+		},
+	}))
 }
 
-func TestToken_CreateWhoseAnswerIsHeldPastItsDeadlineIsRevokedNotLeftValid(t *testing.T) {
+func TestAccToken_CreateWhoseAnswerIsHeldPastItsDeadlineIsRevokedNotLeftValid(t *testing.T) {
 	// The server makes the token; its answer, the only place its secret
 	// ever was, is held until the provider gives up.
 	isTokenCreate := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/v1/tokens" }
@@ -322,39 +284,36 @@ resource "isolation_token" "test" {
 		}
 		return named, err
 	}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy: func(s *terraform.State) error {
-			if got := proxy.Counts(); got.Held != 1 {
-				return fmt.Errorf("the proxy held %d answers, want the first create's: the test proved nothing", got.Held)
-			}
-			if toks, err := live(); err != nil || len(toks) != 0 {
-				return fmt.Errorf("live tokens named %s after destroy: %+v (%v)", name, toks, err)
-			}
-			return checkTokensDestroyed(s)
+	c := testAccCase(t, []resource.TestStep{
+		{
+			Config:      cfg,
+			ExpectError: errorWith("Unable to create token", "secret was lost in transit, so it was revoked"),
 		},
-		Steps: []resource.TestStep{
-			{
-				Config:      cfg,
-				ExpectError: errorWith("Unable to create token", "secret was lost in transit, so it was revoked"),
+		{
+			// Nothing valid was left behind: the next apply makes one token.
+			PreConfig: func() {
+				if toks, err := live(); err != nil || len(toks) != 0 {
+					t.Fatalf("live tokens named %s after the held create: %+v (%v), want none", name, toks, err)
+				}
 			},
-			{
-				// Nothing valid was left behind: the next apply makes one token.
-				PreConfig: func() {
-					if toks, err := live(); err != nil || len(toks) != 0 {
-						t.Fatalf("live tokens named %s after the held create: %+v (%v), want none", name, toks, err)
-					}
-				},
-				Config:           cfg,
-				ConfigPlanChecks: afterApply(),
-				Check: func(*terraform.State) error {
-					if toks, err := live(); err != nil || len(toks) != 1 {
-						return fmt.Errorf("live tokens named %s: %+v (%v), want one", name, toks, err)
-					}
-					return nil
-				},
+			Config:           cfg,
+			ConfigPlanChecks: afterApply(),
+			Check: func(*terraform.State) error {
+				if toks, err := live(); err != nil || len(toks) != 1 {
+					return fmt.Errorf("live tokens named %s: %+v (%v), want one", name, toks, err)
+				}
+				return nil
 			},
 		},
 	})
+	c.CheckDestroy = func(s *terraform.State) error {
+		if got := proxy.Counts(); got.Held != 1 {
+			return fmt.Errorf("the proxy held %d answers, want the first create's: the test proved nothing", got.Held)
+		}
+		if toks, err := live(); err != nil || len(toks) != 0 {
+			return fmt.Errorf("live tokens named %s after destroy: %+v (%v)", name, toks, err)
+		}
+		return checkDestroyed(s)
+	}
+	resource.ParallelTest(t, c)
 }

@@ -36,6 +36,18 @@ func labelsFromValue(ctx context.Context, v types.Map, diags *diag.Diagnostics) 
 	return out
 }
 
+// patched is one field of a PATCH, built the same way by every resource's
+// toPatch: v (the planned value) when the plan changes the attribute, nil
+// (left out, so the server keeps what it has) when it does not or does not
+// know it yet. Only what changed is sent, so a field nobody touched is
+// never rewritten.
+func patched[T any](plan, state attr.Value, v T) *T {
+	if plan.IsUnknown() || plan.Equal(state) {
+		return nil
+	}
+	return &v
+}
+
 // stringOrNull maps the API's "" (absent) to null.
 func stringOrNull(s string) types.String {
 	if s == "" {
@@ -182,10 +194,12 @@ func lookupErr[T any](ctx context.Context, kind string, id, name types.String, o
 	return nil, fmt.Errorf("project %s has no %s named %q", opts.ProjectID, kind, name.ValueString())
 }
 
-// listValue is types.ListValueFrom with its diagnostics added to diags,
-// for the list data sources' ids and objects.
-func listValue(ctx context.Context, elem attr.Type, items any, diags *diag.Diagnostics) types.List {
-	l, d := types.ListValueFrom(ctx, elem, items)
+// listFrom is a computed list attribute's value: items (strings, or
+// structs of the element's tfsdk fields) as a list of the element type of
+// like, the attribute as the configuration holds it (null, but typed by
+// the schema), so no element type is written twice.
+func listFrom(ctx context.Context, like types.List, items any, diags *diag.Diagnostics) types.List {
+	l, d := types.ListValueFrom(ctx, like.ElementType(ctx), items)
 	diags.Append(d...)
 	return l
 }
@@ -193,3 +207,64 @@ func listValue(ctx context.Context, elem attr.Type, items any, diags *diag.Diagn
 // objectAsOptions reads an object whose attributes may be unknown (a
 // planned object with server-defaulted fields) without failing.
 var objectAsOptions = basetypes.ObjectAsOptions{UnhandledNullAsEmpty: true, UnhandledUnknownAsEmpty: true}
+
+// patchOrGet is every resource's Update call: the PATCH with If-Match
+// etag, so the server refuses it if anything changed since the refresh
+// the plan was made from; or, when the patch is empty because the plan
+// changes nothing the server holds (only timeouts), a GET, so computed
+// values are current. sent says which. On failure it reports "Unable to
+// update <kind>" and returns nil.
+func patchOrGet[T any, P comparable](ctx context.Context, diags *diag.Diagnostics, kind, id string, patch P, etag string,
+	update func(context.Context, string, P, string) (*T, error), get func(context.Context, string) (*T, error)) (obj *T, sent bool) {
+	var err error
+	if sent = patch != *new(P); sent {
+		obj, err = update(ctx, id, patch, etag)
+	} else {
+		obj, err = get(ctx, id)
+	}
+	if err != nil {
+		addAPIError(diags, "update", kind, id, err)
+		return nil, sent
+	}
+	return obj, sent
+}
+
+// listsFrom is the ids and objects attributes of every list data source:
+// each item's id and model (from conv), in the server's order, as lists of
+// the types ids and objs have in the configuration.
+func listsFrom[T, M any](ctx context.Context, ids, objs types.List, items []T, conv func(*T) (string, M), diags *diag.Diagnostics) (types.List, types.List) {
+	idv := make([]string, len(items))
+	models := make([]M, len(items))
+	for i := range items {
+		idv[i], models[i] = conv(&items[i])
+	}
+	return listFrom(ctx, ids, idv, diags), listFrom(ctx, objs, models, diags)
+}
+
+// modelSource is a plan, a state or a configuration: what a model is read from.
+type modelSource interface {
+	Get(ctx context.Context, target any) diag.Diagnostics
+}
+
+// prepare is how every Create, Update and Delete and every data source's
+// Read begins: they must call the API, so the provider must be configured,
+// and they read src (the plan, the state or the configuration) into model.
+// It reports whether to go on.
+func prepare(ctx context.Context, c *providerClient, diags *diag.Diagnostics, src modelSource, model any) bool {
+	return requireClient(c, diags) && readInto(ctx, src, model, diags)
+}
+
+// readInto reads src into model and reports whether that worked.
+func readInto(ctx context.Context, src modelSource, model any, diags *diag.Diagnostics) bool {
+	diags.Append(src.Get(ctx, model)...)
+	return !diags.HasError()
+}
+
+// within bounds ctx by one operation's timeout: the timeouts block's
+// value for it (timeout is plan.Timeouts.Create, say), or def.
+func within(ctx context.Context, timeout func(context.Context, time.Duration) (time.Duration, diag.Diagnostics), def time.Duration,
+	diags *diag.Diagnostics) (context.Context, context.CancelFunc) {
+	d, ds := timeout(ctx, def)
+	diags.Append(ds...)
+	return context.WithTimeout(ctx, d)
+}

@@ -32,10 +32,13 @@ type privateStateWriter interface {
 
 // saveWithETag is how every resource ends Create, Read and Update: the
 // model into the state, and the ETag of the object it was made from into
-// private state for the next Update's If-Match.
+// private state for the next Update's If-Match. A resource that is never
+// updated in place (a token) passes "" and keeps none.
 func saveWithETag(ctx context.Context, state *tfsdk.State, private privateStateWriter, model any, etag string, diags *diag.Diagnostics) {
 	diags.Append(state.Set(ctx, model)...)
-	diags.Append(private.SetKey(ctx, privateETag, etagJSON(etag))...)
+	if etag != "" {
+		diags.Append(private.SetKey(ctx, privateETag, etagJSON(etag))...)
+	}
 }
 
 // etagJSON encodes an ETag for private state, which holds JSON values.

@@ -8,7 +8,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/path"
-	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -23,17 +22,14 @@ var (
 	_ datasource.DataSourceWithConfigValidators = &PolicyDataSource{}
 )
 
-// PolicyDataSource reads one network policy.
+// NewPolicyDataSource returns the isolation_policy data source.
+func NewPolicyDataSource() datasource.DataSource { return &PolicyDataSource{} }
+
+// PolicyDataSource reads one network policy. Its model is the resource's
+// policyModel, every attribute read from the server.
 type PolicyDataSource struct {
 	client *providerClient
 }
-
-// PolicyDataSourceModel is the isolation_policy data source: the resource's
-// attributes, all read from the server.
-type PolicyDataSourceModel = PolicyModel
-
-// NewPolicyDataSource returns the isolation_policy data source.
-func NewPolicyDataSource() datasource.DataSource { return &PolicyDataSource{} }
 
 func (d *PolicyDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_policy"
@@ -44,26 +40,10 @@ func (d *PolicyDataSource) Schema(_ context.Context, _ datasource.SchemaRequest,
 		MarkdownDescription: "Reads a network policy, by `id` or by `project_id` and `name`. " +
 			"Its attributes are those of the `isolation_policy` resource; empty rule, peer and port sets read as null.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{
-				MarkdownDescription: "The policy's id. Set either `id`, or `project_id` and `name`.",
-				Optional:            true,
-				Computed:            true,
-			},
-			"project_id": schema.StringAttribute{
-				MarkdownDescription: "The project the policy belongs to; with `name`, finds the policy by name.",
-				Optional:            true,
-				Computed:            true,
-			},
-			"name": schema.StringAttribute{
-				MarkdownDescription: "The policy's name, unique within its project.",
-				Optional:            true,
-				Computed:            true,
-				Validators:          []validator.String{validators.Name()},
-			},
-			"description": schema.StringAttribute{
-				MarkdownDescription: "Free text.",
-				Computed:            true,
-			},
+			"id":          lookupAttribute("The policy's id. Set either `id`, or `project_id` and `name`.", validators.ID()),
+			"project_id":  lookupAttribute("The project the policy belongs to; with `name`, finds the policy by name.", validators.ID()),
+			"name":        lookupAttribute("The policy's name, unique within its project.", validators.Name()),
+			"description": computedString("Free text."),
 			"environment_selector": schema.SingleNestedAttribute{
 				MarkdownDescription: "Which environments of the project the policy applies to; null `match_labels` selects every environment.",
 				Computed:            true,
@@ -74,14 +54,40 @@ func (d *PolicyDataSource) Schema(_ context.Context, _ datasource.SchemaRequest,
 				Computed:            true,
 				ElementType:         types.StringType,
 			},
-			"ingress": computedRulesAttribute(policyrules.Ingress),
-			"egress":  computedRulesAttribute(policyrules.Egress),
-			"created_at": schema.StringAttribute{
-				MarkdownDescription: "When the policy was created (RFC 3339).",
-				Computed:            true,
-			},
+			"ingress":    computedRulesAttribute(policyrules.Ingress),
+			"egress":     computedRulesAttribute(policyrules.Egress),
+			"created_at": computedString("When the policy was created (RFC 3339)."),
 		},
 	}
+}
+
+func (d *PolicyDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
+	return []datasource.ConfigValidator{
+		datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name")),
+		datasourcevalidator.RequiredTogether(path.MatchRoot("project_id"), path.MatchRoot("name")),
+		datasourcevalidator.Conflicting(path.MatchRoot("id"), path.MatchRoot("project_id")),
+	}
+}
+
+func (d *PolicyDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (d *PolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var cfg policyModel
+	if !prepare(ctx, d.client, &resp.Diagnostics, req.Config, &cfg) {
+		return
+	}
+	if !projectSeen(ctx, d.client, &resp.Diagnostics, "read", "policy", cfg.ProjectID) {
+		return
+	}
+	p := lookup(ctx, &resp.Diagnostics, "policy", cfg.ID, cfg.Name, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()},
+		d.client.Policies().Get, d.client.Policies().List, func(p *apiv1.Policy) string { return p.Name })
+	if p == nil {
+		return
+	}
+	cfg.fromAPI(p)
+	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
 }
 
 // computedRulesAttribute is the data source schema of the ingress or
@@ -109,10 +115,7 @@ func computedRulesAttribute(dir policyrules.Direction) schema.SetNestedAttribute
 
 func computedPeerAttributes() map[string]schema.Attribute {
 	return map[string]schema.Attribute{
-		policyrules.AttrCIDR: schema.StringAttribute{
-			MarkdownDescription: "An IPv4 or IPv6 prefix; null for an environment selector peer.",
-			Computed:            true,
-		},
+		policyrules.AttrCIDR: computedString("An IPv4 or IPv6 prefix; null for an environment selector peer."),
 		policyrules.AttrExcept: schema.SetAttribute{
 			MarkdownDescription: "Prefixes carved out of `cidr`.",
 			Computed:            true,
@@ -135,41 +138,5 @@ func computedPortAttributes() map[string]schema.Attribute {
 }
 
 func computedMatchLabels() schema.MapAttribute {
-	return schema.MapAttribute{
-		MarkdownDescription: "Labels an environment must all carry; null selects every environment of the project.",
-		Computed:            true,
-		ElementType:         types.StringType,
-	}
-}
-
-func (d *PolicyDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
-	return []datasource.ConfigValidator{
-		datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name")),
-		datasourcevalidator.RequiredTogether(path.MatchRoot("project_id"), path.MatchRoot("name")),
-		datasourcevalidator.Conflicting(path.MatchRoot("id"), path.MatchRoot("project_id")),
-	}
-}
-
-func (d *PolicyDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
-}
-
-func (d *PolicyDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	if !requireClient(d.client, &resp.Diagnostics) {
-		return
-	}
-	var cfg PolicyDataSourceModel
-	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if !projectSeen(ctx, d.client, &resp.Diagnostics, "read", "policy", cfg.ProjectID) {
-		return
-	}
-	p := lookup(ctx, &resp.Diagnostics, "policy", cfg.ID, cfg.Name, client.ListOptions{ProjectID: cfg.ProjectID.ValueString()},
-		d.client.Policies().Get, d.client.Policies().List, func(p *apiv1.Policy) string { return p.Name })
-	if p == nil {
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, policyModel(p))...)
+	return computedStringMap("Labels an environment must all carry; null selects every environment of the project.")
 }

@@ -12,8 +12,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -32,14 +30,17 @@ var (
 	_ resource.ResourceWithConfigValidators = &PolicyResource{}
 )
 
+// NewPolicyResource returns the isolation_policy resource.
+func NewPolicyResource() resource.Resource { return &PolicyResource{} }
+
 // PolicyResource manages a network policy.
 type PolicyResource struct {
 	client *providerClient
 }
 
-// PolicyModel is a policy's attributes, as the resource and the data
+// policyModel is a policy's attributes, as the resource and the data
 // source both hold them.
-type PolicyModel struct {
+type policyModel struct {
 	ID                  types.String `tfsdk:"id"`
 	ProjectID           types.String `tfsdk:"project_id"`
 	Name                types.String `tfsdk:"name"`
@@ -51,10 +52,10 @@ type PolicyModel struct {
 	CreatedAt           types.String `tfsdk:"created_at"`
 }
 
-// PolicyResourceModel is the isolation_policy resource: the policy and the
+// policyResourceModel is the isolation_policy resource: the policy and the
 // timeouts of waiting for it to be enforced.
-type PolicyResourceModel struct {
-	PolicyModel
+type policyResourceModel struct {
+	policyModel
 	Timeouts timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -65,9 +66,6 @@ const (
 	defaultPolicyUpdateTimeout = 10 * time.Minute
 	defaultPolicyDeleteTimeout = 10 * time.Minute
 )
-
-// NewPolicyResource returns the isolation_policy resource.
-func NewPolicyResource() resource.Resource { return &PolicyResource{} }
 
 func (r *PolicyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_policy"
@@ -86,28 +84,11 @@ func (r *PolicyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			"Creating, updating and destroying a policy return once every environment of the project has applied " +
 			"the change (its enforcement caught up), bounded by `timeouts`.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{
-				MarkdownDescription: "The policy's id, made by the server.",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-			},
-			"project_id": schema.StringAttribute{
-				MarkdownDescription: "The project the policy belongs to; it selects environments of this project only. Changing it replaces the policy.",
-				Required:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
-			},
-			"name": schema.StringAttribute{
-				MarkdownDescription: "The policy's name, a DNS label (1-63 lowercase letters, digits or `-`).",
-				Required:            true,
-				Validators:          []validator.String{validators.Name()},
-			},
-			"description": schema.StringAttribute{
-				MarkdownDescription: "Free text, up to 1024 characters. Defaults to `\"\"`.",
-				Optional:            true,
-				Computed:            true,
-				Default:             stringdefault.StaticString(""),
-				Validators:          []validator.String{validators.Description()},
-			},
+			"id": idAttribute("The policy's id, made by the server."),
+			"project_id": projectIDAttribute("The project the policy belongs to; it selects environments of this project only. " +
+				"Changing it replaces the policy."),
+			"name":        nameAttribute("The policy's name, a DNS label (1-63 lowercase letters, digits or `-`)."),
+			"description": descriptionAttribute("Free text, up to 1024 characters. Defaults to `\"\"`."),
 			"environment_selector": schema.SingleNestedAttribute{
 				MarkdownDescription: "Which environments of the project the policy applies to. " +
 					"`environment_selector = {}` selects every environment of the project.",
@@ -121,17 +102,204 @@ func (r *PolicyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				ElementType: types.StringType,
 				Validators:  []validator.Set{validators.PolicyTypes()},
 			},
-			"ingress": rulesAttribute(policyrules.Ingress, "from", "Traffic is allowed into the selected environments from"),
-			"egress":  rulesAttribute(policyrules.Egress, "to", "Traffic is allowed out of the selected environments to"),
-			"created_at": schema.StringAttribute{
-				MarkdownDescription: "When the policy was created (RFC 3339).",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-			},
+			"ingress":    rulesAttribute(policyrules.Ingress, "from", "Traffic is allowed into the selected environments from"),
+			"egress":     rulesAttribute(policyrules.Egress, "to", "Traffic is allowed out of the selected environments to"),
+			"created_at": createdAtAttribute("policy"),
 		},
-		Blocks: map[string]schema.Block{
-			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
-		},
+		Blocks: timeoutsBlock(ctx),
+	}
+}
+
+func (r *PolicyResource) ConfigValidators(context.Context) []resource.ConfigValidator {
+	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes(), validators.PolicyLimits()}
+}
+
+func (r *PolicyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan policyResourceModel
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) {
+		return
+	}
+	ctx, cancel := within(ctx, plan.Timeouts.Create, defaultPolicyCreateTimeout, &resp.Diagnostics)
+	defer cancel()
+	body := plan.toCreate(ctx, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	policies := r.client.Policies()
+	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "policy", body.Name,
+		func(ctx context.Context) (*apiv1.Policy, error) { return policies.Create(ctx, body) }, policies.Get)
+	if p == nil {
+		return
+	}
+	// Saved before waiting, so a policy whose enforcement times out is
+	// in state (tainted) rather than orphaned.
+	r.save(ctx, &plan, p, &resp.State, resp.Private, &resp.Diagnostics)
+	r.waitEnforced(ctx, "created", "create", p, &resp.Diagnostics)
+}
+
+func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state policyResourceModel
+	// With settings unknown until apply, the state stays as it is.
+	if r.client == nil || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
+		return
+	}
+	p, err := r.client.Policies().Get(ctx, state.ID.ValueString())
+	if readFailed(ctx, resp, r.client, "policy", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
+		return
+	}
+	r.save(ctx, &state, p, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+func (r *PolicyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state policyResourceModel
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
+		return
+	}
+	ctx, cancel := within(ctx, plan.Timeouts.Update, defaultPolicyUpdateTimeout, &resp.Diagnostics)
+	defer cancel()
+	patch := plan.toPatch(ctx, state.policyModel, &resp.Diagnostics)
+	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p, _ := patchOrGet(ctx, &resp.Diagnostics, "policy", state.ID.ValueString(), patch, etag, r.client.Policies().Update, r.client.Policies().Get)
+	if p == nil {
+		return
+	}
+	r.save(ctx, &plan, p, &resp.State, resp.Private, &resp.Diagnostics)
+	r.waitEnforced(ctx, "updated", "update", p, &resp.Diagnostics)
+}
+
+func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state policyResourceModel
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.State, &state) {
+		return
+	}
+	ctx, cancel := within(ctx, state.Timeouts.Delete, defaultPolicyDeleteTimeout, &resp.Diagnostics)
+	defer cancel()
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	// Unconditional, unlike Update, as for every resource: destroying
+	// means "whatever it is now", and `terraform destroy -refresh=false`
+	// must not fail on a stale ETag.
+	err := r.client.Policies().Delete(ctx, state.ID.ValueString(), "")
+	if client.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		addAPIError(&resp.Diagnostics, "delete", "policy", state.ID.ValueString(), err)
+		return
+	}
+	if err := r.client.Policies().WaitEnforced(ctx, state.ProjectID.ValueString()); err != nil {
+		resp.Diagnostics.AddError("Unable to confirm policy deletion",
+			fmt.Sprintf("Policy %s is deleted, but not every environment of project %s has applied that yet: %s. "+
+				"Traffic it allowed may still pass until they catch up; check again with terraform plan, or raise timeouts.delete.",
+				state.ID.ValueString(), state.ProjectID.ValueString(), err))
+	}
+}
+
+func (r *PolicyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// fromAPI sets the model to the policy as the server returned it: the
+// server's empty lists become null, as in the configuration (where empty
+// sets are rejected), so plans stay empty.
+func (m *policyModel) fromAPI(p *apiv1.Policy) {
+	m.ID = types.StringValue(p.ID)
+	m.ProjectID = types.StringValue(p.ProjectID)
+	m.Name = types.StringValue(p.Name)
+	m.Description = types.StringValue(p.Description)
+	m.EnvironmentSelector = policyrules.SelectorValue(p.EnvironmentSelector)
+	m.PolicyTypes = policyTypesValue(p.PolicyTypes)
+	m.Ingress = policyrules.Ingress.SetValue(policyrules.IngressRules(p.Ingress))
+	m.Egress = policyrules.Egress.SetValue(policyrules.EgressRules(p.Egress))
+	m.CreatedAt = timeValue(&p.CreatedAt)
+}
+
+// toCreate is the POST of the planned policy.
+func (m policyModel) toCreate(ctx context.Context, diags *diag.Diagnostics) apiv1.PolicyCreate {
+	return apiv1.PolicyCreate{ProjectID: m.ProjectID.ValueString(), PolicySpec: m.spec(ctx, diags)}
+}
+
+// toPatch is the PATCH of what the plan (m) changes from state; it is
+// empty when nothing the API holds changes (only timeouts, say).
+func (m policyModel) toPatch(ctx context.Context, state policyModel, diags *diag.Diagnostics) apiv1.PolicyPatch {
+	spec := m.spec(ctx, diags)
+	return apiv1.PolicyPatch{
+		Name:                patched(m.Name, state.Name, spec.Name),
+		Description:         patched(m.Description, state.Description, spec.Description),
+		EnvironmentSelector: patched(m.EnvironmentSelector, state.EnvironmentSelector, spec.EnvironmentSelector),
+		PolicyTypes:         patched(m.PolicyTypes, state.PolicyTypes, spec.PolicyTypes),
+		Ingress:             patched(m.Ingress, state.Ingress, spec.Ingress),
+		Egress:              patched(m.Egress, state.Egress, spec.Egress),
+	}
+}
+
+// spec returns the policy the model describes, in the API's terms. Every
+// part is known once Terraform applies a plan; an unknown one is a bug.
+func (m policyModel) spec(ctx context.Context, diags *diag.Diagnostics) apiv1.PolicySpec {
+	unknown := func(attr string) {
+		diags.AddAttributeError(path.Root(attr), "Unable to read policy "+attr,
+			attr+" is not known yet; this is a bug in the provider when it happens during apply.")
+	}
+	selector, known, d := policyrules.SelectorFromObject(ctx, m.EnvironmentSelector)
+	if diags.Append(d...); !known {
+		unknown("environment_selector")
+	}
+	policyTypes, known, d := policyrules.StringsFromSet(ctx, m.PolicyTypes)
+	if diags.Append(d...); !known {
+		unknown("policy_types")
+	}
+	ingress, known, d := policyrules.Ingress.Rules(ctx, m.Ingress)
+	if diags.Append(d...); !known {
+		unknown(policyrules.Ingress.Name)
+	}
+	egress, known, d := policyrules.Egress.Rules(ctx, m.Egress)
+	if diags.Append(d...); !known {
+		unknown(policyrules.Egress.Name)
+	}
+	return apiv1.PolicySpec{
+		Name:                m.Name.ValueString(),
+		Description:         m.Description.ValueString(),
+		EnvironmentSelector: selector,
+		PolicyTypes:         policyTypes,
+		Ingress:             policyrules.APIIngress(ingress),
+		Egress:              policyrules.APIEgress(egress),
+	}.Normalize()
+}
+
+// policyTypesValue is policy_types as a set; unlike the rule sets it is
+// never null, because policy_types is required and never empty.
+func policyTypesValue(pt []string) types.Set {
+	elems := make([]attr.Value, 0, len(pt))
+	for _, t := range pt {
+		elems = append(elems, types.StringValue(t))
+	}
+	return types.SetValueMust(types.StringType, elems)
+}
+
+// save puts the policy as the server returned it in state, with the
+// configuration's timeouts, and keeps its ETag for the next update.
+func (r *PolicyResource) save(ctx context.Context, m *policyResourceModel, p *apiv1.Policy, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
+	m.fromAPI(p)
+	saveWithETag(ctx, state, private, m, p.ETag, diags)
+}
+
+// waitEnforced waits until the environments of the policy's project have
+// applied it: until then, traffic is not yet what the policy says. done
+// is what happened to the policy ("created"), timeout the timeouts key.
+func (r *PolicyResource) waitEnforced(ctx context.Context, done, timeout string, p *apiv1.Policy, diags *diag.Diagnostics) {
+	if err := r.client.Policies().WaitEnforced(ctx, p.ProjectID); err != nil {
+		diags.AddError("Unable to confirm policy enforcement",
+			fmt.Sprintf("Policy %s (%s) is %s, but not every environment of project %s has applied it yet: %s. "+
+				"Once the environments catch up, run terraform apply again, or raise timeouts.%s.",
+				p.Name, p.ID, done, p.ProjectID, err, timeout))
 	}
 }
 
@@ -219,223 +387,4 @@ func matchLabelsAttribute(purpose string) schema.MapAttribute {
 			validators.NotEmptyMap("omit match_labels to select every environment of the project"),
 		},
 	}
-}
-
-func (r *PolicyResource) ConfigValidators(context.Context) []resource.ConfigValidator {
-	return []resource.ConfigValidator{validators.PolicyRulesMatchTypes(), validators.PolicyLimits()}
-}
-
-func (r *PolicyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
-}
-
-func (r *PolicyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
-		return
-	}
-	var plan PolicyResourceModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	spec, diags := plan.spec()
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	timeout, diags := plan.Timeouts.Create(ctx, defaultPolicyCreateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	policies := r.client.Policies()
-	p := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "policy", plan.Name.ValueString(),
-		func(ctx context.Context) (*apiv1.Policy, error) {
-			return policies.Create(ctx, apiv1.PolicyCreate{ProjectID: plan.ProjectID.ValueString(), PolicySpec: spec})
-		}, policies.Get)
-	if p == nil {
-		return
-	}
-	// Saved before waiting, so a policy whose enforcement times out is
-	// in state (tainted) rather than orphaned.
-	r.save(ctx, p, plan.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
-	r.waitEnforced(ctx, "create", p, &resp.Diagnostics)
-}
-
-func (r *PolicyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	if r.client == nil {
-		// Settings unknown until apply: keep the state as it is.
-		return
-	}
-	var state PolicyResourceModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	p, err := r.client.Policies().Get(ctx, state.ID.ValueString())
-	if readFailed(ctx, resp, r.client, "policy", state.ID.ValueString(), state.ProjectID.ValueString(), err, false) {
-		return
-	}
-	r.save(ctx, p, state.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
-}
-
-func (r *PolicyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
-		return
-	}
-	var plan, state PolicyResourceModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	spec, diags := plan.spec()
-	resp.Diagnostics.Append(diags...)
-	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	// Only what changed is sent, so a field nobody touched is never
-	// rewritten; If-Match makes the server refuse if anything changed
-	// since the refresh the plan was made from.
-	var patch apiv1.PolicyPatch
-	patch.Name = changedString(plan.Name, state.Name)
-	patch.Description = changedString(plan.Description, state.Description)
-	if !plan.EnvironmentSelector.Equal(state.EnvironmentSelector) {
-		patch.EnvironmentSelector = &spec.EnvironmentSelector
-	}
-	if !plan.PolicyTypes.Equal(state.PolicyTypes) {
-		patch.PolicyTypes = &spec.PolicyTypes
-	}
-	if !plan.Ingress.Equal(state.Ingress) {
-		patch.Ingress = &spec.Ingress
-	}
-	if !plan.Egress.Equal(state.Egress) {
-		patch.Egress = &spec.Egress
-	}
-	timeout, diags := plan.Timeouts.Update(ctx, defaultPolicyUpdateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var p *apiv1.Policy
-	var err error
-	if patch == (apiv1.PolicyPatch{}) {
-		// Only timeouts changed: nothing to send.
-		p, err = r.client.Policies().Get(ctx, state.ID.ValueString())
-	} else {
-		p, err = r.client.Policies().Update(ctx, state.ID.ValueString(), patch, etag)
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "update", "policy", state.ID.ValueString(), err)
-		return
-	}
-	r.save(ctx, p, plan.Timeouts, &resp.State, resp.Private, &resp.Diagnostics)
-	r.waitEnforced(ctx, "update", p, &resp.Diagnostics)
-}
-
-func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
-		return
-	}
-	var state PolicyResourceModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	// Unconditional, unlike Update, as for every resource: destroying
-	// means "whatever it is now", and `terraform destroy -refresh=false`
-	// must not fail on a stale ETag.
-	timeout, diags := state.Timeouts.Delete(ctx, defaultPolicyDeleteTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := r.client.Policies().Delete(ctx, state.ID.ValueString(), "")
-	if client.IsNotFound(err) {
-		return
-	}
-	if err != nil {
-		addAPIError(&resp.Diagnostics, "delete", "policy", state.ID.ValueString(), err)
-		return
-	}
-	if err := r.client.Policies().WaitEnforced(ctx, state.ProjectID.ValueString()); err != nil {
-		resp.Diagnostics.AddError("Policy deleted, not yet enforced",
-			fmt.Sprintf("Policy %s is deleted, but not every environment of project %s has applied that yet: %s",
-				state.ID.ValueString(), state.ProjectID.ValueString(), err))
-	}
-}
-
-func (r *PolicyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
-}
-
-// save puts the policy as the server returned it in state, with the
-// configuration's timeouts, and keeps its ETag for the next update.
-func (r *PolicyResource) save(ctx context.Context, p *apiv1.Policy, t timeouts.Value, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
-	saveWithETag(ctx, state, private, PolicyResourceModel{PolicyModel: policyModel(p), Timeouts: t}, p.ETag, diags)
-}
-
-// waitEnforced waits until the environments of the policy's project have
-// applied it: until then, traffic is not yet what the policy says.
-func (r *PolicyResource) waitEnforced(ctx context.Context, action string, p *apiv1.Policy, diags *diag.Diagnostics) {
-	if err := r.client.Policies().WaitEnforced(ctx, p.ProjectID); err != nil {
-		diags.AddError("Policy "+action+"d, not yet enforced",
-			fmt.Sprintf("Policy %s (%s) is saved, but not every environment of project %s has applied it yet: %s. "+
-				"Once the environments catch up, run terraform apply again, or raise timeouts.%s.",
-				p.Name, p.ID, p.ProjectID, err, action))
-	}
-}
-
-// spec returns the policy the model describes, in the API's terms.
-func (m PolicyModel) spec() (apiv1.PolicySpec, diag.Diagnostics) {
-	var diags diag.Diagnostics
-	selector, ok := policyrules.SelectorFromObject(m.EnvironmentSelector)
-	if !ok {
-		diags.AddAttributeError(path.Root("environment_selector"), "Unknown environment_selector",
-			"The environment selector is not known yet; this is a bug in the provider when it happens during apply.")
-	}
-	policyTypes, ok := policyrules.StringsFromSet(m.PolicyTypes)
-	if !ok {
-		diags.AddAttributeError(path.Root("policy_types"), "Unknown policy_types",
-			"policy_types is not known yet; this is a bug in the provider when it happens during apply.")
-	}
-	ingress, d := policyrules.Ingress.Rules(m.Ingress)
-	diags.Append(d...)
-	egress, d := policyrules.Egress.Rules(m.Egress)
-	diags.Append(d...)
-	return apiv1.PolicySpec{
-		Name:                m.Name.ValueString(),
-		Description:         m.Description.ValueString(),
-		EnvironmentSelector: selector,
-		PolicyTypes:         policyTypes,
-		Ingress:             policyrules.APIIngress(ingress),
-		Egress:              policyrules.APIEgress(egress),
-	}.Normalize(), diags
-}
-
-// policyModel maps a policy as the server returns it to Terraform: the server's empty lists become null, as in the
-// configuration (where empty sets are rejected), so plans stay empty.
-func policyModel(p *apiv1.Policy) PolicyModel {
-	return PolicyModel{
-		ID:                  types.StringValue(p.ID),
-		ProjectID:           types.StringValue(p.ProjectID),
-		Name:                types.StringValue(p.Name),
-		Description:         types.StringValue(p.Description),
-		EnvironmentSelector: policyrules.SelectorValue(p.EnvironmentSelector),
-		PolicyTypes:         policyTypesValue(p.PolicyTypes),
-		Ingress:             policyrules.Ingress.SetValue(policyrules.IngressRules(p.Ingress)),
-		Egress:              policyrules.Egress.SetValue(policyrules.EgressRules(p.Egress)),
-		CreatedAt:           timeValue(&p.CreatedAt),
-	}
-}
-
-// policyTypesValue is policy_types as a set; unlike the rule sets it is
-// never null, because policy_types is required and never empty.
-func policyTypesValue(pt []string) types.Set {
-	elems := make([]attr.Value, 0, len(pt))
-	for _, t := range pt {
-		elems = append(elems, types.StringValue(t))
-	}
-	return types.SetValueMust(types.StringType, elems)
 }

@@ -3,15 +3,11 @@ package provider
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
-	"github.com/hashicorp/terraform-plugin-go/tftypes"
 	"github.com/hashicorp/terraform-plugin-testing/compare"
-	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -22,234 +18,86 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
 
-const policyAddr = "isolation_policy.test"
-
-// accName returns a fresh DNS-label name, so tests sharing the server
-// never collide on a unique name.
-func accName(prefix string) string {
-	return prefix + "-" + acctest.RandStringFromCharSet(8, "abcdefghijklmnopqrstuvwxyz0123456789")
-}
-
-// policyConfig is two projects ("a" and "b") and a policy in the one named
-// by project, with body as the rest of the policy.
-func policyConfig(projectA, projectB, project, body string) string {
-	return fmt.Sprintf(`
-resource "isolation_project" "a" {
-  name = %q
-}
-
-resource "isolation_project" "b" {
-  name = %q
-}
-
-resource "isolation_policy" "test" {
-  project_id = isolation_project.%s.id
-%s
-}
-`, projectA, projectB, project, body)
-}
-
-// The policy of the lifecycle tests, in three versions.
-const (
-	policyBodyV1 = `
-  name                 = "web"
-  environment_selector = { match_labels = { app = "web" } }
-  policy_types         = ["ingress", "egress"]
-
-  ingress = [{
-    from  = [{ environment_selector = { match_labels = { app = "lb" } } }]
-    ports = [{ port = 8080 }, { protocol = "udp", port = 6000, end_port = 6010 }]
-  }]
-
-  egress = [{
-    to    = [{ cidr = "0.0.0.0/0", except = ["10.0.0.0/8", "192.168.0.0/16"] }]
-    ports = [{ protocol = "tcp", port = 443 }]
-  }]
-`
-	// V2 changes the description, a port and adds a rule: an update in place.
-	policyBodyV2 = `
-  name                 = "web"
-  description          = "web tier"
-  environment_selector = { match_labels = { app = "web" } }
-  policy_types         = ["ingress", "egress"]
-
-  ingress = [{
-    from  = [{ environment_selector = { match_labels = { app = "lb" } } }]
-    ports = [{ port = 8443 }, { protocol = "udp", port = 6000, end_port = 6010 }]
-  }]
-
-  egress = [
-    {
-      to    = [{ cidr = "0.0.0.0/0", except = ["10.0.0.0/8", "192.168.0.0/16"] }]
-      ports = [{ protocol = "tcp", port = 443 }]
-    },
-    {
-      to    = [{ cidr = "2001:db8::/32" }]
-      ports = [{ protocol = "icmp" }]
-    },
-  ]
-`
-	// V2Reordered is V2 with every set written in another order.
-	policyBodyV2Reordered = `
-  egress = [
-    {
-      ports = [{ protocol = "icmp" }]
-      to    = [{ cidr = "2001:db8::/32" }]
-    },
-    {
-      to    = [{ except = ["192.168.0.0/16", "10.0.0.0/8"], cidr = "0.0.0.0/0" }]
-      ports = [{ port = 443 }]
-    },
-  ]
-
-  ingress = [{
-    ports = [{ protocol = "udp", end_port = 6010, port = 6000 }, { protocol = "tcp", port = 8443 }]
-    from  = [{ environment_selector = { match_labels = { app = "lb" } } }]
-  }]
-
-  policy_types         = ["egress", "ingress"]
-  environment_selector = { match_labels = { app = "web" } }
-  description          = "web tier"
-  name                 = "web"
-`
-)
-
-func port(protocol string, p, end int64) knownvalue.Check {
-	var endCheck knownvalue.Check = knownvalue.Null()
-	if end != 0 {
-		endCheck = knownvalue.Int64Exact(end)
-	}
-	var portCheck knownvalue.Check = knownvalue.Null()
-	if p != 0 {
-		portCheck = knownvalue.Int64Exact(p)
-	}
-	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		"protocol": knownvalue.StringExact(protocol), "port": portCheck, "end_port": endCheck,
-	})
-}
-
-func cidrPeer(cidr string, except ...string) knownvalue.Check {
-	var exceptCheck knownvalue.Check = knownvalue.Null()
-	if len(except) > 0 {
-		var checks []knownvalue.Check
-		for _, e := range except {
-			checks = append(checks, knownvalue.StringExact(e))
-		}
-		exceptCheck = knownvalue.SetExact(checks)
-	}
-	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		"cidr": knownvalue.StringExact(cidr), "except": exceptCheck, "environment_selector": knownvalue.Null(),
-	})
-}
-
-func selectorPeer(key, value string) knownvalue.Check {
-	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		"cidr": knownvalue.Null(), "except": knownvalue.Null(),
-		"environment_selector": knownvalue.ObjectExact(map[string]knownvalue.Check{
-			"match_labels": knownvalue.MapExact(map[string]knownvalue.Check{key: knownvalue.StringExact(value)}),
-		}),
-	})
-}
-
-func rule(peersAttr string, peers []knownvalue.Check, ports ...knownvalue.Check) knownvalue.Check {
-	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		peersAttr: knownvalue.SetExact(peers),
-		"ports":   knownvalue.SetExact(ports),
-	})
-}
-
 func TestAccPolicy_Lifecycle(t *testing.T) {
 	projectA, projectB := accName("acc-pol-a"), accName("acc-pol-b")
 	var firstID string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				// Create; the server's defaults (protocol tcp, description "")
-				// are in state and empty sets are null.
-				Config:           policyConfig(projectA, projectB, "a", policyBodyV1),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`.+`))),
-					statecheck.CompareValuePairs(policyAddr, tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("description"), knownvalue.StringExact("")),
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("policy_types"), knownvalue.SetExact([]knownvalue.Check{
-						knownvalue.StringExact("ingress"), knownvalue.StringExact("egress"),
-					})),
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("ingress"), knownvalue.SetExact([]knownvalue.Check{
-						rule("from", []knownvalue.Check{selectorPeer("app", "lb")}, port("tcp", 8080, 0), port("udp", 6000, 6010)),
-					})),
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
-						rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
-					})),
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
-					captureID(policyAddr, &firstID),
-				},
-			},
-			{
-				// Writing the server's defaults out is no change: protocol
-				// "tcp" and description "".
-				Config: policyConfig(projectA, projectB, "a", strings.Replace(
-					strings.Replace(policyBodyV1, `{ port = 8080 }`, `{ protocol = "tcp", port = 8080 }`, 1),
-					`name                 = "web"`, `name                 = "web"`+"\n  description          = \"\"", 1)),
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
-			},
-			{
-				// terraform import by id.
-				ResourceName:      policyAddr,
-				ImportState:       true,
-				ImportStateVerify: true,
-			},
-			{
-				// An import {} block adopts it with no change.
-				Config:          policyConfig(projectA, projectB, "a", policyBodyV1),
-				ResourceName:    policyAddr,
-				ImportState:     true,
-				ImportStateKind: resource.ImportBlockWithID,
-			},
-			{
-				// Update in place.
-				Config:           policyConfig(projectA, projectB, "a", policyBodyV2),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("description"), knownvalue.StringExact("web tier")),
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
-						rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
-						rule("to", []knownvalue.Check{cidrPeer("2001:db8::/32")}, port("icmp", 0, 0)),
-					})),
-					expectID(policyAddr, &firstID, true),
-					checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
-						if p.Description != "web tier" || len(p.Egress) != 2 || *p.Ingress[0].Ports[0].Port+*p.Ingress[0].Ports[1].Port != 8443+6000 {
-							return fmt.Errorf("server has %+v, want the updated policy", p.PolicySpec)
-						}
-						return nil
-					}),
-				},
-			},
-			{
-				// Reordering every set in HCL is no change at all.
-				Config:           policyConfig(projectA, projectB, "a", policyBodyV2Reordered),
-				ConfigPlanChecks: afterApply(plancheck.ExpectEmptyPlan()),
-			},
-			{
-				// Moving it to another project replaces it.
-				Config:            policyConfig(projectA, projectB, "b", policyBodyV2),
-				ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionDestroyBeforeCreate)),
-				ConfigStateChecks: []statecheck.StateCheck{expectID(policyAddr, &firstID, false)},
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			// Create; the server's defaults (protocol tcp, description "")
+			// are in state and empty sets are null.
+			Config:           policyConfig(projectA, projectB, "a", policyBodyV1),
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate)),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`.+`))),
+				statecheck.CompareValuePairs(policyAddr, tfjsonpath.New("project_id"), "isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("description"), knownvalue.StringExact("")),
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("policy_types"), knownvalue.SetExact([]knownvalue.Check{
+					knownvalue.StringExact("ingress"), knownvalue.StringExact("egress"),
+				})),
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("ingress"), knownvalue.SetExact([]knownvalue.Check{
+					rule("from", []knownvalue.Check{selectorPeer("app", "lb")}, port("tcp", 8080, 0), port("udp", 6000, 6010)),
+				})),
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
+					rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
+				})),
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
+				captureID(policyAddr, &firstID),
 			},
 		},
-	})
+		{
+			// Writing the server's defaults out is no change: protocol
+			// "tcp" and description "".
+			Config: policyConfig(projectA, projectB, "a", strings.Replace(
+				strings.Replace(policyBodyV1, `{ port = 8080 }`, `{ protocol = "tcp", port = 8080 }`, 1),
+				`name                 = "web"`, `name                 = "web"`+"\n  description          = \"\"", 1)),
+			ConfigPlanChecks: noChange,
+		},
+		{
+			// terraform import by id.
+			ResourceName:      policyAddr,
+			ImportState:       true,
+			ImportStateVerify: true,
+		},
+		{
+			// An import {} block adopts it with no change.
+			Config:          policyConfig(projectA, projectB, "a", policyBodyV1),
+			ResourceName:    policyAddr,
+			ImportState:     true,
+			ImportStateKind: resource.ImportBlockWithID,
+		},
+		// Update in place.
+		updatedStep(policyConfig(projectA, projectB, "a", policyBodyV2), policyAddr,
+			statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("description"), knownvalue.StringExact("web tier")),
+			statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
+				rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
+				rule("to", []knownvalue.Check{cidrPeer("2001:db8::/32")}, port("icmp", 0, 0)),
+			})),
+			expectID(policyAddr, &firstID, true),
+			checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+				if p.Description != "web tier" || len(p.Egress) != 2 || *p.Ingress[0].Ports[0].Port+*p.Ingress[0].Ports[1].Port != 8443+6000 {
+					return fmt.Errorf("server has %+v, want the updated policy", p.PolicySpec)
+				}
+				return nil
+			}),
+		),
+		{
+			// Reordering every set in HCL is no change at all.
+			Config:           policyConfig(projectA, projectB, "a", policyBodyV2Reordered),
+			ConfigPlanChecks: afterApply(plancheck.ExpectEmptyPlan()),
+		},
+		{
+			// Moving it to another project replaces it.
+			Config:            policyConfig(projectA, projectB, "b", policyBodyV2),
+			ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionDestroyBeforeCreate)),
+			ConfigStateChecks: []statecheck.StateCheck{expectID(policyAddr, &firstID, false)},
+		},
+	}))
 }
 
 func TestAccPolicy_ImportBlocksAdoptAPolicyMadeElsewhere(t *testing.T) {
 	requireAcc(t)
 	ctx := t.Context()
-	project, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("acc-pol-imp")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	project := outsideProject(t, accName("acc-pol-imp"))
 	dns := 53
 	policy, err := testAccClient.Policies().Create(ctx, apiv1.PolicyCreate{
 		ProjectID: project.ID,
@@ -293,142 +141,70 @@ resource "isolation_policy" "adopted" {
   }]
 }
 `, project.ID, policy.ID, project.Name)
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{{
-			Config: config,
-			ConfigPlanChecks: afterApply(
-				plancheck.ExpectResourceAction("isolation_project.p", plancheck.ResourceActionNoop),
-				plancheck.ExpectResourceAction("isolation_policy.adopted", plancheck.ResourceActionNoop),
-			),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownValue("isolation_policy.adopted", tfjsonpath.New("id"), knownvalue.StringExact(policy.ID)),
-				statecheck.ExpectKnownValue("isolation_policy.adopted", tfjsonpath.New("ingress"), knownvalue.Null()),
-			},
-		}},
-	})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: config,
+		ConfigPlanChecks: afterApply(
+			plancheck.ExpectResourceAction("isolation_project.p", plancheck.ResourceActionNoop),
+			plancheck.ExpectResourceAction("isolation_policy.adopted", plancheck.ResourceActionNoop),
+		),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue("isolation_policy.adopted", tfjsonpath.New("id"), knownvalue.StringExact(policy.ID)),
+			statecheck.ExpectKnownValue("isolation_policy.adopted", tfjsonpath.New("ingress"), knownvalue.Null()),
+		},
+	}}))
 }
 
 func TestAccPolicy_DeletedOutsideTerraformIsRecreated(t *testing.T) {
-	projectA, projectB := accName("acc-pol-del"), accName("acc-pol-del-b")
-	var firstID string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{captureID(policyAddr, &firstID)},
-			},
-			{
-				PreConfig: func() {
-					if err := testAccClient.Policies().Delete(context.Background(), firstID, ""); err != nil {
-						t.Fatalf("deleting the policy behind Terraform's back: %v", err)
-					}
-				},
-				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
-				ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate)),
-				ConfigStateChecks: []statecheck.StateCheck{expectID(policyAddr, &firstID, false)},
-			},
-		},
-	})
+	config := policyConfig(accName("acc-pol-del"), accName("acc-pol-del-b"), "a", policyBodyV1)
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, policyAddr, unconditionally(testAccClient.Policies().Delete))))
 }
 
 func TestAccPolicy_ChangedOutsideTerraformIsShownByRefreshAndRevertedByApply(t *testing.T) {
-	projectA, projectB := accName("acc-pol-drift"), accName("acc-pol-drift-b")
+	config := policyConfig(accName("acc-pol-drift"), accName("acc-pol-drift-b"), "a", policyBodyV1)
 	var id string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{captureID(policyAddr, &id)},
-			},
-			{
-				// Someone opens SSH from anywhere and renames the policy;
-				// a refresh-only run records exactly that in state.
-				PreConfig: func() {
-					if err := widenPolicyThroughAPI(id); err != nil {
-						t.Fatal(err)
-					}
-				},
-				RefreshState:       true,
-				ExpectNonEmptyPlan: true,
-				Check: resource.ComposeAggregateTestCheckFunc(
-					resource.TestCheckResourceAttr(policyAddr, "name", "web-hacked"),
-					resource.TestCheckResourceAttr(policyAddr, "ingress.#", "1"),
-					resource.TestCheckTypeSetElemNestedAttrs(policyAddr, "ingress.*.from.*", map[string]string{"cidr": "0.0.0.0/0"}),
-					resource.TestCheckTypeSetElemNestedAttrs(policyAddr, "ingress.*.ports.*", map[string]string{"protocol": "tcp", "port": "22"}),
-				),
-				// ...and the plan that follows proposes to put it back.
-				RefreshPlanChecks: resource.RefreshPlanChecks{
-					PostRefresh: []plancheck.PlanCheck{plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)},
-				},
-			},
-			{
-				// Apply puts the configuration back.
-				Config:           policyConfig(projectA, projectB, "a", policyBodyV1),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					expectID(policyAddr, &id, true),
-					checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
-						if p.Name != "web" || len(p.Ingress) != 1 || len(p.Ingress[0].Ports) != 2 {
-							return fmt.Errorf("server has %+v, want the configuration restored", p.PolicySpec)
-						}
-						return nil
-					}),
-				},
-			},
-		},
-	})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		createdStep(config, policyAddr, &id),
+		// Someone opens SSH from anywhere and renames the policy; a
+		// refresh-only run records exactly that in state.
+		refreshShowsStep(t, policyAddr, func(ctx context.Context) error { return widenPolicyThroughAPI(ctx, id) },
+			resource.TestCheckResourceAttr(policyAddr, "name", "web-hacked"),
+			resource.TestCheckResourceAttr(policyAddr, "ingress.#", "1"),
+			resource.TestCheckTypeSetElemNestedAttrs(policyAddr, "ingress.*.from.*", map[string]string{"cidr": "0.0.0.0/0"}),
+			resource.TestCheckTypeSetElemNestedAttrs(policyAddr, "ingress.*.ports.*", map[string]string{"protocol": "tcp", "port": "22"}),
+		),
+		// Apply puts the configuration back.
+		updatedStep(config, policyAddr,
+			expectID(policyAddr, &id, true),
+			checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+				if p.Name != "web" || len(p.Ingress) != 1 || len(p.Ingress[0].Ports) != 2 {
+					return fmt.Errorf("server has %+v, want the configuration restored", p.PolicySpec)
+				}
+				return nil
+			}),
+		),
+	}))
 }
 
 func TestAccPolicy_UpdateRefusesToOverwriteAConcurrentChange(t *testing.T) {
 	projectA, projectB := accName("acc-pol-ifm"), accName("acc-pol-ifm-b")
 	var id string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				Config:            policyConfig(projectA, projectB, "a", policyBodyV1),
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{captureID(policyAddr, &id)},
-			},
-			{
-				// Someone changes the policy after Terraform planned and
-				// before it applies: the update must fail and say what to do.
-				Config: policyConfig(projectA, projectB, "a", policyBodyV2),
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
-					plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate),
-					changeOutsideTerraform(func(context.Context) error { return widenPolicyThroughAPI(id) }),
-				}},
-				ExpectError: wordsRE("changed outside Terraform after Terraform last read it, so nothing was overwritten. Refresh and retry"),
-			},
-			{
-				// Nothing was overwritten: the other writer's change is what a refresh finds.
-				RefreshState:       true,
-				ExpectNonEmptyPlan: true,
-				Check:              resource.TestCheckResourceAttr(policyAddr, "name", "web-hacked"),
-			},
-			{
-				// Refreshed, the same apply goes through.
-				Config:           policyConfig(projectA, projectB, "a", policyBodyV2),
-				ConfigPlanChecks: afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("name"), knownvalue.StringExact("web")),
-				},
-			},
+	// Someone changes the policy after Terraform planned and before it
+	// applies: the update must fail and say what to do.
+	other := newColleague(t, "/v1/policies/", &id, func(ctx context.Context) error { return widenPolicyThroughAPI(ctx, id) })
+	steps := concurrentChangeSteps(other, policyAddr, &id,
+		policyConfig(projectA, projectB, "a", policyBodyV1), policyConfig(projectA, projectB, "a", policyBodyV2),
+		errorWith("changed outside Terraform after Terraform last read it, so nothing was overwritten. Refresh and retry"),
+		// Nothing was overwritten: the other writer's change is what a refresh finds.
+		resource.TestCheckResourceAttr(policyAddr, "name", "web-hacked"))
+	// Refreshed, the same apply goes through.
+	steps = append(steps, resource.TestStep{
+		Config:           other.provider + policyConfig(projectA, projectB, "a", policyBodyV2),
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("name"), knownvalue.StringExact("web")),
 		},
 	})
+	resource.ParallelTest(t, testAccCase(t, steps))
 }
 
 func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing.T) {
@@ -506,17 +282,10 @@ func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing
 	}
 	var steps []resource.TestStep
 	for _, tc := range cases {
-		steps = append(steps, resource.TestStep{
-			Config:      fmt.Sprintf("resource \"isolation_policy\" \"test\" {\n  project_id = \"prj-never-created\"\n%s\n}\n", tc.body),
-			PlanOnly:    true,
-			ExpectError: wordsRE(tc.want),
-		})
+		config := fmt.Sprintf("resource \"isolation_policy\" \"test\" {\n  project_id = \"prj-never-created\"\n%s\n}\n", tc.body)
+		steps = append(steps, planFails(config, errorWith(tc.want)))
 	}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps:                    steps,
-	})
+	resource.ParallelTest(t, testAccCase(t, steps))
 }
 
 func TestAccPolicy_ValuesUnknownUntilApplyArePlannedAndApplied(t *testing.T) {
@@ -537,27 +306,22 @@ resource "terraform_data" "port" {
   input = 5432
 }
 `
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{{
-			Config: config,
-			ConfigPlanChecks: afterApply(
-				plancheck.ExpectUnknownValue(policyAddr, tfjsonpath.New("environment_selector").AtMapKey("match_labels").AtMapKey("project")),
-				plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate),
-			),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.CompareValuePairs(policyAddr, tfjsonpath.New("environment_selector").AtMapKey("match_labels").AtMapKey("project"),
-					"isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
-				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("ingress"), knownvalue.SetExact([]knownvalue.Check{
-					knownvalue.ObjectPartial(map[string]knownvalue.Check{
-						"ports": knownvalue.SetExact([]knownvalue.Check{port("tcp", 5432, 0), port("udp", 53, 0)}),
-					}),
-				})),
-			},
-		}},
-	})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: config,
+		ConfigPlanChecks: afterApply(
+			plancheck.ExpectUnknownValue(policyAddr, tfjsonpath.New("environment_selector").AtMapKey("match_labels").AtMapKey("project")),
+			plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionCreate),
+		),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.CompareValuePairs(policyAddr, tfjsonpath.New("environment_selector").AtMapKey("match_labels").AtMapKey("project"),
+				"isolation_project.a", tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("ingress"), knownvalue.SetExact([]knownvalue.Check{
+				knownvalue.ObjectPartial(map[string]knownvalue.Check{
+					"ports": knownvalue.SetExact([]knownvalue.Check{port("tcp", 5432, 0), port("udp", 53, 0)}),
+				}),
+			})),
+		},
+	}}))
 }
 
 // ingressWith is a valid ingress policy whose one rule is rule.
@@ -570,84 +334,13 @@ func ingressWith(rule string) string {
 `, rule)
 }
 
-// TestPolicy_ReadOfAPolicyDeletedOutsideTerraformWarnsAndDropsIt drives the
-// provider over the plugin protocol, as Terraform does, to see the
-// diagnostic itself: a warning, not an error, and a null new state.
-func TestPolicy_ReadOfAPolicyDeletedOutsideTerraformWarnsAndDropsIt(t *testing.T) {
-	requireAcc(t)
-	ctx := t.Context()
-	srv, err := testAccProtoV6ProviderFactories["isolation"]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := srv.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	providerType := schemas.Provider.ValueType()
-	cfg, err := tfprotov6.NewDynamicValue(providerType, nullObjectExcept(providerType, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	configured, err := srv.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: &cfg})
-	if err != nil || diagsHaveError(configured.Diagnostics) {
-		t.Fatalf("configuring the provider: %v %v", err, configured.Diagnostics)
-	}
-
-	policyType := schemas.ResourceSchemas["isolation_policy"].ValueType()
-	state, err := tfprotov6.NewDynamicValue(policyType, nullObjectExcept(policyType, map[string]tftypes.Value{
-		"id":   tftypes.NewValue(tftypes.String, "pol_deleted-long-ago"),
-		"name": tftypes.NewValue(tftypes.String, "gone"),
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := srv.ReadResource(ctx, &tfprotov6.ReadResourceRequest{TypeName: "isolation_policy", CurrentState: &state})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Diagnostics) != 1 || resp.Diagnostics[0].Severity != tfprotov6.DiagnosticSeverityWarning ||
-		!strings.Contains(resp.Diagnostics[0].Summary, "deleted outside Terraform") {
-		t.Fatalf("diagnostics = %+v, want one warning that the policy was deleted outside Terraform", resp.Diagnostics)
-	}
-	newState, err := resp.NewState.Unmarshal(policyType)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !newState.IsNull() {
-		t.Errorf("new state = %v, want null (removed from state)", newState)
-	}
-}
-
-// nullObjectExcept is an object of typ whose attributes are null except set.
-func nullObjectExcept(typ tftypes.Type, set map[string]tftypes.Value) tftypes.Value {
-	obj := typ.(tftypes.Object)
-	vals := map[string]tftypes.Value{}
-	for name, at := range obj.AttributeTypes {
-		vals[name] = tftypes.NewValue(at, nil)
-		if v, ok := set[name]; ok {
-			vals[name] = v
-		}
-	}
-	return tftypes.NewValue(typ, vals)
-}
-
-func diagsHaveError(diags []*tfprotov6.Diagnostic) bool {
-	for _, d := range diags {
-		if d.Severity == tfprotov6.DiagnosticSeverityError {
-			return true
-		}
-	}
-	return false
-}
-
 // widenPolicyThroughAPI plays someone else: it renames the policy and
 // replaces its ingress with SSH from anywhere.
-func widenPolicyThroughAPI(id string) error {
+func widenPolicyThroughAPI(ctx context.Context, id string) error {
 	name := "web-hacked"
 	ssh := 22
 	ingress := []apiv1.IngressRule{{From: []apiv1.Peer{{CIDR: "0.0.0.0/0"}}, Ports: []apiv1.Port{{Port: &ssh}}}}
-	if _, err := testAccClient.Policies().Update(context.Background(), id, apiv1.PolicyPatch{Name: &name, Ingress: &ingress}, ""); err != nil {
+	if _, err := testAccClient.Policies().Update(ctx, id, apiv1.PolicyPatch{Name: &name, Ingress: &ingress}, ""); err != nil {
 		return fmt.Errorf("changing the policy behind Terraform's back: %w", err)
 	}
 	return nil
@@ -663,33 +356,6 @@ func checkAPIPolicy(addr string, check func(*apiv1.Policy) error) statecheck.Sta
 		}
 		return check(p)
 	}}
-}
-
-func policyGetter(c *client.Client) func(context.Context, string) error {
-	return func(ctx context.Context, id string) error {
-		_, err := c.Policies().Get(ctx, id)
-		return err
-	}
-}
-
-// wordsRE matches text as Terraform prints it: the CLI wraps long
-// diagnostics, so any run of spaces may have become a line break.
-func wordsRE(text string) *regexp.Regexp {
-	words := strings.Fields(text)
-	for i, w := range words {
-		words[i] = regexp.QuoteMeta(w)
-	}
-	return regexp.MustCompile(strings.Join(words, `\s+`))
-}
-
-// requireAcc runs a test only with the acceptance server (TF_ACC set), as
-// resource.Test does for the tests that drive the Terraform CLI.
-func requireAcc(t *testing.T) {
-	t.Helper()
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 (make test does)")
-	}
-	testAccPreCheck(t)
 }
 
 func TestAccPolicy_ApplyReturnsOnceEveryEnvironmentEnforcesIt(t *testing.T) {
@@ -719,56 +385,97 @@ resource "isolation_policy" "test" {
 `, project, timeouts)
 	}
 	var generation int64
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_policy", policyGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				Config:           config(""),
-				ConfigPlanChecks: afterApply(),
-				ConfigStateChecks: []statecheck.StateCheck{checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
-					generation = p.Generation
-					envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: p.ProjectID})
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:           config(""),
+			ConfigPlanChecks: afterApply(),
+			ConfigStateChecks: []statecheck.StateCheck{checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+				generation = p.Generation
+				envs, err := testAccClient.Environments().List(context.Background(), client.ListOptions{ProjectID: p.ProjectID})
+				if err != nil {
+					return err
+				}
+				if len(envs) != 3 {
+					return fmt.Errorf("%d environments, want 3", len(envs))
+				}
+				for _, e := range envs {
+					if !e.Enforcement.Enforced || e.Enforcement.ObservedGeneration != e.Enforcement.Generation {
+						return fmt.Errorf("environment %s is not enforced yet when apply returned: %+v", e.Name, e.Enforcement)
+					}
+					ep, err := testAccClient.Environments().EffectivePolicy(context.Background(), e.ID)
 					if err != nil {
 						return err
 					}
-					if len(envs) != 3 {
-						return fmt.Errorf("%d environments, want 3", len(envs))
+					if len(ep.Policies) != 1 || ep.Policies[0].ID != p.ID {
+						return fmt.Errorf("environment %s is selected by %+v, want the policy", e.Name, ep.Policies)
 					}
-					for _, e := range envs {
-						if !e.Enforcement.Enforced || e.Enforcement.ObservedGeneration != e.Enforcement.Generation {
-							return fmt.Errorf("environment %s is not enforced yet when apply returned: %+v", e.Name, e.Enforcement)
-						}
-						ep, err := testAccClient.Environments().EffectivePolicy(context.Background(), e.ID)
-						if err != nil {
-							return err
-						}
-						if len(ep.Policies) != 1 || ep.Policies[0].ID != p.ID {
-							return fmt.Errorf("environment %s is selected by %+v, want the policy", e.Name, ep.Policies)
-						}
-					}
-					return nil
-				})},
-			},
-			{
-				// Changing only the timeouts writes nothing to the server.
-				Config: config(`
+				}
+				return nil
+			})},
+		},
+		{
+			// Changing only the timeouts writes nothing to the server.
+			Config: config(`
   timeouts {
     create = "2m"
     update = "2m"
   }`),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("timeouts").AtMapKey("update"), knownvalue.StringExact("2m")),
-					checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
-						if p.Generation != generation {
-							return fmt.Errorf("policy generation %d, want %d: a timeouts change must not write the policy", p.Generation, generation)
-						}
-						return nil
-					}),
-				},
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(policyAddr, plancheck.ResourceActionUpdate)),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("timeouts").AtMapKey("update"), knownvalue.StringExact("2m")),
+				checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
+					if p.Generation != generation {
+						return fmt.Errorf("policy generation %d, want %d: a timeouts change must not write the policy", p.Generation, generation)
+					}
+					return nil
+				}),
 			},
 		},
-	})
+	}))
+}
+
+func TestAccPolicyDataSource_ReadsByIDAndByProjectAndName(t *testing.T) {
+	projectA, projectB := accName("acc-polds"), accName("acc-polds-b")
+	config := policyConfig(projectA, projectB, "a", policyBodyV2) + `
+data "isolation_policy" "by_id" {
+  id = isolation_policy.test.id
+}
+
+data "isolation_policy" "by_name" {
+  project_id = isolation_policy.test.project_id
+  name       = isolation_policy.test.name
+}
+`
+	var checks []statecheck.StateCheck
+	for _, ds := range []string{"data.isolation_policy.by_id", "data.isolation_policy.by_name"} {
+		for _, attr := range []string{"id", "project_id", "name", "description", "environment_selector", "policy_types", "ingress", "egress", "created_at"} {
+			checks = append(checks, statecheck.CompareValuePairs(ds, tfjsonpath.New(attr), policyAddr, tfjsonpath.New(attr), compare.ValuesSame()))
+		}
+	}
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:      `data "isolation_policy" "neither" { project_id = "prj-x" }`,
+			PlanOnly:    true,
+			ExpectError: errorWith(`Exactly one of these attributes must be configured: [id,name]`),
+		},
+		{
+			Config:            config,
+			ConfigPlanChecks:  afterApply(),
+			ConfigStateChecks: checks,
+		},
+		{
+			Config: config + `
+data "isolation_policy" "missing" {
+  project_id = isolation_project.a.id
+  name       = "no-such-policy"
+}
+`,
+			ExpectError: errorWith(`has no policy named "no-such-policy"`),
+		},
+		{
+			// Back to a configuration that reads, for the final destroy.
+			Config:           config,
+			ConfigPlanChecks: afterApply(),
+		},
+	}))
 }

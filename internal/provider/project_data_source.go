@@ -7,7 +7,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/path"
-	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -29,6 +28,12 @@ type ProjectDataSource struct {
 	client *providerClient
 }
 
+// projectDataSourceModel is the resource's model and the project's usage.
+type projectDataSourceModel struct {
+	projectModel
+	EnvironmentCount types.Int64 `tfsdk:"environment_count"`
+}
+
 func (d *ProjectDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_project"
 }
@@ -37,26 +42,13 @@ func (d *ProjectDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Reads a project, by `id` or by `name`.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{
-				MarkdownDescription: "Project ID. Set exactly one of `id` and `name`.",
-				Optional:            true,
-				Computed:            true,
-			},
-			"name": schema.StringAttribute{
-				MarkdownDescription: "Project name. Set exactly one of `id` and `name`.",
-				Optional:            true,
-				Computed:            true,
-				Validators:          []validator.String{validators.Name()},
-			},
-			"description": schema.StringAttribute{MarkdownDescription: "Free-text description.", Computed: true},
-			"labels":      schema.MapAttribute{MarkdownDescription: "Labels of the project.", ElementType: types.StringType, Computed: true},
-			"created_at":  schema.StringAttribute{MarkdownDescription: "When the project was created (RFC 3339).", Computed: true},
-			"environment_quota": schema.Int64Attribute{
-				MarkdownDescription: "The most environments the project may hold, `0` for no limit.", Computed: true,
-			},
-			"environment_count": schema.Int64Attribute{
-				MarkdownDescription: "How many environments the project holds now, those being deleted included: what `environment_quota` limits.", Computed: true,
-			},
+			"id":                lookupAttribute("Project ID. Set exactly one of `id` and `name`.", validators.ID()),
+			"name":              lookupAttribute("Project name. Set exactly one of `id` and `name`.", validators.Name()),
+			"description":       computedString("Free-text description."),
+			"labels":            computedStringMap("Labels of the project."),
+			"created_at":        computedString("When the project was created (RFC 3339)."),
+			"environment_quota": computedInt64("The most environments the project may hold, `0` for no limit."),
+			"environment_count": computedInt64("How many environments the project holds now, those being deleted included: what `environment_quota` limits."),
 		},
 	}
 }
@@ -72,12 +64,8 @@ func (d *ProjectDataSource) Configure(_ context.Context, req datasource.Configur
 }
 
 func (d *ProjectDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	if !requireClient(d.client, &resp.Diagnostics) {
-		return
-	}
-	var cfg projectDataModel
-	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() {
+	var cfg projectDataSourceModel
+	if !prepare(ctx, d.client, &resp.Diagnostics, req.Config, &cfg) {
 		return
 	}
 	p := lookup(ctx, &resp.Diagnostics, "project", cfg.ID, cfg.Name, client.ListOptions{},
@@ -86,12 +74,11 @@ func (d *ProjectDataSource) Read(ctx context.Context, req datasource.ReadRequest
 		return
 	}
 	cfg.fromAPI(p)
-	cfg.EnvironmentCount = types.Int64Value(p.Usage.Environments)
 	resp.Diagnostics.Append(resp.State.Set(ctx, cfg)...)
 }
 
-// projectDataModel is the resource's model and the project's usage.
-type projectDataModel struct {
-	projectModel
-	EnvironmentCount types.Int64 `tfsdk:"environment_count"`
+// fromAPI sets the model to the project and its usage.
+func (m *projectDataSourceModel) fromAPI(p *apiv1.Project) {
+	m.projectModel.fromAPI(p)
+	m.EnvironmentCount = types.Int64Value(p.Usage.Environments)
 }

@@ -41,6 +41,13 @@ const (
 
 var _ provider.Provider = &IsolationProvider{}
 
+// New returns a constructor for the provider, as providerserver.Serve wants.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider {
+		return &IsolationProvider{version: version}
+	}
+}
+
 // IsolationProvider is the isolation provider.
 type IsolationProvider struct {
 	// version is the provider's release ("dev" for local builds, "test" in
@@ -56,13 +63,6 @@ type IsolationProviderModel struct {
 	Insecure       types.Bool   `tfsdk:"insecure"`
 	MaxRetries     types.Int64  `tfsdk:"max_retries"`
 	RequestTimeout types.String `tfsdk:"request_timeout"`
-}
-
-// New returns a constructor for the provider, as providerserver.Serve wants.
-func New(version string) func() provider.Provider {
-	return func() provider.Provider {
-		return &IsolationProvider{version: version}
-	}
 }
 
 func (p *IsolationProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -218,13 +218,10 @@ func clientConfig(cfg IsolationProviderModel, getenv func(string) string) (clien
 	}
 
 	out.Endpoint = stringSetting(cfg.Endpoint, getenv(EnvEndpoint))
-	switch {
-	case out.Endpoint == "":
+	if out.Endpoint == "" {
 		bad("endpoint", EnvEndpoint, "The isolationd endpoint is missing.")
-	default:
-		if err := validators.CheckHTTPURL(out.Endpoint); err != nil {
-			bad("endpoint", EnvEndpoint, "The endpoint %s.", err)
-		}
+	} else if err := validators.CheckHTTPURL(out.Endpoint); err != nil {
+		bad("endpoint", EnvEndpoint, "The endpoint %s.", err)
 	}
 
 	out.Token = stringSetting(cfg.Token, getenv(EnvToken))

@@ -36,7 +36,7 @@ func clientFromProviderData(data any, diags *diag.Diagnostics) *providerClient {
 	}
 	c, ok := data.(*providerClient)
 	if !ok {
-		diags.AddError("Unexpected provider data",
+		diags.AddError("Unable to configure the isolation client",
 			fmt.Sprintf("Expected *providerClient, got %T. This is a bug in the provider; please report it.", data))
 		return nil
 	}
@@ -49,7 +49,7 @@ func requireClient(c *providerClient, diags *diag.Diagnostics) bool {
 	if c != nil {
 		return true
 	}
-	diags.AddError("Provider not configured",
+	diags.AddError("Unable to call the isolation API",
 		"The isolation provider's settings (endpoint, token, ...) are still unknown, so it cannot call the API. "+
 			"This happens when they come from a resource that is not created yet: apply that resource first "+
 			"(for example with -target), then apply again.")

@@ -27,7 +27,7 @@ const (
 	rateLimitBurst          = 4
 )
 
-func TestRateLimit_ApplyOf50EnvironmentsConvergesThroughRetryAfterWithoutDuplicates(t *testing.T) {
+func TestAccProvider_ApplyOf50EnvironmentsConvergesThroughRetryAfterWithoutDuplicates(t *testing.T) {
 	srv := startServerWith(t, server.Config{RateLimit: rateLimitPerSecond, RateBurst: rateLimitBurst})
 	// The test looks with a token of its own: the limit is per token, and
 	// the test must not eat Terraform's budget.
@@ -57,35 +57,31 @@ resource "isolation_environment" "many" {
 	// A pipeline that knows its server is rate limited allows more retries
 	// than the default; each waits as long as Retry-After says.
 	vars := serverVariables(srv, config.Variables{"max_retries": config.IntegerVariable(60)})
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{{
-			Config:           cfg,
-			ConfigVariables:  vars,
-			ConfigPlanChecks: afterApply(),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownValue("isolation_environment.many[49]", tfjsonpath.New("state"), knownvalue.StringExact("ready")),
-			},
-			Check: func(*terraform.State) error {
-				envs, err := observer.Environments().List(context.Background(), client.ListOptions{})
-				if err != nil {
-					return err
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config:           cfg,
+		ConfigVariables:  vars,
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue("isolation_environment.many[49]", tfjsonpath.New("state"), knownvalue.StringExact("ready")),
+		},
+		Check: func(*terraform.State) error {
+			envs, err := observer.Environments().List(context.Background(), client.ListOptions{})
+			if err != nil {
+				return err
+			}
+			names := map[string]bool{}
+			for _, e := range envs {
+				if names[e.Name] {
+					return fmt.Errorf("environment %s exists twice", e.Name)
 				}
-				names := map[string]bool{}
-				for _, e := range envs {
-					if names[e.Name] {
-						return fmt.Errorf("environment %s exists twice", e.Name)
-					}
-					names[e.Name] = true
-				}
-				if len(envs) != rateLimitedEnvironments {
-					return fmt.Errorf("the server holds %d environments, want %d", len(envs), rateLimitedEnvironments)
-				}
-				return nil
-			},
-		}},
-	})
+				names[e.Name] = true
+			}
+			if len(envs) != rateLimitedEnvironments {
+				return fmt.Errorf("the server holds %d environments, want %d", len(envs), rateLimitedEnvironments)
+			}
+			return nil
+		},
+	}}))
 	// The limit must have bitten, or the test proved nothing.
 	limited, _, err := srv.Store().ListAudit(context.Background(), store.AuditQuery{Action: "auth.denied", Limit: store.MaxLimit})
 	if err != nil {

@@ -2,18 +2,20 @@ package provider
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
 // A 404 means "deleted outside Terraform" only when the token could have
@@ -34,7 +36,7 @@ type scopeFixtures struct {
 
 func newScopeFixtures(t *testing.T) *scopeFixtures {
 	t.Helper()
-	srv := startExtraServer(t, testServerOptions{})
+	srv := startExtraServer(t, server.Config{})
 	admin, err := client.New(client.Config{Endpoint: srv.URL, Token: srv.Token})
 	if err != nil {
 		t.Fatal(err)
@@ -76,25 +78,6 @@ func newScopeFixtures(t *testing.T) *scopeFixtures {
 	must(err)
 	f.adminTokenID = who.TokenID
 	return f
-}
-
-// read sends ReadResource for an object of typeName whose state has attrs.
-func read(t *testing.T, p tfprotov6.ProviderServer, typeName string, attrs map[string]string) (*tfprotov6.ReadResourceResponse, tftypes.Object) {
-	t.Helper()
-	typ := resourceType(t, p, typeName)
-	vals := map[string]tftypes.Value{}
-	for k, v := range attrs {
-		vals[k] = tftypes.NewValue(tftypes.String, v)
-	}
-	state, err := tfprotov6.NewDynamicValue(typ, objectWith(typ, vals))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := p.ReadResource(t.Context(), &tfprotov6.ReadResourceRequest{TypeName: typeName, CurrentState: &state})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, typ
 }
 
 // stateID is the id in a Read's new state, "" when it was removed.
@@ -191,22 +174,16 @@ func TestRead_NotFoundRemovesTheObjectOnlyWhenTheTokenSeesItsProject(t *testing.
 func TestRead_OneProjectCheckPerProjectPerRunEvenWhenReadsRunAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newScopeFixtures(t)
-	target, err := url.Parse(f.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	gets := map[string]int{}
-	forward := httputil.NewSingleHostReverseProxy(target)
-	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	counting := newProxy(t, f.srv.URL, func(r *http.Request) error {
 		if r.Method == http.MethodGet {
 			mu.Lock()
 			gets[r.URL.Path]++
 			mu.Unlock()
 		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(counting.Close)
+		return nil
+	})
 
 	// Another project's editor refreshes 16 objects of project A at once, as
 	// Terraform does with -parallelism: every Read gets 404.
@@ -236,4 +213,83 @@ func TestRead_OneProjectCheckPerProjectPerRunEvenWhenReadsRunAtOnce(t *testing.T
 	if n := gets["/v1/whoami"]; n != 1 {
 		t.Errorf("GET /v1/whoami was sent %d times, want once, at Configure", n)
 	}
+}
+
+// The acceptance tests show that an object deleted outside Terraform is
+// planned for creation; the CLI does not expose the warning, so this test
+// checks it at the protocol: Read answers a warning (not an error) and no
+// state.
+func TestRead_ObjectDeletedOutsideTerraformIsAWarningAndLeavesTheStateEmpty(t *testing.T) {
+	t.Parallel()
+	srv := startExtraServer(t, server.Config{})
+	p := configuredProvider(t, srv.URL, srv.Token)
+
+	for typeName, attrs := range map[string]map[string]string{
+		"isolation_project":     {"id": "prj_does_not_exist"},
+		"isolation_environment": {"id": "env_does_not_exist"},
+		"isolation_policy":      {"id": "pol_deleted-long-ago", "name": "gone"},
+	} {
+		t.Run(typeName, func(t *testing.T) {
+			resp, typ := read(t, p, typeName, attrs)
+			if len(resp.Diagnostics) != 1 || resp.Diagnostics[0].Severity != tfprotov6.DiagnosticSeverityWarning ||
+				!strings.Contains(resp.Diagnostics[0].Summary, "deleted outside Terraform") {
+				t.Fatalf("diagnostics = %+v, want exactly one warning that the %s was deleted outside Terraform", resp.Diagnostics, typeName)
+			}
+			newState, err := resp.NewState.Unmarshal(typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !newState.IsNull() {
+				t.Fatalf("state after reading a deleted %s = %s, want null (removed)", typeName, newState)
+			}
+		})
+	}
+}
+
+// The server answers 404 alike for a project that does not exist and one
+// outside the token's scope, and its lists filtered by such a project
+// may answer an empty page: a data source must fail instead of reporting
+// that there is nothing.
+func TestAccDataSources_AProjectTheTokenCannotSeeIsAnErrorNotAnEmptyResult(t *testing.T) {
+	requireAcc(t)
+	a, b := outsideProject(t, accName("seen-a")), outsideProject(t, accName("seen-b"))
+	editorB := outsideToken(t, "editor-b", apiv1.RoleEditor, b.ID)
+
+	const missing = "prj_does-not-exist"
+	// Each step reads as token on the shared server.
+	step := func(token, dataSource string, parts ...string) resource.TestStep {
+		return resource.TestStep{
+			Config: serverProviderConfig + dataSource, ConfigVariables: providerVariables(testAccEndpoint, token, nil),
+			PlanOnly: true, ExpectError: errorWith(parts...),
+		}
+	}
+	outOfScope := []string{"does not exist, or is outside the scope of the provider's token", "sees only project " + b.ID}
+
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		step(testAccToken, `data "isolation_environments" "x" { project_id = "`+missing+`" }`,
+			"Unable to list environments", "Project "+missing+" does not exist"),
+		step(testAccToken, `data "isolation_tokens" "x" { project_id = "`+missing+`" }`,
+			"Unable to list tokens", "Project "+missing+" does not exist"),
+		step(editorB.Secret, `data "isolation_environments" "x" { project_id = "`+a.ID+`" }`,
+			append([]string{"Unable to list environments", "Project " + a.ID}, outOfScope...)...),
+		step(editorB.Secret, `data "isolation_environment" "x" {
+  project_id = "`+a.ID+`"
+  name       = "web"
+}`, append([]string{"Unable to read environment", "Project " + a.ID}, outOfScope...)...),
+		step(editorB.Secret, `data "isolation_policy" "x" {
+  project_id = "`+a.ID+`"
+  name       = "egress"
+}`, append([]string{"Unable to read policy", "Project " + a.ID}, outOfScope...)...),
+		step(editorB.Secret, `data "isolation_project" "x" { id = "`+a.ID+`" }`, "Unable to read project", "404"),
+		step(editorB.Secret, `data "isolation_effective_policy" "x" { environment_id = "env_of-another-project" }`,
+			"Unable to read effective policy", "404"),
+		{
+			// The token's own project, which has nothing yet: empty, no error.
+			Config:          serverProviderConfig + `data "isolation_environments" "mine" { project_id = "` + b.ID + `" }`,
+			ConfigVariables: providerVariables(testAccEndpoint, editorB.Secret, nil),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.isolation_environments.mine", tfjsonpath.New("ids"), knownvalue.ListSizeExact(0)),
+			},
+		},
+	}))
 }

@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
-	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
@@ -65,32 +63,20 @@ func stateWipeAddrs() []string {
 	return addrs
 }
 
-// TestAccProvider_StateWipe_AnotherProjectsTokenOrAFileServerFailsAndTheStateIsUnchanged
+// TestAccProvider_AnotherProjectsTokenOrAFileServerFailsThePlanAndLeavesTheStateUnchanged
 // is the reproduction of the state wipe: with another project's editor
 // token, or an endpoint that is a plain file server, every object answers
 // 404. The plan and the refresh must fail, and `terraform state list` must
 // still list the 12 objects with their ids.
-func TestAccProvider_StateWipe_AnotherProjectsTokenOrAFileServerFailsAndTheStateIsUnchanged(t *testing.T) {
+func TestAccProvider_AnotherProjectsTokenOrAFileServerFailsThePlanAndLeavesTheStateUnchanged(t *testing.T) {
 	// Not parallel: TF_ACC_TEMP_DIR puts Terraform's working directory
 	// where the test can run `terraform state list` in it.
 	tmp := t.TempDir()
 	t.Setenv("TF_ACC_TEMP_DIR", tmp)
 	requireAcc(t)
-	ctx := t.Context()
 
-	other, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("other")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	editor, err := testAccClient.Tokens().Create(ctx, apiv1.TokenCreate{Name: "other-editor", Role: apiv1.RoleEditor, ProjectID: other.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	transcript.remember(editor.Secret)
-	t.Cleanup(func() {
-		_ = testAccClient.Tokens().Delete(context.Background(), editor.ID, "")
-		_ = testAccClient.Projects().Delete(context.Background(), other.ID, "")
-	})
+	other := outsideProject(t, accName("other"))
+	editor := outsideToken(t, "other-editor", apiv1.RoleEditor, other.ID)
 
 	site := t.TempDir()
 	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("<html><body>It works!</body></html>"), 0o644); err != nil {
@@ -102,10 +88,7 @@ func TestAccProvider_StateWipe_AnotherProjectsTokenOrAFileServerFailsAndTheState
 	cfg := serverProviderConfig + stateWipeObjects
 	name := accName("wipe")
 	vars := func(endpoint, token string) config.Variables {
-		return config.Variables{
-			"endpoint": config.StringVariable(endpoint), "token": config.StringVariable(token),
-			"project_name": config.StringVariable(name),
-		}
+		return providerVariables(endpoint, token, config.Variables{"project_name": config.StringVariable(name)})
 	}
 	asAdmin := vars(testAccEndpoint, testAccToken)
 	asOtherEditor := vars(testAccEndpoint, editor.Secret)
@@ -127,49 +110,44 @@ func TestAccProvider_StateWipe_AnotherProjectsTokenOrAFileServerFailsAndTheState
 	outOfScope := errorWith("Unable to read", "sees only project "+other.ID, "stays in the state")
 	notIsolationd := errorWith("Invalid provider configuration: endpoint", files.URL+" is not isolationd", "404")
 
-	resource.Test(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkDestroyed("isolation_project", projectGetter(testAccClient)),
-		Steps: []resource.TestStep{
-			{
-				Config: cfg, ConfigVariables: asAdmin,
-				ConfigPlanChecks:  afterApply(),
-				ConfigStateChecks: captured,
-				Check:             func(*terraform.State) error { stateListIs("after the apply"); return nil },
-			},
-			{
-				// plan (with refresh) as another project's editor
-				Config: cfg, ConfigVariables: asOtherEditor,
-				PlanOnly:    true,
-				ExpectError: outOfScope,
-			},
-			{
-				// terraform refresh writes the state: the wipe happened here.
-				PreConfig:    func() { stateListIs("after the plan with another project's token") },
-				RefreshState: true,
-				ExpectError:  outOfScope,
-			},
-			{
-				PreConfig: func() { stateListIs("after the refresh with another project's token") },
-				Config:    cfg, ConfigVariables: atFileServer,
-				PlanOnly:    true,
-				ExpectError: notIsolationd,
-			},
-			{
-				PreConfig:    func() { stateListIs("after the plan against a file server") },
-				RefreshState: true,
-				ExpectError:  notIsolationd,
-			},
-			{
-				// Back with the admin's token: nothing to do, the same objects.
-				PreConfig: func() { stateListIs("after the refresh against a file server") },
-				Config:    cfg, ConfigVariables: asAdmin,
-				ConfigPlanChecks:  resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
-				ConfigStateChecks: unchanged,
-			},
+	resource.Test(t, testAccCase(t, []resource.TestStep{
+		{
+			Config: cfg, ConfigVariables: asAdmin,
+			ConfigPlanChecks:  afterApply(),
+			ConfigStateChecks: captured,
+			Check:             func(*terraform.State) error { stateListIs("after the apply"); return nil },
 		},
-	})
+		{
+			// plan (with refresh) as another project's editor
+			Config: cfg, ConfigVariables: asOtherEditor,
+			PlanOnly:    true,
+			ExpectError: outOfScope,
+		},
+		{
+			// terraform refresh writes the state: the wipe happened here.
+			PreConfig:    func() { stateListIs("after the plan with another project's token") },
+			RefreshState: true,
+			ExpectError:  outOfScope,
+		},
+		{
+			PreConfig: func() { stateListIs("after the refresh with another project's token") },
+			Config:    cfg, ConfigVariables: atFileServer,
+			PlanOnly:    true,
+			ExpectError: notIsolationd,
+		},
+		{
+			PreConfig:    func() { stateListIs("after the plan against a file server") },
+			RefreshState: true,
+			ExpectError:  notIsolationd,
+		},
+		{
+			// Back with the admin's token: nothing to do, the same objects.
+			PreConfig: func() { stateListIs("after the refresh against a file server") },
+			Config:    cfg, ConfigVariables: asAdmin,
+			ConfigPlanChecks:  noChange,
+			ConfigStateChecks: unchanged,
+		},
+	}))
 }
 
 // terraformStateList runs the real `terraform state list` in the one

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
 )
@@ -35,7 +34,8 @@ type TokenResource struct {
 	client *providerClient
 }
 
-// tokenModel is isolation_token's state.
+// tokenModel is a token as the server shows it, as the resource and the
+// isolation_tokens data source both hold it.
 type tokenModel struct {
 	ID        types.String `tfsdk:"id"`
 	Name      types.String `tfsdk:"name"`
@@ -43,39 +43,13 @@ type tokenModel struct {
 	ProjectID types.String `tfsdk:"project_id"`
 	ExpiresAt types.String `tfsdk:"expires_at"`
 	CreatedAt types.String `tfsdk:"created_at"`
-	Secret    types.String `tfsdk:"secret"`
 }
 
-// fromAPI sets what the server knows of a token; the secret is left as it
-// is (the server never shows it again). An expires_at the user wrote in
-// another offset or precision is kept when it is the same instant.
-func (m *tokenModel) fromAPI(t *apiv1.Token) {
-	m.ID = types.StringValue(t.ID)
-	m.Name = types.StringValue(t.Name)
-	m.Role = types.StringValue(t.Role)
-	m.ProjectID = stringOrNull(t.ProjectID)
-	m.ExpiresAt = sameInstantOr(m.ExpiresAt, t.ExpiresAt)
-	m.CreatedAt = timeValue(&t.CreatedAt)
-}
-
-// sameInstantOr keeps cur when it names the instant t, else renders t.
-func sameInstantOr(cur types.String, t *time.Time) types.String {
-	if t == nil {
-		return types.StringNull()
-	}
-	if parsed, err := time.Parse(time.RFC3339, cur.ValueString()); err == nil && parsed.Equal(*t) {
-		return cur
-	}
-	return types.StringValue(t.UTC().Format(time.RFC3339Nano))
-}
-
-// rfc3339 is the expires_at rule; that it lies in the future is the
-// server's to say at create time, so a config stays valid after it passed.
-func rfc3339(field, v string) []apiv1.FieldError {
-	if _, err := time.Parse(time.RFC3339, v); err != nil {
-		return []apiv1.FieldError{{Field: field, Message: "must be an RFC 3339 time such as 2030-01-02T15:04:05Z"}}
-	}
-	return nil
+// tokenResourceModel is isolation_token's state: the token and the secret
+// only its create answer carried.
+type tokenResourceModel struct {
+	tokenModel
+	Secret types.String `tfsdk:"secret"`
 }
 
 func (r *TokenResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -84,7 +58,6 @@ func (r *TokenResource) Metadata(_ context.Context, req resource.MetadataRequest
 
 func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
-	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	resp.Schema = schema.Schema{
 		Version: 0,
 		MarkdownDescription: "An API token for isolationd, with a role: `admin` (everything), `auditor` (reads everything, " +
@@ -99,45 +72,32 @@ func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			"backend that encrypts it at rest and restricts who may read it, and prefer short-lived tokens (`expires_at`). " +
 			"An imported token has no secret in state.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{
-				MarkdownDescription: "Token ID, assigned by the server.",
-				Computed:            true,
-				PlanModifiers:       keep,
-			},
-			"name": schema.StringAttribute{
-				MarkdownDescription: "Token name, a DNS label (1-63 lowercase letters, digits or `-`), recorded as the actor in audit events. Changing it replaces the token.",
-				Required:            true,
-				Validators:          []validator.String{validators.Name()},
-				PlanModifiers:       replace,
-			},
+			"id":   idAttribute("Token ID, assigned by the server."),
+			"name": nameAttribute("Token name, a DNS label (1-63 lowercase letters, digits or `-`), recorded as the actor in audit events. Changing it replaces the token.", replace...),
 			"role": schema.StringAttribute{
 				MarkdownDescription: "The token's role: `admin`, `auditor`, `editor` or `viewer`. `editor` and `viewer` need `project_id`; `admin` and `auditor` span every project and take none. Changing it replaces the token.",
 				Required:            true,
-				Validators:          []validator.String{stringvalidator.OneOf(auth.Roles...)},
+				Validators:          []validator.String{validators.Role()},
 				PlanModifiers:       replace,
 			},
 			"project_id": schema.StringAttribute{
 				MarkdownDescription: "ID of the project an `editor` or `viewer` token is for. The token sees nothing of other projects (they answer 404). Changing it replaces the token.",
 				Optional:            true,
-				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+				Validators:          []validator.String{validators.ID()},
 				PlanModifiers:       replace,
 			},
 			"expires_at": schema.StringAttribute{
 				MarkdownDescription: "When the token stops working (RFC 3339, such as `2030-01-02T15:04:05Z`); it must be in the future when the token is created. Without it the token works until it is destroyed. Changing it replaces the token (a rotation).",
 				Optional:            true,
-				Validators:          []validator.String{validators.APIString("must be an RFC 3339 time such as 2030-01-02T15:04:05Z", rfc3339)},
+				Validators:          []validator.String{validators.APIString(expiresAtRule, rfc3339)},
 				PlanModifiers:       replace,
 			},
-			"created_at": schema.StringAttribute{
-				MarkdownDescription: "When the token was created (RFC 3339).",
-				Computed:            true,
-				PlanModifiers:       keep,
-			},
+			"created_at": createdAtAttribute("token"),
 			"secret": schema.StringAttribute{
 				MarkdownDescription: "The token's secret, to send as `Authorization: Bearer <secret>` (or as the provider's `token`). Known only to the Terraform run that created the token, and kept in state after; null for an imported token.",
 				Computed:            true,
 				Sensitive:           true,
-				PlanModifiers:       keep,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 		},
 	}
@@ -146,7 +106,7 @@ func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 // ValidateConfig checks at plan time what the server would refuse: a
 // project_id that a role needs or forbids.
 func (r *TokenResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
-	var cfg tokenModel
+	var cfg tokenResourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() || cfg.Role.IsUnknown() || cfg.Role.IsNull() || cfg.ProjectID.IsUnknown() {
 		return
@@ -164,26 +124,17 @@ func (r *TokenResource) Configure(_ context.Context, req resource.ConfigureReque
 }
 
 func (r *TokenResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
+	var plan tokenResourceModel
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) {
 		return
 	}
-	var plan tokenModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	body := plan.toCreate(&resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	in := apiv1.TokenCreate{Name: plan.Name.ValueString(), Role: plan.Role.ValueString(), ProjectID: plan.ProjectID.ValueString()}
-	if !plan.ExpiresAt.IsNull() {
-		exp, err := time.Parse(time.RFC3339, plan.ExpiresAt.ValueString())
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("expires_at"), "Invalid expires_at", "expires_at must be an RFC 3339 time such as 2030-01-02T15:04:05Z.")
-			return
-		}
-		in.ExpiresAt = &exp
-	}
 	tokens := r.client.Tokens()
-	t := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "token", in.Name,
-		func(ctx context.Context) (*apiv1.TokenCreated, error) { return tokens.Create(ctx, in) }, tokenCreated(tokens.Get))
+	t := createOrRecover(ctx, r.client.Client, &resp.Diagnostics, "token", body.Name,
+		func(ctx context.Context) (*apiv1.TokenCreated, error) { return tokens.Create(ctx, body) }, tokenCreated(tokens.Get))
 	if t == nil {
 		return
 	}
@@ -203,17 +154,13 @@ func (r *TokenResource) Create(ctx context.Context, req resource.CreateRequest, 
 	}
 	plan.fromAPI(&t.Token)
 	plan.Secret = types.StringValue(t.Secret)
-	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+	saveWithETag(ctx, &resp.State, resp.Private, plan, "", &resp.Diagnostics)
 }
 
 func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	if r.client == nil {
-		// Settings unknown until apply: keep the state as it is.
-		return
-	}
-	var state tokenModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
+	var state tokenResourceModel
+	// With settings unknown until apply, the state stays as it is.
+	if r.client == nil || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
 		return
 	}
 	t, err := r.client.Tokens().Get(ctx, state.ID.ValueString())
@@ -222,29 +169,27 @@ func (r *TokenResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		return
 	}
 	state.fromAPI(t)
-	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+	saveWithETag(ctx, &resp.State, resp.Private, state, "", &resp.Diagnostics)
 }
 
 // Update is never called with a change to make: every argument replaces
 // the token. It keeps the planned state (the computed values from state).
 func (r *TokenResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan tokenModel
+	var plan tokenResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+	saveWithETag(ctx, &resp.State, resp.Private, plan, "", &resp.Diagnostics)
 }
 
 func (r *TokenResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	if !requireClient(r.client, &resp.Diagnostics) {
+	var state tokenResourceModel
+	if !prepare(ctx, r.client, &resp.Diagnostics, req.State, &state) {
 		return
 	}
-	var state tokenModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
+	// Unconditional, as for every resource: destroying means "whatever it
+	// is now".
 	err := r.client.Tokens().Delete(ctx, state.ID.ValueString(), "")
 	if err != nil && !client.IsNotFound(err) {
 		addAPIError(&resp.Diagnostics, "revoke", "token", state.ID.ValueString(), err)
@@ -255,4 +200,54 @@ func (r *TokenResource) Delete(ctx context.Context, req resource.DeleteRequest, 
 // does not have it.
 func (r *TokenResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// fromAPI sets what the server knows of a token; the secret is left as it
+// is (the server never shows it again). An expires_at the user wrote in
+// another offset or precision is kept when it is the same instant.
+func (m *tokenModel) fromAPI(t *apiv1.Token) {
+	m.ID = types.StringValue(t.ID)
+	m.Name = types.StringValue(t.Name)
+	m.Role = types.StringValue(t.Role)
+	m.ProjectID = stringOrNull(t.ProjectID)
+	m.ExpiresAt = sameInstantOr(m.ExpiresAt, t.ExpiresAt)
+	m.CreatedAt = timeValue(&t.CreatedAt)
+}
+
+// toCreate is the POST of the planned token.
+func (m tokenModel) toCreate(diags *diag.Diagnostics) apiv1.TokenCreate {
+	body := apiv1.TokenCreate{Name: m.Name.ValueString(), Role: m.Role.ValueString(), ProjectID: m.ProjectID.ValueString()}
+	if m.ExpiresAt.IsNull() {
+		return body
+	}
+	exp, err := time.Parse(time.RFC3339, m.ExpiresAt.ValueString())
+	if err != nil {
+		diags.AddAttributeError(path.Root("expires_at"), "Unable to create token", "expires_at "+expiresAtRule+".")
+		return body
+	}
+	body.ExpiresAt = &exp
+	return body
+}
+
+// sameInstantOr keeps cur when it names the instant t, else renders t.
+func sameInstantOr(cur types.String, t *time.Time) types.String {
+	if t == nil {
+		return types.StringNull()
+	}
+	if parsed, err := time.Parse(time.RFC3339, cur.ValueString()); err == nil && parsed.Equal(*t) {
+		return cur
+	}
+	return types.StringValue(t.UTC().Format(time.RFC3339Nano))
+}
+
+// expiresAtRule is what expires_at must be.
+const expiresAtRule = "must be an RFC 3339 time such as 2030-01-02T15:04:05Z"
+
+// rfc3339 is the expires_at rule; that it lies in the future is the
+// server's to say at create time, so a config stays valid after it passed.
+func rfc3339(field, v string) []apiv1.FieldError {
+	if _, err := time.Parse(time.RFC3339, v); err != nil {
+		return []apiv1.FieldError{{Field: field, Message: expiresAtRule}}
+	}
+	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/compare"
 	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -25,32 +24,6 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
-
-const tokenAddr = "isolation_token.test"
-
-// tokenConfig is a project and a token in it; body is the rest of the
-// token block.
-func tokenConfig(project, body string) string {
-	return fmt.Sprintf(`
-resource "isolation_project" "a" {
-  name = %q
-}
-
-resource "isolation_token" "test" {
-%s
-}
-`, project, body)
-}
-
-var checkTokensDestroyed = func(s *terraform.State) error {
-	if err := checkDestroyed("isolation_token", func(ctx context.Context, id string) error {
-		_, err := testAccClient.Tokens().Get(ctx, id)
-		return err
-	})(s); err != nil {
-		return err
-	}
-	return checkDestroyed("isolation_project", projectGetter(testAccClient))(s)
-}
 
 // tokenSecret is a check that copies the token's secret out of the state.
 func tokenSecret(into *string) resource.TestCheckFunc {
@@ -91,7 +64,7 @@ func expectSecretStatus(secret *string, want int) resource.TestCheckFunc {
 	}
 }
 
-func TestToken_CreateImportReplaceRevokedOutsideTerraformAndDestroy(t *testing.T) {
+func TestAccToken_CreateImportReplaceRevokedOutsideTerraformAndDestroy(t *testing.T) {
 	prj := accName("prj")
 	later := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
 	evenLater := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
@@ -103,55 +76,50 @@ func TestToken_CreateImportReplaceRevokedOutsideTerraformAndDestroy(t *testing.T
   expires_at = %q`, expires)
 	}
 	var first, second, third string
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps: []resource.TestStep{
-			{
-				Config:           tokenConfig(prj, body(later)),
-				ConfigPlanChecks: afterApply(plancheck.ExpectSensitiveValue(tokenAddr, tfjsonpath.New("secret"))),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("secret"), knownvalue.StringRegexp(regexp.MustCompile(`^isot_.{40,}$`))),
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`^tok_`))),
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.StringExact(later)),
-					statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
-				},
-				Check: resource.ComposeTestCheckFunc(tokenSecret(&first), expectSecretStatus(&first, 200)),
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:           tokenConfig(prj, body(later)),
+			ConfigPlanChecks: afterApply(plancheck.ExpectSensitiveValue(tokenAddr, tfjsonpath.New("secret"))),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("secret"), knownvalue.StringRegexp(regexp.MustCompile(`^isot_.{40,}$`))),
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("id"), knownvalue.StringRegexp(regexp.MustCompile(`^tok_`))),
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.StringExact(later)),
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("created_at"), knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT`))),
 			},
-			{
-				// Importable by id; the secret is not: the server does not have it.
-				ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
-				ImportStateVerifyIgnore: []string{"secret"},
-			},
-			{
-				// Tokens are immutable: a new expiry is a new token, and the
-				// old secret stops working.
-				Config:           tokenConfig(prj, body(evenLater)),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionReplace)),
-				Check: resource.ComposeTestCheckFunc(
-					tokenSecret(&second), expectSecretStatus(&second, 200), expectSecretStatus(&first, 401),
-				),
-			},
-			{
-				// Revoked outside Terraform: a warning, then a new token.
-				PreConfig: func() {
-					id, err := tokenIDByName(prj)
-					if err == nil {
-						err = testAccClient.Tokens().Delete(context.Background(), id, "")
-					}
-					if err != nil {
-						t.Fatalf("revoking outside Terraform: %v", err)
-					}
-				},
-				Config:           tokenConfig(prj, body(evenLater)),
-				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionCreate)),
-				Check: resource.ComposeTestCheckFunc(
-					tokenSecret(&third), expectSecretStatus(&third, 200), expectSecretStatus(&second, 401),
-				),
-			},
+			Check: resource.ComposeTestCheckFunc(tokenSecret(&first), expectSecretStatus(&first, 200)),
 		},
-	})
+		{
+			// Importable by id; the secret is not: the server does not have it.
+			ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
+			ImportStateVerifyIgnore: []string{"secret"},
+		},
+		{
+			// Tokens are immutable: a new expiry is a new token, and the
+			// old secret stops working.
+			Config:           tokenConfig(prj, body(evenLater)),
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionReplace)),
+			Check: resource.ComposeTestCheckFunc(
+				tokenSecret(&second), expectSecretStatus(&second, 200), expectSecretStatus(&first, 401),
+			),
+		},
+		{
+			// Revoked outside Terraform: a warning, then a new token.
+			PreConfig: func() {
+				id, err := tokenIDByName(prj)
+				if err == nil {
+					err = testAccClient.Tokens().Delete(context.Background(), id, "")
+				}
+				if err != nil {
+					t.Fatalf("revoking outside Terraform: %v", err)
+				}
+			},
+			Config:           tokenConfig(prj, body(evenLater)),
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionCreate)),
+			Check: resource.ComposeTestCheckFunc(
+				tokenSecret(&third), expectSecretStatus(&third, 200), expectSecretStatus(&second, 401),
+			),
+		},
+	}))
 	if first == "" || third == "" || first == second || second == third {
 		t.Fatal("the secrets were not all read, or a replacement kept the secret")
 	}
@@ -181,30 +149,25 @@ func tokenIDByName(projectName string) (string, error) {
 	return "", fmt.Errorf("no project %s", projectName)
 }
 
-func TestToken_OrganizationWideRolesTakeNoProject(t *testing.T) {
+func TestAccToken_OrganizationWideRolesTakeNoProject(t *testing.T) {
 	prj := accName("prj")
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps: []resource.TestStep{{
-			Config: tokenConfig(prj, `
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: tokenConfig(prj, `
   name = "siem-reader"
   role = "auditor"`),
-			ConfigPlanChecks: afterApply(),
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("project_id"), knownvalue.Null()),
-				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
-				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("role"), knownvalue.StringExact("auditor")),
-			},
-		}, {
-			ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
-			ImportStateVerifyIgnore: []string{"secret"},
-		}},
-	})
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("project_id"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("role"), knownvalue.StringExact("auditor")),
+		},
+	}, {
+		ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
+		ImportStateVerifyIgnore: []string{"secret"},
+	}}))
 }
 
-func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
+func TestAccToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
 	prj := accName("prj")
 	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	cases := []struct {
@@ -231,7 +194,7 @@ func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
 	}
 	var steps []resource.TestStep
 	for _, tc := range cases {
-		steps = append(steps, resource.TestStep{Config: tokenConfig(prj, tc.body), PlanOnly: true, ExpectError: tc.want})
+		steps = append(steps, planFails(tokenConfig(prj, tc.body), tc.want))
 	}
 	// An expiry in the past is the server's to refuse (a config whose
 	// token has since expired must still plan), at apply time.
@@ -242,79 +205,46 @@ func TestToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
   expires_at = %q`, past)),
 		ExpectError: errorWith("Unable to create token", "expires_at must be in the future"),
 	})
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		CheckDestroy:             checkTokensDestroyed,
-		Steps:                    steps,
-	})
+	resource.ParallelTest(t, testAccCase(t, steps))
 }
 
 // The provider's own token without the role an operation needs: the error
 // names the role.
-func TestToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.T) {
+func TestAccToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.T) {
 	requireAcc(t)
-	ctx := context.Background()
-	p, err := testAccClient.Projects().Create(ctx, apiv1.ProjectCreate{Name: accName("prj")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, err := testAccClient.Tokens().Create(ctx, apiv1.TokenCreate{Name: "read-only", Role: apiv1.RoleViewer, ProjectID: p.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = testAccClient.Tokens().Delete(ctx, viewer.ID, "")
-		_ = testAccClient.Projects().Delete(ctx, p.ID, "")
-	})
-	provider := fmt.Sprintf(`
-variable "token" {
-  type      = string
-  sensitive = true
-}
-
-provider "isolation" {
-  endpoint = %q
-  token    = var.token
-}
-`, testAccEndpoint)
+	p := outsideProject(t, accName("prj"))
+	viewer := outsideToken(t, "read-only", apiv1.RoleViewer, p.ID)
+	provider := sharedServerAs("token")
 	vars := config.Variables{"token": config.StringVariable(viewer.Secret)}
-	resource.ParallelTest(t, resource.TestCase{
-		PreCheck:                 func() { testAccPreCheck(t) },
-		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
-			{
-				ConfigVariables: vars,
-				Config: provider + fmt.Sprintf(`
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			ConfigVariables: vars,
+			Config: provider + fmt.Sprintf(`
 resource "isolation_environment" "test" {
   project_id = %q
   name       = "web"
 }
 `, p.ID),
-				ExpectError: errorWith("Unable to create environment", "requires role editor", "role does not allow"),
-			},
-			{
-				ConfigVariables: vars,
-				Config: provider + `
+			ExpectError: errorWith("Unable to create environment", "requires role editor", "role does not allow"),
+		},
+		{
+			ConfigVariables: vars,
+			Config: provider + `
 resource "isolation_project" "test" {
   name = "not-allowed"
 }
 `,
-				ExpectError: errorWith("Unable to create project", "requires role admin"),
-			},
+			ExpectError: errorWith("Unable to create project", "requires role admin"),
 		},
-	})
+	}))
 }
 
 // Not parallel: it sets the process-wide TF_LOG variables. The created
 // token's secret is used as a provider's token in the second step, so it
 // crosses every path a token takes: a create answer, the state, a
 // provider configuration and request headers.
-func TestToken_SecretNeverAppearsInTraceLogs(t *testing.T) {
-	logFile := filepath.Join(t.TempDir(), "trace.log")
-	t.Setenv("TF_LOG", "TRACE")
-	t.Setenv("TF_ACC_LOG", "TRACE")
-	t.Setenv("TF_ACC_LOG_PATH", logFile)
+func TestAccToken_SecretNeverAppearsInTraceLogs(t *testing.T) {
+	readLog := traceLog(t)
 
 	prj := accName("prj")
 	base := tokenConfig(prj, `
@@ -342,7 +272,7 @@ resource "isolation_environment" "by_editor" {
 			"isolation":       testAccProtoV6ProviderFactories["isolation"],
 			"isolationeditor": providerserver.NewProtocol6WithError(New("test")()),
 		},
-		CheckDestroy: checkTokensDestroyed,
+		CheckDestroy: checkDestroyed,
 		Steps: []resource.TestStep{
 			{Config: base, ConfigPlanChecks: afterApply(), Check: tokenSecret(&secret)},
 			{Config: asEditor, ConfigPlanChecks: afterApply()},
@@ -354,16 +284,7 @@ resource "isolation_project" "forbidden" {
 `, ExpectError: errorWith("Unable to create project", "requires role admin")},
 		},
 	})
-	raw, err := os.ReadFile(logFile)
-	if err != nil {
-		t.Fatalf("reading the trace log: %v", err)
-	}
-	logs := string(raw)
-	for _, want := range []string{"isolation_client", "performing request", "/v1/tokens", "Go runtime version"} {
-		if !strings.Contains(logs, want) {
-			t.Fatalf("the trace log (%d bytes) lacks %q: the test would prove nothing", len(logs), want)
-		}
-	}
+	logs := readLog("/v1/tokens")
 	if secret == "" {
 		t.Fatal("the created token's secret was not read from the state")
 	}
@@ -392,4 +313,75 @@ func TestTokenModel_KeepsTheWrittenExpiryWhenItIsTheSameInstant(t *testing.T) {
 			t.Errorf("sameInstantOr(%s, %v) = %s, want %s", tc.cur, tc.api, got, tc.want)
 		}
 	}
+}
+
+func TestAccTokensDataSource_ListsTheTokensOfAProjectWithoutSecrets(t *testing.T) {
+	prj, other := accName("prj"), accName("prj")
+	cfg := fmt.Sprintf(`
+resource "isolation_project" "a" {
+  name = %q
+}
+
+resource "isolation_project" "b" {
+  name = %q
+}
+
+resource "isolation_token" "editor" {
+  name       = "editor"
+  role       = "editor"
+  project_id = isolation_project.a.id
+}
+
+resource "isolation_token" "viewer" {
+  name       = "viewer"
+  role       = "viewer"
+  project_id = isolation_project.a.id
+  expires_at = "2099-01-01T00:00:00Z"
+}
+
+resource "isolation_token" "elsewhere" {
+  name       = "elsewhere"
+  role       = "viewer"
+  project_id = isolation_project.b.id
+}
+
+data "isolation_tokens" "a" {
+  project_id = isolation_project.a.id
+  depends_on = [isolation_token.editor, isolation_token.viewer, isolation_token.elsewhere]
+}
+
+data "isolation_tokens" "all" {
+  depends_on = [isolation_token.editor, isolation_token.viewer, isolation_token.elsewhere]
+}
+`, prj, other)
+	listed := func(name, role, expires string) knownvalue.Check {
+		var exp knownvalue.Check = knownvalue.Null()
+		if expires != "" {
+			exp = knownvalue.StringExact(expires)
+		}
+		return knownvalue.ObjectExact(map[string]knownvalue.Check{
+			"id":         knownvalue.StringRegexp(regexp.MustCompile(`^tok_`)),
+			"name":       knownvalue.StringExact(name),
+			"role":       knownvalue.StringExact(role),
+			"project_id": knownvalue.NotNull(),
+			"expires_at": exp,
+			"created_at": knownvalue.NotNull(),
+		})
+	}
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config: cfg,
+		ConfigStateChecks: []statecheck.StateCheck{
+			// Only project a's, in any order (they were created in parallel).
+			statecheck.ExpectKnownValue("data.isolation_tokens.a", tfjsonpath.New("tokens"), knownvalue.SetExact([]knownvalue.Check{
+				listed("editor", "editor", ""), listed("viewer", "viewer", "2099-01-01T00:00:00Z"),
+			})),
+			statecheck.ExpectKnownValue("data.isolation_tokens.a", tfjsonpath.New("ids"), knownvalue.ListSizeExact(2)),
+			statecheck.CompareValueCollection("data.isolation_tokens.a", []tfjsonpath.Path{tfjsonpath.New("ids")},
+				"isolation_token.viewer", tfjsonpath.New("id"), compare.ValuesSame()),
+			// Without a filter, every token: the bootstrap admin, these three, and any other test's.
+			statecheck.ExpectKnownValue("data.isolation_tokens.all", tfjsonpath.New("tokens"), knownvalue.ListPartial(map[int]knownvalue.Check{
+				0: knownvalue.ObjectPartial(map[string]knownvalue.Check{"role": knownvalue.StringExact("admin"), "project_id": knownvalue.Null()}),
+			})),
+		},
+	}}))
 }

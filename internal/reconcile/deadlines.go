@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // deadlines wakes the reconciler when the earliest TTL passes: one timer,
@@ -12,14 +14,14 @@ type deadlines struct {
 	mu    sync.Mutex
 	h     deadlineHeap
 	at    map[string]time.Time // the current deadline of each id; stale heap entries are skipped
-	timer *time.Timer
+	timer clockwork.Timer
 	wake  chan struct{}
-	now   func() time.Time
+	clock clockwork.Clock
 }
 
-func newDeadlines(now func() time.Time) *deadlines {
-	d := &deadlines{at: map[string]time.Time{}, wake: make(chan struct{}, 1), now: now}
-	d.timer = time.AfterFunc(time.Hour, d.fire)
+func newDeadlines(clock clockwork.Clock) *deadlines {
+	d := &deadlines{at: map[string]time.Time{}, wake: make(chan struct{}, 1), clock: clock}
+	d.timer = clock.AfterFunc(time.Hour, d.fire)
 	d.timer.Stop()
 	return d
 }
@@ -44,7 +46,7 @@ func (d *deadlines) set(id string, t time.Time) {
 func (d *deadlines) due() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := d.now()
+	now := d.clock.Now()
 	var ids []string
 	for d.h.Len() > 0 && !d.h[0].at.After(now) {
 		e := heap.Pop(&d.h).(deadline)
@@ -62,7 +64,7 @@ func (d *deadlines) rearm() {
 	for d.h.Len() > 0 {
 		top := d.h[0]
 		if cur, ok := d.at[top.id]; ok && cur.Equal(top.at) {
-			d.timer.Reset(max(top.at.Sub(d.now()), 0))
+			d.timer.Reset(max(top.at.Sub(d.clock.Now()), 0))
 			return
 		}
 		heap.Pop(&d.h)

@@ -3,6 +3,8 @@ package reconcile
 import (
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // queue hands environment ids to workers. An id is queued at most once and
@@ -36,8 +38,9 @@ type queue struct {
 	// own (0: no limit).
 	fanoutBusy, fanoutLimit int
 
-	// afterFunc runs f once d has passed (time.AfterFunc; tests fire it
-	// themselves).
+	// clock times the delayed adds: afterFunc runs f once d has passed on
+	// it (clock.AfterFunc; tests fire it themselves).
+	clock     clockwork.Clock
 	afterFunc func(d time.Duration, f func()) stopper
 }
 
@@ -109,8 +112,9 @@ type stopper interface{ Stop() bool }
 func newQueue() *queue {
 	q := &queue{
 		queued: map[string]*entry{}, processing: map[string]lane{}, later: map[string]*delayed{},
-		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
+		clock: clockwork.NewRealClock(),
 	}
+	q.afterFunc = func(d time.Duration, f func()) stopper { return q.clock.AfterFunc(d, f) }
 	q.cond = sync.NewCond(&q.mu)
 	return q
 }
@@ -181,7 +185,7 @@ func (q *queue) addAfter(id string, c cause, d time.Duration) {
 	if q.closed {
 		return
 	}
-	at := time.Now().Add(d)
+	at := q.clock.Now().Add(d)
 	if w, ok := q.later[id]; ok {
 		if c.replaces(w.cause) {
 			w.cause = c
@@ -286,12 +290,11 @@ func (q *queue) fanOut(it item) {
 		q.sinceFanout--
 	}
 	e := q.queued[it.id]
-	switch {
-	case e == nil:
+	if e == nil {
 		e = &entry{cause: it.cause, lane: laneNone}
 		q.queued[it.id] = e
 		q.push(it.id, e, laneFanout)
-	default:
+	} else {
 		if it.cause.replaces(e.cause) {
 			e.cause = it.cause
 		}

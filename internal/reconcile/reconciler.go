@@ -2,7 +2,12 @@
 // observed state: it allocates addresses, provisions through the
 // enforcement driver, applies effective policies, tears down deleted and
 // expired environments, and resumes whatever was under way after a crash.
-// Waiters learn of every change through the Hub.
+// It is the loop and its queue; what each step records is a transition of
+// the application layer (control/lifecycle.go), which audits it under the
+// actor "isolationd" and the request id of the API request that caused
+// the work (a generated "rec_" id when none did). Its queue is fed by the
+// store's commit announcements (Committed): the API's changes and the
+// reconciler's own follow-ups alike. Only the server imports it.
 //
 // Failures never loosen enforcement. A failed step is retried with capped
 // exponential backoff. A failed Provision or Apply leaves the driver's last
@@ -11,16 +16,6 @@
 // environment stays ready, an updating one updating, and only an
 // environment still being created is failed, after ProvisionAttempts
 // tries.
-//
-// Every change the reconciler makes is audited in the transaction that
-// makes it, under the actor "isolationd" and the request id of the API
-// request that caused the work (a generated "rec_" id when none did):
-// environment.provision (an address allocated), environment.ready,
-// environment.enforce_failed (a new failure reason), environment.enforced
-// (enforcement recovered), environment.fail, environment.expire and
-// environment.remove. A successful re-apply that only advances
-// enforcement.observed_generation is not audited on its own: the change
-// that caused it is, and auditing every re-apply would bury those events.
 package reconcile
 
 import (
@@ -28,35 +23,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
-	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
-// Actor is who the audit trail names for changes the server makes itself.
-var Actor = apiv1.Actor{TokenID: "", Name: "isolationd"}
-
 // Options configure a Reconciler.
 type Options struct {
-	Store  store.Store
-	Driver enforce.Driver
-	IPAM   *ipam.Allocator
-	Hub    *Hub
-	Logger *slog.Logger
-	// Audited receives every audit event the reconciler committed (for
-	// the JSON-lines sink).
-	Audited func(apiv1.AuditEvent)
-	// Observe records how long one reconcile pass took and how it ended.
-	Observe func(outcome string, d time.Duration)
-	Now     func() time.Time
-	Workers int
+	// Store is read for the environments and their rules; every write
+	// goes through Control, whose clock the reconciler keeps time by.
+	Store   store.Reader
+	Control *control.Service
+	Driver  enforce.Driver
+	Logger  *slog.Logger
+	// Registry, when set, receives the reconciler's metrics.
+	Registry prometheus.Registerer
+	Workers  int
 	// RetryBase and RetryMax bound the backoff between attempts at a
 	// failed step: RetryBase, doubled per consecutive failure, at most
 	// RetryMax (defaults 100 ms and 5 s).
@@ -74,9 +64,12 @@ type Options struct {
 // Reconciler runs the lifecycle. Start it once; Stop it once.
 type Reconciler struct {
 	opts      Options
+	ctl       *control.Service
+	clock     clockwork.Clock
 	log       *slog.Logger
 	queue     *queue
 	deadlines *deadlines
+	passes    *prometheus.HistogramVec
 	started   atomic.Bool
 	cancel    context.CancelFunc
 	stopTimer chan struct{}
@@ -90,6 +83,15 @@ type Reconciler struct {
 	// failures counts each environment's consecutive failed passes, for
 	// the backoff and the provisioning bound.
 	failures map[string]int
+	// causes are the causes of the passes under way by request id, so
+	// that the follow-up work a pass's transition asks for keeps the
+	// pass's place in time (queue.addCause) when Committed hears of it.
+	causes map[string]*heldCause
+}
+
+type heldCause struct {
+	cause cause
+	n     int
 }
 
 // New returns a reconciler; nothing runs until Start.
@@ -97,17 +99,8 @@ func New(opts Options) *Reconciler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
-	}
-	if opts.Audited == nil {
-		opts.Audited = func(apiv1.AuditEvent) {}
-	}
-	if opts.Observe == nil {
-		opts.Observe = func(string, time.Duration) {}
 	}
 	if opts.IdempotencyPurgeInterval <= 0 {
 		opts.IdempotencyPurgeInterval = time.Hour
@@ -121,19 +114,32 @@ func New(opts Options) *Reconciler {
 	if opts.ProvisionAttempts <= 0 {
 		opts.ProvisionAttempts = 8
 	}
+	clock := opts.Control.Clock()
 	q := newQueue()
+	q.clock = clock
 	// One worker stays free of the fan-out for the environments with work
 	// of their own (with one worker, that one does both).
 	q.fanoutLimit = opts.Workers - 1
-	return &Reconciler{
+	r := &Reconciler{
 		opts:      opts,
+		ctl:       opts.Control,
+		clock:     clock,
 		log:       opts.Logger.With("component", "reconciler"),
 		queue:     q,
-		deadlines: newDeadlines(opts.Now),
+		deadlines: newDeadlines(clock),
+		passes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "isolationd_reconcile_duration_seconds", Help: "Time of one reconcile pass of one environment, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"outcome"}),
 		applied:   map[string]int64{},
 		failures:  map[string]int{},
+		causes:    map[string]*heldCause{},
 		stopTimer: make(chan struct{}),
 	}
+	if opts.Registry != nil {
+		opts.Registry.MustRegister(r.passes)
+	}
+	return r
 }
 
 // Start recovers from whatever the last run left (every environment is
@@ -156,7 +162,7 @@ func (r *Reconciler) Start(ctx context.Context) error {
 				keep[e.ID] = a
 			}
 		}
-		if err := r.opts.Store.Update(ctx, func(tx store.Tx) error { return r.opts.IPAM.Adopt(ctx, tx, page, r.opts.Now()) }); err != nil {
+		if err := r.ctl.Adopt(ctx, page); err != nil {
 			return fmt.Errorf("reconcile: adopt addresses: %w", err)
 		}
 		if next == "" {
@@ -191,9 +197,23 @@ func (r *Reconciler) Start(ctx context.Context) error {
 // Started reports whether Start has completed (for /readyz).
 func (r *Reconciler) Started() bool { return r.started.Load() }
 
-// Enqueue asks for the environments to be reconciled because of the API
-// request requestID, which the audit events of that work name.
-func (r *Reconciler) Enqueue(requestID string, ids ...string) { r.queue.add(requestID, ids...) }
+// Committed queues the environments a commit asks to reconcile (the
+// server subscribes it to the store). A commit of a pass under way is
+// its follow-up work and keeps the pass's cause; any other is a new
+// cause, newer than everything queued before.
+func (r *Reconciler) Committed(c store.Commit) {
+	if len(c.Reconcile) == 0 {
+		return
+	}
+	r.mu.Lock()
+	held := r.causes[c.Cause]
+	r.mu.Unlock()
+	if held != nil && c.Cause != "" {
+		r.queue.addCause(held.cause, c.Reconcile...)
+		return
+	}
+	r.queue.add(c.Cause, c.Reconcile...)
+}
 
 // Stop lets the workers finish the environment in hand, then returns; what
 // is still queued is resumed by the next Start.
@@ -223,20 +243,20 @@ func (r *Reconciler) work(ctx context.Context) {
 		if !ok {
 			return
 		}
-		start := r.opts.Now()
+		start := r.clock.Now()
 		outcome := r.reconcile(ctx, it)
 		if outcome == outcomeFanOut {
 			r.queue.fanOut(it)
 			continue
 		}
-		r.opts.Observe(outcome, r.opts.Now().Sub(start))
+		r.passes.WithLabelValues(outcome).Observe(r.clock.Since(start).Seconds())
 		r.queue.done(it.id)
 	}
 }
 
 // timers wakes for TTL deadlines and purges expired idempotency records.
 func (r *Reconciler) timers(ctx context.Context, stop <-chan struct{}) {
-	purge := time.NewTicker(r.opts.IdempotencyPurgeInterval)
+	purge := r.clock.NewTicker(r.opts.IdempotencyPurgeInterval)
 	defer purge.Stop()
 	for {
 		select {
@@ -244,14 +264,11 @@ func (r *Reconciler) timers(ctx context.Context, stop <-chan struct{}) {
 			return
 		case <-r.deadlines.wake:
 			r.queue.add("", r.deadlines.due()...)
-		case <-purge.C:
-			err := r.opts.Store.Update(ctx, func(tx store.Tx) error {
-				n, err := tx.PurgeIdempotency(ctx, r.opts.Now())
-				if n > 0 {
-					r.log.Info("purged expired idempotency records", "count", n)
-				}
-				return err
-			})
+		case <-purge.Chan():
+			n, err := r.ctl.PurgeIdempotency(ctx)
+			if n > 0 {
+				r.log.Info("purged expired idempotency records", "count", n)
+			}
 			if err != nil && ctx.Err() == nil {
 				r.log.Error("purge idempotency records", "error", err.Error())
 			}
@@ -273,16 +290,18 @@ type pass struct {
 const outcomeFanOut = "fan-out"
 
 // reconcile takes one step for one environment and returns the outcome for
-// metrics. When a step leaves more to do, the environment is queued again.
+// metrics. The transition it records asks for whatever it leaves to do.
 func (r *Reconciler) reconcile(ctx context.Context, it item) string {
 	id, cause := it.id, it.cause
 	env, err := r.opts.Store.GetEnvironment(ctx, id)
-	if err == nil && !it.sorted && fanOut(env, r.opts.Now()) {
+	if err == nil && !it.sorted && fanOut(env, r.clock.Now()) {
 		return outcomeFanOut
 	}
 	if cause.requestID == "" {
 		cause.requestID = control.NewID("rec_")
 	}
+	r.hold(cause)
+	defer r.release(cause)
 	p := pass{ctx: ctx, log: r.log.With("environment_id", id, "request_id", cause.requestID), cause: cause}
 	if errors.Is(err, store.ErrNotFound) {
 		r.deadlines.set(id, time.Time{})
@@ -313,6 +332,28 @@ func (r *Reconciler) reconcile(ctx context.Context, it item) string {
 	return r.enforce(p, env)
 }
 
+// hold and release bracket a pass, for Committed.
+func (r *Reconciler) hold(c cause) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.causes[c.requestID]
+	if h == nil {
+		h = &heldCause{cause: c}
+		r.causes[c.requestID] = h
+	}
+	h.n++
+}
+
+func (r *Reconciler) release(c cause) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h := r.causes[c.requestID]; h != nil {
+		if h.n--; h.n == 0 {
+			delete(r.causes, c.requestID)
+		}
+	}
+}
+
 // fanOut reports whether all env needs is its rules applied again: it is
 // ready, not expiring, and its rules are stale because a peer's or a
 // policy's change re-rendered them. Being created, changed, deleted or
@@ -331,52 +372,23 @@ func (r *Reconciler) watchTTL(env apiv1.Environment) bool {
 		r.deadlines.set(env.ID, time.Time{})
 		return false
 	}
-	if !r.opts.Now().Before(*env.ExpiresAt) {
+	if !r.clock.Now().Before(*env.ExpiresAt) {
 		return true
 	}
 	r.deadlines.set(env.ID, *env.ExpiresAt)
 	return false
 }
 
-// allocate gives env an address and moves it to provisioning, in one
-// transaction, so a crash never loses track of an address in use.
+// allocate gives env an address and moves it to provisioning; an
+// exhausted pool fails it.
 func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
-	var exhausted error
-	err := r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
-		exhausted = nil
-		if cur.Enforcement.Address != "" || !transient(cur.State) {
-			return nil, nil, nil
-		}
-		a, err := r.opts.IPAM.Allocate(p.ctx, tx, *cur, r.opts.Now())
-		if errors.Is(err, ipam.ErrPoolExhausted) {
-			exhausted = err
-			return nil, nil, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		addr := a.String()
-		before := *cur
-		cur.Enforcement.Address = addr
-		cur.Enforcement.Driver = r.opts.Driver.Name()
-		if cur.State == apiv1.StatePending {
-			cur.State = apiv1.StateProvisioning
-			cur.StateMessage = ""
-		}
-		affected, err := control.EnvironmentChangeAffects(p.ctx, tx, &before, cur)
-		if err != nil {
-			return nil, nil, err
-		}
-		ev := r.event(p, cur, "environment.provision", apiv1.OutcomeSuccess, "address "+addr+" allocated", &before)
-		return &ev, affected, nil
-	})
+	failed, err := r.ctl.Allocate(p.ctx, p.cause.requestID, env.ID)
 	if err != nil {
 		return r.retry(p, env.ID, "allocate", err)
 	}
-	if exhausted != nil {
-		return r.fail(p, env.ID, fmt.Sprintf("allocating an address: %v", exhausted))
+	if failed != "" {
+		return r.gaveUp(p, env.ID, failed)
 	}
-	r.queue.addCause(p.cause, env.ID)
 	return "allocated"
 }
 
@@ -399,43 +411,10 @@ func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
 	}
 	r.setApplied(env.ID, eff.Generation)
 	r.succeeded(env.ID)
-	again := false
-	err = r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
-		if !transient(cur.State) && cur.State != apiv1.StateReady {
-			return nil, nil, nil
-		}
-		before := *cur
-		if cur.Enforcement.Generation != eff.Generation {
-			// The rules changed while we applied; the next pass applies them.
-			again = true
-		}
-		if cur.Generation != env.Generation {
-			again = true
-		} else {
-			cur.State = apiv1.StateReady
-			cur.StateMessage = ""
-		}
-		cur.Enforcement.ObservedGeneration = eff.Generation
-		cur.Enforcement.Enforced = cur.Enforcement.Generation == eff.Generation
-		cur.Enforcement.Namespace = ep.Namespace
-		cur.Enforcement.Message = ""
-		cur.Enforcement.Driver = r.opts.Driver.Name()
-		var ev apiv1.AuditEvent
-		switch {
-		case before.State != apiv1.StateReady && cur.State == apiv1.StateReady:
-			ev = r.event(p, cur, "environment.ready", apiv1.OutcomeSuccess, "", &before)
-		case before.Enforcement.Message != "":
-			ev = r.event(p, cur, "environment.enforced", apiv1.OutcomeSuccess, "the driver accepted the rules again after: "+before.Enforcement.Message, &before)
-		default:
-			return nil, nil, nil
-		}
-		return &ev, nil, nil
-	})
-	if err != nil {
+	if _, err := r.ctl.Enforced(p.ctx, p.cause.requestID, env.ID, control.Applied{
+		Generation: env.Generation, Rules: eff.Generation, Namespace: ep.Namespace,
+	}); err != nil {
 		return r.retry(p, env.ID, "record enforcement", err)
-	}
-	if again {
-		r.queue.addCause(p.cause, env.ID)
 	}
 	p.log.Debug("environment enforced", "generation", eff.Generation)
 	return "enforced"
@@ -451,22 +430,10 @@ func (r *Reconciler) enforceFailed(p pass, env apiv1.Environment, step string, e
 	}
 	msg := step + ": " + err.Error()
 	attempt, delay := r.failed(env.ID)
-	if creating(env.State) && attempt >= r.opts.ProvisionAttempts {
+	if apiv1.StateIsCreating(env.State) && attempt >= r.opts.ProvisionAttempts {
 		return r.fail(p, env.ID, fmt.Sprintf("%s (gave up after %d attempts)", msg, attempt))
 	}
-	cerr := r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
-		if !transient(cur.State) && cur.State != apiv1.StateReady {
-			return nil, nil, nil
-		}
-		before := *cur
-		cur.Enforcement.Enforced = false
-		cur.Enforcement.Message = msg
-		if before.Enforcement.Message == msg {
-			return nil, nil, nil // the same failure again: nothing new to record
-		}
-		ev := r.event(p, cur, "environment.enforce_failed", apiv1.OutcomeFailure, msg, &before)
-		return &ev, nil, nil
-	})
+	cerr := r.ctl.EnforceFailed(p.ctx, p.cause.requestID, env.ID, msg)
 	if cerr != nil && errors.Is(cerr, context.Canceled) {
 		return "canceled"
 	}
@@ -478,199 +445,48 @@ func (r *Reconciler) enforceFailed(p pass, env apiv1.Environment, step string, e
 	return "enforce_failed"
 }
 
-// expire marks env expired (audited), then queues its teardown.
+// expire marks env expired; its transition queues the teardown.
 func (r *Reconciler) expire(p pass, env apiv1.Environment) string {
-	err := r.change(p, env.ID, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
-		if cur.ExpiresAt == nil || r.opts.Now().Before(*cur.ExpiresAt) || cur.State == apiv1.StateDeleting || cur.State == apiv1.StateExpired {
-			return nil, nil, nil
-		}
-		before := *cur
-		cur.State = apiv1.StateExpired
-		cur.StateMessage = "ttl of " + ttlText(cur.TTLSeconds) + " passed at " + cur.ExpiresAt.UTC().Format(time.RFC3339)
-		cur.UpdatedAt = r.opts.Now().UTC()
-		affected, err := control.EnvironmentChangeAffects(p.ctx, tx, &before, cur)
-		if err != nil {
-			return nil, nil, err
-		}
-		ev := r.event(p, cur, "environment.expire", apiv1.OutcomeSuccess, cur.StateMessage, &before)
-		return &ev, affected, nil
-	})
-	if err != nil {
+	if err := r.ctl.Expire(p.ctx, p.cause.requestID, env.ID); err != nil {
 		return r.retry(p, env.ID, "expire", err)
 	}
 	p.log.Info("environment expired")
-	r.queue.addCause(p.cause, env.ID)
 	return "expired"
 }
 
-// teardown removes env from the driver, then from the store with the
-// policy it owns (audited as environment.remove), freeing its address in
-// the same transaction.
+// teardown removes env from the driver, then from the store.
 func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
-	ctx := p.ctx
-	if err := r.opts.Driver.Teardown(ctx, env.ID); err != nil {
+	if err := r.opts.Driver.Teardown(p.ctx, env.ID); err != nil {
 		return r.retry(p, env.ID, "teardown", err)
 	}
-	var affected []string
-	var stored *apiv1.AuditEvent
-	err := r.opts.Store.Update(ctx, func(tx store.Tx) error {
-		stored = nil
-		cur, err := tx.GetEnvironment(ctx, env.ID)
-		if err != nil {
-			return err
-		}
-		if cur.State != apiv1.StateDeleting && cur.State != apiv1.StateExpired {
-			return nil
-		}
-		owned, _, err := tx.ListPolicies(ctx, store.ListQuery{Owner: cur.ID, Limit: store.MaxLimit})
-		if err != nil {
-			return err
-		}
-		for _, pol := range owned {
-			if err := tx.DeletePolicy(ctx, pol.ID); err != nil {
-				return err
-			}
-		}
-		if err := tx.DeleteEnvironment(ctx, cur.ID); err != nil {
-			return err
-		}
-		if err := r.opts.IPAM.Release(ctx, tx, cur, r.opts.Now()); err != nil {
-			return err
-		}
-		if affected, err = control.EnvironmentChangeAffects(ctx, tx, &cur, nil); err != nil {
-			return err
-		}
-		if affected, err = control.Invalidate(ctx, tx, affected, cur.ID); err != nil {
-			return err
-		}
-		ev := r.event(p, &cur, "environment.remove", apiv1.OutcomeSuccess, "torn down after it was "+cur.State, &cur)
-		ev.Changes = &apiv1.Changes{Before: cur}
-		if cur.State == apiv1.StateDeleting {
-			// The removal is the delete's doing, whatever queued this
-			// pass: a retry of an earlier change may run before the
-			// delete's own enqueue arrives. Its event, committed with the
-			// state, names the request.
-			dels, _, err := tx.ListAudit(ctx, store.AuditQuery{ResourceType: "environment", ResourceID: cur.ID,
-				Action: "environment.delete", Outcome: apiv1.OutcomeSuccess, Limit: 1})
-			if err != nil {
-				return err
-			}
-			if len(dels) == 1 {
-				ev.RequestID = dels[0].RequestID
-			}
-		}
-		ev, err = tx.AppendAudit(ctx, ev)
-		stored = &ev
-		return err
-	})
+	err := r.ctl.Remove(p.ctx, p.cause.requestID, env.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return "gone"
 	}
 	if err != nil {
 		return r.retry(p, env.ID, "remove", err)
 	}
-	if stored != nil {
-		r.opts.Audited(*stored)
-	}
 	r.deadlines.set(env.ID, time.Time{})
 	r.forget(env.ID)
-	r.opts.Hub.Notify(append(affected, env.ID)...)
-	r.queue.addCause(p.cause, affected...)
 	p.log.Info("environment removed")
 	return "removed"
 }
 
-// fail moves env to failed with msg, audited as a failure the server
-// observed.
+// fail moves env to failed with msg.
 func (r *Reconciler) fail(p pass, id, msg string) string {
-	r.succeeded(id) // a failed environment is not retried; a later change starts afresh
-	err := r.change(p, id, func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error) {
-		if !transient(cur.State) && cur.State != apiv1.StateReady {
-			return nil, nil, nil
-		}
-		before := *cur
-		cur.State = apiv1.StateFailed
-		cur.StateMessage = msg
-		cur.Enforcement.Enforced = false
-		cur.Enforcement.Message = msg
-		cur.UpdatedAt = r.opts.Now().UTC()
-		ev := r.event(p, cur, "environment.fail", apiv1.OutcomeFailure, msg, &before)
-		return &ev, nil, nil
-	})
-	if err != nil {
+	if err := r.ctl.Fail(p.ctx, p.cause.requestID, id, msg); err != nil {
+		r.succeeded(id) // the retry counts afresh
 		return r.retry(p, id, "record failure", err)
 	}
+	return r.gaveUp(p, id, msg)
+}
+
+// gaveUp ends the retries of an environment that failed with msg: a
+// failed environment is not retried; a later change starts afresh.
+func (r *Reconciler) gaveUp(p pass, id, msg string) string {
+	r.succeeded(id)
 	p.log.Warn("environment failed", "message", msg)
 	return "failed"
-}
-
-// change runs fn on the current version of environment id in one
-// transaction, stores what fn did to it, bumps the environments fn names
-// as affected, and appends fn's audit event. fn returning no change (it
-// left cur as it was, with no event) writes nothing.
-func (r *Reconciler) change(p pass, id string, fn func(tx store.Tx, cur *apiv1.Environment) (*apiv1.AuditEvent, []string, error)) error {
-	ctx := p.ctx
-	var committed *apiv1.AuditEvent
-	var bumped []string
-	err := r.opts.Store.Update(ctx, func(tx store.Tx) error {
-		committed, bumped = nil, nil
-		cur, err := tx.GetEnvironment(ctx, id)
-		if err != nil {
-			return err
-		}
-		orig := cur
-		ev, affected, err := fn(tx, &cur)
-		if err != nil {
-			return err
-		}
-		if ev == nil && reflect.DeepEqual(orig, cur) {
-			return nil
-		}
-		if orig.State != cur.State {
-			cur.UpdatedAt = r.opts.Now().UTC()
-		}
-		if err := tx.UpdateEnvironment(ctx, cur); err != nil {
-			return err
-		}
-		if bumped, err = control.Invalidate(ctx, tx, affected, cur.ID); err != nil {
-			return err
-		}
-		if ev != nil {
-			ev.Changes = &apiv1.Changes{Before: ev.Changes.Before, After: cur}
-			stored, err := tx.AppendAudit(ctx, *ev)
-			if err != nil {
-				return err
-			}
-			committed = &stored
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if committed != nil {
-		r.opts.Audited(*committed)
-	}
-	r.opts.Hub.Notify(append(bumped, id)...)
-	r.queue.addCause(p.cause, bumped...)
-	return nil
-}
-
-// event builds an audit event for a change the server made by itself.
-func (r *Reconciler) event(p pass, env *apiv1.Environment, action, outcome, reason string, before *apiv1.Environment) apiv1.AuditEvent {
-	return apiv1.AuditEvent{
-		ID:         control.NewID("evt_"),
-		Time:       r.opts.Now().UTC(),
-		RequestID:  p.cause.requestID,
-		Actor:      Actor,
-		ProjectID:  env.ProjectID,
-		Action:     action,
-		Resource:   apiv1.ResourceRef{Type: "environment", ID: env.ID},
-		Outcome:    outcome,
-		StatusCode: 0,
-		Reason:     reason,
-		Changes:    &apiv1.Changes{Before: *before},
-	}
 }
 
 // retry logs a failed step and queues the environment again after a
@@ -724,22 +540,4 @@ func (r *Reconciler) forget(id string) {
 	delete(r.applied, id)
 	delete(r.failures, id)
 	r.mu.Unlock()
-}
-
-// creating reports whether an environment has not been ready yet since it
-// was created, which is when a failure to provision it fails it.
-func creating(state string) bool {
-	return state == apiv1.StatePending || state == apiv1.StateProvisioning
-}
-
-// transient reports whether a state is on its way to ready.
-func transient(state string) bool {
-	return state == apiv1.StatePending || state == apiv1.StateProvisioning || state == apiv1.StateUpdating
-}
-
-func ttlText(ttl *int64) string {
-	if ttl == nil {
-		return "?"
-	}
-	return (time.Duration(*ttl) * time.Second).String()
 }

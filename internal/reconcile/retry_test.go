@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
@@ -85,18 +87,27 @@ func (d *flakyDriver) set(fn func(d *flakyDriver)) {
 }
 
 // fixture is a running reconciler on a real SQLite store, with changes
-// made the way the API makes them: in one transaction, then Enqueue.
+// made the way the API makes them: in one transaction that asks for what
+// it affects to be reconciled, which the store's announcement queues.
 type fixture struct {
-	t      *testing.T
-	ctx    context.Context
-	store  *store.SQLite
-	driver *flakyDriver
-	hub    *Hub
-	rec    *Reconciler
-	prj    apiv1.Project
+	t       *testing.T
+	ctx     context.Context
+	store   *store.SQLite
+	driver  *flakyDriver
+	ctl     *control.Service
+	commits *commits
+	rec     *Reconciler
+	prj     apiv1.Project
+	mu      sync.Mutex // guards rec, which a test may replace
 }
 
 func newFixture(t *testing.T, tune func(*Options)) *fixture {
+	t.Helper()
+	return newFixtureAt(t, clockwork.NewRealClock(), tune)
+}
+
+// newFixtureAt is newFixture on clock.
+func newFixtureAt(t *testing.T, clock clockwork.Clock, tune func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "isolationd.db"))
@@ -108,16 +119,23 @@ func newFixture(t *testing.T, tune func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ctx: ctx, store: st, driver: &flakyDriver{Driver: simulate.New()}, hub: NewHub()}
-	opts := Options{Store: st, Driver: f.driver, IPAM: addrs, Hub: f.hub, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond}
+	f := &fixture{t: t, ctx: ctx, store: st, driver: &flakyDriver{Driver: simulate.New()}, commits: newCommits()}
+	f.ctl = control.New(control.Options{Store: st, Clock: clock, Driver: f.driver.Name(), IPAM: addrs})
+	opts := Options{Store: st, Control: f.ctl, Driver: f.driver, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond}
 	if tune != nil {
 		tune(&opts)
 	}
-	f.rec = New(opts)
+	f.use(New(opts))
 	if err := f.rec.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.rec.Stop(context.Background()) })
+	st.Subscribe(f.commits.committed)
+	st.Subscribe(func(c store.Commit) { f.reconciler().Committed(c) })
+	t.Cleanup(func() {
+		if err := f.reconciler().Stop(context.Background()); err != nil {
+			t.Errorf("stop the reconciler: %v", err)
+		}
+	})
 	now := time.Now().UTC()
 	f.prj = apiv1.Project{ID: control.NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
 	f.update(func(tx store.Tx) error { return tx.CreateProject(ctx, f.prj) })
@@ -141,8 +159,10 @@ func (f *fixture) createEnvironment(name, requestID string) apiv1.Environment {
 		State:     apiv1.StatePending, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now,
 		Enforcement: apiv1.Enforcement{Driver: simulate.Name, Generation: 1},
 	}
-	f.update(func(tx store.Tx) error { return tx.CreateEnvironment(f.ctx, e) })
-	f.rec.Enqueue(requestID, e.ID)
+	f.update(func(tx store.Tx) error {
+		tx.Reconcile(requestID, e.ID)
+		return tx.CreateEnvironment(f.ctx, e)
+	})
 	return e
 }
 
@@ -161,7 +181,6 @@ func (f *fixture) createPolicy(app, requestID string) {
 			Egress:              []apiv1.EgressRule{{To: []apiv1.Peer{{CIDR: "0.0.0.0/0"}}, Ports: []apiv1.Port{{Protocol: apiv1.ProtocolTCP, Port: &port}}}},
 		},
 	}
-	var bumped []string
 	f.update(func(tx store.Tx) error {
 		if err := tx.CreatePolicy(f.ctx, p); err != nil {
 			return err
@@ -170,10 +189,10 @@ func (f *fixture) createPolicy(app, requestID string) {
 		if err != nil {
 			return err
 		}
-		bumped, err = control.Invalidate(f.ctx, tx, affected, "")
+		bumped, err := control.Invalidate(f.ctx, tx, affected, "")
+		tx.Reconcile(requestID, bumped...)
 		return err
 	})
-	f.rec.Enqueue(requestID, bumped...)
 }
 
 // deleteEnvironment marks an environment deleting and queues it.
@@ -189,20 +208,64 @@ func (f *fixture) deleteEnvironment(id, requestID string) {
 			return err
 		}
 		// As the API does: the delete's event commits with the state.
-		_, err = tx.AppendAudit(f.ctx, apiv1.AuditEvent{RequestID: requestID, ProjectID: e.ProjectID, Action: "environment.delete",
+		_, err = tx.AppendAudit(f.ctx, apiv1.AuditEvent{ID: control.NewID("evt_"), Time: time.Now().UTC(), RequestID: requestID,
+			ProjectID: e.ProjectID, Action: "environment.delete",
 			Resource: apiv1.ResourceRef{Type: "environment", ID: id}, Outcome: apiv1.OutcomeSuccess, StatusCode: 202})
+		tx.Reconcile(requestID, id)
 		return err
 	})
-	f.rec.Enqueue(requestID, id)
 }
 
-// waitFor returns the environment once cond holds, woken by the hub; nil
-// when it is gone and cond accepts that.
+// reconcile asks for ids to be reconciled because of requestID, in a
+// transaction of its own.
+func (f *fixture) reconcile(requestID string, ids ...string) {
+	f.t.Helper()
+	f.update(func(tx store.Tx) error { tx.Reconcile(requestID, ids...); return nil })
+}
+
+// use makes rec the fixture's reconciler, which the store's
+// announcements feed.
+func (f *fixture) use(rec *Reconciler) {
+	f.mu.Lock()
+	f.rec = rec
+	f.mu.Unlock()
+}
+
+func (f *fixture) reconciler() *Reconciler {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rec
+}
+
+// commits wakes waiters on every commit the store announces.
+type commits struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newCommits() *commits { return &commits{ch: make(chan struct{})} }
+
+// next returns a channel closed by the next commit.
+func (c *commits) next() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+func (c *commits) committed(store.Commit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.ch)
+	c.ch = make(chan struct{})
+}
+
+// waitFor returns the environment once cond holds, woken by the store's
+// commits; nil when it is gone and cond accepts that.
 func (f *fixture) waitFor(id, what string, cond func(e *apiv1.Environment) bool) *apiv1.Environment {
 	f.t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
-		changed := f.hub.Changed(id)
+		changed := f.commits.next()
 		e, err := f.store.GetEnvironment(f.ctx, id)
 		var got *apiv1.Environment
 		switch {
@@ -222,8 +285,6 @@ func (f *fixture) waitFor(id, what string, cond func(e *apiv1.Environment) bool)
 		}
 	}
 }
-
-func isReady(e *apiv1.Environment) bool { return e != nil && e.State == apiv1.StateReady }
 
 func isEnforced(e *apiv1.Environment) bool {
 	return e != nil && e.State == apiv1.StateReady && e.Enforcement.Enforced &&
@@ -301,7 +362,7 @@ func TestEnforcement_FailedApplyKeepsReadyReportsNotEnforcedAndRetriesUntilAppli
 	}
 	failed, recovered := evs[2], evs[3]
 	if failed.Outcome != apiv1.OutcomeFailure || !strings.Contains(failed.Reason, errInjected.Error()) || failed.RequestID != "req_policy" ||
-		failed.Actor != Actor || failed.ProjectID != f.prj.ID {
+		failed.Actor != control.ServerActor || failed.ProjectID != f.prj.ID {
 		t.Fatalf("enforce_failed event: %+v", failed)
 	}
 	if recovered.Outcome != apiv1.OutcomeSuccess || recovered.RequestID != "req_policy" {
@@ -375,13 +436,15 @@ func TestEnforcement_DeletingAnEnvironmentWhoseRulesKeepFailingRemovesIt(t *test
 	}
 	evs := f.audit(e.ID)
 	last := evs[len(evs)-1]
-	if last.Action != "environment.remove" || last.RequestID != "req_delete" || last.Actor != Actor || last.Changes == nil || last.Changes.After != nil {
+	if last.Action != "environment.remove" || last.RequestID != "req_delete" || last.Actor != control.ServerActor || last.Changes == nil || last.Changes.After != nil {
 		t.Fatalf("last event: %+v", last)
 	}
 	// The retries stop with the environment: it has no failures counted
 	// and nothing more is applied or written for it.
 	_, calls := f.driver.calls()
-	f.rec.Stop(context.Background())
+	if err := f.rec.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	f.rec.mu.Lock()
 	left := f.rec.failures[e.ID]
 	f.rec.mu.Unlock()
@@ -396,9 +459,8 @@ func TestEnforcement_DeletingAnEnvironmentWhoseRulesKeepFailingRemovesIt(t *test
 
 func TestReconciler_AuditsExpiryAndRemovalUnderOneRequestID(t *testing.T) {
 	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	f := newFixture(t, func(o *Options) { o.Now = clock })
+	clock := clockwork.NewFakeClockAt(now)
+	f := newFixtureAt(t, clock, nil)
 	e := f.createEnvironment("api", "req_create")
 	f.waitFor(e.ID, "enforced", isEnforced)
 	f.update(func(tx store.Tx) error {
@@ -410,10 +472,8 @@ func TestReconciler_AuditsExpiryAndRemovalUnderOneRequestID(t *testing.T) {
 		cur.TTLSeconds, cur.ExpiresAt = &ttl, &exp
 		return tx.UpdateEnvironment(f.ctx, cur)
 	})
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
-	f.rec.Enqueue("", e.ID)
+	clock.Advance(2 * time.Minute)
+	f.reconcile("", e.ID)
 	f.waitFor(e.ID, "gone", func(e *apiv1.Environment) bool { return e == nil })
 	evs := f.audit(e.ID)
 	if len(evs) < 2 {
@@ -429,7 +489,7 @@ func TestReconciler_AuditsExpiryAndRemovalUnderOneRequestID(t *testing.T) {
 }
 
 func TestBackoff_DoublesFromItsBaseUpToItsCap(t *testing.T) {
-	r := New(Options{RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second})
+	r := New(Options{Control: control.New(control.Options{}), RetryBase: 100 * time.Millisecond, RetryMax: 5 * time.Second})
 	var got []time.Duration
 	for range 9 {
 		_, d := r.failed("x")

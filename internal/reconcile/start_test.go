@@ -12,7 +12,6 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
-	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 )
 
@@ -54,15 +53,10 @@ func TestStart_DriverSyncFailureIsLoggedAndTheBrokenEnvironmentReportsItself(t *
 	}
 
 	var logs logbuf.Buffer
-	addrs, err := ipam.New("198.18.0.0/24", ipam.DefaultQuarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.rec = New(Options{
-		Store: f.store, Driver: &unrestorableDriver{flakyDriver: f.driver, broken: broken.ID}, IPAM: addrs, Hub: f.hub,
-		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
-		RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond,
-	})
+	f.use(New(Options{
+		Store: f.store, Control: f.ctl, Driver: &unrestorableDriver{flakyDriver: f.driver, broken: broken.ID},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond,
+	}))
 	if err := f.rec.Start(f.ctx); err != nil {
 		t.Fatalf("Start refused to serve because one environment could not be restored: %v", err)
 	} // the fixture's cleanup stops f.rec, this one now

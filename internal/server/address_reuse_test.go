@@ -8,33 +8,20 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
 )
 
-// fakeClock is the server's clock in these tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now().UTC().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newFakeClock is the server's clock in these tests: it moves only when
+// the test advances it, timers (TTL deadlines, retries) included.
+func newFakeClock() *clockwork.FakeClock {
+	return clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Second))
 }
 
 // createIn creates an environment in project and waits until it is ready
@@ -108,7 +95,7 @@ func pinningPolicy(target apiv1.Environment, pinned string) apiv1.PolicySpec {
 func TestAddressReuse_FreedAddressesStayQuarantinedAcrossARestart(t *testing.T) {
 	clock := newFakeClock()
 	cfg := labConfig(t, simulate.Name)
-	cfg.AddressPool, cfg.Now = "198.18.0.0/29", clock.Now // six addresses: .1 to .6
+	cfg.AddressPool, cfg.Clock = "198.18.0.0/29", clock // six addresses: .1 to .6
 	l := startLab(t, cfg)
 	b := l.project // project B
 	ttl := int64(60)
@@ -131,14 +118,15 @@ func TestAddressReuse_FreedAddressesStayQuarantinedAcrossARestart(t *testing.T) 
 		t.Fatalf("policy %s does not admit the pinned %s: %v %v", pol.ID, pinned, ok, err)
 	}
 
-	// deleted goes first, a minute before expiring's TTL passes.
-	clock.advance(time.Minute)
+	// deleted goes first, half a minute before expiring's TTL passes
+	// (moving the clock past it would fire the TTL's deadline).
+	clock.Advance(30 * time.Second)
 	if err := l.c.Environments().Delete(l.ctx, deleted.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, l, deleted.ID)
 	l.shutdown()
-	clock.advance(time.Minute) // expiring's TTL has passed: the restart expires it
+	clock.Advance(time.Minute) // expiring's TTL has passed: the restart expires it
 	l.start()
 	waitGone(t, l, expiring.ID)
 	freedFirst, freedLast := clock.Now().Add(-time.Minute), clock.Now()
@@ -172,14 +160,14 @@ func TestAddressReuse_FreedAddressesStayQuarantinedAcrossARestart(t *testing.T) 
 
 	// After deleted's quarantine only its address is free; a minute later
 	// expiring's is.
-	clock.advance(24*time.Hour - 30*time.Second)
+	clock.Advance(24*time.Hour - 30*time.Second)
 	if got := l.mustCreateIn(a.ID, "reuse-1", nil); got.Enforcement.Address != deleted.Enforcement.Address {
 		t.Fatalf("first reuse got %s; want %s, freed longest ago", got.Enforcement.Address, deleted.Enforcement.Address)
 	}
 	if _, err := l.createIn(a.ID, "too-early", nil); !errors.As(err, &se) {
 		t.Fatalf("the pinned %s came back before its quarantine ended: %v", pinned, err)
 	}
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	if got := l.mustCreateIn(a.ID, "reuse-2", nil); got.Enforcement.Address != pinned {
 		t.Fatalf("second reuse got %s; want the pinned %s once its quarantine is over", got.Enforcement.Address, pinned)
 	}

@@ -18,7 +18,7 @@ import (
 func TestNetnsAPI_PinnedAddressAdmitsNobodyNewAfterDeleteAndRestart(t *testing.T) {
 	clock := newFakeClock()
 	cfg := labConfig(t, netns.DriverName)
-	cfg.AddressPool, cfg.Now = "198.18.0.0/29", clock.Now // the gateway is .1: five addresses
+	cfg.AddressPool, cfg.Clock = "198.18.0.0/29", clock // the gateway is .1: five addresses
 	l := startLab(t, cfg)
 	b := l.project
 	db := l.mustCreateIn(b.ID, "db", nil)
@@ -58,7 +58,7 @@ func TestNetnsAPI_PinnedAddressAdmitsNobodyNewAfterDeleteAndRestart(t *testing.T
 	}
 	waitGone(t, l, cl.ID)
 	l.shutdown()
-	clock.advance(time.Hour)
+	clock.Advance(time.Hour)
 	l.start()
 
 	a := l.newProject("project-a")

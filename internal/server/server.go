@@ -1,6 +1,10 @@
-// Package server assembles isolationd: the store, the enforcement driver,
-// the reconciler, the API and the HTTP server, started and stopped in the
-// right order.
+// Package server assembles isolationd: the store, the application layer
+// (control) over it, the enforcement driver, the API and the reconciler
+// that call control, and the HTTP server, started and stopped in the
+// right order. It subscribes, once, everything that learns of changes to
+// the store's commit announcements: the JSON-lines audit trail, the API
+// (its wait/watch hub and token cache) and the reconciler's queue. It is
+// the only package that imports reconcile.
 package server
 
 import (
@@ -18,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
@@ -35,9 +40,8 @@ import (
 
 // Defaults.
 const (
-	DefaultAddressPool = "10.200.0.0/16"
-	DatabaseFile       = "isolationd.db"
-	AdminTokenFile     = "admin.token"
+	DatabaseFile   = "isolationd.db"
+	AdminTokenFile = "admin.token"
 	// BootstrapTokenName names the admin token the server keeps for the
 	// bootstrap secret.
 	BootstrapTokenName = "bootstrap-admin"
@@ -49,7 +53,7 @@ type Config struct {
 	DataDir        string // SQLite file and admin.token live here
 	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
 	Driver         string // "simulate" (default) or "netns"
-	AddressPool    string // CIDR; default 10.200.0.0/16
+	AddressPool    string // CIDR; default apiv1.DefaultAddressPool
 	// AddressPool6, with the netns driver, gives every environment an IPv6
 	// address too: this prefix (at most /96) with the environment's IPv4
 	// address in its low 32 bits. "" means IPv4 only.
@@ -62,7 +66,7 @@ type Config struct {
 	RateLimit   float64 // requests/s per token; 0 = off
 	RateBurst   int
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
-	// (api.ParseRoleRateLimits reads the --rate-limit-role flag).
+	// (isolationd's --rate-limit-role flag).
 	RoleRateLimits map[string]api.RateLimit
 	// AnonRateLimit limits requests without a token the server knows, per
 	// client address (IPv6: per /64); zero is no limit.
@@ -91,9 +95,11 @@ type Config struct {
 	// from new environments (--address-quarantine); 0 means
 	// ipam.DefaultQuarantine (24 h).
 	AddressQuarantine time.Duration
-	// Now is the clock of the reconciler and the API (TTLs, address
-	// quarantine); nil means time.Now. Tests move a fake one.
-	Now func() time.Time
+	// Clock is the one clock of everything that depends on time (TTLs,
+	// token expiry, rate limits, idempotency retention, address
+	// quarantine, audit timestamps); nil means the real one. Tests move a
+	// fake one.
+	Clock clockwork.Clock
 	// DefaultEnvironmentQuota is the environment quota of projects created
 	// without one (0: no limit); it is stored on each project, so changing
 	// it later leaves existing projects as they are.
@@ -105,6 +111,7 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	store      *store.SQLite
+	control    *control.Service
 	driver     enforce.Driver
 	reconciler *reconcile.Reconciler
 	api        *api.API
@@ -131,7 +138,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cfg.Driver = simulate.Name
 	}
 	if cfg.AddressPool == "" {
-		cfg.AddressPool = DefaultAddressPool
+		cfg.AddressPool = apiv1.DefaultAddressPool
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
@@ -153,11 +163,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// s is not the named result: `return nil, err` must not clear it before
 	// the deferred cleanup closes what it opened.
 	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
-	var cleanup []func()
+	// What a failed start undoes, in reverse. The start's own error is the
+	// answer; an error undoing it can only be logged.
+	var cleanup []func() error
 	defer func() {
 		if err != nil {
 			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
+				if cerr := cleanup[i](); cerr != nil {
+					s.log.Warn("undoing a failed start", "error", cerr.Error())
+				}
 			}
 		}
 	}()
@@ -172,12 +186,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.driver, err = newDriver(cfg, ipam, pool6); err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, func() { s.driver.Close() })
+	cleanup = append(cleanup, s.driver.Close)
 
 	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	cleanup = append(cleanup, func() { s.store.Close() })
+	cleanup = append(cleanup, s.store.Close)
+	s.store.UseClock(cfg.Clock)
 	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -190,38 +205,31 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.AuditKey != nil {
 		s.log.Info("audit chain keyed: events are sealed with HMAC-SHA256", "key_id", cfg.AuditKey.ID())
 	}
-
 	trail, err := s.openAuditTrail(ctx)
 	if err != nil {
 		return nil, err
 	}
-	audited := func(ev apiv1.AuditEvent) {
-		if trail == nil {
-			return
-		}
-		if err := trail.Write(context.Background(), ev); err != nil {
-			s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
-		}
-	}
-	if err := s.ensureAdminToken(ctx, audited); err != nil {
+
+	s.control = control.New(control.Options{
+		Store: s.store, Clock: cfg.Clock, Driver: s.driver.Name(), IPAM: ipam, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
+	})
+	registry := prometheus.NewRegistry()
+	s.reconciler = reconcile.New(reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Logger: cfg.Logger, Registry: registry})
+	s.api = api.New(api.Options{
+		Store: s.store, Control: s.control, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
+		Registry: registry,
+	})
+	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
+	s.subscribe(trail)
+
+	if err := s.ensureAdminToken(ctx); err != nil {
 		return nil, err
 	}
-
-	hub := reconcile.NewHub()
-	s.reconciler = reconcile.New(reconcile.Options{
-		Store: s.store, Driver: s.driver, IPAM: ipam, Hub: hub, Logger: cfg.Logger, Audited: audited, Now: cfg.Now,
-		Observe: func(outcome string, d time.Duration) { s.api.ObserveReconcile(outcome, d) },
-	})
-	s.api = api.New(api.Options{
-		Store: s.store, Driver: s.driver, Reconciler: s.reconciler, Hub: hub, Audited: audited, Logger: cfg.Logger, Now: cfg.Now, IPAM: ipam,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: prometheus.NewRegistry(), DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
-	})
-	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, func() { s.reconciler.Stop(context.Background()) })
+	cleanup = append(cleanup, func() error { return s.reconciler.Stop(context.Background()) })
 
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen: %w", err)
@@ -393,6 +401,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// subscribe tells, of every commit, the audit trail (its events, in chain
+// order), the API's waiters and the reconciler's queue (what it asks to
+// reconcile). The hub stands in for the API's own subscription until the
+// API takes the commits itself.
+func (s *Server) subscribe(trail *audit.InOrder) {
+	if trail != nil {
+		s.store.Subscribe(func(c store.Commit) {
+			for _, ev := range c.Events {
+				if err := trail.Write(context.Background(), ev); err != nil {
+					s.log.Error("audit sink write failed", "error", err.Error(), "audit_seq", ev.Seq)
+				}
+			}
+		})
+	}
+	s.store.Subscribe(s.api.Committed)
+	s.store.Subscribe(s.reconciler.Committed)
+}
+
 // openAuditTrail puts the JSON-lines sink (AuditSink, or AuditLog) in
 // step with the store's chain, nil when there is none. A file sink goes
 // on after its last line, catching up with the events a crash kept from
@@ -433,8 +459,9 @@ func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
 
 // ensureAdminToken makes the bootstrap secret (from the config, the token
 // file, or freshly generated) an admin token in the store, revoking a
-// previous bootstrap secret that differs. Only its hash is stored.
-func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditEvent)) error {
+// previous bootstrap secret that differs (control.BootstrapToken). Only
+// its hash is stored.
+func (s *Server) ensureAdminToken(ctx context.Context) error {
 	secret := s.cfg.BootstrapToken
 	if secret == "" {
 		s.tokenPath = filepath.Join(s.cfg.DataDir, AdminTokenFile)
@@ -462,71 +489,10 @@ func (s *Server) ensureAdminToken(ctx context.Context, audited func(apiv1.AuditE
 		return errors.New("server: the bootstrap token must be visible ASCII characters, without spaces")
 	}
 	s.token = secret
-	hash := auth.HashSecret(secret)
-	var events []apiv1.AuditEvent
-	err := s.store.Update(ctx, func(tx store.Tx) error {
-		events = nil
-		if _, err := tx.GetTokenByHash(ctx, hash); err == nil {
-			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		now := time.Now().UTC()
-		// Every page: a secret rotated away must not stay valid because
-		// its token sorts after the first thousand.
-		for q := (store.ListQuery{Limit: store.MaxLimit}); ; {
-			tokens, next, err := tx.ListTokens(ctx, q)
-			if err != nil {
-				return err
-			}
-			for _, t := range tokens {
-				if t.Name != BootstrapTokenName || t.RevokedAt != nil {
-					continue
-				}
-				t.RevokedAt = &now
-				if err := tx.UpdateToken(ctx, t); err != nil {
-					return err
-				}
-				ev, err := tx.AppendAudit(ctx, serverEvent("token.revoke", t.Token, "the bootstrap secret changed"))
-				if err != nil {
-					return err
-				}
-				events = append(events, ev)
-			}
-			if next == "" {
-				break
-			}
-			q.Cursor = next
-		}
-		t := store.TokenRecord{
-			Token: apiv1.Token{ID: control.NewID("tok_"), Name: BootstrapTokenName, Role: apiv1.RoleAdmin, CreatedAt: now, ETag: `"1"`},
-			Hash:  hash,
-		}
-		if err := tx.CreateToken(ctx, t); err != nil {
-			return err
-		}
-		ev, err := tx.AppendAudit(ctx, serverEvent("token.create", t.Token, "bootstrap admin token"))
-		if err != nil {
-			return err
-		}
-		events = append(events, ev)
-		return nil
-	})
-	if err != nil {
+	if _, err := s.control.BootstrapToken(ctx, auth.HashSecret(secret), BootstrapTokenName); err != nil {
 		return fmt.Errorf("server: store admin token: %w", err)
 	}
-	for _, ev := range events {
-		audited(ev)
-	}
 	return nil
-}
-
-func serverEvent(action string, t apiv1.Token, reason string) apiv1.AuditEvent {
-	return apiv1.AuditEvent{
-		ID: control.NewID("evt_"), Time: time.Now().UTC(), RequestID: control.NewID("srv_"), Actor: reconcile.Actor,
-		Action: action, Resource: apiv1.ResourceRef{Type: "token", ID: t.ID}, Outcome: apiv1.OutcomeSuccess,
-		Reason: reason, Changes: &apiv1.Changes{After: t},
-	}
 }
 
 // writeSecret creates path with mode 0600, failing if it exists.

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
@@ -48,6 +51,8 @@ type SQLite struct {
 
 	// auditKey seals the audit events appended (UseAuditKey); nil: SHA-256.
 	auditKey atomic.Pointer[audit.Key]
+	// clock decides what has expired (UseClock).
+	clock storeClock
 
 	// envs caches environments' stored JSON for GetEnvironment; touched
 	// lists the environments the batch in progress wrote (writer
@@ -147,9 +152,30 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if s.rdb, s.rq, err = openReadPool(path); err != nil {
 		return nil, err
 	}
-	s.reader = reader{q: s.rq}
+	s.reader = reader{q: s.rq, clock: &s.clock}
 	go s.writeLoop()
 	return s, nil
+}
+
+// UseClock makes clock the store's clock, which decides when idempotency
+// records expire (the server's one clock, so that tests can move it).
+// Call it before the first Update.
+func (s *SQLite) UseClock(clock clockwork.Clock) { s.clock.use(clock) }
+
+// storeClock is the clock of a store; without one, the real clock.
+type storeClock struct {
+	p atomic.Pointer[clockwork.Clock]
+}
+
+func (c *storeClock) use(clock clockwork.Clock) { c.p.Store(&clock) }
+
+func (c *storeClock) now() time.Time {
+	if c != nil {
+		if p := c.p.Load(); p != nil {
+			return (*p).Now()
+		}
+	}
+	return time.Now()
 }
 
 func checkPath(path string) error {
@@ -394,7 +420,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 		return err
 	}
 	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
-	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}}
+	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, clock: &s.clock}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
 	if r.res.err == nil && !r.res.panicked {

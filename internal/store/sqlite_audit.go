@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -24,7 +23,7 @@ func (r reader) GetIdempotency(ctx context.Context, scope, key string) (Idempote
 	var rec IdempotencyRecord
 	var data []byte
 	found, err := queryOne(ctx, r.q, "SELECT data FROM idempotency WHERE scope = ? AND key = ? AND expires_at > ?",
-		[]any{scope, key, time.Now().UnixNano()}, &data)
+		[]any{scope, key, r.clock.now().UnixNano()}, &data)
 	if err != nil {
 		return rec, fmt.Errorf("store: get idempotency record: %w", err)
 	}
@@ -48,7 +47,7 @@ func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) er
 		return fmt.Errorf("store: encode idempotency record: %w", err)
 	}
 	if _, err := t.q.ExecContext(ctx, "DELETE FROM idempotency WHERE scope = ? AND key = ? AND expires_at <= ?",
-		rec.Scope, rec.Key, time.Now().UnixNano()); err != nil {
+		rec.Scope, rec.Key, t.clock.now().UnixNano()); err != nil {
 		return fmt.Errorf("store: put idempotency record: %w", err)
 	}
 	if _, err := t.q.ExecContext(ctx, "INSERT INTO idempotency (scope, key, expires_at, data) VALUES (?, ?, ?, ?)",
@@ -76,19 +75,12 @@ func (t *sqliteTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, er
 const auditCols = `seq, id, time, request_id, actor_token_id, actor_name, source_ip, source_user_agent,
 	project_id, action, resource_type, resource_id, outcome, status_code, reason, changes, prev_hash, hash, key_id`
 
-// AppendAudit fills in ev.ID (when empty, "aud_" and a UUIDv7) and ev.Time
-// (when zero, now) besides Seq, PrevHash and Hash. It reads the chain's
-// head inside the transaction, so concurrent Updates link in commit order.
+// AppendAudit sets Seq, PrevHash and Hash; the caller gives the id and the
+// time. It reads the chain's head inside the transaction, so concurrent
+// Updates link in commit order.
 func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
-	if ev.ID == "" {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return ev, fmt.Errorf("store: audit event id: %w", err)
-		}
-		ev.ID = "aud_" + id.String()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
+	if ev.ID == "" || ev.Time.IsZero() {
+		return ev, errors.New("store: an audit event needs an id and a time (control.Service.Event gives both)")
 	}
 	if y := ev.Time.UTC().Year(); y < 1 || y > 9999 {
 		return ev, fmt.Errorf("store: audit event time %v is outside years 1 to 9999", ev.Time)

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
@@ -18,7 +21,7 @@ func appendEvent(t *testing.T, s *store.SQLite, action string) (apiv1.AuditEvent
 	var ev apiv1.AuditEvent
 	err := s.Update(ctx, func(tx store.Tx) error {
 		var err error
-		ev, err = tx.AppendAudit(ctx, apiv1.AuditEvent{Action: action, Outcome: apiv1.OutcomeSuccess})
+		ev, err = tx.AppendAudit(ctx, apiv1.AuditEvent{ID: "evt_" + uuid.Must(uuid.NewV7()).String(), Time: time.Now(), Action: action, Outcome: apiv1.OutcomeSuccess})
 		return err
 	})
 	return ev, err

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -26,7 +28,7 @@ func chainStore(t *testing.T, n int) (*store.SQLite, *sql.DB, []apiv1.AuditEvent
 	for i := range n {
 		err := s.Update(ctx, func(tx store.Tx) error {
 			ev, err := tx.AppendAudit(ctx, apiv1.AuditEvent{
-				Time: time.Now(), RequestID: fmt.Sprintf("req_%d", i), Actor: apiv1.Actor{TokenID: "tok_1", Name: "admin"},
+				ID: fmt.Sprintf("evt_%d", i), Time: time.Now(), RequestID: fmt.Sprintf("req_%d", i), Actor: apiv1.Actor{TokenID: "tok_1", Name: "admin"},
 				Source: apiv1.Source{IP: "127.0.0.1", UserAgent: "test"}, ProjectID: "prj_1", Action: "environment.create",
 				Resource: apiv1.ResourceRef{Type: "environment", ID: fmt.Sprintf("env_%d", i)}, Outcome: apiv1.OutcomeSuccess,
 				StatusCode: 202, Reason: "because", Changes: &apiv1.Changes{After: map[string]any{"name": fmt.Sprintf("e%d", i)}},
@@ -167,7 +169,7 @@ func TestVerifyAudit_PagesThroughLongChains(t *testing.T) {
 	for range 3 {
 		err := s.Update(ctx, func(tx store.Tx) error {
 			for range 900 {
-				ev, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "project.create", Outcome: apiv1.OutcomeSuccess})
+				ev, err := tx.AppendAudit(ctx, apiv1.AuditEvent{ID: "evt_" + uuid.Must(uuid.NewV7()).String(), Time: time.Now(), Action: "project.create", Outcome: apiv1.OutcomeSuccess})
 				if err != nil {
 					return err
 				}

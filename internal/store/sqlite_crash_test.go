@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -54,7 +56,7 @@ func crashChild(path string) {
 					if err := tx.CreateEnvironment(ctx, e); err != nil {
 						return err
 					}
-					_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "environment.create", ProjectID: p.ID,
+					_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{ID: "evt_" + uuid.Must(uuid.NewV7()).String(), Time: time.Now(), Action: "environment.create", ProjectID: p.ID,
 						Resource: apiv1.ResourceRef{Type: "environment", ID: e.ID}, Outcome: apiv1.OutcomeSuccess})
 					return err
 				})
@@ -85,7 +87,8 @@ func TestSQLite_AcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	}
 	acked := map[string]bool{}
 	sc := bufio.NewScanner(out)
-	timeout := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	// Kill fails only for a child already gone, which needs no kill.
+	timeout := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
 	defer timeout.Stop()
 	for sc.Scan() {
 		acked[sc.Text()] = true

@@ -99,7 +99,10 @@ func checkTokenHash(t TokenRecord) error {
 }
 
 // reader implements Reader over the read pool or a transaction.
-type reader struct{ q querier }
+type reader struct {
+	q     querier
+	clock *storeClock // nil: the real clock
+}
 
 func (r reader) GetProject(ctx context.Context, id string) (apiv1.Project, error) {
 	return get(ctx, r.q, projects, "id", id)

@@ -177,7 +177,7 @@ func (s *SQLite) Probe(ctx context.Context) error {
 		if err := unix.Statfs(s.path, &st); err != nil {
 			return fmt.Errorf("%w: statfs: %v", ErrUnavailable, err)
 		}
-		if free := int64(st.Bavail) * st.Bsize; free < 2*sp.size {
+		if free := int64(st.Bavail) * st.Bsize; free < 2*sp.size { //nolint:gosec // G115: free blocks of a real file system are far below 2^63
 			return fmt.Errorf("%w: %d bytes free, the store wants %d before it takes writes again", ErrFull, free, 2*sp.size)
 		}
 		if err := sp.hold(); err != nil {

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -96,7 +100,7 @@ func TestSQLiteReadOnly_ReadsWhileTheServerWrites(t *testing.T) {
 		if err := tx.CreateProject(ctx, p); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{Action: "project.create"})
+		_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{ID: "evt_" + uuid.Must(uuid.NewV7()).String(), Time: time.Now(), Action: "project.create"})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -168,5 +172,37 @@ func TestOpenSQLite_ReopeningAppliesNoMigrationTwice(t *testing.T) {
 	}
 	if n != max || n < 1 {
 		t.Fatalf("schema_migrations holds %d rows up to version %d", n, max)
+	}
+}
+
+// Idempotency records expire on the store's clock, the server's one
+// clock, so a test moves it instead of waiting out a retention.
+func TestSQLite_IdempotencyRecordsExpireOnTheStoresClock(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "isolationd.db"))
+	defer s.Close()
+	clock := clockwork.NewFakeClockAt(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	s.UseClock(clock)
+	rec := store.IdempotencyRecord{Scope: "tok_a", Key: "k", StatusCode: 201, CreatedAt: clock.Now(), ExpiresAt: clock.Now().Add(time.Hour)}
+	put := func(r store.IdempotencyRecord) error {
+		return s.Update(ctx, func(tx store.Tx) error { return tx.PutIdempotency(ctx, r) })
+	}
+	if err := put(rec); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour - time.Second)
+	if _, err := s.GetIdempotency(ctx, "tok_a", "k"); err != nil {
+		t.Fatalf("a record before its expiry on the store's clock: %v", err)
+	}
+	if err := put(rec); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second put before the expiry: %v, want a conflict", err)
+	}
+	clock.Advance(time.Second)
+	if _, err := s.GetIdempotency(ctx, "tok_a", "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a record at its expiry on the store's clock: %v, want not found", err)
+	}
+	rec.StatusCode = 202
+	if err := put(rec); err != nil {
+		t.Fatalf("replacing an expired record: %v", err)
 	}
 }

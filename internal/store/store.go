@@ -1,8 +1,11 @@
 // Package store persists isolationd's state: projects, environments,
 // policies, tokens, idempotency records and the audit chain. Every write
 // happens inside Update, so a change and its audit event commit together or
-// not at all. The SQLite implementation (sqlite.go) is the default; any
-// other implementation must pass the conformance suite in storetest.
+// not at all, and every commit is announced to the subscribers (Commit):
+// that is how the rest of the server learns of changes, and the seam
+// through which a store shared by several servers will announce theirs.
+// The SQLite implementation (sqlite.go) is the default; any other
+// implementation must pass the conformance suite in storetest.
 package store
 
 import (
@@ -133,14 +136,16 @@ type Tx interface {
 	// ErrConflict while an unexpired record holds the key (a concurrent
 	// first request won); an expired one is replaced.
 	PutIdempotency(ctx context.Context, r IdempotencyRecord) error
-	// PurgeIdempotency removes records that expired before now.
+	// PurgeIdempotency removes records that expired before now (the
+	// caller's clock; the store's own clock decides what GetIdempotency
+	// and PutIdempotency see as expired).
 	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
 
 	// AppendAudit stores ev as the next link of the chain: it sets ev.Seq
 	// and ev.PrevHash from the last event, then ev.Hash (audit.Seal), and
 	// returns the stored event, equal to what ListAudit will return (time
-	// in UTC, Changes as canonical JSON). An empty ID is filled in ("aud_"
-	// and a UUIDv7), and a zero Time with now.
+	// in UTC, Changes as canonical JSON). The caller sets ev.ID and
+	// ev.Time; an event without either is refused.
 	AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error)
 
 	// PutAddress stores a as a.Addr's record, replacing the one before.

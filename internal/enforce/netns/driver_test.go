@@ -324,7 +324,9 @@ func TestApply_RevokingAnAllowCutsItsEstablishedFlows(t *testing.T) {
 	}
 	defer c.Close()
 	echoes := func() bool {
-		c.SetDeadline(time.Now().Add(denyTimeout))
+		if err := c.SetDeadline(time.Now().Add(denyTimeout)); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -135,18 +136,19 @@ func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		c.CloseLasting()
-		return nil, fmt.Errorf("guard tables: %w", err)
+		return nil, errors.Join(fmt.Errorf("guard tables: %w", err), c.CloseLasting())
 	}
 	return g, nil
 }
 
-func (g *guard) close() { g.conn.CloseLasting() }
+// close lets the connection go: a failure to close it leaves nothing the
+// driver could act on.
+func (g *guard) close() { _ = g.conn.CloseLasting() }
 
 // reopen replaces the connection: after a failure it may hold half a batch.
 func (g *guard) reopen() error {
 	if g.conn != nil {
-		g.conn.CloseLasting()
+		_ = g.conn.CloseLasting() // as in close
 	}
 	c, err := nftables.New(nftables.WithNetNSFd(int(g.ns)), nftables.AsLasting(), nftables.WithSockOptions(socketBuffers(batchBytes(0))))
 	g.conn = c
@@ -211,7 +213,7 @@ var (
 func etherType(t uint16) []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseLLHeader, Offset: 12, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{byte(t >> 8), byte(t)}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binary.BigEndian.AppendUint16(nil, t)},
 	}
 }
 

@@ -172,7 +172,11 @@ func nftConn(t *testing.T, namespace string) *nftables.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.CloseLasting() })
+	t.Cleanup(func() {
+		if err := c.CloseLasting(); err != nil {
+			t.Error(err)
+		}
+	})
 	return c
 }
 

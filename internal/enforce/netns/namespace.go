@@ -29,7 +29,7 @@ var (
 // (`ip netns exec`, containers).
 func prepareRunDir() error {
 	runDirOnce.Do(func() {
-		if err := os.MkdirAll(runDir, 0o755); err != nil {
+		if err := os.MkdirAll(runDir, 0o755); err != nil { //nolint:gosec // G301: the mode ip netns gives /run/netns, which other tools list
 			runDirErr = err
 			return
 		}
@@ -171,7 +171,8 @@ func listNamed(match func(string) bool) ([]string, error) {
 func writeSysctl(h netns.NsHandle, key, value string) error {
 	return inNamespace(h, func() error {
 		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		// The file exists: a mode would apply only to a file created.
+		if err := os.WriteFile(path, []byte(value), 0); err != nil {
 			return fmt.Errorf("sysctl %s: %w", key, err)
 		}
 		return nil

@@ -53,7 +53,7 @@ import (
 const DriverName = "netns"
 
 // DefaultPool is the address pool for users who do not choose one.
-var DefaultPool = netip.MustParsePrefix("10.200.0.0/16")
+var DefaultPool = netip.MustParsePrefix(apiv1.DefaultAddressPool)
 
 // Config configures a Driver.
 type Config struct {
@@ -446,9 +446,11 @@ func (d *Driver) nftConn(e *env, n int) (*nftables.Conn, error) {
 	return c, nil
 }
 
+// closeNft lets the connection go; the next apply opens a new one. A failure
+// to close it leaves nothing the driver could act on.
 func (e *env) closeNft() {
 	if e.nft != nil {
-		e.nft.CloseLasting()
+		_ = e.nft.CloseLasting()
 		e.nft = nil
 	}
 }

@@ -135,7 +135,9 @@ func BenchmarkPolicies(b *testing.B) {
 				buf := make([]byte, 64)
 				for range trips {
 					start := time.Now()
-					conn.SetDeadline(start.Add(time.Second))
+					if err := conn.SetDeadline(start.Add(time.Second)); err != nil {
+						b.Fatal(err)
+					}
 					if _, err := conn.Write([]byte("ping")); err != nil {
 						b.Fatal(err)
 					}

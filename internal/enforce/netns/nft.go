@@ -280,7 +280,7 @@ func inetTable(name string) *nftables.Table {
 }
 
 func recordSet(t *nftables.Table, env string) *nftables.Set {
-	return &nftables.Set{Table: t, ID: uint32(len(setLayout) + 1), Name: envObject(env, recordSetName), KeyType: nftables.TypeInteger}
+	return &nftables.Set{Table: t, ID: uint32(len(setLayout) + 1), Name: envObject(env, recordSetName), KeyType: nftables.TypeInteger} //nolint:gosec // G115: setLayout holds 8 sets
 }
 
 // queueApply queues, on c, making env's objects hold rs and record: when

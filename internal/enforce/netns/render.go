@@ -149,7 +149,7 @@ func protoPorts(p apiv1.Port, v6 bool) (uint8, portSpan, error) {
 	if lo < 0 || hi > 65535 || hi < lo {
 		return 0, portSpan{}, fmt.Errorf("port range %d-%d is not within 0-65535", lo, hi)
 	}
-	return proto, portSpan{uint16(lo), uint16(hi)}, nil
+	return proto, portSpan{uint16(lo), uint16(hi)}, nil //nolint:gosec // G115: checked within 0-65535 above
 }
 
 // elementCount is how many set elements the ruleset needs.

@@ -47,7 +47,7 @@ func (m nestedDefault) PlanModifySet(_ context.Context, req planmodifier.SetRequ
 	}
 	filled, err := m.fill(req.ConfigValue, m.names)
 	if err != nil {
-		resp.Diagnostics.AddAttributeError(req.Path, "Provider bug: default values", err.Error())
+		resp.Diagnostics.AddAttributeError(req.Path, "Unable to plan default values", err.Error()+"\n\nThis is a bug in the provider; please report it.")
 		return
 	}
 	resp.PlanValue = filled.(types.Set)

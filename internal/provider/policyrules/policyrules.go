@@ -1,5 +1,8 @@
 // Package policyrules maps a network policy's selectors, peers, ports and
-// rules between Terraform values and the API v1 wire types.
+// rules between Terraform values and the API v1 wire types. Each nested
+// object has a tfsdk-tagged struct (Selector, Peer, Port, IngressRule,
+// EgressRule); values are built with types.ObjectValueFrom and read back
+// with As and ElementsAs, never by walking attr.Value by hand.
 //
 // Rules, peers, ports, except lists and policy types are sets in Terraform:
 // their order means nothing to the API, so reordering them in HCL must not
@@ -7,20 +10,26 @@
 // the API ("any peer", "any port"), so the API's empty lists are always read
 // back as null, and the schema rejects empty sets in configuration (see
 // package validators) so that the two can never disagree.
+//
+// Reading a value that is not known yet (at plan time) answers known=false
+// rather than an error: validators check it again once it is known, and
+// only the resource's apply, where it cannot happen, turns it into an error.
 package policyrules
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
-// Attribute names shared by the schemas and the conversions.
+// Attribute names shared by the schemas and the structs' tfsdk tags.
 const (
 	AttrMatchLabels         = "match_labels"
 	AttrCIDR                = "cidr"
@@ -49,6 +58,37 @@ var (
 		AttrEndPort:  types.Int64Type,
 	}}
 )
+
+// Selector is an environment_selector object.
+type Selector struct {
+	MatchLabels types.Map `tfsdk:"match_labels"`
+}
+
+// Peer is one peer of a rule: a CIDR (with except) or an environment selector.
+type Peer struct {
+	CIDR                types.String `tfsdk:"cidr"`
+	Except              types.Set    `tfsdk:"except"`
+	EnvironmentSelector types.Object `tfsdk:"environment_selector"`
+}
+
+// Port is one port (or range) of a rule.
+type Port struct {
+	Protocol types.String `tfsdk:"protocol"`
+	Port     types.Int64  `tfsdk:"port"`
+	EndPort  types.Int64  `tfsdk:"end_port"`
+}
+
+// IngressRule is one object of a policy's ingress set.
+type IngressRule struct {
+	From  types.Set `tfsdk:"from"`
+	Ports types.Set `tfsdk:"ports"`
+}
+
+// EgressRule is one object of a policy's egress set.
+type EgressRule struct {
+	To    types.Set `tfsdk:"to"`
+	Ports types.Set `tfsdk:"ports"`
+}
 
 // Direction is ingress or egress: the two differ only in the name of the
 // attribute that holds a rule's peers.
@@ -84,48 +124,48 @@ func (d Direction) SetType() types.SetType { return types.SetType{ElemType: d.Ru
 // rules is null.
 func (d Direction) SetValue(rules []Rule) types.Set {
 	return setOrNull(d.RuleType(), rules, func(r Rule) attr.Value {
-		return types.ObjectValueMust(d.RuleType().AttrTypes, map[string]attr.Value{
-			d.PeersAttr: PeersValue(r.Peers),
-			AttrPorts:   PortsValue(r.Ports),
-		})
+		peers, ports := PeersValue(r.Peers), PortsValue(r.Ports)
+		if d == Ingress {
+			return objectValue(d.RuleType(), IngressRule{From: peers, Ports: ports})
+		}
+		return objectValue(d.RuleType(), EgressRule{To: peers, Ports: ports})
 	})
 }
 
-// Rules returns the rules in the policy attribute of d. It fails when any
-// part is unknown, which cannot happen once Terraform applies a plan.
-func (d Direction) Rules(s types.Set) ([]Rule, diag.Diagnostics) {
-	var diags diag.Diagnostics
-	if s.IsUnknown() {
-		diags.AddError("Unknown policy rules", fmt.Sprintf("The %s rules are not known yet; this is a bug in the provider when it happens during apply.", d.Name))
-		return nil, diags
+// Rules returns the rules in the policy attribute of d, in the set's
+// element order. known is false when any part is unknown.
+func (d Direction) Rules(ctx context.Context, s types.Set) (rules []Rule, known bool, diags diag.Diagnostics) {
+	objs, known, diags := elements[types.Object](ctx, s)
+	if !known {
+		return nil, false, diags
 	}
-	var rules []Rule
-	for _, elem := range s.Elements() {
-		r, ok := d.rule(elem)
+	for _, o := range objs {
+		peers, ports, ok, ds := d.parts(ctx, o)
+		diags.Append(ds...)
 		if !ok {
-			diags.AddError("Unknown policy rule", fmt.Sprintf("A %s rule is not known yet; this is a bug in the provider when it happens during apply.", d.Name))
-			return nil, diags
+			return nil, false, diags
+		}
+		var r Rule
+		if r.Peers, known, diags = collect(ctx, peers, PeerFromObject, diags); !known {
+			return nil, false, diags
+		}
+		if r.Ports, known, diags = collect(ctx, ports, PortFromObject, diags); !known {
+			return nil, false, diags
 		}
 		rules = append(rules, r)
 	}
-	return rules, diags
+	return rules, true, diags
 }
 
-func (d Direction) rule(v attr.Value) (Rule, bool) {
-	obj, ok := v.(types.Object)
-	if !ok || obj.IsUnknown() {
-		return Rule{}, false
+// parts reads a rule object of d into its struct and answers its peers
+// and ports.
+func (d Direction) parts(ctx context.Context, o types.Object) (peers, ports types.Set, known bool, diags diag.Diagnostics) {
+	if d == Ingress {
+		r, known, diags := as[IngressRule](ctx, o)
+		return r.From, r.Ports, known, diags
 	}
-	attrs := obj.Attributes()
-	peers, ok := fromSet(attrs[d.PeersAttr], PeerFromObject)
-	if !ok {
-		return Rule{}, false
-	}
-	ports, ok := fromSet(attrs[AttrPorts], PortFromObject)
-	if !ok {
-		return Rule{}, false
-	}
-	return Rule{Peers: peers, Ports: ports}, true
+	r, known, diags := as[EgressRule](ctx, o)
+	return r.To, r.Ports, known, diags
 }
 
 // IngressRules converts API ingress rules to Rules.
@@ -169,166 +209,174 @@ func APIEgress(rules []Rule) []apiv1.EgressRule {
 func SelectorValue(s apiv1.Selector) types.Object {
 	labels := types.MapNull(types.StringType)
 	if len(s.MatchLabels) > 0 {
-		elems := make(map[string]attr.Value, len(s.MatchLabels))
-		for k, v := range s.MatchLabels {
-			elems[k] = types.StringValue(v)
-		}
-		labels = types.MapValueMust(types.StringType, elems)
+		labels, _ = types.MapValueFrom(context.Background(), types.StringType, s.MatchLabels) // a map of strings always converts
 	}
-	return types.ObjectValueMust(SelectorType.AttrTypes, map[string]attr.Value{AttrMatchLabels: labels})
+	return objectValue(SelectorType, Selector{MatchLabels: labels})
 }
 
 // SelectorFromObject returns the selector an object holds; a null object
-// or null match_labels is the empty selector. ok is false when any part is
-// unknown.
-func SelectorFromObject(o types.Object) (s apiv1.Selector, ok bool) {
+// or null match_labels is the empty selector. known is false when any part
+// is unknown.
+func SelectorFromObject(ctx context.Context, o types.Object) (s apiv1.Selector, known bool, diags diag.Diagnostics) {
 	s.MatchLabels = map[string]string{}
-	if o.IsUnknown() {
-		return s, false
-	}
 	if o.IsNull() {
-		return s, true
+		return s, true, nil
 	}
-	m, ok := o.Attributes()[AttrMatchLabels].(types.Map)
-	if !ok || m.IsUnknown() {
-		return s, false
+	sel, known, diags := as[Selector](ctx, o)
+	if !known || sel.MatchLabels.IsNull() {
+		return s, known, diags
 	}
-	for k, v := range m.Elements() {
-		sv, ok := v.(types.String)
-		if !ok || sv.IsUnknown() {
-			return s, false
+	if sel.MatchLabels.IsUnknown() {
+		return s, false, diags
+	}
+	var labels map[string]types.String
+	if diags.Append(sel.MatchLabels.ElementsAs(ctx, &labels, false)...); diags.HasError() {
+		return s, false, diags
+	}
+	for k, v := range labels {
+		if v.IsUnknown() {
+			return s, false, diags
 		}
-		s.MatchLabels[k] = sv.ValueString()
+		s.MatchLabels[k] = v.ValueString()
 	}
-	return s, true
+	return s, true, diags
 }
 
 // PeerValue returns a peer as an object.
-func PeerValue(p apiv1.Peer) attr.Value {
-	cidr := types.StringNull()
-	if p.CIDR != "" {
-		cidr = types.StringValue(p.CIDR)
-	}
+func PeerValue(p apiv1.Peer) types.Object { return objectValue(PeerType, PeerFromAPI(p)) }
+
+// PeerFromAPI returns a peer as its struct, for objects that embed one;
+// the API's "" CIDR is null.
+func PeerFromAPI(p apiv1.Peer) Peer {
 	selector := types.ObjectNull(SelectorType.AttrTypes)
 	if p.EnvironmentSelector != nil {
 		selector = SelectorValue(*p.EnvironmentSelector)
 	}
-	return types.ObjectValueMust(PeerType.AttrTypes, map[string]attr.Value{
-		AttrCIDR:                cidr,
-		AttrExcept:              setOrNull(types.StringType, p.Except, func(s string) attr.Value { return types.StringValue(s) }),
-		AttrEnvironmentSelector: selector,
-	})
+	return Peer{
+		CIDR:                stringOrNull(p.CIDR),
+		Except:              StringSetValue(p.Except),
+		EnvironmentSelector: selector,
+	}
 }
 
-// PeerFromObject returns the peer an object holds. ok is false when any
+// PeerFromObject returns the peer an object holds. known is false when any
 // part is unknown. Except keeps the order of the set's elements, so an
 // index into it names an element of the set.
-func PeerFromObject(v attr.Value) (p apiv1.Peer, ok bool) {
-	obj, isObj := v.(types.Object)
-	if !isObj || obj.IsUnknown() || obj.IsNull() {
-		return p, false
+func PeerFromObject(ctx context.Context, o types.Object) (p apiv1.Peer, known bool, diags diag.Diagnostics) {
+	peer, known, diags := as[Peer](ctx, o)
+	if !known || peer.CIDR.IsUnknown() || peer.EnvironmentSelector.IsUnknown() {
+		return p, false, diags
 	}
-	attrs := obj.Attributes()
-	cidr, ok := attrs[AttrCIDR].(types.String)
-	if !ok || cidr.IsUnknown() {
-		return p, false
+	p.CIDR = peer.CIDR.ValueString()
+	if p.Except, known, diags = collect(ctx, peer.Except, stringFromValue, diags); !known {
+		return p, false, diags
 	}
-	p.CIDR = cidr.ValueString()
-	if p.Except, ok = fromSet(attrs[AttrExcept], stringFromValue); !ok {
-		return p, false
-	}
-	sel, ok := attrs[AttrEnvironmentSelector].(types.Object)
-	if !ok || sel.IsUnknown() {
-		return p, false
-	}
-	if !sel.IsNull() {
-		s, ok := SelectorFromObject(sel)
-		if !ok {
-			return p, false
+	if !peer.EnvironmentSelector.IsNull() {
+		s, known, ds := SelectorFromObject(ctx, peer.EnvironmentSelector)
+		if diags.Append(ds...); !known {
+			return p, false, diags
 		}
 		p.EnvironmentSelector = &s
 	}
-	return p, true
+	return p, true, diags
 }
 
 // PeersValue returns peers as a set, null when there are none (any peer).
-func PeersValue(peers []apiv1.Peer) types.Set { return setOrNull(PeerType, peers, PeerValue) }
+func PeersValue(peers []apiv1.Peer) types.Set {
+	return setOrNull(PeerType, peers, func(p apiv1.Peer) attr.Value { return PeerValue(p) })
+}
 
 // PortsValue returns ports as a set, null when there are none (every port).
-func PortsValue(ports []apiv1.Port) types.Set { return setOrNull(PortType, ports, PortValue) }
+func PortsValue(ports []apiv1.Port) types.Set {
+	return setOrNull(PortType, ports, func(p apiv1.Port) attr.Value { return PortValue(p) })
+}
 
 // PortValue returns a port as an object.
-func PortValue(p apiv1.Port) attr.Value {
-	return types.ObjectValueMust(PortType.AttrTypes, map[string]attr.Value{
-		AttrProtocol: types.StringValue(cmpOr(p.Protocol, apiv1.ProtocolTCP)),
-		AttrPort:     int64OrNull(p.Port),
-		AttrEndPort:  int64OrNull(p.EndPort),
+func PortValue(p apiv1.Port) types.Object {
+	return objectValue(PortType, Port{
+		Protocol: types.StringValue(cmpOr(p.Protocol, apiv1.ProtocolTCP)),
+		Port:     int64OrNull(p.Port),
+		EndPort:  int64OrNull(p.EndPort),
 	})
 }
 
 // PortFromObject returns the port an object holds; a null protocol is tcp.
-// ok is false when any part is unknown.
-func PortFromObject(v attr.Value) (p apiv1.Port, ok bool) {
-	obj, isObj := v.(types.Object)
-	if !isObj || obj.IsUnknown() || obj.IsNull() {
-		return p, false
+// known is false when any part is unknown.
+func PortFromObject(ctx context.Context, o types.Object) (p apiv1.Port, known bool, diags diag.Diagnostics) {
+	port, known, diags := as[Port](ctx, o)
+	if !known || port.Protocol.IsUnknown() || port.Port.IsUnknown() || port.EndPort.IsUnknown() {
+		return p, false, diags
 	}
-	attrs := obj.Attributes()
-	proto, ok1 := attrs[AttrProtocol].(types.String)
-	port, ok2 := attrs[AttrPort].(types.Int64)
-	end, ok3 := attrs[AttrEndPort].(types.Int64)
-	if !ok1 || !ok2 || !ok3 || proto.IsUnknown() || port.IsUnknown() || end.IsUnknown() {
-		return p, false
-	}
-	p.Protocol = cmpOr(proto.ValueString(), apiv1.ProtocolTCP)
-	p.Port = intOrNil(port)
-	p.EndPort = intOrNil(end)
-	return p, true
+	p.Protocol = cmpOr(port.Protocol.ValueString(), apiv1.ProtocolTCP)
+	p.Port = intOrNil(port.Port)
+	p.EndPort = intOrNil(port.EndPort)
+	return p, true, diags
 }
 
 // StringsFromSet returns the strings of a set of strings, in the set's
-// element order. ok is false when the set or an element is unknown.
-func StringsFromSet(v attr.Value) ([]string, bool) { return fromSet(v, stringFromValue) }
+// element order. known is false when the set or an element is unknown.
+func StringsFromSet(ctx context.Context, s types.Set) ([]string, bool, diag.Diagnostics) {
+	return collect(ctx, s, stringFromValue, nil)
+}
 
 // StringSetValue returns strs as a set, null when empty.
 func StringSetValue(strs []string) types.Set {
 	return setOrNull(types.StringType, strs, func(s string) attr.Value { return types.StringValue(s) })
 }
 
-// MapFromValue returns the string map a map value holds (nil when null).
-// ok is false when it or an element is unknown.
-func MapFromValue(v types.Map) (map[string]string, bool) {
-	if v.IsUnknown() {
-		return nil, false
+// as reads an object into its struct T. known is false when the object is
+// null or unknown, or does not fit T (then diags say why).
+func as[T any](ctx context.Context, o types.Object) (v T, known bool, diags diag.Diagnostics) {
+	if o.IsNull() || o.IsUnknown() {
+		return v, false, nil
 	}
-	if v.IsNull() {
-		return nil, true
-	}
-	out := make(map[string]string, len(v.Elements()))
-	for k, e := range v.Elements() {
-		s, ok := e.(types.String)
-		if !ok || s.IsUnknown() {
-			return nil, false
-		}
-		out[k] = s.ValueString()
-	}
-	return out, true
+	diags = o.As(ctx, &v, basetypes.ObjectAsOptions{})
+	return v, !diags.HasError(), diags
 }
 
-func fromSet[T any](v attr.Value, conv func(attr.Value) (T, bool)) ([]T, bool) {
-	s, ok := v.(types.Set)
-	if !ok || s.IsUnknown() {
-		return nil, false
+// elements reads a set's elements into []T (T an attr.Value type, so that
+// unknown elements read too). A null set has none; an unknown one is not
+// read at all, as ElementsAs must never be asked to.
+func elements[T any](ctx context.Context, s types.Set) ([]T, bool, diag.Diagnostics) {
+	if s.IsNull() {
+		return nil, true, nil
+	}
+	if s.IsUnknown() {
+		return nil, false, nil
 	}
 	var out []T
-	for _, e := range s.Elements() {
-		t, ok := conv(e)
-		if !ok {
-			return nil, false
+	diags := s.ElementsAs(ctx, &out, false)
+	return out, !diags.HasError(), diags
+}
+
+// collect converts each element of a set with conv, adding its
+// diagnostics to diags; known is false when the set or an element is
+// unknown.
+func collect[E, T any](ctx context.Context, s types.Set, conv func(context.Context, E) (T, bool, diag.Diagnostics), diags diag.Diagnostics) ([]T, bool, diag.Diagnostics) {
+	elems, known, ds := elements[E](ctx, s)
+	if diags.Append(ds...); !known {
+		return nil, false, diags
+	}
+	var out []T
+	for _, e := range elems {
+		t, known, ds := conv(ctx, e)
+		if diags.Append(ds...); !known {
+			return nil, false, diags
 		}
 		out = append(out, t)
 	}
-	return out, true
+	return out, true, diags
+}
+
+// objectValue is types.ObjectValueFrom for this package's structs, whose
+// tags match their object types by construction: like ObjectValueMust, it
+// panics on a mismatch, which is a bug caught by any test.
+func objectValue(t types.ObjectType, v any) types.Object {
+	o, diags := types.ObjectValueFrom(context.Background(), t.AttrTypes, v)
+	if diags.HasError() {
+		panic(fmt.Sprintf("policyrules: %T does not fit %s: %v", v, t, diags))
+	}
+	return o
 }
 
 // setOrNull builds a set, dropping duplicates (a set holds each value once,
@@ -347,12 +395,15 @@ func setOrNull[T any](elemType attr.Type, items []T, conv func(T) attr.Value) ty
 	return types.SetValueMust(elemType, elems)
 }
 
-func stringFromValue(v attr.Value) (string, bool) {
-	s, ok := v.(types.String)
-	if !ok || s.IsUnknown() {
-		return "", false
+func stringFromValue(_ context.Context, s types.String) (string, bool, diag.Diagnostics) {
+	return s.ValueString(), !s.IsUnknown(), nil
+}
+
+func stringOrNull(s string) types.String {
+	if s == "" {
+		return types.StringNull()
 	}
-	return s.ValueString(), true
+	return types.StringValue(s)
 }
 
 func int64OrNull(p *int) types.Int64 {

@@ -1,6 +1,7 @@
 package policyrules
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -43,9 +44,9 @@ func TestSetValue_RoundTripsThroughTheAPIForm(t *testing.T) {
 	t.Parallel()
 	for _, dir := range []Direction{Ingress, Egress} {
 		v := dir.SetValue(IngressRules(rulesA))
-		rules, diags := dir.Rules(v)
-		if diags.HasError() {
-			t.Fatalf("%s: %v", dir.Name, diags)
+		rules, known, diags := dir.Rules(context.Background(), v)
+		if diags.HasError() || !known {
+			t.Fatalf("%s: known=%v %v", dir.Name, known, diags)
 		}
 		// Built again from what it read, the value is the same set.
 		if again := dir.SetValue(rules); !again.Equal(v) {
@@ -67,7 +68,7 @@ func TestSetValue_EmptyListsAreNullAsInConfiguration(t *testing.T) {
 	if !rule["from"].IsNull() {
 		t.Errorf("a rule with no peers has from = %s, want null (any peer)", rule["from"])
 	}
-	peer := PeerValue(apiv1.Peer{CIDR: "10.0.0.0/8"}).(types.Object).Attributes()
+	peer := PeerValue(apiv1.Peer{CIDR: "10.0.0.0/8"}).Attributes()
 	if !peer[AttrExcept].IsNull() || !peer[AttrEnvironmentSelector].IsNull() {
 		t.Errorf("a plain CIDR peer = %v, want null except and environment_selector", peer)
 	}
@@ -82,11 +83,38 @@ func TestPortFromObject_NullProtocolIsTCP(t *testing.T) {
 	obj := types.ObjectValueMust(PortType.AttrTypes, map[string]attr.Value{
 		AttrProtocol: types.StringNull(), AttrPort: types.Int64Value(443), AttrEndPort: types.Int64Null(),
 	})
-	got, ok := PortFromObject(obj)
-	if !ok {
+	got, known, diags := PortFromObject(context.Background(), obj)
+	if !known || diags.HasError() {
 		t.Fatal("a known port was not read")
 	}
 	if diff := cmp.Diff(apiv1.Port{Protocol: "tcp", Port: ptr(443)}, got); diff != "" {
 		t.Errorf("port (-want +got):\n%s", diff)
+	}
+}
+
+func TestRules_AnUnknownPartIsNotKnownYetRatherThanAnError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	peer := types.ObjectValueMust(PeerType.AttrTypes, map[string]attr.Value{
+		AttrCIDR:                types.StringValue("10.0.0.0/8"),
+		AttrExcept:              types.SetValueMust(types.StringType, []attr.Value{types.StringUnknown()}),
+		AttrEnvironmentSelector: types.ObjectNull(SelectorType.AttrTypes),
+	})
+	rule := types.ObjectValueMust(Ingress.RuleType().AttrTypes, map[string]attr.Value{
+		"from":    types.SetValueMust(PeerType, []attr.Value{peer}),
+		AttrPorts: types.SetNull(PortType),
+	})
+	for name, set := range map[string]types.Set{
+		"unknown set":        types.SetUnknown(Ingress.RuleType()),
+		"unknown except":     types.SetValueMust(Ingress.RuleType(), []attr.Value{rule}),
+		"unknown rule value": types.SetValueMust(Ingress.RuleType(), []attr.Value{types.ObjectUnknown(Ingress.RuleType().AttrTypes)}),
+	} {
+		rules, known, diags := Ingress.Rules(ctx, set)
+		if known || diags.HasError() || rules != nil {
+			t.Errorf("%s: rules=%v known=%v diags=%v, want not known and no error", name, rules, known, diags)
+		}
+	}
+	if rules, known, diags := Ingress.Rules(ctx, types.SetNull(Ingress.RuleType())); !known || diags.HasError() || rules != nil {
+		t.Errorf("null set: rules=%v known=%v diags=%v, want no rules, known", rules, known, diags)
 	}
 }

@@ -45,19 +45,19 @@ func PolicyPort() validator.Object {
 // the attribute it names.
 type apiObject[T any] struct {
 	description string
-	convert     func(attr.Value) (T, bool)
+	convert     func(context.Context, types.Object) (T, bool, diag.Diagnostics)
 	check       func(field string, v T) []apiv1.FieldError
 }
 
 func (v apiObject[T]) Description(context.Context) string         { return v.description }
 func (v apiObject[T]) MarkdownDescription(context.Context) string { return v.description }
 
-func (v apiObject[T]) ValidateObject(_ context.Context, req validator.ObjectRequest, resp *validator.ObjectResponse) {
+func (v apiObject[T]) ValidateObject(ctx context.Context, req validator.ObjectRequest, resp *validator.ObjectResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	obj, ok := v.convert(req.ConfigValue)
-	if !ok {
+	obj, known, diags := v.convert(ctx, req.ConfigValue)
+	if resp.Diagnostics.Append(diags...); !known {
 		return // an unknown part: checked again once known
 	}
 	for _, fe := range v.check("", obj) {
@@ -79,14 +79,18 @@ func (portsDistinct) Description(context.Context) string {
 
 func (p portsDistinct) MarkdownDescription(ctx context.Context) string { return p.Description(ctx) }
 
-func (portsDistinct) ValidateSet(_ context.Context, req validator.SetRequest, resp *validator.SetResponse) {
+func (portsDistinct) ValidateSet(ctx context.Context, req validator.SetRequest, resp *validator.SetResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
+	var elems []types.Object
+	if resp.Diagnostics.Append(req.ConfigValue.ElementsAs(ctx, &elems, false)...); resp.Diagnostics.HasError() {
+		return
+	}
 	seen := map[string]bool{}
-	for _, elem := range req.ConfigValue.Elements() {
-		port, ok := policyrules.PortFromObject(elem)
-		if !ok {
+	for _, elem := range elems {
+		port, known, diags := policyrules.PortFromObject(ctx, elem)
+		if resp.Diagnostics.Append(diags...); !known {
 			continue
 		}
 		key := port.Protocol
@@ -116,12 +120,12 @@ func (policyTypes) Description(context.Context) string {
 
 func (p policyTypes) MarkdownDescription(ctx context.Context) string { return p.Description(ctx) }
 
-func (policyTypes) ValidateSet(_ context.Context, req validator.SetRequest, resp *validator.SetResponse) {
+func (policyTypes) ValidateSet(ctx context.Context, req validator.SetRequest, resp *validator.SetResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	listed, ok := policyrules.StringsFromSet(req.ConfigValue)
-	if !ok {
+	listed, known, diags := policyrules.StringsFromSet(ctx, req.ConfigValue)
+	if resp.Diagnostics.Append(diags...); !known {
 		return
 	}
 	for _, fe := range apiv1.ValidatePolicyTypes("", listed) {
@@ -147,16 +151,17 @@ func (v notEmpty) Description(context.Context) string {
 func (v notEmpty) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
 
 func (v notEmpty) ValidateSet(_ context.Context, req validator.SetRequest, resp *validator.SetResponse) {
-	if !req.ConfigValue.IsNull() && !req.ConfigValue.IsUnknown() && len(req.ConfigValue.Elements()) == 0 {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+lastName(req.Path),
-			fmt.Sprintf("%s must not be empty: %s.", HumanPath(req.Path), v.hint))
-	}
+	v.check(req.Path, req.ConfigValue, len(req.ConfigValue.Elements()), &resp.Diagnostics)
 }
 
 func (v notEmpty) ValidateMap(_ context.Context, req validator.MapRequest, resp *validator.MapResponse) {
-	if !req.ConfigValue.IsNull() && !req.ConfigValue.IsUnknown() && len(req.ConfigValue.Elements()) == 0 {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+lastName(req.Path),
-			fmt.Sprintf("%s must not be empty: %s.", HumanPath(req.Path), v.hint))
+	v.check(req.Path, req.ConfigValue, len(req.ConfigValue.Elements()), &resp.Diagnostics)
+}
+
+// check is both: a known collection of n elements must have some.
+func (v notEmpty) check(p path.Path, value attr.Value, n int, diags *diag.Diagnostics) {
+	if !value.IsNull() && !value.IsUnknown() && n == 0 {
+		diags.AddAttributeError(p, "Invalid "+lastName(p), fmt.Sprintf("%s must not be empty: %s.", HumanPath(p), v.hint))
 	}
 }
 
@@ -176,8 +181,11 @@ func (r rulesMatchTypes) MarkdownDescription(ctx context.Context) string { retur
 func (rulesMatchTypes) ValidateResource(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var typesSet types.Set
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("policy_types"), &typesSet)...)
-	listed, ok := policyrules.StringsFromSet(typesSet)
-	if resp.Diagnostics.HasError() || !ok {
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	listed, known, diags := policyrules.StringsFromSet(ctx, typesSet)
+	if resp.Diagnostics.Append(diags...); !known {
 		return
 	}
 	for _, dir := range []policyrules.Direction{policyrules.Ingress, policyrules.Egress} {
@@ -215,8 +223,8 @@ func (policyLimits) ValidateResource(ctx context.Context, req resource.ValidateC
 		if resp.Diagnostics.HasError() {
 			return
 		}
-		got, diags := dir.Rules(rules)
-		if diags.HasError() {
+		got, known, diags := dir.Rules(ctx, rules)
+		if resp.Diagnostics.Append(diags...); !known {
 			return // an unknown part: checked again once known
 		}
 		sets[dir.Name] = rules

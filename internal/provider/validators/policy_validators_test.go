@@ -79,7 +79,7 @@ func TestPolicyPeer_ReportsEachErrorOnTheAttributeItNames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			v := policyrules.PeerValue(tt.peer).(types.Object)
+			v := policyrules.PeerValue(tt.peer)
 			base := rulePeer.AtSetValue(v)
 			resp := &validator.ObjectResponse{}
 			PolicyPeer().ValidateObject(context.Background(), validator.ObjectRequest{Path: base, ConfigValue: v}, resp)
@@ -134,7 +134,7 @@ func TestPolicyPort_ReportsEachErrorOnTheAttributeItNames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			v := policyrules.PortValue(tt.port).(types.Object)
+			v := policyrules.PortValue(tt.port)
 			base := path.Root("ingress").AtSetValue(types.StringValue("rule")).AtName("ports").AtSetValue(v)
 			resp := &validator.ObjectResponse{}
 			PolicyPort().ValidateObject(context.Background(), validator.ObjectRequest{Path: base, ConfigValue: v}, resp)

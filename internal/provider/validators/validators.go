@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
@@ -26,6 +27,17 @@ func APIString(description string, check StringCheck) validator.String {
 func Name() validator.String {
 	return APIString("must be a DNS label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", apiv1.ValidateName)
 }
+
+// ID checks an attribute that names an object by its id (project_id,
+// environment_id, a data source's id): it must not be empty. Whether the
+// object exists is the server's to say.
+func ID() validator.String { return stringvalidator.LengthAtLeast(1) }
+
+// Role checks a token's role: one of apiv1.Roles.
+func Role() validator.String { return stringvalidator.OneOf(apiv1.Roles...) }
+
+// State checks an environment state filter: one of apiv1.States.
+func State() validator.String { return stringvalidator.OneOf(apiv1.States...) }
 
 // Description checks a free-text description's length.
 func Description() validator.String {

@@ -45,7 +45,9 @@ func Serve(t testing.TB, namespace string, ports []int) {
 	})
 	t.Cleanup(func() {
 		for _, c := range closers {
-			c()
+			if err := c(); err != nil {
+				t.Errorf("close a listener in %s: %v", namespace, err)
+			}
 		}
 		wg.Wait()
 	})
@@ -75,7 +77,7 @@ func newEchoer(network string, c net.PacketConn) (func(), error) {
 			return nil, err
 		}
 		return echoLoop(pc.ReadFrom, func(b []byte, cm *ipv4.ControlMessage, to net.Addr) {
-			pc.WriteTo(b, &ipv4.ControlMessage{Src: cm.Dst}, to)
+			_, _ = pc.WriteTo(b, &ipv4.ControlMessage{Src: cm.Dst}, to)
 		}), nil
 	}
 	pc := ipv6.NewPacketConn(c)
@@ -83,12 +85,13 @@ func newEchoer(network string, c net.PacketConn) (func(), error) {
 		return nil, err
 	}
 	return echoLoop(pc.ReadFrom, func(b []byte, cm *ipv6.ControlMessage, to net.Addr) {
-		pc.WriteTo(b, &ipv6.ControlMessage{Src: cm.Dst}, to)
+		_, _ = pc.WriteTo(b, &ipv6.ControlMessage{Src: cm.Dst}, to)
 	}), nil
 }
 
 // echoLoop reads datagrams with their control messages (ipv4's or
-// ipv6's) and hands each to reply, until the connection closes.
+// ipv6's) and hands each to reply, until the connection closes. A reply
+// that fails is a datagram lost, which the probe that sent it reports.
 func echoLoop[CM any](read func([]byte) (int, *CM, net.Addr, error), reply func([]byte, *CM, net.Addr)) func() {
 	return func() {
 		buf := make([]byte, 1500)

@@ -66,7 +66,8 @@ func NewNamespace(t testing.TB, name string) {
 		// No duplicate address detection: a tentative link-local
 		// address stalls IPv6 neighbour discovery for a second.
 		for _, key := range []string{"all", "default"} {
-			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+key+"/accept_dad", []byte("0"), 0o644); err != nil {
+			// The file exists: a mode would apply only to a file created.
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+key+"/accept_dad", []byte("0"), 0); err != nil {
 				return err
 			}
 		}

@@ -163,7 +163,9 @@ func sendUDP(p Probe, deadline time.Time) (bool, error) {
 		return false, err
 	}
 	defer c.Close()
-	c.SetDeadline(deadline)
+	if err := c.SetDeadline(deadline); err != nil {
+		return false, err
+	}
 	msg := fmt.Appendf(nil, "probe %d", probeSeq.Add(1))
 	if _, err := c.Write(msg); err != nil {
 		return false, err
@@ -197,7 +199,9 @@ func sendICMP(p Probe, deadline time.Time) (bool, error) {
 		return false, err
 	}
 	defer c.Close()
-	c.SetDeadline(deadline)
+	if err := c.SetDeadline(deadline); err != nil {
+		return false, err
+	}
 	seq := probeSeq.Add(1)
 	// Conntrack keys echoes by identifier: a fresh one per probe keeps an
 	// earlier probe's flow from letting this one through as "established".

@@ -1,4 +1,4 @@
-package api
+package control
 
 import (
 	"context"
@@ -61,4 +61,22 @@ func findName[T any](ctx context.Context, list func(context.Context, store.ListQ
 		}
 		q.Cursor = next
 	}
+}
+
+// projectExists is the check that an object's project_id names a project.
+func projectExists(ctx context.Context, tx store.Reader, id string) error {
+	if _, err := tx.GetProject(ctx, id); errors.Is(err, store.ErrNotFound) {
+		return NoSuchProject(id)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// NoSuchProject is the answer to a body naming a project that does not
+// exist, or that the caller may not see: the two must look the same.
+func NoSuchProject(id string) *problem.Error {
+	e := problem.NoSuch("project", id)
+	e.Fields = []apiv1.FieldError{{Field: "project_id", Message: "names no project"}}
+	return e
 }

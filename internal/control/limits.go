@@ -1,4 +1,4 @@
-package api
+package control
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -29,7 +28,7 @@ func limitExceeded(field, format string, args ...any) *problem.Error {
 // skip (the one a patch replaces); bytes is their specs' JSON, counted
 // only when withBytes is set.
 func projectSize(ctx context.Context, r store.Reader, projectID, skip string, withBytes bool) (count int, size apiv1.PolicySize, bytes int, err error) {
-	policies, err := control.ProjectPolicies(ctx, r, projectID)
+	policies, err := ProjectPolicies(ctx, r, projectID)
 	if err != nil {
 		return 0, size, 0, err
 	}
@@ -69,12 +68,12 @@ func environmentCount(ctx context.Context, r store.Reader, projectID string) (in
 func checkEnvironmentRoom(ctx context.Context, tx store.Tx, projectID string) ([]apiv1.Policy, error) {
 	p, err := tx.GetProject(ctx, projectID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, noSuchProject(projectID)
+		return nil, NoSuchProject(projectID)
 	}
 	if err != nil {
 		return nil, err
 	}
-	policies, err := control.ProjectPolicies(ctx, tx, projectID)
+	policies, err := ProjectPolicies(ctx, tx, projectID)
 	if err != nil {
 		return nil, err
 	}
