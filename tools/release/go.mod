@@ -1,3 +1,6 @@
+// GoReleaser, pinned and built from the Go module proxy, in a module of its
+// own so that its many dependencies stay out of the project's go.mod. Run it
+// as `go tool -modfile=tools/release/go.mod goreleaser` (make release does).
 module github.com/isolationhq/terraform-provider-isolation/tools/release
 
 go 1.26.1
