@@ -249,7 +249,7 @@ func (c *check) installAndPlan(ctx context.Context, i int, cli string, server *d
 	platform := runtime.GOOS + "_" + runtime.GOARCH
 	binary := fmt.Sprintf("%s_v%s", project, c.version)
 	pkgDir := filepath.Join(c.mirror, hostname, "isolationhq", "isolation", c.version, platform)
-	if err := os.MkdirAll(pkgDir, 0o755); err != nil {
+	if err := os.MkdirAll(pkgDir, 0o750); err != nil {
 		return err
 	}
 	if err := extractZip(filepath.Join(c.dist, c.providerZip(platform)), binary, filepath.Join(pkgDir, binary)); err != nil {
@@ -483,7 +483,7 @@ func extractTarGz(archive, name, dst string) error {
 }
 
 func writeExecutable(dst string, r io.Reader) error {
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o700) //nolint:gosec // G302: a binary the check runs, in its own temporary directory
 	if err != nil {
 		return err
 	}
