@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -32,14 +31,6 @@ func createProjects(t *testing.T, p *proc, names ...string) {
 		if st, b, err := p.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: n}, ""); err != nil || st != 201 {
 			t.Fatalf("create %s: %d %s %v", n, st, b, err)
 		}
-	}
-}
-
-func stopProc(t *testing.T, p *proc) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("SIGTERM shutdown: %v", err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -79,10 +78,7 @@ func TestServe_SIGTERMAuditsEveryRefusalStillCounted(t *testing.T) {
 	if got := anonymous(t, p, n); got != n {
 		t.Fatalf("%d of %d anonymous requests refused", got, n)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("SIGTERM shutdown: %v", err)
-	}
+	stopProc(t, p)
 	events, refusals := auditedRefusals(t, dir)
 	if refusals != n {
 		t.Fatalf("after SIGTERM the trail stands for %d refusals in %d events, want %d", refusals, events, n)
@@ -104,8 +100,7 @@ func TestServe_Kill9LosesAtMostTheOpenMinutesCounts(t *testing.T) {
 	if st, b, err := p.do("GET", "/v1/audit-events?outcome=denied&limit=1000", nil, ""); err != nil || st != 200 {
 		t.Fatalf("audit read: %d %s %v", st, b, err)
 	}
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
+	killProc(t, p)
 	events, refusals := auditedRefusals(t, dir)
 	if events < 1 || refusals > n {
 		t.Fatalf("after kill -9: %d events standing for %d refusals of %d", events, refusals, n)

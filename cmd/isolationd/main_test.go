@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,16 +80,55 @@ func startProc(t *testing.T, dataDir string, flags ...string) *proc {
 			}
 		}
 	}()
+	p := &proc{cmd: cmd}
+	t.Cleanup(func() {
+		if cmd.ProcessState != nil {
+			return // the test stopped it and read how it exited
+		}
+		// Left running (or failing to start): how it exits is no longer
+		// the test's concern, only that it is gone.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 	select {
-	case u := <-urlc:
-		p := &proc{cmd: cmd, url: u}
-		t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	case p.url = <-urlc:
 		return p
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
 		t.Fatal("isolationd did not start within 30s")
 	}
 	return nil
+}
+
+// stopProc shuts isolationd down as an operator does (SIGTERM), and fails
+// the test unless it exits cleanly.
+func stopProc(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("SIGTERM shutdown: %v", err)
+	}
+}
+
+// killProc kills isolationd with SIGKILL, as a crash would, and reaps it.
+func killProc(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitKilled(t, p)
+}
+
+// waitKilled reaps isolationd once killed, and fails the test if it
+// exited any other way.
+func waitKilled(t *testing.T, p *proc) {
+	t.Helper()
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("isolationd was to die of SIGKILL: %v", err)
+	}
 }
 
 func (p *proc) do(method, path string, body any, key string) (int, []byte, error) {
@@ -132,7 +172,9 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 		t.Fatalf("create project: %d %s %v", status, body, err)
 	}
 	var prj apiv1.Project
-	json.Unmarshal(body, &prj)
+	if err := json.Unmarshal(body, &prj); err != nil {
+		t.Fatal(err)
+	}
 
 	const total, workers, killAfter = 120, 6, 40
 	type result struct {
@@ -154,13 +196,18 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 					continue // unanswered: retried after the restart
 				}
 				var e apiv1.Environment
-				json.Unmarshal(b, &e)
+				if err := json.Unmarshal(b, &e); err != nil {
+					t.Errorf("create %d answered %s: %v", i, b, err)
+					continue
+				}
 				mu.Lock()
 				results[i] = result{acked: true, id: e.ID}
 				acked++
 				if acked == killAfter {
 					once.Do(func() {
-						p.cmd.Process.Signal(syscall.SIGKILL)
+						if err := p.cmd.Process.Kill(); err != nil {
+							t.Errorf("kill -9: %v", err)
+						}
 						close(killed)
 					})
 				}
@@ -176,11 +223,11 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 	}
 	close(jobs)
 	wg.Wait()
-	p.cmd.Wait()
 	t.Logf("%d creates acknowledged before kill -9", acked)
 	if acked < killAfter {
 		t.Fatalf("only %d acknowledged", acked)
 	}
+	waitKilled(t, p)
 	// What the audit log got before the kill is in order; the restart
 	// catches up with the rest.
 	t.Logf("the audit log held seq 1 to %d at the kill", auditLogSeqs(t, auditLog, nil))
@@ -192,7 +239,9 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 			t.Fatalf("retry %d: %d %s %v", i, st, b, err)
 		}
 		var e apiv1.Environment
-		json.Unmarshal(b, &e)
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatalf("retry %d answered %s: %v", i, b, err)
+		}
 		if results[i].acked && results[i].id != e.ID {
 			t.Fatalf("create %d was acknowledged as %s but the retry answered %s", i, results[i].id, e.ID)
 		}
@@ -202,7 +251,9 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	json.Unmarshal(b, &list)
+	if err := json.Unmarshal(b, &list); err != nil {
+		t.Fatalf("list answered %s: %v", b, err)
+	}
 	names := map[string]bool{}
 	for _, e := range list.Items {
 		if names[e.Name] {
@@ -220,10 +271,7 @@ func TestCrash_Kill9DuringABurstLosesNoAcknowledgedCreate(t *testing.T) {
 			t.Fatalf("environment %s after restart: %d %s %v", e.Name, st, b, err)
 		}
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("SIGTERM shutdown: %v", err)
-	}
+	stopProc(t, p)
 	if code, out := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 {
 		t.Fatalf("audit verify after the crash: exit %d: %s", code, out)
 	}
@@ -259,8 +307,7 @@ func TestAuditVerify_FailsNamingTheFirstAlteredEvent(t *testing.T) {
 			t.Fatalf("create: %d %s %v", st, b, err)
 		}
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.cmd.Wait()
+	stopProc(t, p)
 	if code, out := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "intact: 4 events") {
 		t.Fatalf("untouched chain: exit %d: %s", code, out)
 	}

@@ -266,7 +266,9 @@ func TestIdempotency_ReplayMismatchAndInFlight(t *testing.T) {
 			t.Fatalf("probe while the first request is in flight: %d %s", r.status, r.body)
 		}
 	}
-	pw.Write([]byte(`"slow"}`))
+	if _, err := pw.Write([]byte(`"slow"}`)); err != nil {
+		t.Fatal(err)
+	}
 	pw.Close()
 	res := <-done
 	res.Body.Close()
@@ -601,7 +603,8 @@ func TestLegacyEndpoints_WorkOnTheV1Model(t *testing.T) {
 }
 
 func TestRateLimit_AnswersTooManyRequestsWithRetryAfter(t *testing.T) {
-	h := newHarness(t, func(c *server.Config) { c.RateLimit = 0.5; c.RateBurst = 2 })
+	clock := clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Minute))
+	h := newHarness(t, func(c *server.Config) { c.RateLimit = 0.5; c.RateBurst = 2; c.Clock = clock })
 	h.do("GET", "/v1/projects", nil).json(t, 200, nil)
 	h.do("GET", "/v1/projects", nil).json(t, 200, nil)
 	r := h.do("GET", "/v1/projects", nil)
@@ -609,6 +612,9 @@ func TestRateLimit_AnswersTooManyRequestsWithRetryAfter(t *testing.T) {
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
 	}
+	// The bucket refills on the server's clock: one request every 2 s.
+	clock.Advance(2 * time.Second)
+	h.do("GET", "/v1/projects", nil).json(t, 200, nil)
 }
 
 func TestOperations_HealthReadinessMetricsAndOpenAPI(t *testing.T) {

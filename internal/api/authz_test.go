@@ -404,7 +404,9 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 		if next == "" {
 			break
 		}
-		fmt.Sscan(next, &cursor)
+		if _, err := fmt.Sscan(next, &cursor); err != nil {
+			t.Fatalf("next cursor %q: %v", next, err)
+		}
 	}
 	counted := map[kind]int{}
 	for _, c := range cells {

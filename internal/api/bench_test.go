@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +30,11 @@ func benchServer(b *testing.B, dir string) *server.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	b.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			b.Errorf("shutdown: %v", err)
+		}
+	})
 	return srv
 }
 
@@ -69,8 +74,12 @@ func roundTrip(b *testing.B, c *http.Client, req *http.Request, want int) bool {
 		b.Error(err)
 		return false
 	}
-	io.Copy(io.Discard, res.Body)
+	_, err = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
+	if err != nil {
+		b.Error(err)
+		return false
+	}
 	if res.StatusCode != want {
 		b.Errorf("status %d", res.StatusCode)
 		return false
@@ -115,9 +124,14 @@ func BenchmarkGetEnvironment(b *testing.B) {
 	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body)
+		// A failed write is the client's failure, which it reports.
+		_, _ = w.Write(body)
 	})}
-	go bare.Serve(ln)
+	go func() {
+		if err := bare.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			b.Errorf("bare server: %v", err)
+		}
+	}()
 	defer bare.Close()
 	bareURL := "http://" + ln.Addr().String() + "/v1/environments/" + env
 

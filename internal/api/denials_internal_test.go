@@ -78,7 +78,9 @@ func newDenialRig(t *testing.T) *denialRig {
 	})
 	rig.d = newDenials(control.New(control.Options{Store: st, Clock: rig.clock}), slog.New(slog.DiscardHandler))
 	t.Cleanup(func() {
-		rig.d.stop(context.Background())
+		if err := rig.d.stop(context.Background()); err != nil {
+			t.Errorf("stop the denial audit: %v", err)
+		}
 		st.Close()
 	})
 	return rig

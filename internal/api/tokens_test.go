@@ -332,9 +332,11 @@ func TestTokens_ListsAreScopedToWhatTheTokenMaySee(t *testing.T) {
 }
 
 func TestRateLimit_IsPerRoleWithRetryAfterFromTheBucketAndAudited(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Minute))
 	h := newHarness(t, func(c *server.Config) {
 		c.RateLimit, c.RateBurst = 0, 0 // no limit unless the role has one
 		c.RoleRateLimits = map[string]api.RateLimit{apiv1.RoleViewer: {PerSecond: 0.2, Burst: 2}}
+		c.Clock = clock
 	})
 	p := h.project("payments")
 	viewer := h.apiToken("v", apiv1.RoleViewer, p.ID)
@@ -343,10 +345,13 @@ func TestRateLimit_IsPerRoleWithRetryAfterFromTheBucketAndAudited(t *testing.T) 
 	}
 	r := h.do("GET", "/v1/environments", nil, bearer(viewer.Secret)...)
 	r.problem(t, 429, "rate-limited", "")
-	// One request every 5 s: the bucket refills in just under 5 s.
+	// One request every 5 s, on the server's clock, which has not moved:
+	// the bucket refills in exactly 5 s.
 	if ra := r.header.Get("Retry-After"); ra != "5" {
 		t.Fatalf("Retry-After %q, want 5 (the bucket's delay, rounded up)", ra)
 	}
+	clock.Advance(5 * time.Second)
+	h.do("GET", "/v1/environments", nil, bearer(viewer.Secret)...).json(t, 200, nil)
 	// The admin's role has no limit.
 	for range 20 {
 		h.do("GET", "/v1/projects", nil).json(t, 200, nil)

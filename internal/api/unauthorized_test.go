@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,44 +116,84 @@ func TestAuth_BearerTokensAreTakenExactlyAndWhitespaceAroundThemIsRefused(t *tes
 	}
 }
 
-// testClock is real time shifted by an offset the test moves; its timers
-// are real ones.
-type testClock struct {
-	clockwork.Clock
-	offset atomic.Int64
+// timerClock is a fake clock that counts the timers started on it by the
+// instant they are due, so that a test moves time only once a long request
+// waits for the instant it moves to.
+type timerClock struct {
+	*clockwork.FakeClock
+	mu      sync.Mutex
+	due     map[int64]int // timers started, by their instant (Unix ns)
+	started chan struct{} // a timer started since the last look
 }
 
-func newTestClock() *testClock { return &testClock{Clock: clockwork.NewRealClock()} }
+func newTimerClock() *timerClock {
+	return &timerClock{
+		FakeClock: clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Second)),
+		due:       map[int64]int{}, started: make(chan struct{}, 1),
+	}
+}
 
-func (c *testClock) Now() time.Time                  { return c.now() }
-func (c *testClock) Since(t time.Time) time.Duration { return c.now().Sub(t) }
-func (c *testClock) Until(t time.Time) time.Duration { return t.Sub(c.now()) }
-func (c *testClock) now() time.Time                  { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *testClock) advance(d time.Duration)         { c.offset.Add(int64(d)) }
+func (c *timerClock) NewTimer(d time.Duration) clockwork.Timer {
+	at := c.Now().Add(d)
+	t := c.FakeClock.NewTimer(d)
+	c.mu.Lock()
+	c.due[at.UnixNano()]++
+	c.mu.Unlock()
+	select {
+	case c.started <- struct{}{}:
+	default:
+	}
+	return t
+}
+
+// awaitTimers returns once n timers due at instant at have started.
+func (c *timerClock) awaitTimers(t *testing.T, at time.Time, n int) {
+	t.Helper()
+	bound := time.After(20 * time.Second) // a failure bound
+	for {
+		c.mu.Lock()
+		got := c.due[at.UnixNano()]
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-c.started:
+		case <-bound:
+			t.Fatalf("%d of %d timers due at %v started", got, n, at)
+		}
+	}
+}
 
 // Long requests end when their token expires, as they do on revocation:
-// the wait answers 401 "token expired" and the watch stream ends. The
-// server's clock is moved to just before the expiry; the end itself comes
-// from a timer at the expiry instant, so the test waits for it, bounded.
+// the wait answers 401 "token expired" and the watch stream ends. Both
+// wait on the server's clock, which the test moves to the expiry once
+// they do.
 func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
-	clock := newTestClock()
+	clock := newTimerClock()
 	h := newHarness(t, func(c *server.Config) { c.Clock = clock })
 	p := h.project("payments")
 	env := h.environment(p.ID, "web", nil)
 	h.wait(env.ID, "ready")
-	exp := clock.now().Add(time.Hour)
+	exp := clock.Now().Add(time.Hour)
 	var brief apiv1.TokenCreated
 	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "brief-watcher", Role: apiv1.RoleViewer, ProjectID: p.ID, ExpiresAt: &exp}).json(t, 201, &brief)
-	clock.advance(time.Hour - 300*time.Millisecond)
+	clock.Advance(time.Hour - 300*time.Millisecond)
 	watchEnded, waited := h.openLongRequests(env.ID, brief.Secret)
-	bound := time.After(20 * time.Second) // a failure bound, far beyond the expiry
+	clock.awaitTimers(t, exp, 2) // the watch's and the wait's
+	select {
+	case a := <-waited:
+		t.Fatalf("the wait ended before its token expired: %d %s", a.status, a.body)
+	case err := <-watchEnded:
+		t.Fatalf("the watch ended before its token expired: %v", err)
+	default:
+	}
+	clock.Advance(300 * time.Millisecond)
+	bound := time.After(20 * time.Second) // a failure bound
 	select {
 	case a := <-waited:
 		if a.status != http.StatusUnauthorized || !bytes.Contains(a.body, []byte("token expired")) {
 			t.Fatalf("the wait of an expiring token answered %d %s, want 401 token expired", a.status, a.body)
-		}
-		if at := a.at.Add(time.Duration(clock.offset.Load())); at.Before(exp) {
-			t.Fatalf("the wait ended at %v, before the token's expiry %v", at, exp)
 		}
 	case <-bound:
 		t.Fatal("the wait did not end when its token expired")
@@ -163,9 +203,6 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the watch of the expired token did not end cleanly: %v", err)
 		}
-		if clock.now().Before(exp) {
-			t.Fatal("the watch ended before the token expired")
-		}
 	case <-bound:
 		t.Fatal("the watch did not end when its token expired")
 	}
@@ -174,18 +211,22 @@ func TestAuth_WaitsAndWatchesEndWhenTheirTokenExpires(t *testing.T) {
 	if len(evs.Items) != 1 || evs.Items[0].Reason != "token expired while waiting" {
 		t.Fatalf("denials %+v, want the wait's expiry", evs.Items)
 	}
+	// The server's clock says when the wait ended: at the expiry, not before.
+	if at := evs.Items[0].Time; at.Before(exp) {
+		t.Fatalf("the wait ended at %v, before the token's expiry %v", at, exp)
+	}
 }
 
 func TestAuth_ATokenIsRefusedFromItsExpiryOnByTheServersClock(t *testing.T) {
-	clock := newTestClock()
+	clock := clockwork.NewFakeClockAt(time.Now().UTC())
 	h := newHarness(t, func(c *server.Config) { c.Clock = clock })
-	exp := clock.now().Add(24 * time.Hour)
+	exp := clock.Now().Add(24 * time.Hour)
 	var tc apiv1.TokenCreated
 	h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: "day-pass", Role: apiv1.RoleAuditor, ExpiresAt: &exp}).json(t, 201, &tc)
 	h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).json(t, 200, nil) // and now cached
-	clock.advance(24*time.Hour - time.Second)
+	clock.Advance(24*time.Hour - time.Second)
 	h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).json(t, 200, nil)
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	prob := h.do("GET", "/v1/projects", nil, bearer(tc.Secret)...).problem(t, 401, "unauthorized", "")
 	if !strings.HasPrefix(prob.Detail, "token expired") {
 		t.Fatalf("detail %q, want token expired", prob.Detail)

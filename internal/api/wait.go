@@ -140,7 +140,13 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 		e, err := a.store.GetEnvironment(r.Context(), id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			fmt.Fprintf(w, "event: deleted\ndata: {\"id\":%q}\n\n", id)
+			// JSON-encoded, as every data line is: %q is Go's quoting, not
+			// JSON's. (The id matched a stored environment at authorization,
+			// so it is one the server minted, not text a caller chose.)
+			data, _ := json.Marshal(struct {
+				ID string `json:"id"`
+			}{id})
+			fmt.Fprintf(w, "event: deleted\ndata: %s\n\n", data)
 			_ = rc.Flush()
 			return nil
 		case err != nil:
@@ -182,8 +188,9 @@ func (a *API) expiry(r *http.Request) (fired <-chan time.Time, stop func() bool)
 	if at == nil {
 		return nil, func() bool { return false }
 	}
-	// The expiry is read on the server's clock; the wait for it runs on
-	// real time, like the request's timeout.
-	t := time.NewTimer(at.Sub(a.now()))
-	return t.C, t.Stop
+	// On the server's clock, as authentication reads the expiry: the token
+	// ends at the instant it would start to be refused.
+	clock := a.control.Clock()
+	t := clock.NewTimer(at.Sub(clock.Now()))
+	return t.Chan(), t.Stop
 }

@@ -290,12 +290,11 @@ func (q *queue) fanOut(it item) {
 		q.sinceFanout--
 	}
 	e := q.queued[it.id]
-	switch {
-	case e == nil:
+	if e == nil {
 		e = &entry{cause: it.cause, lane: laneNone}
 		q.queued[it.id] = e
 		q.push(it.id, e, laneFanout)
-	default:
+	} else {
 		if it.cause.replaces(e.cause) {
 			e.cause = it.cause
 		}

@@ -131,7 +131,11 @@ func newFixtureAt(t *testing.T, clock clockwork.Clock, tune func(*Options)) *fix
 	}
 	st.Subscribe(f.commits.committed)
 	st.Subscribe(func(c store.Commit) { f.reconciler().Committed(c) })
-	t.Cleanup(func() { f.reconciler().Stop(context.Background()) })
+	t.Cleanup(func() {
+		if err := f.reconciler().Stop(context.Background()); err != nil {
+			t.Errorf("stop the reconciler: %v", err)
+		}
+	})
 	now := time.Now().UTC()
 	f.prj = apiv1.Project{ID: control.NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
 	f.update(func(tx store.Tx) error { return tx.CreateProject(ctx, f.prj) })
@@ -281,8 +285,6 @@ func (f *fixture) waitFor(id, what string, cond func(e *apiv1.Environment) bool)
 		}
 	}
 }
-
-func isReady(e *apiv1.Environment) bool { return e != nil && e.State == apiv1.StateReady }
 
 func isEnforced(e *apiv1.Environment) bool {
 	return e != nil && e.State == apiv1.StateReady && e.Enforcement.Enforced &&
@@ -440,7 +442,9 @@ func TestEnforcement_DeletingAnEnvironmentWhoseRulesKeepFailingRemovesIt(t *test
 	// The retries stop with the environment: it has no failures counted
 	// and nothing more is applied or written for it.
 	_, calls := f.driver.calls()
-	f.rec.Stop(context.Background())
+	if err := f.rec.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	f.rec.mu.Lock()
 	left := f.rec.failures[e.ID]
 	f.rec.mu.Unlock()

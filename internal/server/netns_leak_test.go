@@ -115,7 +115,11 @@ func inventory(t *testing.T, prefix string) []string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.CloseLasting()
+			defer func() {
+				if err := c.CloseLasting(); err != nil {
+					t.Errorf("close the nftables connection: %v", err)
+				}
+			}()
 			tables, err := c.ListTables()
 			if err != nil {
 				t.Fatal(err)

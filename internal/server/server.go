@@ -163,11 +163,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// s is not the named result: `return nil, err` must not clear it before
 	// the deferred cleanup closes what it opened.
 	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
-	var cleanup []func()
+	// What a failed start undoes, in reverse. The start's own error is the
+	// answer; an error undoing it can only be logged.
+	var cleanup []func() error
 	defer func() {
 		if err != nil {
 			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
+				if cerr := cleanup[i](); cerr != nil {
+					s.log.Warn("undoing a failed start", "error", cerr.Error())
+				}
 			}
 		}
 	}()
@@ -182,12 +186,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.driver, err = newDriver(cfg, ipam, pool6); err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, func() { s.driver.Close() })
+	cleanup = append(cleanup, s.driver.Close)
 
 	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	cleanup = append(cleanup, func() { s.store.Close() })
+	cleanup = append(cleanup, s.store.Close)
 	s.store.UseClock(cfg.Clock)
 	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -216,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
 		Registry: registry,
 	})
-	cleanup = append(cleanup, func() { s.api.Drain(context.Background()) })
+	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
 
 	if err := s.ensureAdminToken(ctx); err != nil {
@@ -225,7 +229,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.reconciler.Start(ctx); err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, func() { s.reconciler.Stop(context.Background()) })
+	cleanup = append(cleanup, func() error { return s.reconciler.Stop(context.Background()) })
 
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen: %w", err)
