@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"fmt"
 	"regexp"
 	"testing"
 
@@ -16,23 +15,7 @@ import (
 // a policy that lets api reach db on 5432 and db reach the internet on 443,
 // with the effective policy of both environments.
 func effectivePolicyConfig(project string) string {
-	return fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-
-resource "isolation_environment" "api" {
-  project_id = isolation_project.p.id
-  name       = "api"
-  labels     = { app = "api" }
-}
-
-resource "isolation_environment" "db" {
-  project_id = isolation_project.p.id
-  name       = "db"
-  labels     = { app = "db" }
-}
-
+	return projectHCL("p", project) + environmentHCL("api", "p", "api", `app = "api"`) + environmentHCL("db", "p", "db", `app = "db"`) + `
 resource "isolation_policy" "db" {
   project_id           = isolation_project.p.id
   name                 = "db"
@@ -57,7 +40,7 @@ data "isolation_effective_policy" "api" {
   environment_id = isolation_environment.api.id
   depends_on     = [isolation_policy.db]
 }
-`, project)
+`
 }
 
 func TestAccEffectivePolicyDataSource_MergesSelectingPoliciesAndResolvesPeers(t *testing.T) {
@@ -117,26 +100,8 @@ func TestAccEffectivePolicyDataSource_FlagsACIDRPinningAnotherProjectsEnvironmen
 		return rule0().AtMapKey("peers").AtSliceIndex(0).AtMapKey("covers").AtMapKey(key)
 	}
 	pinned := func(key string) tfjsonpath.Path { return covers("environments").AtSliceIndex(0).AtMapKey(key) }
-	config := fmt.Sprintf(`
-resource "isolation_project" "a" {
-  name = %q
-}
-
-resource "isolation_project" "b" {
-  name = %q
-}
-
-resource "isolation_environment" "other" {
-  project_id = isolation_project.a.id
-  name       = "other"
-}
-
-resource "isolation_environment" "db" {
-  project_id = isolation_project.b.id
-  name       = "db"
-  labels     = { app = "db" }
-}
-
+	config := projectHCL("a", accName("acc-pin-a")) + projectHCL("b", accName("acc-pin-b")) +
+		environmentHCL("other", "a", "other", "") + environmentHCL("db", "b", "db", `app = "db"`) + `
 resource "isolation_policy" "pin" {
   project_id           = isolation_project.b.id
   name                 = "pin"
@@ -152,7 +117,7 @@ data "isolation_effective_policy" "db" {
   environment_id = isolation_environment.db.id
   depends_on     = [isolation_policy.pin]
 }
-`, accName("acc-pin-a"), accName("acc-pin-b"))
+`
 	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
 		Config:           config,
 		ConfigPlanChecks: afterApply(),

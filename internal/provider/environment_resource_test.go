@@ -149,24 +149,14 @@ func TestAccEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T
 
 func TestAccEnvironment_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 	config := environmentConfig(accName("prj"), accName("prj"), "a", `name = "db"`)
-	var id string
-	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
-		createdStep(config, environmentAddr, &id),
-		recreatedStep(t, config, environmentAddr, &id, deleteEnvironment(&id),
-			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady))),
-	}))
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, environmentAddr, deleteEnvironment,
+		statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)))))
 }
 
 func TestAccEnvironment_BeingDeletedOutsideTerraformIsTreatedAsGone(t *testing.T) {
 	config := environmentConfig(accName("prj"), accName("prj"), "a", `name = "cache"`)
-	var id string
-	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
-		createdStep(config, environmentAddr, &id),
-		// Deleted outside, not yet gone: the plan already proposes a new one.
-		recreatedStep(t, config, environmentAddr, &id, func(ctx context.Context) error {
-			return testAccClient.Environments().Delete(ctx, id, "")
-		}),
-	}))
+	// Deleted outside, not yet gone: the plan already proposes a new one.
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, environmentAddr, unconditionally(testAccClient.Environments().Delete))))
 }
 
 func TestAccEnvironment_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *testing.T) {
@@ -440,46 +430,23 @@ data "isolation_environment" "missing" {
 
 func TestAccEnvironmentsDataSource_ListsAProjectsEnvironmentsFilteredByLabels(t *testing.T) {
 	name := accName("prj")
-	config := fmt.Sprintf(`
-resource "isolation_project" "p" {
-  name = %q
-}
-
-resource "isolation_environment" "api" {
-  project_id = isolation_project.p.id
-  name       = "api"
-  labels     = { team = "payments", tier = "dev" }
-}
-
-resource "isolation_environment" "db" {
-  project_id = isolation_project.p.id
-  name       = "db"
-  labels     = { team = "payments", tier = "prod" }
-}
-
-resource "isolation_environment" "web" {
-  project_id = isolation_project.p.id
-  name       = "web"
-  labels     = { team = "storefront", tier = "dev" }
-}
-
-data "isolation_environments" "all" {
-  project_id = isolation_project.p.id
+	// Each list waits for all three environments.
+	list := func(local, labels string) string {
+		if labels != "" {
+			labels = "\n  labels     = { " + labels + " }"
+		}
+		return fmt.Sprintf(`
+data "isolation_environments" %q {
+  project_id = isolation_project.p.id%s
   depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
 }
-
-data "isolation_environments" "payments_dev" {
-  project_id = isolation_project.p.id
-  labels     = { team = "payments", tier = "dev" }
-  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
-}
-
-data "isolation_environments" "none" {
-  project_id = isolation_project.p.id
-  labels     = { team = "nobody" }
-  depends_on = [isolation_environment.api, isolation_environment.db, isolation_environment.web]
-}
-`, name)
+`, local, labels)
+	}
+	config := projectHCL("p", name) +
+		environmentHCL("api", "p", "api", `team = "payments", tier = "dev"`) +
+		environmentHCL("db", "p", "db", `team = "payments", tier = "prod"`) +
+		environmentHCL("web", "p", "web", `team = "storefront", tier = "dev"`) +
+		list("all", "") + list("payments_dev", `team = "payments", tier = "dev"`) + list("none", `team = "nobody"`)
 	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
 		Config:           config,
 		ConfigPlanChecks: afterApply(),

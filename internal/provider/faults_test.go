@@ -248,7 +248,7 @@ resource "isolation_environment" "dup" {
 				}
 				ctx, cancel := context.WithTimeout(ctx, time.Minute)
 				defer cancel()
-				return deleteEnvironment(&outsideID)(ctx)
+				return deleteEnvironment(ctx, outsideID)
 			}),
 			Config:           project,
 			ConfigPlanChecks: afterApply(),

@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
@@ -19,17 +18,7 @@ func TestAccProvider_TokenNeverAppearsInTraceLogs(t *testing.T) {
 	// testing framework itself logs the configuration text, so the token
 	// cannot be written into it literally).
 	t.Setenv("TF_VAR_isolation_token", testAccToken)
-	withConfigToken := fmt.Sprintf(`
-variable "isolation_token" {
-  type      = string
-  sensitive = true
-}
-
-provider "isolation" {
-  endpoint = %q
-  token    = var.isolation_token
-}
-`, testAccEndpoint) + environmentConfig(name, accName("prj"), "a", `
+	withConfigToken := sharedServerAs("isolation_token") + environmentConfig(name, accName("prj"), "a", `
   name        = "traced"
   description = "updated"`)
 	resource.Test(t, testAccCase(t, []resource.TestStep{

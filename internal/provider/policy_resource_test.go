@@ -156,13 +156,7 @@ resource "isolation_policy" "adopted" {
 
 func TestAccPolicy_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 	config := policyConfig(accName("acc-pol-del"), accName("acc-pol-del-b"), "a", policyBodyV1)
-	var id string
-	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
-		createdStep(config, policyAddr, &id),
-		recreatedStep(t, config, policyAddr, &id, func(ctx context.Context) error {
-			return testAccClient.Policies().Delete(ctx, id, "")
-		}),
-	}))
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, policyAddr, unconditionally(testAccClient.Policies().Delete))))
 }
 
 func TestAccPolicy_ChangedOutsideTerraformIsShownByRefreshAndRevertedByApply(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -95,8 +96,7 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 	if p == nil {
 		return
 	}
-	plan.fromAPI(p)
-	saveWithETag(ctx, &resp.State, resp.Private, plan, p.ETag, &resp.Diagnostics)
+	r.save(ctx, &plan, p, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -109,8 +109,7 @@ func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, re
 	if readFailed(ctx, resp, r.client, "project", state.ID.ValueString(), state.ID.ValueString(), err, false) {
 		return
 	}
-	state.fromAPI(p)
-	saveWithETag(ctx, &resp.State, resp.Private, state, p.ETag, &resp.Diagnostics)
+	r.save(ctx, &state, p, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -127,8 +126,7 @@ func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest
 	if p == nil {
 		return
 	}
-	plan.fromAPI(p)
-	saveWithETag(ctx, &resp.State, resp.Private, plan, p.ETag, &resp.Diagnostics)
+	r.save(ctx, &plan, p, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -184,4 +182,11 @@ func (m projectModel) toPatch(ctx context.Context, state projectModel, diags *di
 		Labels:           patched(m.Labels, state.Labels, labelsFromValue(ctx, m.Labels, diags)),
 		EnvironmentQuota: patched(m.EnvironmentQuota, state.EnvironmentQuota, m.EnvironmentQuota.ValueInt64()),
 	}
+}
+
+// save writes the project as the server returned it into the state and
+// its ETag into private state, as every resource's save does.
+func (r *ProjectResource) save(ctx context.Context, m *projectModel, p *apiv1.Project, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
+	m.fromAPI(p)
+	saveWithETag(ctx, state, private, m, p.ETag, diags)
 }

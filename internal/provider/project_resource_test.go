@@ -74,13 +74,7 @@ func TestAccProject_EmptyAndOmittedDescriptionAndLabelsNeverDiffer(t *testing.T)
 
 func TestAccProject_DeletedOutsideTerraformIsRecreated(t *testing.T) {
 	config := projectConfig(accName("prj"), "")
-	var id string
-	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
-		createdStep(config, projectAddr, &id),
-		recreatedStep(t, config, projectAddr, &id, func(ctx context.Context) error {
-			return testAccClient.Projects().Delete(ctx, id, "")
-		}),
-	}))
+	resource.ParallelTest(t, testAccCase(t, deletedOutsideSteps(t, config, projectAddr, unconditionally(testAccClient.Projects().Delete))))
 }
 
 func TestAccProject_ChangedOutsideTerraformShowsInRefreshAndApplyPutsItBack(t *testing.T) {
@@ -147,7 +141,7 @@ func TestAccProject_DeletionRefusedWhileEnvironmentsRemainSaysWhatToDo(t *testin
 			ExpectError: errorWith("Unable to delete project", "409", "still has environments or policies", "Delete them first"),
 		},
 		{
-			PreConfig:        outside(t, deleteEnvironment(&envID)),
+			PreConfig:        outside(t, func(ctx context.Context) error { return deleteEnvironment(ctx, envID) }),
 			Config:           `# the project is removed from the configuration`,
 			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionDestroy)),
 		},

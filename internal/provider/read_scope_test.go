@@ -8,6 +8,10 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
@@ -240,4 +244,52 @@ func TestRead_ObjectDeletedOutsideTerraformIsAWarningAndLeavesTheStateEmpty(t *t
 			}
 		})
 	}
+}
+
+// The server answers 404 alike for a project that does not exist and one
+// outside the token's scope, and its lists filtered by such a project
+// may answer an empty page: a data source must fail instead of reporting
+// that there is nothing.
+func TestAccDataSources_AProjectTheTokenCannotSeeIsAnErrorNotAnEmptyResult(t *testing.T) {
+	requireAcc(t)
+	a, b := outsideProject(t, accName("seen-a")), outsideProject(t, accName("seen-b"))
+	editorB := outsideToken(t, "editor-b", apiv1.RoleEditor, b.ID)
+
+	const missing = "prj_does-not-exist"
+	// Each step reads as token on the shared server.
+	step := func(token, dataSource string, parts ...string) resource.TestStep {
+		return resource.TestStep{
+			Config: serverProviderConfig + dataSource, ConfigVariables: providerVariables(testAccEndpoint, token, nil),
+			PlanOnly: true, ExpectError: errorWith(parts...),
+		}
+	}
+	outOfScope := []string{"does not exist, or is outside the scope of the provider's token", "sees only project " + b.ID}
+
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		step(testAccToken, `data "isolation_environments" "x" { project_id = "`+missing+`" }`,
+			"Unable to list environments", "Project "+missing+" does not exist"),
+		step(testAccToken, `data "isolation_tokens" "x" { project_id = "`+missing+`" }`,
+			"Unable to list tokens", "Project "+missing+" does not exist"),
+		step(editorB.Secret, `data "isolation_environments" "x" { project_id = "`+a.ID+`" }`,
+			append([]string{"Unable to list environments", "Project " + a.ID}, outOfScope...)...),
+		step(editorB.Secret, `data "isolation_environment" "x" {
+  project_id = "`+a.ID+`"
+  name       = "web"
+}`, append([]string{"Unable to read environment", "Project " + a.ID}, outOfScope...)...),
+		step(editorB.Secret, `data "isolation_policy" "x" {
+  project_id = "`+a.ID+`"
+  name       = "egress"
+}`, append([]string{"Unable to read policy", "Project " + a.ID}, outOfScope...)...),
+		step(editorB.Secret, `data "isolation_project" "x" { id = "`+a.ID+`" }`, "Unable to read project", "404"),
+		step(editorB.Secret, `data "isolation_effective_policy" "x" { environment_id = "env_of-another-project" }`,
+			"Unable to read effective policy", "404"),
+		{
+			// The token's own project, which has nothing yet: empty, no error.
+			Config:          serverProviderConfig + `data "isolation_environments" "mine" { project_id = "` + b.ID + `" }`,
+			ConfigVariables: providerVariables(testAccEndpoint, editorB.Secret, nil),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.isolation_environments.mine", tfjsonpath.New("ids"), knownvalue.ListSizeExact(0)),
+			},
+		},
+	}))
 }

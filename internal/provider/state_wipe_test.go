@@ -88,10 +88,7 @@ func TestAccProvider_AnotherProjectsTokenOrAFileServerFailsThePlanAndLeavesTheSt
 	cfg := serverProviderConfig + stateWipeObjects
 	name := accName("wipe")
 	vars := func(endpoint, token string) config.Variables {
-		return config.Variables{
-			"endpoint": config.StringVariable(endpoint), "token": config.StringVariable(token),
-			"project_name": config.StringVariable(name),
-		}
+		return providerVariables(endpoint, token, config.Variables{"project_name": config.StringVariable(name)})
 	}
 	asAdmin := vars(testAccEndpoint, testAccToken)
 	asOtherEditor := vars(testAccEndpoint, editor.Secret)

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -244,6 +245,23 @@ provider "isolation" {
 `, srv.URL, srv.Token)
 }
 
+// sharedServerAs configures the provider for the shared server with the
+// token in the sensitive variable variable, so the token is never written
+// into a configuration the test framework logs.
+func sharedServerAs(variable string) string {
+	return fmt.Sprintf(`
+variable %q {
+  type      = string
+  sensitive = true
+}
+
+provider "isolation" {
+  endpoint = %q
+  token    = var.%s
+}
+`, variable, testAccEndpoint, variable)
+}
+
 // serverProviderConfig configures the provider for a server of the test's
 // own; the token and TLS settings come in as variables, so the token is
 // never written into a configuration the test framework logs.
@@ -283,10 +301,14 @@ provider "isolation" {
 
 // serverVariables are the variables of serverProviderConfig for srv, plus extra.
 func serverVariables(srv *server.Server, extra config.Variables) config.Variables {
-	v := config.Variables{"endpoint": config.StringVariable(srv.URL()), "token": config.StringVariable(srv.AdminToken())}
-	for k, x := range extra {
-		v[k] = x
-	}
+	return providerVariables(srv.URL(), srv.AdminToken(), extra)
+}
+
+// providerVariables are the variables of serverProviderConfig for the
+// server at endpoint as token, plus extra.
+func providerVariables(endpoint, token string, extra config.Variables) config.Variables {
+	v := config.Variables{"endpoint": config.StringVariable(endpoint), "token": config.StringVariable(token)}
+	maps.Copy(v, extra)
 	return v
 }
 
@@ -398,6 +420,21 @@ resource "isolation_project" %q {
   name = %q
 }
 `, local, name)
+}
+
+// environmentHCL is an isolation_environment resource with the local name
+// local in isolation_project.<project>; labels is the inside of its labels
+// map, or "" for none.
+func environmentHCL(local, project, name, labels string) string {
+	if labels != "" {
+		labels = "\n  labels     = { " + labels + " }"
+	}
+	return fmt.Sprintf(`
+resource "isolation_environment" %q {
+  project_id = isolation_project.%s.id
+  name       = %q%s
+}
+`, local, project, name, labels)
 }
 
 // projectConfig renders isolation_project.test; extra is raw HCL inside the block.
@@ -560,16 +597,27 @@ func outside(t *testing.T, change func(ctx context.Context) error) func() {
 	}
 }
 
-// recreatedStep deletes the resource at addr outside Terraform (del), then
-// applies config: the refresh finds it gone (a warning, not an error), the
-// plan creates it again under a new id, and checks hold.
-func recreatedStep(t *testing.T, config, addr string, id *string, del func(ctx context.Context) error, checks ...statecheck.StateCheck) resource.TestStep {
-	return resource.TestStep{
-		PreConfig:         outside(t, del),
-		Config:            config,
-		ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate)),
-		ConfigStateChecks: append([]statecheck.StateCheck{expectID(addr, id, false)}, checks...),
+// deletedOutsideSteps create the resource at addr from config, delete it
+// outside Terraform (del, given its id), then apply config again: the
+// refresh finds it gone (a warning, not an error), the plan creates it
+// again under a new id, and checks hold.
+func deletedOutsideSteps(t *testing.T, config, addr string, del func(ctx context.Context, id string) error, checks ...statecheck.StateCheck) []resource.TestStep {
+	var id string
+	return []resource.TestStep{
+		createdStep(config, addr, &id),
+		{
+			PreConfig:         outside(t, func(ctx context.Context) error { return del(ctx, id) }),
+			Config:            config,
+			ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate)),
+			ConfigStateChecks: append([]statecheck.StateCheck{expectID(addr, &id, false)}, checks...),
+		},
 	}
+}
+
+// unconditionally is a client's Delete without If-Match, as someone
+// outside Terraform deletes.
+func unconditionally(del func(ctx context.Context, id, etag string) error) func(ctx context.Context, id string) error {
+	return func(ctx context.Context, id string) error { return del(ctx, id, "") }
 }
 
 // refreshShowsStep changes the resource at addr outside Terraform, then
@@ -700,13 +748,11 @@ func outsideToken(t *testing.T, name, role, projectID string) *apiv1.TokenCreate
 
 // deleteEnvironment deletes an environment and waits until it is gone,
 // as someone outside Terraform would.
-func deleteEnvironment(id *string) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		if err := testAccClient.Environments().Delete(ctx, *id, ""); err != nil {
-			return err
-		}
-		return testAccClient.Environments().WaitDeleted(ctx, *id)
+func deleteEnvironment(ctx context.Context, id string) error {
+	if err := testAccClient.Environments().Delete(ctx, id, ""); err != nil {
+		return err
 	}
+	return testAccClient.Environments().WaitDeleted(ctx, id)
 }
 
 // ---- State checks ----

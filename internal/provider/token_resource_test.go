@@ -214,17 +214,7 @@ func TestAccToken_ProviderTokenLackingTheRoleIsToldWhichRoleIsNeeded(t *testing.
 	requireAcc(t)
 	p := outsideProject(t, accName("prj"))
 	viewer := outsideToken(t, "read-only", apiv1.RoleViewer, p.ID)
-	provider := fmt.Sprintf(`
-variable "token" {
-  type      = string
-  sensitive = true
-}
-
-provider "isolation" {
-  endpoint = %q
-  token    = var.token
-}
-`, testAccEndpoint)
+	provider := sharedServerAs("token")
 	vars := config.Variables{"token": config.StringVariable(viewer.Secret)}
 	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
 		{
