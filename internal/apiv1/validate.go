@@ -629,30 +629,20 @@ func NormalizeLabels(m map[string]string) map[string]string {
 
 // NormalizeIngressRules returns the rules in canonical form, never nil.
 func NormalizeIngressRules(rules []IngressRule) []IngressRule {
-	out := make([]IngressRule, 0, len(rules))
-	for _, r := range rules {
-		out = append(out, IngressRule{From: NormalizePeers(r.From), Ports: NormalizePorts(r.Ports)})
-	}
-	return out
+	return normalizeAll(rules, func(r IngressRule) IngressRule {
+		return IngressRule{From: NormalizePeers(r.From), Ports: NormalizePorts(r.Ports)}
+	})
 }
 
 // NormalizeEgressRules returns the rules in canonical form, never nil.
 func NormalizeEgressRules(rules []EgressRule) []EgressRule {
-	out := make([]EgressRule, 0, len(rules))
-	for _, r := range rules {
-		out = append(out, EgressRule{To: NormalizePeers(r.To), Ports: NormalizePorts(r.Ports)})
-	}
-	return out
+	return normalizeAll(rules, func(r EgressRule) EgressRule {
+		return EgressRule{To: NormalizePeers(r.To), Ports: NormalizePorts(r.Ports)}
+	})
 }
 
 // NormalizePeers returns the peers in canonical form, never nil.
-func NormalizePeers(peers []Peer) []Peer {
-	out := make([]Peer, 0, len(peers))
-	for _, p := range peers {
-		out = append(out, NormalizePeer(p))
-	}
-	return out
-}
+func NormalizePeers(peers []Peer) []Peer { return normalizeAll(peers, NormalizePeer) }
 
 // NormalizePeer returns p with a nil Except when it is empty and a non-nil
 // MatchLabels in its selector.
@@ -670,13 +660,7 @@ func NormalizePeer(p Peer) Peer {
 }
 
 // NormalizePorts returns the ports in canonical form, never nil.
-func NormalizePorts(ports []Port) []Port {
-	out := make([]Port, 0, len(ports))
-	for _, p := range ports {
-		out = append(out, NormalizePort(p))
-	}
-	return out
-}
+func NormalizePorts(ports []Port) []Port { return normalizeAll(ports, NormalizePort) }
 
 // NormalizePort returns p with its protocol spelled out (tcp when empty)
 // and its own copies of Port and EndPort.
@@ -685,6 +669,16 @@ func NormalizePort(p Port) Port {
 	p.Port = clonePtr(p.Port)
 	p.EndPort = clonePtr(p.EndPort)
 	return p
+}
+
+// normalizeAll is the canonical form of a list: each element's, in a new
+// slice that is never nil, so it encodes as [] and not null.
+func normalizeAll[T any](in []T, normalize func(T) T) []T {
+	out := make([]T, 0, len(in))
+	for _, v := range in {
+		out = append(out, normalize(v))
+	}
+	return out
 }
 
 func clonePtr[T any](p *T) *T {

@@ -12,13 +12,33 @@ func ptr[T any](v T) *T { return &v }
 
 func fe(field, message string) FieldError { return FieldError{Field: field, Message: message} }
 
+// validator is what every request body's validation looks like.
+type validator interface{ Validate() []FieldError }
+
+// fieldErrorCase is one row of a validation table: an input and the field
+// errors its validation returns.
+type fieldErrorCase[T any] struct {
+	name string
+	in   T
+	want []FieldError
+}
+
+// wantFieldErrors checks each case, in parallel, against validate.
+func wantFieldErrors[T any](t *testing.T, validate func(T) []FieldError, cases []fieldErrorCase[T]) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tc.want, validate(tc.in)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestValidateName_AcceptsDNSLabelsOnly(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		in   string
-		want []FieldError
-	}{
+	wantFieldErrors(t, func(in string) []FieldError { return ValidateName("name", in) }, []fieldErrorCase[string]{
 		{"single letter", "a", nil},
 		{"digits and hyphen", "web-01", nil},
 		{"starts with digit", "1st", nil},
@@ -31,14 +51,7 @@ func TestValidateName_AcceptsDNSLabelsOnly(t *testing.T) {
 		{"underscore", "web_1", []FieldError{fe("name", msgName)}},
 		{"dot", "web.1", []FieldError{fe("name", msgName)}},
 		{"unicode", "wéb", []FieldError{fe("name", msgName)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, ValidateName("name", tc.in)); diff != "" {
-				t.Errorf("ValidateName(%q) (-want +got):\n%s", tc.in, diff)
-			}
-		})
-	}
+	})
 }
 
 func TestValidateDescription_CountsCharactersNotBytes(t *testing.T) {
@@ -54,11 +67,7 @@ func TestValidateDescription_CountsCharactersNotBytes(t *testing.T) {
 
 func TestValidateLabels_FollowsKubernetesSyntax(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		in   map[string]string
-		want []FieldError
-	}{
+	wantFieldErrors(t, func(in map[string]string) []FieldError { return ValidateLabels("labels", in) }, []fieldErrorCase[map[string]string]{
 		{"nil", nil, nil},
 		{"simple", map[string]string{"team": "payments", "tier": "dev"}, nil},
 		{"empty value", map[string]string{"team": ""}, nil},
@@ -80,14 +89,7 @@ func TestValidateLabels_FollowsKubernetesSyntax(t *testing.T) {
 			fe(`labels["a"]`, msgLabelValue),
 			fe(`labels["z z"]`, msgLabelKey),
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, ValidateLabels("labels", tc.in)); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestValidateState_AcceptsLifecycleStatesOnly(t *testing.T) {
@@ -146,11 +148,7 @@ func TestParseLabelSelector(t *testing.T) {
 func TestValidatePeer(t *testing.T) {
 	t.Parallel()
 	const f = "ingress[0].from[1]"
-	for _, tc := range []struct {
-		name string
-		in   Peer
-		want []FieldError
-	}{
+	wantFieldErrors(t, func(in Peer) []FieldError { return ValidatePeer(f, in) }, []fieldErrorCase[Peer]{
 		{"ipv4 cidr", Peer{CIDR: "10.0.0.0/8"}, nil},
 		{"ipv6 cidr", Peer{CIDR: "2001:db8::/32"}, nil},
 		{"host route", Peer{CIDR: "10.1.2.3/32"}, nil},
@@ -187,24 +185,13 @@ func TestValidatePeer(t *testing.T) {
 			[]FieldError{fe(f+".except", "requires cidr: except carves addresses out of a cidr")}},
 		{"bad selector label", Peer{EnvironmentSelector: &Selector{MatchLabels: map[string]string{"tier": "a b"}}},
 			[]FieldError{fe(f+`.environment_selector.match_labels["tier"]`, msgLabelValue)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, ValidatePeer(f, tc.in)); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestValidatePort(t *testing.T) {
 	t.Parallel()
 	const f = "egress[2].ports[0]"
-	for _, tc := range []struct {
-		name string
-		in   Port
-		want []FieldError
-	}{
+	wantFieldErrors(t, func(in Port) []FieldError { return ValidatePort(f, in) }, []fieldErrorCase[Port]{
 		{"empty means every tcp port", Port{}, nil},
 		{"tcp port", Port{Protocol: "tcp", Port: ptr(443)}, nil},
 		{"udp range", Port{Protocol: "udp", Port: ptr(1), EndPort: ptr(65535)}, nil},
@@ -222,14 +209,7 @@ func TestValidatePort(t *testing.T) {
 			fe(f+".port", "must be absent for icmp"),
 			fe(f+".end_port", "must be absent for icmp"),
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, ValidatePort(f, tc.in)); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func validSpec() PolicySpec {
@@ -247,11 +227,11 @@ func validSpec() PolicySpec {
 
 func TestPolicySpecValidate(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		change func(*PolicySpec)
-		want   []FieldError
-	}{
+	wantFieldErrors(t, func(change func(*PolicySpec)) []FieldError {
+		s := validSpec()
+		change(&s)
+		return s.Validate()
+	}, []fieldErrorCase[func(*PolicySpec)]{
 		{"valid", func(*PolicySpec) {}, nil},
 		{"ingress only, empty rules", func(s *PolicySpec) { s.PolicyTypes = []string{Ingress}; s.Egress = nil; s.Ingress = []IngressRule{} }, nil},
 		{"empty rule", func(s *PolicySpec) { s.Ingress = []IngressRule{{}} }, nil},
@@ -281,16 +261,7 @@ func TestPolicySpecValidate(t *testing.T) {
 			fe("ingress[1].ports[0].end_port", "must be at least port (8080)"),
 			fe("egress[0].ports[0].protocol", msgProtocol),
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := validSpec()
-			tc.change(&s)
-			if diff := cmp.Diff(tc.want, s.Validate()); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestPolicyCreateValidate_RequiresProject(t *testing.T) {
@@ -356,11 +327,7 @@ func TestPolicyPatchMerge_ChecksTheResultingPolicy(t *testing.T) {
 
 func TestEnvironmentCreateValidate(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		in   EnvironmentCreate
-		want []FieldError
-	}{
+	wantFieldErrors(t, EnvironmentCreate.Validate, []fieldErrorCase[EnvironmentCreate]{
 		{"minimal", EnvironmentCreate{ProjectID: "p", Name: "dev"}, nil},
 		{"full at the limits", EnvironmentCreate{ProjectID: "p", Name: "dev", Labels: map[string]string{"a": "b"},
 			Resources:  &ResourcesSpec{CPUMillis: ptr[int64](100), MemoryMB: ptr[int64](262144), DiskGB: ptr[int64](1)},
@@ -380,23 +347,12 @@ func TestEnvironmentCreateValidate(t *testing.T) {
 			[]FieldError{fe("resources.cpu_millis", "must be between 100 and 64000")}},
 		{"ttl above a year", EnvironmentCreate{ProjectID: "p", Name: "dev", TTLSeconds: ptr[int64](MaxTTLSeconds + 1)},
 			[]FieldError{fe("ttl_seconds", "must be between 1 and 31536000")}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, tc.in.Validate()); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestPatchValidate_ChecksOnlyPresentFields(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		in   interface{ Validate() []FieldError }
-		want []FieldError
-	}{
+	wantFieldErrors(t, validator.Validate, []fieldErrorCase[validator]{
 		{"empty environment patch", EnvironmentPatch{}, nil},
 		{"ttl 0 clears", EnvironmentPatch{TTLSeconds: ptr[int64](0)}, nil},
 		{"negative ttl", EnvironmentPatch{TTLSeconds: ptr[int64](-1)},
@@ -422,23 +378,12 @@ func TestPatchValidate_ChecksOnlyPresentFields(t *testing.T) {
 		}}, []FieldError{fe("policy.ingress[0].from[0].cidr", "must not have host bits set: use 10.0.0.0/8")}},
 		{"configure resources and labels", EnvironmentConfigure{Labels: &map[string]string{"": ""}, Resources: &ResourcesSpec{DiskGB: ptr[int64](2049)}},
 			[]FieldError{fe(`labels[""]`, msgLabelKey), fe("resources.disk_gb", "must be between 1 and 2048")}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, tc.in.Validate()); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestCheckRequestValidate(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		in   CheckRequest
-		want []FieldError
-	}{
+	wantFieldErrors(t, CheckRequest.Validate, []fieldErrorCase[CheckRequest]{
 		{"tcp", CheckRequest{Direction: Ingress, Protocol: "tcp", Address: "10.0.0.1", Port: 443}, nil},
 		{"protocol defaults to tcp", CheckRequest{Direction: Egress, Address: "2001:db8::1", Port: 65535}, nil},
 		{"icmp without port", CheckRequest{Direction: Egress, Protocol: "icmp", Address: "::ffff:10.0.0.1"}, nil},
@@ -455,23 +400,12 @@ func TestCheckRequestValidate(t *testing.T) {
 		}},
 		{"zone", CheckRequest{Direction: Ingress, Address: "fe80::1%eth0", Port: 1},
 			[]FieldError{fe("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1")}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, tc.in.Validate()); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestTokenCreateValidate_ScopesRolesToProjects(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		in   TokenCreate
-		want []FieldError
-	}{
+	wantFieldErrors(t, TokenCreate.Validate, []fieldErrorCase[TokenCreate]{
 		{"admin", TokenCreate{Name: "ci", Role: RoleAdmin}, nil},
 		{"auditor", TokenCreate{Name: "siem", Role: RoleAuditor}, nil},
 		{"editor", TokenCreate{Name: "deploy", Role: RoleEditor, ProjectID: "p"}, nil},
@@ -488,14 +422,7 @@ func TestTokenCreateValidate_ScopesRolesToProjects(t *testing.T) {
 			fe("name", msgName),
 			fe("role", "must be one of admin, auditor, editor, viewer"),
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tc.want, tc.in.Validate()); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestNormalize_FillsDefaultsAndNeverReturnsNullLists(t *testing.T) {
@@ -522,19 +449,20 @@ func TestNormalize_FillsDefaultsAndNeverReturnsNullLists(t *testing.T) {
 
 func TestNormalize_RoundTripsByteForByte(t *testing.T) {
 	t.Parallel()
-	first, err := json.Marshal(validSpec().Normalize())
-	if err != nil {
-		t.Fatal(err)
+	// encode is the normalized form as it goes over the wire.
+	encode := func(s PolicySpec) []byte {
+		b, err := json.Marshal(s.Normalize())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
+	first := encode(validSpec())
 	var back PolicySpec
 	if err := json.Unmarshal(first, &back); err != nil {
 		t.Fatal(err)
 	}
-	second, err := json.Marshal(back.Normalize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(first) != string(second) {
+	if second := encode(back); string(first) != string(second) {
 		t.Errorf("a client sending the normalized form gets back something else:\n sent %s\n got  %s", first, second)
 	}
 }

@@ -16,27 +16,16 @@ type redactingLogger struct {
 
 const redacted = "[REDACTED]"
 
-func (l redactingLogger) Debug(msg string, kv ...any) {
-	if l.next != nil {
-		l.next.Debug(l.scrub(msg), l.scrubAll(kv)...)
-	}
-}
+func (l redactingLogger) Debug(msg string, kv ...any) { l.log(Logger.Debug, msg, kv) }
+func (l redactingLogger) Info(msg string, kv ...any)  { l.log(Logger.Info, msg, kv) }
+func (l redactingLogger) Warn(msg string, kv ...any)  { l.log(Logger.Warn, msg, kv) }
+func (l redactingLogger) Error(msg string, kv ...any) { l.log(Logger.Error, msg, kv) }
 
-func (l redactingLogger) Info(msg string, kv ...any) {
+// log hands the scrubbed message and values to one level of the next
+// logger; without one, logging is off.
+func (l redactingLogger) log(level func(Logger, string, ...any), msg string, kv []any) {
 	if l.next != nil {
-		l.next.Info(l.scrub(msg), l.scrubAll(kv)...)
-	}
-}
-
-func (l redactingLogger) Warn(msg string, kv ...any) {
-	if l.next != nil {
-		l.next.Warn(l.scrub(msg), l.scrubAll(kv)...)
-	}
-}
-
-func (l redactingLogger) Error(msg string, kv ...any) {
-	if l.next != nil {
-		l.next.Error(l.scrub(msg), l.scrubAll(kv)...)
+		level(l.next, l.scrub(msg), l.scrubAll(kv)...)
 	}
 }
 

@@ -3,7 +3,6 @@ package control_test
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control/controltest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -32,18 +32,13 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "isolationd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	r := &rig{t: t, ctx: context.Background(), st: st, clock: clockwork.NewFakeClockAt(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))}
-	st.Subscribe(func(c store.Commit) {
+	r := &rig{t: t, ctx: context.Background(), clock: clockwork.NewFakeClockAt(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))}
+	r.st, r.svc = controltest.Service(t, r.clock, "simulate")
+	r.st.Subscribe(func(c store.Commit) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.commits = append(r.commits, c)
 	})
-	r.svc = control.New(control.Options{Store: st, Clock: r.clock, Driver: "simulate"})
 	return r
 }
 

@@ -1,56 +1,29 @@
 package control_test
 
 import (
-	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
-	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control/controltest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
-// lab is the application layer on a real SQLite store, with every commit
-// the store announces kept for the test to read.
+// lab is a rig with a project written straight into its store, for the
+// reconciler's transitions of that project's environments.
 type lab struct {
-	t     *testing.T
-	ctx   context.Context
-	st    *store.SQLite
-	clock *clockwork.FakeClock
-	ctl   *control.Service
-	prj   apiv1.Project
-
-	mu      sync.Mutex
-	commits []store.Commit
+	*rig
+	prj apiv1.Project
 }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "isolationd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	addrs, err := ipam.New("198.18.0.0/24", ipam.DefaultQuarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lab{t: t, ctx: ctx, st: st, clock: clockwork.NewFakeClockAt(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))}
-	l.ctl = control.New(control.Options{Store: st, Clock: l.clock, Driver: "simulate", IPAM: addrs})
-	st.Subscribe(func(c store.Commit) { l.mu.Lock(); l.commits = append(l.commits, c); l.mu.Unlock() })
-	now := l.clock.Now()
-	l.prj = apiv1.Project{ID: control.NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
-	l.update(func(tx store.Tx) error { return tx.CreateProject(ctx, l.prj) })
-	return l
+	r := newRig(t)
+	return &lab{rig: r, prj: controltest.Project(t, r.st, "payments", r.clock.Now())}
 }
 
 func (l *lab) update(fn func(tx store.Tx) error) {
@@ -58,13 +31,6 @@ func (l *lab) update(fn func(tx store.Tx) error) {
 	if err := l.st.Update(l.ctx, fn); err != nil {
 		l.t.Fatal(err)
 	}
-}
-
-// last returns the last commit announced.
-func (l *lab) last() store.Commit {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.commits[len(l.commits)-1]
 }
 
 func (l *lab) environment(name string) apiv1.Environment {
@@ -105,7 +71,7 @@ func (l *lab) audit(id string) []apiv1.AuditEvent {
 func TestLifecycle_AllocateWritesOneEventAndAsksForTheNextPass(t *testing.T) {
 	l := newLab(t)
 	e := l.environment("api")
-	if failed, err := l.ctl.Allocate(l.ctx, "req_create", e.ID); err != nil || failed != "" {
+	if failed, err := l.svc.Allocate(l.ctx, "req_create", e.ID); err != nil || failed != "" {
 		t.Fatalf("Allocate: %q %v", failed, err)
 	}
 	got := l.get(e.ID)
@@ -123,7 +89,7 @@ func TestLifecycle_AllocateWritesOneEventAndAsksForTheNextPass(t *testing.T) {
 	}
 
 	l.clock.Advance(time.Minute)
-	if _, err := l.ctl.Allocate(l.ctx, "req_again", e.ID); err != nil {
+	if _, err := l.svc.Allocate(l.ctx, "req_again", e.ID); err != nil {
 		t.Fatal(err)
 	}
 	c = l.last()
@@ -140,11 +106,11 @@ func TestLifecycle_EnforceFailedAuditsANewReasonOnly(t *testing.T) {
 	l := newLab(t)
 	e := l.environment("api")
 	for range 3 {
-		if err := l.ctl.EnforceFailed(l.ctx, "req_create", e.ID, "provisioning: busy"); err != nil {
+		if err := l.svc.EnforceFailed(l.ctx, "req_create", e.ID, "provisioning: busy"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.ctl.EnforceFailed(l.ctx, "req_create", e.ID, "provisioning: gone"); err != nil {
+	if err := l.svc.EnforceFailed(l.ctx, "req_create", e.ID, "provisioning: gone"); err != nil {
 		t.Fatal(err)
 	}
 	var reasons []string
@@ -168,7 +134,7 @@ func TestLifecycle_EnforceFailedAuditsANewReasonOnly(t *testing.T) {
 func TestLifecycle_RemoveDeletesWhatTheEnvironmentOwnsAndCreditsTheDelete(t *testing.T) {
 	l := newLab(t)
 	e := l.environment("api")
-	if _, err := l.ctl.Allocate(l.ctx, "req_create", e.ID); err != nil {
+	if _, err := l.svc.Allocate(l.ctx, "req_create", e.ID); err != nil {
 		t.Fatal(err)
 	}
 	now := l.clock.Now()
@@ -188,14 +154,14 @@ func TestLifecycle_RemoveDeletesWhatTheEnvironmentOwnsAndCreditsTheDelete(t *tes
 		if err := tx.UpdateEnvironment(l.ctx, cur); err != nil {
 			return err
 		}
-		del := l.ctl.Event(control.Call{RequestID: "req_delete", Status: 202}, "environment.delete",
+		del := l.svc.Event(control.Call{RequestID: "req_delete", Status: 202}, "environment.delete",
 			apiv1.ResourceRef{Type: "environment", ID: e.ID}, l.prj.ID, apiv1.OutcomeSuccess)
 		_, err = tx.AppendAudit(l.ctx, del)
 		return err
 	})
 
 	l.clock.Advance(time.Hour)
-	if err := l.ctl.Remove(l.ctx, "rec_retry", e.ID); err != nil {
+	if err := l.svc.Remove(l.ctx, "rec_retry", e.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.st.GetEnvironment(l.ctx, e.ID); !errors.Is(err, store.ErrNotFound) {
@@ -217,7 +183,7 @@ func TestLifecycle_RemoveDeletesWhatTheEnvironmentOwnsAndCreditsTheDelete(t *tes
 		ev.Changes == nil || ev.Changes.After != nil || ev.Actor != control.ServerActor {
 		t.Fatalf("remove event: %+v", ev)
 	}
-	if err := l.ctl.Remove(l.ctx, "rec_again", e.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := l.svc.Remove(l.ctx, "rec_again", e.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("removing it again: %v, want not found", err)
 	}
 }

@@ -66,7 +66,7 @@ func TestConfigure_AnEndpointThatIsNotIsolationdFailsOnTheEndpointAttribute(t *t
 		"a static file server": {http.FileServer(http.Dir(site)), "is not isolationd"},
 		"a site answering HTML to everything": {http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
-			w.Write([]byte("<!doctype html><title>Welcome</title>"))
+			_, _ = w.Write([]byte("<!doctype html><title>Welcome</title>")) // the provider reports what it read
 		}), "is not isolationd"},
 		"a page echoing the request's headers": {http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "no page here for "+r.Header.Get("Authorization"), http.StatusNotFound)
@@ -75,7 +75,7 @@ func TestConfigure_AnEndpointThatIsNotIsolationdFailsOnTheEndpointAttribute(t *t
 		"a server of problems without the route": {http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", apiv1.MediaProblem)
 			w.WriteHeader(http.StatusNotFound)
-			json.NewEncoder(w).Encode(apiv1.Problem{Type: "https://isolation.dev/problems/not-found", Title: "Not found", Status: 404, Detail: "no route matches GET /v1/v1/whoami"})
+			_ = json.NewEncoder(w).Encode(apiv1.Problem{Type: "https://isolation.dev/problems/not-found", Title: "Not found", Status: 404, Detail: "no route matches GET /v1/v1/whoami"})
 		}), "has no GET /v1/whoami"},
 	}
 	for name, c := range cases {

@@ -24,7 +24,9 @@ func TestSecretScan_FindsMintedAndAdminSecretsButNeverPrintsThem(t *testing.T) {
 		"nothing to scan yet": {"", "", true},
 	} {
 		l := &scanLog{}
-		l.Write([]byte(tc.text))
+		if _, err := l.Write([]byte(tc.text)); err != nil {
+			t.Fatal(err)
+		}
 		l.remember(tc.admin)
 		err := l.scan()
 		if (err != nil) != tc.leaks {

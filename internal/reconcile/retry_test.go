@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +12,9 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control/controltest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
-	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -110,17 +109,9 @@ func newFixture(t *testing.T, tune func(*Options)) *fixture {
 func newFixtureAt(t *testing.T, clock clockwork.Clock, tune func(*Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "isolationd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	addrs, err := ipam.New("198.18.0.0/24", ipam.DefaultQuarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{t: t, ctx: ctx, store: st, driver: &flakyDriver{Driver: simulate.New()}, commits: newCommits()}
-	f.ctl = control.New(control.Options{Store: st, Clock: clock, Driver: f.driver.Name(), IPAM: addrs})
+	f := &fixture{t: t, ctx: ctx, driver: &flakyDriver{Driver: simulate.New()}, commits: newCommits()}
+	f.store, f.ctl = controltest.Service(t, clock, f.driver.Name())
+	st := f.store
 	opts := Options{Store: st, Control: f.ctl, Driver: f.driver, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond}
 	if tune != nil {
 		tune(&opts)
@@ -136,9 +127,7 @@ func newFixtureAt(t *testing.T, clock clockwork.Clock, tune func(*Options)) *fix
 			t.Errorf("stop the reconciler: %v", err)
 		}
 	})
-	now := time.Now().UTC()
-	f.prj = apiv1.Project{ID: control.NewID("prj_"), Name: "payments", Labels: map[string]string{}, Generation: 1, ETag: `"1"`, CreatedAt: now, UpdatedAt: now}
-	f.update(func(tx store.Tx) error { return tx.CreateProject(ctx, f.prj) })
+	f.prj = controltest.Project(t, st, "payments", time.Now().UTC())
 	return f
 }
 

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,36 +14,6 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
-
-func startWithSecret(t *testing.T, dir, secret string) *Server {
-	t.Helper()
-	s, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: dir, BootstrapToken: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func stop(t *testing.T, s *Server) {
-	t.Helper()
-	if err := s.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// get sends GET path with secret and returns the status and body.
-func get(t *testing.T, s *Server, path, secret string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", s.URL()+path, nil)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b
-}
 
 // TestBootstrap_RotationRevokesEveryOldBootstrapTokenBeyondTheFirstPage is
 // the reproduction: S1, then 1,000 tokens, then S2, then S3. The token of
@@ -123,25 +90,4 @@ func TestBootstrap_ASecretThatCouldNeverBeSentIsRefused(t *testing.T) {
 			t.Fatalf("Start with bootstrap token %q: %v, want the visible ASCII rule without the secret", secret, err)
 		}
 	}
-}
-
-func TestStart_CreatesTheDataDirAndItsFilesForTheOwnerOnly(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state", "isolationd")
-	srv := startWithSecret(t, dir, "isot_file-mode-test-token-0123456789")
-	// A write after start: the WAL and shared-memory files exist now.
-	if status, body := get(t, srv, "/v1/projects", "isot_unknown-so-a-denial-is-audited"); status != http.StatusUnauthorized {
-		t.Fatalf("%d %s", status, body)
-	}
-	db := filepath.Join(dir, DatabaseFile)
-	want := map[string]os.FileMode{dir: 0o700, filepath.Dir(dir): 0o700, db: 0o600, db + "-wal": 0o600, db + "-shm": 0o600}
-	for p, mode := range want {
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode().Perm() != mode {
-			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), mode)
-		}
-	}
-	stop(t, srv)
 }

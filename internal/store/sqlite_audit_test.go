@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -20,22 +21,18 @@ import (
 // connection to its file for tampering with rows behind its back.
 func chainStore(t *testing.T, n int) (*store.SQLite, *sql.DB, []apiv1.AuditEvent) {
 	t.Helper()
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "isolationd.db")
 	s := openSQLite(t, path)
 	t.Cleanup(func() { s.Close() })
 	var evs []apiv1.AuditEvent
 	for i := range n {
-		err := s.Update(ctx, func(tx store.Tx) error {
-			ev, err := tx.AppendAudit(ctx, apiv1.AuditEvent{
-				ID: fmt.Sprintf("evt_%d", i), Time: time.Now(), RequestID: fmt.Sprintf("req_%d", i), Actor: apiv1.Actor{TokenID: "tok_1", Name: "admin"},
-				Source: apiv1.Source{IP: "127.0.0.1", UserAgent: "test"}, ProjectID: "prj_1", Action: "environment.create",
-				Resource: apiv1.ResourceRef{Type: "environment", ID: fmt.Sprintf("env_%d", i)}, Outcome: apiv1.OutcomeSuccess,
-				StatusCode: 202, Reason: "because", Changes: &apiv1.Changes{After: map[string]any{"name": fmt.Sprintf("e%d", i)}},
-			})
-			evs = append(evs, ev)
-			return err
+		ev, err := appendAudit(s, apiv1.AuditEvent{
+			ID: fmt.Sprintf("evt_%d", i), Time: time.Now(), RequestID: fmt.Sprintf("req_%d", i), Actor: apiv1.Actor{TokenID: "tok_1", Name: "admin"},
+			Source: apiv1.Source{IP: "127.0.0.1", UserAgent: "test"}, ProjectID: "prj_1", Action: "environment.create",
+			Resource: apiv1.ResourceRef{Type: "environment", ID: fmt.Sprintf("env_%d", i)}, Outcome: apiv1.OutcomeSuccess,
+			StatusCode: 202, Reason: "because", Changes: &apiv1.Changes{After: map[string]any{"name": fmt.Sprintf("e%d", i)}},
 		})
+		evs = append(evs, ev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,6 +43,23 @@ func chainStore(t *testing.T, n int) (*store.SQLite, *sql.DB, []apiv1.AuditEvent
 	}
 	t.Cleanup(func() { db.Close() })
 	return s, db, evs
+}
+
+// appendAudit appends ev to the chain in a transaction of its own.
+func appendAudit(s *store.SQLite, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx store.Tx) error {
+		var err error
+		ev, err = tx.AppendAudit(ctx, ev)
+		return err
+	})
+	return ev, err
+}
+
+// appendEvent appends a bare successful event of action.
+func appendEvent(t *testing.T, s *store.SQLite, action string) (apiv1.AuditEvent, error) {
+	t.Helper()
+	return appendAudit(s, apiv1.AuditEvent{ID: "evt_" + uuid.Must(uuid.NewV7()).String(), Time: time.Now(), Action: action, Outcome: apiv1.OutcomeSuccess})
 }
 
 func tamper(t *testing.T, db *sql.DB, query string, args ...any) {
@@ -186,4 +200,52 @@ func TestVerifyAudit_PagesThroughLongChains(t *testing.T) {
 	}
 	tamper(t, db, "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2500")
 	wantBreak(t, verify(t, s), 2500, evs[2499].ID, "hash mismatch")
+}
+
+func TestSQLite_AKeyedChainStaysKeyedWithItsOneKey(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "isolationd.db")
+	k, _ := audit.NewKey([]byte(strings.Repeat("k", 32)))
+	other, _ := audit.NewKey([]byte(strings.Repeat("o", 32)))
+
+	s := openSQLite(t, path)
+	if _, err := appendEvent(t, s, "before.key"); err != nil {
+		t.Fatal(err)
+	}
+	// An unkeyed chain may become keyed.
+	if err := s.UseAuditKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := appendEvent(t, s, "after.key")
+	if err != nil || ev.KeyID != k.ID() || ev.Hash != k.Hash(ev) {
+		t.Fatalf("keyed append = %+v, %v", ev, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openSQLite(t, path)
+	defer s.Close()
+	for _, key := range []*audit.Key{nil, other} {
+		if err := s.UseAuditKey(ctx, key); !errors.Is(err, store.ErrAuditKey) || !strings.Contains(err.Error(), k.ID()) {
+			t.Fatalf("UseAuditKey(%v) on a chain keyed with %s: %v", key, k.ID(), err)
+		}
+	}
+	// Appending unkeyed (no UseAuditKey) is refused too, and keeps nothing.
+	if _, err := appendEvent(t, s, "unkeyed.after.keyed"); !errors.Is(err, store.ErrAuditKey) {
+		t.Fatalf("an unkeyed append to a keyed chain: %v", err)
+	}
+	if err := s.UseAuditKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appendEvent(t, s, "keyed.again"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.VerifyAuditWithKey(ctx, s, k)
+	if err != nil || !res.OK() || res.Events != 3 || res.FirstKeyedSeq != 2 || res.KeyID != k.ID() {
+		t.Fatalf("VerifyAuditWithKey = %+v, %v", res, err)
+	}
+	if res, err := store.VerifyAudit(ctx, s); err != nil || res.OK() || !res.Broken.NeedsKey || res.Broken.Seq != 2 {
+		t.Fatalf("VerifyAudit without the key = %+v, %v", res.Broken, err)
+	}
 }

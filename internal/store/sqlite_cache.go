@@ -63,27 +63,18 @@ func (c *envCache) put(id string, e EnvironmentJSON, epoch uint64) {
 }
 
 // begin drops ids before their writer's COMMIT; invalidate ends it.
-func (c *envCache) begin(ids []string) {
+func (c *envCache) begin(ids []string)      { c.drop(ids, true) }
+func (c *envCache) invalidate(ids []string) { c.drop(ids, false) }
+
+// drop forgets ids and moves the epoch, with a commit in flight from
+// begin to invalidate.
+func (c *envCache) drop(ids []string, inflight bool) {
 	if len(ids) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.inflight = true
-	c.drop(ids)
-}
-
-func (c *envCache) invalidate(ids []string) {
-	if len(ids) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.inflight = false
-	c.drop(ids)
-}
-
-func (c *envCache) drop(ids []string) {
+	c.inflight = inflight
 	c.epoch++
 	for _, id := range ids {
 		delete(c.envs, id)

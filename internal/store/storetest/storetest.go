@@ -191,38 +191,38 @@ type crud[T any] struct {
 	obj    T
 	id     string
 	change func(T) T
-	create func(store.Tx, T) error
-	update func(store.Tx, T) error
-	del    func(store.Tx, string) error
-	get    func(store.Reader, string) (T, error)
+	create func(store.Tx, context.Context, T) error
+	update func(store.Tx, context.Context, T) error
+	del    func(store.Tx, context.Context, string) error
+	get    func(store.Reader, context.Context, string) (T, error)
 }
 
 func (c crud[T]) run(t *testing.T, st store.Store) {
 	t.Helper()
-	_, err := c.get(st, c.id)
+	_, err := c.get(st, ctx, c.id)
 	wantErr(t, err, store.ErrNotFound)
-	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return c.update(tx, c.obj) }), store.ErrNotFound)
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return c.update(tx, ctx, c.obj) }), store.ErrNotFound)
 
 	update(t, st, func(tx store.Tx) error {
-		if err := c.create(tx, c.obj); err != nil {
+		if err := c.create(tx, ctx, c.obj); err != nil {
 			return err
 		}
-		got, err := c.get(tx, c.id)
+		got, err := c.get(tx, ctx, c.id)
 		if err != nil {
 			return err
 		}
 		diff(t, "read inside the creating transaction", got, c.obj)
 		return nil
 	})
-	got, err := c.get(st, c.id)
+	got, err := c.get(st, ctx, c.id)
 	if err != nil {
 		t.Fatalf("get after create: %v", err)
 	}
 	diff(t, "read after create", got, c.obj)
 
 	changed := c.change(c.obj)
-	update(t, st, func(tx store.Tx) error { return c.update(tx, changed) })
-	got, err = c.get(st, c.id)
+	update(t, st, func(tx store.Tx) error { return c.update(tx, ctx, changed) })
+	got, err = c.get(st, ctx, c.id)
 	if err != nil {
 		t.Fatalf("get after update: %v", err)
 	}
@@ -231,10 +231,10 @@ func (c crud[T]) run(t *testing.T, st store.Store) {
 	if c.del == nil {
 		return
 	}
-	update(t, st, func(tx store.Tx) error { return c.del(tx, c.id) })
-	_, err = c.get(st, c.id)
+	update(t, st, func(tx store.Tx) error { return c.del(tx, ctx, c.id) })
+	_, err = c.get(st, ctx, c.id)
 	wantErr(t, err, store.ErrNotFound)
-	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return c.del(tx, c.id) }), store.ErrNotFound)
+	wantErr(t, st.Update(ctx, func(tx store.Tx) error { return c.del(tx, ctx, c.id) }), store.ErrNotFound)
 }
 
 func testProjectCRUD(t *testing.T, st store.Store) {
@@ -245,10 +245,10 @@ func testProjectCRUD(t *testing.T, st store.Store) {
 			p.Name, p.Description, p.Labels, p.Generation, p.ETag = "beta", "changed", map[string]string{"x": "y"}, 2, `"2"`
 			return p
 		},
-		create: func(tx store.Tx, p apiv1.Project) error { return tx.CreateProject(ctx, p) },
-		update: func(tx store.Tx, p apiv1.Project) error { return tx.UpdateProject(ctx, p) },
-		del:    func(tx store.Tx, id string) error { return tx.DeleteProject(ctx, id) },
-		get:    func(r store.Reader, id string) (apiv1.Project, error) { return r.GetProject(ctx, id) },
+		create: store.Tx.CreateProject,
+		update: store.Tx.UpdateProject,
+		del:    store.Tx.DeleteProject,
+		get:    store.Reader.GetProject,
 	}.run(t, st)
 }
 
@@ -265,10 +265,10 @@ func testEnvironmentCRUD(t *testing.T, st store.Store) {
 			e.Enforcement = apiv1.Enforcement{Driver: "simulate", Generation: 2, ObservedGeneration: 2, Enforced: true, Address: "198.18.0.2"}
 			return e
 		},
-		create: func(tx store.Tx, e apiv1.Environment) error { return tx.CreateEnvironment(ctx, e) },
-		update: func(tx store.Tx, e apiv1.Environment) error { return tx.UpdateEnvironment(ctx, e) },
-		del:    func(tx store.Tx, id string) error { return tx.DeleteEnvironment(ctx, id) },
-		get:    func(r store.Reader, id string) (apiv1.Environment, error) { return r.GetEnvironment(ctx, id) },
+		create: store.Tx.CreateEnvironment,
+		update: store.Tx.UpdateEnvironment,
+		del:    store.Tx.DeleteEnvironment,
+		get:    store.Reader.GetEnvironment,
 	}.run(t, st)
 }
 
@@ -386,10 +386,10 @@ func testPolicyCRUD(t *testing.T, st store.Store) {
 			p.Generation, p.ETag = 2, `"2"`
 			return p
 		},
-		create: func(tx store.Tx, p apiv1.Policy) error { return tx.CreatePolicy(ctx, p) },
-		update: func(tx store.Tx, p apiv1.Policy) error { return tx.UpdatePolicy(ctx, p) },
-		del:    func(tx store.Tx, id string) error { return tx.DeletePolicy(ctx, id) },
-		get:    func(r store.Reader, id string) (apiv1.Policy, error) { return r.GetPolicy(ctx, id) },
+		create: store.Tx.CreatePolicy,
+		update: store.Tx.UpdatePolicy,
+		del:    store.Tx.DeletePolicy,
+		get:    store.Reader.GetPolicy,
 	}.run(t, st)
 }
 
@@ -402,9 +402,9 @@ func testTokenCRUD(t *testing.T, st store.Store) {
 			tr.RevokedAt = &revoked
 			return tr
 		},
-		create: func(tx store.Tx, tr store.TokenRecord) error { return tx.CreateToken(ctx, tr) },
-		update: func(tx store.Tx, tr store.TokenRecord) error { return tx.UpdateToken(ctx, tr) },
-		get:    func(r store.Reader, id string) (store.TokenRecord, error) { return r.GetToken(ctx, id) },
+		create: store.Tx.CreateToken,
+		update: store.Tx.UpdateToken,
+		get:    store.Reader.GetToken,
 	}.run(t, st)
 
 	got, err := st.GetTokenByHash(ctx, tok.Hash)

@@ -16,26 +16,73 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth/tlstest"
 )
 
+func startWithSecret(t *testing.T, dir, secret string) *Server {
+	t.Helper()
+	s, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: dir, BootstrapToken: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func stop(t *testing.T, s *Server) {
+	t.Helper()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get sends GET path with secret and returns the status and body.
+func get(t *testing.T, s *Server, path, secret string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.URL()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// newCA is a certificate authority of the test's own.
+func newCA(t *testing.T) *tlstest.CA {
+	t.Helper()
+	ca, err := tlstest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// loopbackCert is a certificate of ca for 127.0.0.1, in files of a
+// directory of its own.
+func loopbackCert(t *testing.T, ca *tlstest.CA) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile, err := ca.ServerCert(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
 func TestTransportSecurity_PlainHTTPOnlyOnLoopbackUnlessInsecureListen(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
+	type listenCase struct {
 		listen   string
 		insecure bool
 		ok       bool
-	}{
-		{"127.0.0.1:8080", false, true},
-		{"127.1.2.3:0", false, true},
-		{"[::1]:8080", false, true},
-		{"localhost:8080", false, true},
-		{"[::ffff:127.0.0.1]:0", false, true},
-		{"0.0.0.0:8080", false, false},
-		{":8080", false, false},
-		{"[::]:8080", false, false},
-		{"192.0.2.10:8080", false, false},
-		{"isolation.example.com:8080", false, false},
-		{"0.0.0.0:8080", true, true},
-		{":8080", true, true},
-	} {
+	}
+	var cases []listenCase
+	for _, l := range []string{"127.0.0.1:8080", "127.1.2.3:0", "[::1]:8080", "localhost:8080", "[::ffff:127.0.0.1]:0"} {
+		cases = append(cases, listenCase{l, false, true})
+	}
+	// Beyond loopback, only --insecure-listen allows plain HTTP.
+	for _, l := range []string{"0.0.0.0:8080", ":8080", "[::]:8080", "192.0.2.10:8080", "isolation.example.com:8080"} {
+		cases = append(cases, listenCase{l, false, false}, listenCase{l, true, true})
+	}
+	for _, tc := range cases {
 		cfg, err := Config{Listen: tc.listen, InsecureListen: tc.insecure}.transportSecurity()
 		switch {
 		case tc.ok && err != nil:
@@ -62,14 +109,8 @@ func TestStart_RefusesPlainHTTPBeyondLoopbackBeforeOpeningAnything(t *testing.T)
 
 func TestStart_ServesHTTPSWithTLS12OrLater(t *testing.T) {
 	t.Parallel()
-	ca, err := tlstest.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.ServerCert(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newCA(t)
+	certFile, keyFile := loopbackCert(t, ca)
 	srv, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCert: certFile, TLSKey: keyFile})
 	if err != nil {
 		t.Fatal(err)
@@ -127,18 +168,9 @@ func getPlain(url string) (int, error) {
 
 func TestStart_RefusesAMismatchedOrMissingKeyPair(t *testing.T) {
 	t.Parallel()
-	ca, err := tlstest.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certA, _, err := ca.ServerCert(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, keyB, err := ca.ServerCert(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newCA(t)
+	certA, _ := loopbackCert(t, ca)
+	_, keyB := loopbackCert(t, ca)
 	for name, cfg := range map[string]Config{
 		"mismatched": {TLSCert: certA, TLSKey: keyB},
 		"cert only":  {TLSCert: certA},
@@ -149,4 +181,25 @@ func TestStart_RefusesAMismatchedOrMissingKeyPair(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming the TLS flags", name, err)
 		}
 	}
+}
+
+func TestStart_CreatesTheDataDirAndItsFilesForTheOwnerOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "isolationd")
+	srv := startWithSecret(t, dir, "isot_file-mode-test-token-0123456789")
+	// A write after start: the WAL and shared-memory files exist now.
+	if status, body := get(t, srv, "/v1/projects", "isot_unknown-so-a-denial-is-audited"); status != http.StatusUnauthorized {
+		t.Fatalf("%d %s", status, body)
+	}
+	db := filepath.Join(dir, DatabaseFile)
+	want := map[string]os.FileMode{dir: 0o700, filepath.Dir(dir): 0o700, db: 0o600, db + "-wal": 0o600, db + "-shm": 0o600}
+	for p, mode := range want {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), mode)
+		}
+	}
+	stop(t, srv)
 }
