@@ -175,7 +175,7 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
 	// One on its way out (deleted or expired outside Terraform) is as good as gone.
-	if readFailed(ctx, resp, r.client, "environment", state.ID.ValueString(), state.ProjectID.ValueString(), err, err == nil && leaving(env)) {
+	if readFailed(ctx, resp, r.client, "environment", state.ID.ValueString(), state.ProjectID.ValueString(), err, err == nil && apiv1.StateIsLeaving(env.State)) {
 		return
 	}
 	r.save(ctx, &state, env, &resp.State, resp.Private, &resp.Diagnostics)
@@ -354,11 +354,5 @@ func (r *EnvironmentResource) waitReady(ctx context.Context, m *environmentResou
 // alreadyLeaving reports whether the environment is gone or on its way out.
 func (r *EnvironmentResource) alreadyLeaving(ctx context.Context, id string) bool {
 	env, err := r.client.Environments().Get(ctx, id)
-	return client.IsNotFound(err) || err == nil && leaving(env)
-}
-
-// leaving reports whether an environment is being torn down, by a delete
-// or by its TTL.
-func leaving(env *apiv1.Environment) bool {
-	return env.State == apiv1.StateDeleting || env.State == apiv1.StateExpired
+	return client.IsNotFound(err) || err == nil && apiv1.StateIsLeaving(env.State)
 }
