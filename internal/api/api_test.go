@@ -252,20 +252,23 @@ func TestIdempotency_ReplayMismatchAndInFlight(t *testing.T) {
 	if _, err := pw.Write([]byte(`{"name":`)); err != nil {
 		t.Fatal(err)
 	}
-	// The write returning says only that the client took the bytes. Until
-	// the server holds the key, a probe with an invalid body takes the key
-	// itself, is refused (400), and leaves nothing behind; once the first
-	// request holds it, the probe is answered 409.
+	// The write returning says only that the client took the bytes: the
+	// key's state, which takes no mark of its own, says when the server
+	// holds it. A probe sent then is answered 409.
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		r := h.do("POST", "/v1/projects", `{}`, "Idempotency-Key", "k2")
-		if r.status == http.StatusConflict {
-			r.problem(t, 409, "idempotency-in-flight", "")
+		var k apiv1.IdempotencyKey
+		r := h.do("GET", "/v1/idempotency-keys/k2", nil)
+		if r.status == http.StatusOK {
+			r.json(t, 200, &k)
+		}
+		if k.State == apiv1.IdempotencyInProgress {
 			break
 		}
-		if r.status != http.StatusBadRequest || time.Now().After(deadline) {
-			t.Fatalf("probe while the first request is in flight: %d %s", r.status, r.body)
+		if (r.status != http.StatusOK && r.status != http.StatusNotFound) || time.Now().After(deadline) {
+			t.Fatalf("the key's state while the first request is in flight: %d %s", r.status, r.body)
 		}
 	}
+	h.do("POST", "/v1/projects", `{}`, "Idempotency-Key", "k2").problem(t, 409, "idempotency-in-flight", "")
 	if _, err := pw.Write([]byte(`"slow"}`)); err != nil {
 		t.Fatal(err)
 	}
