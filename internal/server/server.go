@@ -402,9 +402,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // subscribe tells, of every commit, the audit trail (its events, in chain
-// order), the API's waiters and the reconciler's queue (what it asks to
-// reconcile). The hub stands in for the API's own subscription until the
-// API takes the commits itself.
+// order), the API (its wait/watch hub and its token cache) and the
+// reconciler's queue (what the commit asks to reconcile).
 func (s *Server) subscribe(trail *audit.InOrder) {
 	if trail != nil {
 		s.store.Subscribe(func(c store.Commit) {

@@ -167,7 +167,14 @@ type storeClock struct {
 	p atomic.Pointer[clockwork.Clock]
 }
 
-func (c *storeClock) use(clock clockwork.Clock) { c.p.Store(&clock) }
+// use makes clock the store's clock; nil goes back to the real one.
+func (c *storeClock) use(clock clockwork.Clock) {
+	if clock == nil {
+		c.p.Store(nil)
+		return
+	}
+	c.p.Store(&clock)
+}
 
 func (c *storeClock) now() time.Time {
 	if c != nil {
