@@ -101,17 +101,19 @@ type ProjectPatch struct {
 
 // Resources are an environment's compute allowances.
 type Resources struct {
-	CPUMillis int64 `json:"cpu_millis"`
-	MemoryMB  int64 `json:"memory_mb"`
-	DiskGB    int64 `json:"disk_gb"`
+	CPUMillis    int64 `json:"cpu_millis"`
+	MemoryMB     int64 `json:"memory_mb"`
+	DiskGB       int64 `json:"disk_gb"`
+	MaxProcesses int64 `json:"max_processes"`
 }
 
 // ResourcesSpec is Resources in a request: absent fields take the server
 // default (create) or keep their value (patch).
 type ResourcesSpec struct {
-	CPUMillis *int64 `json:"cpu_millis,omitempty"`
-	MemoryMB  *int64 `json:"memory_mb,omitempty"`
-	DiskGB    *int64 `json:"disk_gb,omitempty"`
+	CPUMillis    *int64 `json:"cpu_millis,omitempty"`
+	MemoryMB     *int64 `json:"memory_mb,omitempty"`
+	DiskGB       *int64 `json:"disk_gb,omitempty"`
+	MaxProcesses *int64 `json:"max_processes,omitempty"`
 }
 
 // Server defaults for Resources.
@@ -127,6 +129,7 @@ const (
 // Enforced is true once the driver has applied that generation.
 type Enforcement struct {
 	Driver             string `json:"driver"`
+	Runtime            string `json:"runtime"`
 	Generation         int64  `json:"generation"`
 	ObservedGeneration int64  `json:"observed_generation"`
 	Enforced           bool   `json:"enforced"`
@@ -151,6 +154,7 @@ type Environment struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
 	Enforcement  Enforcement       `json:"enforcement"`
+	Workload     *Workload         `json:"workload,omitempty"`
 	ETag         string            `json:"etag"`
 }
 
@@ -163,6 +167,7 @@ type EnvironmentCreate struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Resources   *ResourcesSpec    `json:"resources,omitempty"`
 	TTLSeconds  *int64            `json:"ttl_seconds,omitempty"`
+	Workload    *WorkloadSpec     `json:"workload,omitempty"`
 }
 
 // EnvironmentPatch is the body of PATCH /v1/environments/{id}.
@@ -173,6 +178,8 @@ type EnvironmentPatch struct {
 	Labels      *map[string]string `json:"labels,omitempty"`
 	Resources   *ResourcesSpec     `json:"resources,omitempty"`
 	TTLSeconds  *int64             `json:"ttl_seconds,omitempty"`
+	// Workload replaces the workload spec whole; null removes the workload.
+	Workload Nullable[WorkloadSpec] `json:"workload,omitzero"`
 }
 
 // EnvironmentStatus is the body of GET /v1/environments/{id}/status and

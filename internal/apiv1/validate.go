@@ -218,6 +218,7 @@ func ValidateResources(field string, r *ResourcesSpec) []FieldError {
 	inRange("cpu_millis", r.CPUMillis, MinCPUMillis, MaxCPUMillis)
 	inRange("memory_mb", r.MemoryMB, MinMemoryMB, MaxMemoryMB)
 	inRange("disk_gb", r.DiskGB, MinDiskGB, MaxDiskGB)
+	inRange("max_processes", r.MaxProcesses, MinMaxProcesses, MaxMaxProcesses)
 	return e
 }
 
@@ -503,6 +504,9 @@ func (c EnvironmentCreate) Validate() []FieldError {
 	e = append(e, ValidateDescription("description", c.Description)...)
 	e = append(e, ValidateLabels("labels", c.Labels)...)
 	e = append(e, ValidateResources("resources", c.Resources)...)
+	if c.Workload != nil {
+		e = append(e, c.Workload.Validate("workload")...)
+	}
 	if c.TTLSeconds != nil && (*c.TTLSeconds < 1 || *c.TTLSeconds > MaxTTLSeconds) {
 		e.add("ttl_seconds", "must be between 1 and %d", MaxTTLSeconds)
 	}
@@ -513,6 +517,9 @@ func (c EnvironmentCreate) Validate() []FieldError {
 func (p EnvironmentPatch) Validate() []FieldError {
 	e := errs(validateCommonPatch(p.Name, p.Description, p.Labels))
 	e = append(e, ValidateResources("resources", p.Resources)...)
+	if p.Workload.Value != nil {
+		e = append(e, p.Workload.Value.Validate("workload")...)
+	}
 	if p.TTLSeconds != nil && (*p.TTLSeconds < 0 || *p.TTLSeconds > MaxTTLSeconds) {
 		e.add("ttl_seconds", "must be between 0 and %d (0 removes the TTL)", MaxTTLSeconds)
 	}
