@@ -496,10 +496,14 @@ type WhoAmI struct {
 // ServerName is ServerInfo.Name of every isolationd.
 const ServerName = "isolationd"
 
-// ServerInfo names the server and its version.
+// ServerInfo names the server, its version, and what makes its
+// environments real: the enforcement driver ("simulate" isolates
+// nothing) and the workload runtime, so a client can say so up front.
 type ServerInfo struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	Driver  string `json:"driver,omitempty"`
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // Problem is an RFC 9457 problem details body (application/problem+json).
