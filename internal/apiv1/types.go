@@ -123,6 +123,13 @@ const (
 	DefaultDiskGB    = 10
 )
 
+// Enforcement driver names, as Enforcement.Driver and ServerInfo.Driver
+// report them.
+const (
+	DriverSimulate = "simulate" // rules recorded and checked; nothing is isolated
+	DriverNetns    = "netns"    // a network namespace per environment, rules in a router namespace
+)
+
 // Enforcement is what the enforcement driver reports for an environment.
 // Generation is bumped whenever the rules the environment should have
 // change (its own spec, a policy selecting it, a peer's address);
