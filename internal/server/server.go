@@ -110,6 +110,13 @@ type Config struct {
 	// refused) or "simulate" (the only one, and the default, with the
 	// simulate driver: specs are recorded, nothing runs).
 	Runtime string
+	// InitBinary is the static init every runc container runs as PID 1
+	// (--init-binary); "" finds isolation-init beside the executable,
+	// then on PATH.
+	InitBinary string
+	// Userns is "auto" (the default: containers get a user namespace when
+	// the kernel allows it) or "off".
+	Userns string
 	// WorkloadRuntime, when set, is used instead of the runtime Runtime
 	// names (for tests that hold a runtime step).
 	WorkloadRuntime workload.Runtime
