@@ -33,9 +33,9 @@ type Options struct {
 	// clock is the API's (idempotency retention, token expiry, denials).
 	Control *control.Service
 	Driver  enforce.Driver
-	// WorkloadRuntime names the workload runtime (apiv1.Runtime*), as
+	// RuntimeName names the workload runtime (apiv1.Runtime*), as
 	// GET /v1/whoami reports it; "" leaves it out.
-	WorkloadRuntime string
+	RuntimeName string
 	// Reconciler is ready once it has started (/readyz).
 	Reconciler Starter
 	Logger     *slog.Logger
@@ -96,7 +96,7 @@ func New(opts Options) *API {
 		store:      opts.Store,
 		control:    opts.Control,
 		driver:     opts.Driver,
-		runtime:    opts.WorkloadRuntime,
+		runtime:    opts.RuntimeName,
 		reconciler: opts.Reconciler,
 		hub:        newHub(),
 		log:        opts.Logger,

@@ -22,7 +22,7 @@ func TestWhoAmI_AnswersTheTokensIdentityScopeAndExpiryAndTheServerAndItsDriverNe
 	r.json(t, 200, &who)
 	want := apiv1.WhoAmI{
 		TokenID: editor.ID, Name: "ci-editor", Role: apiv1.RoleEditor, ProjectID: p.ID, ExpiresAt: &expires,
-		Server: apiv1.ServerInfo{Name: "isolationd", Version: version.String(), Driver: "simulate"},
+		Server: apiv1.ServerInfo{Name: "isolationd", Version: version.String(), Driver: "simulate", Runtime: "simulate"},
 	}
 	if who.TokenID != want.TokenID || who.Name != want.Name || who.Role != want.Role || who.ProjectID != want.ProjectID ||
 		who.ExpiresAt == nil || !who.ExpiresAt.Equal(expires) || who.Server != want.Server {

@@ -245,7 +245,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry,
 	})
 	s.api = api.New(api.Options{
-		Store: s.store, Control: s.control, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
+		Store: s.store, Control: s.control, Driver: s.driver, RuntimeName: runtimeName, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
 		Registry: registry,
 	})
