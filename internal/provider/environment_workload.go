@@ -61,7 +61,7 @@ func workloadAttribute() schema.SingleNestedAttribute {
 			"namespace, with `resources` as its limits and a home volume at `/home` that survives restarts and image changes. " +
 			"Without `command`, the image's entrypoint and cmd run; with neither, a small init keeps the environment up. " +
 			"Changing any of it is an update in place (same id, same address, same home volume) that restarts the workload: " +
-			"the plan warns. Removing it stops the workload. The `simulate` driver records it and runs nothing (`workload_state` " +
+			"the plan warns. Removing it stops the workload and removes its home volume. The `simulate` driver records it and runs nothing (`workload_state` " +
 			"is `not_run`).",
 		Optional:   true,
 		Validators: []validator.Object{validators.Workload()},
@@ -225,7 +225,8 @@ func workloadChangeWarning(ctx context.Context, plan, state environmentModel, di
 	}
 	if plan.Workload.IsNull() {
 		return "The workload stops", fmt.Sprintf(
-			"Removing workload stops the workload of %s and removes its container; the environment stays, with the same address.%s", env, note)
+			"Removing workload stops the workload of %s and removes its container, its writable layer and its home volume: "+
+				"what it kept in /home is lost. The environment stays, with the same address.%s", env, note)
 	}
 	planned, known, ds := workloadspec.FromObject(ctx, plan.Workload)
 	prior, _, ds2 := workloadspec.FromObject(ctx, state.Workload)

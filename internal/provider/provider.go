@@ -55,9 +55,12 @@ type IsolationProvider struct {
 	// version is the provider's release ("dev" for local builds, "test" in
 	// acceptance tests); it goes into the User-Agent.
 	version string
-	// simulateWarned holds the endpoints whose simulate driver has been
-	// warned about, so a run warns once per server however many provider
-	// blocks point at it (Configure runs once per block).
+	// simulateWarned holds the endpoints whose simulate driver this
+	// provider has warned about, so that it warns once per server however
+	// often it is configured: Terraform starts a process per provider
+	// block and per walk and folds their identical warnings into one, but
+	// a process serving many configurations (the acceptance tests' one
+	// in-process provider) must not repeat itself either.
 	simulateWarned onceSet
 }
 
