@@ -4,7 +4,7 @@
 //	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
 //	                 [--tls-cert F --tls-key F | --insecure-listen]
-//	                 [--log-level debug|info|warn|error]
+//	                 [--log-level debug|info|warn|error] [--runtime runc|none] [--init-binary PATH] [--userns auto|off]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
 //	isolationd version
 package main
@@ -76,6 +76,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	runtime := fs.String("runtime", "", "workload runtime: runc (the default with --driver netns: OCI containers under runc inside each environment's namespace) or none (network-only environments, workloads refused); the simulate driver records workloads and runs none")
+	initBinary := fs.String("init-binary", "", "runc runtime: the static init every container runs as PID 1 (default: isolation-init beside this executable, then on PATH)")
+	userns := fs.String("userns", "auto", "runc runtime: run containers in a user namespace (container root is an unprivileged host uid): auto (when the kernel allows it) or off")
 	quota := fs.Int64("default-environment-quota", 1000, "environment quota of projects created without one (0: no limit), so that one project cannot take the whole address pool; admins change a project's with environment_quota")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -113,6 +116,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
 		DefaultEnvironmentQuota: *quota,
+		Runtime:                 *runtime, InitBinary: *initBinary, Userns: *userns,
 	}
 	if *auditKey != "" {
 		if cfg.AuditKey, err = audit.ReadKeyFile(*auditKey); err != nil {

@@ -258,7 +258,10 @@ func (g *docGen) markRequest(t reflect.Type) {
 	}
 }
 
-var genericName = regexp.MustCompile(`^List\[.*\.(\w+)\]$`)
+var (
+	genericName  = regexp.MustCompile(`^List\[.*\.(\w+)\]$`)
+	nullableName = regexp.MustCompile(`^Nullable\[`)
+)
 
 func schemaName(t reflect.Type) string {
 	if m := genericName.FindStringSubmatch(t.Name()); m != nil {
@@ -283,6 +286,10 @@ func (g *docGen) typeSchema(t reflect.Type) obj {
 		return obj{"type": "string", "format": "date-time"}
 	case t.Kind() == reflect.Pointer:
 		return g.typeSchema(t.Elem())
+	case t.Kind() == reflect.Struct && nullableName.MatchString(t.Name()):
+		// apiv1.Nullable: absent keeps, null removes, a value replaces.
+		value, _ := t.FieldByName("Value")
+		return obj{"anyOf": []obj{g.typeSchema(value.Type), {"type": "null"}}}
 	case t.Kind() == reflect.Interface:
 		return obj{"anyOf": []obj{{}, {"type": "null"}}} // any JSON value, null included
 	case t.Kind() == reflect.Struct:
@@ -335,7 +342,7 @@ func (g *docGen) fields(t reflect.Type, props obj, required *[]string) {
 			name = f.Name
 		}
 		s := g.typeSchema(f.Type)
-		omit := strings.Contains(opts, "omitempty")
+		omit := strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")
 		if f.Type.Kind() == reflect.Pointer && !omit {
 			// A pointer that is always present may be null (check's matched).
 			s = obj{"anyOf": []obj{s, {"type": "null"}}}
