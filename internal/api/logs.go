@@ -163,11 +163,11 @@ func (a *API) environmentLogs(w http.ResponseWriter, r *http.Request) error {
 // driver, --runtime none), or none has run for this environment yet.
 func (a *API) logDir(envID string) (string, error) {
 	if a.workloadLogs == nil {
-		return "", problem.New(problem.NotFound, "environment %q has no workload output: this server runs no workloads", envID)
+		return "", problem.New(problem.NotFound, "environment %q has no workload output: this server runs no workloads (--runtime none)", envID)
 	}
 	dir, err := a.workloadLogs.LogDir(envID)
 	if errors.Is(err, workload.ErrUnknown) {
-		return "", problem.New(problem.NotFound, "environment %q has no workload output: no workload has run for it", envID)
+		return "", problem.New(problem.NotFound, "environment %q has no workload output: no workload has run for it on this server", envID)
 	}
 	return dir, err
 }
