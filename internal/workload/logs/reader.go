@@ -79,7 +79,7 @@ func Read(ctx context.Context, dir string, q Query, emit func(apiv1.LogLine) err
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) == filepath.Clean(dir) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+			if filepath.Clean(ev.Name) == filepath.Clean(dir) && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
 				return nil // the directory is gone: nothing more will be written
 			}
 		case err, ok := <-w.Errors:
@@ -274,23 +274,24 @@ func (r *reader) catchUp(cur *file) (*file, error) {
 			}
 		}
 		now, err := os.Stat(filepath.Join(r.dir, Current))
-		if errors.Is(err, fs.ErrNotExist) {
-			return cur, nil // between a rotation's rename and its new file
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return cur, err
 		}
-		if cur != nil && os.SameFile(cur.info, now) {
+		if cur != nil && now != nil && os.SameFile(cur.info, now) {
 			return cur, nil
 		}
 		if cur != nil {
-			// Renamed: everything written to it was written before.
+			// Renamed or removed: everything written to it was written
+			// before. Closing it lets the directory go when it is removed.
 			if err := cur.lines(emit); err != nil {
 				return cur, err
 			}
 			r.done = cur.info
 			closeAll(cur)
 			cur = nil
+		}
+		if now == nil {
+			return nil, nil // between a rotation's rename and its new file
 		}
 		if err := r.missed(emit); err != nil {
 			return nil, err
