@@ -80,14 +80,6 @@ type resourcesModel struct {
 	MaxProcesses types.Int64 `tfsdk:"max_processes"`
 }
 
-// workloadStatusModel is the workload_status object.
-type workloadStatusModel struct {
-	ExitCode     types.Int64  `tfsdk:"exit_code"`
-	RestartCount types.Int64  `tfsdk:"restart_count"`
-	StartedAt    types.String `tfsdk:"started_at"`
-	ImageDigest  types.String `tfsdk:"image_digest"`
-}
-
 // Default timeouts, when the configuration has no timeouts block.
 const (
 	defaultEnvironmentCreateTimeout = 20 * time.Minute
