@@ -167,16 +167,26 @@ func (r *EnvironmentResource) Configure(_ context.Context, req resource.Configur
 	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
 }
 
-// ModifyPlan warns, in the plan, about an update that restarts the
+// ModifyPlan refuses, at plan time, a workload on a server that runs
+// none, and warns, in the plan, about an update that restarts the
 // environment's workload or stops it; the update is in place all the same
 // (same id, same address).
 func (r *EnvironmentResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	// Creating and destroying restart nothing.
-	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
-		return
+	if req.Plan.Raw.IsNull() {
+		return // destroying
 	}
 	var plan, state environmentResourceModel
-	if !readInto(ctx, req.Plan, &plan, &resp.Diagnostics) || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
+	if !readInto(ctx, req.Plan, &plan, &resp.Diagnostics) {
+		return
+	}
+	if r.client != nil && r.client.identity.Server.Runtime == apiv1.RuntimeNone && !plan.Workload.IsNull() {
+		resp.Diagnostics.AddAttributeError(path.Root("workload"), "Invalid workload", fmt.Sprintf(
+			"The isolationd at %s runs no workloads (isolationd serve --runtime none): remove the workload, or run the server with --runtime %s.",
+			r.client.Endpoint(), apiv1.RuntimeRunc))
+		return
+	}
+	// Creating restarts nothing.
+	if req.State.Raw.IsNull() || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
 		return
 	}
 	if summary, detail := workloadChangeWarning(ctx, plan.environmentModel, state.environmentModel, &resp.Diagnostics); summary != "" {

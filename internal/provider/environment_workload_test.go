@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -184,8 +186,8 @@ func TestEnvironment_AnUpdateSendsTheWholeWorkloadAndNullToRemoveIt(t *testing.T
 }
 
 // environmentPlanner plans isolation_environment changes over the plugin
-// protocol, as Terraform asks the provider, without a server: planning
-// calls no API.
+// protocol, as Terraform asks the provider; planning calls no API, so it
+// needs no server unless the provider is configured for one.
 type environmentPlanner struct {
 	p      tfprotov6.ProviderServer
 	schema fwresource.SchemaResponse
@@ -198,6 +200,12 @@ func newEnvironmentPlanner(t *testing.T) *environmentPlanner {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plannerOf(t, p)
+}
+
+// plannerOf plans with the provider server p, configured or not.
+func plannerOf(t *testing.T, p tfprotov6.ProviderServer) *environmentPlanner {
+	t.Helper()
 	e := &environmentPlanner{p: p}
 	NewEnvironmentResource().Schema(t.Context(), fwresource.SchemaRequest{}, &e.schema)
 	e.typ = e.schema.Schema.Type().TerraformType(t.Context())
@@ -235,16 +243,33 @@ func (e *environmentPlanner) plan(t *testing.T, prior, cfg environmentModel) (en
 	proposed.ID, proposed.State, proposed.StateMessage, proposed.Address, proposed.Enforced = prior.ID, prior.State, prior.StateMessage, prior.Address, prior.Enforced
 	proposed.Driver, proposed.Runtime, proposed.Namespace, proposed.ExpiresAt, proposed.CreatedAt = prior.Driver, prior.Runtime, prior.Namespace, prior.ExpiresAt, prior.CreatedAt
 	proposed.WorkloadState, proposed.WorkloadStatus = prior.WorkloadState, prior.WorkloadStatus
-	resp, err := e.p.PlanResourceChange(t.Context(), &tfprotov6.PlanResourceChangeRequest{
+	return e.planned(t, &tfprotov6.PlanResourceChangeRequest{
 		TypeName: "isolation_environment", PriorState: e.value(t, prior), ProposedNewState: e.value(t, proposed), Config: e.value(t, cfg),
 	})
+}
+
+// planCreate asks for the plan that creates cfg.
+func (e *environmentPlanner) planCreate(t *testing.T, cfg environmentModel) (environmentModel, []*tfprotov6.Diagnostic) {
+	t.Helper()
+	none, err := tfprotov6.NewDynamicValue(e.typ, tftypes.NewValue(e.typ, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range resp.Diagnostics {
-		if d.Severity == tfprotov6.DiagnosticSeverityError {
-			t.Fatalf("plan: %s: %s", d.Summary, d.Detail)
-		}
+	return e.planned(t, &tfprotov6.PlanResourceChangeRequest{
+		TypeName: "isolation_environment", PriorState: &none, ProposedNewState: e.value(t, cfg), Config: e.value(t, cfg),
+	})
+}
+
+// planned sends req and returns the planned state (zero when the plan
+// failed) and the diagnostics.
+func (e *environmentPlanner) planned(t *testing.T, req *tfprotov6.PlanResourceChangeRequest) (environmentModel, []*tfprotov6.Diagnostic) {
+	t.Helper()
+	resp, err := e.p.PlanResourceChange(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.PlannedState == nil {
+		return environmentModel{}, resp.Diagnostics
 	}
 	raw, err := resp.PlannedState.Unmarshal(e.typ)
 	if err != nil {
@@ -281,6 +306,31 @@ func TestEnvironment_AWorkloadThatCrashedOrRestartedOnItsOwnMakesNoDiff(t *testi
 		if !got[0].Equal(got[1]) {
 			t.Errorf("%s planned %s, want the refreshed %s: no diff", name, got[0], got[1])
 		}
+	}
+}
+
+func TestEnvironment_AWorkloadOnAServerThatRunsNoneFailsAtPlan(t *testing.T) {
+	t.Parallel()
+	// A netns server started with --runtime none answers so; saying it
+	// needs no root.
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(apiv1.WhoAmI{TokenID: "tok-1", Name: "fake", Role: apiv1.RoleAdmin, // the provider reads what it gets
+			Server: apiv1.ServerInfo{Name: apiv1.ServerName, Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeNone}})
+	}))
+	t.Cleanup(fake.Close)
+	e := plannerOf(t, configuredProvider(t, fake.URL, "isot_a-real-looking-secret-0123456789"))
+	want := configOf(modelOf(runningWeb()))
+	_, diags := e.planCreate(t, want)
+	if len(diags) != 1 || diags[0].Severity != tfprotov6.DiagnosticSeverityError || diags[0].Summary != "Invalid workload" ||
+		!strings.Contains(diags[0].Detail, "runs no workloads (isolationd serve --runtime none)") ||
+		!diags[0].Attribute.Equal(tftypes.NewAttributePath().WithAttributeName("workload")) {
+		t.Errorf("diagnostics %+v, want one error on workload: the server runs none", diags)
+	}
+	// Without a workload, the plan goes on.
+	want.Workload = types.ObjectNull(workloadspec.Type.AttrTypes)
+	if _, diags := e.planCreate(t, want); len(diags) != 0 {
+		t.Errorf("without a workload: diagnostics %+v, want none", diags)
 	}
 }
 
