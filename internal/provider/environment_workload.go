@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	dschema "github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -44,14 +43,6 @@ const (
 	descStartedAt    = "When the command last started (RFC 3339), or null when it has not."
 	descImageDigest  = "The digest of the image the workload runs (sha256:...), or null before the image is resolved."
 )
-
-// workloadStatusAttrTypes is the object type of workload_status.
-var workloadStatusAttrTypes = map[string]attr.Type{
-	"exit_code":     types.Int64Type,
-	"restart_count": types.Int64Type,
-	"started_at":    types.StringType,
-	"image_digest":  types.StringType,
-}
 
 // workloadAttribute is the resource's workload: Optional, each field
 // checked at plan time with the API's own rules.
@@ -161,21 +152,9 @@ func workloadDataSourceAttributes() map[string]dschema.Attribute {
 // an environment as the server returned it; all null without a workload.
 func workloadValues(w *apiv1.Workload) (spec types.Object, state types.String, status types.Object) {
 	if w == nil {
-		return workloadspec.Value(nil), types.StringNull(), types.ObjectNull(workloadStatusAttrTypes)
+		return workloadspec.Value(nil), types.StringNull(), workloadspec.StatusValue(nil)
 	}
-	var exit types.Int64
-	if w.ExitCode != nil {
-		exit = types.Int64Value(int64(*w.ExitCode))
-	} else {
-		exit = types.Int64Null()
-	}
-	status = types.ObjectValueMust(workloadStatusAttrTypes, map[string]attr.Value{
-		"exit_code":     exit,
-		"restart_count": types.Int64Value(int64(w.RestartCount)),
-		"started_at":    timeValue(w.StartedAt),
-		"image_digest":  stringOrNull(w.ImageDigest),
-	})
-	return workloadspec.Value(&w.WorkloadSpec), stringOrNull(w.State), status
+	return workloadspec.Value(&w.WorkloadSpec), stringOrNull(w.State), workloadspec.StatusValue(w)
 }
 
 // workloadSpec is the planned workload for the API, nil when there is none.

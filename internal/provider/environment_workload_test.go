@@ -231,7 +231,7 @@ func (e *environmentPlanner) value(t *testing.T, m environmentModel) *tfprotov6.
 func configOf(m environmentModel) environmentModel {
 	m.ID, m.State, m.StateMessage, m.Address, m.Enforced = types.StringNull(), types.StringNull(), types.StringNull(), types.StringNull(), types.BoolNull()
 	m.Driver, m.Runtime, m.Namespace, m.ExpiresAt, m.CreatedAt = types.StringNull(), types.StringNull(), types.StringNull(), types.StringNull(), types.StringNull()
-	m.WorkloadState, m.WorkloadStatus = types.StringNull(), types.ObjectNull(workloadStatusAttrTypes)
+	m.WorkloadState, m.WorkloadStatus = types.StringNull(), types.ObjectNull(workloadspec.StatusType.AttrTypes)
 	return m
 }
 

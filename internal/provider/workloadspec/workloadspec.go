@@ -1,6 +1,7 @@
 // Package workloadspec maps an environment's workload between Terraform
 // values and apiv1.WorkloadSpec, for the resource's create and update and
-// for the plan-time validator, which must read the object the same way.
+// for the plan-time validator, which must read the object the same way,
+// and writes what the runtime observes of it (the workload_status object).
 //
 // The API answers an empty command, args or env as absent and an empty
 // working_dir as absent, so they are read back as null; the schema
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -47,6 +49,22 @@ var Type = types.ObjectType{AttrTypes: map[string]attr.Type{
 	AttrRestart:    types.StringType,
 }}
 
+// StatusType is the object type of workload_status.
+var StatusType = types.ObjectType{AttrTypes: map[string]attr.Type{
+	"exit_code":     types.Int64Type,
+	"restart_count": types.Int64Type,
+	"started_at":    types.StringType,
+	"image_digest":  types.StringType,
+}}
+
+// Status is the workload_status object.
+type Status struct {
+	ExitCode     types.Int64  `tfsdk:"exit_code"`
+	RestartCount types.Int64  `tfsdk:"restart_count"`
+	StartedAt    types.String `tfsdk:"started_at"`
+	ImageDigest  types.String `tfsdk:"image_digest"`
+}
+
 // Spec is the workload object.
 type Spec struct {
 	Image      types.String `tfsdk:"image"`
@@ -77,10 +95,41 @@ func Value(w *apiv1.WorkloadSpec) types.Object {
 	if w.WorkingDir != "" {
 		spec.WorkingDir = types.StringValue(w.WorkingDir)
 	}
-	o, diags := types.ObjectValueFrom(context.Background(), Type.AttrTypes, spec)
+	return objectValue(Type, spec)
+}
+
+// StatusValue returns what the runtime observed of w as the
+// workload_status object, null when w is nil. An exit code not seen yet,
+// a command not started yet and an image not resolved yet are null.
+func StatusValue(w *apiv1.Workload) types.Object {
+	if w == nil {
+		return types.ObjectNull(StatusType.AttrTypes)
+	}
+	s := Status{
+		ExitCode:     types.Int64Null(),
+		RestartCount: types.Int64Value(int64(w.RestartCount)),
+		StartedAt:    types.StringNull(),
+		ImageDigest:  types.StringNull(),
+	}
+	if w.ExitCode != nil {
+		s.ExitCode = types.Int64Value(int64(*w.ExitCode))
+	}
+	if w.StartedAt != nil && !w.StartedAt.IsZero() {
+		s.StartedAt = types.StringValue(w.StartedAt.UTC().Format(time.RFC3339))
+	}
+	if w.ImageDigest != "" {
+		s.ImageDigest = types.StringValue(w.ImageDigest)
+	}
+	return objectValue(StatusType, s)
+}
+
+// objectValue is types.ObjectValueFrom for this package's structs, whose
+// tags match their object types by construction: a mismatch is a bug any
+// test catches, so it panics.
+func objectValue(t types.ObjectType, v any) types.Object {
+	o, diags := types.ObjectValueFrom(context.Background(), t.AttrTypes, v)
 	if diags.HasError() {
-		// Spec's tags match Type by construction: a mismatch is a bug any test catches.
-		panic(fmt.Sprintf("workloadspec: Spec does not fit its type: %v", diags))
+		panic(fmt.Sprintf("workloadspec: %T does not fit %s: %v", v, t, diags))
 	}
 	return o
 }

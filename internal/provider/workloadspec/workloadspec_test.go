@@ -3,6 +3,7 @@ package workloadspec
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -95,5 +96,31 @@ func TestChanged_NamesWhatDiffersAsTheAPICompares(t *testing.T) {
 	want := []string{AttrImage, AttrCommand, AttrArgs, AttrEnv, AttrWorkingDir, AttrRestart}
 	if diff := cmp.Diff(want, Changed(a, c)); diff != "" {
 		t.Errorf("Changed (-want +got):\n%s", diff)
+	}
+}
+
+func TestStatusValue_WhatIsNotObservedYetIsNull(t *testing.T) {
+	t.Parallel()
+	if v := StatusValue(nil); !v.IsNull() {
+		t.Errorf("StatusValue(nil) = %s, want null", v)
+	}
+	notRun := StatusValue(&apiv1.Workload{State: apiv1.WorkloadNotRun}).Attributes()
+	for _, name := range []string{"exit_code", "started_at", "image_digest"} {
+		if !notRun[name].IsNull() {
+			t.Errorf("not run: %s = %s, want null", name, notRun[name])
+		}
+	}
+	if !notRun["restart_count"].Equal(types.Int64Value(0)) {
+		t.Errorf("not run: restart_count = %s, want 0", notRun["restart_count"])
+	}
+	exit, started := 137, time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	killed := StatusValue(&apiv1.Workload{State: apiv1.WorkloadCrashLooping, ExitCode: &exit, RestartCount: 4, StartedAt: &started, ImageDigest: "sha256:abc"}).Attributes()
+	for name, want := range map[string]attr.Value{
+		"exit_code": types.Int64Value(137), "restart_count": types.Int64Value(4),
+		"started_at": types.StringValue("2026-01-02T02:04:05Z"), "image_digest": types.StringValue("sha256:abc"),
+	} {
+		if !killed[name].Equal(want) {
+			t.Errorf("killed: %s = %s, want %s", name, killed[name], want)
+		}
 	}
 }
