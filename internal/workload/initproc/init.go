@@ -243,6 +243,8 @@ func (in *initProc) cannotStart(err error) {
 	if errors.Is(err, fs.ErrPermission) {
 		code = ExitCannotExecute
 	}
+	// The log first, as for an exit: a status that says why comes after it.
+	fmt.Fprintf(in.logs.Stream(logs.Stderr), "isolation-init: %v\n", err)
 	now := time.Now().UTC()
 	in.status.State = apiv1.WorkloadExited
 	in.status.Pid = 0
@@ -251,8 +253,6 @@ func (in *initProc) cannotStart(err error) {
 	in.status.ExitedAt = &now
 	in.status.Error = err.Error()
 	in.save()
-	s := in.logs.Stream(logs.Stderr)
-	fmt.Fprintf(s, "isolation-init: %v\n", err)
 }
 
 // save replaces the status file atomically, so that the runtime never
