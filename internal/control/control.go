@@ -57,12 +57,12 @@ type Options struct {
 
 // Service is the application layer.
 type Service struct {
-	store  store.Store
-	clock  clockwork.Clock
+	store   store.Store
+	clock   clockwork.Clock
 	driver  string
 	runtime string
 	quota   int64
-	ipam   *ipam.Allocator
+	ipam    *ipam.Allocator
 }
 
 // New returns the application layer over opts.Store.
