@@ -196,8 +196,7 @@ func envLogs(ctx context.Context, c *client.Client, args []string, stdout, stder
 	}
 	out := bufio.NewWriter(stdout)
 	err = c.Environments().Logs(ctx, e.ID, opts, func(l apiv1.LogLine) error {
-		out.WriteString(l.Line)
-		if err := out.WriteByte('\n'); err != nil {
+		if _, err := fmt.Fprintln(out, l.Line); err != nil {
 			return err
 		}
 		if follow {

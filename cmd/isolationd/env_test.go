@@ -44,7 +44,7 @@ func newEnvFixture(t *testing.T) *envFixture {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		_ = srv.Shutdown(ctx)
 	})
 	t.Setenv(envEndpoint, srv.URL())
 	t.Setenv(envToken, srv.AdminToken())

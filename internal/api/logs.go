@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,15 +42,24 @@ type logQuery struct {
 	ndjson bool
 }
 
+// logParams are the query parameters of GET /v1/environments/{id}/logs.
+var logParams = []string{"tail", "since", "follow", "format"}
+
 // parseLogQuery reads tail, since, follow and format, and the Accept
-// header (format wins over it).
+// header (format wins over it), refusing other parameters and repeated
+// ones as lists do.
 func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
-	q := r.URL.Query()
+	q, err := query(r)
+	if err != nil {
+		return logQuery{}, err
+	}
+	fe := checkParams(q, logParams)
+	bad := func(field, message string) { fe = append(fe, apiv1.FieldError{Field: field, Message: message}) }
 	lq := logQuery{Query: logs.Query{Tail: MaxLogTail}}
 	if s := q.Get("tail"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 || n > MaxLogTail {
-			return lq, problem.Field(problem.Validation, "tail", fmt.Sprintf("must be a whole number of lines from 0 to %d", MaxLogTail))
+			bad("tail", fmt.Sprintf("must be a whole number of lines from 0 to %d", MaxLogTail))
 		}
 		lq.Tail = n
 	}
@@ -59,15 +69,13 @@ func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
 		} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
 			lq.Since = now.Add(-d)
 		} else {
-			return lq, problem.Field(problem.Validation, "since", "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z, or a positive duration such as 10m (that long ago)")
+			bad("since", "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z, or a positive duration such as 10m (that long ago)")
 		}
 	}
 	if s := q.Get("follow"); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return lq, problem.Field(problem.Validation, "follow", "must be true or false")
+		if lq.Follow, err = strconv.ParseBool(s); err != nil {
+			bad("follow", "must be true or false")
 		}
-		lq.Follow = b
 	}
 	switch f := q.Get("format"); f {
 	case "":
@@ -76,7 +84,11 @@ func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
 		lq.ndjson = true
 	case "text":
 	default:
-		return lq, problem.Field(problem.Validation, "format", "must be text or ndjson")
+		bad("format", "must be text or ndjson")
+	}
+	if fe != nil {
+		slices.SortFunc(fe, func(a, b apiv1.FieldError) int { return strings.Compare(a.Field, b.Field) })
+		return lq, problem.Invalid(fe)
 	}
 	return lq, nil
 }

@@ -157,6 +157,8 @@ func TestEnvironmentLogs_BadParametersAreProblemsNamingThem(t *testing.T) {
 		{"?since=2026-01-02", "since"},
 		{"?follow=maybe", "follow"},
 		{"?format=xml", "format"},
+		{"?tail=1&tail=2", "tail"},
+		{"?lines=5", "lines"},
 	} {
 		f.do("GET", f.path(tc.query), nil).problem(t, 400, "validation", tc.field)
 	}
