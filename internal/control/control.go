@@ -21,6 +21,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/image"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -53,16 +54,20 @@ type Options struct {
 	// IPAM allocates environment addresses (the reconciler's
 	// transitions need it).
 	IPAM *ipam.Allocator
+	// Images is the image store; nil means none: the image operations
+	// answer that they are not implemented here.
+	Images *image.Store
 }
 
 // Service is the application layer.
 type Service struct {
-	store  store.Store
-	clock  clockwork.Clock
+	store   store.Store
+	clock   clockwork.Clock
 	driver  string
 	runtime string
 	quota   int64
-	ipam   *ipam.Allocator
+	ipam    *ipam.Allocator
+	images  *image.Store
 }
 
 // New returns the application layer over opts.Store.
@@ -70,7 +75,7 @@ func New(opts Options) *Service {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
-	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, runtime: opts.Runtime, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM}
+	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, runtime: opts.Runtime, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM, images: opts.Images}
 }
 
 // Clock is the service's clock, for the parts of the server that keep

@@ -210,6 +210,9 @@ func refFile(name string) string {
 	return hex.EncodeToString(sum[:]) + ".json"
 }
 
+// MaxArchiveBytes is the largest archive Import takes.
+func (s *Store) MaxArchiveBytes() int64 { return s.opts.MaxArchiveBytes }
+
 // List returns every image, by name.
 func (s *Store) List() []Image {
 	s.mu.Lock()
