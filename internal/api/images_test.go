@@ -30,7 +30,9 @@ func imageArchive(t *testing.T, seed string) []byte {
 	return b
 }
 
-func tarBody(hdr ...string) []string { return append([]string{"Content-Type", "application/x-tar"}, hdr...) }
+func tarBody(hdr ...string) []string {
+	return append([]string{"Content-Type", "application/x-tar"}, hdr...)
+}
 
 // importImage imports archive as name, as the admin.
 func (h *harness) importImage(name string, archive []byte) apiv1.Image {
