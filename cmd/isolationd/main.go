@@ -6,6 +6,7 @@
 //	                 [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+//	isolationd image import NAME PATH | image list | image rm NAME
 //	isolationd version
 package main
 
@@ -33,6 +34,7 @@ import (
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd image import NAME PATH | image list | image rm NAME
   isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
@@ -46,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
 		return verify(args[2:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "image":
+		return imageCommand(args[1:], stdout, stderr)
 	case len(args) == 1 && args[0] == "version":
 		fmt.Fprintln(stdout, "isolationd", version.String())
 		return 0
