@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -109,18 +110,15 @@ func (s *Store) stage(ctx context.Context, r io.Reader) (*staging, error) {
 		return nil, err
 	}
 	st := &staging{dir: dir, files: map[string]*stagedFile{}, links: map[string]string{}}
-	lr := &boundedReader{r: ctxReader{ctx, r}, left: s.opts.MaxArchiveBytes}
-	tr := tar.NewReader(lr)
+	from := &sourceReader{r: &boundedReader{r: ctxReader{ctx, r}, left: s.opts.MaxArchiveBytes}}
+	tr := tar.NewReader(from)
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			if errors.Is(err, ErrTooLarge) || ctx.Err() != nil {
-				return st, err
-			}
-			return st, fmt.Errorf("%w: the archive is not a tar: %v", ErrInvalid, err)
+			return st, from.blame(fmt.Errorf("%w: the archive is not a tar: %w", ErrInvalid, err), "reading the archive")
 		}
 		if n > MaxLayerEntries {
 			return st, fmt.Errorf("%w: the archive has more than %d entries", ErrTooLarge, MaxLayerEntries)
@@ -131,8 +129,8 @@ func (s *Store) stage(ctx context.Context, r io.Reader) (*staging, error) {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeReg, tar.TypeRegA:
-			if err := st.file(name, tr); err != nil {
-				return st, err
+			if err := st.file(name, contentReader{tr, "archive entry " + strconv.Quote(name)}); err != nil {
+				return st, from.blame(err, "reading the archive")
 			}
 		case tar.TypeSymlink:
 			target := hdr.Linkname
@@ -146,8 +144,8 @@ func (s *Store) stage(ctx context.Context, r io.Reader) (*staging, error) {
 		}
 	}
 	// The tar's own padding, to the end of the body.
-	if _, err := io.Copy(io.Discard, lr); err != nil {
-		return st, err
+	if _, err := io.Copy(io.Discard, from); err != nil {
+		return st, from.blame(err, "reading the archive")
 	}
 	return st, nil
 }

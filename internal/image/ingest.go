@@ -99,12 +99,14 @@ func (s *Store) ingest(ctx context.Context, name string, src source, c call) (Im
 		diffOf[d.Digest] = diffID
 		todo = append(todo, layerJob{desc: d, diffID: diffID.String()})
 	}
+	// Held until the record names them: a delete's collection in between
+	// would take them for garbage.
 	release := s.hold(keys...)
 	err = s.ingestBlobs(ctx, src, m.Config.Digest, todo)
-	release()
 	if err == nil {
 		err = s.commit(img, c)
 	}
+	release()
 	if err != nil {
 		// What this import brought in and no image uses goes now.
 		s.collect()
@@ -246,7 +248,8 @@ func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.D
 		sum = sha256.New()
 		writers = append(writers, sum)
 	}
-	r := io.TeeReader(ctxReader{ctx, br}, io.MultiWriter(writers...))
+	from := &sourceReader{r: ctxReader{ctx, br}}
+	r := io.TeeReader(from, io.MultiWriter(writers...))
 
 	layerTmp := ""
 	if !haveLayer {
@@ -256,13 +259,13 @@ func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.D
 			defer removeAll(layerTmp)
 		}
 		if err != nil {
-			return err
+			return from.blame(err, "reading layer "+d.Digest.String())
 		}
 	}
 	// The rest of the blob (what follows the compressed stream) is part
 	// of its digest too.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return fmt.Errorf("layer %s: %w", d.Digest, err)
+		return from.blame(err, "reading layer "+d.Digest.String())
 	}
 	if count.n != d.Size {
 		return fmt.Errorf("%w: layer %s is %d bytes, not %d as the manifest says", ErrInvalid, d.Digest, count.n, d.Size)
@@ -345,6 +348,48 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 		return zr.IOReadCloser(), nil
 	}
 	return io.NopCloser(br), nil
+}
+
+// sourceReader remembers the error its source gave, so that a failure
+// further down (a tar that ends early, a gzip stream cut short) is blamed
+// on the source when the source failed (a registry's connection dropped,
+// a client gone: worth another try) and on the content otherwise
+// (ErrInvalid: another try reads the same bytes).
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// blame is the error of a read of what that failed with err.
+func (s *sourceReader) blame(err error, what string) error {
+	if s.err != nil {
+		return fmt.Errorf("%s: %w", what, s.err)
+	}
+	return err
+}
+
+// contentReader reads a stream whose failures are its content's fault (a
+// tar entry cut short, a gzip stream that does not decode): they wrap
+// ErrInvalid, unlike the errors of the files it is copied to.
+type contentReader struct {
+	r    io.Reader
+	what string
+}
+
+func (c contentReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %s: %w", ErrInvalid, c.what, err)
+	}
+	return n, err
 }
 
 type counter struct{ n int64 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,9 @@ import (
 type testRegistry struct {
 	host      string
 	manifests atomic.Int64
+	// cut, while set, drops the connection halfway through every layer
+	// (every blob past 64 KiB: not the config).
+	cut atomic.Bool
 }
 
 func newRegistry(t *testing.T) *testRegistry {
@@ -34,6 +38,9 @@ func newRegistry(t *testing.T) *testRegistry {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if strings.Contains(req.URL.Path, "/manifests/") && req.Method == http.MethodGet {
 			r.manifests.Add(1)
+		}
+		if r.cut.Load() && strings.Contains(req.URL.Path, "/blobs/sha256:") && req.Method == http.MethodGet {
+			w = &halfWriter{ResponseWriter: w}
 		}
 		h.ServeHTTP(w, req)
 	}))
@@ -117,4 +124,40 @@ func TestResolve_AnUnreachableRegistryIsNotUnknown(t *testing.T) {
 	if err == nil || errors.Is(err, image.ErrUnknown) {
 		t.Fatalf("resolving from a registry that does not answer: %v, want an error that may pass", err)
 	}
+}
+
+// halfWriter writes the first half of a blob, then drops the connection.
+type halfWriter struct {
+	http.ResponseWriter
+	size, sent int64
+}
+
+func (h *halfWriter) WriteHeader(code int) {
+	h.size, _ = strconv.ParseInt(h.Header().Get("Content-Length"), 10, 64)
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *halfWriter) Write(p []byte) (int, error) {
+	if h.size > 64<<10 && h.sent+int64(len(p)) > h.size/2 {
+		p = p[:max(h.size/2-h.sent, 0)]
+		_, _ = h.ResponseWriter.Write(p)
+		h.ResponseWriter.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	h.sent += int64(len(p))
+	return h.ResponseWriter.Write(p)
+}
+
+func TestResolve_ARegistryThatDropsTheConnectionIsWorthAnotherTry(t *testing.T) {
+	reg := newRegistry(t)
+	ref := reg.push(t, "team/dev:1", appImage(t, "x"))
+	s, dir := openStore(t, image.Options{})
+	reg.cut.Store(true)
+	_, err := s.Resolve(context.Background(), ref)
+	if err == nil || errors.Is(err, image.ErrUnknown) || errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), "sha256:") {
+		t.Fatalf("resolving while the registry drops connections: %v, want an error naming the layer, neither unknown nor invalid", err)
+	}
+	assertEmpty(t, s, dir)
+	reg.cut.Store(false)
+	must[image.Resolved](t)(s.Resolve(context.Background(), ref))
 }

@@ -395,7 +395,9 @@ func TestImport_ArchivesAndImagesPastTheBoundsAreRefused(t *testing.T) {
 
 func TestImport_RefusesWhatIsNotAnImage(t *testing.T) {
 	s, dir := openStore(t, image.Options{})
+	whole := must[[]byte](t)(os.ReadFile(imagetest.WriteOCITar(t, appImage(t, "x"))))
 	for name, body := range map[string][]byte{
+		"cut short":     whole[:len(whole)/2],
 		"not a tar":     []byte("hello"),
 		"empty tar":     imagetest.TarOf(t),
 		"tar of a file": imagetest.TarOf(t, imagetest.File{Path: "README", Data: []byte("hi")}),

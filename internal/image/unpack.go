@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -327,7 +328,7 @@ func (u *unpacker) file(name string, hdr *tar.Header, r io.Reader) error {
 		return err
 	}
 	buf := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(onlyWriter{f}, io.LimitReader(r, hdr.Size), *buf)
+	_, err = io.CopyBuffer(onlyWriter{f}, contentReader{io.LimitReader(r, hdr.Size), "layer entry " + strconv.Quote(hdr.Name)}, *buf)
 	copyBufs.Put(buf)
 	if err == nil && u.chown {
 		err = f.Chown(int(hdr.Uid)+int(u.uidShift), int(hdr.Gid)+int(u.gidShift))
