@@ -165,16 +165,21 @@ func (s *Service) now() time.Time { return s.clock.Now().UTC() }
 // checkIfMatch refuses a change when If-Match is present and names no
 // current ETag of the object ("*" matches any existing object).
 func checkIfMatch(ifMatch string, generation int64) error {
-	if ifMatch == "" {
+	cur := apiv1.ETag(generation)
+	if ifMatch == "" || etagMatches(ifMatch, cur) {
 		return nil
 	}
-	cur := apiv1.ETag(generation)
+	return problem.New(problem.Precondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", ifMatch, cur)
+}
+
+// etagMatches reports whether the If-Match list names cur (or is "*").
+func etagMatches(ifMatch, cur string) bool {
 	for part := range strings.SplitSeq(ifMatch, ",") {
 		if p := strings.TrimSpace(part); p == "*" || p == cur {
-			return nil
+			return true
 		}
 	}
-	return problem.New(problem.Precondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", ifMatch, cur)
+	return false
 }
 
 // writable is the check every patch and delete makes of the object it

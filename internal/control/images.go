@@ -152,14 +152,9 @@ func (s *Service) ImageArchiveLimit() int64 {
 func ImageETag(digest string) string { return `"` + digest + `"` }
 
 func checkImageIfMatch(ifMatch, digest string) error {
-	if ifMatch == "" {
-		return nil
-	}
 	cur := ImageETag(digest)
-	for part := range strings.SplitSeq(ifMatch, ",") {
-		if p := strings.TrimSpace(part); p == "*" || p == cur {
-			return nil
-		}
+	if ifMatch == "" || etagMatches(ifMatch, cur) {
+		return nil
 	}
 	return problem.New(problem.Precondition, "If-Match %s does not match the image's ETag %s: another image took the name since you read it; read it again and retry", ifMatch, cur)
 }

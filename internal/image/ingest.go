@@ -256,7 +256,7 @@ func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.D
 		var err error
 		layerTmp, err = s.unpackLayer(r, d.Digest.String(), diffID, b)
 		if layerTmp != "" {
-			defer removeAll(layerTmp)
+			defer func() { _ = removeAll(layerTmp) }()
 		}
 		if err != nil {
 			return from.blame(err, "reading layer "+d.Digest.String())

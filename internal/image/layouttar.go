@@ -5,16 +5,21 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // WriteLayoutTar writes the OCI image layout in dir to w as a tar, the
 // form Import and POST /v1/images take: its regular files and
-// directories, by name, relative to dir.
+// directories, by name, relative to dir (nothing a symlink points to
+// outside it).
 func WriteLayoutTar(w io.Writer, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." {
 			return err
 		}
 		if !d.IsDir() && !d.Type().IsRegular() {
@@ -24,15 +29,11 @@ func WriteLayoutTar(w io.Writer, dir string) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
 		hdr, err := tar.FileInfoHeader(info, "")
 		if err != nil {
 			return err
 		}
-		hdr.Name = filepath.ToSlash(rel)
+		hdr.Name = p
 		if d.IsDir() {
 			hdr.Name += "/"
 		}
@@ -43,7 +44,7 @@ func WriteLayoutTar(w io.Writer, dir string) error {
 		if d.IsDir() {
 			return nil
 		}
-		f, err := os.Open(p)
+		f, err := root.Open(p)
 		if err != nil {
 			return err
 		}

@@ -177,6 +177,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		s.images[img.Name] = img
 	}
+	// What an import or a delete interrupted by a crash left unnamed.
+	s.collect()
 	return s, nil
 }
 
@@ -437,7 +439,7 @@ func removeAll(p string) error {
 	}
 	_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			_ = os.Chmod(q, 0o700)
+			_ = os.Chmod(q, 0o700) //nolint:gosec // G302: a directory, its owner's only
 		}
 		return nil
 	})

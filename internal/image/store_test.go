@@ -133,6 +133,9 @@ func TestImport_EachFormatGivesTheSameRunnableImage(t *testing.T) {
 			if st, err := os.Stat(filepath.Join(res.Layers[0], "tmp")); err != nil || st.Mode()&os.ModeSticky == 0 || st.Mode().Perm() != 0o777 {
 				t.Errorf("tmp: %v %v, want 1777", st.Mode(), err)
 			}
+			if st, err := os.Stat(res.Layers[1]); err != nil || st.Mode().Perm() != 0o755 {
+				t.Errorf("the top layer's root: %v %v, want 0755 (as / is)", st.Mode(), err)
+			}
 			if left := entries(t, filepath.Join(dir, "tmp")); len(left) != 0 {
 				t.Errorf("tmp/ holds %v after the import", left)
 			}
@@ -268,6 +271,7 @@ func TestImport_RefusesLayersThatReachOutsideOrHoldDevices(t *testing.T) {
 		"hard link out":              {{Path: "escaped", Type: tar.TypeLink, Link: "../../../etc/passwd"}},
 		"hard link absolute":         {{Path: "escaped", Type: tar.TypeLink, Link: "/etc/passwd"}},
 		"hard link via symlink":      {imagetest.Symlink("etc", "/etc"), {Path: "escaped", Type: tar.TypeLink, Link: "etc/passwd"}},
+		"whiteout of ..":             {imagetest.Dir("a", 0), {Path: "a/.wh..."}},
 		"char device":                {{Path: "dev/null", Type: tar.TypeChar, Mode: 0o666, Major: 1, Minor: 3}},
 		"block device":               {{Path: "dev/sda", Type: tar.TypeBlock, Mode: 0o660, Major: 8}},
 	}

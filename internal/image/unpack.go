@@ -87,6 +87,11 @@ func (b *budget) take(n int64) error {
 
 // unpack reads the tar r to its end marker.
 func (u *unpacker) unpack(r io.Reader) error {
+	// The layer's root is a root filesystem's unless the tar says
+	// otherwise (a "./" entry): not the 0700 of a new temporary directory.
+	if err := u.dir(".", &tar.Header{Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -129,7 +134,7 @@ func cleanName(name string) (string, error) {
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == ".." {
-			return "", fmt.Errorf("%w: layer entry %q climbs out with ..", ErrInvalid, name)
+			return "", fmt.Errorf("%w: layer entry %q climbs out of the layer (a .. component)", ErrInvalid, name)
 		}
 	}
 	if strings.ContainsRune(name, 0) {
@@ -166,7 +171,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		return u.dir(name, hdr)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse: // the reader reads TypeRegA as TypeReg
 		return u.file(name, hdr, r)
 	case tar.TypeSymlink:
 		return u.replace(name, func(p string) error { return os.Symlink(hdr.Linkname, p) }, hdr, false)
@@ -204,7 +209,7 @@ func (u *unpacker) parents(dir string) error {
 	var st unix.Stat_t
 	switch err := unix.Lstat(p, &st); {
 	case errors.Is(err, unix.ENOENT):
-		if err := os.Mkdir(p, 0o755); err != nil {
+		if err := os.Mkdir(p, 0o755); err != nil { //nolint:gosec // G301: a directory of the image, made as containerd makes missing ones
 			return err
 		}
 		if err := u.own(p, 0, 0); err != nil {
@@ -407,7 +412,7 @@ func (u *unpacker) whiteout(name, dir, base string) error {
 		return nil
 	}
 	hidden := strings.TrimPrefix(base, whiteoutPrefix)
-	if hidden == "" || hidden == "." {
+	if hidden == "" || hidden == "." || hidden == ".." {
 		return fmt.Errorf("%w: layer entry %q whites out nothing", ErrInvalid, name)
 	}
 	hdr := &tar.Header{Uid: 0, Gid: 0, ModTime: time.Unix(0, 0)}
@@ -451,7 +456,7 @@ func (u *unpacker) xattrs(p string, hdr *tar.Header) error {
 }
 
 // tarMode is the entry's permission bits with setuid, setgid and sticky.
-func tarMode(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }
+func tarMode(hdr *tar.Header) uint32 { return uint32(hdr.Mode & 0o7777) } //nolint:gosec // G115: masked to 12 bits
 
 // setTimes sets p's access and modification times to mtime, not following
 // a symlink.
