@@ -155,8 +155,7 @@ func TestImport_OwnersAreShiftedForTheUserNamespace(t *testing.T) {
 	const shift = 200000
 	s, _ := openStore(t, image.Options{UIDShift: shift, GIDShift: shift})
 	img := imagetest.Busybox(t, imagetest.Options{Files: []imagetest.File{{Path: "srv/data", Data: []byte("x"), UID: 1000, GID: 1000, Mode: 0o4755}}})
-	must[image.Image](t)(importFile(t, s, "shifted", imagetest.WriteOCITar(t, img)))
-	res := must[image.Resolved](t)(s.Resolve(context.Background(), "shifted"))
+	res := imagetest.Import(t, s, "shifted", img)
 	for _, c := range []struct {
 		path     string
 		uid, gid uint32

@@ -11,11 +11,13 @@
 //		Cmd:      []string{"/usr/local/bin/server", "--port", "8080"},
 //	})
 //	tarPath := imagetest.WriteOCITar(t, img) // or WriteDockerTar, WriteLayout
+//	res := imagetest.Import(t, store, "app", img) // or into an image.Store directly
 package imagetest
 
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -340,4 +342,23 @@ func WriteDockerTar(t testing.TB, img v1.Image) string {
 		t.Fatalf("imagetest: docker archive: %v", err)
 	}
 	return p
+}
+
+// Import stores img in s as name, through an OCI layout tar as an upload
+// would bring it, and resolves it: the layers a runtime mounts.
+func Import(t testing.TB, s *image.Store, name string, img v1.Image) image.Resolved {
+	t.Helper()
+	f, err := os.Open(WriteOCITar(t, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := s.Import(context.Background(), name, f); err != nil {
+		t.Fatalf("imagetest: import %s: %v", name, err)
+	}
+	res, err := s.Resolve(context.Background(), name)
+	if err != nil {
+		t.Fatalf("imagetest: resolve %s: %v", name, err)
+	}
+	return res
 }
