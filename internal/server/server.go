@@ -89,6 +89,10 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// WorkloadLogs, when set, is where the API finds the environments'
+	// workload output instead of the runtime (for tests that write logs
+	// without one).
+	WorkloadLogs api.WorkloadLogs
 	// AuditKey, when set, keys the audit chain: events are sealed with
 	// HMAC-SHA256 under it. A keyed chain only starts with its key.
 	AuditKey *audit.Key
@@ -113,6 +117,13 @@ type Config struct {
 	// refused) or "simulate" (the only one, and the default, with the
 	// simulate driver: specs are recorded, nothing runs).
 	Runtime string
+	// InitBinary is the static init every runc container runs as PID 1
+	// (--init-binary); "" finds isolation-init beside the executable,
+	// then on PATH.
+	InitBinary string
+	// Userns is "auto" (the default: containers get a user namespace when
+	// the kernel allows it) or "off".
+	Userns string
 	// WorkloadRuntime, when set, is used instead of the runtime Runtime
 	// names (for tests that hold a runtime step).
 	WorkloadRuntime workload.Runtime
@@ -245,10 +256,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.reconciler = reconcile.New(reconcile.Options{
 		Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry,
 	})
+	workloadLogs := cfg.WorkloadLogs
+	if workloadLogs == nil && s.runtime != nil {
+		workloadLogs = s.runtime
+	}
 	s.api = api.New(api.Options{
 		Store: s.store, Control: s.control, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: registry,
+		Registry: registry, WorkloadLogs: workloadLogs,
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
