@@ -7,6 +7,7 @@
 //	                 [--log-level debug|info|warn|error] [--runtime runc|none] [--init-binary PATH] [--userns auto|off]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
 //	isolationd env logs ENV [-f] [--tail N] [--since T]   (over the API: ISOLATION_ENDPOINT, ISOLATION_TOKEN)
+//	isolationd image import NAME PATH | image list | image rm NAME
 //	isolationd version
 package main
 
@@ -35,6 +36,7 @@ const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
   isolationd env logs ENV [-f] [--tail N] [--since T]
+  isolationd image import NAME PATH | image list | image rm NAME
   isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
@@ -50,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return verify(args[2:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "env":
 		return env(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "image":
+		return imageCommand(args[1:], stdout, stderr)
 	case len(args) == 1 && args[0] == "version":
 		fmt.Fprintln(stdout, "isolationd", version.String())
 		return 0

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,18 @@ var authzRules = map[string]authzRule{
 	"DELETE /v1/tokens/{id}": {need: apiv1.RoleAdmin, scoped: true, status: 204, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/tokens/"+f.newToken(f.name("tok"), apiv1.RoleViewer, f.a.ID).ID, nil)
 	}},
+
+	// Images belong to no project: every role reads them, admins change them.
+	"POST /v1/images": {need: apiv1.RoleAdmin, status: 201, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/images?name=matrix/"+f.name("img"), imageArchive(f.h.t, "matrix"))
+	}},
+	"GET /v1/images": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/images")},
+	"GET /v1/images/{name...}": {need: apiv1.RoleViewer, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/images/"+url.PathEscape(f.image("matrix/shared:1")), nil)
+	}},
+	"DELETE /v1/images/{name...}": {need: apiv1.RoleAdmin, status: 204, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/images/"+url.PathEscape(f.image("matrix/"+f.name("img"))), nil)
+	}},
 }
 
 func fixed(path string) func(*matrixFixtures) matrixRequest {
@@ -218,6 +231,7 @@ type matrixFixtures struct {
 	scoped  map[string]apiv1.TokenCreated
 	secrets map[caller]string
 	ids     map[caller]string
+	images  map[string]bool // imported by image
 }
 
 func (f *matrixFixtures) name(prefix string) string {
@@ -258,6 +272,16 @@ func (f *matrixFixtures) policyBody(name string) apiv1.PolicyCreate {
 	}}
 }
 
+// image imports a small image as name, once, and returns its name.
+func (f *matrixFixtures) image(name string) string {
+	f.h.t.Helper()
+	if !f.images[name] {
+		f.h.importImage(name, imageArchive(f.h.t, name))
+		f.images[name] = true
+	}
+	return name
+}
+
 func (f *matrixFixtures) freshPolicy() apiv1.Policy {
 	f.h.t.Helper()
 	var p apiv1.Policy
@@ -266,7 +290,7 @@ func (f *matrixFixtures) freshPolicy() apiv1.Policy {
 }
 
 func newMatrixFixtures(t *testing.T, h *harness) *matrixFixtures {
-	f := &matrixFixtures{h: h, scoped: map[string]apiv1.TokenCreated{}, secrets: map[caller]string{}, ids: map[caller]string{}}
+	f := &matrixFixtures{h: h, scoped: map[string]apiv1.TokenCreated{}, secrets: map[caller]string{}, ids: map[caller]string{}, images: map[string]bool{}}
 	f.a, f.b = h.project("this"), h.project("other")
 	f.env = h.environment(f.a.ID, "shared", nil)
 	f.env, _ = h.wait(f.env.ID, "ready")
@@ -440,15 +464,18 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 // event stream is answered by its headers and closed at once.
 func matrixSend(t *testing.T, h *harness, method, path string, body any, secret, requestID string) resp {
 	t.Helper()
-	var raw []byte
-	if body != nil {
+	raw, archive := body.([]byte) // an image archive, sent as it is
+	if body != nil && !archive {
 		var err error
 		raw, err = json.Marshal(body)
 		must(t, err)
 	}
 	req, err := http.NewRequest(method, h.url+path, bytes.NewReader(raw))
 	must(t, err)
-	if body != nil {
+	switch {
+	case archive:
+		req.Header.Set("Content-Type", "application/x-tar")
+	case body != nil:
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if secret != "" {

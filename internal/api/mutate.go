@@ -17,8 +17,9 @@ const IdempotencyTTL = 24 * time.Hour
 
 // answer is how a handler answers the result of a change.
 type answer struct {
-	body       any   // nil: no body (204)
-	generation int64 // for the ETag header; 0: none
+	body       any    // nil: no body (204)
+	generation int64  // for the ETag header; 0: none
+	etag       string // an ETag that is not a generation's (an image's digest)
 	location   string
 	// resourceID is the object changed, recorded with an idempotent
 	// request's answer (GET /v1/idempotency-keys/{key} names it).
@@ -100,6 +101,9 @@ func (ans answer) header() map[string]string {
 	}
 	if ans.generation > 0 {
 		h["ETag"] = apiv1.ETag(ans.generation)
+	}
+	if ans.etag != "" {
+		h["ETag"] = ans.etag
 	}
 	if ans.location != "" {
 		h["Location"] = ans.location

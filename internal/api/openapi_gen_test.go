@@ -40,8 +40,9 @@ func TestOpenAPIDocumentIsCurrent(t *testing.T) {
 
 type obj = map[string]any
 
-// pathParam is a {name} wildcard of a route pattern.
-var pathParam = regexp.MustCompile(`\{(\w+)\}`)
+// pathParam is a {name} wildcard of a route pattern, or a {name...} one
+// that takes the rest of the path (documented as {name}).
+var pathParam = regexp.MustCompile(`\{(\w+)(?:\.\.\.)?\}`)
 
 type docGen struct {
 	schemas  obj
@@ -65,6 +66,7 @@ var queryDocs = map[string]obj{
 	"tail":          {"description": fmt.Sprintf("Only the last N lines (0-%d; default and at most %d, of the newest kept, about 2 MiB).", api.MaxLogTail, api.MaxLogTail), "schema": obj{"type": "integer", "minimum": 0, "maximum": api.MaxLogTail}},
 	"follow":        {"description": "Keep the answer open and stream new lines, each flushed, until the client goes away or the environment is deleted.", "schema": obj{"type": "boolean"}},
 	"format":        {"description": "text (the default: the lines alone) or ndjson (one {time, stream, line} object per line); wins over Accept.", "schema": obj{"type": "string", "enum": []string{"text", "ndjson"}}},
+	"name":          {"description": "The image's name, as workloads give it in workload.image: a local name or a registry reference (busybox, team/dev:1.4, registry.example.com/team/dev:1.4).", "schema": obj{"type": "string", "maxLength": apiv1.MaxImageRefLength}},
 }
 
 // routeQueryDocs document a query parameter for one operation where it
@@ -85,6 +87,7 @@ var tagDocs = map[string]string{
 	"tokens":        "API tokens and their roles; only admins manage them, and a secret is shown once.",
 	"idempotency":   "What became of a write sent with an Idempotency-Key.",
 	"audit":         "The tamper-evident audit trail.",
+	"images":        "The server's image store: OCI images that admins import (a tar body) or that the server pulls from a registry when a workload names one there, with their layers unpacked once and shared. Images belong to no project: every role reads them, only admins import and delete them.",
 	"compatibility": "The compatibility routes: the original design's endpoints (/environments/...), served on top of the v1 model for the clients written against them. They are supported, not deprecated; new clients use the /v1 routes.",
 }
 
@@ -95,11 +98,12 @@ var problemTitles = map[int]string{
 	404: "No such object (or outside the token's scope).",
 	409: "Conflict: a duplicate name, an illegal state transition, an Idempotency-Key still in flight, a project that is not empty, or a project limit or quota that the request would pass (limit-exceeded, naming the limit).",
 	412: "If-Match does not match the current ETag.",
-	413: "Body larger than 1 MiB.",
-	415: "Content-Type is not application/json.",
+	413: "Body larger than the route takes: 1 MiB of JSON, or the image store's bound for an image archive (4 GiB by default).",
+	415: "Content-Type is not what the route takes: application/json, or application/x-tar or application/octet-stream for an image archive.",
 	422: "Idempotency-Key reused with a different request.",
 	429: "Rate limit exceeded; see Retry-After.",
 	500: "Internal error (details are logged, never returned).",
+	501: "The server was started without what the route needs (an image store).",
 	503: "Not ready, or the store cannot write for now (read-only or failing disk); see Retry-After.",
 	507: "The server's disk is full: nothing was changed; retry after Retry-After.",
 }
@@ -124,10 +128,11 @@ func generateOpenAPI(t *testing.T) []byte {
 			tagged[rt.Doc.Tag] = true
 			tags = append(tags, obj{"name": rt.Doc.Tag, "description": desc})
 		}
-		item, _ := paths[rt.Pattern].(obj)
+		path := pathParam.ReplaceAllString(rt.Pattern, "{$1}")
+		item, _ := paths[path].(obj)
 		if item == nil {
 			item = obj{}
-			paths[rt.Pattern] = item
+			paths[path] = item
 		}
 		item[strings.ToLower(rt.Method)] = g.operation(t, rt)
 	}
@@ -145,7 +150,7 @@ func generateOpenAPI(t *testing.T) []byte {
 		"components": obj{
 			"schemas": g.schemas,
 			"securitySchemes": obj{
-				"bearerAuth": obj{"type": "http", "scheme": "bearer", "description": "An API token: the bootstrap admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN), or one made with POST /v1/tokens. Roles: admin (everything), auditor (reads everything and the audit log), editor of a project (reads it, changes its environments and policies), viewer of a project (reads its environments, policies, effective policy and check). Objects of projects outside a token's scope answer 404; a request its role does not allow answers 403 naming the role it requires."},
+				"bearerAuth": obj{"type": "http", "scheme": "bearer", "description": "An API token: the bootstrap admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN), or one made with POST /v1/tokens. Roles: admin (everything), auditor (reads everything and the audit log), editor of a project (reads it, changes its environments and policies), viewer of a project (reads its environments, policies, effective policy and check); every role reads the image store, only admins import and delete images. Objects of projects outside a token's scope answer 404; a request its role does not allow answers 403 naming the role it requires."},
 			},
 			"headers": obj{
 				"X-Request-Id": obj{"description": "The request's id, as sent or generated.", "schema": obj{"type": "string"}},
@@ -204,6 +209,13 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 	op["parameters"] = params
 	if d.Request != nil {
 		op["requestBody"] = obj{"required": true, "content": obj{apiv1.MediaJSON: obj{"schema": g.ref(reflect.TypeOf(d.Request))}}}
+	}
+	if len(d.RequestMedia) > 0 {
+		content := obj{}
+		for _, mt := range d.RequestMedia {
+			content[mt] = obj{"schema": obj{"type": "string", "format": "binary"}}
+		}
+		op["requestBody"] = obj{"required": true, "content": content}
 	}
 	responses := obj{}
 	success := obj{"description": http.StatusText(d.Status), "headers": obj{"X-Request-Id": obj{"$ref": "#/components/headers/X-Request-Id"}}}

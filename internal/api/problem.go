@@ -40,6 +40,7 @@ var kinds = map[problem.Kind]struct {
 	problem.Internal:     {"Internal server error", http.StatusInternalServerError},
 	problem.Unavailable:  {"Service unavailable", http.StatusServiceUnavailable},
 	problem.StorageFull:  {"Insufficient storage", http.StatusInsufficientStorage},
+	problem.Unsupported:  {"Not implemented", http.StatusNotImplemented},
 }
 
 // httpStatus is the HTTP status a problem answers with.

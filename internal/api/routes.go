@@ -56,9 +56,12 @@ type Doc struct {
 	Summary     string
 	Tag         string
 	Request     any // a value of the request body type; nil for none
-	Status      int // the success status
-	Response    any // a value of the success body type; nil for none
-	Query       []string
+	// RequestMedia are the media types of a body that is not JSON (an
+	// image archive): the handler reads it itself, unbounded by readBody.
+	RequestMedia []string
+	Status       int // the success status
+	Response     any // a value of the success body type; nil for none
+	Query        []string
 	// Problems lists the error statuses the route documents beyond the
 	// ones every authenticated route can answer (400, 401, 403, 429, 500).
 	Problems []int
@@ -74,6 +77,8 @@ var (
 	permAuditRead    = Perm{Permission: auth.Permission{Resource: auth.ResourceAudit, Verb: auth.VerbRead}}
 	permTokenRead    = Perm{Permission: auth.Permission{Resource: auth.ResourceToken, Verb: auth.VerbRead}}
 	permTokenWrite   = Perm{Permission: auth.Permission{Resource: auth.ResourceToken, Verb: auth.VerbWrite}}
+	permImageRead    = Perm{Permission: auth.Permission{Resource: auth.ResourceImage, Verb: auth.VerbRead}}
+	permImageWrite   = Perm{Permission: auth.Permission{Resource: auth.ResourceImage, Verb: auth.VerbWrite}}
 )
 
 func scoped(p Perm, s Scope) Perm { p.Scope = s; return p }
@@ -150,6 +155,20 @@ var routes = []Route{
 		Doc: Doc{OperationID: "getToken", Summary: "Read a token (never its secret); a revoked token is 404.", Tag: "tokens", Status: 200, Response: apiv1.Token{}, Problems: []int{404}}},
 	{Method: "DELETE", Pattern: "/v1/tokens/{id}", Perm: scoped(permTokenWrite, ScopeToken), handle: (*API).deleteToken,
 		Doc: Doc{OperationID: "deleteToken", Summary: "Revoke a token: from the next request on, it is refused with 401.", Tag: "tokens", Status: 204, Problems: []int{404, 412}}},
+
+	// Images belong to no project: every token reads them, admins change
+	// them. Names hold '/': the document has them escaped as %2F in one
+	// path segment, and {name...} takes them unescaped too (curl users).
+	{Method: "POST", Pattern: "/v1/images", Perm: permImageWrite, handle: (*API).importImage,
+		Doc: Doc{OperationID: "importImage", Summary: "Import an image (admin): the body is a tar of an OCI image layout (oci-layout, index.json, blobs/) or a docker archive (manifest.json, as docker save writes it), streamed into the image store with every digest checked; name is what workloads give as workload.image, and an image of the same name is replaced. " +
+			"Not idempotent by key (Idempotency-Key is ignored): the same archive imported again gives the same image.",
+			Tag: "images", RequestMedia: imageMediaTypes, Status: 201, Response: apiv1.Image{}, Query: []string{"name"}, Problems: []int{413, 415, 501}}},
+	{Method: "GET", Pattern: "/v1/images", Perm: permImageRead, handle: (*API).listImages,
+		Doc: Doc{OperationID: "listImages", Summary: "List the image store's images, by name, each with the number of environments whose workload uses it (in_use).", Tag: "images", Status: 200, Response: apiv1.List[apiv1.Image]{}, Problems: []int{501}}},
+	{Method: "GET", Pattern: "/v1/images/{name...}", Perm: permImageRead, handle: (*API).getImage,
+		Doc: Doc{OperationID: "getImage", Summary: "Read an image; name is its name with each '/' escaped as %2F (team%2Fdev:1.4; the server takes it unescaped too). The ETag is the image's digest.", Tag: "images", Status: 200, Response: apiv1.Image{}, Problems: []int{404, 501}}},
+	{Method: "DELETE", Pattern: "/v1/images/{name...}", Perm: permImageWrite, handle: (*API).deleteImage,
+		Doc: Doc{OperationID: "deleteImage", Summary: "Delete an image (admin), with the layers no other image shares; refused with 409 while an environment's workload uses it. name as for getImage.", Tag: "images", Status: 204, Problems: []int{404, 409, 412, 501}}},
 
 	// Every token may ask about its own keys, and only its own.
 	{Method: "GET", Pattern: "/v1/idempotency-keys/{key}", Perm: permProjectRead, handle: (*API).getIdempotencyKey,

@@ -100,6 +100,10 @@ const (
 	ResourcePolicy      Resource = "policy"
 	ResourceAudit       Resource = "audit"
 	ResourceToken       Resource = "token"
+	// ResourceImage: the server's image store. Images belong to no
+	// project: every role reads them (an editor chooses its workloads'
+	// images among them), only admins import and delete them.
+	ResourceImage Resource = "image"
 )
 
 // plural names the resource in a sentence ("may not write policies").
@@ -193,12 +197,12 @@ func allowed(role string, perm Permission) bool {
 		switch perm.Resource {
 		case ResourceEnvironment, ResourcePolicy:
 			return true
-		case ResourceProject:
+		case ResourceProject, ResourceImage:
 			return perm.Verb == VerbRead
 		}
 	case apiv1.RoleViewer:
 		switch perm.Resource {
-		case ResourceEnvironment, ResourcePolicy, ResourceProject:
+		case ResourceEnvironment, ResourcePolicy, ResourceProject, ResourceImage:
 			return perm.Verb == VerbRead
 		}
 	}
@@ -209,7 +213,8 @@ func allowed(role string, perm Permission) bool {
 func neededRole(perm Permission) string {
 	switch {
 	case perm.Resource == ResourceProject && perm.Verb == VerbWrite,
-		perm.Resource == ResourceToken && perm.Verb == VerbWrite:
+		perm.Resource == ResourceToken && perm.Verb == VerbWrite,
+		perm.Resource == ResourceImage && perm.Verb == VerbWrite:
 		return apiv1.RoleAdmin
 	case perm.Resource == ResourceAudit, perm.Resource == ResourceToken:
 		return apiv1.RoleAuditor

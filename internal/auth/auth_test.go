@@ -19,6 +19,8 @@ func TestDecide_RoleMatrix(t *testing.T) {
 	projRead := Permission{ResourceProject, VerbRead}
 	auditRead := Permission{ResourceAudit, VerbRead}
 	tokenWrite := Permission{ResourceToken, VerbWrite}
+	imageRead := Permission{ResourceImage, VerbRead}
+	imageWrite := Permission{ResourceImage, VerbWrite}
 
 	cases := []struct {
 		name    string
@@ -45,6 +47,12 @@ func TestDecide_RoleMatrix(t *testing.T) {
 		{"editor does not see organization-wide objects", editor, Permission{ResourceToken, VerbRead}, OrgScope, OutOfScope, ""},
 		{"auditor reads organization-wide objects", auditor, Permission{ResourceToken, VerbRead}, OrgScope, "", ""},
 		{"auditor may not revoke organization-wide tokens", auditor, tokenWrite, OrgScope, Forbidden, apiv1.RoleAdmin},
+		{"viewer reads the images", viewer, imageRead, "", "", ""},
+		{"editor reads the images", editor, imageRead, "", "", ""},
+		{"auditor reads the images", auditor, imageRead, "", "", ""},
+		{"admin imports images", admin, imageWrite, "", "", ""},
+		{"editor may not import images", editor, imageWrite, "", Forbidden, apiv1.RoleAdmin},
+		{"auditor may not delete images", auditor, imageWrite, "", Forbidden, apiv1.RoleAdmin},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

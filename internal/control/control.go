@@ -21,6 +21,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/image"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -53,6 +54,9 @@ type Options struct {
 	// IPAM allocates environment addresses (the reconciler's
 	// transitions need it).
 	IPAM *ipam.Allocator
+	// Images is the image store; nil means none: the image operations
+	// answer that they are not implemented here.
+	Images *image.Store
 }
 
 // Service is the application layer.
@@ -63,6 +67,7 @@ type Service struct {
 	runtime string
 	quota   int64
 	ipam    *ipam.Allocator
+	images  *image.Store
 }
 
 // New returns the application layer over opts.Store.
@@ -70,7 +75,7 @@ func New(opts Options) *Service {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
-	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, runtime: opts.Runtime, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM}
+	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, runtime: opts.Runtime, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM, images: opts.Images}
 }
 
 // Clock is the service's clock, for the parts of the server that keep
@@ -160,16 +165,21 @@ func (s *Service) now() time.Time { return s.clock.Now().UTC() }
 // checkIfMatch refuses a change when If-Match is present and names no
 // current ETag of the object ("*" matches any existing object).
 func checkIfMatch(ifMatch string, generation int64) error {
-	if ifMatch == "" {
+	cur := apiv1.ETag(generation)
+	if ifMatch == "" || etagMatches(ifMatch, cur) {
 		return nil
 	}
-	cur := apiv1.ETag(generation)
+	return problem.New(problem.Precondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", ifMatch, cur)
+}
+
+// etagMatches reports whether the If-Match list names cur (or is "*").
+func etagMatches(ifMatch, cur string) bool {
 	for part := range strings.SplitSeq(ifMatch, ",") {
 		if p := strings.TrimSpace(part); p == "*" || p == cur {
-			return nil
+			return true
 		}
 	}
-	return problem.New(problem.Precondition, "If-Match %s does not match the current ETag %s: the object was changed since you read it; read it again and retry", ifMatch, cur)
+	return false
 }
 
 // writable is the check every patch and delete makes of the object it

@@ -36,6 +36,9 @@ const (
 	Internal     Kind = "internal"
 	Unavailable  Kind = "unavailable"
 	StorageFull  Kind = "insufficient-storage"
+	// Unsupported: this server was started without what the request needs
+	// (an image store); asking again will not help.
+	Unsupported Kind = "not-implemented"
 )
 
 // Error is a refused or failed request on its way to becoming a problem

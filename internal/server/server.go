@@ -33,6 +33,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/simulate"
+	"github.com/isolationhq/terraform-provider-isolation/internal/image"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
@@ -43,6 +44,8 @@ import (
 const (
 	DatabaseFile   = "isolationd.db"
 	AdminTokenFile = "admin.token"
+	// ImagesDir is the image store's directory in the data directory.
+	ImagesDir = "images"
 	// BootstrapTokenName names the admin token the server keeps for the
 	// bootstrap secret.
 	BootstrapTokenName = "bootstrap-admin"
@@ -241,8 +244,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
+	images, err := image.Open(filepath.Join(cfg.DataDir, ImagesDir), image.Options{Logger: cfg.Logger, Clock: cfg.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.control = control.New(control.Options{
 		Store: s.store, Clock: cfg.Clock, Driver: s.driver.Name(), Runtime: runtimeName, IPAM: ipam, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
+		Images: images,
 	})
 	registry := prometheus.NewRegistry()
 	s.reconciler = reconcile.New(reconcile.Options{
