@@ -307,7 +307,7 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	if err != nil {
 		return "", err
 	}
-	err = r.runc.Create(ctx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile, Detach: true})
+	err = r.runc.Create(ctx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile})
 	stdio.Close()
 	if err != nil {
 		return "", fmt.Errorf("runc create %s: %w: %s", id, err, tailFile(p.initLog))

@@ -1,21 +1,19 @@
 package runc
 
 import (
-	"encoding/json"
-	"path/filepath"
+	"context"
 	"strings"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload/logs"
 )
 
 // lastLines is the end of the workload's output in dir, for messages.
 func lastLines(dir string, n int) string {
 	var out []string
-	for _, l := range strings.Split(tailFile(filepath.Join(dir, "current")), "\n") {
-		var line apiv1.LogLine
-		if json.Unmarshal([]byte(l), &line) == nil {
-			out = append(out, line.Line)
-		}
-	}
-	return strings.Join(out[max(len(out)-n, 0):], "\n")
+	logs.Read(context.Background(), dir, logs.Query{Tail: n}, func(l apiv1.LogLine) error {
+		out = append(out, l.Line)
+		return nil
+	})
+	return strings.Join(out, "\n")
 }

@@ -14,7 +14,7 @@
 // with the restart policy. Resources become cgroup limits (v1 or v2),
 // changed in place with runc update.
 //
-// Containers outlive isolationd: runc create --detach reparents them, and
+// Containers outlive isolationd: runc create leaves them to the host's init, and
 // nothing but files ties them to the process that made them. What runs is
 // found again by looking at what exists (runc's state, the bundle and
 // volume directories, the mounts), never at what the runtime remembers.
