@@ -367,10 +367,16 @@ func assertNothingLeft(t *testing.T, opts Options) {
 	if out, err := exec.Command("runc", "--root", opts.StateRoot, "list", "-q").CombinedOutput(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("containers left: %s", out)
 	}
-	cg, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", "isolationd", opts.Prefix, "*"))
-	cg2, _ := filepath.Glob(filepath.Join(cgroupRoot, "isolationd", opts.Prefix, "*"))
-	if cg = append(cg, cg2...); len(cg) > 0 {
-		t.Errorf("cgroups left: %v", cg)
+	v1, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", "isolationd", opts.Prefix, "*"))
+	v2, _ := filepath.Glob(filepath.Join(cgroupRoot, "isolationd", opts.Prefix, "*"))
+	var cgs []string
+	for _, p := range append(v1, v2...) {
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			cgs = append(cgs, p)
+		}
+	}
+	if len(cgs) > 0 {
+		t.Errorf("cgroups left: %v", cgs)
 	}
 	if ms, err := volume.Mounts(opts.Root); err != nil || len(ms) > 0 {
 		t.Errorf("mounts left under %s: %v %v", opts.Root, ms, err)

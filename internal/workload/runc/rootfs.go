@@ -70,7 +70,10 @@ func (r rootfs) executable(name string) bool {
 // directory, one without in PATH.
 func (r rootfs) lookPath(prog, cwd, pathEnv string) error {
 	if strings.Contains(prog, "/") {
-		if r.executable(path.Join(cwd, prog)) {
+		if !path.IsAbs(prog) {
+			prog = path.Join(cwd, prog)
+		}
+		if r.executable(prog) {
 			return nil
 		}
 		return fmt.Errorf("%q is not an executable file in the image", prog)
