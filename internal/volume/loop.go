@@ -37,7 +37,7 @@ func attach(file string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg := unix.LoopConfig{Fd: uint32(backing.Fd())}
+		cfg := unix.LoopConfig{Fd: uint32(backing.Fd())} //nolint:gosec // G115: a file descriptor fits a uint32
 		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
 		copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], file)
 		err = unix.IoctlLoopConfigure(int(dev.Fd()), &cfg)

@@ -171,7 +171,7 @@ func (v Volume) Used() (int64, error) {
 	if err := unix.Statfs(v.Dir, &st); err != nil {
 		return 0, err
 	}
-	return int64(st.Blocks-st.Bfree) * st.Bsize, nil
+	return int64(st.Blocks-st.Bfree) * st.Bsize, nil //nolint:gosec // G115: the blocks of a real file system are far below 2^63
 }
 
 // Grow makes the mounted volume size bytes large, online: the file grows
@@ -329,7 +329,7 @@ func superblock(path string) (blocks, blockSize int64, err error) {
 	if binary.LittleEndian.Uint32(sb[0x60:])&incompat64bit != 0 {
 		count |= uint64(binary.LittleEndian.Uint32(sb[0x150:])) << 32
 	}
-	return int64(count), 1024 << binary.LittleEndian.Uint32(sb[0x18:]), nil
+	return int64(count), 1024 << binary.LittleEndian.Uint32(sb[0x18:]), nil //nolint:gosec // G115: as Used
 }
 
 // minimumSize asks resize2fs for the smallest size in bytes the

@@ -81,12 +81,18 @@ func (c cgroups) remove(path string) error {
 	var errs []error
 	for _, d := range dirs {
 		var sub []string
-		filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+		err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
 			if err == nil && e.IsDir() {
 				sub = append(sub, p)
 			}
-			return nil
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // removed meanwhile
+			}
+			return err
 		})
+		if err != nil {
+			errs = append(errs, err)
+		}
 		slices.Reverse(sub)
 		for _, s := range sub {
 			if err := unix.Rmdir(s); err != nil && !errors.Is(err, unix.ENOENT) {

@@ -41,7 +41,8 @@ type record struct {
 func specHash(spec workload.Spec, usernsBase uint32) string {
 	w := spec.Workload
 	h := sha256.New()
-	json.NewEncoder(h).Encode(struct {
+	// Strings, slices and a map of strings: encoding them cannot fail.
+	_ = json.NewEncoder(h).Encode(struct {
 		V                   int
 		Digest, User        string
 		Command, Args       []string
@@ -103,10 +104,10 @@ func (r *Runtime) Ensure(ctx context.Context, spec workload.Spec) (workload.Appl
 			return workload.Apply{}, err
 		}
 	}
-	field, err := r.create(ctx, id, p, spec, want)
+	field, pid, err := r.create(ctx, id, p, spec, want)
 	if err == nil {
 		var st workload.Status
-		if st, err = r.waitStarted(ctx, id, p, want, field, spec.Resources.MemoryMB); err == nil {
+		if st, err = r.waitStarted(ctx, id, pid, p, want, field); err == nil {
 			return workload.Apply{Status: st, Restarted: old != nil}, nil
 		}
 	}
@@ -250,30 +251,30 @@ func (r *Runtime) kill(ctx context.Context, id string, c *gorunc.Container) erro
 }
 
 // create makes the container and starts it; it returns the spec field
-// that named the command's program.
-func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.Spec, rec record) (string, error) {
+// that named the command's program, and the init's host pid.
+func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.Spec, rec record) (field string, pid int, err error) {
 	newHome, err := r.prepareVolume(p)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if err := r.writeBundleFiles(p, spec.Hostname); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if err := mountOverlay(spec.Image.Layers, p, r.opts.UsernsBase); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	root, err := openRootfs(p.rootfs)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	proc, err := resolveProcess(root, spec)
 	root.Close()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if newHome {
 		if err := populateHome(ctx, p); err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
 	userns := r.opts.UsernsBase != 0
@@ -291,41 +292,41 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	}
 	s, err := newSpec(opts...)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if err := writeJSON(p.config, s); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if err := writeJSON(p.record, rec); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	// The init's status of an earlier container must not pass for this one's.
 	if err := os.Remove(filepath.Join(p.run, initspec.StatusFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", err
+		return "", 0, err
 	}
 	stdio, err := newFileIO(p.initLog)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	err = r.runc.Create(ctx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile})
 	stdio.Close()
 	if err != nil {
-		return "", fmt.Errorf("runc create %s: %w: %s", id, err, tailFile(p.initLog))
+		return "", 0, fmt.Errorf("runc create %s: %w: %s", id, err, tailFile(p.initLog))
 	}
 	if err := r.runc.Start(ctx, id); err != nil {
-		return "", fmt.Errorf("runc start %s: %w: %s", id, err, tailFile(p.initLog))
+		return "", 0, fmt.Errorf("runc start %s: %w: %s", id, err, tailFile(p.initLog))
 	}
 	b, err := os.ReadFile(p.pidFile)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return "", fmt.Errorf("runc's pid file %s: %w", p.pidFile, err)
+		return "", 0, fmt.Errorf("runc's pid file %s: %w", p.pidFile, err)
 	}
 	r.watch(id, spec.EnvID, pid)
 	r.log.Info("runc runtime: container started", "container", id, "env", spec.EnvID, "pid", pid)
-	return proc.Field, nil
+	return proc.Field, pid, nil
 }
 
 // usernsSize is the number of ids every container's user namespace maps.
@@ -375,7 +376,7 @@ func populateHome(ctx context.Context, p paths) error {
 // mountOverlay mounts the container's root: the image's layers, highest
 // first, under the writable layer on its disk.
 func mountOverlay(layers []string, p paths, usernsBase uint32) error {
-	if err := os.MkdirAll(p.rootfs, 0o755); err != nil {
+	if err := os.MkdirAll(p.rootfs, 0o755); err != nil { //nolint:gosec // G301: the container's root directory, which its root, mapped to another host user, must see
 		return err
 	}
 	lower := slices.Clone(layers)
@@ -383,7 +384,7 @@ func mountOverlay(layers []string, p paths, usernsBase uint32) error {
 	if len(lower) == 0 {
 		// overlayfs needs a lower layer: an image of no layers has an empty one.
 		empty := filepath.Join(p.bundle, "empty")
-		if err := os.MkdirAll(empty, 0o755); err != nil {
+		if err := os.MkdirAll(empty, 0o755); err != nil { //nolint:gosec // G301: as the root directory above
 			return err
 		}
 		if err := os.Chown(empty, int(usernsBase), int(usernsBase)); err != nil {
@@ -409,7 +410,7 @@ func mountOverlay(layers []string, p paths, usernsBase uint32) error {
 // writeBundleFiles writes the environment's /etc/hosts and
 // /etc/resolv.conf, bound read-only into the container.
 func (r *Runtime) writeBundleFiles(p paths, hostname string) error {
-	if err := os.MkdirAll(p.bundle, 0o711); err != nil {
+	if err := os.MkdirAll(p.bundle, 0o711); err != nil { //nolint:gosec // G301: traversable, not readable, by a container's root mapped to another host user
 		return err
 	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
@@ -441,7 +442,7 @@ func containerResolvConf(host []byte) []byte {
 // waitStarted waits for the init to report the command running (or the
 // init alone, without a command) and watches it for StartWindow: a
 // command that cannot start, or exits in that time, is the spec's fault.
-func (r *Runtime) waitStarted(ctx context.Context, id string, p paths, rec record, field string, memoryMB int64) (workload.Status, error) {
+func (r *Runtime) waitStarted(ctx context.Context, id string, pid int, p paths, rec record, field string) (workload.Status, error) {
 	started := time.Now()
 	timeout := time.NewTimer(r.opts.StartTimeout)
 	defer timeout.Stop()
@@ -454,16 +455,14 @@ func (r *Runtime) waitStarted(ctx context.Context, id string, p paths, rec recor
 			if s.Error != "" {
 				return workload.Status{}, &workload.SpecError{Field: field, Message: "the command could not start: " + s.Error}
 			}
-			if s.ExitCode != nil || s.RestartCount > 0 {
-				return workload.Status{}, &workload.SpecError{Field: field, Message: "the command exited at once: " + r.describeExit(id, p, s, memoryMB)}
+			ran := s.ExitCode != nil || s.RestartCount > 0
+			if ran && (s.ExitedAt == nil || s.ExitedAt.Sub(started) < r.opts.StartWindow) {
+				return workload.Status{}, &workload.SpecError{Field: field, Message: "the command exited at once: " + r.describeExit(id, p, s, rec.Resources.MemoryMB)}
 			}
 			idle := s.State == apiv1.WorkloadRunning && s.Pid == 0
-			if s.State == apiv1.WorkloadRunning && (idle || time.Since(started) >= r.opts.StartWindow) {
-				c, err := r.state(ctx, id)
-				if err != nil {
-					return workload.Status{}, err
-				}
-				return r.status(id, p, c, &rec), nil
+			if ran || s.State == apiv1.WorkloadRunning && (idle || time.Since(started) >= r.opts.StartWindow) {
+				// runc started the init with this pid, and it has not exited.
+				return r.status(id, p, &gorunc.Container{ID: id, Pid: pid, Status: "running"}, &rec), nil
 			}
 		}
 		if r.initExited(id) {

@@ -385,12 +385,18 @@ func assertNothingLeft(t *testing.T, opts Options) {
 		t.Errorf("loop devices left: %v %v", ls, err)
 	}
 	var files []string
-	filepath.WalkDir(opts.Root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(opts.Root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			files = append(files, p)
 		}
-		return nil
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // Cleanup removes Root
+		}
+		return err
 	})
+	if err != nil {
+		t.Error(err)
+	}
 	if len(files) > 0 {
 		t.Errorf("files left under %s: %v", opts.Root, files)
 	}

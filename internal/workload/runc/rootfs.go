@@ -32,7 +32,7 @@ func (r rootfs) Close() error { return r.dir.Close() }
 // open opens name (absolute, in the container) with flags.
 func (r rootfs) open(name string, flags int) (*os.File, error) {
 	fd, err := unix.Openat2(int(r.dir.Fd()), name, &unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC),
+		Flags:   uint64(flags | unix.O_CLOEXEC), //nolint:gosec // G115: open flags are positive
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {

@@ -85,7 +85,8 @@ type Options struct {
 	// inits; default 1 s.
 	PollInterval time.Duration
 	// StartWindow is how long Ensure watches a new command: one that
-	// exits within it is a spec error ("exits at once"); default 1 s.
+	// exits within it is a spec error ("exits at once"); default 1 s,
+	// negative for none (Ensure returns once the command has started).
 	StartWindow time.Duration
 	// StartTimeout bounds the wait for the init to report the command
 	// started; default 30 s.
@@ -146,7 +147,7 @@ func New(opts Options) (*Runtime, error) {
 		}
 	}
 	for _, d := range []string{r.opts.Root, filepath.Join(r.opts.Root, "bundles"), filepath.Join(r.opts.Root, "volumes")} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := os.MkdirAll(d, 0o711); err != nil { //nolint:gosec // G301: traversable, not readable, by a container's root mapped to another host user
 			return nil, fmt.Errorf("runc runtime: %w", err)
 		}
 	}
@@ -343,7 +344,7 @@ func waitExit(ctx context.Context, pidfd int, d time.Duration) (bool, error) {
 		// Slices of at most 100 ms, to notice ctx being cancelled.
 		left := time.Until(deadline)
 		ms := int(min(left, 100*time.Millisecond) / time.Millisecond)
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, max(ms, 0))
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, max(ms, 0)) //nolint:gosec // G115: a file descriptor fits an int32
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return false, err
 		}

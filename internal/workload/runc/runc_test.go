@@ -260,18 +260,73 @@ func TestRuntime_ResourcesChangeInPlace(t *testing.T) {
 	}
 }
 
-func TestRuntime_AGrownDiskKeepsItsDataAndTakesMore(t *testing.T) {
+// capEffective reports whether this process holds capability bit.
+func capEffective(t *testing.T, bit uint) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			eff, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && eff&(1<<bit) != 0
+		}
+	}
+	return false
+}
+
+func TestRuntime_ADiskGrowsInPlaceAndShrinksWithARestartWhenItsDataFits(t *testing.T) {
 	l := newLab(t)
-	spec := l.spec("grow", sh("echo kept > /home/kept; sleep 1000"))
-	l.ensure(spec)
-	spec.Resources.DiskGB = 2
-	l.ensure(spec)
+	spec := l.spec("resize", sh("echo kept > /home/kept; sleep 1000"))
+	first := l.ensure(spec)
 	p := l.rt.paths(l.rt.id(spec.EnvID))
+	spec.Resources.DiskGB = 2
+	grown := l.ensure(spec)
+	// Online growth needs CAP_SYS_RESOURCE, which some sandboxes
+	// withhold; without it the disk grows offline, with a restart.
+	const capSysResource = 24
+	if online := capEffective(t, capSysResource); grown.Restarted == online {
+		t.Errorf("growing the disk with CAP_SYS_RESOURCE %v: restarted %v", online, grown.Restarted)
+	} else if !online {
+		t.Log("no CAP_SYS_RESOURCE here: the disk grew offline")
+	}
 	if size, err := p.vol.Size(); err != nil || size != 2<<30 {
 		t.Fatalf("disk size %d (%v), want 2 GiB", size, err)
 	}
+
+	// 1.5 GiB of data cannot shrink to 1 GiB: refused before anything stops.
+	big := filepath.Join(p.home, "big")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, 3<<29); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	spec.Resources.DiskGB = 1
+	before := l.status(spec.EnvID)
+	_, err = l.rt.Ensure(context.Background(), spec)
+	var se *workload.SpecError
+	if !errors.As(err, &se) || se.Field != "resources.disk_gb" {
+		t.Fatalf("shrinking a disk holding 1.5 GiB to 1 GiB: %v, want a spec error on resources.disk_gb", err)
+	}
+	if after := l.status(spec.EnvID); after.State != apiv1.WorkloadRunning || after.Pid != before.Pid {
+		t.Fatalf("a refused shrink touched the container: %+v then %+v", before, after)
+	}
+	if err := os.Remove(big); err != nil {
+		t.Fatal(err)
+	}
+	shrunk := l.ensure(spec)
+	if !shrunk.Restarted || shrunk.Status.Pid == first.Status.Pid {
+		t.Fatalf("shrinking the disk: %+v, want a restart", shrunk)
+	}
+	if size, err := p.vol.Size(); err != nil || size != 1<<30 {
+		t.Fatalf("disk size %d (%v), want 1 GiB", size, err)
+	}
 	if b, err := os.ReadFile(filepath.Join(p.home, "kept")); err != nil || string(b) != "kept\n" {
-		t.Fatalf("the grown disk lost its data: %q %v", b, err)
+		t.Fatalf("resizing the disk lost its data: %q %v", b, err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload/initspec"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload/logs"
 )
 
 // Status reports envID's workload from runc's state and the init's status.
@@ -105,6 +106,17 @@ func (r *Runtime) describeExit(id string, p paths, s initspec.Status, memoryMB i
 	return why
 }
 
+// lastLines is the end of the workload's output in dir, for messages.
+func lastLines(dir string, n int) string {
+	var out []string
+	// A message without the output is still a message.
+	_ = logs.Read(context.Background(), dir, logs.Query{Tail: n}, func(l apiv1.LogLine) error {
+		out = append(out, l.Line)
+		return nil
+	})
+	return strings.Join(out, "\n")
+}
+
 // oomKilled reports whether the kernel's OOM killer has killed a process
 // of the container's cgroup.
 func (r *Runtime) oomKilled(id string) bool {
@@ -193,7 +205,7 @@ func exited(pidfd int) bool {
 	if pidfd < 0 {
 		return true
 	}
-	n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0) //nolint:gosec // G115: a file descriptor fits an int32
 	return err == nil && n > 0
 }
 
@@ -201,7 +213,7 @@ func (r *Runtime) fingerprint(id string, w *watch) fingerprint {
 	fp := fingerprint{exited: exited(w.pidfd)}
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(r.paths(id).run, initspec.StatusFile), &st); err == nil {
-		fp.ino, fp.mtime, fp.size = int64(st.Ino), st.Mtim.Nano(), st.Size
+		fp.ino, fp.mtime, fp.size = int64(st.Ino), st.Mtim.Nano(), st.Size //nolint:gosec // G115: compared for equality only
 	}
 	return fp
 }

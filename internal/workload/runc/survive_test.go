@@ -80,8 +80,8 @@ func TestRuntime_ContainersSurviveKill9AndAreAdoptedOrphansRemoved(t *testing.T)
 		}
 	}
 	if pid == 0 {
-		child.Process.Kill()
-		child.Wait()
+		_ = child.Process.Kill()
+		_ = child.Wait()
 		t.Fatalf("the child made no container: %v", sc.Err())
 	}
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
@@ -92,7 +92,8 @@ func TestRuntime_ContainersSurviveKill9AndAreAdoptedOrphansRemoved(t *testing.T)
 	waited := make(chan error, 1)
 	go func() { waited <- child.Wait() }()
 	select {
-	case <-waited:
+	case err := <-waited:
+		t.Logf("the child: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the killed child's stdout is still open: a container holds it")
 	}
