@@ -4,8 +4,9 @@
 //	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
 //	                 [--tls-cert F --tls-key F | --insecure-listen]
-//	                 [--log-level debug|info|warn|error]
+//	                 [--log-level debug|info|warn|error] [--runtime runc|none] [--init-binary PATH] [--userns auto|off]
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+//	isolationd env logs ENV [-f] [--tail N] [--since T]   (over the API: ISOLATION_ENDPOINT, ISOLATION_TOKEN)
 //	isolationd version
 package main
 
@@ -33,6 +34,7 @@ import (
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd env logs ENV [-f] [--tail N] [--since T]
   isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
@@ -46,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
 		return verify(args[2:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "env":
+		return env(args[1:], stdout, stderr)
 	case len(args) == 1 && args[0] == "version":
 		fmt.Fprintln(stdout, "isolationd", version.String())
 		return 0
@@ -76,6 +80,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	runtime := fs.String("runtime", "", "workload runtime: runc (the default with --driver netns: OCI containers under runc inside each environment's namespace) or none (network-only environments, workloads refused); the simulate driver records workloads and runs none")
+	initBinary := fs.String("init-binary", "", "runc runtime: the static init every container runs as PID 1 (default: isolation-init beside this executable, then on PATH)")
+	userns := fs.String("userns", "auto", "runc runtime: run containers in a user namespace (container root is an unprivileged host uid): auto (when the kernel allows it) or off")
 	quota := fs.Int64("default-environment-quota", 1000, "environment quota of projects created without one (0: no limit), so that one project cannot take the whole address pool; admins change a project's with environment_quota")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -113,6 +120,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
 		DefaultEnvironmentQuota: *quota,
+		Runtime:                 *runtime, InitBinary: *initBinary, Userns: *userns,
 	}
 	if *auditKey != "" {
 		if cfg.AuditKey, err = audit.ReadKeyFile(*auditKey); err != nil {

@@ -51,6 +51,9 @@ type Options struct {
 	// IPAM, when set, lets the effective policy and check flag CIDR
 	// peers that cover other projects' environments.
 	IPAM *ipam.Allocator
+	// WorkloadLogs finds the environments' workload output (the runtime);
+	// nil when the server runs no workloads, whose logs are then 404.
+	WorkloadLogs WorkloadLogs
 }
 
 // API serves isolationd's HTTP API.
@@ -63,6 +66,9 @@ type API struct {
 	log        *slog.Logger
 	maxWait    time.Duration
 	ipam       *ipam.Allocator
+
+	// workloadLogs is nil when the server runs no workloads.
+	workloadLogs WorkloadLogs
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -105,6 +111,7 @@ func New(opts Options) *API {
 		closing:    make(chan struct{}),
 	}
 	a.health.store, _ = opts.Store.(writeProber)
+	a.workloadLogs = opts.WorkloadLogs
 	a.metrics = newMetrics(opts.Registry, opts.Store)
 	opts.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

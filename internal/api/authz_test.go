@@ -155,6 +155,7 @@ var authzRules = map[string]authzRule{
 	"GET /v1/environments/{id}/status":           {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/status")},
 	"GET /environments/{id}/status":              {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/environments/%s/status")},
 	"GET /v1/environments/{id}/watch":            {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/watch")},
+	"GET /v1/environments/{id}/logs":             {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/logs")},
 	"GET /v1/environments/{id}/effective-policy": {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/effective-policy")},
 	// check is a POST, but it only reads: viewers may.
 	"POST /v1/environments/{id}/check": {need: apiv1.RoleViewer, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
@@ -319,7 +320,7 @@ func (f *matrixFixtures) callerToken(c caller, home string) (secret, id string) 
 }
 
 func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, withLogs(t.TempDir()))
 	f := newMatrixFixtures(t, h)
 
 	seen := map[string]bool{}

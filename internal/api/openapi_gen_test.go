@@ -62,6 +62,17 @@ var queryDocs = map[string]obj{
 	"outcome":       {"description": "Only events with this outcome.", "schema": obj{"type": "string", "enum": []string{"success", "denied", "failure"}}},
 	"request_id":    {"description": "Only events of this request.", "schema": obj{"type": "string"}},
 	"since":         {"description": "Only events at or after this RFC 3339 time.", "schema": obj{"type": "string", "format": "date-time"}},
+	"tail":          {"description": fmt.Sprintf("Only the last N lines (0-%d; default and at most %d, of the newest kept, about 2 MiB).", api.MaxLogTail, api.MaxLogTail), "schema": obj{"type": "integer", "minimum": 0, "maximum": api.MaxLogTail}},
+	"follow":        {"description": "Keep the answer open and stream new lines, each flushed, until the client goes away or the environment is deleted.", "schema": obj{"type": "boolean"}},
+	"format":        {"description": "text (the default: the lines alone) or ndjson (one {time, stream, line} object per line); wins over Accept.", "schema": obj{"type": "string", "enum": []string{"text", "ndjson"}}},
+}
+
+// routeQueryDocs document a query parameter for one operation where it
+// means something else than in queryDocs.
+var routeQueryDocs = map[string]map[string]obj{
+	"getEnvironmentLogs": {
+		"since": {"description": "Only lines written at or after this time: an RFC 3339 date-time, or a duration such as 10m (that long ago).", "schema": obj{"type": "string"}},
+	},
 }
 
 // tagDocs describes each tag of the route table; the document lists them
@@ -168,7 +179,10 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 		params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": obj{"type": "string"}})
 	}
 	for _, q := range d.Query {
-		qd, ok := queryDocs[q]
+		qd, ok := routeQueryDocs[d.OperationID][q]
+		if !ok {
+			qd, ok = queryDocs[q]
+		}
 		if !ok {
 			t.Fatalf("%s %s: query parameter %q is not documented in queryDocs", rt.Method, rt.Pattern, q)
 		}
@@ -201,6 +215,12 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 		}
 	case d.OperationID == "watchEnvironment":
 		success["content"] = obj{"text/event-stream": obj{"schema": obj{"type": "string"}}}
+	case d.OperationID == "getEnvironmentLogs":
+		success["content"] = obj{
+			"text/plain": obj{"schema": obj{"type": "string"}},
+			// NDJSON: one LogLine per line, described as the list of them.
+			"application/x-ndjson": obj{"schema": obj{"type": "array", "items": g.ref(reflect.TypeOf(apiv1.LogLine{}))}},
+		}
 	case d.OperationID == "metrics":
 		success["content"] = obj{"text/plain": obj{"schema": obj{"type": "string"}}}
 	case d.OperationID == "openapi":
@@ -238,7 +258,10 @@ func (g *docGen) markRequest(t reflect.Type) {
 	}
 }
 
-var genericName = regexp.MustCompile(`^List\[.*\.(\w+)\]$`)
+var (
+	genericName  = regexp.MustCompile(`^List\[.*\.(\w+)\]$`)
+	nullableName = regexp.MustCompile(`^Nullable\[`)
+)
 
 func schemaName(t reflect.Type) string {
 	if m := genericName.FindStringSubmatch(t.Name()); m != nil {
@@ -263,6 +286,10 @@ func (g *docGen) typeSchema(t reflect.Type) obj {
 		return obj{"type": "string", "format": "date-time"}
 	case t.Kind() == reflect.Pointer:
 		return g.typeSchema(t.Elem())
+	case t.Kind() == reflect.Struct && nullableName.MatchString(t.Name()):
+		// apiv1.Nullable: absent keeps, null removes, a value replaces.
+		value, _ := t.FieldByName("Value")
+		return obj{"anyOf": []obj{g.typeSchema(value.Type), {"type": "null"}}}
 	case t.Kind() == reflect.Interface:
 		return obj{"anyOf": []obj{{}, {"type": "null"}}} // any JSON value, null included
 	case t.Kind() == reflect.Struct:
@@ -315,7 +342,7 @@ func (g *docGen) fields(t reflect.Type, props obj, required *[]string) {
 			name = f.Name
 		}
 		s := g.typeSchema(f.Type)
-		omit := strings.Contains(opts, "omitempty")
+		omit := strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")
 		if f.Type.Kind() == reflect.Pointer && !omit {
 			// A pointer that is always present may be null (check's matched).
 			s = obj{"anyOf": []obj{s, {"type": "null"}}}

@@ -44,6 +44,9 @@ type Options struct {
 	// Driver is the enforcement driver's name, recorded on new
 	// environments.
 	Driver string
+	// Runtime is the workload runtime's name (apiv1.Runtime*), recorded
+	// on new environments; with apiv1.RuntimeNone, workloads are refused.
+	Runtime string
 	// DefaultEnvironmentQuota is the environment quota of a project
 	// created without one; 0 means no limit.
 	DefaultEnvironmentQuota int64
@@ -54,11 +57,12 @@ type Options struct {
 
 // Service is the application layer.
 type Service struct {
-	store  store.Store
-	clock  clockwork.Clock
-	driver string
-	quota  int64
-	ipam   *ipam.Allocator
+	store   store.Store
+	clock   clockwork.Clock
+	driver  string
+	runtime string
+	quota   int64
+	ipam    *ipam.Allocator
 }
 
 // New returns the application layer over opts.Store.
@@ -66,7 +70,7 @@ func New(opts Options) *Service {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
-	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM}
+	return &Service{store: opts.Store, clock: opts.Clock, driver: opts.Driver, runtime: opts.Runtime, quota: opts.DefaultEnvironmentQuota, ipam: opts.IPAM}
 }
 
 // Clock is the service's clock, for the parts of the server that keep

@@ -18,11 +18,18 @@ func (s *Service) CreateEnvironment(ctx context.Context, c Call, in apiv1.Enviro
 		ID: NewID("env_"), ProjectID: in.ProjectID, Name: in.Name, Description: in.Description,
 		Labels: apiv1.NormalizeLabels(in.Labels), Resources: resources(apiv1.Resources{
 			CPUMillis: apiv1.DefaultCPUMillis, MemoryMB: apiv1.DefaultMemoryMB, DiskGB: apiv1.DefaultDiskGB,
+			MaxProcesses: apiv1.DefaultMaxProcesses,
 		}, in.Resources),
 		State: apiv1.StatePending, Generation: 1, CreatedAt: now, UpdatedAt: now, ETag: apiv1.ETag(1),
-		Enforcement: apiv1.Enforcement{Driver: s.driver, Generation: 1},
+		Enforcement: apiv1.Enforcement{Driver: s.driver, Runtime: s.runtime, Generation: 1},
 	}
 	setTTL(&env, in.TTLSeconds, now)
+	if in.Workload != nil {
+		if err := s.runsWorkloads(); err != nil {
+			return apiv1.Environment{}, err
+		}
+		env.Workload = &apiv1.Workload{WorkloadSpec: in.Workload.Normalize(), State: apiv1.WorkloadStarting}
+	}
 	return mutate(ctx, s, c, func(tx store.Tx) (change[apiv1.Environment], error) {
 		policies, err := checkEnvironmentRoom(ctx, tx, env.ProjectID)
 		if err != nil {
@@ -79,6 +86,11 @@ func (s *Service) updateEnvironment(ctx context.Context, tx store.Tx, c Call, id
 		next.Labels = apiv1.NormalizeLabels(*in.Labels)
 	}
 	next.Resources = resources(next.Resources, in.Resources)
+	if in.Workload.Set {
+		if err := s.setWorkload(&next, in.Workload.Value); err != nil {
+			return cur, cur, nil, err
+		}
+	}
 	now := s.now()
 	if in.TTLSeconds != nil {
 		setTTL(&next, in.TTLSeconds, now)
@@ -91,7 +103,7 @@ func (s *Service) updateEnvironment(ctx context.Context, tx store.Tx, c Call, id
 	next.Enforcement.Enforced = false
 	if next.State == apiv1.StateReady || next.State == apiv1.StateFailed || next.State == apiv1.StateUpdating {
 		next.State = apiv1.StateUpdating
-		next.StateMessage = ""
+		next.StateMessage = WorkloadChange(cur, next)
 	}
 	if err := tx.UpdateEnvironment(ctx, next); err != nil {
 		return cur, cur, nil, nameConflict(ctx, tx, err, "environment", next.ProjectID, next.Name)
@@ -153,6 +165,7 @@ func resources(r apiv1.Resources, spec *apiv1.ResourcesSpec) apiv1.Resources {
 	setIfPresent(&r.CPUMillis, spec.CPUMillis)
 	setIfPresent(&r.MemoryMB, spec.MemoryMB)
 	setIfPresent(&r.DiskGB, spec.DiskGB)
+	setIfPresent(&r.MaxProcesses, spec.MaxProcesses)
 	return r
 }
 

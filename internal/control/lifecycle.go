@@ -34,6 +34,9 @@ type Applied struct {
 	Generation, Rules int64
 	// Namespace is where the driver put the environment.
 	Namespace string
+	// Workload is what the runtime observed of the environment's
+	// workload once it started it; nil without a workload.
+	Workload *Observed
 }
 
 // Allocate gives environment id an address and moves it to provisioning,
@@ -95,6 +98,10 @@ func (s *Service) Enforced(ctx context.Context, cause, id string, a Applied) (ag
 		cur.Enforcement.Namespace = a.Namespace
 		cur.Enforcement.Message = ""
 		cur.Enforcement.Driver = s.driver
+		cur.Enforcement.Runtime = s.runtime
+		if a.Workload != nil {
+			observe(cur, *a.Workload)
+		}
 		var st step
 		if again {
 			st.reconcile = []string{id}

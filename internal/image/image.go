@@ -4,6 +4,8 @@
 // read-only directories that every environment's overlay root shares.
 package image
 
+import "errors"
+
 // Resolved is an image ready to run: its unpacked layers and the parts of
 // its config a runtime uses.
 type Resolved struct {
@@ -18,3 +20,7 @@ type Resolved struct {
 	WorkingDir string
 	User       string // as the image config says it: "", "uid", "uid:gid", "name" or "name:group"
 }
+
+// ErrUnknown is returned by Resolve for a name that is neither a local
+// image nor a reference to a registry: retrying cannot help.
+var ErrUnknown = errors.New("unknown image")

@@ -33,7 +33,9 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
+	"github.com/isolationhq/terraform-provider-isolation/internal/image"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
 )
 
 // Options configure a Reconciler.
@@ -43,7 +45,13 @@ type Options struct {
 	Store   store.Reader
 	Control *control.Service
 	Driver  enforce.Driver
-	Logger  *slog.Logger
+	// Runtime runs environments' workloads once Driver has applied their
+	// rules; nil runs none (isolationd serve --runtime none).
+	Runtime workload.Runtime
+	// Images resolves a workload's image (and pulls it when it names a
+	// registry); nil with the simulate runtime, which runs nothing.
+	Images Images
+	Logger *slog.Logger
 	// Registry, when set, receives the reconciler's metrics.
 	Registry prometheus.Registerer
 	Workers  int
@@ -59,6 +67,12 @@ type Options struct {
 	// IdempotencyPurgeInterval is how often expired idempotency records
 	// are removed; 0 means hourly.
 	IdempotencyPurgeInterval time.Duration
+}
+
+// Images resolves a workload's image to unpacked layers; an error
+// wrapping image.ErrUnknown fails the environment instead of being retried.
+type Images interface {
+	Resolve(ctx context.Context, ref string) (image.Resolved, error)
 }
 
 // Reconciler runs the lifecycle. Start it once; Stop it once.
@@ -83,6 +97,14 @@ type Reconciler struct {
 	// failures counts each environment's consecutive failed passes, for
 	// the backoff and the provisioning bound.
 	failures map[string]int
+	// ensure are the environments whose workload the runtime saw stop or
+	// vanish: their next pass starts it again even if nothing else is
+	// left to do.
+	ensure map[string]bool
+	// started is, per environment, the workload spec and resources this
+	// process last had the runtime bring up, so that a pass that only
+	// re-applies rules leaves the running workload alone.
+	brought map[string]string
 	// causes are the causes of the passes under way by request id, so
 	// that the follow-up work a pass's transition asks for keeps the
 	// pass's place in time (queue.addCause) when Committed hears of it.
@@ -133,6 +155,8 @@ func New(opts Options) *Reconciler {
 		}, []string{"outcome"}),
 		applied:   map[string]int64{},
 		failures:  map[string]int{},
+		ensure:    map[string]bool{},
+		brought:   map[string]string{},
 		causes:    map[string]*heldCause{},
 		stopTimer: make(chan struct{}),
 	}
@@ -150,6 +174,7 @@ func New(opts Options) *Reconciler {
 func (r *Reconciler) Start(ctx context.Context) error {
 	var ids []string
 	keep := map[string]string{}
+	workloads := map[string]bool{}
 	cursor := ""
 	for {
 		page, next, err := r.opts.Store.ListEnvironments(ctx, store.ListQuery{Limit: store.MaxLimit, Cursor: cursor})
@@ -160,6 +185,9 @@ func (r *Reconciler) Start(ctx context.Context) error {
 			ids = append(ids, e.ID)
 			if a := e.Enforcement.Address; a != "" {
 				keep[e.ID] = a
+			}
+			if e.Workload != nil && !apiv1.StateIsLeaving(e.State) {
+				workloads[e.ID] = true
 			}
 		}
 		if err := r.ctl.Adopt(ctx, page); err != nil {
@@ -182,10 +210,24 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		r.log.Error("driver sync failed; serving anyway, the reconciler retries the environments it names",
 			"environment_ids", enforce.FailedEnvironments(err), "error", err.Error())
 	}
+	if rt := r.opts.Runtime; rt != nil {
+		// Containers outlive isolationd: the ones still running are
+		// adopted as they are, orphans go, missing ones are started by
+		// their environment's pass below.
+		if err := rt.Sync(ctx, workloads); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("reconcile: runtime sync: %w", err)
+			}
+			r.log.Error("runtime sync failed; serving anyway, each environment's pass starts its workload again", "error", err.Error())
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	for range r.opts.Workers {
 		r.wg.Go(func() { r.work(runCtx) })
+	}
+	if rt := r.opts.Runtime; rt != nil {
+		r.wg.Go(func() { r.watchWorkloads(runCtx, rt.Changes()) })
 	}
 	r.wg.Go(func() { r.timers(runCtx, r.stopTimer) })
 	r.queue.add("", ids...)
@@ -282,6 +324,9 @@ type pass struct {
 	ctx   context.Context
 	log   *slog.Logger
 	cause cause
+	// restart says the runtime saw the workload stop or vanish: the pass
+	// starts it again even when its spec is what was last started.
+	restart bool
 }
 
 // outcomeFanOut is what reconcile returns instead of a pass when the
@@ -325,8 +370,10 @@ func (r *Reconciler) reconcile(ctx context.Context, it item) string {
 	if env.Enforcement.Address == "" {
 		return r.allocate(p, env)
 	}
+	p.restart = r.takeEnsure(id)
 	if env.State == apiv1.StateReady && env.Enforcement.Enforced &&
-		env.Enforcement.ObservedGeneration == env.Enforcement.Generation && r.appliedGen(id) == env.Enforcement.Generation {
+		env.Enforcement.ObservedGeneration == env.Enforcement.Generation && r.appliedGen(id) == env.Enforcement.Generation &&
+		!p.restart {
 		return "idle"
 	}
 	return r.enforce(p, env)
@@ -409,10 +456,15 @@ func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
 	if err := r.opts.Driver.Apply(p.ctx, env.ID, eff); err != nil {
 		return r.enforceFailed(p, env, "applying rules", err)
 	}
+	// The workload starts only once its rules are in force.
+	observed, outcome := r.runWorkload(p, env, ep)
+	if outcome != "" {
+		return outcome
+	}
 	r.setApplied(env.ID, eff.Generation)
 	r.succeeded(env.ID)
 	if _, err := r.ctl.Enforced(p.ctx, p.cause.requestID, env.ID, control.Applied{
-		Generation: env.Generation, Rules: eff.Generation, Namespace: ep.Namespace,
+		Generation: env.Generation, Rules: eff.Generation, Namespace: ep.Namespace, Workload: observed,
 	}); err != nil {
 		return r.retry(p, env.ID, "record enforcement", err)
 	}
@@ -454,8 +506,14 @@ func (r *Reconciler) expire(p pass, env apiv1.Environment) string {
 	return "expired"
 }
 
-// teardown removes env from the driver, then from the store.
+// teardown removes env's workload, then env from the driver, then from
+// the store.
 func (r *Reconciler) teardown(p pass, env apiv1.Environment) string {
+	if rt := r.opts.Runtime; rt != nil {
+		if err := rt.Remove(p.ctx, env.ID); err != nil {
+			return r.retry(p, env.ID, "remove workload", err)
+		}
+	}
 	if err := r.opts.Driver.Teardown(p.ctx, env.ID); err != nil {
 		return r.retry(p, env.ID, "teardown", err)
 	}
@@ -539,5 +597,16 @@ func (r *Reconciler) forget(id string) {
 	r.mu.Lock()
 	delete(r.applied, id)
 	delete(r.failures, id)
+	delete(r.ensure, id)
+	delete(r.brought, id)
 	r.mu.Unlock()
+}
+
+// takeEnsure reports, once, that id's workload must be started again.
+func (r *Reconciler) takeEnsure(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	again := r.ensure[id]
+	delete(r.ensure, id)
+	return again
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
 )
 
 // Defaults.
@@ -85,6 +86,10 @@ type Config struct {
 	// EnforceDriver, when set, is used instead of the driver Driver names
 	// (for embedding, and for tests that need to hold a driver step).
 	EnforceDriver enforce.Driver
+	// WorkloadLogs, when set, is where the API finds the environments'
+	// workload output instead of the runtime (for tests that write logs
+	// without one).
+	WorkloadLogs api.WorkloadLogs
 	// AuditKey, when set, keys the audit chain: events are sealed with
 	// HMAC-SHA256 under it. A keyed chain only starts with its key.
 	AuditKey *audit.Key
@@ -104,6 +109,21 @@ type Config struct {
 	// without one (0: no limit); it is stored on each project, so changing
 	// it later leaves existing projects as they are.
 	DefaultEnvironmentQuota int64
+	// Runtime runs workloads (--runtime): "runc" (the default with the
+	// netns driver), "none" (network-only environments, workloads
+	// refused) or "simulate" (the only one, and the default, with the
+	// simulate driver: specs are recorded, nothing runs).
+	Runtime string
+	// InitBinary is the static init every runc container runs as PID 1
+	// (--init-binary); "" finds isolation-init beside the executable,
+	// then on PATH.
+	InitBinary string
+	// Userns is "auto" (the default: containers get a user namespace when
+	// the kernel allows it) or "off".
+	Userns string
+	// WorkloadRuntime, when set, is used instead of the runtime Runtime
+	// names (for tests that hold a runtime step).
+	WorkloadRuntime workload.Runtime
 }
 
 // Server is a running isolationd.
@@ -113,6 +133,7 @@ type Server struct {
 	store      *store.SQLite
 	control    *control.Service
 	driver     enforce.Driver
+	runtime    workload.Runtime
 	reconciler *reconcile.Reconciler
 	api        *api.API
 	http       *http.Server
@@ -183,10 +204,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	runtimeName, err := cfg.runtimeName()
+	if err != nil {
+		return nil, err
+	}
 	if s.driver, err = newDriver(cfg, ipam, pool6); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, s.driver.Close)
+	if s.runtime, err = newRuntime(cfg, runtimeName); err != nil {
+		return nil, err
+	}
+	if s.runtime != nil {
+		cleanup = append(cleanup, s.runtime.Close)
+	}
 
 	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -211,14 +242,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	s.control = control.New(control.Options{
-		Store: s.store, Clock: cfg.Clock, Driver: s.driver.Name(), IPAM: ipam, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
+		Store: s.store, Clock: cfg.Clock, Driver: s.driver.Name(), Runtime: runtimeName, IPAM: ipam, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 	})
 	registry := prometheus.NewRegistry()
-	s.reconciler = reconcile.New(reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Logger: cfg.Logger, Registry: registry})
+	s.reconciler = reconcile.New(reconcile.Options{
+		Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry,
+	})
+	workloadLogs := cfg.WorkloadLogs
+	if workloadLogs == nil && s.runtime != nil {
+		workloadLogs = s.runtime
+	}
 	s.api = api.New(api.Options{
 		Store: s.store, Control: s.control, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: registry,
+		Registry: registry, WorkloadLogs: workloadLogs,
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
@@ -250,7 +287,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "runtime", runtimeName, "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -367,6 +404,10 @@ func (s *Server) FlushDenials(ctx context.Context) error { return s.api.FlushDen
 // router namespace).
 func (s *Server) Driver() enforce.Driver { return s.driver }
 
+// Runtime is the server's workload runtime, nil with --runtime none (for
+// tests in this module that look at what it runs).
+func (s *Server) Runtime() workload.Runtime { return s.runtime }
+
 // Done receives the error that stopped serving (http.ErrServerClosed
 // after Shutdown).
 func (s *Server) Done() <-chan error { return s.serveErr }
@@ -390,6 +431,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err := s.reconciler.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("reconciler: %w", err))
+	}
+	if s.runtime != nil {
+		if err := s.runtime.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("runtime: %w", err))
+		}
 	}
 	if err := s.driver.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("driver: %w", err))

@@ -122,6 +122,10 @@ CREATE TABLE address_cursors (
 	next BLOB NOT NULL -- as addresses.key
 );
 `,
+	// Version 4: environments stored before max_processes existed get its
+	// default, as if they had been created with it.
+	`UPDATE environments SET data = CAST(json_set(CAST(data AS TEXT), '$.resources.max_processes', 1024) AS BLOB)
+	WHERE json_extract(CAST(data AS TEXT), '$.resources.max_processes') IS NULL;`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -25,6 +25,12 @@ const Pool = "198.18.0.0/24"
 // store in the test's temporary directory that closes with the test.
 func Service(t testing.TB, clock clockwork.Clock, driver string) (*store.SQLite, *control.Service) {
 	t.Helper()
+	return ServiceOf(t, control.Options{Clock: clock, Driver: driver})
+}
+
+// ServiceOf is Service with opts, whose Store and IPAM it provides.
+func ServiceOf(t testing.TB, opts control.Options) (*store.SQLite, *control.Service) {
+	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "isolationd.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +40,8 @@ func Service(t testing.TB, clock clockwork.Clock, driver string) (*store.SQLite,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, control.New(control.Options{Store: st, Clock: clock, Driver: driver, IPAM: addrs})
+	opts.Store, opts.IPAM = st, addrs
+	return st, control.New(opts)
 }
 
 // Project writes a project named name into st directly, for a test that

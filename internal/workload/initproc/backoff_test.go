@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestParse_FlagsAndCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Restart != "on-failure" || c.UID != 1000 || c.GID != 100 || !cmp.Equal(c.Groups, []uint32{10, 20}) || c.LogMaxBytes != 65536 {
+	if c.Restart != "on-failure" || c.LogMaxBytes != 65536 || !cmp.Equal(c.User, &syscall.Credential{Uid: 1000, Gid: 100, Groups: []uint32{10, 20}}) {
 		t.Errorf("config %+v", c)
 	}
 	if want := []string{"sh", "-c", "echo --restart"}; !cmp.Equal(c.Command, want) {
@@ -72,7 +73,7 @@ func TestParse_FlagsAndCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Restart != apiv1.RestartAlways || d.UID != -1 || len(d.Command) != 0 || d.Dir != "/.isolation/run" {
+	if d.Restart != apiv1.RestartAlways || d.User != nil || len(d.Command) != 0 || d.Dir != "/.isolation/run" {
 		t.Errorf("defaults %+v", d)
 	}
 }
@@ -81,6 +82,8 @@ func TestParse_RefusesBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--restart", "sometimes"},
 		{"--uid", "1000"},
+		{"--groups", "10"},
+		{"--uid", "-1", "--gid", "0"},
 		{"--uid", "1", "--gid", "1", "--groups", "a"},
 		{"--log-max-bytes", "10"},
 		{"sh"},

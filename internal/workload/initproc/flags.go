@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -19,10 +20,9 @@ import (
 // command after "--".
 type Config struct {
 	Restart string // one of apiv1.RestartPolicies
-	// UID and GID are the user the command runs as; -1 (the default)
-	// leaves the init's own, for tests that run it as an ordinary process.
-	UID, GID    int
-	Groups      []uint32 // supplementary groups; none unless given
+	// User is who the command runs as; nil (no --uid and --gid) leaves
+	// the init's own, for tests that run it as an ordinary process.
+	User        *syscall.Credential
 	LogMaxBytes int64
 	// Dir is where the status file and the logs go: initspec.Dir in a
 	// container, elsewhere in tests.
@@ -51,17 +51,17 @@ func name(flag string) string { return strings.TrimPrefix(flag, "--") }
 
 // Parse reads the init's arguments: flags, then "--" and the command.
 func Parse(args []string) (Config, error) {
-	c := Config{UID: -1, GID: -1}
+	var c Config
 	flags, command := args, []string(nil)
 	if i := slices.Index(args, "--"); i >= 0 {
 		flags, command = args[:i], args[i+1:]
 	}
 	fs := flag.NewFlagSet("isolation-init", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var groups string
+	var uid, gid, groups string
 	fs.StringVar(&c.Restart, name(initspec.FlagRestart), apiv1.RestartPolicies[0], "restart policy: always, on-failure or never")
-	fs.IntVar(&c.UID, name(initspec.FlagUID), -1, "the user id the command runs as")
-	fs.IntVar(&c.GID, name(initspec.FlagGID), -1, "the group id the command runs as")
+	fs.StringVar(&uid, name(initspec.FlagUID), "", "the user id the command runs as")
+	fs.StringVar(&gid, name(initspec.FlagGID), "", "the group id the command runs as")
 	fs.StringVar(&groups, name(initspec.FlagGroups), "", "the command's supplementary group ids, comma-separated")
 	fs.Int64Var(&c.LogMaxBytes, name(initspec.FlagLogMaxBytes), logs.DefaultMaxBytes, "rotate the output log past this many bytes")
 	fs.StringVar(&c.Dir, flagDir, initspec.Dir, "the directory of the status file and the logs")
@@ -81,18 +81,9 @@ func Parse(args []string) (Config, error) {
 	if !slices.Contains(apiv1.RestartPolicies, c.Restart) {
 		return Config{}, fmt.Errorf("%s %q: must be one of %s", initspec.FlagRestart, c.Restart, strings.Join(apiv1.RestartPolicies, ", "))
 	}
-	if (c.UID < 0) != (c.GID < 0) {
-		return Config{}, fmt.Errorf("%s and %s go together", initspec.FlagUID, initspec.FlagGID)
-	}
-	for g := range strings.SplitSeq(groups, ",") {
-		if g == "" {
-			continue
-		}
-		n, err := strconv.ParseUint(g, 10, 32)
-		if err != nil {
-			return Config{}, fmt.Errorf("%s: %q is not a group id", initspec.FlagGroups, g)
-		}
-		c.Groups = append(c.Groups, uint32(n))
+	var err error
+	if c.User, err = parseUser(uid, gid, groups); err != nil {
+		return Config{}, err
 	}
 	if c.LogMaxBytes < logs.MinMaxBytes {
 		return Config{}, fmt.Errorf("%s: must be at least %d", initspec.FlagLogMaxBytes, logs.MinMaxBytes)
@@ -101,4 +92,45 @@ func Parse(args []string) (Config, error) {
 		return Config{}, fmt.Errorf("--%s, --%s and --%s must be positive, the first at most the second", flagBackoff, flagMaxBackoff, flagHealthy)
 	}
 	return c, nil
+}
+
+// parseUser reads --uid, --gid and --groups: the credential the command
+// runs with (no supplementary group unless --groups names some), nil
+// without --uid and --gid.
+func parseUser(uid, gid, groups string) (*syscall.Credential, error) {
+	if uid == "" && gid == "" {
+		if groups != "" {
+			return nil, fmt.Errorf("%s goes with %s and %s", initspec.FlagGroups, initspec.FlagUID, initspec.FlagGID)
+		}
+		return nil, nil
+	}
+	if uid == "" || gid == "" {
+		return nil, fmt.Errorf("%s and %s go together", initspec.FlagUID, initspec.FlagGID)
+	}
+	id := func(flag, s string) (uint32, error) {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q is not a numeric id", flag, s)
+		}
+		return uint32(n), nil
+	}
+	u := &syscall.Credential{Groups: []uint32{}}
+	var err error
+	if u.Uid, err = id(initspec.FlagUID, uid); err != nil {
+		return nil, err
+	}
+	if u.Gid, err = id(initspec.FlagGID, gid); err != nil {
+		return nil, err
+	}
+	for g := range strings.SplitSeq(groups, ",") {
+		if g == "" {
+			continue
+		}
+		n, err := id(initspec.FlagGroups, g)
+		if err != nil {
+			return nil, err
+		}
+		u.Groups = append(u.Groups, n)
+	}
+	return u, nil
 }

@@ -94,7 +94,7 @@ func start(c Config) (*initProc, error) {
 		return nil, err
 	}
 	// MkdirAll leaves an existing directory's mode: the runtime's may be looser.
-	if err := os.Chmod(c.Dir, 0o700); err != nil {
+	if err := os.Chmod(c.Dir, 0o700); err != nil { //nolint:gosec // a directory, which needs its x bit
 		return nil, err
 	}
 	w, err := logs.NewWriter(filepath.Join(c.Dir, initspec.LogDir), c.LogMaxBytes)
@@ -243,6 +243,8 @@ func (in *initProc) cannotStart(err error) {
 	if errors.Is(err, fs.ErrPermission) {
 		code = ExitCannotExecute
 	}
+	// The log first, as for an exit: a status that says why comes after it.
+	fmt.Fprintf(in.logs.Stream(logs.Stderr), "isolation-init: %v\n", err)
 	now := time.Now().UTC()
 	in.status.State = apiv1.WorkloadExited
 	in.status.Pid = 0
@@ -251,8 +253,6 @@ func (in *initProc) cannotStart(err error) {
 	in.status.ExitedAt = &now
 	in.status.Error = err.Error()
 	in.save()
-	s := in.logs.Stream(logs.Stderr)
-	fmt.Fprintf(s, "isolation-init: %v\n", err)
 }
 
 // save replaces the status file atomically, so that the runtime never
@@ -286,9 +286,5 @@ func normalOOMScore(pid int) {
 // sysProcAttr runs the command in its own process group, so that signals
 // reach the processes it starts too, as the user the config names.
 func (c Config) sysProcAttr() *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Setpgid: true}
-	if c.UID >= 0 {
-		a.Credential = &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(c.GID), Groups: c.Groups}
-	}
-	return a
+	return &syscall.SysProcAttr{Setpgid: true, Credential: c.User}
 }

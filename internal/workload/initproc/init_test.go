@@ -63,9 +63,9 @@ func startInit(t *testing.T, flags []string, command ...string) *theInit {
 		// The command runs in its own process group, which outlives a
 		// killed init: kill both.
 		if s, err := in.readStatus(); err == nil && s.Pid > 0 {
-			syscall.Kill(-s.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-s.Pid, syscall.SIGKILL)
 		}
-		in.cmd.Process.Kill()
+		_ = in.cmd.Process.Kill()
 		<-in.exited
 		if t.Failed() {
 			t.Logf("the init's stderr:\n%s", in.stderr.String())

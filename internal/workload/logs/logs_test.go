@@ -164,9 +164,9 @@ func TestWriter_ConcurrentStreamsDoNotInterleaveWithinALine(t *testing.T) {
 			for range lines {
 				// In pieces, as a program writing unbuffered would.
 				for i := 0; i < len(line); i += 7 {
-					s.Write([]byte(line[i:min(i+7, len(line))]))
+					_, _ = s.Write([]byte(line[i:min(i+7, len(line))]))
 				}
-				s.Write([]byte("\n"))
+				_, _ = s.Write([]byte("\n"))
 			}
 		})
 	}

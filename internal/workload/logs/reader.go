@@ -38,8 +38,9 @@ const waitForDir = 200 * time.Millisecond
 // Read emits the lines of dir that q asks for, oldest first, and returns
 // the first error emit returns. A missing directory holds no lines; when
 // following, Read waits for it. Following is event-driven (inotify): no
-// line is lost or emitted twice across a rotation, unless the writer
-// rotates twice before the reader has finished the file it reads.
+// line is lost or emitted twice across rotations, unless the writer
+// rotates three times while the reader is still in the file it reads
+// (the file in between is gone by then).
 func Read(ctx context.Context, dir string, q Query, emit func(apiv1.LogLine) error) error {
 	r := &reader{dir: dir, q: q, emit: emit}
 	if !q.Follow {
