@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	gorunc "github.com/containerd/go-runc"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/volume"
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
@@ -161,7 +163,7 @@ func TestRuntime_AnEnvironmentSeesNothingOfTheHostOrOfAnotherAndCannotTouchItsNe
 		echo "hostname $(hostname)"
 		echo "pids $(ls /proc | grep -E '^[0-9]+$' | tr '\n' ' ')"
 		ps -o pid,comm
-		grep Cap /proc/self/status
+		grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/self/status
 		cat /proc/mounts
 		ls /home; cat /home/secret
 		ip link set lo down; echo "link down exit $?"
@@ -209,6 +211,9 @@ func TestRuntime_AnEnvironmentSeesNothingOfTheHostOrOfAnotherAndCannotTouchItsNe
 		if err != nil || eff&(1<<cap.bit) != 0 {
 			t.Errorf("the workload holds CAP_%s (CapEff %x, %v)", cap.name, eff, err)
 		}
+	}
+	if line("Seccomp:") != "\t2" || line("NoNewPrivs:") != "\t1" {
+		t.Errorf("the workload runs without a seccomp filter or with new privileges:\n%s", out)
 	}
 	allowed := []string{"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/home", "/.isolation/run", "/.isolation/init", "/etc/resolv.conf", "/etc/hosts"}
 	for _, l := range lines {
@@ -427,4 +432,40 @@ func TestRuntime_InAUserNamespaceRootIsAnUnprivilegedHostUser(t *testing.T) {
 	if !strings.Contains(out, "\n0\ndone") {
 		t.Fatalf("/sys is not empty in a user namespace: %q", out)
 	}
+}
+
+func TestRuntime_AfterAHostRestartTheContainerIsMadeAgainOnItsDisk(t *testing.T) {
+	l := newLab(t)
+	spec := l.spec("reboot", sh("[ -e /tmp/booted ] && echo again; touch /tmp/booted; echo kept > /home/kept; echo up; sleep 1000"))
+	l.ensure(spec)
+	l.waitOutput(spec.EnvID, "up", 5*time.Second)
+
+	// A reboot takes runc's state (a tmpfs), the processes and the mounts.
+	l.rt.Close()
+	id := l.rt.id(spec.EnvID)
+	p := l.rt.paths(id)
+	if err := l.rt.runc.Delete(context.Background(), id, &gorunc.DeleteOpts{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{p.rootfs, p.vol.Dir} {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(l.opts.StateRoot); err != nil {
+		t.Fatal(err)
+	}
+
+	l.start()
+	if err := l.rt.Sync(context.Background(), map[string]bool{spec.EnvID: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.status(spec.EnvID); st.State != apiv1.WorkloadExited || !strings.Contains(st.Message, "gone") {
+		t.Fatalf("status before Ensure: %+v, want the container gone", st)
+	}
+	if a := l.ensure(spec); !a.Restarted || a.Status.State != apiv1.WorkloadRunning {
+		t.Fatalf("ensure after the reboot: %+v", a)
+	}
+	// The same spec keeps the writable layer, as a restarted container does.
+	l.waitOutput(spec.EnvID, "again", 5*time.Second)
 }
