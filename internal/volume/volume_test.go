@@ -32,11 +32,11 @@ func requireLoop(t *testing.T) {
 	}
 }
 
-// newVolume is a volume under the test's temporary directory, removed when
-// the test ends, after which nothing of it may be left: no mount and no
-// loop device.
+// newVolume creates a 32 MiB volume under root, removed when the test
+// ends, after which nothing of it may be left: no mount and no loop device.
 func newVolume(t *testing.T, root, name string) volume.Volume {
 	t.Helper()
+	requireLoop(t)
 	v := volume.Volume{File: filepath.Join(root, name+".img"), Dir: filepath.Join(root, name)}
 	t.Cleanup(func() {
 		if err := v.Remove(); err != nil {
@@ -44,6 +44,9 @@ func newVolume(t *testing.T, root, name string) volume.Volume {
 		}
 		assertNothingLeft(t, v.Dir, v.File)
 	})
+	if err := v.Create(context.Background(), 32*mib); err != nil {
+		t.Fatal(err)
+	}
 	return v
 }
 
@@ -82,15 +85,8 @@ func fill(path string) (int64, error) {
 }
 
 func TestVolume_WritingPastItsSizeGetsENOSPCAndANeighbourWritesOn(t *testing.T) {
-	requireLoop(t)
-	ctx := context.Background()
 	root := t.TempDir()
 	a, b := newVolume(t, root, "a"), newVolume(t, root, "b")
-	for _, v := range []volume.Volume{a, b} {
-		if err := v.Create(ctx, 32*mib); err != nil {
-			t.Fatal(err)
-		}
-	}
 	n, err := fill(filepath.Join(a.Dir, "big"))
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("writing %d bytes into a 32 MiB volume stopped with %v, want ENOSPC", n, err)
@@ -104,12 +100,8 @@ func TestVolume_WritingPastItsSizeGetsENOSPCAndANeighbourWritesOn(t *testing.T) 
 }
 
 func TestVolume_CreateAdoptsAMountedVolumeAndRemountsAnUnmountedOne(t *testing.T) {
-	requireLoop(t)
 	ctx := context.Background()
 	v := newVolume(t, t.TempDir(), "v")
-	if err := v.Create(ctx, 32*mib); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(filepath.Join(v.Dir, "kept"), []byte("data"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +140,8 @@ func assertTakes(t *testing.T, v volume.Volume, least, size int64) {
 }
 
 func TestVolume_GrowsOnline(t *testing.T) {
-	requireLoop(t)
 	ctx := context.Background()
 	v := newVolume(t, t.TempDir(), "v")
-	if err := v.Create(ctx, 32*mib); err != nil {
-		t.Fatal(err)
-	}
 	// An open file on the volume proves the grow needed no unmount.
 	f, err := os.Create(filepath.Join(v.Dir, "open"))
 	if err != nil {
@@ -177,12 +165,8 @@ func TestVolume_GrowsOnline(t *testing.T) {
 }
 
 func TestVolume_ResizesOfflineGrowingAndShrinkingWhenTheDataFits(t *testing.T) {
-	requireLoop(t)
 	ctx := context.Background()
 	v := newVolume(t, t.TempDir(), "v")
-	if err := v.Create(ctx, 32*mib); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(filepath.Join(v.Dir, "kept"), []byte("data"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package runc
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -188,20 +187,10 @@ type lab struct {
 	opts Options
 }
 
-func uniquePrefix() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 5)
-	rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return "t" + string(b)
-}
-
 // testOptions are a lab's options: quick to stop and to notice changes.
 func testOptions(t *testing.T) Options {
 	t.Helper()
-	prefix := uniquePrefix()
+	prefix := netnstest.UniquePrefix('r')
 	// Searchable by everyone, for a container's root mapped to another
 	// host user.
 	dir, err := os.MkdirTemp("", "runc-test-"+prefix+"-")
