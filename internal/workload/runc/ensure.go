@@ -34,6 +34,9 @@ type record struct {
 	Hash        string          `json:"hash"`
 	ImageDigest string          `json:"image_digest"`
 	Resources   apiv1.Resources `json:"resources"`
+	// Failed is the spec error that stopped the container, which Status
+	// reports until an Ensure makes it again.
+	Failed string `json:"failed,omitempty"`
 }
 
 // specHash covers what a running container cannot change: its image, its
@@ -108,13 +111,19 @@ func (r *Runtime) Ensure(ctx context.Context, spec workload.Spec) (workload.Appl
 	if err == nil {
 		var st workload.Status
 		if st, err = r.waitStarted(ctx, id, pid, p, want, field); err == nil {
-			return workload.Apply{Status: st, Restarted: old != nil}, nil
+			return workload.Apply{Status: st, Restarted: old != nil || c != nil}, nil
 		}
 	}
 	// Nothing half-made stays up: a later Ensure starts over; the disk,
 	// with its home and logs, stays until Remove.
 	if terr := r.teardown(context.WithoutCancel(ctx), id, p); terr != nil {
 		r.log.Warn("runc runtime: tearing down a failed container", "container", id, "err", terr)
+	}
+	if se := (*workload.SpecError)(nil); errors.As(err, &se) {
+		want.Failed = se.Error()
+		if werr := writeJSON(p.record, want); werr != nil {
+			r.log.Warn("runc runtime: recording a failed container", "container", id, "err", werr)
+		}
 	}
 	return workload.Apply{}, err
 }

@@ -58,6 +58,9 @@ func TestRuntime_AMissingProgramOrOneThatExitsAtOnceIsASpecErrorAndLeavesNothing
 			if c, err := l.rt.state(context.Background(), l.rt.id(spec.EnvID)); err != nil || c != nil {
 				t.Fatalf("a container is left: %+v %v", c, err)
 			}
+			if st := l.status(spec.EnvID); st.State != apiv1.WorkloadExited || st.Message != se.Error() {
+				t.Fatalf("status after the spec error: %+v, want exited saying %q", st, se.Error())
+			}
 		})
 	}
 }

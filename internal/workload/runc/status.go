@@ -46,6 +46,8 @@ func (r *Runtime) status(id string, p paths, c *gorunc.Container, rec *record) w
 		st.ExitCode, st.RestartCount, st.StartedAt = s.ExitCode, s.RestartCount, s.StartedAt
 	}
 	switch {
+	case c == nil && rec != nil && rec.Failed != "":
+		st.State, st.Message = apiv1.WorkloadExited, rec.Failed
 	case c == nil:
 		st.State = apiv1.WorkloadExited
 		st.Message = "the container is gone (deleted outside isolationd, or the host restarted); it is made again"
