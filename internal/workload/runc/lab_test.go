@@ -28,18 +28,16 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload/logs"
 )
 
-// layersDir holds the test images' layers, made once per test binary.
+// layersDir holds the test images' layers, made once per test binary by
+// the first test that needs them (not by TestHelperRuntimeChild, whose
+// process is killed).
 var layersDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "runc-test-layers-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	layersDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	if layersDir != "" {
+		os.RemoveAll(layersDir)
+	}
 	os.Exit(code)
 }
 
@@ -88,6 +86,11 @@ func testImages(t *testing.T) (image.Resolved, image.Resolved) {
 }
 
 func makeImages() error {
+	dir, err := os.MkdirTemp("", "runc-test-layers-")
+	if err != nil {
+		return err
+	}
+	layersDir = dir
 	base := filepath.Join(layersDir, "base")
 	files := map[string]string{
 		"etc/passwd":          "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
