@@ -317,12 +317,17 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	if err != nil {
 		return "", 0, err
 	}
-	err = r.runc.Create(ctx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile})
+	// runc create and start run to their end, whatever happens to the
+	// caller: killed half-way, runc can leave a state directory that it
+	// can neither show nor delete.
+	runcCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.StartTimeout)
+	defer cancel()
+	err = r.runc.Create(runcCtx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile})
 	stdio.Close()
 	if err != nil {
 		return "", 0, fmt.Errorf("runc create %s: %w: %s", id, err, tailFile(p.initLog))
 	}
-	if err := r.runc.Start(ctx, id); err != nil {
+	if err := r.runc.Start(runcCtx, id); err != nil {
 		return "", 0, fmt.Errorf("runc start %s: %w: %s", id, err, tailFile(p.initLog))
 	}
 	b, err := os.ReadFile(p.pidFile)
