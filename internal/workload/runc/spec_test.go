@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -313,5 +314,25 @@ func TestContainerResolvConf_DropsLoopbackNameservers(t *testing.T) {
 	got := string(containerResolvConf([]byte("search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\noptions edns0\n")))
 	if want := "search example.com\nnameserver 10.0.0.2\noptions edns0\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestNew_NamesWhatIsMissing(t *testing.T) {
+	base := Options{Root: t.TempDir(), StateRoot: t.TempDir(), Prefix: "iso", InitBinary: "/bin/sh"}
+	for _, c := range []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"runc", func(o *Options) { o.RuncBinary = "no-such-runc" }, "no-such-runc is not installed (Debian: apt-get install runc"},
+		{"init", func(o *Options) { o.InitBinary = "/no/such/init" }, "the init /no/such/init is not an executable file"},
+		{"no init", func(o *Options) { o.InitBinary = "" }, "no init binary"},
+		{"prefix", func(o *Options) { o.Prefix = "Iso-1" }, `prefix "Iso-1" must be`},
+	} {
+		opts := base
+		c.edit(&opts)
+		if _, err := New(opts); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
+		}
 	}
 }
