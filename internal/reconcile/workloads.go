@@ -40,7 +40,7 @@ func (r *Reconciler) runWorkload(p pass, env apiv1.Environment, ep enforce.Endpo
 	if r.opts.Images != nil {
 		r.progress(p, env, "resolving image "+env.Workload.Image)
 		img, err := r.opts.Images.Resolve(p.ctx, env.Workload.Image)
-		if errors.Is(err, image.ErrUnknown) {
+		if errors.Is(err, image.ErrUnknown) || errors.Is(err, image.ErrInvalid) {
 			return nil, r.specFailed(p, env, &workload.SpecError{Field: "workload.image", Message: err.Error()})
 		}
 		if err != nil {
