@@ -66,14 +66,15 @@ func BenchmarkRuncCreateToReady(b *testing.B) {
 	l.startWorkloads(50, idleWorkload)
 	byHand := newRuncByHand(b, l.cfg)
 	for _, kind := range []struct {
-		name   string
-		w      apiv1.WorkloadSpec
-		window time.Duration // the runtime's start window, before ready
-	}{{"workload=idle", idleWorkload, 0}, {"workload=command", commandWorkload, time.Second}} {
+		name    string
+		w       apiv1.WorkloadSpec
+		window  time.Duration // the runtime's start window, before ready
+		samples int           // fewer of the slower kind
+	}{{"workload=idle", idleWorkload, 0, 100}, {"workload=command", commandWorkload, time.Second, 40}} {
 		b.Run(kind.name, func(b *testing.B) {
 			for b.Loop() {
-				const samples = 40
-				ready, runcRun := make([]time.Duration, samples), make([]time.Duration, samples)
+				samples := kind.samples
+				ready, runcRun, createStart := make([]time.Duration, samples), make([]time.Duration, samples), make([]time.Duration, samples)
 				var stages [len(stageNames)][]time.Duration
 				for i := range samples {
 					s := l.timeCreate(fmt.Sprintf("new-%d", i), kind.w)
@@ -87,12 +88,18 @@ func BenchmarkRuncCreateToReady(b *testing.B) {
 					if s.ready > 500*time.Millisecond+kind.window {
 						b.Logf("%s took %s: %s", s.env.Name, s.ready.Round(time.Millisecond), strings.Join(s.seen, ", "))
 					}
-					runcRun[i] = byHand.run(s.env)
+					// Both ways, each first in turn.
+					if i%2 == 0 {
+						runcRun[i], createStart[i] = byHand.run(s.env, false), byHand.run(s.env, true)
+					} else {
+						createStart[i], runcRun[i] = byHand.run(s.env, true), byHand.run(s.env, false)
+					}
 					l.deleteAll([]apiv1.Environment{s.env})
 					b.StartTimer()
 				}
 				reportQuantiles(b, ready, "ready", 0.50, 0.99)
 				reportQuantiles(b, runcRun, "runc-run", 0.50, 0.99)
+				reportQuantiles(b, createStart, "runc-create-start", 0.50, 0.99)
 				for j, name := range stageNames {
 					if len(stages[j]) > 0 {
 						b.ReportMetric(ms(median(stages[j])), "stage-"+name+"-p50-ms")
@@ -223,13 +230,15 @@ func newRuncByHand(tb testing.TB, cfg server.Config) *runcByHand {
 	return h
 }
 
-// run times `runc run -d` of e's bundle under a new container id until
-// runc has started it, then deletes the container (untimed). The copy of
-// config.json differs in three things only: the root is the environment's
-// mounted overlay, the cgroup is the new container's own, and the init's
-// directory is a fresh one, so that the environment's status and logs stay
-// its own.
-func (h *runcByHand) run(e apiv1.Environment) time.Duration {
+// run times the start of e's bundle under a new container id, until runc
+// has started it, then deletes the container (untimed): with `runc run
+// --detach`, one runc process, or with `runc create` then `runc start`,
+// two, as the runtime does through go-runc. The copy of config.json
+// differs in three things only: the root is the environment's mounted
+// overlay, the cgroup is the new container's own, and the init's
+// directory is a fresh one, so that the environment's status and logs
+// stay its own.
+func (h *runcByHand) run(e apiv1.Environment, createStart bool) time.Duration {
 	h.tb.Helper()
 	h.n++
 	id := fmt.Sprintf("byhand%d", h.n)
@@ -272,14 +281,21 @@ func (h *runcByHand) run(e apiv1.Environment) time.Duration {
 		h.tb.Fatal(err)
 	}
 	defer out.Close()
-	cmd := exec.Command("runc", "--root", h.root, "run", "--detach", "--bundle", bundle, id)
-	cmd.Stdout, cmd.Stderr = out, out
-	start := time.Now()
-	err = cmd.Run()
-	took := time.Since(start)
-	if err != nil {
-		msg, _ := os.ReadFile(out.Name())
-		h.tb.Fatalf("runc run %s: %v: %s", id, err, msg)
+	steps := [][]string{{"run", "--detach", "--bundle", bundle, id}}
+	if createStart {
+		steps = [][]string{{"create", "--bundle", bundle, id}, {"start", id}}
+	}
+	var took time.Duration
+	for _, args := range steps {
+		cmd := exec.Command("runc", append([]string{"--root", h.root}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		start := time.Now()
+		err := cmd.Run()
+		took += time.Since(start)
+		if err != nil {
+			msg, _ := os.ReadFile(out.Name())
+			h.tb.Fatalf("runc %s: %v: %s", strings.Join(args, " "), err, msg)
+		}
 	}
 	if msg, err := exec.Command("runc", "--root", h.root, "delete", "--force", id).CombinedOutput(); err != nil {
 		h.tb.Fatalf("runc delete %s: %v: %s", id, err, msg)
