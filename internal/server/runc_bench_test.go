@@ -76,6 +76,7 @@ func BenchmarkRuncCreateToReady(b *testing.B) {
 				samples := kind.samples
 				ready, runcRun, createStart := make([]time.Duration, samples), make([]time.Duration, samples), make([]time.Duration, samples)
 				var stages [len(stageNames)][]time.Duration
+				stall := startIOStall(b)
 				for i := range samples {
 					s := l.timeCreate(fmt.Sprintf("new-%d", i), kind.w)
 					ready[i] = s.ready
@@ -97,6 +98,7 @@ func BenchmarkRuncCreateToReady(b *testing.B) {
 					l.deleteAll([]apiv1.Environment{s.env})
 					b.StartTimer()
 				}
+				stall.report()
 				reportQuantiles(b, ready, "ready", 0.50, 0.99)
 				reportQuantiles(b, runcRun, "runc-run", 0.50, 0.99)
 				reportQuantiles(b, createStart, "runc-create-start", 0.50, 0.99)
@@ -184,6 +186,49 @@ func (l *apiLab) timeCreate(name string, w apiv1.WorkloadSpec) createTiming {
 		prev = m
 	}
 	return t
+}
+
+// ioStall measures the share of time some task of the host waited for
+// its disk (the kernel's pressure stall information): the machine is
+// shared, and a disk busy with others' work stalls every fsync (the
+// store's commits, mkfs.ext4's), which shows in the slowest samples.
+type ioStall struct {
+	b     *testing.B
+	start time.Time
+	total float64 // µs stalled since boot
+	ok    bool
+}
+
+func startIOStall(b *testing.B) *ioStall {
+	total, ok := ioStalled()
+	return &ioStall{b: b, start: time.Now(), total: total, ok: ok}
+}
+
+// report reports the stalled share since start, in percent: nothing
+// where the kernel keeps no pressure information.
+func (s *ioStall) report() {
+	if total, ok := ioStalled(); ok && s.ok {
+		s.b.ReportMetric(100*(total-s.total)/float64(time.Since(s.start).Microseconds()), "host-io-stall-%")
+	}
+}
+
+// ioStalled is the total of /proc/pressure/io's "some" line: how long, in
+// µs, at least one task waited for I/O.
+func ioStalled() (float64, bool) {
+	b, err := os.ReadFile("/proc/pressure/io")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "some ") {
+			continue
+		}
+		_, total, ok := strings.Cut(line, "total=")
+		if v, err := strconv.ParseFloat(strings.TrimSpace(total), 64); ok && err == nil {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
