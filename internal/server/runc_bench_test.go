@@ -174,16 +174,12 @@ func (l *apiLab) timeCreate(name string, w apiv1.WorkloadSpec) createTiming {
 		l.tb.Fatalf("environment %s: %s %q; want ready", r.e.Name, r.e.State, r.e.StateMessage)
 	}
 	t.env, t.ready = *r.e, r.at
-	// A step's duration runs from its own mark to the next one seen.
-	prev := time.Duration(0)
-	for i, m := range marks {
-		if m == 0 {
-			continue
+	// A step runs from the mark before it: unknown when the watch missed either.
+	t.stages[0] = marks[0]
+	for i := 1; i < len(marks); i++ {
+		if marks[i] != 0 && marks[i-1] != 0 {
+			t.stages[i] = marks[i] - marks[i-1]
 		}
-		if i == 0 || marks[i-1] != 0 {
-			t.stages[i] = m - prev
-		}
-		prev = m
 	}
 	return t
 }
