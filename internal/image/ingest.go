@@ -304,6 +304,10 @@ func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.D
 	return nil
 }
 
+// maxTrailer bounds what a layer's tar may have after its end marker
+// (tar writers pad to a record, 10 KiB by default).
+const maxTrailer = 1 << 20
+
 // unpackLayer decompresses the blob r and unpacks it into a new
 // directory in tmp/, checking the uncompressed stream against diffID.
 func (s *Store) unpackLayer(r io.Reader, digest, diffID string, b *budget) (string, error) {
@@ -317,14 +321,19 @@ func (s *Store) unpackLayer(r io.Reader, digest, diffID string, b *budget) (stri
 	}
 	defer zr.Close()
 	sum := sha256.New()
-	tr := io.TeeReader(zr, sum)
+	tr := io.TeeReader(contentReader{zr, "reading the tar"}, sum)
 	u := newUnpacker(dir, s.opts.UIDShift, s.opts.GIDShift, s.root, b)
 	if err := u.unpack(tr); err != nil {
 		return dir, fmt.Errorf("layer %s: %w", digest, err)
 	}
-	// What follows the tar's end marker (its padding) is in the diff_id.
-	if _, err := io.Copy(io.Discard, tr); err != nil {
-		return dir, fmt.Errorf("%w: layer %s: %v", ErrInvalid, digest, err)
+	// What follows the tar's end marker (its padding) is in the diff_id;
+	// bounded, as a few compressed bytes may stand for gigabytes of it.
+	n, err := io.Copy(io.Discard, io.LimitReader(tr, maxTrailer+1))
+	if err != nil {
+		return dir, fmt.Errorf("layer %s: %w", digest, err)
+	}
+	if n > maxTrailer {
+		return dir, fmt.Errorf("%w: layer %s has more than %d bytes after its tar's end", ErrInvalid, digest, maxTrailer)
 	}
 	if got := fmt.Sprintf("sha256:%x", sum.Sum(nil)); got != diffID {
 		return dir, fmt.Errorf("%w: layer %s uncompressed is %s, not the diff_id %s the config lists", ErrInvalid, digest, got, diffID)
