@@ -8,6 +8,7 @@
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
 //	isolationd env logs ENV [-f] [--tail N] [--since T]   (over the API: ISOLATION_ENDPOINT, ISOLATION_TOKEN)
 //	isolationd image import NAME PATH | image list | image rm NAME
+//	isolationd cleanup --data-dir DIR [--netns-prefix P]
 //	isolationd version
 package main
 
@@ -37,6 +38,7 @@ const usage = `usage:
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
   isolationd env logs ENV [-f] [--tail N] [--since T]
   isolationd image import NAME PATH | image list | image rm NAME
+  isolationd cleanup --data-dir DIR [--netns-prefix P]
   isolationd version
 Run "isolationd serve -h" for the serve flags.`
 
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return env(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "image":
 		return imageCommand(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "cleanup":
+		return cleanup(args[1:], stdout, stderr)
 	case len(args) == 1 && args[0] == "version":
 		fmt.Fprintln(stdout, "isolationd", version.String())
 		return 0

@@ -33,6 +33,9 @@ type Options struct {
 	// clock is the API's (idempotency retention, token expiry, denials).
 	Control *control.Service
 	Driver  enforce.Driver
+	// RuntimeName names the workload runtime (apiv1.Runtime*), as
+	// GET /v1/whoami reports it; "" leaves it out.
+	RuntimeName string
 	// Reconciler is ready once it has started (/readyz).
 	Reconciler Starter
 	Logger     *slog.Logger
@@ -61,6 +64,7 @@ type API struct {
 	store      store.Store
 	control    *control.Service
 	driver     enforce.Driver
+	runtime    string
 	reconciler Starter
 	hub        *hub
 	log        *slog.Logger
@@ -98,6 +102,7 @@ func New(opts Options) *API {
 		store:      opts.Store,
 		control:    opts.Control,
 		driver:     opts.Driver,
+		runtime:    opts.RuntimeName,
 		reconciler: opts.Reconciler,
 		hub:        newHub(),
 		log:        opts.Logger,

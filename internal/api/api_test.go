@@ -92,6 +92,7 @@ func TestBadInput_IsRejectedWithAProblemAndChangesNothing(t *testing.T) {
 		{"stale If-Match on PATCH", "PATCH", envPath, apiv1.EnvironmentPatch{Description: ptr("x")}, []string{"If-Match", `"7"`}, 412, "precondition-failed", ""},
 		{"stale If-Match on DELETE", "DELETE", envPath, nil, []string{"If-Match", `"7"`}, 412, "precondition-failed", ""},
 		{"bad ttl", "PATCH", envPath, `{"ttl_seconds":-5}`, nil, 400, "validation", "ttl_seconds"},
+		{"mis-cased workload field", "PATCH", envPath, `{"workload":{"Image":"busybox"}}`, nil, 400, "malformed-request", "workload.Image"},
 		{"missing token", "GET", "/v1/projects", nil, []string{"Authorization", ""}, 401, "unauthorized", ""},
 		{"invalid token", "POST", "/v1/projects", apiv1.ProjectCreate{Name: "x"}, []string{"Authorization", "Bearer isot_not-a-real-token"}, 401, "unauthorized", ""},
 		{"not a bearer token", "GET", "/v1/projects", nil, []string{"Authorization", "Basic dXNlcjpwdw=="}, 401, "unauthorized", ""},
@@ -739,5 +740,23 @@ func TestAuditTrail_RecordsChangesAndFilters(t *testing.T) {
 		if strings.Contains(l, h.token) {
 			t.Fatal("a token secret reached the audit sink")
 		}
+	}
+}
+
+func TestEnvironments_APatchReplacesTheWorkloadWholeAndNullRemovesIt(t *testing.T) {
+	h := newHarness(t)
+	p := h.project("work")
+	env := h.environment(p.ID, "app", nil)
+	h.wait(env.ID, "ready")
+	var got apiv1.Environment
+	h.do("PATCH", "/v1/environments/"+env.ID, `{"workload":{"image":"busybox","command":["sh"],"env":{"GREETING":"hi"}}}`).json(t, 200, &got)
+	if w := got.Workload; w == nil || w.Image != "busybox" || len(w.Command) != 1 || w.Env["GREETING"] != "hi" || w.Restart != apiv1.RestartAlways {
+		t.Fatalf("workload after PATCH = %+v, want the spec sent, normalized", w)
+	}
+	h.wait(env.ID, "ready")
+	var removed apiv1.Environment
+	h.do("PATCH", "/v1/environments/"+env.ID, `{"workload":null}`).json(t, 200, &removed)
+	if removed.Workload != nil {
+		t.Fatalf("workload after PATCH null = %+v, want none", removed.Workload)
 	}
 }

@@ -35,6 +35,10 @@ func inexactKey(doc any, t reflect.Type, path string) (string, bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	// A PATCH's nullable field (apiv1.Nullable) is its value in JSON.
+	if n, ok := reflect.Zero(t).Interface().(interface{ ValueType() reflect.Type }); ok {
+		t = n.ValueType()
+	}
 	switch v := doc.(type) {
 	case map[string]any:
 		switch {

@@ -10,7 +10,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
 
-func TestWhoAmI_AnswersTheTokensIdentityScopeAndExpiryAndTheServerNeverTheSecret(t *testing.T) {
+func TestWhoAmI_AnswersTheTokensIdentityScopeAndExpiryAndTheServerAndItsDriverNeverTheSecret(t *testing.T) {
 	h := newHarness(t)
 	p := h.project("scoped")
 	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
@@ -22,7 +22,7 @@ func TestWhoAmI_AnswersTheTokensIdentityScopeAndExpiryAndTheServerNeverTheSecret
 	r.json(t, 200, &who)
 	want := apiv1.WhoAmI{
 		TokenID: editor.ID, Name: "ci-editor", Role: apiv1.RoleEditor, ProjectID: p.ID, ExpiresAt: &expires,
-		Server: apiv1.ServerInfo{Name: "isolationd", Version: version.String()},
+		Server: apiv1.ServerInfo{Name: "isolationd", Version: version.String(), Driver: "simulate", Runtime: "simulate"},
 	}
 	if who.TokenID != want.TokenID || who.Name != want.Name || who.Role != want.Role || who.ProjectID != want.ProjectID ||
 		who.ExpiresAt == nil || !who.ExpiresAt.Equal(expires) || who.Server != want.Server {

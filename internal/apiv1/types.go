@@ -123,6 +123,13 @@ const (
 	DefaultDiskGB    = 10
 )
 
+// Enforcement driver names, as Enforcement.Driver and ServerInfo.Driver
+// report them.
+const (
+	DriverSimulate = "simulate" // rules recorded and checked; nothing is isolated
+	DriverNetns    = "netns"    // a network namespace per environment, rules in a router namespace
+)
+
 // Enforcement is what the enforcement driver reports for an environment.
 // Generation is bumped whenever the rules the environment should have
 // change (its own spec, a policy selecting it, a peer's address);
@@ -496,10 +503,14 @@ type WhoAmI struct {
 // ServerName is ServerInfo.Name of every isolationd.
 const ServerName = "isolationd"
 
-// ServerInfo names the server and its version.
+// ServerInfo names the server, its version, and what makes its
+// environments real: the enforcement driver ("simulate" isolates
+// nothing) and the workload runtime, so a client can say so up front.
 type ServerInfo struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	Driver  string `json:"driver,omitempty"`
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // Problem is an RFC 9457 problem details body (application/problem+json).

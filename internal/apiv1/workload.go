@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -84,6 +85,10 @@ func Some[T any](v T) Nullable[T] { return Nullable[T]{Set: true, Value: &v} }
 
 // IsZero reports an absent field, for omitzero.
 func (n Nullable[T]) IsZero() bool { return !n.Set }
+
+// ValueType is T's type, which the field has in JSON, for code that walks
+// a body beside its Go type (the server's check of field names).
+func (Nullable[T]) ValueType() reflect.Type { return reflect.TypeFor[T]() }
 
 // MarshalJSON writes null or the value.
 func (n Nullable[T]) MarshalJSON() ([]byte, error) {

@@ -47,7 +47,8 @@ func (e *Environments) List(ctx context.Context, opts ListOptions) ([]apiv1.Envi
 }
 
 // Update replaces the fields present in patch (TTLSeconds 0 removes the
-// TTL). With ifMatch set, it fails with a 412 (IsPreconditionFailed) when
+// TTL; Workload apiv1.Some replaces the workload whole, apiv1.Null removes
+// it, and the zero Nullable keeps it). With ifMatch set, it fails with a 412 (IsPreconditionFailed) when
 // the environment changed since that ETag was read.
 func (e *Environments) Update(ctx context.Context, id string, patch apiv1.EnvironmentPatch, ifMatch string) (*apiv1.Environment, error) {
 	return e.update(ctx, id, patch, ifMatch)

@@ -327,7 +327,7 @@ func TestFaultProxy_HoldKeepsTheAnswerUntilTheClientGivesUp(t *testing.T) {
 	}
 }
 
-func TestWhoAmI_NamesTheTokensRoleAndScopeAndTheServer(t *testing.T) {
+func TestWhoAmI_NamesTheTokensRoleAndScopeAndTheServerWithItsDriverAndRuntime(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, server.Config{})
 	admin := adminClient(t, srv)
@@ -335,7 +335,8 @@ func TestWhoAmI_NamesTheTokensRoleAndScopeAndTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if who.Role != apiv1.RoleAdmin || who.ProjectID != "" || who.Server.Name != "isolationd" || who.Server.Version == "" {
+	if who.Role != apiv1.RoleAdmin || who.ProjectID != "" || who.Server.Name != "isolationd" || who.Server.Version == "" ||
+		who.Server.Driver != apiv1.DriverSimulate || who.Server.Runtime != apiv1.RuntimeSimulate {
 		t.Errorf("admin whoami = %+v", who)
 	}
 
@@ -430,5 +431,57 @@ func TestErrors_A401SaysWhyTheTokenWasRefused(t *testing.T) {
 		if client.StatusCode(err) != 401 || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), secret) {
 			t.Fatalf("error %v, want a 401 saying %q without the secret", err, want)
 		}
+	}
+}
+
+func TestEnvironments_CarryTheWorkloadAndMaxProcessesAndAPatchReplacesOrRemovesTheWorkload(t *testing.T) {
+	t.Parallel()
+	c := adminClient(t, startServer(t, server.Config{}))
+	ctx := t.Context()
+	p, err := c.Projects().Create(ctx, apiv1.ProjectCreate{Name: "work"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs := int64(64)
+	env, err := c.Environments().Create(ctx, apiv1.EnvironmentCreate{
+		ProjectID: p.ID, Name: "app", Resources: &apiv1.ResourcesSpec{MaxProcesses: &procs},
+		Workload: &apiv1.WorkloadSpec{Image: "busybox", Command: []string{"sh", "-c", "sleep 60"}, Env: map[string]string{"A": "1"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, err := c.Environments().WaitFor(ctx, env.ID, apiv1.StateReady)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ready.Workload
+	if w == nil || w.Image != "busybox" || len(w.Command) != 3 || w.Env["A"] != "1" || w.Restart != apiv1.RestartAlways ||
+		w.State != apiv1.WorkloadNotRun || ready.Resources.MaxProcesses != 64 || ready.Enforcement.Runtime != apiv1.RuntimeSimulate {
+		t.Fatalf("created = %+v (workload %+v), want the workload recorded, not run, and max_processes 64", ready, w)
+	}
+
+	// A new spec replaces the old one whole: the command goes with it.
+	replaced, err := c.Environments().Update(ctx, env.ID, apiv1.EnvironmentPatch{Workload: apiv1.Some(apiv1.WorkloadSpec{Image: "busybox:2"})}, ready.ETag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := replaced.Workload; w == nil || w.Image != "busybox:2" || w.Command != nil {
+		t.Fatalf("replaced workload = %+v, want busybox:2 and no command", w)
+	}
+	if ready, err = c.Environments().WaitFor(ctx, env.ID, apiv1.StateReady); err != nil {
+		t.Fatal(err)
+	}
+	// An absent workload keeps it; null removes it.
+	desc := "kept"
+	kept, err := c.Environments().Update(ctx, env.ID, apiv1.EnvironmentPatch{Description: &desc}, ready.ETag)
+	if err != nil || kept.Workload == nil || kept.Workload.Image != "busybox:2" {
+		t.Fatalf("after a patch without workload: %+v, %v; want the workload kept", kept, err)
+	}
+	if ready, err = c.Environments().WaitFor(ctx, env.ID, apiv1.StateReady); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := c.Environments().Update(ctx, env.ID, apiv1.EnvironmentPatch{Workload: apiv1.Null[apiv1.WorkloadSpec]()}, ready.ETag)
+	if err != nil || removed.Workload != nil {
+		t.Fatalf("after a patch with workload null: %+v, %v; want no workload", removed, err)
 	}
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 	"github.com/hashicorp/terraform-plugin-testing/config"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth/tlstest"
+	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
 
@@ -143,4 +146,106 @@ resource "isolation_project" "tls" {
 			ConfigPlanChecks: afterApply(),
 		},
 	}))
+}
+
+func TestConfigure_ASimulateServerIsWarnedAboutOncePerServerInARun(t *testing.T) {
+	t.Parallel()
+	one, two := startExtraServer(t, server.Config{}), startExtraServer(t, server.Config{})
+	// A provider of its own, as one run of Terraform starts one provider
+	// process; each provider block (alias) configures it once.
+	p, err := providerserver.NewProtocol6WithError(New("test")())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := func(diags []*tfprotov6.Diagnostic, endpoint string) bool {
+		t.Helper()
+		if len(diags) != 1 {
+			return false
+		}
+		d := diags[0]
+		return d.Severity == tfprotov6.DiagnosticSeverityWarning && d.Summary == simulateWarning &&
+			strings.Contains(d.Detail, endpoint) && strings.Contains(d.Detail, "nothing is isolated there") &&
+			strings.Contains(d.Detail, "--driver netns")
+	}
+	if diags := configure(t, p, one.URL, one.Token); !warned(diags, one.URL) {
+		t.Fatalf("first provider block for a simulate server: diagnostics %+v, want the simulate warning naming %s", diags, one.URL)
+	}
+	if diags := configure(t, p, one.URL, one.Token); len(diags) != 0 {
+		t.Errorf("second provider block for the same server: diagnostics %+v, want none (warned once already)", diags)
+	}
+	if diags := configure(t, p, two.URL, two.Token); !warned(diags, two.URL) {
+		t.Errorf("a block for another simulate server: diagnostics %+v, want its own warning", diags)
+	}
+}
+
+func TestConfigure_AServerOfARealDriverOrOfNoDriverNamedIsNotWarnedAbout(t *testing.T) {
+	t.Parallel()
+	// What a netns server answers needs no root to say; a server from
+	// before whoami named its driver names none.
+	for _, driver := range []string{apiv1.DriverNetns, ""} {
+		fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(apiv1.WhoAmI{TokenID: "tok-1", Name: "fake", Role: apiv1.RoleAdmin, // the provider reads what it gets
+				Server: apiv1.ServerInfo{Name: apiv1.ServerName, Driver: driver, Runtime: apiv1.RuntimeRunc}})
+		}))
+		t.Cleanup(fake.Close)
+		p, err := providerserver.NewProtocol6WithError(New("test")())()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diags := configure(t, p, fake.URL, "isot_a-real-looking-secret-0123456789"); len(diags) != 0 {
+			t.Errorf("driver %q: diagnostics %+v, want none", driver, diags)
+		}
+	}
+}
+
+func TestAccProvider_ARunAgainstASimulateServerShowsOnceThatNothingIsIsolated(t *testing.T) {
+	requireAcc(t)
+	srv := startExtraServer(t, server.Config{})
+	// The real CLI, which terraform-plugin-testing hides warnings from, and
+	// two provider blocks for one server, each with something to read, so
+	// that Terraform configures both.
+	dir := t.TempDir()
+	config := fmt.Sprintf(`
+terraform {
+  required_providers {
+    isolation = { source = %q }
+  }
+}
+
+provider "isolation" {}
+
+provider "isolation" {
+  alias = "again"
+}
+
+data "isolation_tokens" "one" {}
+
+data "isolation_tokens" "two" {
+  provider = isolation.again
+}
+`, devrun.ProviderSource)
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	tf := &devrun.Terraform{Path: os.Getenv("TF_ACC_TERRAFORM_PATH"), Dir: dir, Stderr: &stderr, Env: []string{
+		"TF_CLI_CONFIG_FILE=" + devProvider.cliConfigFile(t), EnvEndpoint + "=" + srv.URL, EnvToken + "=" + srv.Token,
+		"TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
+	}}
+	out, err := tf.Output(t.Context(), "apply", "-auto-approve", "-no-color", "-input=false")
+	if err != nil {
+		t.Fatalf("terraform apply: %v\n%s%s", err, out, stderr.String())
+	}
+	shown := string(out) + stderr.String()
+	// Terraform runs a provider process per provider block and per walk
+	// (the apply's plan, then the apply), each configured once and each
+	// warning once; it folds warnings of one summary into the first it
+	// shows ("and 3 more similar warnings elsewhere").
+	if n := strings.Count(shown, "Warning: "+simulateWarning); n != 1 {
+		t.Errorf("the apply shows the simulate warning %d times, want once:\n%s", n, shown)
+	}
+	if !strings.Contains(shown, srv.URL) {
+		t.Errorf("the warning does not name the server %s:\n%s", srv.URL, shown)
+	}
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"maps"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -75,7 +76,7 @@ func (d *EnvironmentDataSource) Read(ctx context.Context, req datasource.ReadReq
 // environment as data sources show it, for isolation_environment and for
 // each element of isolation_environments.
 func environmentDataSourceAttributes() map[string]schema.Attribute {
-	return map[string]schema.Attribute{
+	attrs := map[string]schema.Attribute{
 		"id":          computedString("Environment ID."),
 		"project_id":  computedString("ID of the environment's project."),
 		"name":        computedString("Environment name."),
@@ -85,9 +86,10 @@ func environmentDataSourceAttributes() map[string]schema.Attribute {
 			MarkdownDescription: "Compute allowances.",
 			Computed:            true,
 			Attributes: map[string]schema.Attribute{
-				"cpu_millis": computedInt64("CPU in thousandths of a core."),
-				"memory_mb":  computedInt64("Memory in MiB."),
-				"disk_gb":    computedInt64("Disk in GiB."),
+				"cpu_millis":    computedInt64("CPU in thousandths of a core."),
+				"memory_mb":     computedInt64("Memory in MiB."),
+				"disk_gb":       computedInt64("Disk in GiB."),
+				"max_processes": computedInt64("Processes and threads the workload may have at once."),
 			},
 		},
 		"ttl_seconds":   computedInt64("Time to live in seconds, or null without a TTL."),
@@ -98,4 +100,6 @@ func environmentDataSourceAttributes() map[string]schema.Attribute {
 		"expires_at":    computedString("When the TTL expires (RFC 3339), or null without a TTL."),
 		"created_at":    computedString("When the environment was created (RFC 3339)."),
 	}
+	maps.Copy(attrs, workloadDataSourceAttributes())
+	return attrs
 }

@@ -26,6 +26,7 @@ var (
 	_ resource.Resource                = &EnvironmentResource{}
 	_ resource.ResourceWithConfigure   = &EnvironmentResource{}
 	_ resource.ResourceWithImportState = &EnvironmentResource{}
+	_ resource.ResourceWithModifyPlan  = &EnvironmentResource{}
 )
 
 // NewEnvironmentResource returns the isolation_environment resource.
@@ -51,8 +52,17 @@ type environmentModel struct {
 	StateMessage types.String `tfsdk:"state_message"`
 	Address      types.String `tfsdk:"address"`
 	Enforced     types.Bool   `tfsdk:"enforced"`
+	Driver       types.String `tfsdk:"driver"`
+	Runtime      types.String `tfsdk:"runtime"`
+	Namespace    types.String `tfsdk:"namespace"`
 	ExpiresAt    types.String `tfsdk:"expires_at"`
 	CreatedAt    types.String `tfsdk:"created_at"`
+	// Workload is the spec, as configured; WorkloadState and
+	// WorkloadStatus are what the runtime observes, which changes on its
+	// own (a crash, a restart) and so is never planned as a known value.
+	Workload       types.Object `tfsdk:"workload"`
+	WorkloadState  types.String `tfsdk:"workload_state"`
+	WorkloadStatus types.Object `tfsdk:"workload_status"`
 }
 
 // environmentResourceModel is the resource's state: the environment and
@@ -64,9 +74,10 @@ type environmentResourceModel struct {
 
 // resourcesModel is the resources object.
 type resourcesModel struct {
-	CPUMillis types.Int64 `tfsdk:"cpu_millis"`
-	MemoryMB  types.Int64 `tfsdk:"memory_mb"`
-	DiskGB    types.Int64 `tfsdk:"disk_gb"`
+	CPUMillis    types.Int64 `tfsdk:"cpu_millis"`
+	MemoryMB     types.Int64 `tfsdk:"memory_mb"`
+	DiskGB       types.Int64 `tfsdk:"disk_gb"`
+	MaxProcesses types.Int64 `tfsdk:"max_processes"`
 }
 
 // Default timeouts, when the configuration has no timeouts block.
@@ -83,10 +94,12 @@ func (r *EnvironmentResource) Metadata(_ context.Context, req resource.MetadataR
 func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		Version: 0,
-		MarkdownDescription: "An isolated developer environment. Every environment starts isolated, all ingress and egress " +
+		MarkdownDescription: "An isolated developer environment, optionally running a `workload` (a command in an OCI container). " +
+			"Every environment starts isolated, all ingress and egress " +
 			"denied; `isolation_policy` resources allow traffic. Creating one returns once the environment is `ready`; " +
 			"if it fails, the apply fails with the server's message and the environment stays in the state as tainted, " +
-			"so the next apply replaces it. Destroying one returns once it is gone.",
+			"so the next apply replaces it. Destroying one returns once it is gone. `driver` and `runtime` say what is real: " +
+			"on a server running the `simulate` driver nothing is isolated and no workload runs.",
 		Attributes: map[string]schema.Attribute{
 			"id":         idAttribute("Environment ID, assigned by the server."),
 			"project_id": projectIDAttribute("ID of the project the environment belongs to. Changing it replaces the environment."),
@@ -95,14 +108,20 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 			"description": descriptionAttribute("Free-text description, up to 1024 characters. Defaults to `\"\"`."),
 			"labels":      labelsAttribute("environment, which policies select it by"),
 			"resources": schema.SingleNestedAttribute{
-				MarkdownDescription: "Compute allowances. Each one left out takes the server default on create and keeps its current value afterwards. Changed in place.",
-				Optional:            true,
-				Computed:            true,
-				PlanModifiers:       []planmodifier.Object{planmodifiers.ObjectUseStateWhenConfigNull()},
+				MarkdownDescription: "Compute allowances, enforced on the workload by the `runc` runtime. Each one left out takes the server default " +
+					"on create and keeps its current value afterwards. Changed in place: `cpu_millis`, `memory_mb` and `max_processes` " +
+					"apply to a running workload without a restart, as does a growing `disk_gb`; a shrinking `disk_gb` restarts the workload " +
+					"(the plan warns).",
+				Optional:      true,
+				Computed:      true,
+				PlanModifiers: []planmodifier.Object{planmodifiers.ObjectUseStateWhenConfigNull()},
 				Attributes: map[string]schema.Attribute{
 					"cpu_millis": resourceFieldAttribute("cpu_millis", "CPU in thousandths of a core", apiv1.MinCPUMillis, apiv1.MaxCPUMillis, apiv1.DefaultCPUMillis),
 					"memory_mb":  resourceFieldAttribute("memory_mb", "Memory in MiB", apiv1.MinMemoryMB, apiv1.MaxMemoryMB, apiv1.DefaultMemoryMB),
-					"disk_gb":    resourceFieldAttribute("disk_gb", "Disk in GiB", apiv1.MinDiskGB, apiv1.MaxDiskGB, apiv1.DefaultDiskGB),
+					"disk_gb": resourceFieldAttribute("disk_gb", "Disk in GiB, the size of the workload's writable layer and home volume together",
+						apiv1.MinDiskGB, apiv1.MaxDiskGB, apiv1.DefaultDiskGB),
+					"max_processes": resourceFieldAttribute("max_processes", "Processes and threads the workload may have at once (its pids limit)",
+						apiv1.MinMaxProcesses, apiv1.MaxMaxProcesses, apiv1.DefaultMaxProcesses),
 				},
 			},
 			"ttl_seconds": schema.Int64Attribute{
@@ -125,6 +144,14 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 				MarkdownDescription: "Whether the enforcement driver has applied the environment's current network rules.",
 				Computed:            true,
 			},
+			// Computed without UseStateForUnknown: isolationd restarted
+			// with another driver or runtime changes them on its own.
+			"driver":          schema.StringAttribute{MarkdownDescription: descDriver, Computed: true},
+			"runtime":         schema.StringAttribute{MarkdownDescription: descRuntime, Computed: true},
+			"namespace":       schema.StringAttribute{MarkdownDescription: descNamespace, Computed: true},
+			"workload":        workloadAttribute(),
+			"workload_state":  schema.StringAttribute{MarkdownDescription: descWorkloadState, Computed: true},
+			"workload_status": workloadStatusAttribute(),
 			"expires_at": schema.StringAttribute{
 				MarkdownDescription: "When the TTL expires (RFC 3339), or null without a TTL.",
 				Computed:            true,
@@ -138,6 +165,33 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 
 func (r *EnvironmentResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+// ModifyPlan refuses, at plan time, a workload on a server that runs
+// none, and warns, in the plan, about an update that restarts the
+// environment's workload or stops it; the update is in place all the same
+// (same id, same address).
+func (r *EnvironmentResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return // destroying
+	}
+	var plan, state environmentResourceModel
+	if !readInto(ctx, req.Plan, &plan, &resp.Diagnostics) {
+		return
+	}
+	if r.client != nil && r.client.identity.Server.Runtime == apiv1.RuntimeNone && !plan.Workload.IsNull() {
+		resp.Diagnostics.AddAttributeError(path.Root("workload"), "Invalid workload", fmt.Sprintf(
+			"The isolationd at %s runs no workloads (isolationd serve --runtime none): remove the workload, or run the server with --runtime %s.",
+			r.client.Endpoint(), apiv1.RuntimeRunc))
+		return
+	}
+	// Creating restarts nothing.
+	if req.State.Raw.IsNull() || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
+		return
+	}
+	if summary, detail := workloadChangeWarning(ctx, plan.environmentModel, state.environmentModel, &resp.Diagnostics); summary != "" {
+		resp.Diagnostics.AddWarning(summary, detail)
+	}
 }
 
 func (r *EnvironmentResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -254,17 +308,22 @@ func (m *environmentModel) fromAPI(env *apiv1.Environment) {
 	m.Description = types.StringValue(env.Description)
 	m.Labels = labelsValue(env.Labels)
 	m.Resources = types.ObjectValueMust(resourcesAttrTypes, map[string]attr.Value{
-		"cpu_millis": types.Int64Value(env.Resources.CPUMillis),
-		"memory_mb":  types.Int64Value(env.Resources.MemoryMB),
-		"disk_gb":    types.Int64Value(env.Resources.DiskGB),
+		"cpu_millis":    types.Int64Value(env.Resources.CPUMillis),
+		"memory_mb":     types.Int64Value(env.Resources.MemoryMB),
+		"disk_gb":       types.Int64Value(env.Resources.DiskGB),
+		"max_processes": types.Int64Value(env.Resources.MaxProcesses),
 	})
 	m.TTLSeconds = types.Int64PointerValue(env.TTLSeconds)
 	m.State = types.StringValue(env.State)
 	m.StateMessage = types.StringValue(env.StateMessage)
 	m.Address = stringOrNull(env.Enforcement.Address)
 	m.Enforced = types.BoolValue(env.Enforcement.Enforced)
+	m.Driver = stringOrNull(env.Enforcement.Driver)
+	m.Runtime = stringOrNull(env.Enforcement.Runtime)
+	m.Namespace = stringOrNull(env.Enforcement.Namespace)
 	m.ExpiresAt = timeValue(env.ExpiresAt)
 	m.CreatedAt = timeValue(&env.CreatedAt)
+	m.Workload, m.WorkloadState, m.WorkloadStatus = workloadValues(env.Workload)
 }
 
 // toCreate is the POST of the planned environment; resources left out
@@ -277,6 +336,7 @@ func (m environmentModel) toCreate(ctx context.Context, diags *diag.Diagnostics)
 		Labels:      labelsFromValue(ctx, m.Labels, diags),
 		Resources:   resourcesPatch(ctx, m.Resources, types.ObjectNull(resourcesAttrTypes), diags),
 		TTLSeconds:  m.TTLSeconds.ValueInt64Pointer(),
+		Workload:    workloadSpec(ctx, m.Workload, diags),
 	}
 }
 
@@ -290,14 +350,16 @@ func (m environmentModel) toPatch(ctx context.Context, state environmentModel, d
 		Resources:   resourcesPatch(ctx, m.Resources, state.Resources, diags),
 		// A TTL removed from the plan is null, and 0 removes it.
 		TTLSeconds: patched(m.TTLSeconds, state.TTLSeconds, m.TTLSeconds.ValueInt64()),
+		Workload:   workloadPatch(ctx, m.Workload, state.Workload, diags),
 	}
 }
 
 // resourcesAttrTypes is the object type of resources.
 var resourcesAttrTypes = map[string]attr.Type{
-	"cpu_millis": types.Int64Type,
-	"memory_mb":  types.Int64Type,
-	"disk_gb":    types.Int64Type,
+	"cpu_millis":    types.Int64Type,
+	"memory_mb":     types.Int64Type,
+	"disk_gb":       types.Int64Type,
+	"max_processes": types.Int64Type,
 }
 
 // resourcesPatch returns the resources fields the plan sets to a known
@@ -313,9 +375,10 @@ func resourcesPatch(ctx context.Context, plan, state types.Object, diags *diag.D
 		diags.Append(state.As(ctx, &s, objectAsOptions)...)
 	}
 	spec := &apiv1.ResourcesSpec{
-		CPUMillis: patched(p.CPUMillis, s.CPUMillis, p.CPUMillis.ValueInt64()),
-		MemoryMB:  patched(p.MemoryMB, s.MemoryMB, p.MemoryMB.ValueInt64()),
-		DiskGB:    patched(p.DiskGB, s.DiskGB, p.DiskGB.ValueInt64()),
+		CPUMillis:    patched(p.CPUMillis, s.CPUMillis, p.CPUMillis.ValueInt64()),
+		MemoryMB:     patched(p.MemoryMB, s.MemoryMB, p.MemoryMB.ValueInt64()),
+		DiskGB:       patched(p.DiskGB, s.DiskGB, p.DiskGB.ValueInt64()),
+		MaxProcesses: patched(p.MaxProcesses, s.MaxProcesses, p.MaxProcesses.ValueInt64()),
 	}
 	if *spec == (apiv1.ResourcesSpec{}) {
 		return nil

@@ -51,9 +51,10 @@ func TestAccEnvironment_CreateImportUpdateReplaceAndDestroy(t *testing.T) {
 				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("enforced"), knownvalue.Bool(true)),
 				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("description"), knownvalue.StringExact("")),
 				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
-					"cpu_millis": knownvalue.Int64Exact(2000),
-					"memory_mb":  knownvalue.Int64Exact(apiv1.DefaultMemoryMB),
-					"disk_gb":    knownvalue.Int64Exact(apiv1.DefaultDiskGB),
+					"cpu_millis":    knownvalue.Int64Exact(2000),
+					"memory_mb":     knownvalue.Int64Exact(apiv1.DefaultMemoryMB),
+					"disk_gb":       knownvalue.Int64Exact(apiv1.DefaultDiskGB),
+					"max_processes": knownvalue.Int64Exact(apiv1.DefaultMaxProcesses),
 				})),
 				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Null()),
 				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.Null()),
@@ -72,9 +73,10 @@ func TestAccEnvironment_CreateImportUpdateReplaceAndDestroy(t *testing.T) {
 			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
 			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
 				// cpu_millis, left out now, keeps the value it had.
-				"cpu_millis": knownvalue.Int64Exact(2000),
-				"memory_mb":  knownvalue.Int64Exact(2048),
-				"disk_gb":    knownvalue.Int64Exact(apiv1.DefaultDiskGB),
+				"cpu_millis":    knownvalue.Int64Exact(2000),
+				"memory_mb":     knownvalue.Int64Exact(2048),
+				"disk_gb":       knownvalue.Int64Exact(apiv1.DefaultDiskGB),
+				"max_processes": knownvalue.Int64Exact(apiv1.DefaultMaxProcesses),
 			})),
 			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("ttl_seconds"), knownvalue.Int64Exact(3600)),
 			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("expires_at"), knownvalue.NotNull()),

@@ -85,15 +85,7 @@ func TestAccExamples_AreFormattedAndValidAgainstTheProviderSchema(t *testing.T) 
 		t.Errorf("terraform fmt -check: %v\n%s", err, out)
 	}
 
-	binDir := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, devrun.ProviderBinary), "../..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the provider: %v\n%s", err, out)
-	}
-	cliConfig, err := devrun.WriteCLIConfig(t.TempDir(), binDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cliConfig := devProvider.cliConfigFile(t)
 
 	resourcesAndDataSources, err := filepath.Glob(filepath.Join(examplesDir, "*", "isolation_*", "*.tf"))
 	if err != nil || len(resourcesAndDataSources) == 0 {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -22,6 +23,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/validators"
 )
@@ -53,6 +55,33 @@ type IsolationProvider struct {
 	// version is the provider's release ("dev" for local builds, "test" in
 	// acceptance tests); it goes into the User-Agent.
 	version string
+	// simulateWarned holds the endpoints whose simulate driver this
+	// provider has warned about, so that it warns once per server however
+	// often it is configured: Terraform starts a process per provider
+	// block and per walk and folds their identical warnings into one, but
+	// a process serving many configurations (the acceptance tests' one
+	// in-process provider) must not repeat itself either.
+	simulateWarned onceSet
+}
+
+// onceSet tells the first time a key is seen, safely across goroutines.
+type onceSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// first reports whether key is new, and records it.
+func (o *onceSet) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[key] {
+		return false
+	}
+	if o.seen == nil {
+		o.seen = map[string]bool{}
+	}
+	o.seen[key] = true
+	return true
 }
 
 // IsolationProviderModel is the provider block.
@@ -150,11 +179,29 @@ func (p *IsolationProvider) Configure(ctx context.Context, req provider.Configur
 		return
 	}
 	tflog.Info(ctx, "isolationd identity", map[string]any{
-		"server_version": who.Server.Version, "token_id": who.TokenID, "token_name": who.Name, "role": who.Role, "project_id": who.ProjectID,
+		"server_version": who.Server.Version, "server_driver": who.Server.Driver, "server_runtime": who.Server.Runtime,
+		"token_id": who.TokenID, "token_name": who.Name, "role": who.Role, "project_id": who.ProjectID,
 	})
+	if who.Server.Driver == apiv1.DriverSimulate && p.simulateWarned.first(c.Endpoint()) {
+		addSimulateWarning(&resp.Diagnostics, c.Endpoint())
+	}
 	pc := newProviderClient(c, *who)
 	resp.DataSourceData = pc
 	resp.ResourceData = pc
+}
+
+// simulateWarning is the summary of addSimulateWarning's diagnostic.
+const simulateWarning = "isolationd runs the simulate driver: nothing is isolated there"
+
+// addSimulateWarning says, in every plan and apply against a server of
+// the simulate driver, that its environments are not real.
+func addSimulateWarning(diags *diag.Diagnostics, endpoint string) {
+	diags.AddWarning(simulateWarning, fmt.Sprintf(
+		"The isolationd at %s runs the simulate enforcement driver. It keeps environments, policies and the audit trail, and answers "+
+			"checks with the rules a real driver would be given, but nothing is isolated there: it makes no network namespace and "+
+			"no firewall rule, enforces no resources, and runs no workload (workload_state is %s).\n\n"+
+			"That suits trying a configuration and tests. For real environments, run isolationd with --driver %s (as root, on Linux).",
+		endpoint, apiv1.WorkloadNotRun, apiv1.DriverNetns))
 }
 
 // addWhoAmIError explains why GET /v1/whoami failed at Configure: the

@@ -51,6 +51,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 )
@@ -102,10 +103,50 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "acceptance tests: client:", err)
 		return 1
 	}
+	defer devProvider.remove()
 	if code := m.Run(); code != 0 {
 		return code
 	}
 	return scanTranscript()
+}
+
+// devProvider is the provider binary built from this tree, once per test
+// binary, for the tests that run the Terraform CLI themselves (as a user
+// does, through dev_overrides) rather than through terraform-plugin-testing.
+var devProvider providerBuild
+
+type providerBuild struct {
+	once      sync.Once
+	dir       string
+	cliConfig string
+	err       error
+}
+
+// cliConfigFile builds the provider the first time it is asked and returns
+// the Terraform CLI configuration that installs it (TF_CLI_CONFIG_FILE).
+func (b *providerBuild) cliConfigFile(t *testing.T) string {
+	t.Helper()
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "isolation-provider-"); b.err != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(b.dir, devrun.ProviderBinary), "../..").CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("building the provider: %v\n%s", err, out)
+			return
+		}
+		b.cliConfig, b.err = devrun.WriteCLIConfig(b.dir, b.dir)
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.cliConfig
+}
+
+func (b *providerBuild) remove() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
 }
 
 // startServer starts an in-process isolationd on 127.0.0.1:0 whose logs
@@ -941,11 +982,15 @@ func objectWith(typ tftypes.Object, set map[string]tftypes.Value) tftypes.Value 
 }
 
 // configuredProvider returns the provider server configured for endpoint.
+// Configure must say nothing but, for a simulate server, that nothing is
+// isolated there.
 func configuredProvider(t *testing.T, endpoint, token string) tfprotov6.ProviderServer {
 	t.Helper()
 	p, diags := configureProvider(t, endpoint, token)
-	if len(diags) > 0 {
-		t.Fatalf("configure: %+v", diags)
+	for _, d := range diags {
+		if d.Severity != tfprotov6.DiagnosticSeverityWarning || d.Summary != simulateWarning {
+			t.Fatalf("configure: %s: %s", d.Summary, d.Detail)
+		}
 	}
 	return p
 }
@@ -958,6 +1003,13 @@ func configureProvider(t *testing.T, endpoint, token string) (tfprotov6.Provider
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, configure(t, p, endpoint, token)
+}
+
+// configure sends p a ConfigureProvider for endpoint, as a provider block
+// does, and returns its diagnostics.
+func configure(t *testing.T, p tfprotov6.ProviderServer, endpoint, token string) []*tfprotov6.Diagnostic {
+	t.Helper()
 	schemas, err := p.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -975,7 +1027,7 @@ func configureProvider(t *testing.T, endpoint, token string) (tfprotov6.Provider
 	if err != nil {
 		t.Fatalf("configure: %v", err)
 	}
-	return p, resp.Diagnostics
+	return resp.Diagnostics
 }
 
 // resourceType is the object type of a resource's state.

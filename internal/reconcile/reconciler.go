@@ -72,7 +72,7 @@ type Options struct {
 // Images resolves a workload's image to unpacked layers; an error
 // wrapping image.ErrUnknown fails the environment instead of being retried.
 type Images interface {
-	Resolve(ctx context.Context, ref string) (image.Resolved, error)
+	Resolve(ctx context.Context, ref string, opts ...image.Option) (image.Resolved, error)
 }
 
 // Reconciler runs the lifecycle. Start it once; Stop it once.

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload/initproc/inittest"
 )
 
 // The address plan: environments in 198.18.0.0/16 and fd00:198:18::/96,
@@ -104,6 +106,13 @@ func labConfig(tb testing.TB, driver string) server.Config {
 	if driver == netns.DriverName {
 		needNamespaces(tb)
 		cfg.NetnsPrefix, cfg.AddressPool6 = uniquePrefix(), testPool6
+		cfg.InitBinary = inittest.Binary(tb)
+		// The containers' mapped root reaches its root filesystem through
+		// the data directory's parents: the test's directory must be
+		// traversable for the user namespace to be used.
+		if err := os.Chmod(filepath.Dir(cfg.DataDir), 0o711); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	return cfg
 }
@@ -157,11 +166,7 @@ func (l *apiLab) shutdown() {
 // purgePrefix removes every kernel object cfg's netns prefix names, with
 // a driver of its own (the server's is closed by then).
 func purgePrefix(tb testing.TB, cfg server.Config) {
-	d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: netip.MustParsePrefix(cfg.AddressPool), Logger: cfg.Logger})
-	if err == nil {
-		err = d.Purge(context.Background())
-	}
-	if err != nil {
+	if err := server.Cleanup(context.Background(), cfg); err != nil {
 		tb.Errorf("purge %s: %v", cfg.NetnsPrefix, err)
 	}
 }

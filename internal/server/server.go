@@ -215,7 +215,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	cleanup = append(cleanup, s.driver.Close)
-	if s.runtime, err = newRuntime(cfg, runtimeName); err != nil {
+	userns, err := cfg.usernsBase(runtimeName)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if d, ok := s.driver.(*netns.Driver); ok {
+		prefix = d.Prefix()
+	}
+	if s.runtime, err = newRuntime(cfg, runtimeName, prefix, userns); err != nil {
 		return nil, err
 	}
 	if s.runtime != nil {
@@ -244,7 +252,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	images, err := image.Open(filepath.Join(cfg.DataDir, ImagesDir), image.Options{Logger: cfg.Logger, Clock: cfg.Clock})
+	images, err := image.Open(filepath.Join(cfg.DataDir, ImagesDir), image.Options{
+		Logger: cfg.Logger, Clock: cfg.Clock, UIDShift: userns, GIDShift: userns,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -253,15 +263,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Images: images,
 	})
 	registry := prometheus.NewRegistry()
-	s.reconciler = reconcile.New(reconcile.Options{
-		Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry,
-	})
+	ropts := reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry}
+	if runtimeName == apiv1.RuntimeRunc {
+		ropts.Images = images // the simulate runtime resolves nothing: it runs nothing
+	}
+	s.reconciler = reconcile.New(ropts)
 	workloadLogs := cfg.WorkloadLogs
 	if workloadLogs == nil && s.runtime != nil {
 		workloadLogs = s.runtime
 	}
 	s.api = api.New(api.Options{
-		Store: s.store, Control: s.control, Driver: s.driver, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
+		Store: s.store, Control: s.control, Driver: s.driver, RuntimeName: runtimeName, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
 		Registry: registry, WorkloadLogs: workloadLogs,
 	})

@@ -164,6 +164,10 @@ func (d *Driver) Name() string { return DriverName }
 // an operator (or a test) connects the environments to a wider network.
 func (d *Driver) RouterNamespace() string { return d.names.router() }
 
+// Prefix is the prefix of every kernel object the driver makes, which the
+// runc runtime names its containers with too.
+func (d *Driver) Prefix() string { return d.names.prefix }
+
 // BridgeName is the bridge's interface name inside RouterNamespace.
 func (d *Driver) BridgeName() string { return d.names.bridge() }
 

@@ -142,6 +142,12 @@ func NotEmptySet(hint string) validator.Set { return notEmpty{hint: hint} }
 // NotEmptyMap is NotEmptySet for maps.
 func NotEmptyMap(hint string) validator.Map { return notEmpty{hint: hint} }
 
+// NotEmptyList is NotEmptySet for lists.
+func NotEmptyList(hint string) validator.List { return notEmpty{hint: hint} }
+
+// NotEmptyString is NotEmptySet for a string the API answers "" as absent.
+func NotEmptyString(hint string) validator.String { return notEmpty{hint: hint} }
+
 type notEmpty struct{ hint string }
 
 func (v notEmpty) Description(context.Context) string {
@@ -158,7 +164,15 @@ func (v notEmpty) ValidateMap(_ context.Context, req validator.MapRequest, resp 
 	v.check(req.Path, req.ConfigValue, len(req.ConfigValue.Elements()), &resp.Diagnostics)
 }
 
-// check is both: a known collection of n elements must have some.
+func (v notEmpty) ValidateList(_ context.Context, req validator.ListRequest, resp *validator.ListResponse) {
+	v.check(req.Path, req.ConfigValue, len(req.ConfigValue.Elements()), &resp.Diagnostics)
+}
+
+func (v notEmpty) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	v.check(req.Path, req.ConfigValue, len(req.ConfigValue.ValueString()), &resp.Diagnostics)
+}
+
+// check is every kind: a known value of n elements (bytes for a string) must have some.
 func (v notEmpty) check(p path.Path, value attr.Value, n int, diags *diag.Diagnostics) {
 	if !value.IsNull() && !value.IsUnknown() && n == 0 {
 		diags.AddAttributeError(p, "Invalid "+lastName(p), fmt.Sprintf("%s must not be empty: %s.", HumanPath(p), v.hint))

@@ -12,7 +12,8 @@ import (
 )
 
 // ResourceField checks one field of an environment's resources
-// (cpu_millis, memory_mb or disk_gb) against the API's range for it.
+// (cpu_millis, memory_mb, disk_gb or max_processes) against the API's
+// range for it.
 func ResourceField(name string) validator.Int64 {
 	return int64Check{
 		description: "must be within the API's range for resources." + name,
@@ -25,6 +26,8 @@ func ResourceField(name string) validator.Int64 {
 				spec.MemoryMB = &v
 			case "disk_gb":
 				spec.DiskGB = &v
+			case "max_processes":
+				spec.MaxProcesses = &v
 			}
 			if errs := apiv1.ValidateResources("", spec); len(errs) > 0 {
 				return errs[0].Message

@@ -12,6 +12,7 @@
 package netnstest
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/netip"
@@ -51,6 +52,18 @@ func Supported() string {
 		return fmt.Sprintf("the kernel refuses to create a network namespace (%v): these tests need root or CAP_SYS_ADMIN and CAP_NET_ADMIN", err)
 	}
 	return ""
+}
+
+// UniquePrefix is a driver prefix no other test run uses: lead, then five
+// random lowercase letters or digits.
+func UniquePrefix(lead byte) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 5)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(lead) + string(b)
 }
 
 // NewNamespace creates a named namespace, with loopback up, and removes
