@@ -265,7 +265,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	registry := prometheus.NewRegistry()
 	ropts := reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry}
 	if runtimeName == apiv1.RuntimeRunc {
-		ropts.Images = images // the simulate runtime resolves nothing: it runs nothing
+		ropts.Images = s.control.ImageResolver() // audits its pulls; the simulate runtime resolves nothing: it runs nothing
 	}
 	s.reconciler = reconcile.New(ropts)
 	workloadLogs := cfg.WorkloadLogs
