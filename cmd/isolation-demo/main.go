@@ -199,7 +199,7 @@ func (d *demo) start(ctx context.Context, why string) error {
 }
 
 func (d *demo) apply(ctx context.Context) error {
-	d.section("terraform apply: a project, two environments running workloads, and the policy between them")
+	d.section("terraform apply: a project, two environments with workloads, and the policy between them")
 	// With dev_overrides there is nothing to install, so no `terraform init`.
 	return d.tf.Run(ctx, "apply", "-auto-approve", "-no-color")
 }
