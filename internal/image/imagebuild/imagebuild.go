@@ -211,7 +211,7 @@ func TarOf(files ...File) ([]byte, error) {
 // Passwd and Group are the busybox layer's /etc/passwd and /etc/group:
 // root, an unprivileged user app (1000:1000) and nobody.
 const (
-	Passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+	Passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n" //nolint:gosec // G101: a passwd file's lines; "x" says the password is elsewhere, and there is none
 	Group  = "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n"
 )
 
