@@ -131,7 +131,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 
-	for _, step := range []func(context.Context) error{d.importImage, d.apply, d.show, d.drift, d.destroy} {
+	for _, step := range []func(context.Context) error{d.importImage, d.apply, d.show, d.workloads, d.drift, d.destroy} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -282,6 +282,17 @@ func (d *demo) show(ctx context.Context) error {
 		}
 	}
 
+	return nil
+}
+
+// workloads shows what api and db run; with the netns driver, real
+// packets between them, their output, and a process past its memory
+// limit.
+func (d *demo) workloads(ctx context.Context) error {
+	outs, err := d.outputs(ctx)
+	if err != nil {
+		return err
+	}
 	if err := d.showWorkloads(ctx, outs); err != nil {
 		return err
 	}
@@ -298,10 +309,10 @@ func (d *demo) show(ctx context.Context) error {
 	}
 
 	d.section("The workloads' output")
-	if err := d.showLogs(ctx, "db", db.ID, "a client connected", 1); err != nil {
+	if err := d.showLogs(ctx, "db", outs.Environments["db"].ID, "a client connected", 1); err != nil {
 		return err
 	}
-	if err := d.showLogs(ctx, "api", api.ID, "response:200", 1); err != nil {
+	if err := d.showLogs(ctx, "api", outs.Environments["api"].ID, "response:200", 1); err != nil {
 		return err
 	}
 	return d.memoryLimit(ctx, outs.ProjectID)

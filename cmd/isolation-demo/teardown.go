@@ -68,6 +68,9 @@ func (d *demo) checkNoMounts() error {
 // (containers, mounts, disks, namespaces). Then it fails if any namespace
 // with the prefix, or any mount under the data directory, remains.
 func (d *demo) cleanup(ctx context.Context) error {
+	if d.dataDir == "" {
+		return nil // isolationd never started: it made nothing
+	}
 	before, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
 	if err != nil {
 		return err
