@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	enforcens "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 )
 
@@ -354,10 +355,12 @@ func (d *demo) probe(ctx context.Context, projectID string, port uint16, want bo
 	return checkConnection(d.out, d.packets.api, d.packets.db, port, want, why)
 }
 
-// driverFlags are the flags that give isolationd the netns driver.
+// driverFlags are the flags that give isolationd the netns driver and
+// the runc runtime (its default with that driver, said here for the
+// reader).
 func (d *demo) driverFlags() []string {
 	if d.netnsPrefix == "" {
 		return nil
 	}
-	return []string{"--driver", enforcens.DriverName, "--netns-prefix", d.netnsPrefix}
+	return []string{"--driver", enforcens.DriverName, "--netns-prefix", d.netnsPrefix, "--runtime", apiv1.RuntimeRunc}
 }
