@@ -409,10 +409,10 @@ func newRuncRig(t *testing.T) *workloadRig {
 	if why := runcRefused(); why != "" {
 		t.Skip(why)
 	}
-	cfg := observed(server.Config{
-		Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeRunc, NetnsPrefix: "acc" + acctest.RandStringFromCharSet(3, "abcdefghijklmnopqrstuvwxyz"),
+	cfg := server.Config{
+		Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeRunc, NetnsPrefix: "ac" + acctest.RandStringFromCharSet(4, "abcdefghijklmnopqrstuvwxyz0123456789"),
 		InitBinary: inittest.Binary(t), DataDir: t.TempDir(),
-	})
+	}
 	// The containers' root, mapped to another host user, reaches its root
 	// filesystem through the data directory's parents: the test's
 	// directory must be traversable for the user namespace to be used.
@@ -422,7 +422,7 @@ func newRuncRig(t *testing.T) *workloadRig {
 	// Registered before the server starts, so that it runs after the
 	// server's shutdown and before the data directory is removed.
 	t.Cleanup(func() {
-		if err := server.Cleanup(context.Background(), cfg); err != nil {
+		if err := server.Cleanup(context.Background(), observed(cfg)); err != nil {
 			t.Errorf("removing what the runc rig's server made: %v", err)
 		}
 	})
@@ -450,41 +450,31 @@ func newRuncRig(t *testing.T) *workloadRig {
 	}
 }
 
-var (
-	runcRefusedOnce   sync.Once
-	runcRefusedReason string
-)
-
 // runcRefused says why this machine cannot run the runc rig, "" when it
 // can: root for namespaces, cgroups, mounts and loop devices, runc,
 // mkfs.ext4 for the environments' disks, and busybox, of which the test
 // images are made (make runtime-deps installs the packages).
-func runcRefused() string {
-	runcRefusedOnce.Do(func() {
-		runcRefusedReason = func() string {
-			if os.Geteuid() != 0 {
-				return "the runc rig needs root (namespaces, cgroups, mounts, loop devices): run the tests as root, as make test does in CI"
-			}
-			for _, tool := range []string{"runc", "mkfs.ext4"} {
-				if _, err := exec.LookPath(tool); err != nil {
-					return fmt.Sprintf("the runc rig needs %s (Debian: make runtime-deps installs runc and e2fsprogs): %v", tool, err)
-				}
-			}
-			if _, err := os.Stat("/dev/loop-control"); err != nil {
-				return fmt.Sprintf("the runc rig needs loop devices for the environments' disks: %v", err)
-			}
-			if err := imagetest.BusyboxAvailable(); err != nil {
-				return fmt.Sprintf("the runc rig builds its images from busybox (Debian: busybox-static): %v", err)
-			}
-			// The namespaces of an environment and of its container.
-			if out, err := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--uts", "--ipc", "true").CombinedOutput(); err != nil {
-				return fmt.Sprintf("the kernel refuses the namespaces the runc rig needs (unshare: %v: %s)", err, bytes.TrimSpace(out))
-			}
-			return ""
-		}()
-	})
-	return runcRefusedReason
-}
+var runcRefused = sync.OnceValue(func() string {
+	if os.Geteuid() != 0 {
+		return "the runc rig needs root (namespaces, cgroups, mounts, loop devices): run the tests as root, as make test does in CI"
+	}
+	for _, tool := range []string{"runc", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("the runc rig needs %s (Debian: make runtime-deps installs runc and e2fsprogs): %v", tool, err)
+		}
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		return fmt.Sprintf("the runc rig needs loop devices for the environments' disks: %v", err)
+	}
+	if err := imagetest.BusyboxAvailable(); err != nil {
+		return fmt.Sprintf("the runc rig builds its images from busybox (Debian: busybox-static): %v", err)
+	}
+	// The namespaces of an environment and of its container.
+	if out, err := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--uts", "--ipc", "true").CombinedOutput(); err != nil {
+		return fmt.Sprintf("the kernel refuses the namespaces the runc rig needs (unshare: %v: %s)", err, bytes.TrimSpace(out))
+	}
+	return ""
+})
 
 // runs says whether the rig's workloads run: their output, their volume
 // and their processes are there to look at.
