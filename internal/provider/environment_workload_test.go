@@ -77,9 +77,11 @@ func TestEnvironment_ThePlanWarnsOfAnUpdateThatRestartsOrStopsTheWorkload(t *tes
 		summary, start string // start is the beginning of the detail
 	}{
 		{"no change", func(*apiv1.Environment) {}, "", ""},
-		{"cpu, memory and processes apply in place, as does a growing disk", func(e *apiv1.Environment) {
-			e.Resources = apiv1.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskGB: 40, MaxProcesses: 256}
+		{"cpu, memory and processes apply in place", func(e *apiv1.Environment) {
+			e.Resources = apiv1.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskGB: 20, MaxProcesses: 256}
 		}, "", ""},
+		{"a growing disk restarts where the server cannot resize it mounted", func(e *apiv1.Environment) { e.Resources.DiskGB = 40 },
+			"The workload may restart", "Growing resources.disk_gb from 20 to 40 is applied to the running workload"},
 		{"a new image and command", func(e *apiv1.Environment) {
 			e.Workload.Image, e.Workload.Command = "app:2", []string{"/app", "serve", "--v2"}
 		}, "The workload restarts", "Changing workload.image and workload.command " + restarts},
