@@ -249,8 +249,13 @@ func hostMounts(t *testing.T) hostState {
 		t.Fatal(err)
 	}
 	h := hostState{}
+	proc := false
 	for _, m := range mounts {
 		h[fmt.Sprintf("mount %s (%s %s)", m.Point, m.FSType, m.Source)]++
+		proc = proc || m.Point == "/proc"
+	}
+	if !proc {
+		t.Fatalf("the host's mounts, as read, have no /proc: %v", mounts)
 	}
 	for _, lo := range loops {
 		h[fmt.Sprintf("loop device %s backed by %s", lo.Device, lo.File)]++
