@@ -55,10 +55,11 @@ func needContainers(t *testing.T) {
 // line to each time it starts.
 const starts = "starts"
 
-// kill -9 isolationd with 20 workloads running: they run on, and the next
-// start adopts every one as it is (same init, command never started
-// again), and removes a container of the prefix that belongs to no
-// environment.
+// isolationd killed with -9 while twenty workloads run leaves them
+// running. Its next start adopts every one as it is (the same init, its
+// command not started again, the same restart count) and removes a
+// container of its prefix that belongs to no environment, with all it
+// holds on the host.
 func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrphan(t *testing.T) {
 	needContainers(t)
 	dir := t.TempDir()
@@ -120,7 +121,7 @@ func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrp
 
 	killProc(t, p)
 	for i, e := range before {
-		if pid := runningPid(t, stateRoot, e.Enforcement.Namespace); pid != pids[i] {
+		if pid := runningPid(t, stateRoot, e.Enforcement.Namespace); pid != pids[i] || exited(t, inits[i]) {
 			t.Fatalf("after kill -9, environment %s's container runs init %d, not %d", e.ID, pid, pids[i])
 		}
 	}
@@ -171,8 +172,14 @@ func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrp
 	if ms, err := volume.Mounts(dir); err != nil || len(ms) > 0 {
 		t.Errorf("after isolationd cleanup, mounts under the data directory: %v %v", ms, err)
 	}
-	if _, err := os.Stat(stateRoot); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("after isolationd cleanup, runc's state directory %s is there (%v)", stateRoot, err)
+	cgroups, err := filepath.Glob("/sys/fs/cgroup/*/isolationd/" + prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append(cgroups, "/sys/fs/cgroup/isolationd/"+prefix, filepath.Dir(stateRoot), runtimeDir) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("after isolationd cleanup, %s is there (%v)", d, err)
+		}
 	}
 }
 
