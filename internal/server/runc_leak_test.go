@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,20 +94,11 @@ func TestRuncAPI_FiftyWorkloadsCreatedAndDeletedLeaveNoContainerCgroupMountLoopD
 // createRunning creates the environment c describes in the lab's project
 // and waits until it is ready with its workload running.
 func (l *apiLab) createRunning(c apiv1.EnvironmentCreate) (apiv1.Environment, error) {
-	c.ProjectID = l.project.ID
-	e, err := l.c.Environments().Create(l.ctx, c)
-	if err != nil {
-		return apiv1.Environment{}, err
+	e, err := l.createReady(c)
+	if err == nil && (e.Workload == nil || e.Workload.State != apiv1.WorkloadRunning) {
+		err = fmt.Errorf("environment %s is ready but its workload is not running: %s", e.ID, js(e.Workload))
 	}
-	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
-	defer cancel()
-	if e, err = l.c.Environments().WaitFor(ctx, e.ID, apiv1.StateReady); err != nil {
-		return apiv1.Environment{}, err
-	}
-	if e.Workload == nil || e.Workload.State != apiv1.WorkloadRunning {
-		return *e, fmt.Errorf("environment %s is ready but its workload is not running: %s", e.ID, js(e.Workload))
-	}
-	return *e, nil
+	return e, err
 }
 
 // createWorkloads creates the n environments create describes, eight at
