@@ -160,10 +160,6 @@ func Cleanup(ctx context.Context, cfg Config) error {
 	var errs []error
 	if err := runc.Cleanup(ctx, opts); err != nil {
 		errs = append(errs, fmt.Errorf("runtime: %w", err))
-	} else if err := os.Remove(filepath.Dir(opts.StateRoot)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		// runc's state directory is the prefix's own directory's only
-		// entry: the runtime made both.
-		errs = append(errs, fmt.Errorf("runtime: %w", err))
 	}
 	if err := d.Purge(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("netns: %w", err))
