@@ -110,10 +110,12 @@ func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrp
 	}
 	before := make([]apiv1.Environment, n)
 	pids, inits := make([]int, n), make([]int, n)
+	startsBefore := make([]string, n)
 	for i, id := range ids {
 		before[i] = p.waitRunning(t, id)
 		pids[i] = runningPid(t, stateRoot, before[i].Enforcement.Namespace)
 		inits[i] = pidfd(t, pids[i])
+		startsBefore[i] = readStarts(t, runtimeDir, before[i])
 	}
 
 	killProc(t, p)
@@ -140,8 +142,7 @@ func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrp
 	p.waitPasses(t, "enforced", n)
 	for i, id := range ids {
 		e := p.waitRunning(t, id)
-		ctr := e.Enforcement.Namespace
-		if pid := runningPid(t, stateRoot, ctr); pid != pids[i] || exited(t, inits[i]) {
+		if pid := runningPid(t, stateRoot, e.Enforcement.Namespace); pid != pids[i] || exited(t, inits[i]) {
 			t.Errorf("environment %s: its container runs init %d after the restart, not %d: it was not adopted", id, pid, pids[i])
 		}
 		w, was := e.Workload, before[i].Workload
@@ -150,10 +151,8 @@ func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrp
 			then, _ := json.Marshal(was)
 			t.Errorf("environment %s: workload %s after the restart, %s before: want the same run", id, now, then)
 		}
-		// The home volume is the host's to read: the command ran once.
-		b, err := os.ReadFile(filepath.Join(runtimeDir, "volumes", ctr, "home", starts))
-		if err != nil || string(b) != "started\n" {
-			t.Errorf("environment %s: its command's starts in /home/%s: %q (%v); want one", id, starts, b, err)
+		if got := readStarts(t, runtimeDir, e); got != startsBefore[i] {
+			t.Errorf("environment %s: its command's starts in /home/%s: %q after the restart, %q before: the restart ran it again", id, starts, got, startsBefore[i])
 		}
 	}
 
@@ -178,6 +177,17 @@ func TestCrash_Kill9LeavesWorkloadsRunningAndTheRestartAdoptsThemAndRemovesAnOrp
 			t.Errorf("after isolationd cleanup, %s is there (%v)", d, err)
 		}
 	}
+}
+
+// readStarts reads, from the host's side of e's home volume, the lines
+// its command writes each time it starts.
+func readStarts(t *testing.T, runtimeDir string, e apiv1.Environment) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(runtimeDir, "volumes", e.Enforcement.Namespace, "home", starts))
+	if err != nil || len(b) == 0 {
+		t.Fatalf("environment %s: its command wrote no start in /home/%s: %q %v", e.ID, starts, b, err)
+	}
+	return string(b)
 }
 
 func decodeEnv(t *testing.T, body []byte) apiv1.Environment {
