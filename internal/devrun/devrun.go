@@ -126,6 +126,9 @@ func (s *Server) Stop(timeout time.Duration) error {
 	}
 }
 
+// Pid is isolationd's process id, for what /proc says of it (its memory).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // CPUTime returns the CPU time (user and system) isolationd has used so
 // far, from /proc (Linux).
 func (s *Server) CPUTime() (time.Duration, error) {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +17,25 @@ import (
 
 // runcLab is a lab on the netns driver and the runc runtime with the
 // busybox image imported as "busybox:test".
-func runcLab(t *testing.T) *apiLab {
+func runcLab(t testing.TB) *apiLab {
 	t.Helper()
-	imagetest.SkipWithoutBusybox(t)
+	needRunc(t)
 	l := startLab(t, labConfig(t, "netns"))
 	l.importImage("busybox:test", imagetest.Busybox(t, imagetest.Options{Cmd: []string{"sh"}}))
 	return l
+}
+
+// needRunc skips tb where containers cannot run: no root or network
+// namespaces, no runc, no e2fsprogs for the disks, no busybox for the image.
+func needRunc(tb testing.TB) {
+	tb.Helper()
+	needNamespaces(tb)
+	for _, bin := range []string{"runc", "mkfs.ext4"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			tb.Skipf("containers need %s (Debian: apt-get install runc e2fsprogs): %v", bin, err)
+		}
+	}
+	imagetest.SkipWithoutBusybox(tb)
 }
 
 func (l *apiLab) importImage(name string, img v1.Image) {
@@ -41,17 +55,26 @@ func (l *apiLab) importImage(name string, img v1.Image) {
 // ready, or failed: it returns either.
 func (l *apiLab) createWorkload(name string, w apiv1.WorkloadSpec, res *apiv1.ResourcesSpec) apiv1.Environment {
 	l.tb.Helper()
-	e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: name, Workload: &w, Resources: res})
+	e, err := l.startWorkload(name, w, res)
 	if err != nil {
 		l.tb.Fatal(err)
+	}
+	return e
+}
+
+// startWorkload is createWorkload for any goroutine: it returns its error.
+func (l *apiLab) startWorkload(name string, w apiv1.WorkloadSpec, res *apiv1.ResourcesSpec) (apiv1.Environment, error) {
+	e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: name, Workload: &w, Resources: res})
+	if err != nil {
+		return apiv1.Environment{}, err
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
 	defer cancel()
 	got, err := l.c.Environments().WaitFor(ctx, e.ID, apiv1.StateReady, apiv1.StateFailed)
 	if err != nil {
-		l.tb.Fatal(err)
+		return apiv1.Environment{}, err
 	}
-	return *got
+	return *got, nil
 }
 
 func TestRuncAPI_AWorkloadRunsReportsItsOutputAndIsRemovedWithItsEnvironment(t *testing.T) {
