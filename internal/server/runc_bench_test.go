@@ -180,7 +180,7 @@ func (l *apiLab) timeCreate(name string, w apiv1.WorkloadSpec) createTiming {
 		if m == 0 {
 			continue
 		}
-		if i == 0 || marks[i-1] != 0 {
+		if i == 0 || marks[i-1] != 0 { //nolint:gosec // G602: i-1 is read only when i > 0
 			t.stages[i] = m - prev
 		}
 		prev = m
