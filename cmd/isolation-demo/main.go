@@ -1,18 +1,24 @@
 // Command isolation-demo runs the product end to end on this machine, as
 // `make demo` does: it starts isolationd on its embedded store in a
-// temporary directory, points the real Terraform CLI at the locally built
-// provider through dev_overrides in a generated CLI configuration (the
-// user's own configuration is untouched), applies examples/quickstart,
-// shows the outputs and the effective policy, makes a change behind
-// Terraform's back and shows Terraform detecting and reverting it, then
-// destroys everything and stops the server. It exits non-zero on any
-// failure.
+// temporary directory, builds the workloads' image from Debian's busybox
+// and imports it over the API, points the real Terraform CLI at the
+// locally built provider through dev_overrides in a generated CLI
+// configuration (the user's own configuration is untouched), applies
+// examples/quickstart, shows the outputs, the effective policy and the
+// workloads, makes a change behind Terraform's back and shows Terraform
+// detecting and reverting it, then destroys everything and stops the
+// server. It exits non-zero on any failure.
 //
 // Run as root, on a kernel that allows network namespaces, isolationd uses
-// the netns driver under a prefix of the demo's own, and the demo sends
-// real TCP connections between the environments' namespaces: each must
-// connect or be dropped as the policy of the moment says. Otherwise it
-// uses the simulate driver, and says why.
+// the netns driver under a prefix of the demo's own and the runc runtime:
+// the quickstart's workloads run (an httpd in api, an echo service on
+// PostgreSQL's port in db), and the demo sends real TCP connections between
+// the environments' namespaces, each of which must be answered or dropped
+// as the policy of the moment says. It shows a process past its memory
+// limit killed and reported, and the workloads' output. Afterwards it runs
+// `isolationd cleanup` for its prefix. Otherwise it uses the simulate
+// driver, which records the workloads and runs none, and says what it
+// skipped.
 package main
 
 import (
@@ -57,15 +63,16 @@ type demo struct {
 	keep                    bool
 	out                     io.Writer
 
-	step   int
-	dir    string
-	server *devrun.Server
-	api    *client.Client
-	tf     *devrun.Terraform
+	step    int
+	dir     string
+	dataDir string
+	server  *devrun.Server
+	api     *client.Client
+	tf      *devrun.Terraform
 
 	// netnsPrefix is the netns driver's prefix, "" with the simulate driver.
 	netnsPrefix string
-	// packets, with the netns driver, sends connections from api to db.
+	// packets, with the netns driver, sends connections between api and db.
 	packets *packets
 	// namespaces are the environments' namespaces, gone after destroy.
 	namespaces []string
@@ -97,20 +104,17 @@ func (d *demo) run(ctx context.Context) (err error) {
 		return err
 	}
 	if d.netnsPrefix != "" {
-		// Runs once isolationd has stopped, however the demo ended.
+		// Runs once isolationd has stopped, however the demo ended, and
+		// even when the demo was interrupted.
 		defer func() {
-			if nsErr := d.removeNamespaces(); err == nil {
-				err = nsErr
+			if cErr := d.cleanup(context.WithoutCancel(ctx)); err == nil {
+				err = cErr
 			}
 		}()
 	}
-	defer func() {
-		if d.packets != nil {
-			d.packets.close()
-		}
-	}()
 
 	if err := d.start(ctx, why); err != nil {
+		d.showServerLog()
 		return err
 	}
 	defer func() {
@@ -127,10 +131,17 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 
-	for _, step := range []func(context.Context) error{d.apply, d.show, d.drift, d.destroy} {
+	for _, step := range []func(context.Context) error{d.importImage, d.apply, d.show, d.workloads, d.drift, d.destroy} {
 		if err := step(ctx); err != nil {
 			return err
 		}
+	}
+	if d.netnsPrefix == "" {
+		d.section("What the simulate driver skipped")
+		fmt.Fprintf(d.out, "%s, so isolationd ran the simulate driver: nothing was isolated and no workload ran.\n"+
+			"Skipped: the workloads themselves (api's httpd, db's echo service), real TCP connections between the\n"+
+			"environments' namespaces, the process killed past its memory limit, the workloads' output, and\n"+
+			"isolationd cleanup. Run `make demo` as root to see them.\n", why)
 	}
 	return nil
 }
@@ -140,37 +151,38 @@ func (d *demo) run(ctx context.Context) (err error) {
 func (d *demo) start(ctx context.Context, why string) error {
 	d.section("Starting isolationd on its embedded store")
 	if d.netnsPrefix != "" {
-		fmt.Fprintf(d.out, "driver:    netns, prefix %s (running as root): real packets between the environments' namespaces\n", d.netnsPrefix)
+		fmt.Fprintf(d.out, "driver:    netns, prefix %s, runtime runc (running as root): real workloads, real packets between the environments' namespaces\n", d.netnsPrefix)
 	} else {
-		fmt.Fprintf(d.out, "driver:    simulate, %s: no real packets, only what the driver would do (run as root for the netns driver)\n", why)
+		fmt.Fprintf(d.out, "driver:    simulate, %s: no workload runs and no real packets, only what the driver would do (run as root for the netns driver)\n", why)
 	}
 	tfPath, err := devrun.FindTerraform(d.tfPath)
 	if err != nil {
 		return err
 	}
-	binDir, err := filepath.Abs(d.binDir)
-	if err != nil {
+	if d.binDir, err = filepath.Abs(d.binDir); err != nil {
 		return err
 	}
 	logFile, err := os.Create(filepath.Join(d.dir, "isolationd.log"))
 	if err != nil {
 		return err
 	}
-	dataDir := filepath.Join(d.dir, "data")
-	if err := os.Mkdir(dataDir, 0o700); err != nil {
+	d.dataDir = filepath.Join(d.dir, "data")
+	if err := os.Mkdir(d.dataDir, 0o700); err != nil {
 		return err
 	}
-	d.server, err = devrun.StartServer(ctx, filepath.Join(binDir, devrun.ServerBinary), dataDir, logFile, 30*time.Second, d.driverFlags()...)
+	// isolationd finds isolation-init, the containers' PID 1, beside its
+	// own executable: make build puts both in the bin directory.
+	d.server, err = devrun.StartServer(ctx, filepath.Join(d.binDir, devrun.ServerBinary), d.dataDir, logFile, 30*time.Second, d.driverFlags()...)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "isolationd is ready at %s (data in %s)\n", d.server.URL, dataDir)
+	fmt.Fprintf(d.out, "isolationd is ready at %s (data in %s)\n", d.server.URL, d.dataDir)
 	d.api, err = client.New(client.Config{Endpoint: d.server.URL, Token: d.server.Token, UserAgent: "isolation-demo"})
 	if err != nil {
 		return err
 	}
 
-	cliConfig, err := devrun.WriteCLIConfig(d.dir, binDir)
+	cliConfig, err := devrun.WriteCLIConfig(d.dir, d.binDir)
 	if err != nil {
 		return err
 	}
@@ -178,14 +190,16 @@ func (d *demo) start(ctx context.Context, why string) error {
 	if err := devrun.CopyConfig(d.example, work); err != nil {
 		return fmt.Errorf("copying %s: %w", d.example, err)
 	}
-	d.tf = &devrun.Terraform{Path: tfPath, Dir: work, Env: devrun.Env(cliConfig, d.server), Stdout: d.out, Stderr: d.out}
+	// The quickstart's workloads run the image the demo imports.
+	env := append(devrun.Env(cliConfig, d.server), "TF_VAR_image="+imageName)
+	d.tf = &devrun.Terraform{Path: tfPath, Dir: work, Env: env, Stdout: d.out, Stderr: d.out}
 	fmt.Fprintf(d.out, "terraform: %s\nprovider:  %s (dev_overrides in %s; your own CLI configuration is not read)\nworkdir:   %s\n",
-		tfPath, filepath.Join(binDir, devrun.ProviderBinary), cliConfig, work)
+		tfPath, filepath.Join(d.binDir, devrun.ProviderBinary), cliConfig, work)
 	return nil
 }
 
 func (d *demo) apply(ctx context.Context) error {
-	d.section("terraform apply: a project, two environments and the policy between them")
+	d.section("terraform apply: a project, two environments with workloads, and the policy between them")
 	// With dev_overrides there is nothing to install, so no `terraform init`.
 	return d.tf.Run(ctx, "apply", "-auto-approve", "-no-color")
 }
@@ -268,19 +282,40 @@ func (d *demo) show(ctx context.Context) error {
 		}
 	}
 
+	return nil
+}
+
+// workloads shows what api and db run; with the netns driver, real
+// packets between them, their output, and a process past its memory
+// limit.
+func (d *demo) workloads(ctx context.Context) error {
+	outs, err := d.outputs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.showWorkloads(ctx, outs); err != nil {
+		return err
+	}
 	if d.netnsPrefix == "" {
 		return nil
 	}
+
+	d.section("Real packets between the workloads")
 	if err := d.setUpPackets(ctx, outs); err != nil {
 		return err
 	}
-	if err := d.waitEnforced(ctx, outs.ProjectID); err != nil {
+	if err := d.sendPackets(ctx, outs.ProjectID); err != nil {
 		return err
 	}
-	if err := d.packets.probe(d.out, allowedPort, true, "the policy allows it"); err != nil {
+
+	d.section("The workloads' output")
+	if err := d.showLogs(ctx, "db", outs.Environments["db"].ID, "a client connected", 1); err != nil {
 		return err
 	}
-	return d.packets.probe(d.out, deniedPort, false, "the policy denies it: no rule allows port 22")
+	if err := d.showLogs(ctx, "api", outs.Environments["api"].ID, "response:200", 1); err != nil {
+		return err
+	}
+	return d.memoryLimit(ctx, outs.ProjectID)
 }
 
 func printEffectivePolicy(w io.Writer, ep *apiv1.EffectivePolicy) {
@@ -373,7 +408,7 @@ func (d *demo) drift(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "DELETE policy %s\n", outs.PolicyID)
-	if err := d.probe(ctx, outs.ProjectID, allowedPort, false, "no policy selects api or db any more: everything is denied"); err != nil {
+	if err := d.probe(ctx, outs.ProjectID, dbPort, false, "no policy selects api or db any more: everything is denied"); err != nil {
 		return err
 	}
 
@@ -399,7 +434,7 @@ func (d *demo) drift(ctx context.Context) error {
 		return fmt.Errorf("after apply the database's labels are %v, want them restored", env.Labels)
 	}
 	fmt.Fprintf(d.out, "\nthe database's labels are back to %v\n", env.Labels)
-	if err := d.probe(ctx, outs.ProjectID, allowedPort, true, "terraform apply put the policy back"); err != nil {
+	if err := d.probe(ctx, outs.ProjectID, dbPort, true, "terraform apply put the policy back"); err != nil {
 		return err
 	}
 
@@ -412,11 +447,6 @@ func (d *demo) drift(ctx context.Context) error {
 
 func (d *demo) destroy(ctx context.Context) error {
 	d.section("terraform destroy")
-	if d.packets != nil {
-		// The listeners' sockets hold db's namespace: close them first, so
-		// that the driver's teardown frees it.
-		d.packets.close()
-	}
 	if err := d.tf.Run(ctx, "destroy", "-auto-approve", "-no-color"); err != nil {
 		return err
 	}
@@ -432,7 +462,10 @@ func (d *demo) destroy(ctx context.Context) error {
 		return fmt.Errorf("after destroy the server still has %d projects and %d environments", len(projects), len(envs))
 	}
 	fmt.Fprintln(d.out, "\nthe server has no projects and no environments left")
-	return d.checkNamespacesGone()
+	if err := d.checkNothingLeft(); err != nil {
+		return err
+	}
+	return d.removeImage(ctx)
 }
 
 // showServerLog prints the end of isolationd's log after a failure.

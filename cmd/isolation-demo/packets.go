@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -11,26 +12,27 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	enforcens "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 )
 
-// With the netns driver the demo sends real packets: TCP connections from
-// the api environment's network namespace to listeners it runs in the db
-// environment's, on a port the quickstart policy allows and on one it
-// denies.
+// With the netns driver the demo sends real packets: TCP connections
+// between the api and db environments' network namespaces, answered by
+// their workloads (api's httpd, db's echo service) when the policy lets
+// them through, on ports it allows and on ports it denies.
 
-// Ports the demo listens on in db's namespace: the quickstart policy lets
-// api reach db on PostgreSQL's port and on nothing else.
+// Ports of the quickstart's workloads: the policy opens db's port between
+// api and db, and no other.
 const (
-	allowedPort = 5432
-	deniedPort  = 22
+	dbPort     = 5432 // db's echo service
+	apiPort    = 8080 // api's httpd: listening, and closed to everyone by the policy
+	closedPort = 22   // nothing listens there, and the policy opens it to no one
 )
 
 // Timeouts of a connection: a dropped SYN is the expected fate of a denied
@@ -40,6 +42,11 @@ const (
 	deniedTimeout  = time.Second
 	allowedTimeout = 5 * time.Second
 )
+
+// listenTimeout bounds the wait for a workload's port: a workload is
+// running once its command has started, and the command binds its port a
+// moment later.
+const listenTimeout = 10 * time.Second
 
 // runDir is where named network namespaces live (`ip netns list`).
 const runDir = "/run/netns"
@@ -113,115 +120,131 @@ func (e endpoint) String() string {
 	return fmt.Sprintf("%s (%s, namespace %s)", e.name, e.addr, e.namespace)
 }
 
-// packets is what the demo keeps to send packets from api to db: the two
-// environments and the listeners in db's namespace.
+// packets is what the demo keeps to send packets between api and db.
 type packets struct {
-	api, db   endpoint
-	listeners []net.Listener
-	wg        sync.WaitGroup
+	api, db endpoint
 }
 
-// listen opens a TCP listener on db's address for each port, created
-// inside db's namespace, and serves each in a goroutine: it greets every
-// connection with one line and closes it. The listeners accept as soon as
-// listen returns.
-func (p *packets) listen(ports ...uint16) error {
-	return inNamespace(p.db.namespace, func() error {
-		for _, port := range ports {
-			l, err := net.Listen("tcp4", netip.AddrPortFrom(p.db.addr, port).String())
-			if err != nil {
-				return fmt.Errorf("listen on %s port %d in %s: %w", p.db.addr, port, p.db.namespace, err)
-			}
-			p.listeners = append(p.listeners, l)
-			greeting := fmt.Sprintf("db listening on port %d\n", port)
-			p.wg.Go(func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					// A greeting that fails to go out shows on the
-					// connecting side, which reports it.
-					_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-					_, _ = io.WriteString(c, greeting)
-					c.Close()
-				}
-			})
+// outcome is what became of a connection.
+type outcome int
+
+const (
+	dropped   outcome = iota // no answer within the timeout, or refused on its way out (EPERM)
+	reset                    // the SYN reached the other end, where nothing listens
+	connected                // connected, and the service answered
+)
+
+func (o outcome) String() string {
+	return [...]string{"dropped", "reset", "connected"}[o]
+}
+
+// talk exchanges a few bytes with the workload's service at port, as its
+// client would, and says what it answered; an unexpected answer is an
+// error.
+func talk(c net.Conn, from endpoint, port uint16) (string, error) {
+	switch port {
+	case dbPort:
+		line := fmt.Sprintf("hello from %s", from.name)
+		if _, err := io.WriteString(c, line+"\n"); err != nil {
+			return "", err
 		}
-		return nil
-	})
-}
-
-// close stops the listeners; closing again does nothing.
-func (p *packets) close() {
-	for _, l := range p.listeners {
-		l.Close()
+		got, err := bufio.NewReader(c).ReadString('\n')
+		if got = strings.TrimSuffix(got, "\n"); got != line {
+			return "", fmt.Errorf("sent %q, the echo service sent back %q (%v)", line, got, err)
+		}
+		return fmt.Sprintf("sent %q, echoed %q", line, got), nil
+	case apiPort:
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			return "", err
+		}
+		status, err := bufio.NewReader(c).ReadString('\n')
+		status = strings.TrimSpace(status)
+		if !strings.HasPrefix(status, "HTTP/1.") || !strings.Contains(status, " 200 ") {
+			return "", fmt.Errorf("GET / answered %q (%v), want 200", status, err)
+		}
+		return "GET / -> " + status, nil
 	}
-	p.listeners = nil
-	p.wg.Wait()
+	return "", fmt.Errorf("no workload of the quickstart listens on port %d", port)
 }
 
-// connect opens a TCP connection from api's namespace to db on port and
-// reads db's greeting. It reports whether the connection was made within
-// timeout: a SYN the rules drop times out (or, dropped on its way out,
-// fails with EPERM). A reset or any other failure is an error, since a
-// listener is there.
-func (p *packets) connect(port uint16, timeout time.Duration) (bool, error) {
-	to := netip.AddrPortFrom(p.db.addr, port).String()
+// connect opens a TCP connection from from's namespace to port of to's
+// address and talks to the service there, within timeout. A SYN the rules
+// drop times out (or, dropped on its way out, fails with EPERM); one that
+// reaches a port where nothing listens is reset. Any other failure,
+// including a service that answers wrongly, is an error.
+func connect(from, to endpoint, port uint16, timeout time.Duration) (outcome, string, error) {
+	dst := netip.AddrPortFrom(to.addr, port).String()
 	var c net.Conn
-	err := inNamespace(p.api.namespace, func() error {
+	err := inNamespace(from.namespace, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp4", to, timeout)
+		c, err = net.DialTimeout("tcp4", dst, timeout)
 		return err
 	})
 	var ne net.Error
 	switch {
 	case err == nil:
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout(), errors.Is(err, syscall.EPERM):
-		return false, nil
+		return dropped, "", nil
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return false, fmt.Errorf("tcp from %s to %s: refused with a reset, so the SYN reached db but nothing listened there", p.api.namespace, to)
+		return reset, "", nil
 	default:
-		return false, fmt.Errorf("tcp from %s to %s: %w", p.api.namespace, to, err)
+		return dropped, "", fmt.Errorf("tcp from %s to %s: %w", from.namespace, dst, err)
 	}
 	defer c.Close()
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return true, fmt.Errorf("tcp from %s to %s: %w", p.api.namespace, to, err)
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return connected, "", err
 	}
-	line, err := io.ReadAll(io.LimitReader(c, 128))
-	if err == nil && len(line) == 0 {
-		err = io.ErrUnexpectedEOF
-	}
+	answer, err := talk(c, from, port)
 	if err != nil {
-		return true, fmt.Errorf("tcp from %s to %s connected, but db's listener sent no greeting: %w", p.api.namespace, to, err)
+		return connected, "", fmt.Errorf("tcp from %s to %s connected, but %w", from.namespace, dst, err)
 	}
-	return true, nil
+	return connected, answer, nil
 }
 
-// probe connects from api to db on port, prints the outcome and fails
-// when it contradicts the policy, which allows the connection when want.
-func (p *packets) probe(w io.Writer, port uint16, want bool, why string) error {
+// checkConnection connects from one environment to port of another (or of itself),
+// prints the outcome and fails when it contradicts want, what the policy
+// says, with why. A connection the policy allows that is reset is tried
+// again until the workload listens (a port is bound only after the
+// workload started, and connecting is the only way to learn that it
+// listens), up to listenTimeout.
+func checkConnection(w io.Writer, from, to endpoint, port uint16, want bool, why string) error {
 	timeout := deniedTimeout
 	if want {
 		timeout = allowedTimeout
 	}
 	start := time.Now()
-	got, err := p.connect(port, timeout)
+	got, answer, err := connect(from, to, port, timeout)
+	if want && got == reset {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for got == reset && err == nil && time.Since(start) < listenTimeout {
+			<-tick.C
+			got, answer, err = connect(from, to, port, timeout)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	took := roundDuration(time.Since(start))
-	outcome := "connected"
-	switch {
-	case !got && !want:
-		outcome = "refused or timed out (dropped by policy)"
-	case !got:
-		outcome = "refused or timed out"
+	dst := fmt.Sprintf("%s %s", to.name, to.addr)
+	if to == from {
+		dst = fmt.Sprintf("%s's own address %s", to.name, to.addr)
 	}
-	fmt.Fprintf(w, "packets: tcp api %s -> db %s port %-4d -> %s, in %s (%s)\n", p.api.addr, p.db.addr, port, outcome, took, why)
-	if got != want {
-		return fmt.Errorf("real packets contradict the policy: tcp from api (%s) to db (%s) port %d %s within %s, but %s",
-			p.api.addr, p.db.addr, port, outcome, timeout, why)
+	var what string
+	switch got {
+	case connected:
+		what = "connected, " + answer
+	case reset:
+		what = "reset: the SYN got through, and nothing listens"
+	case dropped:
+		what = "no answer (dropped)"
+	}
+	fmt.Fprintf(w, "packets: tcp %s %s -> %s port %-4d -> %s, in %s (%s)\n", from.name, from.addr, dst, port, what, took, why)
+	switch {
+	case want && got != connected:
+		return fmt.Errorf("real packets contradict the policy: tcp from %s to %s port %d: %s, but %s", from.name, dst, port, what, why)
+	case !want && got != dropped:
+		return fmt.Errorf("real packets contradict the policy: tcp from %s to %s port %d: %s, but %s: the rules should have dropped it", from.name, dst, port, what, why)
 	}
 	return nil
 }
@@ -234,8 +257,7 @@ func roundDuration(d time.Duration) time.Duration {
 }
 
 // setUpPackets finds the api and db environments' namespaces the way the
-// driver names them, checks them against what the API reports, and starts
-// the listeners in db's.
+// driver names them and checks them against what the API reports.
 func (d *demo) setUpPackets(ctx context.Context, outs quickstartOutputs) error {
 	p := &packets{}
 	for _, e := range []struct {
@@ -261,14 +283,36 @@ func (d *demo) setUpPackets(ctx context.Context, outs quickstartOutputs) error {
 		}
 		*e.dst = endpoint{name: e.name, id: out.ID, namespace: ns, addr: addr}
 	}
-	if err := p.listen(allowedPort, deniedPort); err != nil {
-		p.close()
-		return err
-	}
 	d.packets = p
 	d.namespaces = []string{p.api.namespace, p.db.namespace}
-	fmt.Fprintf(d.out, "\nreal packets: TCP connections from %s\n           to %s, where the demo listens on ports %d and %d\n",
-		p.api, p.db, allowedPort, deniedPort)
+	fmt.Fprintf(d.out, "real packets between %s\n                 and %s\n", p.api, p.db)
+	return nil
+}
+
+// sendPackets shows the policy holding between the workloads: api's
+// httpd answers inside api's own namespace (where no policy applies), api
+// reaches db's echo service, and db's closed port and api's httpd are out
+// of reach.
+func (d *demo) sendPackets(ctx context.Context, projectID string) error {
+	if err := d.waitEnforced(ctx, projectID); err != nil {
+		return err
+	}
+	p := d.packets
+	for _, c := range []struct {
+		from, to endpoint
+		port     uint16
+		want     bool
+		why      string
+	}{
+		{p.api, p.api, apiPort, true, "inside api's namespace, no policy applies: api's httpd listens"},
+		{p.api, p.db, dbPort, true, "the policy allows api to reach db on 5432"},
+		{p.api, p.db, closedPort, false, "the policy denies it: no rule allows port 22"},
+		{p.db, p.api, apiPort, false, "the policy denies it: api's httpd listens, and no rule allows port 8080"},
+	} {
+		if err := checkConnection(d.out, c.from, c.to, c.port, c.want, c.why); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -308,64 +352,15 @@ func (d *demo) probe(ctx context.Context, projectID string, port uint16, want bo
 	if err := d.waitEnforced(ctx, projectID); err != nil {
 		return err
 	}
-	return d.packets.probe(d.out, port, want, why)
+	return checkConnection(d.out, d.packets.api, d.packets.db, port, want, why)
 }
 
-// checkNamespacesGone fails when an environment's namespace is still there
-// after the environments were destroyed.
-func (d *demo) checkNamespacesGone() error {
-	var left []string
-	for _, ns := range d.namespaces {
-		if _, err := os.Stat(runDir + "/" + ns); err == nil {
-			left = append(left, ns)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	if len(left) > 0 {
-		return fmt.Errorf("after destroy the environments' namespaces %s are still in %s", strings.Join(left, ", "), runDir)
-	}
-	if len(d.namespaces) > 0 {
-		fmt.Fprintf(d.out, "the environments' namespaces %s are gone\n", strings.Join(d.namespaces, " and "))
-	}
-	return nil
-}
-
-// removeNamespaces deletes what is left under the demo's prefix once
-// isolationd has stopped (the driver keeps its router namespace for its
-// next start; after a failure, environments' namespaces too), then fails
-// if any namespace with the prefix remains.
-func (d *demo) removeNamespaces() error {
-	left, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, name := range left {
-		if err := netns.DeleteNamed(name); err != nil {
-			errs = append(errs, fmt.Errorf("delete namespace %s: %w", name, err))
-		}
-	}
-	remaining, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
-	if err != nil {
-		return err
-	}
-	if len(remaining) > 0 {
-		errs = append(errs, fmt.Errorf("namespaces with the demo's prefix %q are left in %s: %s", d.netnsPrefix, runDir, strings.Join(remaining, ", ")))
-		return errors.Join(errs...)
-	}
-	removed := "isolationd left none"
-	if len(left) > 0 {
-		removed = "removed what isolationd keeps for its next start: " + strings.Join(left, ", ")
-	}
-	fmt.Fprintf(d.out, "no namespace named %s* is left in %s (%s)\n", d.netnsPrefix, runDir, removed)
-	return errors.Join(errs...)
-}
-
-// driverFlags are the flags that give isolationd the netns driver.
+// driverFlags are the flags that give isolationd the netns driver and
+// the runc runtime (its default with that driver, said here for the
+// reader).
 func (d *demo) driverFlags() []string {
 	if d.netnsPrefix == "" {
 		return nil
 	}
-	return []string{"--driver", enforcens.DriverName, "--netns-prefix", d.netnsPrefix}
+	return []string{"--driver", enforcens.DriverName, "--netns-prefix", d.netnsPrefix, "--runtime", apiv1.RuntimeRunc}
 }

@@ -1,6 +1,7 @@
-# A project with two environments, an API and its database, and one policy
-# that lets them reach each other on PostgreSQL's port and the internet on
-# HTTPS. Everything else is denied: environments are isolated by default.
+# A project with two environments, an API and its database, each running a
+# workload from var.image, and one policy that lets them reach each other on
+# PostgreSQL's port and the internet on HTTPS. Everything else is denied:
+# environments are isolated by default.
 
 locals {
   api_labels = { app = "api", team = var.team, stack = var.project_name }
@@ -21,6 +22,14 @@ resource "isolation_environment" "api" {
   name        = "api"
   description = "The API server"
   labels      = local.api_labels
+
+  # A web server on port 8080, serving the image's /www and logging each
+  # request to its output (isolationd env logs ENV). The policy lets no one
+  # reach this port: only the database's port is open, between the two.
+  workload = {
+    image   = var.image
+    command = ["httpd", "-f", "-vv", "-p", "8080", "-h", "/www"]
+  }
 }
 
 resource "isolation_environment" "db" {
@@ -28,6 +37,13 @@ resource "isolation_environment" "db" {
   name        = "db"
   description = "PostgreSQL"
   labels      = local.db_labels
+
+  # A stand-in for PostgreSQL on its port: an echo service that sends back
+  # what a client sends, and logs each connection to its output.
+  workload = {
+    image   = var.image
+    command = ["nc", "-ll", "-p", "5432", "-e", "sh", "-c", "echo db: a client connected >&2; exec cat"]
+  }
 
   resources = {
     cpu_millis = 2000

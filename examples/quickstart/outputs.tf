@@ -4,15 +4,16 @@ output "project_id" {
 }
 
 output "environments" {
-  description = "Each environment's id, state and address."
+  description = "Each environment's id, state, address and workload state (not_run on a server running the simulate driver)."
   value = {
     for name, env in {
       api = isolation_environment.api
       db  = isolation_environment.db
       } : name => {
-      id      = env.id
-      state   = env.state
-      address = env.address
+      id             = env.id
+      state          = env.state
+      address        = env.address
+      workload_state = env.workload_state
     }
   }
 }

@@ -9,3 +9,9 @@ variable "team" {
   type        = string
   default     = "platform"
 }
+
+variable "image" {
+  description = "Image both workloads run: a local image's name (`isolationd image import NAME PATH`) or a registry reference. It needs busybox's httpd, nc, sh and cat, and a page in /www; `make demo` builds one from Debian's busybox-static and imports it under this name."
+  type        = string
+  default     = "quickstart/busybox:1"
+}

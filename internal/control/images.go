@@ -115,11 +115,11 @@ func (s *Service) GetImage(ctx context.Context, name string) (apiv1.Image, error
 	return out, nil
 }
 
-// ImageResolver resolves workloads' images through the store, auditing
-// the pulls it makes (action image.pull, by the server); nil when the
-// server has no image store.
+// ImageResolver resolves workloads' images through the store, as
+// image.Store.Resolve does, auditing the pulls it makes (action
+// image.pull, by the server); nil when the server has no image store.
 func (s *Service) ImageResolver() interface {
-	Resolve(ctx context.Context, ref string) (image.Resolved, error)
+	Resolve(ctx context.Context, ref string, opts ...image.Option) (image.Resolved, error)
 } {
 	if s.images == nil {
 		return nil
@@ -129,14 +129,15 @@ func (s *Service) ImageResolver() interface {
 
 type imageResolver struct{ s *Service }
 
-func (r imageResolver) Resolve(ctx context.Context, name string) (image.Resolved, error) {
-	return r.s.images.Resolve(ctx, name, image.WithHook(func(_, after *image.Image) error {
+// Resolve resolves name; the audit hook replaces any hook in opts.
+func (r imageResolver) Resolve(ctx context.Context, name string, opts ...image.Option) (image.Resolved, error) {
+	return r.s.images.Resolve(ctx, name, append(opts, image.WithHook(func(_, after *image.Image) error {
 		_, err := mutate(ctx, r.s, Call{Actor: ServerActor}, func(tx store.Tx) (change[apiv1.Image], error) {
 			img := after.API()
 			return change[apiv1.Image]{result: img, action: "image.pull", resource: ref("image", img.Name), after: img}, nil
 		})
 		return err
-	}))
+	}))...)
 }
 
 // ImageArchiveLimit is the largest image archive ImportImage takes.

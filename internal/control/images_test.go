@@ -4,9 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
@@ -63,5 +71,38 @@ func TestImportImage_ATransactionThatFailsLeavesNoImage(t *testing.T) {
 	}
 	if len(evs) != 1 || evs[0].RequestID != "ok" || evs[0].Action != "image.import" || evs[0].Resource != (apiv1.ResourceRef{Type: "image", ID: img.Name}) {
 		t.Errorf("audit trail %+v, want the one successful import", evs)
+	}
+}
+
+// A workload's image that names a registry is pulled by the server, and
+// the pull is on the audit trail as the server's.
+func TestImageResolver_AuditsThePullsItMakes(t *testing.T) {
+	r := newRig(t)
+	images, err := image.Open(filepath.Join(t.TempDir(), "images"), image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := control.New(control.Options{Store: r.st, Clock: r.clock, Driver: "simulate", Images: images})
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/dev:1"
+	tag, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, imagetest.Scratch(t, imagetest.Options{Files: []imagetest.File{{Path: "a", Data: []byte("a")}}})); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := svc.ImageResolver().Resolve(r.ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _, err := r.st.ListAudit(r.ctx, store.AuditQuery{Limit: store.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Action != "image.pull" || evs[0].Actor != control.ServerActor || evs[0].Resource.ID != ref {
+		t.Fatalf("audit trail %+v, want one pull by the server", evs)
 	}
 }

@@ -76,6 +76,9 @@ func WorkloadChange(cur, next apiv1.Environment) string {
 	if len(restart) > 0 {
 		return "restarting the workload (same address, same home volume): " + strings.Join(restart, ", ") + " changed"
 	}
+	if next.Resources.DiskGB > cur.Resources.DiskGB {
+		return "growing resources.disk_gb: in place where isolationd may resize a mounted file system, else restarting the workload (same address, same home volume)"
+	}
 	if cur.Resources != next.Resources {
 		return "applying resources to the running workload in place"
 	}

@@ -57,7 +57,7 @@ func TestPatchEnvironment_SaysWhichWorkloadChangesRestartIt(t *testing.T) {
 		markReady(t, r, e.ID)
 		return got
 	}
-	cpu := int64(500)
+	cpu, disk := int64(500), int64(20)
 	for _, c := range []struct {
 		name string
 		in   apiv1.EnvironmentPatch
@@ -67,6 +67,8 @@ func TestPatchEnvironment_SaysWhichWorkloadChangesRestartIt(t *testing.T) {
 			"restarting the workload (same address, same home volume): workload.image changed"},
 		{"resources", apiv1.EnvironmentPatch{Resources: &apiv1.ResourcesSpec{CPUMillis: &cpu}},
 			"applying resources to the running workload in place"},
+		{"disk", apiv1.EnvironmentPatch{Resources: &apiv1.ResourcesSpec{DiskGB: &disk}},
+			"growing resources.disk_gb: in place where isolationd may resize a mounted file system, else restarting the workload (same address, same home volume)"},
 		{"removal", apiv1.EnvironmentPatch{Workload: apiv1.Null[apiv1.WorkloadSpec]()},
 			"stopping and removing the workload, its writable layer and its home volume"},
 	} {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -133,11 +134,17 @@ type layerJob struct {
 // ingestBlobs writes the manifest and config blobs and brings in every
 // layer, several at once.
 func (s *Store) ingestBlobs(ctx context.Context, src source, config v1.Hash, todo []layerJob) error {
-	if err := s.writeBlob(src.digest.String(), src.manifest); err != nil {
-		return err
-	}
-	if err := s.writeBlob(config.String(), src.config); err != nil {
-		return err
+	var placed []placement
+	for _, b := range []struct {
+		digest string
+		data   []byte
+	}{{src.digest.String(), src.manifest}, {config.String(), src.config}} {
+		p, err := s.writeBlob(b.digest, b.data)
+		placed = append(placed, p)
+		if err != nil {
+			discard(placed)
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -154,43 +161,99 @@ func (s *Store) ingestBlobs(ctx context.Context, src source, config v1.Hash, tod
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := s.ensureLayer(ctx, src.blob, job.desc, job.diffID, b); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-					cancel()
-				}
-				mu.Unlock()
+			p, err := s.ensureLayer(ctx, src.blob, job.desc, job.diffID, b)
+			mu.Lock()
+			defer mu.Unlock()
+			placed = append(placed, p)
+			if err != nil && first == nil {
+				first = err
+				cancel()
 			}
 		}()
 	}
 	wg.Wait()
-	return first
+	if first != nil {
+		discard(placed)
+		return first
+	}
+	return s.place(placed)
 }
 
-// writeBlob stores a small blob already checked against its digest.
-func (s *Store) writeBlob(digest string, data []byte) error {
+// placement is what ensureLayer brought into tmp/ and place names: a
+// blob and a layer directory, each "" when it was there already.
+type placement struct {
+	blob, blobTo   string
+	layer, layerTo string
+}
+
+// place flushes what the placements hold to disk, then names them: a
+// power cut must not leave a blob or a layer whose name promises what its
+// files do not hold. One flush of the file system for them all, where an
+// fsync of each file would cost a disk round trip per file.
+func (s *Store) place(placed []placement) error {
+	if !slices.ContainsFunc(placed, func(p placement) bool { return p.blob != "" || p.layer != "" }) {
+		return nil
+	}
+	if err := s.syncFS(); err != nil {
+		discard(placed)
+		return err
+	}
+	for i, p := range placed {
+		if p.blob != "" {
+			if err := os.Rename(p.blob, p.blobTo); err != nil {
+				discard(placed[i:])
+				return err
+			}
+		}
+		if p.layer != "" {
+			// Failing because the layer is there: another import
+			// unpacked it first, and this copy goes.
+			if err := os.Rename(p.layer, p.layerTo); err != nil && !exists(p.layerTo) {
+				discard(placed[i:])
+				return err
+			}
+		}
+	}
+	discard(placed)
+	return nil
+}
+
+// discard removes what placements left in tmp/ (a staged blob goes with
+// its staging directory).
+func discard(placed []placement) {
+	for _, p := range placed {
+		if p.layer != "" {
+			_ = removeAll(p.layer)
+		}
+		if p.blob != "" {
+			_ = os.Remove(p.blob)
+		}
+	}
+}
+
+// writeBlob writes a small blob already checked against its digest into
+// tmp/, for place to name, unless the store holds it.
+func (s *Store) writeBlob(digest string, data []byte) (placement, error) {
 	p := s.blobPath(digest)
 	if exists(p) {
-		return nil
+		return placement{}, nil
 	}
 	f, err := os.CreateTemp(s.path("tmp"), "blob-*")
 	if err != nil {
-		return err
+		return placement{}, err
 	}
-	defer os.Remove(f.Name())
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		_ = os.Remove(f.Name())
+		return placement{}, err
 	}
-	return os.Rename(f.Name(), p)
+	return placement{blob: f.Name(), blobTo: p}, nil
 }
 
-// syncFS flushes the store's filesystem: one call for every file of a
-// layer, where an fsync of each would cost a disk round trip per file.
+// syncFS flushes the store's file system (see place).
 func (s *Store) syncFS() error {
 	fd, err := unix.Open(s.path("tmp"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -205,28 +268,33 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// ensureLayer makes sure the blob of d is in blobs/ and its layer is
-// unpacked in layers/, reading the blob once whatever is missing: its
-// bytes are hashed (the blob's digest), written to blobs/, decompressed,
-// hashed again (the diff_id) and unpacked as they stream by. Nothing is
-// put in place before both digests are checked.
-func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.Descriptor) (blobReader, error), d v1.Descriptor, diffID string, b *budget) error {
-	blobPath, layerPath := s.blobPath(d.Digest.String()), s.layerPath(diffID)
-	haveBlob, haveLayer := exists(blobPath), exists(layerPath)
+// ensureLayer brings the blob of d and its layer into tmp/, for place
+// to name, unless they are in the store already. It reads the blob once
+// whatever is missing: its bytes are hashed (the blob's digest), written,
+// decompressed, hashed again (the diff_id) and unpacked as they stream
+// by. On an error it leaves nothing.
+func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.Descriptor) (blobReader, error), d v1.Descriptor, diffID string, b *budget) (p placement, err error) {
+	p = placement{blobTo: s.blobPath(d.Digest.String()), layerTo: s.layerPath(diffID)}
+	haveBlob, haveLayer := exists(p.blobTo), exists(p.layerTo)
 	if haveBlob && haveLayer {
-		return nil
+		return placement{}, nil
 	}
+	defer func() {
+		if err != nil {
+			discard([]placement{p})
+			p = placement{}
+		}
+	}()
 	var br blobReader
 	if haveBlob {
-		f, err := os.Open(blobPath)
+		f, err := os.Open(p.blobTo)
 		if err != nil {
-			return err
+			return p, err
 		}
 		br = blobReader{ReadCloser: f, verified: true}
 	} else {
-		var err error
 		if br, err = open(ctx, d); err != nil {
-			return err
+			return p, err
 		}
 	}
 	defer br.Close()
@@ -234,15 +302,18 @@ func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.D
 	var sum hash.Hash
 	count := &counter{}
 	writers := []io.Writer{count}
-	var blobTmp *os.File
-	if !haveBlob && br.staged == "" {
-		var err error
-		if blobTmp, err = os.CreateTemp(s.path("tmp"), "blob-*"); err != nil {
-			return err
+	switch {
+	case haveBlob:
+	case br.staged != "":
+		p.blob = br.staged
+	default:
+		f, err := os.CreateTemp(s.path("tmp"), "blob-*")
+		if err != nil {
+			return p, err
 		}
-		defer os.Remove(blobTmp.Name())
-		defer blobTmp.Close()
-		writers = append(writers, blobTmp)
+		defer f.Close()
+		p.blob = f.Name()
+		writers = append(writers, f)
 	}
 	if !br.verified && br.staged == "" {
 		sum = sha256.New()
@@ -250,59 +321,31 @@ func (s *Store) ensureLayer(ctx context.Context, open func(context.Context, v1.D
 	}
 	from := &sourceReader{r: ctxReader{ctx, br}}
 	r := io.TeeReader(from, io.MultiWriter(writers...))
-
-	layerTmp := ""
 	if !haveLayer {
-		var err error
-		layerTmp, err = s.unpackLayer(r, d.Digest.String(), diffID, b)
-		if layerTmp != "" {
-			defer func() { _ = removeAll(layerTmp) }()
-		}
+		p.layer, err = s.unpackLayer(r, d.Digest.String(), diffID, b)
 		if err != nil {
-			return from.blame(err, "reading layer "+d.Digest.String())
+			return p, from.blame(err, "reading layer "+d.Digest.String())
 		}
 	}
 	// The rest of the blob (what follows the compressed stream) is part
 	// of its digest too.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return from.blame(err, "reading layer "+d.Digest.String())
+		return p, from.blame(err, "reading layer "+d.Digest.String())
 	}
 	if count.n != d.Size {
-		return fmt.Errorf("%w: layer %s is %d bytes, not %d as the manifest says", ErrInvalid, d.Digest, count.n, d.Size)
+		return p, fmt.Errorf("%w: layer %s is %d bytes, not %d as the manifest says", ErrInvalid, d.Digest, count.n, d.Size)
 	}
 	if sum != nil {
 		if got := fmt.Sprintf("%x", sum.Sum(nil)); got != d.Digest.Hex {
-			return fmt.Errorf("%w: layer %s's digest is sha256:%s", ErrInvalid, d.Digest, got)
+			return p, fmt.Errorf("%w: layer %s's digest is sha256:%s", ErrInvalid, d.Digest, got)
 		}
 	}
-	// On disk before it has a name: a power cut must not leave a layer
-	// or a blob whose name promises what its files do not hold.
-	if err := s.syncFS(); err != nil {
-		return err
-	}
-	switch {
-	case blobTmp != nil:
-		if err := blobTmp.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(blobTmp.Name(), blobPath); err != nil {
-			return err
-		}
-	case br.staged != "":
-		if err := os.Rename(br.staged, blobPath); err != nil {
-			return err
-		}
-	}
-	if layerTmp != "" {
-		err := os.Rename(layerTmp, layerPath)
-		if err != nil && !exists(layerPath) {
-			return err
-		}
-		// Otherwise another import unpacked the same layer first: the
-		// deferred removal drops this copy.
-	}
-	return nil
+	return p, nil
 }
+
+// maxTrailer bounds what a layer's tar may have after its end marker
+// (tar writers pad to a record, 10 KiB by default).
+const maxTrailer = 1 << 20
 
 // unpackLayer decompresses the blob r and unpacks it into a new
 // directory in tmp/, checking the uncompressed stream against diffID.
@@ -317,14 +360,19 @@ func (s *Store) unpackLayer(r io.Reader, digest, diffID string, b *budget) (stri
 	}
 	defer zr.Close()
 	sum := sha256.New()
-	tr := io.TeeReader(zr, sum)
+	tr := io.TeeReader(contentReader{zr, "reading the tar"}, sum)
 	u := newUnpacker(dir, s.opts.UIDShift, s.opts.GIDShift, s.root, b)
 	if err := u.unpack(tr); err != nil {
 		return dir, fmt.Errorf("layer %s: %w", digest, err)
 	}
-	// What follows the tar's end marker (its padding) is in the diff_id.
-	if _, err := io.Copy(io.Discard, tr); err != nil {
-		return dir, fmt.Errorf("%w: layer %s: %v", ErrInvalid, digest, err)
+	// What follows the tar's end marker (its padding) is in the diff_id;
+	// bounded, as a few compressed bytes may stand for gigabytes of it.
+	n, err := io.Copy(io.Discard, io.LimitReader(tr, maxTrailer+1))
+	if err != nil {
+		return dir, fmt.Errorf("layer %s: %w", digest, err)
+	}
+	if n > maxTrailer {
+		return dir, fmt.Errorf("%w: layer %s has more than %d bytes after its tar's end", ErrInvalid, digest, maxTrailer)
 	}
 	if got := fmt.Sprintf("sha256:%x", sum.Sum(nil)); got != diffID {
 		return dir, fmt.Errorf("%w: layer %s uncompressed is %s, not the diff_id %s the config lists", ErrInvalid, digest, got, diffID)

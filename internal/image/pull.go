@@ -173,19 +173,25 @@ func (s *Store) unpacked(ctx context.Context, img Image) ([]string, error) {
 	defer release()
 	b := &budget{left: s.opts.MaxImageBytes}
 	dirs := make([]string, len(img.Layers))
+	var placed []placement
 	for i, l := range img.Layers {
 		dirs[i] = s.layerPath(l.DiffID)
-		if exists(dirs[i]) {
+		if exists(dirs[i]) || slices.ContainsFunc(placed, func(p placement) bool { return p.layerTo == dirs[i] }) {
 			continue
 		}
 		h, err := v1.NewHash(l.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		if err == nil {
+			var p placement
+			p, err = s.ensureLayer(ctx, notStaged, v1.Descriptor{Digest: h, Size: l.Size}, l.DiffID, b)
+			placed = append(placed, p)
 		}
-		d := v1.Descriptor{Digest: h, Size: l.Size}
-		if err := s.ensureLayer(ctx, notStaged, d, l.DiffID, b); err != nil {
+		if err != nil {
+			discard(placed)
 			return nil, fmt.Errorf("image %s: %w", img.Name, err)
 		}
 	}
-	return dirs, nil
+	if len(placed) == 0 {
+		return dirs, nil
+	}
+	return dirs, s.place(placed)
 }

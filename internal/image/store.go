@@ -42,7 +42,9 @@ type Options struct {
 	// UIDShift and GIDShift are added to the owner of every unpacked
 	// file, so that a container whose user namespace maps its root to the
 	// shift sees the image's owners. Every environment shares them (one
-	// mapping for all); 0 without user namespaces.
+	// mapping for all); 0 without user namespaces. Layers unpacked for
+	// another shift are removed at Open (the runtime recreates containers
+	// whose mapping changed) and unpacked again from the blobs on demand.
 	UIDShift, GIDShift uint32
 	// MaxArchiveBytes bounds an imported archive (0: DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64

@@ -3,8 +3,10 @@ package image_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/image"
@@ -434,4 +437,25 @@ func TestResolve_UnpacksAgainALayerThatWentMissing(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(again.Layers[1], "etc/motd")); err != nil || string(b) != "x" {
 		t.Errorf("etc/motd after resolving again: %q %v", b, err)
 	}
+}
+
+// A few compressed bytes can stand for gigabytes after a layer's tar end
+// marker: what is there is bounded.
+func TestImport_ALayerWithMuchAfterItsTarIsRefused(t *testing.T) {
+	raw := append(imagetest.TarOf(t, imagetest.File{Path: "a", Data: []byte("a")}), make([]byte, 2<<20)...)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer := must[v1.Layer](t)(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(gz.Bytes())), nil }))
+	img := must[v1.Image](t)(mutate.AppendLayers(imagetest.Scratch(t, imagetest.Options{}), layer))
+	s, dir := openStore(t, image.Options{})
+	if _, err := importFile(t, s, "padded", imagetest.WriteOCITar(t, img)); !errors.Is(err, image.ErrInvalid) || !strings.Contains(err.Error(), "after its tar") {
+		t.Fatalf("import: %v, want ErrInvalid saying what follows the tar", err)
+	}
+	assertEmpty(t, s, dir)
 }

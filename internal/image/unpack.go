@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,8 +97,11 @@ func (u *unpacker) unpack(r io.Reader) error {
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, ErrInvalid) {
+			return err
+		}
 		if err != nil {
-			return fmt.Errorf("%w: layer tar: %v", ErrInvalid, err)
+			return fmt.Errorf("%w: the tar: %w", ErrInvalid, err)
 		}
 		if u.entries++; u.entries > MaxLayerEntries {
 			return fmt.Errorf("%w: a layer has more than %d entries", ErrTooLarge, MaxLayerEntries)
@@ -333,7 +335,7 @@ func (u *unpacker) file(name string, hdr *tar.Header, r io.Reader) error {
 		return err
 	}
 	buf := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(onlyWriter{f}, contentReader{io.LimitReader(r, hdr.Size), "layer entry " + strconv.Quote(hdr.Name)}, *buf)
+	_, err = io.CopyBuffer(onlyWriter{f}, io.LimitReader(r, hdr.Size), *buf)
 	copyBufs.Put(buf)
 	if err == nil && u.chown {
 		err = f.Chown(int(hdr.Uid)+int(u.uidShift), int(hdr.Gid)+int(u.gidShift))

@@ -191,8 +191,9 @@ func workloadPatch(ctx context.Context, plan, state types.Object, diags *diag.Di
 // workloadChangeWarning is the plan's warning about an update of an
 // environment (from state to plan) that restarts or stops its workload,
 // or "" when the update does neither: changing the workload's spec or
-// shrinking disk_gb restarts it, removing it stops it, and cpu_millis,
-// memory_mb, max_processes and a growing disk_gb apply in place.
+// shrinking disk_gb restarts it, removing it stops it, growing disk_gb
+// restarts it unless the server may resize a mounted file system, and
+// cpu_millis, memory_mb and max_processes apply in place.
 func workloadChangeWarning(ctx context.Context, plan, state environmentModel, diags *diag.Diagnostics) (summary, detail string) {
 	if state.Workload.IsNull() {
 		return "", "" // nothing runs yet, so nothing restarts
@@ -221,8 +222,14 @@ func workloadChangeWarning(ctx context.Context, plan, state environmentModel, di
 	if len(fields) > 0 {
 		what = append(what, "changing "+joinAnd(fields))
 	}
-	if from, to, ok := diskShrink(ctx, plan.Resources, state.Resources, diags); ok {
+	from, to, resized := diskResize(ctx, plan.Resources, state.Resources, diags)
+	if resized && to < from {
 		what = append(what, fmt.Sprintf("shrinking resources.disk_gb from %d to %d", from, to))
+	}
+	if len(what) == 0 && resized {
+		return "The workload may restart", fmt.Sprintf(
+			"Growing resources.disk_gb from %d to %d is applied to the running workload of %s where the server may resize a mounted "+
+				"file system (CAP_SYS_RESOURCE); otherwise the workload restarts (same address, same home volume).%s", from, to, env, note)
 	}
 	if len(what) == 0 {
 		return "", ""
@@ -232,15 +239,15 @@ func workloadChangeWarning(ctx context.Context, plan, state environmentModel, di
 	return "The workload restarts", fmt.Sprintf("%s restarts the workload of %s (same address, same home volume).%s", change, env, note)
 }
 
-// diskShrink reports a planned disk_gb smaller than the state's.
-func diskShrink(ctx context.Context, plan, state types.Object, diags *diag.Diagnostics) (from, to int64, ok bool) {
+// diskResize reports a planned disk_gb other than the state's.
+func diskResize(ctx context.Context, plan, state types.Object, diags *diag.Diagnostics) (from, to int64, ok bool) {
 	if plan.IsNull() || plan.IsUnknown() || state.IsNull() || state.IsUnknown() {
 		return 0, 0, false
 	}
 	var p, s resourcesModel
 	diags.Append(plan.As(ctx, &p, objectAsOptions)...)
 	diags.Append(state.As(ctx, &s, objectAsOptions)...)
-	if p.DiskGB.IsUnknown() || p.DiskGB.IsNull() || s.DiskGB.IsNull() || p.DiskGB.ValueInt64() >= s.DiskGB.ValueInt64() {
+	if p.DiskGB.IsUnknown() || p.DiskGB.IsNull() || s.DiskGB.IsNull() || p.DiskGB.ValueInt64() == s.DiskGB.ValueInt64() {
 		return 0, 0, false
 	}
 	return s.DiskGB.ValueInt64(), p.DiskGB.ValueInt64(), true

@@ -1,13 +1,20 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,8 +38,10 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
+	"github.com/isolationhq/terraform-provider-isolation/internal/image/imagetest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/workloadspec"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload/initproc/inittest"
 )
 
@@ -68,9 +77,11 @@ func TestEnvironment_ThePlanWarnsOfAnUpdateThatRestartsOrStopsTheWorkload(t *tes
 		summary, start string // start is the beginning of the detail
 	}{
 		{"no change", func(*apiv1.Environment) {}, "", ""},
-		{"cpu, memory and processes apply in place, as does a growing disk", func(e *apiv1.Environment) {
-			e.Resources = apiv1.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskGB: 40, MaxProcesses: 256}
+		{"cpu, memory and processes apply in place", func(e *apiv1.Environment) {
+			e.Resources = apiv1.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskGB: 20, MaxProcesses: 256}
 		}, "", ""},
+		{"a growing disk restarts where the server cannot resize it mounted", func(e *apiv1.Environment) { e.Resources.DiskGB = 40 },
+			"The workload may restart", "Growing resources.disk_gb from 20 to 40 is applied to the running workload"},
 		{"a new image and command", func(e *apiv1.Environment) {
 			e.Workload.Image, e.Workload.Command = "app:2", []string{"/app", "serve", "--v2"}
 		}, "The workload restarts", "Changing workload.image and workload.command " + restarts},
@@ -354,92 +365,249 @@ func TestEnvironment_AnUpdatePlansWhatTheRuntimeObservesAsUnknownAndWarnsOfTheRe
 	}
 }
 
-// envAccRuntime chooses the workload runtime of the workload acceptance
-// tests: simulate (the default) or runc (see newWorkloadRig).
-const envAccRuntime = "ISOLATION_ACC_RUNTIME"
+// accImages are the two images the workload acceptance tests run, for an
+// image change. They are named with a registry so that the simulate
+// runtime, which resolves no image, takes them as they are; the runc rig
+// imports them under these names, and an image in the store is never
+// pulled.
+var accImages = [2]string{"registry.example.com/acc/app:1", "registry.example.com/acc/app:2"}
 
-// workloadRig is the server the workload acceptance tests run against and
-// what they may expect of it, so that one test states one behaviour on
-// every runtime. By default it is the shared acceptance server, on the
-// simulate driver, which records workloads, runs none and reports them
-// not_run. With ISOLATION_ACC_RUNTIME=runc it is an isolationd of the
-// test's own on the netns driver with the runc runtime, where workloads
-// run; that needs root, and the test skips, saying so, without it.
+// workloadRig is the server a workload acceptance test runs against and
+// what it may expect of it, so that one test states one behaviour on
+// every runtime: the shared acceptance server, on the simulate driver,
+// which records workloads, runs none and reports them not_run; or an
+// isolationd of the test's own on the netns driver with the runc runtime,
+// where they run.
 type workloadRig struct {
 	provider string         // the provider block; "" is the shared server's (ISOLATION_ENDPOINT)
 	client   *client.Client // the rig's server, as its admin
+	srv      *server.Server // the runc rig's server; nil for the shared one
 	driver   string
 	runtime  string
-	running  string    // workload_state of a workload whose command keeps running
-	images   [2]string // two images a workload can run, for an image change
+	running  string // workload_state of a workload whose command keeps running
 }
 
-func newWorkloadRig(t *testing.T) *workloadRig {
-	t.Helper()
-	switch rt := os.Getenv(envAccRuntime); rt {
-	case "", apiv1.RuntimeSimulate:
-		return &workloadRig{
-			client: testAccClient, driver: apiv1.DriverSimulate, runtime: apiv1.RuntimeSimulate, running: apiv1.WorkloadNotRun,
-			// Never pulled: the simulate runtime resolves no image.
-			images: [2]string{"registry.example.com/acc/app:1", "registry.example.com/acc/app:2"},
-		}
-	case apiv1.RuntimeRunc:
-		return newRuncRig(t)
-	default:
-		t.Fatalf("%s=%q: want %s or %s", envAccRuntime, rt, apiv1.RuntimeSimulate, apiv1.RuntimeRunc)
-		return nil
-	}
+// onEachRig runs test on each rig, as subtests named by the runtime:
+// simulate, which needs nothing, and runc, which skips, saying why, where
+// this machine refuses containers (not root, no runc, no namespaces). So
+// make test, which CI runs as root, runs both, on Terraform and on
+// OpenTofu, with nothing to set; -run 'TestAcc.*/runc' picks one.
+func onEachRig(t *testing.T, test func(t *testing.T, rig *workloadRig)) {
+	t.Parallel()
+	t.Run(apiv1.RuntimeSimulate, func(t *testing.T) {
+		test(t, &workloadRig{client: testAccClient, driver: apiv1.DriverSimulate, runtime: apiv1.RuntimeSimulate, running: apiv1.WorkloadNotRun})
+	})
+	t.Run(apiv1.RuntimeRunc, func(t *testing.T) { test(t, newRuncRig(t)) })
 }
 
 // newRuncRig starts an isolationd of the test's own that runs workloads
-// under runc, in network namespaces named with a prefix of its own.
+// under runc, in network namespaces named with a prefix of its own, with
+// accImages in its image store. When the test ends, after the server has
+// shut down, every container, mount, volume and namespace of the prefix
+// is removed: a stopped isolationd leaves them for its next start.
 func newRuncRig(t *testing.T) *workloadRig {
 	t.Helper()
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 (make test does)")
+	requireAcc(t)
+	if why := runcRefused(); why != "" {
+		t.Skip(why)
 	}
-	if os.Geteuid() != 0 {
-		t.Skipf("%s=runc: the netns driver and runc need root", envAccRuntime)
+	cfg := server.Config{
+		Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeRunc, NetnsPrefix: "ac" + acctest.RandStringFromCharSet(4, "abcdefghijklmnopqrstuvwxyz0123456789"),
+		InitBinary: inittest.Binary(t), DataDir: t.TempDir(),
 	}
-	srv := startExtraServer(t, server.Config{
-		Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeRunc, NetnsPrefix: "acc" + acctest.RandStringFromCharSet(3, "abcdefghijklmnopqrstuvwxyz"),
-		InitBinary: inittest.Binary(t),
+	// The containers' root, mapped to another host user, reaches its root
+	// filesystem through the data directory's parents: the test's
+	// directory must be traversable for the user namespace to be used.
+	if err := os.Chmod(filepath.Dir(cfg.DataDir), 0o711); err != nil { //nolint:gosec // G302: traversable, not readable
+		t.Fatal(err)
+	}
+	// Registered before the server starts, so that it runs after the
+	// server's shutdown and before the data directory is removed.
+	t.Cleanup(func() {
+		if err := server.Cleanup(context.Background(), observed(cfg)); err != nil {
+			t.Errorf("removing what the runc rig's server made: %v", err)
+		}
 	})
-	c, err := client.New(client.Config{Endpoint: srv.URL, Token: srv.Token})
+	srv := startServerWith(t, cfg)
+	c, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken(), UserAgent: "acceptance-tests"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i, name := range accImages {
+		// Each image says which it is in /etc/acc-image.
+		img := imagetest.Busybox(t, imagetest.Options{Files: []imagetest.File{{Path: "etc/acc-image", Data: []byte(strconv.Itoa(i+1) + "\n")}}})
+		f, err := os.Open(imagetest.WriteOCITar(t, img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Images().Import(t.Context(), name, f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("importing %s: %v", name, err)
+		}
+	}
 	return &workloadRig{
-		provider: providerBlock(srv), client: c, driver: apiv1.DriverNetns, runtime: apiv1.RuntimeRunc, running: apiv1.WorkloadRunning,
-		images: runcRigImages(t, c),
+		provider: providerBlock(&testServer{URL: srv.URL(), Token: srv.AdminToken()}), client: c, srv: srv,
+		driver: apiv1.DriverNetns, runtime: apiv1.RuntimeRunc, running: apiv1.WorkloadRunning,
 	}
 }
 
-// runcRigImages imports the runc rig's two images (busybox-based, built
-// with internal/image/imagetest) into its server's image store.
-func runcRigImages(t *testing.T, _ *client.Client) [2]string {
-	t.Skipf("%s=runc: the rig imports its images through the image store's API (POST /v1/images), not in this tree yet", envAccRuntime)
-	return [2]string{}
-}
+// runcRefused says why this machine cannot run the runc rig, "" when it
+// can: root for namespaces, cgroups, mounts and loop devices, runc,
+// mkfs.ext4 for the environments' disks, and busybox, of which the test
+// images are made (make runtime-deps installs the packages).
+var runcRefused = sync.OnceValue(func() string {
+	if os.Geteuid() != 0 {
+		return "the runc rig needs root (namespaces, cgroups, mounts, loop devices): run the tests as root, as make test does in CI"
+	}
+	for _, tool := range []string{"runc", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("the runc rig needs %s (Debian: make runtime-deps installs runc and e2fsprogs): %v", tool, err)
+		}
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		return fmt.Sprintf("the runc rig needs loop devices for the environments' disks: %v", err)
+	}
+	if err := imagetest.BusyboxAvailable(); err != nil {
+		return fmt.Sprintf("the runc rig builds its images from busybox (Debian: busybox-static): %v", err)
+	}
+	// The namespaces of an environment and of its container.
+	if out, err := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--uts", "--ipc", "true").CombinedOutput(); err != nil {
+		return fmt.Sprintf("the kernel refuses the namespaces the runc rig needs (unshare: %v: %s)", err, bytes.TrimSpace(out))
+	}
+	return ""
+})
+
+// runs says whether the rig's workloads run: their output, their volume
+// and their processes are there to look at.
+func (r *workloadRig) runs() bool { return r.srv != nil }
 
 // namespace is the check of the environment's namespace on the rig: the
 // simulate driver makes none.
 func (r *workloadRig) namespace() knownvalue.Check {
-	if r.driver == apiv1.DriverSimulate {
-		return knownvalue.Null()
+	if r.runs() {
+		return knownvalue.NotNull()
 	}
-	return knownvalue.NotNull()
+	return knownvalue.Null()
 }
 
 // destroyed is the CheckDestroy of a test on the rig: the environment
-// whose id was captured is gone from the rig's server.
+// whose id was captured is gone from the rig's server, and from its
+// runtime.
 func (r *workloadRig) destroyed(id *string) resource.TestCheckFunc {
 	return func(*terraform.State) error {
 		_, err := r.client.Environments().Get(context.Background(), *id)
 		if !client.IsNotFound(err) {
 			return fmt.Errorf("environment %s after destroy: %v, want 404", *id, err)
 		}
+		return r.runsNothing(id)(nil)
+	}
+}
+
+// runsNothing checks that the runtime keeps nothing of the environment
+// whose id was captured: no container, and so no volume.
+func (r *workloadRig) runsNothing(id *string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		if !r.runs() {
+			return nil
+		}
+		if st, err := r.srv.Runtime().Status(context.Background(), *id); !errors.Is(err, workload.ErrUnknown) {
+			return fmt.Errorf("the runtime still runs a workload for %s: %+v (%v)", *id, st, err)
+		}
 		return nil
+	}
+}
+
+// errFound ends a read of a workload's output that found its line.
+var errFound = errors.New("found")
+
+// printed checks that the workload of isolation_environment.test printed
+// want, following its output for 30 s at most: an apply returns once the
+// command has started, perhaps before it printed. It checks nothing on a
+// rig whose workloads do not run.
+func (r *workloadRig) printed(want string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		if !r.runs() {
+			return nil
+		}
+		id, err := stateAttr(s, environmentAddr, "id")
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var lines []string
+		err = r.client.Environments().Logs(ctx, id, client.LogOptions{Follow: true}, func(l apiv1.LogLine) error {
+			lines = append(lines, l.Line)
+			if l.Line == want {
+				return errFound
+			}
+			return nil
+		})
+		if !errors.Is(err, errFound) {
+			return fmt.Errorf("the workload of %s printed %q (%v), not %q", id, lines, err, want)
+		}
+		return nil
+	}
+}
+
+// crash kills the command of the environment's workload from outside, as
+// the OOM killer or a fault would (SIGKILL: exit code 137), and waits
+// until the server reports that its init restarted it.
+func (r *workloadRig) crash(ctx context.Context, id string) error {
+	st, err := r.srv.Runtime().Status(ctx, id)
+	if err != nil {
+		return err
+	}
+	// The init is a Go program: any of its threads may have started the
+	// command.
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", st.Pid))
+	if err != nil {
+		return err
+	}
+	var pids []string
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		pids = append(pids, strings.Fields(string(b))...)
+	}
+	if st.Pid == 0 || len(pids) == 0 {
+		return fmt.Errorf("the workload of %s runs no command (init pid %d): nothing to crash", id, st.Pid)
+	}
+	for _, p := range pids {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("killing pid %d, the command of %s: %w", pid, id, err)
+		}
+	}
+	return r.reports(ctx, id, "restarted after the crash", func(w *apiv1.Workload) bool {
+		return w.RestartCount == 1 && w.State == apiv1.WorkloadRunning
+	})
+}
+
+// reports waits, for 30 s at most, until the server reports the
+// environment's workload as cond wants it: the runtime's observations
+// reach the API through the reconciler, a moment after they happen.
+func (r *workloadRig) reports(ctx context.Context, id, what string, cond func(*apiv1.Workload) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		env, err := r.client.Environments().Get(ctx, id)
+		if err == nil && env.Workload != nil && cond(env.Workload) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the workload of %s not %s within 30 s: last seen %+v (%v)", id, what, env, err)
+		case <-tick.C:
+		}
 	}
 }
 
@@ -455,101 +623,220 @@ func workloadHCL(image, command string) string {
 }
 
 func TestAccEnvironment_AWorkloadIsCreatedChangedInPlaceResizedRemovedAndDestroyed(t *testing.T) {
-	rig := newWorkloadRig(t)
-	pa, pb := accName("prj"), accName("prj")
-	cfg := func(body string) string { return rig.provider + environmentConfig(pa, pb, "a", `name = "app"`+body) }
-	const v1, v2 = "echo v1; exec sleep 3600", "echo v2; exec sleep 3600"
-	small := `
-  resources = { memory_mb = 256, max_processes = 128 }`
-	bigger := `
-  resources = { cpu_millis = 500, memory_mb = 512, max_processes = 256, disk_gb = 12 }`
-	var id string
-	sameID := statecheck.CompareValue(compare.ValuesSame())
-	sameAddress := statecheck.CompareValue(compare.ValuesSame())
-	// Resources apply to the running workload in place: it is not restarted.
-	sameStart := statecheck.CompareValue(compare.ValuesSame())
-	spec := func(image, command string) knownvalue.Check {
-		return knownvalue.ObjectExact(map[string]knownvalue.Check{
-			"image":       knownvalue.StringExact(image),
-			"command":     knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("/bin/sh"), knownvalue.StringExact("-c"), knownvalue.StringExact(command)}),
-			"args":        knownvalue.Null(),
-			"env":         knownvalue.MapExact(map[string]knownvalue.Check{"GREETING": knownvalue.StringExact("hello")}),
-			"working_dir": knownvalue.StringExact("/home"),
-			"restart":     knownvalue.StringExact(apiv1.RestartAlways),
-		})
-	}
-	kept := func(checks ...statecheck.StateCheck) []statecheck.StateCheck {
-		return append(checks,
-			sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
-			sameAddress.AddStateValue(environmentAddr, tfjsonpath.New("address")),
-			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
+	onEachRig(t, func(t *testing.T, rig *workloadRig) {
+		pa, pb := accName("prj"), accName("prj")
+		cfg := func(body string) string { return rig.provider + environmentConfig(pa, pb, "a", `name = "app"`+body) }
+		// The first command leaves a file in the home volume; the second,
+		// in the second image, shows that it is still there.
+		const (
+			v1 = `echo kept > /home/marker; echo "image $(cat /etc/acc-image)"; exec sleep 3600`
+			v2 = `echo "image $(cat /etc/acc-image), marker $(cat /home/marker)"; exec sleep 3600`
 		)
-	}
-	running := statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_state"), knownvalue.StringExact(rig.running))
-	steps := []resource.TestStep{
-		{
-			// The spec round-trips: the plan after the apply is empty.
-			Config: cfg(small+workloadHCL(rig.images[0], v1)) + `
+		small := `
+  resources = { memory_mb = 256, max_processes = 128 }`
+		faster := `
+  resources = { cpu_millis = 500, memory_mb = 512, max_processes = 256 }`
+		bigger := `
+  resources = { cpu_millis = 500, memory_mb = 512, max_processes = 256, disk_gb = 12 }`
+		var id string
+		sameID := statecheck.CompareValue(compare.ValuesSame())
+		sameAddress := statecheck.CompareValue(compare.ValuesSame())
+		sameNamespace := statecheck.CompareValue(compare.ValuesSame())
+		// Resources apply to the running workload in place: it is not restarted.
+		sameStart := statecheck.CompareValue(compare.ValuesSame())
+		spec := func(image, command string) knownvalue.Check {
+			return knownvalue.ObjectExact(map[string]knownvalue.Check{
+				"image":       knownvalue.StringExact(image),
+				"command":     knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("/bin/sh"), knownvalue.StringExact("-c"), knownvalue.StringExact(command)}),
+				"args":        knownvalue.Null(),
+				"env":         knownvalue.MapExact(map[string]knownvalue.Check{"GREETING": knownvalue.StringExact("hello")}),
+				"working_dir": knownvalue.StringExact("/home"),
+				"restart":     knownvalue.StringExact(apiv1.RestartAlways),
+			})
+		}
+		kept := func(checks ...statecheck.StateCheck) []statecheck.StateCheck {
+			return append(checks,
+				sameID.AddStateValue(environmentAddr, tfjsonpath.New("id")),
+				sameAddress.AddStateValue(environmentAddr, tfjsonpath.New("address")),
+				sameNamespace.AddStateValue(environmentAddr, tfjsonpath.New("namespace")),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
+			)
+		}
+		running := statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_state"), knownvalue.StringExact(rig.running))
+		steps := []resource.TestStep{
+			{
+				// The spec round-trips: the plan after the apply is empty.
+				Config: cfg(small+workloadHCL(accImages[0], v1)) + `
 data "isolation_environment" "read" {
   id = isolation_environment.test.id
 }
 `,
-			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
-			ConfigStateChecks: kept(
-				captureID(environmentAddr, &id),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(environmentAddr, plancheck.ResourceActionCreate)),
+				ConfigStateChecks: kept(
+					captureID(environmentAddr, &id),
+					running,
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload"), spec(accImages[0], v1)),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("driver"), knownvalue.StringExact(rig.driver)),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("runtime"), knownvalue.StringExact(rig.runtime)),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("namespace"), rig.namespace()),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("restart_count"), knownvalue.Int64Exact(0)),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("exit_code"), knownvalue.Null()),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("max_processes"), knownvalue.Int64Exact(128)),
+					statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("memory_mb"), knownvalue.Int64Exact(256)),
+					// The data sources show the same.
+					statecheck.CompareValuePairs("data.isolation_environment.read", tfjsonpath.New("workload"), environmentAddr, tfjsonpath.New("workload"), compare.ValuesSame()),
+					statecheck.CompareValuePairs("data.isolation_environment.read", tfjsonpath.New("workload_state"), environmentAddr, tfjsonpath.New("workload_state"), compare.ValuesSame()),
+					statecheck.CompareValuePairs("data.isolation_environment.read", tfjsonpath.New("runtime"), environmentAddr, tfjsonpath.New("runtime"), compare.ValuesSame()),
+				),
+				Check: rig.printed("image 1"),
+			},
+		}
+		steps = append(steps, importSteps(environmentAddr)...)
+		// A new image and command: the same environment, address and home
+		// volume, in which the first command's file is still there.
+		changed := updatedStep(cfg(small+workloadHCL(accImages[1], v2)), environmentAddr, kept(
+			running,
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload"), spec(accImages[1], v2)),
+			sameStart.AddStateValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("started_at")),
+		)...)
+		changed.Check = rig.printed("image 2, marker kept")
+		steps = append(steps,
+			changed,
+			// cpu, memory and processes apply to the running container
+			// (runc update): it is not restarted.
+			updatedStep(cfg(faster+workloadHCL(accImages[1], v2)), environmentAddr, kept(
 				running,
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload"), spec(rig.images[0], v1)),
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("driver"), knownvalue.StringExact(rig.driver)),
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("runtime"), knownvalue.StringExact(rig.runtime)),
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("namespace"), rig.namespace()),
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"cpu_millis": knownvalue.Int64Exact(500), "memory_mb": knownvalue.Int64Exact(512),
+					"disk_gb": knownvalue.Int64Exact(apiv1.DefaultDiskGB), "max_processes": knownvalue.Int64Exact(256),
+				})),
 				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("restart_count"), knownvalue.Int64Exact(0)),
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("exit_code"), knownvalue.Null()),
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("max_processes"), knownvalue.Int64Exact(128)),
-				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("memory_mb"), knownvalue.Int64Exact(256)),
-				// The data sources show the same.
-				statecheck.CompareValuePairs("data.isolation_environment.read", tfjsonpath.New("workload"), environmentAddr, tfjsonpath.New("workload"), compare.ValuesSame()),
-				statecheck.CompareValuePairs("data.isolation_environment.read", tfjsonpath.New("workload_state"), environmentAddr, tfjsonpath.New("workload_state"), compare.ValuesSame()),
-				statecheck.CompareValuePairs("data.isolation_environment.read", tfjsonpath.New("runtime"), environmentAddr, tfjsonpath.New("runtime"), compare.ValuesSame()),
-			),
+				sameStart.AddStateValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("started_at")),
+			)...),
+			// A growing disk: online where the kernel lets isolationd grow
+			// a mounted filesystem (CAP_SYS_RESOURCE), else offline, which
+			// restarts the workload; either way the same environment.
+			updatedStep(cfg(bigger+workloadHCL(accImages[1], v2)), environmentAddr, kept(
+				running,
+				statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources").AtMapKey("disk_gb"), knownvalue.Int64Exact(12)),
+			)...),
+		)
+		removed := updatedStep(cfg(bigger), environmentAddr, kept(
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_state"), knownvalue.Null()),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status"), knownvalue.Null()),
+		)...)
+		// The server holds no workload any more (the PATCH said workload:
+		// null), and its runtime runs none.
+		removed.Check = resource.ComposeAggregateTestCheckFunc(func(*terraform.State) error {
+			env, err := rig.client.Environments().Get(context.Background(), id)
+			if err != nil {
+				return err
+			}
+			if env.Workload != nil {
+				return fmt.Errorf("the server still holds workload %+v after the workload was removed", *env.Workload)
+			}
+			return nil
+		}, rig.runsNothing(&id))
+		c := testAccCase(t, append(steps, removed))
+		c.CheckDestroy = rig.destroyed(&id)
+		resource.ParallelTest(t, c)
+	})
+}
+
+func TestAccEnvironment_AWorkloadCrashShowsInARefreshWithoutAPerpetualDiff(t *testing.T) {
+	t.Parallel()
+	// The simulate runtime runs nothing that could crash.
+	rig := newRuncRig(t)
+	config := rig.provider + environmentConfig(accName("prj"), accName("prj"), "a", `name = "crashy"`+workloadHCL(accImages[0], "echo up; exec sleep 3600"))
+	var id string
+	restarted := statecheck.CompareValue(compare.ValuesDiffer())
+	started := tfjsonpath.New("workload_status").AtMapKey("started_at")
+	status := func(restarts int64, exit knownvalue.Check) []statecheck.StateCheck {
+		return []statecheck.StateCheck{
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_state"), knownvalue.StringExact(apiv1.WorkloadRunning)),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("restart_count"), knownvalue.Int64Exact(restarts)),
+			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("exit_code"), exit),
+			restarted.AddStateValue(environmentAddr, started),
+		}
+	}
+	c := testAccCase(t, []resource.TestStep{
+		{
+			Config:            config,
+			ConfigPlanChecks:  afterApply(),
+			ConfigStateChecks: append(status(0, knownvalue.Null()), captureID(environmentAddr, &id)),
 		},
-	}
-	steps = append(steps, importSteps(environmentAddr)...)
-	steps = append(steps,
-		// A new image and command: the same environment, address and volume.
-		updatedStep(cfg(small+workloadHCL(rig.images[1], v2)), environmentAddr, kept(
-			running,
-			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload"), spec(rig.images[1], v2)),
-			sameStart.AddStateValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("started_at")),
-		)...),
-		// cpu, memory, processes and a growing disk, in place.
-		updatedStep(cfg(bigger+workloadHCL(rig.images[1], v2)), environmentAddr, kept(
-			running,
-			statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("resources"), knownvalue.ObjectExact(map[string]knownvalue.Check{
-				"cpu_millis": knownvalue.Int64Exact(500), "memory_mb": knownvalue.Int64Exact(512),
-				"disk_gb": knownvalue.Int64Exact(12), "max_processes": knownvalue.Int64Exact(256),
-			})),
-			sameStart.AddStateValue(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("started_at")),
-		)...),
-	)
-	removed := updatedStep(cfg(bigger), environmentAddr, kept(
-		statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload"), knownvalue.Null()),
-		statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_state"), knownvalue.Null()),
-		statecheck.ExpectKnownValue(environmentAddr, tfjsonpath.New("workload_status"), knownvalue.Null()),
-	)...)
-	// The server holds no workload any more: the PATCH said workload: null.
-	removed.Check = func(*terraform.State) error {
-		env, err := rig.client.Environments().Get(context.Background(), id)
-		if err != nil {
-			return err
-		}
-		if env.Workload != nil {
-			return fmt.Errorf("the server still holds workload %+v after the workload was removed", *env.Workload)
-		}
-		return nil
-	}
-	c := testAccCase(t, append(steps, removed))
+		{
+			// The command is killed and restarted behind Terraform's back:
+			// the plan's refresh sees it, as drift of what only the server
+			// sets, and plans nothing.
+			PreConfig: outside(t, func(ctx context.Context) error { return rig.crash(ctx, id) }),
+			Config:    config,
+			PlanOnly:  true,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+				expectDrift(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("restart_count"), knownvalue.Int64Exact(0), knownvalue.Int64Exact(1)),
+				expectDrift(environmentAddr, tfjsonpath.New("workload_status").AtMapKey("exit_code"), knownvalue.Null(), knownvalue.Int64Exact(137)),
+			}},
+		},
+		{
+			// terraform apply -refresh-only records it; the plan after it
+			// is empty.
+			RefreshState: true,
+			Check: resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr(environmentAddr, "workload_state", apiv1.WorkloadRunning),
+				resource.TestCheckResourceAttr(environmentAddr, "workload_status.restart_count", "1"),
+				resource.TestCheckResourceAttr(environmentAddr, "workload_status.exit_code", "137"),
+			),
+			RefreshPlanChecks: resource.RefreshPlanChecks{PostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+		},
+		{
+			// And the configuration, applied again, changes nothing: no
+			// perpetual diff, and the command that was started again keeps
+			// running.
+			Config:            config,
+			ConfigPlanChecks:  resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}, PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			ConfigStateChecks: status(1, knownvalue.Int64Exact(137)),
+		},
+	})
 	c.CheckDestroy = rig.destroyed(&id)
-	resource.ParallelTest(t, c)
+	resource.Test(t, c)
+}
+
+// expectDrift is a plan check that the plan's refresh found the resource
+// at addr changed outside Terraform at path, from before to after: what
+// terraform plan reports as "Objects have changed outside of Terraform",
+// and terraform plan -refresh-only as the change it would record.
+func expectDrift(addr string, path tfjsonpath.Path, before, after knownvalue.Check) plancheck.PlanCheck {
+	return driftCheck{addr, path, before, after}
+}
+
+type driftCheck struct {
+	addr          string
+	path          tfjsonpath.Path
+	before, after knownvalue.Check
+}
+
+func (c driftCheck) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	for _, rc := range req.Plan.ResourceDrift {
+		if rc.Address != c.addr || rc.Change == nil {
+			continue
+		}
+		for _, side := range []struct {
+			name  string
+			value any
+			check knownvalue.Check
+		}{{"before", rc.Change.Before, c.before}, {"after", rc.Change.After, c.after}} {
+			v, err := tfjsonpath.Traverse(side.value, c.path)
+			if err == nil {
+				err = side.check.CheckValue(v)
+			}
+			if err != nil {
+				resp.Error = errors.Join(resp.Error, fmt.Errorf("%s: drift at %s, %s: %w", c.addr, c.path, side.name, err))
+			}
+		}
+		return
+	}
+	resp.Error = fmt.Errorf("%s: the plan's refresh found no change outside Terraform, want one at %s", c.addr, c.path)
 }
 
 func TestAccEnvironment_InvalidWorkloadsAndProcessLimitsFailAtPlanNamingTheAttribute(t *testing.T) {

@@ -188,10 +188,13 @@ func shutdown(srv *server.Server) error {
 }
 
 // startServerWith starts an isolationd of the test's own on loopback, shut
-// down with the test, with cfg's settings.
+// down with the test, with cfg's settings, in a temporary data directory
+// unless cfg names one.
 func startServerWith(t *testing.T, cfg server.Config) *server.Server {
 	t.Helper()
-	cfg.DataDir = t.TempDir()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
 	srv, err := startServer(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("starting isolationd: %v", err)

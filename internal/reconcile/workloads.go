@@ -38,7 +38,7 @@ func (r *Reconciler) runWorkload(p pass, env apiv1.Environment, ep enforce.Endpo
 		Workload: env.Workload.WorkloadSpec, Resources: env.Resources,
 	}
 	if r.opts.Images != nil {
-		r.progress(p, env, "resolving image "+env.Workload.Image)
+		r.progress(p, env, "preparing image "+env.Workload.Image+" (pulled and unpacked when it is not yet)")
 		img, err := r.opts.Images.Resolve(p.ctx, env.Workload.Image)
 		if errors.Is(err, image.ErrUnknown) || errors.Is(err, image.ErrInvalid) {
 			return nil, r.specFailed(p, env, &workload.SpecError{Field: "workload.image", Message: err.Error()})
@@ -48,7 +48,7 @@ func (r *Reconciler) runWorkload(p pass, env apiv1.Environment, ep enforce.Endpo
 		}
 		spec.Image = img
 	}
-	r.progress(p, env, "starting the workload")
+	r.progress(p, env, "creating and starting the workload's container")
 	applied, err := rt.Ensure(p.ctx, spec)
 	var se *workload.SpecError
 	if errors.As(err, &se) {

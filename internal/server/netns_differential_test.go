@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
-	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
 )
@@ -50,15 +52,27 @@ var (
 // probes between the environments' namespaces and an internet, and every
 // packet's fate must be what POST /v1/environments/{id}/check says of it:
 // after the policies are created, after an environment's labels change,
-// after a policy is patched, and after one is replaced. A disagreement is
-// shrunk, through the API, to the fewest policies and rules that still
-// show it, and printed with the rulesets the driver rendered.
+// after a policy is patched, and after one is replaced. Every environment
+// runs a workload, its container in the namespace the packets cross. A
+// disagreement is shrunk, through the API, to the fewest policies and
+// rules that still show it, and printed with the rulesets the driver
+// rendered.
 func TestNetnsAPI_PacketsAgreeWithTheCheckEndpoint(t *testing.T) {
 	seed := netnstest.Seed(t, "netns-seed", *apiSeedFlag)
-	l := startLab(t, labConfig(t, netns.DriverName))
+	l := runcLab(t)
 	dt := &apiDifferential{t: t, l: l, seed: seed}
+	disk := int64(1) // GiB, sparse
+	var inits []int
 	for i, labels := range apiEnvLabels {
-		e := l.createEnv(fmt.Sprintf("env-%d", i), labels)
+		// One at a time: the addresses go to the environments in order.
+		e, err := l.createRunning(apiv1.EnvironmentCreate{
+			Name: fmt.Sprintf("env-%d", i), Labels: labels, Resources: &apiv1.ResourcesSpec{DiskGB: &disk},
+			Workload: &apiv1.WorkloadSpec{Image: "busybox:test", Command: []string{"sleep", "3600"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inits = append(inits, l.mustRunIn(e))
 		netnstest.Serve(t, e.Enforcement.Namespace, probePorts)
 		dt.envs = append(dt.envs, e)
 		dt.ends = append(dt.ends, l.ends(e)...)
@@ -119,6 +133,34 @@ func TestNetnsAPI_PacketsAgreeWithTheCheckEndpoint(t *testing.T) {
 	}
 	t.Logf("%d probes agreed with the check endpoint (%d through, %d dropped) in %v", rs.Sent, rs.Through, rs.Sent-rs.Through, time.Since(start).Round(time.Millisecond))
 	rs.Enough(t, 2000)
+	// Relabelling an environment and changing its policies leave its
+	// workload alone.
+	for i, e := range dt.envs {
+		if pid := l.mustRunIn(e); pid != inits[i] {
+			t.Errorf("environment %s: its workload's init is %d after the rounds, %d before them", e.ID, pid, inits[i])
+		}
+	}
+}
+
+// mustRunIn fails the test unless environment e's workload runs in the
+// network namespace the API reports for it, and returns its init's pid.
+func (l *apiLab) mustRunIn(e apiv1.Environment) int {
+	l.tb.Helper()
+	st, err := l.srv.Runtime().Status(l.ctx, e.ID)
+	if err != nil || st.Pid == 0 {
+		l.tb.Fatalf("environment %s: the runtime sees no running workload: %+v %v", e.ID, st, err)
+	}
+	var want, got unix.Stat_t
+	if err := unix.Stat(filepath.Join("/run/netns", e.Enforcement.Namespace), &want); err != nil {
+		l.tb.Fatal(err)
+	}
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", st.Pid), &got); err != nil {
+		l.tb.Fatal(err)
+	}
+	if got.Dev != want.Dev || got.Ino != want.Ino {
+		l.tb.Fatalf("environment %s: its workload's init %d is not in network namespace %s", e.ID, st.Pid, e.Enforcement.Namespace)
+	}
+	return st.Pid
 }
 
 // apiDifferential is the state of the differential test: the environments

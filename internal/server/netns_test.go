@@ -194,7 +194,14 @@ func (l *apiLab) createEnv(name string, labels map[string]string) apiv1.Environm
 
 // create creates an environment and waits (wait_for=ready) until it is ready.
 func (l *apiLab) create(name string, labels map[string]string) (apiv1.Environment, error) {
-	e, err := l.c.Environments().Create(l.ctx, apiv1.EnvironmentCreate{ProjectID: l.project.ID, Name: name, Labels: labels})
+	return l.createReady(apiv1.EnvironmentCreate{Name: name, Labels: labels})
+}
+
+// createReady creates the environment c describes in the lab's project
+// and waits (wait_for=ready) until it is ready.
+func (l *apiLab) createReady(c apiv1.EnvironmentCreate) (apiv1.Environment, error) {
+	c.ProjectID = l.project.ID
+	e, err := l.c.Environments().Create(l.ctx, c)
 	if err != nil {
 		return apiv1.Environment{}, err
 	}

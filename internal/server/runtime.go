@@ -164,5 +164,11 @@ func Cleanup(ctx context.Context, cfg Config) error {
 	if err := d.Purge(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("netns: %w", err))
 	}
+	if len(errs) == 0 {
+		// runc's state directory went with the runtime; its parent is ours.
+		if err := os.Remove(filepath.Dir(opts.StateRoot)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }

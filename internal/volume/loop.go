@@ -106,5 +106,6 @@ func Detach(dev string) error {
 // within reports whether path is dir or lies below it.
 func within(path, dir string) bool {
 	dir = filepath.Clean(dir)
-	return path == dir || strings.HasPrefix(path, dir+"/")
+	// The root's children start with "/" alone, not "//".
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
+	enforcens "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
+	"github.com/isolationhq/terraform-provider-isolation/internal/volume"
+)
+
+// With the netns driver and the runc runtime, the environments are kernel
+// objects (namespaces, containers, mounts, loop devices): the demo checks
+// that destroying them leaves none, and removes what isolationd keeps for
+// its next start with `isolationd cleanup` once it has stopped.
+
+// checkNothingLeft fails when an environment's namespace, or a mount or
+// loop device of their disks, is still there after the environments were
+// destroyed.
+func (d *demo) checkNothingLeft() error {
+	var left []string
+	for _, ns := range d.namespaces {
+		if _, err := os.Stat(filepath.Join(runDir, ns)); err == nil {
+			left = append(left, ns)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("after destroy the environments' namespaces %s are still in %s", strings.Join(left, ", "), runDir)
+	}
+	if len(d.namespaces) == 0 {
+		return nil
+	}
+	fmt.Fprintf(d.out, "the environments' namespaces %s are gone\n", strings.Join(d.namespaces, " and "))
+	if err := d.checkNoMounts(); err != nil {
+		return fmt.Errorf("after destroy: %w", err)
+	}
+	fmt.Fprintf(d.out, "no mount or loop device is left under the data directory: the containers' root filesystems and disks are gone\n")
+	return nil
+}
+
+// checkNoMounts fails when a mount or a loop device is left under the
+// demo's data directory.
+func (d *demo) checkNoMounts() error {
+	mounts, err := volume.Mounts(d.dataDir)
+	if err != nil {
+		return err
+	}
+	loops, err := volume.LoopDevices(d.dataDir)
+	if err != nil {
+		return err
+	}
+	if len(mounts)+len(loops) > 0 {
+		return fmt.Errorf("mounts %v and loop devices %v are left under %s", mounts, loops, d.dataDir)
+	}
+	return nil
+}
+
+// cleanup runs `isolationd cleanup` for the demo's prefix once isolationd
+// has stopped: it removes what isolationd keeps for its next start (the
+// router namespace), and after a failure whatever the environments left
+// (containers, mounts, disks, namespaces). Then it fails if any namespace
+// with the prefix, or any mount under the data directory, remains.
+func (d *demo) cleanup(ctx context.Context) error {
+	if d.dataDir == "" {
+		return nil // isolationd never started: it made nothing
+	}
+	before, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(d.binDir, devrun.ServerBinary), "cleanup", "--data-dir", d.dataDir, "--netns-prefix", d.netnsPrefix)
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	fmt.Fprintf(d.out, "$ isolationd cleanup --data-dir %s --netns-prefix %s\n", d.dataDir, d.netnsPrefix)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("isolationd cleanup: %w", err)
+	}
+	remaining, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
+	if err != nil {
+		return err
+	}
+	if len(remaining) > 0 {
+		return fmt.Errorf("namespaces with the demo's prefix %q are left in %s after isolationd cleanup: %s", d.netnsPrefix, runDir, strings.Join(remaining, ", "))
+	}
+	if err := d.checkNoMounts(); err != nil {
+		return fmt.Errorf("after isolationd cleanup: %w", err)
+	}
+	removed := "isolationd had left none"
+	if len(before) > 0 {
+		removed = "it removed " + strings.Join(before, ", ")
+	}
+	fmt.Fprintf(d.out, "no namespace named %s* is left in %s, nor a mount under the data directory (%s)\n", d.netnsPrefix, runDir, removed)
+	return nil
+}
