@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -286,6 +287,9 @@ func (v Volume) Remove() error {
 	if err := v.Unmount(); err != nil {
 		return err
 	}
+	if err := v.released(); err != nil {
+		return err
+	}
 	for _, p := range []string{v.File, v.File + ".new"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -300,6 +304,30 @@ func (v Volume) Remove() error {
 		return os.RemoveAll(v.Dir)
 	}
 	return nil
+}
+
+// released waits until no loop device is backed by the volume's file:
+// unmounting releases an autoclear device, but the kernel may finish
+// that after umount returns. A device still bound once the mount is gone
+// (one attached by a crashed isolationd) is detached.
+func (v Volume) released() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		loops, err := LoopDevices(v.File)
+		if err != nil || len(loops) == 0 {
+			return err
+		}
+		var derr error
+		for _, l := range loops {
+			// A device the kernel is releasing refuses this (busy): the
+			// next look finds it gone.
+			derr = errors.Join(derr, Detach(l.Device))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("volume %s: loop devices %v still attached 5s after it was unmounted: %v", v.File, loops, derr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // superblockSize reads the filesystem's size in bytes from its superblock.
