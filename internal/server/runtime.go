@@ -70,21 +70,20 @@ func (cfg Config) usernsBase(name string) (uint32, error) {
 		return 0, nil
 	}
 	// The mapped root reaches its root filesystem through the data
-	// directory: make that traversable (not readable: every file in it
-	// stays 0600), and give up the user namespace when a parent is not.
-	if err := os.Chmod(cfg.DataDir, 0o711); err != nil { //nolint:gosec // G302: traversable, not readable, by a container's mapped root
-		return 0, fmt.Errorf("server: data directory: %w", err)
-	}
-	for d := filepath.Dir(filepath.Clean(cfg.DataDir)); ; d = filepath.Dir(d) {
+	// directory: give up the user namespace when a parent is not
+	// traversable, else make the data directory so (not readable: every
+	// file in it stays 0600).
+	for d := filepath.Dir(filepath.Clean(cfg.DataDir)); d != "/"; d = filepath.Dir(d) {
 		if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o001 == 0 {
 			cfg.Logger.Warn("containers run without a user namespace: a container's mapped root could not reach its root filesystem",
 				"directory", d, "fix", "chmod o+x "+d)
 			return 0, nil
 		}
-		if d == "/" {
-			return UsernsBase, nil
-		}
 	}
+	if err := os.Chmod(cfg.DataDir, 0o711); err != nil { //nolint:gosec // G302: traversable, not readable, by a container's mapped root
+		return 0, fmt.Errorf("server: data directory: %w", err)
+	}
+	return UsernsBase, nil
 }
 
 // initBinary finds the init: --init-binary, else isolation-init beside
