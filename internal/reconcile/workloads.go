@@ -27,8 +27,12 @@ func (r *Reconciler) runWorkload(p pass, env apiv1.Environment, ep enforce.Endpo
 		return nil, "" // only the rules changed
 	}
 	if env.Workload == nil {
-		if err := rt.Remove(p.ctx, env.ID); err != nil {
-			return nil, r.enforceFailed(p, env, "removing the workload", err)
+		// Only a workload this process started can be left to remove: at
+		// start, Sync removed every container of an environment without one.
+		if r.startedKey(env.ID) != "" {
+			if err := rt.Remove(p.ctx, env.ID); err != nil {
+				return nil, r.enforceFailed(p, env, "removing the workload", err)
+			}
 		}
 		r.setStarted(env.ID, key)
 		return nil, ""
