@@ -15,15 +15,27 @@
 // PostgreSQL's port in db), and the demo sends real TCP connections between
 // the environments' namespaces, each of which must be answered or dropped
 // as the policy of the moment says. It shows a process past its memory
-// limit killed and reported, and the workloads' output. Afterwards it runs
-// `isolationd cleanup` for its prefix. Otherwise it uses the simulate
-// driver, which records the workloads and runs none, and says what it
-// skipped.
+// limit killed and reported, and the workloads' output. As a developer it
+// execs into api with the isolationd CLI (the connections then come from
+// inside the container), and shows a viewer refused, a session token
+// revoked and the sessions' audit events. It gives isolationd an internet
+// of its own to reach, a namespace named after its prefix that
+// isolationd's uplink joins to the router (--uplink netns:NAME), with a
+// resolver (--dns-upstream) and HTTPS servers for a few names; from inside
+// api's container it resolves the names the quickstart's fqdn rules allow
+// through isolationd's DNS proxy and fetches from them, shows the names in
+// the effective policy and check by host name, and shows a name no rule
+// allows refused with its Extended DNS Error and an address no rule allows
+// refused at once, then the flow records of what api was refused.
+// Afterwards it runs `isolationd cleanup` for its prefix
+// and deletes its internet. Otherwise it uses the simulate driver, which
+// records the workloads and runs none, and says what it skipped.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -76,6 +88,9 @@ type demo struct {
 	packets *packets
 	// namespaces are the environments' namespaces, gone after destroy.
 	namespaces []string
+	// inet, with the netns driver, is the internet isolationd's uplink
+	// leads to.
+	inet *internet
 }
 
 // section prints a numbered header, so the output reads as the steps of the demo.
@@ -106,15 +121,20 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if d.netnsPrefix != "" {
 		// Runs once isolationd has stopped, however the demo ended, and
 		// even when the demo was interrupted.
+		// Its failure is reported beside the demo's own, if any: it
+		// says what is left on the machine.
 		defer func() {
-			if cErr := d.cleanup(context.WithoutCancel(ctx)); err == nil {
-				err = cErr
-			}
+			err = errors.Join(err, d.cleanup(context.WithoutCancel(ctx)))
 		}()
 	}
 
 	if err := d.start(ctx, why); err != nil {
 		d.showServerLog()
+		// A server that started is stopped before the cleanup, which
+		// needs the sockets and namespaces it holds.
+		if d.server != nil {
+			err = errors.Join(err, d.server.Stop(30*time.Second))
+		}
 		return err
 	}
 	defer func() {
@@ -131,7 +151,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 
-	for _, step := range []func(context.Context) error{d.importImage, d.apply, d.show, d.workloads, d.drift, d.destroy} {
+	for _, step := range []func(context.Context) error{d.importImage, d.apply, d.show, d.workloads, d.developerAccess, d.egressByName, d.flows, d.drift, d.destroy} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -140,8 +160,10 @@ func (d *demo) run(ctx context.Context) (err error) {
 		d.section("What the simulate driver skipped")
 		fmt.Fprintf(d.out, "%s, so isolationd ran the simulate driver: nothing was isolated and no workload ran.\n"+
 			"Skipped: the workloads themselves (api's httpd, db's echo service), real TCP connections between the\n"+
-			"environments' namespaces, the process killed past its memory limit, the workloads' output, and\n"+
-			"isolationd cleanup. Run `make demo` as root to see them.\n", why)
+			"environments' namespaces, the process killed past its memory limit, the workloads' output, exec into\n"+
+			"the workloads as a developer (the simulate runtime has none to exec into), egress to the demo's fake\n"+
+			"internet by name (its namespace, DNS through isolationd's proxy, the fqdn rules' resolved names, a\n"+
+			"name and an address no rule allows refused), and isolationd cleanup. Run `make demo` as root to see them.\n", why)
 	}
 	return nil
 }
@@ -152,6 +174,11 @@ func (d *demo) start(ctx context.Context, why string) error {
 	d.section("Starting isolationd on its embedded store")
 	if d.netnsPrefix != "" {
 		fmt.Fprintf(d.out, "driver:    netns, prefix %s, runtime runc (running as root): real workloads, real packets between the environments' namespaces\n", d.netnsPrefix)
+		var err error
+		if d.inet, err = startInternet(d.netnsPrefix, d.dir); err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "internet:  %s,\n           the far end of isolationd's uplink; the environments' DNS proxy forwards to its resolver\n", d.inet.describe())
 	} else {
 		fmt.Fprintf(d.out, "driver:    simulate, %s: no workload runs and no real packets, only what the driver would do (run as root for the netns driver)\n", why)
 	}
@@ -199,7 +226,7 @@ func (d *demo) start(ctx context.Context, why string) error {
 }
 
 func (d *demo) apply(ctx context.Context) error {
-	d.section("terraform apply: a project, two environments with workloads, and the policy between them")
+	d.section("terraform apply: a project, two environments with workloads, and their policies")
 	// With dev_overrides there is nothing to install, so no `terraform init`.
 	return d.tf.Run(ctx, "apply", "-auto-approve", "-no-color")
 }
@@ -258,31 +285,45 @@ func (d *demo) show(ctx context.Context) error {
 	printEffectivePolicy(d.out, ep)
 
 	d.section("Asking the enforcement driver what it would do")
-	checks := []struct {
+	for _, c := range []struct {
 		req  apiv1.CheckRequest
 		want bool
 	}{
 		{apiv1.CheckRequest{Direction: apiv1.Ingress, Protocol: apiv1.ProtocolTCP, Address: api.Address, Port: 5432}, true},
 		{apiv1.CheckRequest{Direction: apiv1.Ingress, Protocol: apiv1.ProtocolTCP, Address: api.Address, Port: 22}, false},
-		{apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: "198.51.100.7", Port: 443}, true},
-		{apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: "10.1.2.3", Port: 443}, false},
-	}
-	for _, c := range checks {
-		res, err := d.api.Environments().Check(ctx, db.ID, c.req)
-		if err != nil {
+		{apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: api.Address, Port: 5432}, true},
+		// Only api reaches the internet, and only by name.
+		{apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: apiv1.ProtocolTCP, Address: "198.51.100.7", Port: 443}, false},
+	} {
+		if _, err := d.check(ctx, "db", db.ID, c.req, c.want); err != nil {
 			return err
 		}
-		verdict := "denied"
-		if res.Allowed {
-			verdict = fmt.Sprintf("allowed by policy %s, rule %d", res.Matched.PolicyName, res.Matched.RuleIndex)
-		}
-		fmt.Fprintf(d.out, "db %-7s %s %-15s port %-5d -> %s\n", c.req.Direction, c.req.Protocol, c.req.Address, c.req.Port, verdict)
-		if res.Allowed != c.want {
-			return fmt.Errorf("check %+v: allowed=%v, want %v", c.req, res.Allowed, c.want)
-		}
 	}
-
 	return nil
+}
+
+// check asks the API whether the named environment's rules allow req,
+// prints the answer and fails when it is not want.
+func (d *demo) check(ctx context.Context, name, id string, req apiv1.CheckRequest, want bool) (*apiv1.CheckResult, error) {
+	res, err := d.api.Environments().Check(ctx, id, req)
+	if err != nil {
+		return res, err
+	}
+	verdict := "denied"
+	if res.Allowed {
+		verdict = fmt.Sprintf("allowed by policy %s, rule %d", res.Matched.PolicyName, res.Matched.RuleIndex)
+	}
+	if len(res.Addresses) > 0 {
+		verdict += fmt.Sprintf(" (%s stands for %s now)", req.Address, strings.Join(res.Addresses, ", "))
+	}
+	fmt.Fprintf(d.out, "%-3s %-7s %s %-15s port %-5d -> %s\n", name, req.Direction, req.Protocol, req.Address, req.Port, verdict)
+	for _, w := range res.Warnings {
+		fmt.Fprintf(d.out, "    warning: %s\n", w)
+	}
+	if res.Allowed != want {
+		return res, fmt.Errorf("check %s %+v: allowed=%v, want %v", name, req, res.Allowed, want)
+	}
+	return res, nil
 }
 
 // workloads shows what api and db run; with the netns driver, real
@@ -344,6 +385,8 @@ func describePeers(peers []apiv1.EffectivePeer) string {
 	var parts []string
 	for _, p := range peers {
 		switch {
+		case p.FQDN != "":
+			parts = append(parts, describeName(p))
 		case p.CIDR != "" && len(p.Except) > 0:
 			parts = append(parts, fmt.Sprintf("%s except %s", p.CIDR, strings.Join(p.Except, ",")))
 		case p.CIDR != "":
@@ -362,6 +405,19 @@ func describePeers(peers []apiv1.EffectivePeer) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// describeName is an fqdn peer with the names the environment resolved
+// and may reach now.
+func describeName(p apiv1.EffectivePeer) string {
+	if len(p.Names) == 0 {
+		return p.FQDN + " (nothing resolved now)"
+	}
+	var names []string
+	for _, n := range p.Names {
+		names = append(names, fmt.Sprintf("%s = %s for %s", n.Name, strings.Join(n.Addresses, ","), time.Until(n.Expires).Round(time.Second)))
+	}
+	return fmt.Sprintf("%s [%s]", p.FQDN, strings.Join(names, "; "))
 }
 
 func describePorts(ports []apiv1.Port) string {
@@ -408,7 +464,7 @@ func (d *demo) drift(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "DELETE policy %s\n", outs.PolicyID)
-	if err := d.probe(ctx, outs.ProjectID, dbPort, false, "no policy selects api or db any more: everything is denied"); err != nil {
+	if err := d.probe(ctx, outs.ProjectID, dbPort, false, "no policy lets api and db reach each other any more"); err != nil {
 		return err
 	}
 

@@ -15,11 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	enforcens "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
 )
 
 // With the netns driver the demo sends real packets: TCP connections
@@ -93,23 +93,6 @@ func randomPrefix() (string, error) {
 	return string(b), nil
 }
 
-// inNamespace runs fn on a locked OS thread inside the named namespace.
-// Sockets fn creates belong to that namespace for good, so only their
-// creation has to happen here.
-func inNamespace(name string, fn func() error) error {
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", name, err)
-	}
-	defer h.Close()
-	return enforcens.OnLockedThread(func() error {
-		if err := netns.Set(h); err != nil {
-			return fmt.Errorf("enter namespace %s: %w", name, err)
-		}
-		return fn()
-	})
-}
-
 // endpoint is an environment as the packets see it.
 type endpoint struct {
 	name, id, namespace string
@@ -175,7 +158,7 @@ func talk(c net.Conn, from endpoint, port uint16) (string, error) {
 func connect(from, to endpoint, port uint16, timeout time.Duration) (outcome, string, error) {
 	dst := netip.AddrPortFrom(to.addr, port).String()
 	var c net.Conn
-	err := inNamespace(from.namespace, func() error {
+	err := netnstest.Do(from.namespace, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp4", dst, timeout)
 		return err
@@ -236,6 +219,10 @@ func checkConnection(w io.Writer, from, to endpoint, port uint16, want bool, why
 		what = "connected, " + answer
 	case reset:
 		what = "reset: the SYN got through, and nothing listens"
+		if !want {
+			// Deny fast: the router resets a flow the sender's own egress rules deny.
+			what = "refused at once (reset by the router)"
+		}
 	case dropped:
 		what = "no answer (dropped)"
 	}
@@ -243,7 +230,7 @@ func checkConnection(w io.Writer, from, to endpoint, port uint16, want bool, why
 	switch {
 	case want && got != connected:
 		return fmt.Errorf("real packets contradict the policy: tcp from %s to %s port %d: %s, but %s", from.name, dst, port, what, why)
-	case !want && got != dropped:
+	case !want && got == connected:
 		return fmt.Errorf("real packets contradict the policy: tcp from %s to %s port %d: %s, but %s: the rules should have dropped it", from.name, dst, port, what, why)
 	}
 	return nil
@@ -355,12 +342,14 @@ func (d *demo) probe(ctx context.Context, projectID string, port uint16, want bo
 	return checkConnection(d.out, d.packets.api, d.packets.db, port, want, why)
 }
 
-// driverFlags are the flags that give isolationd the netns driver and
-// the runc runtime (its default with that driver, said here for the
-// reader).
+// driverFlags are the flags that give isolationd the netns driver, the
+// runc runtime (its default with that driver, said here for the reader),
+// an uplink to the demo's internet and its resolver as the DNS proxy's
+// upstream.
 func (d *demo) driverFlags() []string {
 	if d.netnsPrefix == "" {
 		return nil
 	}
-	return []string{"--driver", enforcens.DriverName, "--netns-prefix", d.netnsPrefix, "--runtime", apiv1.RuntimeRunc}
+	return []string{"--driver", enforcens.DriverName, "--netns-prefix", d.netnsPrefix, "--runtime", apiv1.RuntimeRunc,
+		"--uplink", "netns:" + d.inet.namespace, "--dns-upstream", resolverAddr.String()}
 }

@@ -17,7 +17,8 @@ import (
 // With the netns driver and the runc runtime, the environments are kernel
 // objects (namespaces, containers, mounts, loop devices): the demo checks
 // that destroying them leaves none, and removes what isolationd keeps for
-// its next start with `isolationd cleanup` once it has stopped.
+// its next start with `isolationd cleanup` once it has stopped, then its
+// own internet (internet.go).
 
 // checkNothingLeft fails when an environment's namespace, or a mount or
 // loop device of their disks, is still there after the environments were
@@ -64,22 +65,23 @@ func (d *demo) checkNoMounts() error {
 
 // cleanup runs `isolationd cleanup` for the demo's prefix once isolationd
 // has stopped: it removes what isolationd keeps for its next start (the
-// router namespace), and after a failure whatever the environments left
-// (containers, mounts, disks, namespaces). Then it fails if any namespace
-// with the prefix, or any mount under the data directory, remains.
+// router namespace and its uplink), and after a failure whatever the
+// environments left (containers, mounts, disks, namespaces). Then it
+// deletes the demo's internet, and fails if any namespace with the
+// prefix, or any mount under the data directory, remains.
 func (d *demo) cleanup(ctx context.Context) error {
-	if d.dataDir == "" {
-		return nil // isolationd never started: it made nothing
+	removed, err := d.isolationdCleanup(ctx)
+	// The internet goes even when isolationd cleanup failed: nothing else
+	// would delete it.
+	if d.inet != nil {
+		if cErr := d.inet.close(); cErr != nil {
+			err = errors.Join(err, cErr)
+		} else {
+			fmt.Fprintf(d.out, "deleted the demo's internet, namespace %s\n", d.inet.namespace)
+		}
 	}
-	before, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
 	if err != nil {
 		return err
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(d.binDir, devrun.ServerBinary), "cleanup", "--data-dir", d.dataDir, "--netns-prefix", d.netnsPrefix)
-	cmd.Stdout, cmd.Stderr = d.out, d.out
-	fmt.Fprintf(d.out, "$ isolationd cleanup --data-dir %s --netns-prefix %s\n", d.dataDir, d.netnsPrefix)
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("isolationd cleanup: %w", err)
 	}
 	remaining, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
 	if err != nil {
@@ -88,13 +90,41 @@ func (d *demo) cleanup(ctx context.Context) error {
 	if len(remaining) > 0 {
 		return fmt.Errorf("namespaces with the demo's prefix %q are left in %s after isolationd cleanup: %s", d.netnsPrefix, runDir, strings.Join(remaining, ", "))
 	}
+	if d.dataDir == "" {
+		return nil
+	}
 	if err := d.checkNoMounts(); err != nil {
 		return fmt.Errorf("after isolationd cleanup: %w", err)
 	}
-	removed := "isolationd had left none"
-	if len(before) > 0 {
-		removed = "it removed " + strings.Join(before, ", ")
+	what := "isolationd had left none"
+	if len(removed) > 0 {
+		what = "isolationd cleanup removed " + strings.Join(removed, ", ")
 	}
-	fmt.Fprintf(d.out, "no namespace named %s* is left in %s, nor a mount under the data directory (%s)\n", d.netnsPrefix, runDir, removed)
+	fmt.Fprintf(d.out, "no namespace named %s* is left in %s, nor a mount under the data directory (%s)\n", d.netnsPrefix, runDir, what)
 	return nil
+}
+
+// isolationdCleanup runs `isolationd cleanup` for the demo's prefix, when
+// isolationd started, and returns the namespaces it removed.
+func (d *demo) isolationdCleanup(ctx context.Context) ([]string, error) {
+	if d.dataDir == "" {
+		return nil, nil // isolationd never started: it made nothing
+	}
+	before, err := enforcens.NamespacesWithPrefix(d.netnsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(d.binDir, devrun.ServerBinary), "cleanup", "--data-dir", d.dataDir, "--netns-prefix", d.netnsPrefix)
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	fmt.Fprintf(d.out, "$ isolationd cleanup --data-dir %s --netns-prefix %s\n", d.dataDir, d.netnsPrefix)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("isolationd cleanup: %w", err)
+	}
+	var removed []string
+	for _, ns := range before {
+		if d.inet == nil || ns != d.inet.namespace {
+			removed = append(removed, ns)
+		}
+	}
+	return removed, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -138,7 +139,7 @@ func TestEnvLogs_FollowPrintsNewLinesUntilInterrupted(t *testing.T) {
 	defer interrupt()
 	out, errs := newSyncBuffer(), newSyncBuffer()
 	done := make(chan int, 1)
-	go func() { done <- envContext(ctx, []string{"logs", "shop/web", "-f"}, out, errs) }()
+	go func() { done <- envContext(ctx, []string{"logs", "shop/web", "-f"}, stdio{out: out, err: errs}) }()
 	// Each line is printed as it comes: wait for it before writing the next.
 	wait := func(want string) {
 		t.Helper()
@@ -214,5 +215,133 @@ func TestParseInterspersed_FlagsAnywhereUntilDoubleDash(t *testing.T) {
 		if err != nil || !slices.Equal(rest, tc.rest) || *follow != tc.follow {
 			t.Errorf("%q: rest %q, -f %v, err %v; want %q, %v", tc.args, rest, *follow, err, tc.rest, tc.follow)
 		}
+	}
+}
+
+func TestEnvList_ShowsTheEnvironmentsFilteredByProjectLabelAndState(t *testing.T) {
+	f := newEnvFixture(t)
+	c, err := apiClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled, err := c.Environments().Create(t.Context(), apiv1.EnvironmentCreate{ProjectID: f.env.ProjectID, Name: "api", Labels: map[string]string{"team": "payments"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Environments().WaitFor(t.Context(), labelled.ID, apiv1.StateReady); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runSplit("env", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[0], "PROJECT") || !strings.Contains(lines[0], "WORKLOAD") {
+		t.Fatalf("env list: exit %d, stdout %q, stderr %q; want a header and 3 environments", code, out, errs)
+	}
+	rows := map[string][]string{}
+	for _, l := range lines[1:] {
+		fields := strings.Fields(l)
+		rows[fields[0]] = fields
+	}
+	// ID PROJECT NAME STATE WORKLOAD ADDRESS AGE, the project by its name.
+	if got := rows[labelled.ID]; len(got) != 7 || !slices.Equal(got[1:5], []string{"shop", "api", "ready", "-"}) {
+		t.Errorf("env list's row of %s: %q; want shop api ready, no workload", labelled.ID, got)
+	}
+	if got := rows[f.env.ID]; len(got) != 7 || !slices.Equal(got[1:3], []string{"shop", "web"}) {
+		t.Errorf("env list's row of %s: %q; want shop web", f.env.ID, got)
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--project", "shop"}, []string{f.env.ID, labelled.ID}},
+		{[]string{"--project", f.env.ProjectID}, []string{f.env.ID, labelled.ID}},
+		{[]string{"--label", "team=payments"}, []string{labelled.ID}},
+		{[]string{"--project", "shop", "--state", "ready", "--label", "team=payments"}, []string{labelled.ID}},
+		{[]string{"--label", "team=other"}, []string{}},
+	} {
+		code, out, errs := runSplit(append([]string{"env", "list", "-o", "json"}, tc.args...)...)
+		var envs []apiv1.Environment
+		if err := json.Unmarshal([]byte(out), &envs); err != nil || code != 0 {
+			t.Fatalf("%q: exit %d, stdout %q, stderr %q: %v", tc.args, code, out, errs, err)
+		}
+		ids := []string{}
+		for _, e := range envs {
+			ids = append(ids, e.ID)
+		}
+		slices.Sort(ids)
+		slices.Sort(tc.want)
+		if !slices.Equal(ids, tc.want) {
+			t.Errorf("%q: environments %q; want %q", tc.args, ids, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"env", "list", "--project", "nope"}, 1, `no project named "nope"`},
+		{[]string{"env", "list", "--state", "sleeping"}, 1, "state"},
+		{[]string{"env", "list", "--label", "team"}, 2, "must be K=V"},
+		{[]string{"env", "list", "-o", "yaml"}, 2, "usage: isolationd env list"},
+		{[]string{"env", "list", "shop"}, 2, "usage: isolationd env list"},
+	} {
+		code, _, errs := runSplit(tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.says) {
+			t.Errorf("%q: exit %d, stderr %q; want %d saying %q", tc.args, code, errs, tc.code, tc.says)
+		}
+	}
+}
+
+func TestEnvExtend_RestartsTheTTLFromNowInPlaceByIDOrProjectSlashName(t *testing.T) {
+	f := newEnvFixture(t)
+	c, err := apiClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ref string
+		ttl time.Duration
+	}{{f.env.ID, 2 * time.Hour}, {"shop/web", 90 * time.Minute}} {
+		// The server stores expires_at to the second.
+		from := time.Now().Truncate(time.Second)
+		code, out, errs := runSplit("env", "extend", tc.ref, tc.ttl.String())
+		to := time.Now()
+		e, err := c.Environments().Get(t.Context(), f.env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != 0 || e.TTLSeconds == nil || *e.TTLSeconds != int64(tc.ttl/time.Second) || e.ExpiresAt == nil ||
+			e.ExpiresAt.Before(from.Add(tc.ttl)) || e.ExpiresAt.After(to.Add(tc.ttl)) {
+			t.Fatalf("extend %s %s: exit %d, stderr %q; environment ttl %v expires %v, want %s from now", tc.ref, tc.ttl, code, errs, e.TTLSeconds, e.ExpiresAt, tc.ttl)
+		}
+		if want := fmt.Sprintf("%s expires at %s (ttl_seconds %d)\n", f.env.ID, e.ExpiresAt.UTC().Format(time.RFC3339), *e.TTLSeconds); out != want {
+			t.Errorf("extend %s: stdout %q, want %q", tc.ref, out, want)
+		}
+	}
+}
+
+func TestEnvExtend_ErrorsSayWhatIsWrongAndChangeNothing(t *testing.T) {
+	f := newEnvFixture(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"env", "extend", "shop/web"}, 2, "usage: isolationd env extend ENV DURATION"},
+		{[]string{"env", "extend", "shop/web", "tomorrow"}, 2, `DURATION "tomorrow" must be whole seconds from 1s to 8760h0m0s`},
+		{[]string{"env", "extend", "shop/web", "500ms"}, 2, "whole seconds from 1s"},
+		{[]string{"env", "extend", "shop/web", "8761h"}, 2, "(one year)"},
+		{[]string{"env", "extend", "shop/nope", "1h"}, 1, `no environment named "nope" in project "shop"`},
+	} {
+		code, _, errs := runSplit(tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.says) {
+			t.Errorf("%q: exit %d, stderr %q; want %d saying %q", tc.args, code, errs, tc.code, tc.says)
+		}
+	}
+	c, err := apiClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Environments().Get(t.Context(), f.env.ID); err != nil || e.TTLSeconds != nil {
+		t.Fatalf("after refused extends: ttl %v (%v), want none", e.TTLSeconds, err)
 	}
 }

@@ -1,12 +1,16 @@
 // Command isolationd is the environment-isolation control plane.
 //
 //	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
-//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
+//	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--uplink host|netns:NAME [--uplink-net CIDR]]
+//	                 [--dns-upstream ADDR[:PORT]]... [--dns-min-ttl DURATION] [--dns-max-ttl DURATION] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
+//	                 [--exec-sessions-per-token N] [--flow-logs=true|false] [--flow-retention DURATION] [--flow-max-records N]
 //	                 [--tls-cert F --tls-key F | --insecure-listen]
-//	                 [--log-level debug|info|warn|error] [--runtime runc|none] [--init-binary PATH] [--userns auto|off]
+//	                 [--log-level debug|info|warn|error] [--runtime runc|none] [--init-binary PATH] [--runc PATH] [--userns auto|off]
+//	                 [--siem URL]... [--siem-config FILE]...
 //	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
-//	isolationd env logs ENV [-f] [--tail N] [--since T]   (over the API: ISOLATION_ENDPOINT, ISOLATION_TOKEN)
+//	isolationd audit export --data-dir DIR [--since SEQ] [--until SEQ] [--format json|ocsf|cef]
+//	isolationd env list | exec ENV -- CMD... | shell ENV | logs ENV [-f]   (over the API: ISOLATION_ENDPOINT, ISOLATION_TOKEN)
 //	isolationd image import NAME PATH | image list | image rm NAME
 //	isolationd cleanup --data-dir DIR [--netns-prefix P]
 //	isolationd version
@@ -29,6 +33,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+	"github.com/isolationhq/terraform-provider-isolation/internal/siem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 	"github.com/isolationhq/terraform-provider-isolation/internal/version"
 )
@@ -36,6 +41,10 @@ import (
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
   isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd audit export --data-dir DIR [--since SEQ] [--until SEQ] [--format json|ocsf|cef]
+  isolationd env list [--project P] [--label K=V]... [--state S] [-o table|json]
+  isolationd env exec [-i] [flags] ENV -- CMD...
+  isolationd env shell [flags] ENV [-- CMD...]
   isolationd env logs ENV [-f] [--tail N] [--since T]
   isolationd image import NAME PATH | image list | image rm NAME
   isolationd cleanup --data-dir DIR [--netns-prefix P]
@@ -52,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "audit" && args[1] == "verify":
 		return verify(args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "audit" && args[1] == "export":
+		return auditExport(args[2:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "env":
 		return env(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "image":
@@ -75,6 +86,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	pool := fs.String("address-pool", apiv1.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
 	quarantine := fs.Duration("address-quarantine", ipam.DefaultQuarantine, "how long a freed environment address is kept from new environments, so that rules still naming it admit nobody new (after it, addresses are reused least recently freed first)")
+	uplink := fs.String("uplink", "", "netns driver: connect the router namespace to host (the host's network, through a veth pair <prefix>router with an address on 169.254.201.0/30) or netns:NAME (a named namespace), masquerading environments' egress; absent: nothing on the host is touched")
+	uplinkNet := fs.String("uplink-net", "", "netns driver: the uplink's link network, an IPv4 CIDR of at most /30 outside the address pool (default 169.254.201.0/30)")
+	var dnsUpstreams stringsFlag
+	fs.Var(&dnsUpstreams, "dns-upstream", "netns driver: a resolver the environments' DNS proxy forwards to, ADDR or ADDR:PORT (default port 53; repeatable, tried in order); absent: the proxy answers SERVFAIL")
+	dnsMinTTL := fs.Duration("dns-min-ttl", 0, "netns driver: the least time an answer's addresses stay allowed for an fqdn rule, whatever its TTL (default 30s)")
+	dnsMaxTTL := fs.Duration("dns-max-ttl", 0, "netns driver: the most time an answer's addresses stay allowed for an fqdn rule; longer TTLs are rewritten to it (default 1h)")
 	prefix := fs.String("netns-prefix", "", "netns driver: prefix of every namespace, link and nftables table it makes, 1-6 lowercase letters or digits (default iso)")
 	auditLog := fs.String("audit-log", "", "also write audit events as JSON lines to FILE, or - for stdout")
 	auditKey := fs.String("audit-hmac-key-file", "", "key the audit chain: seal events with HMAC-SHA256 under the key in FILE (at least 32 bytes; openssl rand -hex 32 > FILE)")
@@ -90,8 +107,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	runtime := fs.String("runtime", "", "workload runtime: runc (the default with --driver netns: OCI containers under runc inside each environment's namespace) or none (network-only environments, workloads refused); the simulate driver records workloads and runs none")
 	initBinary := fs.String("init-binary", "", "runc runtime: the static init every container runs as PID 1 (default: isolation-init beside this executable, then on PATH)")
+	runcBinary := fs.String("runc", "", "runc runtime: the runc to run containers with, 1.2 or later with a user namespace (default: runc beside this executable, where make runtime-deps builds it, then on PATH)")
 	userns := fs.String("userns", "auto", "runc runtime: run containers in a user namespace (container root is an unprivileged host uid): auto (when the kernel allows it) or off")
+	execSessions := fs.Int("exec-sessions-per-token", api.DefaultExecSessionsPerToken, "exec sessions one token may have open at once (at least 1); beyond it 429")
+	flowLogs := fs.Bool("flow-logs", true, "netns driver: record every flow environments open or receive, allowed or denied (GET /v1/flows)")
+	flowRetention := fs.Duration("flow-retention", server.DefaultFlowRetention, "how long flow records are kept")
+	flowMax := fs.Int("flow-max-records", server.DefaultFlowMaxRecords, "how many flow records are kept at most (the oldest go first)")
 	quota := fs.Int64("default-environment-quota", 1000, "environment quota of projects created without one (0: no limit), so that one project cannot take the whole address pool; admins change a project's with environment_quota")
+	var siemURLs, siemFiles repeated
+	fs.Var(&siemURLs, "siem", siemFlagHelp)
+	fs.Var(&siemFiles, "siem-config", "read SIEM sinks from FILE: one --siem URL a line, # comments (keeps webhook secrets off the command line; repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -117,18 +142,38 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isolationd serve: --rate-limit-role: %v\n", err)
 		return 2
 	}
+	if *execSessions < 1 {
+		fmt.Fprintf(stderr, "isolationd serve: --exec-sessions-per-token %d: must be at least 1\n", *execSessions)
+		return 2
+	}
+	if *flowRetention <= 0 {
+		fmt.Fprintf(stderr, "isolationd serve: --flow-retention %s: must be a positive duration, such as 168h\n", *flowRetention)
+		return 2
+	}
+	if *flowMax < 1 {
+		fmt.Fprintf(stderr, "isolationd serve: --flow-max-records %d: must be at least 1\n", *flowMax)
+		return 2
+	}
 	if *anonRate < 0 || *anonBurst < 0 || *reserveMiB < 0 {
 		fmt.Fprintln(stderr, "isolationd serve: --anon-rate-limit, --anon-rate-burst and --audit-reserve-mib must be 0 or more")
+		return 2
+	}
+	sinks, err := siem.ParseSinks(siemURLs, siemFiles)
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: %v\n", err)
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
 		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
-		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
+		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, NetnsUplink: *uplink, NetnsUplinkNet: *uplinkNet,
+		DNSUpstreams: dnsUpstreams, DNSMinTTL: *dnsMinTTL, DNSMaxTTL: *dnsMaxTTL, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureListen: *insecure, Logger: logger,
-		DefaultEnvironmentQuota: *quota,
-		Runtime:                 *runtime, InitBinary: *initBinary, Userns: *userns,
+		DefaultEnvironmentQuota: *quota, ExecSessionsPerToken: *execSessions,
+		FlowLogsOff: !*flowLogs, FlowRetention: *flowRetention, FlowMaxRecords: *flowMax,
+		Runtime: *runtime, InitBinary: *initBinary, RuncBinary: *runcBinary, Userns: *userns,
+		SIEM: sinks,
 	}
 	if *auditKey != "" {
 		if cfg.AuditKey, err = audit.ReadKeyFile(*auditKey); err != nil {

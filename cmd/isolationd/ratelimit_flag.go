@@ -44,3 +44,13 @@ func parseRoleRateLimits(s string) (map[string]api.RateLimit, error) {
 	}
 	return out, nil
 }
+
+// stringsFlag is a flag given any number of times, its values in order.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *stringsFlag) Set(v string) error {
+	*f = append(*f, v)
+	return nil
+}

@@ -43,7 +43,7 @@ func needContainers(t *testing.T) {
 		t.Skip(why)
 	}
 	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("runc is not installed (Debian: apt-get install runc)")
+		t.Skip("runc is not installed (make runtime-deps builds it into bin/)")
 	}
 	imagetest.SkipWithoutBusybox(t)
 }

@@ -1,14 +1,12 @@
 # A project with two environments, an API and its database, each running a
-# workload from var.image, and one policy that lets them reach each other on
-# PostgreSQL's port and the internet on HTTPS. Everything else is denied:
-# environments are isolated by default.
+# workload from var.image; one policy that lets them reach each other on
+# PostgreSQL's port, and one that lets the API fetch packages from npm and
+# GitHub by name. Everything else is denied, the rest of the internet
+# included: environments are isolated by default.
 
 locals {
   api_labels = { app = "api", team = var.team, stack = var.project_name }
   db_labels  = { app = "db", team = var.team, stack = var.project_name }
-
-  # Egress to the internet, never to private address space.
-  private_ranges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 }
 
 resource "isolation_project" "this" {
@@ -54,8 +52,8 @@ resource "isolation_environment" "db" {
 
 resource "isolation_policy" "app" {
   project_id  = isolation_project.this.id
-  name        = "api-db-and-https"
-  description = "api and db reach each other on 5432; both reach the internet on 443"
+  name        = "api-and-db"
+  description = "api and db reach each other on 5432"
 
   # Applies to every environment of this stack: api and db.
   environment_selector = {
@@ -81,8 +79,30 @@ resource "isolation_policy" "app" {
       ]
       ports = [{ protocol = "tcp", port = 5432 }]
     },
+  ]
+}
+
+resource "isolation_policy" "api_packages" {
+  project_id  = isolation_project.this.id
+  name        = "api-fetches-packages"
+  description = "api reaches the npm registry and GitHub's downloads on 443, by name"
+
+  environment_selector = {
+    match_labels = { app = "api", stack = var.project_name }
+  }
+  policy_types = ["egress"]
+
+  # By name, not address: api's resolver (isolationd's DNS proxy, on the
+  # netns driver) lets api reach the addresses these names resolve to, for
+  # as long as the answer's TTL, and refuses to resolve any other name for
+  # it. A wildcard stands for exactly one more label:
+  # objects.githubusercontent.com, not a.b.githubusercontent.com.
+  egress = [
     {
-      to    = [{ cidr = "0.0.0.0/0", except = local.private_ranges }]
+      to = [
+        { fqdn = "registry.npmjs.org" },
+        { fqdn = "*.githubusercontent.com" },
+      ]
       ports = [{ protocol = "tcp", port = 443 }]
     },
   ]

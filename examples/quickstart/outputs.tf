@@ -23,9 +23,9 @@ output "policy_id" {
   value       = isolation_policy.app.id
 }
 
-# Each rule of the database's effective policy in words: its peers (a CIDR
-# with the ranges carved out of it, or the environments a selector matches
-# now) and its ports.
+# Each rule of the database's effective policy in words: its peers (a host
+# name, a CIDR with the ranges carved out of it, or the environments a
+# selector matches now) and its ports.
 locals {
   db_rules = {
     for direction, rules in {
@@ -35,6 +35,7 @@ locals {
       for rule in rules : {
         peers = [
           for peer in rule.peers : (
+            peer.fqdn != null ? peer.fqdn :
             peer.cidr == null ? join(",", peer.environments[*].name) :
             try(length(peer.except), 0) == 0 ? peer.cidr :
             "${peer.cidr} except ${join(", ", sort(peer.except))}"

@@ -8,6 +8,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -16,10 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/auth"
 	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
+	"github.com/isolationhq/terraform-provider-isolation/internal/siem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
@@ -57,6 +61,22 @@ type Options struct {
 	// WorkloadLogs finds the environments' workload output (the runtime);
 	// nil when the server runs no workloads, whose logs are then 404.
 	WorkloadLogs WorkloadLogs
+	// Exec starts commands in the environments' containers (the
+	// runtime); nil when the server runs no workloads.
+	Exec Execer
+	// AuditKey is the HMAC key that seals the audit chain, nil for none:
+	// GET /v1/audit-events/verify checks keyed events with it.
+	AuditKey *audit.Key
+	// ExecSessionsPerToken bounds the exec sessions one token has open at
+	// once; 0 means DefaultExecSessionsPerToken.
+	ExecSessionsPerToken int
+	// SIEM, when set, reports the SIEM sinks on /readyz.
+	SIEM SIEMStatus
+}
+
+// SIEMStatus is what /readyz shows of the SIEM sinks (siem.Exporter).
+type SIEMStatus interface {
+	Status(ctx context.Context) []siem.SinkStatus
 }
 
 // API serves isolationd's HTTP API.
@@ -70,9 +90,13 @@ type API struct {
 	log        *slog.Logger
 	maxWait    time.Duration
 	ipam       *ipam.Allocator
+	auditKey   *audit.Key
 
-	// workloadLogs is nil when the server runs no workloads.
+	// workloadLogs and execer are nil when the server runs no workloads.
 	workloadLogs WorkloadLogs
+	execer       Execer
+	sessions     *execSessions
+	siem         SIEMStatus
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -108,6 +132,7 @@ func New(opts Options) *API {
 		log:        opts.Logger,
 		maxWait:    opts.MaxWait,
 		ipam:       opts.IPAM,
+		auditKey:   opts.AuditKey,
 		tokens:     newTokenCache(),
 		limiter:    newLimiter(opts.Control.Clock(), RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
 		anon:       newAnonLimiter(opts.Control.Clock(), opts.AnonRateLimit),
@@ -117,6 +142,9 @@ func New(opts Options) *API {
 	}
 	a.health.store, _ = opts.Store.(writeProber)
 	a.workloadLogs = opts.WorkloadLogs
+	a.execer = opts.Exec
+	a.siem = opts.SIEM
+	a.sessions = newExecSessions(opts.ExecSessionsPerToken)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
 	opts.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -143,15 +171,25 @@ func New(opts Options) *API {
 func (a *API) Handler() http.Handler { return a.handler }
 
 // Close makes long-running requests (wait_for, watch) answer now, so that
-// a graceful shutdown does not wait for their timeouts.
+// a graceful shutdown does not wait for their timeouts, and ends every
+// exec session (reason server_stops).
 func (a *API) Close() {
 	a.closeOnce.Do(func() { close(a.closing) })
 }
 
-// Drain audits every refused request still counted in memory (closing the
-// open minute's windows) and stops the goroutine that appends them: call
-// it once no request is in flight any more, before the store closes.
-func (a *API) Drain(ctx context.Context) error { return a.denials.stop(ctx) }
+// Drain waits until every exec session has ended with its end on the
+// audit trail (a WebSocket's outlives the HTTP server's shutdown), then
+// audits every refused request still counted in memory (closing the open
+// minute's windows) and stops the goroutine that appends them: call it
+// after Close, once no request is in flight any more, before the store
+// closes.
+func (a *API) Drain(ctx context.Context) error {
+	var err error
+	if err = a.sessions.drain(ctx); err != nil {
+		err = fmt.Errorf("exec sessions still open: %w", err)
+	}
+	return errors.Join(err, a.denials.stop(ctx))
+}
 
 // FlushDenials appends every refused request counted so far, closing the
 // open windows as Drain does but carrying on (for tests that read the
@@ -201,6 +239,9 @@ func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) (replayed 
 	if err := a.rateLimit(r); err != nil {
 		return false, err
 	}
+	if err := a.consoleGuard(r, rt); err != nil {
+		return false, err
+	}
 	if rt.Idempotent {
 		a.idempotencyMark(r)
 	}
@@ -214,7 +255,7 @@ func (a *API) guard(rt Route, w http.ResponseWriter, r *http.Request) (replayed 
 	if err := a.authorize(r, rt.Perm); err != nil {
 		return false, err
 	}
-	if rt.Perm.Verb == auth.VerbWrite {
+	if rt.Perm.Verb == auth.VerbWrite || rt.Perm.Verb == auth.VerbSession {
 		if err := a.health.writable(r.Context()); err != nil {
 			return false, err
 		}
@@ -235,6 +276,9 @@ type requestInfo struct {
 	route     string
 	source    apiv1.Source
 	principal *auth.Principal
+	// uiSession is the console session the request was authenticated
+	// by (its cookie), "" for a bearer token.
+	uiSession string
 	perm      Perm
 	target    target
 	body      []byte // read by readBody, for the routes that take one

@@ -47,6 +47,57 @@ func TestProjects_CreateReadUpdateDelete(t *testing.T) {
 	h.do("GET", "/v1/projects/"+p.ID, nil).problem(t, 404, "not-found", "")
 }
 
+func TestProjects_DeleteContentsDeletesItsPoliciesAndEnvironmentsInOneAuditedChange(t *testing.T) {
+	h := newHarness(t)
+	p := h.project("payments")
+	other := h.project("other")
+	api, db := h.environment(p.ID, "api", nil), h.environment(p.ID, "db", nil)
+	kept := h.environment(other.ID, "api", nil)
+	var pol apiv1.Policy
+	port := 443
+	h.do("POST", "/v1/policies", apiv1.PolicyCreate{ProjectID: p.ID, PolicySpec: apiv1.PolicySpec{Name: "web", PolicyTypes: []string{"egress"},
+		Egress: []apiv1.EgressRule{{To: []apiv1.Peer{{CIDR: "203.0.113.0/24"}}, Ports: []apiv1.Port{{Protocol: apiv1.ProtocolTCP, Port: &port}}}}}}).json(t, 201, &pol)
+	// Deleting the policy alone would break this assertion (422): emptying
+	// the project deletes it first.
+	var assertion apiv1.Assertion
+	h.do("POST", "/v1/projects/"+p.ID+"/assertions", apiv1.AssertionCreate{AssertionSpec: apiv1.AssertionSpec{
+		Name: "api-reaches-out", From: apiv1.AssertionSource{Environment: "api"}, To: apiv1.AssertionTarget{CIDR: "203.0.113.0/24"},
+		Protocol: apiv1.ProtocolTCP, Port: 443, Expect: apiv1.ExpectAllow,
+	}}).json(t, 201, &assertion)
+	h.do("DELETE", "/v1/policies/"+pol.ID, nil).problem(t, 422, "assertion-broken", "")
+
+	// Without it, the refusal names what the project holds.
+	refused := h.do("DELETE", "/v1/projects/"+p.ID, nil).problem(t, 409, "conflict", "")
+	if want := "still holds 2 environments (api, db) and 1 policy (web)"; !strings.Contains(refused.Detail, want) || !strings.Contains(refused.Detail, "/contents") {
+		t.Fatalf("409 detail %q, want it to say %q and how to delete them all", refused.Detail, want)
+	}
+	h.do("DELETE", "/v1/projects/"+p.ID+"/contents", nil, "If-Match", `"7"`).problem(t, 412, "precondition-failed", "")
+
+	var held apiv1.ProjectContents
+	h.do("DELETE", "/v1/projects/"+p.ID+"/contents", nil, "If-Match", `"1"`).json(t, 200, &held)
+	want := apiv1.ProjectContents{
+		Environments: []apiv1.ObjectRef{{ID: api.ID, Name: "api"}, {ID: db.ID, Name: "db"}},
+		Policies:     []apiv1.ObjectRef{{ID: pol.ID, Name: "web"}},
+		Assertions:   []apiv1.ObjectRef{{ID: assertion.ID, Name: "api-reaches-out"}},
+	}
+	// Environments are listed by id, which orders them by creation.
+	if fmt.Sprint(held) != fmt.Sprint(want) {
+		t.Fatalf("contents %+v, want %+v", held, want)
+	}
+	h.do("GET", "/v1/policies/"+pol.ID, nil).problem(t, 404, "not-found", "")
+	h.do("GET", "/v1/projects/"+p.ID+"/assertions/"+assertion.ID, nil).problem(t, 404, "not-found", "")
+	h.wait(api.ID, "deleted")
+	h.wait(db.ID, "deleted")
+	h.do("GET", "/v1/environments/"+kept.ID, nil).json(t, 200, nil)
+	var events apiv1.List[apiv1.AuditEvent]
+	h.do("GET", "/v1/audit-events?action=project.delete_contents", nil).json(t, 200, &events)
+	if len(events.Items) != 1 || events.Items[0].Resource.ID != p.ID || !strings.Contains(string(mustJSON(t, events.Items[0].Changes)), pol.ID) {
+		t.Fatalf("audit %+v, want one project.delete_contents event naming what it deleted", events.Items)
+	}
+	// Emptied, the project goes as any empty one does.
+	h.do("DELETE", "/v1/projects/"+p.ID, nil).json(t, 204, nil)
+}
+
 // badRequest is one rejected request and what it must be answered with.
 type badRequest struct {
 	name, method, path string
@@ -82,7 +133,7 @@ func TestBadInput_IsRejectedWithAProblemAndChangesNothing(t *testing.T) {
 		{"port 0", "POST", "/v1/policies", policy(`{"ports":[{"port":0}]}`), nil, 400, "validation", "egress[0].ports[0].port"},
 		{"port 70000", "POST", "/v1/policies", policy(`{"ports":[{"port":70000}]}`), nil, 400, "validation", "egress[0].ports[0].port"},
 		{"end_port below port", "POST", "/v1/policies", policy(`{"ports":[{"port":8080,"end_port":80}]}`), nil, 400, "validation", "egress[0].ports[0].end_port"},
-		{"unknown protocol", "POST", "/v1/policies", policy(`{"ports":[{"protocol":"sctp","port":80}]}`), nil, 400, "validation", "egress[0].ports[0].protocol"},
+		{"unknown protocol", "POST", "/v1/policies", policy(`{"ports":[{"protocol":"gre","port":80}]}`), nil, 400, "validation", "egress[0].ports[0].protocol"},
 		{"empty policy_types", "POST", "/v1/policies", fmt.Sprintf(`{"project_id":%q,"name":"p2","policy_types":[]}`, p.ID), nil, 400, "validation", "policy_types"},
 		{"duplicate environment name", "POST", "/v1/environments", apiv1.EnvironmentCreate{ProjectID: p.ID, Name: "api"}, nil, 409, "conflict", "name"},
 		{"duplicate policy name", "POST", "/v1/policies", apiv1.PolicyCreate{ProjectID: p.ID, PolicySpec: apiv1.PolicySpec{Name: "web", PolicyTypes: []string{"ingress"}}}, nil, 409, "conflict", "name"},
@@ -357,13 +408,31 @@ func TestEnvironment_TTLExpiryTearsDownAndIsAudited(t *testing.T) {
 		t.Fatalf("created: %+v", env)
 	}
 	h.wait(env.ID, "ready") // the pass that made it ready had armed its deadline
+	outsider := h.apiToken("outsider", apiv1.RoleEditor, h.project("other").ID)
 	clock.Advance(time.Second)
+	// Gone because it expired, and saying so, to the wait that saw it go
+	// and to every request about it after.
 	_, r := h.wait(env.ID, "deleted")
-	r.problem(t, 404, "not-found", "")
+	expired(t, r, env)
+	expired(t, h.do("GET", "/v1/environments/"+env.ID, nil), env)
+	expired(t, h.do("PATCH", "/v1/environments/"+env.ID, apiv1.EnvironmentPatch{TTLSeconds: ptr(int64(60))}), env)
+	// A caller who could not read it learns nothing of it.
+	h.do("GET", "/v1/environments/"+env.ID, nil, bearer(outsider.Secret)...).problem(t, 404, "not-found", "")
 	var evs apiv1.List[apiv1.AuditEvent]
 	h.do("GET", "/v1/audit-events?action=environment.expire&resource_id="+env.ID, nil).json(t, 200, &evs)
 	if len(evs.Items) != 1 || evs.Items[0].Actor.Name != "isolationd" || evs.Items[0].ProjectID != p.ID {
 		t.Fatalf("expire events: %+v", evs.Items)
+	}
+}
+
+// expired checks that r is the 410 of env, expired by its TTL.
+func expired(t *testing.T, r resp, env apiv1.Environment) {
+	t.Helper()
+	p := r.problem(t, 410, "gone", "")
+	at := env.ExpiresAt.UTC().Format(time.RFC3339)
+	if p.ExpiredAt == nil || !p.ExpiredAt.Equal(*env.ExpiresAt) || p.TTLSeconds == nil || *p.TTLSeconds != *env.TTLSeconds ||
+		!strings.Contains(p.Detail, "expired at "+at+" (ttl_seconds 1)") {
+		t.Fatalf("410 %+v, want it to say it expired at %s (ttl_seconds %d)", p, at, *env.TTLSeconds)
 	}
 }
 

@@ -21,6 +21,8 @@ func (a *API) authenticate(r *http.Request) error {
 	header := r.Header.Get("Authorization")
 	secret, ok := auth.BearerToken(header)
 	switch {
+	case header == "" && sessionCookie(r) != "":
+		return a.authenticateSession(r, sessionCookie(r))
 	case header == "":
 		return a.unauthenticated(r, "no bearer token", "no bearer token: send the header Authorization: Bearer TOKEN")
 	case !ok:
@@ -53,7 +55,10 @@ func (a *API) authenticate(r *http.Request) error {
 	case rec.ExpiresAt != nil && !a.now().Before(*rec.ExpiresAt):
 		return a.unauthenticated(r, "expired token "+rec.ID, expiredDetail(*rec.ExpiresAt))
 	}
-	info.principal = &auth.Principal{TokenID: rec.ID, Name: rec.Name, Role: rec.Role, ProjectID: rec.ProjectID, ExpiresAt: rec.ExpiresAt}
+	info.principal = &auth.Principal{
+		TokenID: rec.ID, Name: rec.Name, Role: rec.Role, ProjectID: rec.ProjectID,
+		Developer: rec.Developer, EnvironmentID: rec.EnvironmentID, ExpiresAt: rec.ExpiresAt,
+	}
 	info.logger = info.logger.With("token_id", rec.ID)
 	return nil
 }

@@ -15,11 +15,12 @@ import (
 // authorize is the one authorization step: it finds the project the route
 // targets (loading the object its path names, or reading the project_id
 // of the body) and asks auth.Decide. Scope comes before role, so a token
-// learns nothing about other projects, not even from a validation error.
+// learns nothing about other projects (or, for a session token, other
+// environments), not even from a validation error.
 func (a *API) authorize(r *http.Request, perm Perm) error {
 	info := requestInfoFrom(r.Context())
 	info.perm = perm
-	projectID := ""
+	projectID, environmentID := "", ""
 	ctx := r.Context()
 	id := idFromPath(r)
 	var err error
@@ -33,7 +34,7 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 		// (targetEnvironment).
 		var e store.EnvironmentJSON
 		e, err = a.store.GetEnvironmentJSON(ctx, id)
-		projectID, info.target.environment = e.ProjectID, e
+		projectID, environmentID, info.target.environment = e.ProjectID, id, e
 	case ScopePolicy:
 		var p apiv1.Policy
 		p, err = a.store.GetPolicy(ctx, id)
@@ -52,6 +53,11 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	case ScopeBody:
 		projectID = bodyProject(r)
 	}
+	if errors.Is(err, store.ErrNotFound) && perm.Scope == ScopeEnvironment {
+		if answer, ok := a.expiredEnvironment(r, perm, id); ok {
+			return answer
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Audited like an out-of-scope 404, so that the two cost the same.
 		a.refused(r, actionNotFound, apiv1.OutcomeFailure, http.StatusNotFound, "no such "+string(perm.Resource))
@@ -60,7 +66,27 @@ func (a *API) authorize(r *http.Request, perm Perm) error {
 	if err != nil {
 		return err
 	}
-	return a.decide(r, perm, projectID)
+	return a.decide(r, perm, projectID, environmentID)
+}
+
+// expiredEnvironment answers a request about environment id, which the
+// store no longer holds, when its TTL removed it or the lookup failed
+// (ok): 410 saying when, to a caller who could have read it, and for
+// anyone else exactly what an environment outside their scope answers.
+func (a *API) expiredEnvironment(r *http.Request, perm Perm, id string) (answer error, ok bool) {
+	x, ok, err := control.Expired(r.Context(), a.store, id)
+	if err != nil {
+		return err, true
+	}
+	if !ok {
+		return nil, false
+	}
+	if err := a.decide(r, perm, x.ProjectID, id); err != nil {
+		return err, true
+	}
+	e := x.Problem()
+	a.refused(r, actionNotFound, apiv1.OutcomeFailure, httpStatus(e), "environment expired")
+	return e, true
 }
 
 // bodyProject is the project_id of the JSON body route read, "" when
@@ -78,9 +104,9 @@ func bodyProject(r *http.Request) string {
 
 // decide asks auth.Decide and answers its refusal. An out-of-scope
 // object answers exactly as a missing one does.
-func (a *API) decide(r *http.Request, perm Perm, projectID string) error {
+func (a *API) decide(r *http.Request, perm Perm, projectID, environmentID string) error {
 	info := requestInfoFrom(r.Context())
-	d := auth.Decide(*info.principal, perm.Permission, projectID)
+	d := auth.Decide(*info.principal, perm.Permission, projectID, environmentID)
 	if d.Allowed() {
 		return nil
 	}

@@ -39,19 +39,50 @@ const (
 	editorOther  caller = "editor of another project"
 	viewerHere   caller = "viewer of this project"
 	viewerOther  caller = "viewer of another project"
+	// Exec: the developer role, the developer grant, and session tokens,
+	// of the environment the request is about (or, for a request about
+	// none, of an environment of this project) and of another
+	// environment of this project.
+	developerHere  caller = "developer of this project"
+	developerOther caller = "developer of another project"
+	editorDev      caller = "editor of this project granted developer"
+	viewerDev      caller = "viewer of this project granted developer"
+	sessionHere    caller = "session token of this environment"
+	sessionOther   caller = "session token of another environment"
 )
 
-var callers = []caller{noToken, badToken, expiredToken, revokedToken, admin, auditor, editorHere, editorOther, viewerHere, viewerOther}
+var callers = []caller{noToken, badToken, expiredToken, revokedToken, admin, auditor, editorHere, editorOther, viewerHere, viewerOther,
+	developerHere, developerOther, editorDev, viewerDev, sessionHere, sessionOther}
+
+// What a route needs beyond the roles: who reads environments, who
+// execs, who mints session tokens, and what any token may ask.
+const (
+	// needEnvRead: the reads of environments, which viewers and the
+	// roles above them make, and developers too.
+	needEnvRead = "environment reader"
+	// needExec: exec, which admins, developers and the tokens granted
+	// developer may, and a session token in its own environment.
+	needExec = "exec"
+	// needMint: minting and revoking session tokens, which whoever may
+	// exec may, except a session token.
+	needMint = "mint"
+	// needAny: what a token asks about itself.
+	needAny = "any token"
+)
 
 // authzRule says who may call a route.
 type authzRule struct {
-	// need is the least role the route requires: admin, auditor (reads of
-	// everything, the audit log), editor (writes in a project) or viewer
-	// (reads in a project); "" for public routes.
+	// need is what the route requires: the least role (admin, auditor
+	// for reads of everything and the audit log, editor for writes in a
+	// project, viewer for reads in a project) or one of the needs above;
+	// "" for public routes.
 	need string
 	// scoped: the route acts on an object of one project (named by the path
 	// or the body), so tokens of another project get 404, not 403.
 	scoped bool
+	// env: the path names an environment, so a session token of another
+	// environment gets 404, not 403.
+	env bool
 	// status is the answer when the call is allowed.
 	status int
 	// own: the route answers about the caller's own requests only; the
@@ -64,55 +95,77 @@ type authzRule struct {
 }
 
 // matrixRequest is one cell's request. home is "this project" for the
-// project-scoped callers.
+// project-scoped callers, env "this environment" for the session tokens
+// ("" when the request is about no environment).
 type matrixRequest struct {
 	path string
 	body any
 	home string
+	env  string
 }
 
-// roleMay is the rule of the issue, restated: admin may do everything;
-// the auditor reads everything; an editor writes in its project and reads
-// it; a viewer reads its project.
-func roleMay(role, need string) bool {
-	switch need {
-	case apiv1.RoleAdmin:
-		return role == apiv1.RoleAdmin
-	case apiv1.RoleAuditor:
-		return role == apiv1.RoleAdmin || role == apiv1.RoleAuditor
-	case apiv1.RoleEditor:
-		return role == apiv1.RoleAdmin || role == apiv1.RoleEditor
-	case apiv1.RoleViewer:
+// may is the rule of the issues, restated: admin may do everything; the
+// auditor reads everything; an editor writes in its project and reads
+// it; a viewer reads its project; a developer reads its project's
+// environments and execs into them, and nothing else; editor, viewer
+// and auditor tokens granted developer exec too; a session token execs
+// into its environment and does nothing else. Every token asks about
+// itself.
+func may(c caller, need string) bool {
+	readsEnvs := need == needEnvRead || need == needAny
+	reads := need == apiv1.RoleViewer || readsEnvs
+	execs := need == needExec || need == needMint
+	switch c {
+	case admin:
 		return true
+	case auditor:
+		return need == apiv1.RoleAuditor || reads
+	case editorHere, editorOther:
+		return need == apiv1.RoleEditor || reads
+	case editorDev:
+		return need == apiv1.RoleEditor || reads || execs
+	case viewerHere, viewerOther:
+		return reads
+	case viewerDev:
+		return reads || execs
+	case developerHere, developerOther:
+		return readsEnvs || execs
+	case sessionHere, sessionOther:
+		return need == needAny || need == needExec
 	}
-	panic("unknown role " + need)
+	panic("unknown caller " + string(c))
 }
 
-// expect computes a cell.
-func (r authzRule) expect(c caller) int {
+// neededRole is the role a 403 names for need.
+func neededRole(need string) string {
+	switch need {
+	case needEnvRead:
+		return apiv1.RoleViewer
+	case needExec, needMint:
+		return apiv1.RoleDeveloper
+	}
+	return need
+}
+
+// expect computes a cell. this is "this project", where the session
+// tokens' environments are.
+func (r authzRule) expect(c caller, req matrixRequest, this string) int {
 	if r.need == "" {
 		return r.status
 	}
-	var role string
-	switch c {
-	case noToken, badToken, expiredToken, revokedToken:
+	session := c == sessionHere || c == sessionOther
+	switch {
+	case c == noToken, c == badToken, c == expiredToken, c == revokedToken:
 		return http.StatusUnauthorized
-	case admin:
-		role = apiv1.RoleAdmin
-	case auditor:
-		role = apiv1.RoleAuditor
-	case editorHere, editorOther:
-		role = apiv1.RoleEditor
-	case viewerHere, viewerOther:
-		role = apiv1.RoleViewer
-	}
-	if r.scoped && (c == editorOther || c == viewerOther) {
+	case r.scoped && (c == editorOther || c == viewerOther || c == developerOther):
 		return http.StatusNotFound
-	}
-	if r.own && c != admin {
+	case r.scoped && session && req.home != this:
 		return http.StatusNotFound
-	}
-	if !roleMay(role, r.need) {
+	case r.env && c == sessionOther:
+		return http.StatusNotFound
+	case r.own && c != admin:
+		return http.StatusNotFound
+	case !may(c, r.need):
 		return http.StatusForbidden
 	}
 	return r.status
@@ -123,15 +176,21 @@ var authzRules = map[string]authzRule{
 	"GET /readyz":          {need: "", status: 200, target: fixed("/readyz")},
 	"GET /metrics":         {need: apiv1.RoleAuditor, status: 200, target: fixed("/metrics")},
 	"GET /v1/openapi.json": {need: "", status: 200, target: fixed("/v1/openapi.json")},
-	"GET /v1/idempotency-keys/{key}": {need: apiv1.RoleViewer, own: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+	"GET /v1/idempotency-keys/{key}": {need: needAny, own: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/idempotency-keys/"+f.adminKey, nil)
 	}},
-	"GET /v1/whoami":       {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/whoami")},
-	"GET /v1/audit-events": {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events?limit=5")},
-	"GET /v1/projects":     {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/projects")},
-	"GET /v1/environments": {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/environments")},
-	"GET /v1/policies":     {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/policies")},
-	"GET /v1/tokens":       {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/tokens")},
+	"GET /v1/whoami": {need: needAny, status: 200, target: fixed("/v1/whoami")},
+	// Signing in opens a console session of the caller's token; signing
+	// out with a bearer token has no session to end and does nothing.
+	"POST /v1/ui/sessions":           {need: needAny, status: 201, target: fixed("/v1/ui/sessions")},
+	"DELETE /v1/ui/sessions/current": {need: needAny, status: 204, target: fixed("/v1/ui/sessions/current")},
+	"GET /v1/environments/watch":     {need: needEnvRead, status: 200, target: fixed("/v1/environments/watch")},
+	"GET /v1/audit-events/verify":    {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events/verify")},
+	"GET /v1/audit-events":           {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/audit-events?limit=5")},
+	"GET /v1/projects":               {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/projects")},
+	"GET /v1/environments":           {need: needEnvRead, status: 200, target: fixed("/v1/environments")},
+	"GET /v1/policies":               {need: apiv1.RoleViewer, status: 200, target: fixed("/v1/policies")},
+	"GET /v1/tokens":                 {need: apiv1.RoleAuditor, status: 200, target: fixed("/v1/tokens")},
 	"POST /v1/projects": {need: apiv1.RoleAdmin, status: 201, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/projects", apiv1.ProjectCreate{Name: f.name("prj")})
 	}},
@@ -145,6 +204,12 @@ var authzRules = map[string]authzRule{
 		p := f.h.project(f.name("empty"))
 		return matrixRequest{path: "/v1/projects/" + p.ID, home: p.ID}
 	}},
+	"DELETE /v1/projects/{id}/contents": {need: apiv1.RoleAdmin, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		// Who may delete a project may empty it: each cell empties its own.
+		p := f.h.project(f.name("emptied"))
+		f.h.environment(p.ID, "doomed", nil)
+		return matrixRequest{path: "/v1/projects/" + p.ID + "/contents", home: p.ID}
+	}},
 
 	"POST /v1/environments": {need: apiv1.RoleEditor, scoped: true, status: 202, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/environments", apiv1.EnvironmentCreate{ProjectID: f.a.ID, Name: f.name("env")})
@@ -152,38 +217,74 @@ var authzRules = map[string]authzRule{
 	"POST /environments/create": {need: apiv1.RoleEditor, scoped: true, status: 202, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/environments/create", apiv1.EnvironmentCreate{ProjectID: f.a.ID, Name: f.name("env")})
 	}},
-	"GET /v1/environments/{id}":                  {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s")},
-	"GET /v1/environments/{id}/status":           {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/status")},
-	"GET /environments/{id}/status":              {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/environments/%s/status")},
-	"GET /v1/environments/{id}/watch":            {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/watch")},
-	"GET /v1/environments/{id}/logs":             {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/logs")},
-	"GET /v1/environments/{id}/effective-policy": {need: apiv1.RoleViewer, scoped: true, status: 200, target: sharedEnv("/v1/environments/%s/effective-policy")},
+	"GET /v1/environments/{id}":                  {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/v1/environments/%s")},
+	"GET /v1/environments/{id}/status":           {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/v1/environments/%s/status")},
+	"GET /environments/{id}/status":              {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/environments/%s/status")},
+	"GET /v1/environments/{id}/watch":            {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/v1/environments/%s/watch")},
+	"GET /v1/environments/{id}/logs":             {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/v1/environments/%s/logs")},
+	"GET /v1/flows":                              {need: needEnvRead, status: 200, target: fixed("/v1/flows?limit=5")},
+	"GET /v1/environments/{id}/flows":            {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/v1/environments/%s/flows")},
+	"GET /v1/environments/{id}/effective-policy": {need: needEnvRead, scoped: true, env: true, status: 200, target: sharedEnv("/v1/environments/%s/effective-policy")},
 	// check is a POST, but it only reads: viewers may.
-	"POST /v1/environments/{id}/check": {need: apiv1.RoleViewer, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
-		return f.req("/v1/environments/"+f.env.ID+"/check", apiv1.CheckRequest{Direction: "egress", Protocol: "tcp", Address: "203.0.113.9", Port: 443})
+	"POST /v1/environments/{id}/check": {need: needEnvRead, scoped: true, env: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.envReq(f.env.ID, "/check", apiv1.CheckRequest{Direction: "egress", Protocol: "tcp", Address: "203.0.113.9", Port: 443})
 	}},
-	"PATCH /v1/environments/{id}": {need: apiv1.RoleEditor, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
-		return f.req("/v1/environments/"+f.freshEnv().ID, apiv1.EnvironmentPatch{Description: ptr("changed")})
+	// Exec: on this simulate server nothing runs, so an allowed exec is
+	// the 409 of a workload that is not_run, and a plain GET (no
+	// WebSocket handshake) the 400 that says so, both after authorization.
+	"POST /v1/environments/{id}/exec": {need: needExec, scoped: true, env: true, status: 409, target: func(f *matrixFixtures) matrixRequest {
+		return f.envReq(f.env.ID, "/exec", apiv1.ExecRequest{Command: []string{"true"}})
 	}},
-	"PUT /environments/{id}/configure": {need: apiv1.RoleEditor, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
-		return f.req("/environments/"+f.freshEnv().ID+"/configure", apiv1.EnvironmentConfigure{Description: ptr("changed")})
+	"GET /v1/environments/{id}/exec": {need: needExec, scoped: true, env: true, status: 400, target: sharedEnv("/v1/environments/%s/exec?command=true")},
+	"PATCH /v1/environments/{id}": {need: apiv1.RoleEditor, scoped: true, env: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.envReq(f.freshEnv().ID, "", apiv1.EnvironmentPatch{Description: ptr("changed")})
 	}},
-	"DELETE /v1/environments/{id}": {need: apiv1.RoleEditor, scoped: true, status: 202, target: func(f *matrixFixtures) matrixRequest {
-		return f.req("/v1/environments/"+f.freshEnv().ID, nil)
+	"PUT /environments/{id}/configure": {need: apiv1.RoleEditor, scoped: true, env: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		e := f.freshEnv()
+		return matrixRequest{path: "/environments/" + e.ID + "/configure", body: apiv1.EnvironmentConfigure{Description: ptr("changed")}, home: f.a.ID, env: e.ID}
 	}},
-	"DELETE /environments/{id}": {need: apiv1.RoleEditor, scoped: true, status: 202, target: func(f *matrixFixtures) matrixRequest {
-		return f.req("/environments/"+f.freshEnv().ID, nil)
+	"DELETE /v1/environments/{id}": {need: apiv1.RoleEditor, scoped: true, env: true, status: 202, target: func(f *matrixFixtures) matrixRequest {
+		return f.envReq(f.freshEnv().ID, "", nil)
+	}},
+	"DELETE /environments/{id}": {need: apiv1.RoleEditor, scoped: true, env: true, status: 202, target: func(f *matrixFixtures) matrixRequest {
+		e := f.freshEnv()
+		return matrixRequest{path: "/environments/" + e.ID, home: f.a.ID, env: e.ID}
+	}},
+	// Session tokens: minted from a token that may exec, never from a
+	// session token; each allowed cell mints or revokes one of its own.
+	"POST /v1/environments/{id}/session-tokens": {need: needMint, scoped: true, env: true, status: 201, target: func(f *matrixFixtures) matrixRequest {
+		return f.envReq(f.env.ID, "/session-tokens", apiv1.SessionTokenCreate{TTL: "5m"})
+	}},
+	"DELETE /v1/environments/{id}/session-tokens/{token_id}": {need: needMint, scoped: true, env: true, status: 204, target: func(f *matrixFixtures) matrixRequest {
+		return f.envReq(f.env.ID, "/session-tokens/"+f.mint(f.env.ID).ID, nil)
 	}},
 
 	"POST /v1/policies": {need: apiv1.RoleEditor, scoped: true, status: 201, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/policies", f.policyBody(f.name("pol")))
 	}},
 	"GET /v1/policies/{id}": {need: apiv1.RoleViewer, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest { return f.req("/v1/policies/"+f.policy.ID, nil) }},
+	"GET /v1/policies/{id}/environments": {need: apiv1.RoleViewer, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/policies/"+f.policy.ID+"/environments", nil)
+	}},
 	"PATCH /v1/policies/{id}": {need: apiv1.RoleEditor, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/policies/"+f.freshPolicy().ID, apiv1.PolicyPatch{Description: ptr("changed")})
 	}},
 	"DELETE /v1/policies/{id}": {need: apiv1.RoleEditor, scoped: true, status: 204, target: func(f *matrixFixtures) matrixRequest {
 		return f.req("/v1/policies/"+f.freshPolicy().ID, nil)
+	}},
+
+	// Assertions are policy tests: who may write policies may write them.
+	"POST /v1/projects/{id}/assertions": {need: apiv1.RoleEditor, scoped: true, status: 201, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/projects/"+f.a.ID+"/assertions", f.assertionBody(f.name("ast")))
+	}},
+	"GET /v1/projects/{id}/assertions": {need: apiv1.RoleViewer, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.req("/v1/projects/"+f.a.ID+"/assertions", nil)
+	}},
+	"GET /v1/projects/{id}/assertions/{assertion_id}": {need: apiv1.RoleViewer, scoped: true, status: 200, target: func(f *matrixFixtures) matrixRequest {
+		return f.req(assertionURL(f.sharedAssertion()), nil)
+	}},
+	"DELETE /v1/projects/{id}/assertions/{assertion_id}": {need: apiv1.RoleEditor, scoped: true, status: 204, target: func(f *matrixFixtures) matrixRequest {
+		return f.req(assertionURL(f.freshAssertion()), nil)
 	}},
 
 	"POST /v1/tokens": {need: apiv1.RoleAdmin, scoped: true, status: 201, target: func(f *matrixFixtures) matrixRequest {
@@ -212,26 +313,41 @@ func fixed(path string) func(*matrixFixtures) matrixRequest {
 }
 
 func sharedEnv(format string) func(*matrixFixtures) matrixRequest {
-	return func(f *matrixFixtures) matrixRequest { return f.req(fmt.Sprintf(format, f.env.ID), nil) }
+	return func(f *matrixFixtures) matrixRequest {
+		r := f.req(fmt.Sprintf(format, f.env.ID), nil)
+		r.env = f.env.ID
+		return r
+	}
 }
 
 // matrixFixtures are the objects the cells act on: project a ("this
-// project") with a ready environment, a policy and a token; project b
-// ("another project"); and a token for every caller.
+// project") with a ready environment, another environment, a policy and
+// a token; project b ("another project"); and a token for every caller.
 type matrixFixtures struct {
-	h      *harness
-	a, b   apiv1.Project
-	env    apiv1.Environment
-	policy apiv1.Policy
-	token  apiv1.Token
+	h    *harness
+	a, b apiv1.Project
+	env  apiv1.Environment
+	// otherEnv is "another environment" of this project, of the session
+	// token that is not the request's environment's.
+	otherEnv apiv1.Environment
+	policy   apiv1.Policy
+	token    apiv1.Token
+	// hiddenPeer is an environment of another project that a policy of
+	// this project picks by project_selector: only callers who read that
+	// project may ever read its id, name or address.
+	hiddenPeer apiv1.Environment
+	// assertion is made on first use (sharedAssertion).
+	assertion apiv1.Assertion
 	// adminKey is the Idempotency-Key of a create the admin made.
 	adminKey string
 	n        int
 	// secrets of project-scoped callers by role and project, made on demand.
-	scoped  map[string]apiv1.TokenCreated
-	secrets map[caller]string
-	ids     map[caller]string
-	images  map[string]bool // imported by image
+	scoped map[string]apiv1.TokenCreated
+	// sessions are the session tokens of environments, by environment.
+	sessions map[string]apiv1.TokenCreated
+	secrets  map[caller]string
+	ids      map[caller]string
+	images   map[string]bool // imported by image
 }
 
 func (f *matrixFixtures) name(prefix string) string {
@@ -243,21 +359,50 @@ func (f *matrixFixtures) req(path string, body any) matrixRequest {
 	return matrixRequest{path: path, body: body, home: f.a.ID}
 }
 
+// envReq is a request about environment id of this project: the path
+// /v1/environments/{id} and then sub.
+func (f *matrixFixtures) envReq(id, sub string, body any) matrixRequest {
+	return matrixRequest{path: "/v1/environments/" + id + sub, body: body, home: f.a.ID, env: id}
+}
+
 func (f *matrixFixtures) newToken(name, role, projectID string) apiv1.TokenCreated {
+	return f.newTokenOf(apiv1.TokenCreate{Name: name, Role: role, ProjectID: projectID})
+}
+
+func (f *matrixFixtures) newTokenOf(in apiv1.TokenCreate) apiv1.TokenCreated {
 	f.h.t.Helper()
 	var tc apiv1.TokenCreated
-	f.h.do("POST", "/v1/tokens", apiv1.TokenCreate{Name: name, Role: role, ProjectID: projectID}).json(f.h.t, 201, &tc)
+	f.h.do("POST", "/v1/tokens", in).json(f.h.t, 201, &tc)
 	return tc
 }
 
-// scopedToken is the token of role for project, made once.
-func (f *matrixFixtures) scopedToken(role, project string) apiv1.TokenCreated {
-	k := role + "/" + project
+// scopedToken is the token of role for project, granted developer when
+// dev is set, made once.
+func (f *matrixFixtures) scopedToken(role, project string, dev bool) apiv1.TokenCreated {
+	k := fmt.Sprint(role, "/", project, "/", dev)
 	if tc, ok := f.scoped[k]; ok {
 		return tc
 	}
-	tc := f.newToken(f.name(role), role, project)
+	tc := f.newTokenOf(apiv1.TokenCreate{Name: f.name(role), Role: role, ProjectID: project, Developer: dev})
 	f.scoped[k] = tc
+	return tc
+}
+
+// mint is a fresh session token of environment id, minted by the admin.
+func (f *matrixFixtures) mint(id string) apiv1.TokenCreated {
+	f.h.t.Helper()
+	var tc apiv1.TokenCreated
+	f.h.do("POST", "/v1/environments/"+id+"/session-tokens", apiv1.SessionTokenCreate{}).json(f.h.t, 201, &tc)
+	return tc
+}
+
+// session is the session token of environment id, minted once.
+func (f *matrixFixtures) session(id string) apiv1.TokenCreated {
+	if tc, ok := f.sessions[id]; ok {
+		return tc
+	}
+	tc := f.mint(id)
+	f.sessions[id] = tc
 	return tc
 }
 
@@ -282,6 +427,30 @@ func (f *matrixFixtures) image(name string) string {
 	return name
 }
 
+// assertionBody is an assertion that holds: its source names no
+// environment.
+func (f *matrixFixtures) assertionBody(name string) apiv1.AssertionCreate {
+	return apiv1.AssertionCreate{AssertionSpec: apiv1.AssertionSpec{
+		Name: name, From: apiv1.AssertionSource{Environment: "nobody"}, To: apiv1.AssertionTarget{CIDR: "0.0.0.0/0"},
+		Port: 22, Expect: apiv1.ExpectDeny,
+	}}
+}
+
+func (f *matrixFixtures) freshAssertion() apiv1.Assertion {
+	f.h.t.Helper()
+	var a apiv1.Assertion
+	f.h.do("POST", "/v1/projects/"+f.a.ID+"/assertions", f.assertionBody(f.name("ast"))).json(f.h.t, 201, &a)
+	return a
+}
+
+// sharedAssertion is the assertion every read cell reads, made once.
+func (f *matrixFixtures) sharedAssertion() apiv1.Assertion {
+	if f.assertion.ID == "" {
+		f.assertion = f.freshAssertion()
+	}
+	return f.assertion
+}
+
 func (f *matrixFixtures) freshPolicy() apiv1.Policy {
 	f.h.t.Helper()
 	var p apiv1.Policy
@@ -290,11 +459,18 @@ func (f *matrixFixtures) freshPolicy() apiv1.Policy {
 }
 
 func newMatrixFixtures(t *testing.T, h *harness) *matrixFixtures {
-	f := &matrixFixtures{h: h, scoped: map[string]apiv1.TokenCreated{}, secrets: map[caller]string{}, ids: map[caller]string{}, images: map[string]bool{}}
+	f := &matrixFixtures{h: h, scoped: map[string]apiv1.TokenCreated{}, sessions: map[string]apiv1.TokenCreated{}, secrets: map[caller]string{}, ids: map[caller]string{}, images: map[string]bool{}}
 	f.a, f.b = h.project("this"), h.project("other")
 	f.env = h.environment(f.a.ID, "shared", nil)
 	f.env, _ = h.wait(f.env.ID, "ready")
+	f.otherEnv = h.environment(f.a.ID, "another", nil)
 	f.policy = f.freshPolicy()
+	h.do("PATCH", "/v1/projects/"+f.b.ID, map[string]any{"labels": map[string]string{"team": "other"}}).json(t, 200, nil)
+	f.hiddenPeer, _ = h.wait(h.environment(f.b.ID, "zz-hidden-peer", nil).ID, "ready")
+	h.do("POST", "/v1/policies", apiv1.PolicyCreate{ProjectID: f.a.ID, PolicySpec: apiv1.PolicySpec{
+		Name: "from-other", PolicyTypes: []string{"ingress"},
+		Ingress: []apiv1.IngressRule{{From: []apiv1.Peer{{ProjectSelector: &apiv1.Selector{MatchLabels: map[string]string{"team": "other"}}}}}},
+	}}).json(t, 201, nil)
 	f.token = f.newToken("shared", apiv1.RoleViewer, f.a.ID).Token
 	f.adminKey = "matrix-admin-key"
 	h.do("POST", "/v1/projects", apiv1.ProjectCreate{Name: f.name("keyed")}, apiv1.HeaderIdempotencyKey, f.adminKey).json(t, 201, nil)
@@ -323,24 +499,40 @@ func newMatrixFixtures(t *testing.T, h *harness) *matrixFixtures {
 	return f
 }
 
-// callerToken is the secret (and token id) a caller sends for a request
-// whose "this project" is home.
-func (f *matrixFixtures) callerToken(c caller, home string) (secret, id string) {
+// callerToken is the secret (and token id) a caller sends for req, whose
+// "this project" is req.home and "this environment" req.env (or, when it
+// names none, this project's shared environment).
+func (f *matrixFixtures) callerToken(c caller, req matrixRequest) (secret, id string) {
+	var tc apiv1.TokenCreated
 	switch c {
 	case editorHere:
-		tc := f.scopedToken(apiv1.RoleEditor, home)
-		return tc.Secret, tc.ID
+		tc = f.scopedToken(apiv1.RoleEditor, req.home, false)
 	case viewerHere:
-		tc := f.scopedToken(apiv1.RoleViewer, home)
-		return tc.Secret, tc.ID
+		tc = f.scopedToken(apiv1.RoleViewer, req.home, false)
 	case editorOther:
-		tc := f.scopedToken(apiv1.RoleEditor, f.b.ID)
-		return tc.Secret, tc.ID
+		tc = f.scopedToken(apiv1.RoleEditor, f.b.ID, false)
 	case viewerOther:
-		tc := f.scopedToken(apiv1.RoleViewer, f.b.ID)
-		return tc.Secret, tc.ID
+		tc = f.scopedToken(apiv1.RoleViewer, f.b.ID, false)
+	case developerHere:
+		tc = f.scopedToken(apiv1.RoleDeveloper, req.home, false)
+	case developerOther:
+		tc = f.scopedToken(apiv1.RoleDeveloper, f.b.ID, false)
+	case editorDev:
+		tc = f.scopedToken(apiv1.RoleEditor, req.home, true)
+	case viewerDev:
+		tc = f.scopedToken(apiv1.RoleViewer, req.home, true)
+	case sessionHere:
+		env := req.env
+		if env == "" {
+			env = f.env.ID
+		}
+		tc = f.session(env)
+	case sessionOther:
+		tc = f.session(f.otherEnv.ID)
+	default:
+		return f.secrets[c], f.ids[c]
 	}
-	return f.secrets[c], f.ids[c]
+	return tc.Secret, tc.ID
 }
 
 func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
@@ -366,20 +558,21 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 		}
 		for _, c := range callers {
 			req := rule.target(f)
-			secret, tokenID := f.callerToken(c, req.home)
+			secret, tokenID := f.callerToken(c, req)
 			rid := fmt.Sprintf("authz-%d", len(cells))
-			want := rule.expect(c)
+			want := rule.expect(c, req, f.a.ID)
 			got := matrixSend(t, h, rt.Method, req.path, req.body, secret, rid)
 			cells = append(cells, cell{key, string(c), rid, tokenID, want})
 			if got.status != want {
 				t.Errorf("%s %s as %s: %d, want %d; body %s", rt.Method, req.path, c, got.status, want, got.body)
 				continue
 			}
+			f.noHiddenPeer(t, c, key, got)
 			switch want {
 			case http.StatusForbidden:
 				p := got.problem(t, 403, "forbidden", "")
-				if !strings.Contains(p.Detail, "requires role "+rule.need) {
-					t.Errorf("%s as %s: 403 detail %q does not name the role needed (%s)", key, c, p.Detail, rule.need)
+				if !strings.Contains(p.Detail, "requires role "+neededRole(rule.need)) {
+					t.Errorf("%s as %s: 403 detail %q does not name the role needed (%s)", key, c, p.Detail, neededRole(rule.need))
 				}
 			case http.StatusNotFound:
 				p := got.problem(t, 404, "not-found", "")
@@ -460,6 +653,30 @@ func TestAuthz_MatrixOfEveryRouteAndEveryKindOfCaller(t *testing.T) {
 	t.Logf("%d cells over %d routes", len(cells), len(seen))
 }
 
+// seesOther reports whether c may read "another project", the one of
+// the hidden peer.
+func seesOther(c caller) bool {
+	switch c {
+	case admin, auditor, editorOther, viewerOther, developerOther:
+		return true
+	}
+	return false
+}
+
+// noHiddenPeer fails when a caller who may not read the hidden peer's
+// project reads its id, name or address in any answer.
+func (f *matrixFixtures) noHiddenPeer(t *testing.T, c caller, route string, got resp) {
+	t.Helper()
+	if seesOther(c) {
+		return
+	}
+	for _, v := range []string{f.hiddenPeer.ID, f.hiddenPeer.Name, f.hiddenPeer.Enforcement.Address} {
+		if v != "" && bytes.Contains(got.body, []byte(`"`+v+`"`)) {
+			t.Errorf("%s as %s: the answer names %q, of a project the caller may not read: %s", route, c, v, got.body)
+		}
+	}
+}
+
 // matrixSend sends one cell's request with secret ("" for none). An
 // event stream is answered by its headers and closed at once.
 func matrixSend(t *testing.T, h *harness, method, path string, body any, secret, requestID string) resp {
@@ -495,4 +712,8 @@ func matrixSend(t *testing.T, h *harness, method, path string, body any, secret,
 	r := resp{status: res.StatusCode, header: res.Header, body: out}
 	validateAgainstOpenAPI(t, req, raw, r)
 	return r
+}
+
+func assertionURL(a apiv1.Assertion) string {
+	return "/v1/projects/" + a.ProjectID + "/assertions/" + a.ID
 }

@@ -331,15 +331,20 @@ func (a *API) refused(r *http.Request, action, outcome string, status int, reaso
 	info := requestInfoFrom(r.Context())
 	ev := a.control.Event(a.call(r, status), action, apiv1.ResourceRef{Type: string(info.perm.Resource), ID: truncateField(idFromPath(r))}, "", outcome)
 	ev.Reason = truncateField(reason)
-	alone := a.denials.record(ev)
 	msg := "request denied"
 	if action == actionNotFound {
 		msg = "object not found"
 	}
-	// Like the trail, the log says it once a window; the rest at debug.
+	a.recordRefusal(r, ev, msg)
+}
+
+// recordRefusal hands ev, the audit event of a refused request, to the
+// aggregator, and logs msg with it: like the trail, the log says it once
+// a window, the rest at debug.
+func (a *API) recordRefusal(r *http.Request, ev apiv1.AuditEvent, msg string) {
 	level := slog.LevelWarn
-	if !alone {
+	if !a.denials.record(ev) {
 		level = slog.LevelDebug
 	}
-	info.logger.Log(r.Context(), level, msg, "status", status, "reason", ev.Reason)
+	requestInfoFrom(r.Context()).logger.Log(r.Context(), level, msg, "status", ev.StatusCode, "reason", ev.Reason)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -12,6 +13,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/enforce"
 	"github.com/isolationhq/terraform-provider-isolation/internal/policy"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
 func (a *API) createEnvironment(w http.ResponseWriter, r *http.Request) error {
@@ -123,19 +125,41 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.resolvedNames(r, e.ID, &eff)
 	writeJSON(w, http.StatusOK, eff)
 	return nil
 }
 
-// effectiveWithCoverage is e's effective policy with its CIDR peers that
-// cover other projects' environments flagged, naming only those the
-// caller may see.
+// resolvedNames fills each fqdn peer's Names with what the environment
+// resolved and may reach now, when the driver resolves names.
+func (a *API) resolvedNames(r *http.Request, envID string, eff *apiv1.EffectivePolicy) {
+	nr, ok := a.driver.(enforce.NameResolver)
+	if !ok {
+		return
+	}
+	for i := range eff.Egress {
+		for j, p := range eff.Egress[i].Peers {
+			if p.FQDN != "" {
+				eff.Egress[i].Peers[j].Names = nr.ResolvedNames(r.Context(), envID, p.FQDN)
+			}
+		}
+	}
+}
+
+// effectiveWithCoverage is e's effective policy as the caller may read
+// it: selector peers of projects it cannot read only counted, and CIDR
+// peers that cover other projects' environments flagged, naming only
+// those the caller may see.
 func (a *API) effectiveWithCoverage(r *http.Request, e apiv1.Environment) (apiv1.EffectivePolicy, error) {
 	eff, err := control.Effective(r.Context(), a.store, e)
-	if err != nil || a.ipam == nil {
+	if err != nil {
 		return eff, err
 	}
 	p := requestInfoFrom(r.Context()).principal
+	eff = policy.Redact(eff, p.Sees)
+	if a.ipam == nil {
+		return eff, nil
+	}
 	return eff, a.ipam.FlagCoverage(r.Context(), a.store, &eff, e.ProjectID, p.Sees)
 }
 
@@ -167,8 +191,50 @@ func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		res.Warnings = policy.CheckWarnings(eff, in, res)
+		res.Warnings = append(res.Warnings, policy.CheckWarnings(eff, in, res)...)
+	}
+	if err := a.peerVerdict(r, e, in, &res); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// peerVerdict adds to an allowed answer that the other end, when it is
+// an environment the caller may read, refuses the packet in its own
+// direction: a connection needs both ends' allow. An end the caller may
+// not read is not looked at, so the answer says nothing about it.
+func (a *API) peerVerdict(r *http.Request, e apiv1.Environment, in apiv1.CheckRequest, res *apiv1.CheckResult) error {
+	addr, err := netip.ParseAddr(in.Address)
+	if !res.Allowed || err != nil {
+		return nil
+	}
+	held, err := a.store.GetAddress(r.Context(), addr.Unmap())
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (!held.Held() || held.EnvironmentID == e.ID)) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	peer, err := a.store.GetEnvironment(r.Context(), held.EnvironmentID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !requestInfoFrom(r.Context()).principal.Sees(peer.ProjectID)) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	back := apiv1.CheckRequest{Direction: apiv1.Ingress, Protocol: in.Protocol, Address: e.Enforcement.Address, Port: in.Port}
+	side := "ingress"
+	if in.Direction == apiv1.Ingress {
+		back.Direction, side = apiv1.Egress, "egress"
+	}
+	verdict, err := a.driver.Check(r.Context(), peer.ID, back)
+	if errors.Is(err, enforce.ErrUnknownEnvironment) {
+		return nil // the peer is not provisioned: nothing to say yet
+	}
+	if err != nil || verdict.Allowed {
+		return err
+	}
+	res.Reason += fmt.Sprintf("; but the peer's own %s denies it (environment %s: %s)", side, peer.Name, verdict.Reason)
 	return nil
 }

@@ -14,6 +14,20 @@ import (
 type hub struct {
 	mu    sync.Mutex
 	chans map[string]chan struct{}
+	// any is closed on the next change of any environment (for watches of
+	// a list), nil until someone waits for one.
+	any chan struct{}
+}
+
+// AnyChanged returns a channel that is closed on the next change of any
+// environment.
+func (h *hub) AnyChanged() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.any == nil {
+		h.any = make(chan struct{})
+	}
+	return h.any
 }
 
 // newHub returns an empty hub.
@@ -37,6 +51,10 @@ func (h *hub) Changed(id string) <-chan struct{} {
 func (h *hub) Notify(ids ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.any != nil && len(ids) > 0 {
+		close(h.any)
+		h.any = nil
+	}
 	for _, id := range ids {
 		if ch, ok := h.chans[id]; ok {
 			close(ch)
@@ -61,4 +79,5 @@ func (a *API) Committed(c store.Commit) {
 		}
 		a.tokens.invalidate(id)
 	}
+	a.uiSessionsRevoked(c)
 }

@@ -63,6 +63,12 @@ var queryDocs = map[string]obj{
 	"outcome":       {"description": "Only events with this outcome.", "schema": obj{"type": "string", "enum": []string{"success", "denied", "failure"}}},
 	"request_id":    {"description": "Only events of this request.", "schema": obj{"type": "string"}},
 	"since":         {"description": "Only events at or after this RFC 3339 time.", "schema": obj{"type": "string", "format": "date-time"}},
+	"from_seq":      {"description": "The first event's seq (default 1).", "schema": obj{"type": "integer", "minimum": 1}},
+	"to_seq":        {"description": "The last event's seq (default the newest).", "schema": obj{"type": "integer", "minimum": 1}},
+	"verdict":       {"description": "Only records with this verdict (denied: the security events).", "schema": obj{"type": "string", "enum": []string{"allowed", "denied"}}},
+	"direction":     {"description": "Only records of this direction, from the environment's side.", "schema": obj{"type": "string", "enum": []string{"ingress", "egress"}}},
+	"peer":          {"description": "Only records from or to this IPv4 or IPv6 address.", "schema": obj{"type": "string"}},
+	"until":         {"description": "Only records before this RFC 3339 time.", "schema": obj{"type": "string", "format": "date-time"}},
 	"tail":          {"description": fmt.Sprintf("Only the last N lines (0-%d; default and at most %d, of the newest kept, about 2 MiB).", api.MaxLogTail, api.MaxLogTail), "schema": obj{"type": "integer", "minimum": 0, "maximum": api.MaxLogTail}},
 	"follow":        {"description": "Keep the answer open and stream new lines, each flushed, until the client goes away or the environment is deleted.", "schema": obj{"type": "boolean"}},
 	"format":        {"description": "text (the default: the lines alone) or ndjson (one {time, stream, line} object per line); wins over Accept.", "schema": obj{"type": "string", "enum": []string{"text", "ndjson"}}},
@@ -75,6 +81,17 @@ var routeQueryDocs = map[string]map[string]obj{
 	"getEnvironmentLogs": {
 		"since": {"description": "Only lines written at or after this time: an RFC 3339 date-time, or a duration such as 10m (that long ago).", "schema": obj{"type": "string"}},
 	},
+	"attachEnvironment": {
+		"command":     {"description": "The program and its arguments, one parameter each, in order (command=sh&command=-c&command=...).", "schema": obj{"type": "array", "items": obj{"type": "string"}}},
+		"env":         {"description": "NAME=VALUE, repeated: added to the workload's environment.", "schema": obj{"type": "array", "items": obj{"type": "string"}}},
+		"working_dir": {"description": "An absolute path; default the workload's working directory.", "schema": obj{"type": "string"}},
+		"uid":         {"description": "Run as this uid (default the image's user).", "schema": obj{"type": "integer", "minimum": 0, "maximum": 4294967295}},
+		"gid":         {"description": "With uid: run with this gid.", "schema": obj{"type": "integer", "minimum": 0, "maximum": 4294967295}},
+		"tty":         {"description": "Give the command a terminal (stdout and stderr are one stream, channel 1).", "schema": obj{"type": "boolean"}},
+		"rows":        {"description": fmt.Sprintf("With tty and cols: the terminal's first size, 1-%d (default 24x80).", apiv1.MaxTerminalRows), "schema": obj{"type": "integer", "minimum": 1, "maximum": apiv1.MaxTerminalRows}},
+		"cols":        {"description": fmt.Sprintf("With tty and rows: 1-%d.", apiv1.MaxTerminalCols), "schema": obj{"type": "integer", "minimum": 1, "maximum": apiv1.MaxTerminalCols}},
+		"timeout":     {"description": fmt.Sprintf("End the command (SIGKILL, reason timeout) after this long, a Go duration, at most %s; default none.", apiv1.MaxExecTimeout), "schema": obj{"type": "string"}},
+	},
 }
 
 // tagDocs describes each tag of the route table; the document lists them
@@ -83,10 +100,13 @@ var tagDocs = map[string]string{
 	"operations":    "Health, readiness, metrics, this document and the caller's identity.",
 	"projects":      "Projects group environments and policies; only admins manage them.",
 	"environments":  "Isolated environments: an asynchronous lifecycle (pending, provisioning, ready, updating, deleting), their enforcement, and what their rules allow.",
+	"flows":         "Flow records: every connection an environment opened or received, allowed or denied, with the rule that allowed it; denied ones are security events (verdict=denied), with ids a reader can follow.",
 	"policies":      "Network policies with Kubernetes NetworkPolicy semantics: environments are isolated until a policy selecting them allows traffic.",
+	"assertions":    "A project's policy tests: traffic that must stay allowed, or denied. Every write that changes what is allowed (policies, environments, project labels) is checked against them before it commits, and refused with 422 when it would break one.",
 	"tokens":        "API tokens and their roles; only admins manage them, and a secret is shown once.",
 	"idempotency":   "What became of a write sent with an Idempotency-Key.",
 	"audit":         "The tamper-evident audit trail.",
+	"console":       "Sign-in and sign-out of the web console at /ui.",
 	"images":        "The server's image store: OCI images that admins import (a tar body) or that the server pulls from a registry when a workload names one there, with their layers unpacked once and shared. Images belong to no project: every role reads them, only admins import and delete them.",
 	"compatibility": "The compatibility routes: the original design's endpoints (/environments/...), served on top of the v1 model for the clients written against them. They are supported, not deprecated; new clients use the /v1 routes.",
 }
@@ -97,6 +117,7 @@ var problemTitles = map[int]string{
 	403: "The token's role does not allow this; the detail names the role required (\"requires role editor: ...\").",
 	404: "No such object (or outside the token's scope).",
 	409: "Conflict: a duplicate name, an illegal state transition, an Idempotency-Key still in flight, a project that is not empty, or a project limit or quota that the request would pass (limit-exceeded, naming the limit).",
+	410: "The environment's TTL expired and the server tore it down: expired_at and ttl_seconds say when, and what the TTL was (an environment deleted by a request answers 404).",
 	412: "If-Match does not match the current ETag.",
 	413: "Body larger than the route takes: 1 MiB of JSON, or the image store's bound for an image archive (4 GiB by default).",
 	415: "Content-Type is not what the route takes: application/json, or application/x-tar or application/octet-stream for an image archive.",
@@ -144,13 +165,14 @@ func generateOpenAPI(t *testing.T) []byte {
 			"description": "The environment-isolation control plane: projects, environments with an asynchronous lifecycle, network policies (Kubernetes NetworkPolicy semantics, isolated by default), enforcement and a tamper-evident audit trail. Errors are RFC 9457 problems. Every object carries an ETag; PATCH and DELETE honour If-Match. POSTs that create honour Idempotency-Key. Every response carries X-Request-Id.",
 		},
 		"servers":  []obj{{"url": "http://127.0.0.1:8080"}},
-		"security": []obj{{"bearerAuth": []string{}}},
+		"security": []obj{{"bearerAuth": []string{}}, {"consoleSession": []string{}}},
 		"tags":     tags,
 		"paths":    paths,
 		"components": obj{
 			"schemas": g.schemas,
 			"securitySchemes": obj{
-				"bearerAuth": obj{"type": "http", "scheme": "bearer", "description": "An API token: the bootstrap admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN), or one made with POST /v1/tokens. Roles: admin (everything), auditor (reads everything and the audit log), editor of a project (reads it, changes its environments and policies), viewer of a project (reads its environments, policies, effective policy and check); every role reads the image store, only admins import and delete images. Objects of projects outside a token's scope answer 404; a request its role does not allow answers 403 naming the role it requires."},
+				"bearerAuth":     obj{"type": "http", "scheme": "bearer", "description": "An API token: the bootstrap admin token (DATA_DIR/admin.token or ISOLATIOND_BOOTSTRAP_TOKEN), or one made with POST /v1/tokens. Roles: admin (everything, exec included), auditor (reads everything and the audit log), editor of a project (reads it, changes its environments and policies), developer of a project (reads its environments and execs into them, nothing else), viewer of a project (reads its environments, policies, effective policy and check); editor, viewer and auditor tokens made with developer: true may also exec in their scope; the roles but developer read the image store, only admins import and delete images. A session token (role session, minted by POST /v1/environments/{id}/session-tokens) execs into its one environment and calls whoami, nothing else. Objects of projects outside a token's scope (for a session token: of other environments) answer 404; a request its role does not allow answers 403 naming the role it requires."},
+				"consoleSession": obj{"type": "apiKey", "in": "cookie", "name": api.SessionCookie, "description": "The web console's session cookie, set by POST /v1/ui/sessions: it authenticates as the token that signed in, with its scope and role, but only for reads (a route that changes anything answers 403), and a request other than GET or HEAD must come from the server's own origin (Sec-Fetch-Site or Origin)."},
 			},
 			"headers": obj{
 				"X-Request-Id": obj{"description": "The request's id, as sent or generated.", "schema": obj{"type": "string"}},
@@ -233,6 +255,9 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 			// NDJSON: one LogLine per line, described as the list of them.
 			"application/x-ndjson": obj{"schema": obj{"type": "array", "items": g.ref(reflect.TypeOf(apiv1.LogLine{}))}},
 		}
+	case d.OperationID == "execEnvironment":
+		// NDJSON: one ExecFrame per line, described as the list of them.
+		success["content"] = obj{"application/x-ndjson": obj{"schema": obj{"type": "array", "items": g.ref(reflect.TypeOf(apiv1.ExecFrame{}))}}}
 	case d.OperationID == "metrics":
 		success["content"] = obj{"text/plain": obj{"schema": obj{"type": "string"}}}
 	case d.OperationID == "openapi":
@@ -245,6 +270,10 @@ func (g *docGen) operation(t *testing.T, rt api.Route) obj {
 	}
 	if rt.Perm.Verb == auth.VerbWrite {
 		statuses = append(statuses, 507)
+	}
+	if rt.Perm.Scope == api.ScopeEnvironment {
+		// The authorize step answers it for every route of one environment.
+		statuses = append(statuses, 410)
 	}
 	slices.Sort(statuses)
 	for _, s := range slices.Compact(statuses) {

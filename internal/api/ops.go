@@ -46,7 +46,11 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 		return problem.New(problem.Unavailable, "the server is shutting down")
 	default:
 	}
-	writeJSON(w, http.StatusOK, health{Status: "ready"})
+	h := health{Status: "ready"}
+	if a.siem != nil {
+		h.SIEM = a.siem.Status(r.Context())
+	}
+	writeJSON(w, http.StatusOK, h)
 	return nil
 }
 

@@ -22,25 +22,27 @@ var kinds = map[problem.Kind]struct {
 	title  string
 	status int
 }{
-	problem.Malformed:    {"Malformed request", http.StatusBadRequest},
-	problem.Validation:   {"Invalid request", http.StatusBadRequest},
-	problem.Unauthorized: {"Authentication required", http.StatusUnauthorized},
-	problem.Forbidden:    {"Permission denied", http.StatusForbidden},
-	problem.NotFound:     {"Not found", http.StatusNotFound},
-	problem.Method:       {"Method not allowed", http.StatusMethodNotAllowed},
-	problem.Conflict:     {"Conflict", http.StatusConflict},
-	problem.State:        {"Invalid state transition", http.StatusConflict},
-	problem.InFlight:     {"Request with this Idempotency-Key in progress", http.StatusConflict},
-	problem.Precondition: {"Precondition failed", http.StatusPreconditionFailed},
-	problem.TooLarge:     {"Request body too large", http.StatusRequestEntityTooLarge},
-	problem.MediaType:    {"Unsupported media type", http.StatusUnsupportedMediaType},
-	problem.IdemMismatch: {"Idempotency-Key reused with another request", http.StatusUnprocessableEntity},
-	problem.Limit:        {"Limit exceeded", http.StatusConflict},
-	problem.RateLimited:  {"Too many requests", http.StatusTooManyRequests},
-	problem.Internal:     {"Internal server error", http.StatusInternalServerError},
-	problem.Unavailable:  {"Service unavailable", http.StatusServiceUnavailable},
-	problem.StorageFull:  {"Insufficient storage", http.StatusInsufficientStorage},
-	problem.Unsupported:  {"Not implemented", http.StatusNotImplemented},
+	problem.Malformed:       {"Malformed request", http.StatusBadRequest},
+	problem.Validation:      {"Invalid request", http.StatusBadRequest},
+	problem.Unauthorized:    {"Authentication required", http.StatusUnauthorized},
+	problem.Forbidden:       {"Permission denied", http.StatusForbidden},
+	problem.NotFound:        {"Not found", http.StatusNotFound},
+	problem.Method:          {"Method not allowed", http.StatusMethodNotAllowed},
+	problem.Conflict:        {"Conflict", http.StatusConflict},
+	problem.Gone:            {"Gone", http.StatusGone},
+	problem.State:           {"Invalid state transition", http.StatusConflict},
+	problem.InFlight:        {"Request with this Idempotency-Key in progress", http.StatusConflict},
+	problem.Precondition:    {"Precondition failed", http.StatusPreconditionFailed},
+	problem.TooLarge:        {"Request body too large", http.StatusRequestEntityTooLarge},
+	problem.MediaType:       {"Unsupported media type", http.StatusUnsupportedMediaType},
+	problem.IdemMismatch:    {"Idempotency-Key reused with another request", http.StatusUnprocessableEntity},
+	problem.Limit:           {"Limit exceeded", http.StatusConflict},
+	problem.AssertionBroken: {"A policy assertion would break", http.StatusUnprocessableEntity},
+	problem.RateLimited:     {"Too many requests", http.StatusTooManyRequests},
+	problem.Internal:        {"Internal server error", http.StatusInternalServerError},
+	problem.Unavailable:     {"Service unavailable", http.StatusServiceUnavailable},
+	problem.StorageFull:     {"Insufficient storage", http.StatusInsufficientStorage},
+	problem.Unsupported:     {"Not implemented", http.StatusNotImplemented},
 }
 
 // httpStatus is the HTTP status a problem answers with.
@@ -81,6 +83,27 @@ func asError(err error) (*problem.Error, bool) {
 
 // writeProblem is the one function that writes an error response.
 func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p, e := problemOf(r, err)
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+	}
+	if e.Kind == problem.Unauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="isolationd", error="invalid_token"`)
+	}
+	body, _ := json.Marshal(p)
+	h := w.Header()
+	h.Set("Content-Type", apiv1.MediaProblem)
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	h.Del("ETag")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// problemOf is the problem document err answers r with (a response, or
+// the last message of a stream that has started), and err as a
+// *problem.Error. An error of no known kind is logged here: its text never
+// leaves the server.
+func problemOf(r *http.Request, err error) (apiv1.Problem, *problem.Error) {
 	e, known := asError(err)
 	info := requestInfoFrom(r.Context())
 	if info != nil {
@@ -101,23 +124,13 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 		Errors:   e.Fields,
 
 		ExistingID: e.ExistingID,
+		ExpiredAt:  e.ExpiredAt,
+		TTLSeconds: e.TTLSeconds,
 	}
 	if info != nil {
 		p.RequestID = info.requestID
 	}
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
-	}
-	if e.Kind == problem.Unauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="isolationd", error="invalid_token"`)
-	}
-	body, _ := json.Marshal(p)
-	h := w.Header()
-	h.Set("Content-Type", apiv1.MediaProblem)
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	h.Del("ETag")
-	w.WriteHeader(k.status)
-	_, _ = w.Write(append(body, '\n'))
+	return p, e
 }
 
 // writeJSON writes a success response.

@@ -74,6 +74,13 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 	}, func(control.ProjectDeleted) answer { return answer{resourceID: id} })
 }
 
+func (a *API) deleteProjectContents(w http.ResponseWriter, r *http.Request) error {
+	id := idFromPath(r)
+	return commit(a, w, r, http.StatusOK, func(c control.Call) (apiv1.ProjectContents, error) {
+		return a.control.DeleteProjectContents(r.Context(), c, id)
+	}, func(held apiv1.ProjectContents) answer { return answer{body: held, resourceID: id} })
+}
+
 func hasLabels(labels, want map[string]string) bool {
 	for k, v := range want {
 		if lv, ok := labels[k]; !ok || lv != v {

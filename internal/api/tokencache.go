@@ -83,6 +83,23 @@ func (c *tokenCache) invalidate(id string) {
 
 // revocation is closed when the caller's token is revoked: long requests
 // wait on it too, so a revoked token stops receiving at once.
+// A console session's requests end when it signs out too.
 func (a *API) revocation(r *http.Request) <-chan struct{} {
-	return a.tokens.revocation(requestInfoFrom(r.Context()).principal.TokenID)
+	info := requestInfoFrom(r.Context())
+	token := a.tokens.revocation(info.principal.TokenID)
+	if info.uiSession == "" {
+		return token
+	}
+	session := a.tokens.revocation(info.uiSession)
+	either := make(chan struct{})
+	go func() {
+		select {
+		case <-token:
+		case <-session:
+		case <-r.Context().Done():
+			return
+		}
+		close(either)
+	}()
+	return either
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/control"
 	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
@@ -93,7 +94,7 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 		changed := a.hub.Changed(id)
 		e, err := a.store.GetEnvironment(r.Context(), id)
 		if errors.Is(err, store.ErrNotFound) {
-			return problem.NoSuch("environment", id)
+			return control.Missing(r.Context(), a.store, id)
 		}
 		if err != nil {
 			return err
@@ -125,15 +126,8 @@ func (a *API) waitEnvironment(w http.ResponseWriter, r *http.Request) error {
 // gone, and a comment every 15 s to keep proxies from closing the stream.
 func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 	id := idFromPath(r)
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
-	revoked := a.revocation(r)
-	expired, stop := a.expiry(r)
-	defer stop()
+	stream := a.startSSE(w, r)
+	defer stream.close()
 	var last []byte
 	for {
 		changed := a.hub.Changed(id)
@@ -146,8 +140,7 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 			data, _ := json.Marshal(struct {
 				ID string `json:"id"`
 			}{id})
-			fmt.Fprintf(w, "event: deleted\ndata: %s\n\n", data)
-			_ = rc.Flush()
+			stream.send(sseEvent("deleted", "", data))
 			return nil
 		case err != nil:
 			requestInfoFrom(r.Context()).logger.Error("watch: read environment", "error", err.Error())
@@ -155,26 +148,12 @@ func (a *API) watchEnvironment(w http.ResponseWriter, r *http.Request) error {
 		}
 		data, _ := json.Marshal(e)
 		if !bytes.Equal(data, last) {
-			fmt.Fprintf(w, "event: environment\nid: %d\ndata: %s\n\n", e.Generation, data)
-			if err := rc.Flush(); err != nil {
+			if !stream.send(sseEvent("environment", strconv.FormatInt(e.Generation, 10), data)) {
 				return nil
 			}
 			last = data
 		}
-		select {
-		case <-changed:
-		case <-keepalive.C:
-			fmt.Fprint(w, ": keepalive\n\n")
-			if err := rc.Flush(); err != nil {
-				return nil
-			}
-		case <-a.closing:
-			return nil
-		case <-r.Context().Done():
-			return nil
-		case <-revoked:
-			return nil
-		case <-expired:
+		if !stream.wait(changed) {
 			return nil
 		}
 	}

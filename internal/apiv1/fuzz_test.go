@@ -26,6 +26,7 @@ var bodyKinds = []func() validator{
 	func() validator { return &apiv1.PolicyPatch{} },
 	func() validator { return &apiv1.CheckRequest{} },
 	func() validator { return &apiv1.TokenCreate{} },
+	func() validator { return &apiv1.SessionTokenCreate{} },
 }
 
 // strictDecode decodes as the server does: one JSON value, no unknown

@@ -26,6 +26,8 @@ const (
 	// MaxSelectorLabels bounds match_labels per selector: each is one
 	// more term of the query that resolves the selector.
 	MaxSelectorLabels = 16
+	// MaxSelectorValues bounds the values of one match_expressions entry.
+	MaxSelectorValues = 64
 
 	MaxRulesPerPolicy   = 100 // ingress and egress rules together
 	MaxPeersPerPolicy   = 100 // from and to entries over all rules
@@ -89,7 +91,7 @@ func ruleListsSize(ingress []IngressRule, egress []EgressRule) PolicySize {
 		n.Ports += len(ports)
 		for _, p := range peers {
 			n.Excepts += len(p.Except)
-			if p.EnvironmentSelector != nil {
+			if p.IsSelector() {
 				n.SelectorPeers++
 			}
 		}

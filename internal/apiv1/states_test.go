@@ -41,7 +41,7 @@ func TestStatePredicates_ClassifyEveryState(t *testing.T) {
 
 func TestRoles_ListsEveryRoleOnceMostPowerfulFirst(t *testing.T) {
 	t.Parallel()
-	if !slices.Equal(Roles, []string{RoleAdmin, RoleAuditor, RoleEditor, RoleViewer}) {
+	if !slices.Equal(Roles, []string{RoleAdmin, RoleAuditor, RoleEditor, RoleDeveloper, RoleViewer}) {
 		t.Fatalf("Roles = %v", Roles)
 	}
 }

@@ -57,6 +57,15 @@ const (
 	ProtocolTCP  = "tcp"
 	ProtocolUDP  = "udp"
 	ProtocolICMP = "icmp"
+	ProtocolSCTP = "sctp"
+)
+
+// The operators of a selector's match_expressions, as Kubernetes spells them.
+const (
+	OpIn           = "In"
+	OpNotIn        = "NotIn"
+	OpExists       = "Exists"
+	OpDoesNotExist = "DoesNotExist"
 )
 
 // Project groups environments and policies.
@@ -215,28 +224,60 @@ type ConfigurePolicy struct {
 	Egress  []EgressRule  `json:"egress"`
 }
 
-// Selector selects environments of a project by labels. An empty selector
-// selects every environment of the project.
+// Selector selects objects (environments, or projects in a
+// project_selector) by labels, as a Kubernetes label selector does: an
+// object is picked when it carries every match_labels entry and meets
+// every match_expressions requirement. An empty selector selects
+// everything.
 type Selector struct {
-	MatchLabels map[string]string `json:"match_labels"`
+	MatchLabels      map[string]string     `json:"match_labels"`
+	MatchExpressions []SelectorRequirement `json:"match_expressions,omitempty"`
 }
 
-// Peer is one end of a connection: a CIDR (with exceptions) or the
-// environments of the same project that a selector picks. Exactly one of
-// CIDR and EnvironmentSelector is set.
+// SelectorRequirement is one match_expressions entry: In (the label is
+// present with one of Values), NotIn (absent, or with none of Values),
+// Exists or DoesNotExist (Values empty).
+type SelectorRequirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"`
+	Values   []string `json:"values,omitempty"`
+}
+
+// Peer is one end of a connection: a CIDR (with exceptions), the
+// environments that selectors pick, or, on egress only, a host name or
+// pattern. Exactly one of CIDR, the selectors and FQDN is set. The
+// selectors have Kubernetes' namespaceSelector semantics:
+// EnvironmentSelector alone picks environments of the policy's own
+// project, ProjectSelector alone every environment of the projects it
+// picks, and both together the matching environments of those projects.
 type Peer struct {
 	CIDR                string    `json:"cidr,omitempty"`
 	Except              []string  `json:"except,omitempty"`
 	EnvironmentSelector *Selector `json:"environment_selector,omitempty"`
+	ProjectSelector     *Selector `json:"project_selector,omitempty"`
+	// FQDN is a host name ("registry.npmjs.org") or a pattern whose
+	// leftmost label is "*" ("*.github.com": exactly one more label, as
+	// in TLS certificates and Cilium's matchPattern). The addresses the
+	// environment's resolver answers for a matching name are allowed
+	// for the answer's TTL (within the server's bounds).
+	FQDN string `json:"fqdn,omitempty"`
 }
+
+// IsSelector reports whether p picks environments by selectors (either
+// or both), rather than by address or name.
+func (p Peer) IsSelector() bool { return p.EnvironmentSelector != nil || p.ProjectSelector != nil }
 
 // Port is a protocol with an optional port or inclusive port range.
 // Protocol defaults to tcp. Port absent means every port of the protocol;
-// icmp takes no port.
+// icmp takes no port. PortName, instead of Port, names a port that the
+// destination environment's workload declares (WorkloadPort), as a
+// Kubernetes named port names a container port: it is resolved per
+// destination, and a destination without that name matches nothing.
 type Port struct {
 	Protocol string `json:"protocol,omitempty"`
 	Port     *int   `json:"port,omitempty"`
 	EndPort  *int   `json:"end_port,omitempty"`
+	PortName string `json:"port_name,omitempty"`
 }
 
 // PolicySpec is the user-controlled part of a policy.
@@ -296,6 +337,9 @@ type PolicyPatch struct {
 type PolicyRef struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// PolicyTypes are the directions the policy enforces, so that a
+	// reader can tell "selected but allows nothing" from "not selected".
+	PolicyTypes []string `json:"policy_types,omitempty"`
 }
 
 // PeerEnvironment is an environment that an environment_selector peer
@@ -304,15 +348,32 @@ type PeerEnvironment struct {
 	ID      string `json:"id"`
 	Name    string `json:"name"`
 	Address string `json:"address,omitempty"`
+	// ProjectID is set when the environment is of another project than
+	// the one whose effective policy names it.
+	ProjectID string `json:"project_id,omitempty"`
 }
 
-// EffectivePeer is a Peer with its environment selector resolved.
+// EffectivePeer is a Peer with its selectors resolved.
 type EffectivePeer struct {
 	Peer
 	Environments []PeerEnvironment `json:"environments,omitempty"`
+	// Hidden counts the environments the selectors picked in projects the
+	// caller may not read: they are enforced, but not named here.
+	Hidden int `json:"hidden,omitempty"`
 	// Covers, on a CIDR peer, names the environments of other projects
 	// whose addresses the CIDR covers now; absent when it covers none.
 	Covers *CIDRCoverage `json:"covers,omitempty"`
+	// Names, on an FQDN peer, are the matching names the environment has
+	// resolved and whose addresses are allowed now, until Expires.
+	Names []ResolvedName `json:"names,omitempty"`
+}
+
+// ResolvedName is a host name an environment resolved through its
+// resolver, with the addresses its rules allow for it until Expires.
+type ResolvedName struct {
+	Name      string    `json:"name"`
+	Addresses []string  `json:"addresses"`
+	Expires   time.Time `json:"expires"`
 }
 
 // CIDRCoverage says that a CIDR peer covers addresses isolationd gave to
@@ -363,6 +424,8 @@ type EffectivePolicy struct {
 
 // CheckRequest is the body of POST /v1/environments/{id}/check: would a
 // packet in Direction, with the remote end at Address, be allowed?
+// Address may be a host name on egress: the answer is for the addresses
+// the environment's resolver holds for it now (CheckResult.Addresses).
 type CheckRequest struct {
 	Direction string `json:"direction"`
 	Protocol  string `json:"protocol"`
@@ -382,9 +445,36 @@ type Match struct {
 type CheckResult struct {
 	Allowed bool   `json:"allowed"`
 	Matched *Match `json:"matched"`
+	// Rules are every rule that allows the packet, Matched first; Reason
+	// says in a sentence why the packet is allowed or denied.
+	Rules  []Match `json:"rules,omitempty"`
+	Reason string  `json:"reason,omitempty"`
 	// Warnings, when the matched rule allowed the address through a CIDR
-	// that covers other projects' environments, say so.
+	// that covers other projects' environments, say so; with the netns
+	// driver, an allowed egress to an address outside the pools while the
+	// router has no uplink says "allowed by policy, but no uplink".
 	Warnings []string `json:"warnings,omitempty"`
+	// Addresses, when the request named a host, are the addresses it
+	// stands for now; Allowed is true when the rules allow every one.
+	// FQDN is the name an address matched through an fqdn peer.
+	Addresses []string `json:"addresses,omitempty"`
+	FQDN      string   `json:"fqdn,omitempty"`
+}
+
+// ProjectContents answers DELETE /v1/projects/{id}/contents: the
+// environments now being deleted (torn down after the answer; the project
+// can be deleted once they are gone), and the policies and assertions
+// deleted.
+type ProjectContents struct {
+	Environments []ObjectRef `json:"environments"`
+	Policies     []ObjectRef `json:"policies"`
+	Assertions   []ObjectRef `json:"assertions"`
+}
+
+// ObjectRef is an object by its id and name.
+type ObjectRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // List is a page of a collection. NextCursor is empty on the last page.
@@ -452,28 +542,46 @@ const (
 	RoleAuditor = "auditor"
 	RoleEditor  = "editor"
 	RoleViewer  = "viewer"
+	// RoleDeveloper execs into its project's environments and reads them.
+	RoleDeveloper = "developer"
+	// RoleSession is a session token's: exec into its one environment,
+	// and nothing else. Session tokens are minted by POST
+	// /v1/environments/{id}/session-tokens, never by POST /v1/tokens.
+	RoleSession = "session"
 )
 
-// Roles lists every role, most powerful first.
-var Roles = []string{RoleAdmin, RoleAuditor, RoleEditor, RoleViewer}
+// Roles lists the roles POST /v1/tokens creates, most powerful first
+// (RoleSession is not among them: a session token is minted from another).
+var Roles = []string{RoleAdmin, RoleAuditor, RoleEditor, RoleDeveloper, RoleViewer}
 
 // Token is an API token as the API shows it: never its secret, except in
 // the answer to its creation (TokenCreated).
 type Token struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Role      string     `json:"role"`
-	ProjectID string     `json:"project_id,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	ETag      string     `json:"etag"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	ProjectID string `json:"project_id,omitempty"`
+	// Developer grants an editor, viewer or auditor token exec in its
+	// scope, as the developer role has.
+	Developer bool `json:"developer,omitempty"`
+	// EnvironmentID is the one environment a session token may exec
+	// into; ParentID the token that minted it, whose revocation revokes
+	// it. Both are set for role session only.
+	EnvironmentID string     `json:"environment_id,omitempty"`
+	ParentID      string     `json:"parent_id,omitempty"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	ETag          string     `json:"etag"`
 }
 
 // TokenCreate is the body of POST /v1/tokens.
 type TokenCreate struct {
-	Name      string     `json:"name"`
-	Role      string     `json:"role"`
-	ProjectID string     `json:"project_id,omitempty"`
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	ProjectID string `json:"project_id,omitempty"`
+	// Developer grants an editor, viewer or auditor token exec in its
+	// scope; admin and developer tokens may exec already.
+	Developer bool       `json:"developer,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
@@ -493,11 +601,18 @@ type WhoAmI struct {
 	TokenID string `json:"token_id"`
 	Name    string `json:"name"`
 	Role    string `json:"role"`
-	// ProjectID is the one project an editor or viewer token sees; empty
-	// for admin and auditor tokens, which see every project.
-	ProjectID string     `json:"project_id,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	Server    ServerInfo `json:"server"`
+	// ProjectID is the one project a project-scoped token (editor,
+	// developer, viewer, session) sees, and ProjectName its name, so that
+	// a token that may not list projects can still name its own; both
+	// empty for admin and auditor tokens, which see every project.
+	ProjectID   string `json:"project_id,omitempty"`
+	ProjectName string `json:"project_name,omitempty"`
+	// Developer is the token's developer grant (Token.Developer).
+	Developer bool `json:"developer,omitempty"`
+	// EnvironmentID is a session token's one environment.
+	EnvironmentID string     `json:"environment_id,omitempty"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Server        ServerInfo `json:"server"`
 }
 
 // ServerName is ServerInfo.Name of every isolationd.
@@ -525,6 +640,10 @@ type Problem struct {
 	// ExistingID, on a 409 for a name already taken, is the id of the
 	// object holding it (an RFC 9457 extension member).
 	ExistingID string `json:"existing_id,omitempty"`
+	// ExpiredAt and TTLSeconds, on a 410 for an environment its TTL
+	// removed, are when it expired and its ttl_seconds.
+	ExpiredAt  *time.Time `json:"expired_at,omitempty"`
+	TTLSeconds *int64     `json:"ttl_seconds,omitempty"`
 }
 
 // FieldError names a field of the request (a JSON path such as

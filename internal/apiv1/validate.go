@@ -44,17 +44,21 @@ const (
 	msgName        = "must be a DNS label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
 	msgLabelKey    = "key must be a label key: an optional DNS subdomain prefix and '/', then 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	msgLabelValue  = "value must be empty or 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-	msgProtocol    = "must be one of tcp, udp, icmp"
+	msgProtocol    = "must be one of tcp, udp, sctp, icmp"
 	msgDirection   = "must be one of ingress, egress"
 	msgPortRange   = "must be between 1 and 65535"
 	msgPolicyTypes = "must not be empty: list ingress, egress or both"
-	msgPeerOneOf   = "must set exactly one of cidr and environment_selector"
+	msgPeerOneOf   = "must set exactly one of cidr, fqdn and the selectors (environment_selector, project_selector or both)"
+	msgPortName    = "must be a port name (IANA_SVC_NAME): 1-15 lowercase letters, digits or '-', with at least one letter, not starting or ending with '-' and without '--'"
 	msgCIDRSyntax  = "must be an IPv4 or IPv6 prefix in CIDR notation, such as 10.0.0.0/8 or 2001:db8::/32"
 )
 
 var (
 	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	labelNameRE = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	// hostLabelRE admits underscores, which real names use (_dmarc,
+	// SRV owners) though RFC 1123 host names do not.
+	hostLabelRE = regexp.MustCompile(`^[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?$`)
 	subdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 )
 
@@ -193,9 +197,65 @@ func ValidateState(field, v string) []FieldError {
 	return e
 }
 
-// ValidateSelector checks an environment selector's labels.
+// ValidateSelector checks a selector's match_labels and
+// match_expressions, with Kubernetes' rules for label selectors.
 func ValidateSelector(field string, s Selector) []FieldError {
-	return ValidateSelectorLabels(path(field, "match_labels"), s.MatchLabels)
+	e := errs(ValidateSelectorLabels(path(field, "match_labels"), s.MatchLabels))
+	e = append(e, ValidateSelectorExpressions(path(field, "match_expressions"), s.MatchExpressions)...)
+	if n := len(s.MatchLabels) + len(s.MatchExpressions); len(s.MatchLabels) <= MaxSelectorLabels && len(s.MatchExpressions) <= MaxSelectorLabels && n > MaxSelectorLabels {
+		e.add(field, "%s", limitMessage("terms", "selector", "match_labels and match_expressions together", MaxSelectorLabels, n))
+	}
+	return e
+}
+
+// ValidateSelectorExpressions checks match_expressions as Kubernetes
+// does: a label key, a known operator, values for In and NotIn and none
+// for Exists and DoesNotExist, each a label value.
+func ValidateSelectorExpressions(field string, reqs []SelectorRequirement) []FieldError {
+	var e errs
+	if len(reqs) > MaxSelectorLabels {
+		e.add(field, "%s", limitMessage("match_expressions", "selector", "", MaxSelectorLabels, len(reqs)))
+		return e
+	}
+	for i, r := range reqs {
+		f := index(field, i)
+		if !validLabelKey(r.Key) {
+			e.add(path(f, "key"), "must be a label key: an optional DNS subdomain prefix and '/', then 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+		}
+		switch r.Operator {
+		case OpIn, OpNotIn:
+			if len(r.Values) == 0 {
+				e.add(path(f, "values"), "must be non-empty when operator is %s", r.Operator)
+			}
+		case OpExists, OpDoesNotExist:
+			if len(r.Values) > 0 {
+				e.add(path(f, "values"), "must be empty when operator is %s", r.Operator)
+			}
+		default:
+			e.add(path(f, "operator"), "must be one of In, NotIn, Exists, DoesNotExist")
+		}
+		if len(r.Values) > MaxSelectorValues {
+			e.add(path(f, "values"), "%s", limitMessage("values", "expression", "", MaxSelectorValues, len(r.Values)))
+			continue
+		}
+		for j, v := range r.Values {
+			if !validLabelValue(v) {
+				e.add(index(path(f, "values"), j), "must be a label value: empty or 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+			}
+		}
+	}
+	return e
+}
+
+// ValidatePortName checks a port name with Kubernetes' IANA_SVC_NAME
+// rules, so names written for a Kubernetes container port fit.
+func ValidatePortName(field, name string) []FieldError {
+	var e errs
+	letter := strings.ContainsFunc(name, func(r rune) bool { return 'a' <= r && r <= 'z' })
+	if len(name) > 15 || !dnsLabelRE.MatchString(name) || strings.Contains(name, "--") || !letter {
+		e.add(field, "%s", msgPortName)
+	}
+	return e
 }
 
 // ValidateSelectorLabels checks a selector's match_labels: label syntax,
@@ -251,14 +311,31 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(p.Addr().Unmap(), bits).Masked()
 }
 
-// ValidatePeer checks one peer of an ingress or egress rule.
-func ValidatePeer(field string, p Peer) []FieldError {
+// ValidatePeer checks one peer of an ingress (egress false) or egress
+// rule.
+func ValidatePeer(field string, p Peer, egress bool) []FieldError {
 	var e errs
-	if (p.CIDR == "") == (p.EnvironmentSelector == nil) {
+	set := 0
+	for _, s := range []bool{p.CIDR != "", p.EnvironmentSelector != nil || p.ProjectSelector != nil, p.FQDN != ""} {
+		if s {
+			set++
+		}
+	}
+	if set != 1 {
 		e.add(field, "%s", msgPeerOneOf)
+	}
+	if p.FQDN != "" {
+		if !egress {
+			e.add(path(field, "fqdn"), "is for egress peers only: a name says where traffic goes, not where it comes from")
+		} else {
+			e = append(e, ValidateFQDN(path(field, "fqdn"), p.FQDN)...)
+		}
 	}
 	if p.EnvironmentSelector != nil {
 		e = append(e, ValidateSelector(path(field, "environment_selector"), *p.EnvironmentSelector)...)
+	}
+	if p.ProjectSelector != nil {
+		e = append(e, ValidateSelector(path(field, "project_selector"), *p.ProjectSelector)...)
 	}
 	if p.CIDR == "" {
 		if len(p.Except) > 0 {
@@ -289,17 +366,29 @@ func ValidatePeer(field string, p Peer) []FieldError {
 func ValidatePort(field string, p Port) []FieldError {
 	var e errs
 	switch p.Protocol {
-	case "", ProtocolTCP, ProtocolUDP:
+	case "", ProtocolTCP, ProtocolUDP, ProtocolSCTP:
 	case ProtocolICMP:
-		if p.Port != nil {
-			e.add(path(field, "port"), "must be absent for icmp")
-		}
-		if p.EndPort != nil {
-			e.add(path(field, "end_port"), "must be absent for icmp")
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"port", p.Port != nil}, {"end_port", p.EndPort != nil}, {"port_name", p.PortName != ""}} {
+			if f.set {
+				e.add(path(field, f.name), "must be absent for icmp")
+			}
 		}
 		return e
 	default:
 		e.add(path(field, "protocol"), "%s", msgProtocol)
+	}
+	if p.PortName != "" {
+		e = append(e, ValidatePortName(path(field, "port_name"), p.PortName)...)
+		if p.Port != nil {
+			e.add(path(field, "port"), "must be absent with port_name: give the port by number or by name")
+		}
+		if p.EndPort != nil {
+			e.add(path(field, "end_port"), "must be absent with port_name: a named port is one port")
+		}
+		return e
 	}
 	if p.Port != nil && (*p.Port < MinPort || *p.Port > MaxPort) {
 		e.add(path(field, "port"), "%s", msgPortRange)
@@ -339,7 +428,7 @@ func ValidateEgressRules(field string, rules []EgressRule) []FieldError {
 func validateRule(field, peersName string, peers []Peer, ports []Port) []FieldError {
 	var e errs
 	for i, p := range peers {
-		e = append(e, ValidatePeer(index(path(field, peersName), i), p)...)
+		e = append(e, ValidatePeer(index(path(field, peersName), i), p, peersName == "to")...)
 	}
 	for i, p := range ports {
 		e = append(e, ValidatePort(index(path(field, "ports"), i), p)...)
@@ -544,16 +633,27 @@ func (c CheckRequest) Validate() []FieldError {
 	if c.Direction != Ingress && c.Direction != Egress {
 		e.add("direction", "%s", msgDirection)
 	}
-	if a, err := netip.ParseAddr(c.Address); err != nil || a.Zone() != "" {
-		e.add("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1")
+	if a, err := netip.ParseAddr(c.Address); err == nil && a.Zone() == "" {
+		// An address.
+	} else if c.Direction == Egress && err != nil && validHostName(NormalizeFQDN(c.Address)) == "" {
+		// A host name: the addresses the environment resolved it to.
+	} else {
+		e.add("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1, or on egress a host name")
 	}
-	switch c.Protocol {
-	case "", ProtocolTCP, ProtocolUDP:
-		if c.Port < MinPort || c.Port > MaxPort {
-			e.add("port", "%s for %s", msgPortRange, cmpOr(c.Protocol, ProtocolTCP))
+	return append(e, validatePacketPort(c.Protocol, c.Port)...)
+}
+
+// validatePacketPort checks the protocol and port of one packet (a check,
+// an assertion): an empty protocol means tcp, and only icmp has no port.
+func validatePacketPort(protocol string, port int) []FieldError {
+	var e errs
+	switch protocol {
+	case "", ProtocolTCP, ProtocolUDP, ProtocolSCTP:
+		if port < MinPort || port > MaxPort {
+			e.add("port", "%s for %s", msgPortRange, cmpOr(protocol, ProtocolTCP))
 		}
 	case ProtocolICMP:
-		if c.Port != 0 {
+		if port != 0 {
 			e.add("port", "must be absent for icmp")
 		}
 	default:
@@ -571,14 +671,27 @@ func (c TokenCreate) Validate() []FieldError {
 		if c.ProjectID != "" {
 			e.add("project_id", "must be absent for role %s: %s tokens are organization-wide", c.Role, c.Role)
 		}
-	case RoleEditor, RoleViewer:
+	case RoleEditor, RoleDeveloper, RoleViewer:
 		if c.ProjectID == "" {
 			e.add("project_id", "is required for role %s", c.Role)
 		}
+	case RoleSession:
+		e.add("role", "session tokens are minted for one environment with POST /v1/environments/{id}/session-tokens")
 	default:
-		e.add("role", "must be one of admin, auditor, editor, viewer")
+		e.add("role", "must be one of %s", strings.Join(Roles, ", "))
 	}
+	e = append(e, ValidateDeveloper("developer", c.Role, c.Developer)...)
 	return nilIfEmpty(e)
+}
+
+// ValidateDeveloper checks a token's developer grant against its role:
+// admin and developer tokens may exec already.
+func ValidateDeveloper(field, role string, developer bool) []FieldError {
+	var e errs
+	if developer && (role == RoleAdmin || role == RoleDeveloper) {
+		e.add(field, "must be absent or false for role %s: it already may exec", role)
+	}
+	return e
 }
 
 func requireID(field, v string) []FieldError {
@@ -622,9 +735,19 @@ func (c ConfigurePolicy) Normalize() ConfigurePolicy {
 	return ConfigurePolicy{Ingress: NormalizeIngressRules(c.Ingress), Egress: NormalizeEgressRules(c.Egress)}
 }
 
-// Normalize returns the selector with a non-nil MatchLabels.
+// Normalize returns the selector with a non-nil MatchLabels and its own
+// copy of MatchExpressions (nil when empty). Expressions keep their order:
+// clients compare what they sent with what they read back.
 func (s Selector) Normalize() Selector {
-	return Selector{MatchLabels: NormalizeLabels(s.MatchLabels)}
+	out := Selector{MatchLabels: NormalizeLabels(s.MatchLabels)}
+	for _, r := range s.MatchExpressions {
+		r.Values = slices.Clone(r.Values)
+		if len(r.Values) == 0 {
+			r.Values = nil
+		}
+		out.MatchExpressions = append(out.MatchExpressions, r)
+	}
+	return out
 }
 
 // NormalizeLabels returns a copy of m that is never nil.
@@ -659,9 +782,11 @@ func NormalizePeer(p Peer) Peer {
 	} else {
 		p.Except = slices.Clone(p.Except)
 	}
-	if p.EnvironmentSelector != nil {
-		s := p.EnvironmentSelector.Normalize()
-		p.EnvironmentSelector = &s
+	for _, sel := range []**Selector{&p.EnvironmentSelector, &p.ProjectSelector} {
+		if *sel != nil {
+			s := (*sel).Normalize()
+			*sel = &s
+		}
 	}
 	return p
 }
@@ -694,4 +819,79 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// Limits of host names (RFC 1035 section 2.3.4).
+const (
+	maxFQDNLength  = 253
+	maxLabelLength = 63
+)
+
+// NormalizeFQDN is the canonical form of a host name or pattern: lower
+// case, without the root's trailing dot.
+func NormalizeFQDN(s string) string { return strings.TrimSuffix(strings.ToLower(s), ".") }
+
+// ValidateFQDN checks an fqdn peer: a host name, or "*." and a host name
+// of at least two labels, in canonical form. It names the rule broken.
+func ValidateFQDN(field, s string) []FieldError {
+	var e errs
+	n := NormalizeFQDN(s)
+	if n != s {
+		// Stored as written, so that a plan never shows a difference.
+		e.add(field, "must be in canonical form, lower case without a trailing dot: %q", n)
+		return e
+	}
+	if _, err := netip.ParseAddr(n); err == nil {
+		e.add(field, "must be a host name, not an IP address: use cidr %q for an address", s)
+		return e
+	}
+	if n == "*" || n == "*." {
+		e.add(field, "must not be * alone: that would allow every name; use cidr 0.0.0.0/0 and ::/0 to allow every address")
+		return e
+	}
+	name, wildcard := strings.CutPrefix(n, "*.")
+	if strings.Contains(name, "*") {
+		e.add(field, "may hold * only as its whole leftmost label (*.example.com): %q has another", s)
+		return e
+	}
+	if msg := validHostName(name); msg != "" {
+		e.add(field, "%s", msg)
+		return e
+	}
+	if wildcard && !strings.Contains(name, ".") {
+		e.add(field, "must name at least two labels after *. (*.example.com, not *.com)")
+	}
+	return e
+}
+
+// validHostName says what is wrong with a normalized host name, or "".
+func validHostName(n string) string {
+	switch {
+	case n == "":
+		return "must be a host name such as registry.npmjs.org"
+	case len(n) > maxFQDNLength:
+		return fmt.Sprintf("must be at most %d characters long, not %d", maxFQDNLength, len(n))
+	}
+	for _, l := range strings.Split(n, ".") {
+		switch {
+		case l == "":
+			return "must not have an empty label (two dots in a row, or a leading dot)"
+		case len(l) > maxLabelLength:
+			return fmt.Sprintf("label %q is %d characters long: a label is at most %d", l, len(l), maxLabelLength)
+		case !hostLabelRE.MatchString(l):
+			return fmt.Sprintf("label %q must be letters, digits or '-' (underscores allowed), starting and ending with a letter, digit or '_'", l)
+		}
+	}
+	return ""
+}
+
+// MatchFQDN reports whether a normalized name matches a normalized
+// pattern: equal, or for "*.suffix", exactly one label before suffix.
+func MatchFQDN(pattern, name string) bool {
+	suffix, wildcard := strings.CutPrefix(pattern, "*.")
+	if !wildcard {
+		return pattern == name
+	}
+	head, ok := strings.CutSuffix(name, "."+suffix)
+	return ok && head != "" && !strings.Contains(head, ".")
 }

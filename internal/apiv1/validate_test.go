@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -145,10 +146,56 @@ func TestParseLabelSelector(t *testing.T) {
 	}
 }
 
+func TestValidatePeer_FQDN(t *testing.T) {
+	t.Parallel()
+	const f = "egress[0].to[0]"
+	long := strings.Repeat("a", 64)
+	name250 := strings.Repeat(strings.Repeat("b", 49)+".", 5) + "com" // 253 characters
+	wantFieldErrors(t, func(in Peer) []FieldError { return ValidatePeer(f, in, true) }, []fieldErrorCase[Peer]{
+		{"name", Peer{FQDN: "registry.npmjs.org"}, nil},
+		{"pattern", Peer{FQDN: "*.github.com"}, nil},
+		{"single label", Peer{FQDN: "localhost"}, nil},
+		{"underscore", Peer{FQDN: "_dmarc.example.com"}, nil},
+		{"253 characters", Peer{FQDN: name250}, nil},
+		{"star alone", Peer{FQDN: "*"}, []FieldError{fe(f+".fqdn", "must not be * alone: that would allow every name; use cidr 0.0.0.0/0 and ::/0 to allow every address")}},
+		{"two stars", Peer{FQDN: "*.*.com"}, []FieldError{fe(f+".fqdn", `may hold * only as its whole leftmost label (*.example.com): "*.*.com" has another`)}},
+		{"star inside a label", Peer{FQDN: "api*.example.com"}, []FieldError{fe(f+".fqdn", `may hold * only as its whole leftmost label (*.example.com): "api*.example.com" has another`)}},
+		{"star over a top-level domain", Peer{FQDN: "*.com"}, []FieldError{fe(f+".fqdn", "must name at least two labels after *. (*.example.com, not *.com)")}},
+		{"ipv4 literal", Peer{FQDN: "10.0.0.1"}, []FieldError{fe(f+".fqdn", `must be a host name, not an IP address: use cidr "10.0.0.1" for an address`)}},
+		{"ipv6 literal", Peer{FQDN: "2001:db8::1"}, []FieldError{fe(f+".fqdn", `must be a host name, not an IP address: use cidr "2001:db8::1" for an address`)}},
+		{"label too long", Peer{FQDN: long + ".com"}, []FieldError{fe(f+".fqdn", `label "`+long+`" is 64 characters long: a label is at most 63`)}},
+		{"name too long", Peer{FQDN: "a" + name250}, []FieldError{fe(f+".fqdn", "must be at most 253 characters long, not 254")}},
+		{"empty label", Peer{FQDN: "a..com"}, []FieldError{fe(f+".fqdn", "must not have an empty label (two dots in a row, or a leading dot)")}},
+		{"upper case", Peer{FQDN: "Example.com"}, []FieldError{fe(f+".fqdn", `must be in canonical form, lower case without a trailing dot: "example.com"`)}},
+		{"trailing dot", Peer{FQDN: "example.com."}, []FieldError{fe(f+".fqdn", `must be in canonical form, lower case without a trailing dot: "example.com"`)}},
+		{"bad character", Peer{FQDN: "exa mple.com"}, []FieldError{fe(f+".fqdn", `label "exa mple" must be letters, digits or '-' (underscores allowed), starting and ending with a letter, digit or '_'`)}},
+		{"leading hyphen", Peer{FQDN: "-a.com"}, []FieldError{fe(f+".fqdn", `label "-a" must be letters, digits or '-' (underscores allowed), starting and ending with a letter, digit or '_'`)}},
+	})
+}
+
+func TestMatchFQDN(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"example.com", "example.com", true},
+		{"example.com", "www.example.com", false},
+		{"*.example.com", "www.example.com", true},
+		{"*.example.com", "example.com", false},
+		{"*.example.com", "a.b.example.com", false},
+		{"*.example.com", "wwwexample.com", false},
+	} {
+		if got := MatchFQDN(tc.pattern, tc.name); got != tc.want {
+			t.Errorf("MatchFQDN(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestValidatePeer(t *testing.T) {
 	t.Parallel()
 	const f = "ingress[0].from[1]"
-	wantFieldErrors(t, func(in Peer) []FieldError { return ValidatePeer(f, in) }, []fieldErrorCase[Peer]{
+	wantFieldErrors(t, func(in Peer) []FieldError { return ValidatePeer(f, in, false) }, []fieldErrorCase[Peer]{
 		{"ipv4 cidr", Peer{CIDR: "10.0.0.0/8"}, nil},
 		{"ipv6 cidr", Peer{CIDR: "2001:db8::/32"}, nil},
 		{"host route", Peer{CIDR: "10.1.2.3/32"}, nil},
@@ -156,8 +203,13 @@ func TestValidatePeer(t *testing.T) {
 		{"ipv6 except", Peer{CIDR: "2001:db8::/32", Except: []string{"2001:db8:1::/48", "2001:db8::1/128"}}, nil},
 		{"selector", Peer{EnvironmentSelector: &Selector{MatchLabels: map[string]string{"tier": "db"}}}, nil},
 		{"empty selector", Peer{EnvironmentSelector: &Selector{}}, nil},
+		{"project selector", Peer{ProjectSelector: &Selector{MatchLabels: map[string]string{"team": "ci"}}}, nil},
+		{"both selectors", Peer{ProjectSelector: &Selector{}, EnvironmentSelector: &Selector{}}, nil},
+		{"cidr and project selector", Peer{CIDR: "10.0.0.0/8", ProjectSelector: &Selector{}}, []FieldError{fe(f, msgPeerOneOf)}},
 		{"neither", Peer{}, []FieldError{fe(f, msgPeerOneOf)}},
 		{"both", Peer{CIDR: "10.0.0.0/8", EnvironmentSelector: &Selector{}}, []FieldError{fe(f, msgPeerOneOf)}},
+		{"fqdn on ingress", Peer{FQDN: "example.com"}, []FieldError{fe(f+".fqdn", "is for egress peers only: a name says where traffic goes, not where it comes from")}},
+		{"fqdn and cidr", Peer{FQDN: "example.com", CIDR: "10.0.0.0/8"}, []FieldError{fe(f, msgPeerOneOf), fe(f+".fqdn", "is for egress peers only: a name says where traffic goes, not where it comes from")}},
 		{"not a cidr", Peer{CIDR: "10.0.0.300/8"}, []FieldError{fe(f+".cidr", msgCIDRSyntax)}},
 		{"bare address", Peer{CIDR: "10.0.0.1"}, []FieldError{fe(f+".cidr", msgCIDRSyntax)}},
 		{"prefix too long", Peer{CIDR: "10.0.0.0/33"}, []FieldError{fe(f+".cidr", msgCIDRSyntax)}},
@@ -203,13 +255,61 @@ func TestValidatePort(t *testing.T) {
 		{"end below port", Port{Port: ptr(8080), EndPort: ptr(8079)}, []FieldError{fe(f+".end_port", "must be at least port (8080)")}},
 		{"end above max", Port{Port: ptr(8080), EndPort: ptr(65536)}, []FieldError{fe(f+".end_port", msgPortRange)}},
 		{"end without port", Port{EndPort: ptr(80)}, []FieldError{fe(f+".end_port", "requires port: end_port ends the range that port starts")}},
-		{"unknown protocol", Port{Protocol: "sctp"}, []FieldError{fe(f+".protocol", msgProtocol)}},
+		{"unknown protocol", Port{Protocol: "gre"}, []FieldError{fe(f+".protocol", msgProtocol)}},
 		{"uppercase protocol", Port{Protocol: "TCP", Port: ptr(0)}, []FieldError{fe(f+".protocol", msgProtocol), fe(f+".port", msgPortRange)}},
 		{"icmp with ports", Port{Protocol: "icmp", Port: ptr(8), EndPort: ptr(9)}, []FieldError{
 			fe(f+".port", "must be absent for icmp"),
 			fe(f+".end_port", "must be absent for icmp"),
 		}},
+		{"sctp range", Port{Protocol: "sctp", Port: ptr(80), EndPort: ptr(81)}, nil},
+		{"named port", Port{Protocol: "tcp", PortName: "serve-80"}, nil},
+		{"named port with a number", Port{PortName: "http", Port: ptr(80), EndPort: ptr(81)}, []FieldError{
+			fe(f+".port", "must be absent with port_name: give the port by number or by name"),
+			fe(f+".end_port", "must be absent with port_name: a named port is one port"),
+		}},
+		{"named port without a letter", Port{PortName: "8080"}, []FieldError{fe(f+".port_name", msgPortName)}},
+		{"named port too long", Port{PortName: "a234567890123456"}, []FieldError{fe(f+".port_name", msgPortName)}},
+		{"named port with double dash", Port{PortName: "a--b"}, []FieldError{fe(f+".port_name", msgPortName)}},
+		{"named port upper case", Port{PortName: "HTTP"}, []FieldError{fe(f+".port_name", msgPortName)}},
+		{"icmp with a named port", Port{Protocol: "icmp", PortName: "ping"}, []FieldError{fe(f+".port_name", "must be absent for icmp")}},
 	})
+}
+
+func TestValidateSelector_MatchExpressions(t *testing.T) {
+	t.Parallel()
+	const f = "ingress[0].from[0].project_selector"
+	m := f + ".match_expressions"
+	wantFieldErrors(t, func(in Selector) []FieldError { return ValidateSelector(f, in) }, []fieldErrorCase[Selector]{
+		{"in", Selector{MatchExpressions: []SelectorRequirement{{Key: "ns", Operator: OpIn, Values: []string{"x", "y"}}}}, nil},
+		{"not in", Selector{MatchExpressions: []SelectorRequirement{{Key: "ns", Operator: OpNotIn, Values: []string{"x"}}}}, nil},
+		{"exists", Selector{MatchExpressions: []SelectorRequirement{{Key: "example.com/ns", Operator: OpExists}}}, nil},
+		{"does not exist", Selector{MatchExpressions: []SelectorRequirement{{Key: "ns", Operator: OpDoesNotExist}}}, nil},
+		{"in without values", Selector{MatchExpressions: []SelectorRequirement{{Key: "ns", Operator: OpIn}}},
+			[]FieldError{fe(m+"[0].values", "must be non-empty when operator is In")}},
+		{"exists with values", Selector{MatchExpressions: []SelectorRequirement{{Key: "ns", Operator: OpExists, Values: []string{"x"}}}},
+			[]FieldError{fe(m+"[0].values", "must be empty when operator is Exists")}},
+		{"unknown operator", Selector{MatchExpressions: []SelectorRequirement{{Key: "ns", Operator: "in", Values: []string{"x"}}}},
+			[]FieldError{fe(m+"[0].operator", "must be one of In, NotIn, Exists, DoesNotExist")}},
+		{"bad key and value", Selector{MatchExpressions: []SelectorRequirement{{Key: "-ns", Operator: OpNotIn, Values: []string{"a b"}}}},
+			[]FieldError{
+				fe(m+"[0].key", "must be a label key: an optional DNS subdomain prefix and '/', then 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"),
+				fe(m+"[0].values[0]", "must be a label value: empty or 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"),
+			}},
+	})
+}
+
+func TestValidatePortName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"http", "serve-80", "a", "x1", "abcdefghijklmno"} {
+		if fe := ValidatePortName("n", ok); fe != nil {
+			t.Errorf("%q: %v", ok, fe)
+		}
+	}
+	for _, bad := range []string{"", "80", "-http", "http-", "a--b", "Http", "abcdefghijklmnop", "a_b"} {
+		if fe := ValidatePortName("n", bad); len(fe) != 1 {
+			t.Errorf("%q: got %v, want one error", bad, fe)
+		}
+	}
 }
 
 func validSpec() PolicySpec {
@@ -393,13 +493,16 @@ func TestCheckRequestValidate(t *testing.T) {
 			[]FieldError{fe("port", "must be between 1 and 65535 for udp")}},
 		{"icmp with port", CheckRequest{Direction: Ingress, Protocol: "icmp", Address: "10.0.0.1", Port: 8},
 			[]FieldError{fe("port", "must be absent for icmp")}},
-		{"everything wrong", CheckRequest{Direction: "in", Protocol: "sctp", Address: "10.0.0.0/8"}, []FieldError{
+		{"everything wrong", CheckRequest{Direction: "in", Protocol: "gre", Address: "10.0.0.0/8"}, []FieldError{
 			fe("direction", msgDirection),
-			fe("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1"),
+			fe("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1, or on egress a host name"),
 			fe("protocol", msgProtocol),
 		}},
 		{"zone", CheckRequest{Direction: Ingress, Address: "fe80::1%eth0", Port: 1},
-			[]FieldError{fe("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1")}},
+			[]FieldError{fe("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1, or on egress a host name")}},
+		{"host name on egress", CheckRequest{Direction: Egress, Address: "Registry.npmjs.org.", Port: 443}, nil},
+		{"host name on ingress", CheckRequest{Direction: Ingress, Address: "registry.npmjs.org", Port: 443},
+			[]FieldError{fe("address", "must be an IPv4 or IPv6 address, such as 10.1.2.3 or 2001:db8::1, or on egress a host name")}},
 	})
 }
 
@@ -410,6 +513,18 @@ func TestTokenCreateValidate_ScopesRolesToProjects(t *testing.T) {
 		{"auditor", TokenCreate{Name: "siem", Role: RoleAuditor}, nil},
 		{"editor", TokenCreate{Name: "deploy", Role: RoleEditor, ProjectID: "p"}, nil},
 		{"viewer", TokenCreate{Name: "dash", Role: RoleViewer, ProjectID: "p"}, nil},
+		{"developer", TokenCreate{Name: "alice", Role: RoleDeveloper, ProjectID: "p"}, nil},
+		{"viewer granted developer", TokenCreate{Name: "bob", Role: RoleViewer, ProjectID: "p", Developer: true}, nil},
+		{"editor granted developer", TokenCreate{Name: "bob", Role: RoleEditor, ProjectID: "p", Developer: true}, nil},
+		{"auditor granted developer", TokenCreate{Name: "sre", Role: RoleAuditor, Developer: true}, nil},
+		{"admin granted developer", TokenCreate{Name: "ci", Role: RoleAdmin, Developer: true},
+			[]FieldError{fe("developer", "must be absent or false for role admin: it already may exec")}},
+		{"developer granted developer", TokenCreate{Name: "alice", Role: RoleDeveloper, ProjectID: "p", Developer: true},
+			[]FieldError{fe("developer", "must be absent or false for role developer: it already may exec")}},
+		{"developer without project", TokenCreate{Name: "alice", Role: RoleDeveloper},
+			[]FieldError{fe("project_id", "is required for role developer")}},
+		{"session", TokenCreate{Name: "s", Role: RoleSession, ProjectID: "p"},
+			[]FieldError{fe("role", "session tokens are minted for one environment with POST /v1/environments/{id}/session-tokens")}},
 		{"editor without project", TokenCreate{Name: "deploy", Role: RoleEditor},
 			[]FieldError{fe("project_id", "is required for role editor")}},
 		{"viewer without project", TokenCreate{Name: "dash", Role: RoleViewer},
@@ -420,9 +535,28 @@ func TestTokenCreateValidate_ScopesRolesToProjects(t *testing.T) {
 			[]FieldError{fe("project_id", "must be absent for role auditor: auditor tokens are organization-wide")}},
 		{"unknown role, bad name", TokenCreate{Name: "CI bot", Role: "owner"}, []FieldError{
 			fe("name", msgName),
-			fe("role", "must be one of admin, auditor, editor, viewer"),
+			fe("role", "must be one of admin, auditor, editor, developer, viewer"),
 		}},
 	})
+}
+
+func TestSessionTokenCreateValidate_TakesADurationFromAMinuteToADay(t *testing.T) {
+	t.Parallel()
+	wantFieldErrors(t, SessionTokenCreate.Validate, []fieldErrorCase[SessionTokenCreate]{
+		{"default", SessionTokenCreate{}, nil},
+		{"a minute", SessionTokenCreate{TTL: "1m"}, nil},
+		{"a day", SessionTokenCreate{TTL: "24h"}, nil},
+		{"mixed units", SessionTokenCreate{TTL: "1h30m"}, nil},
+		{"too short", SessionTokenCreate{TTL: "59s"}, []FieldError{fe("ttl", "must be between 1m and 24h, got 59s")}},
+		{"too long", SessionTokenCreate{TTL: "24h1s"}, []FieldError{fe("ttl", "must be between 1m and 24h, got 24h1s")}},
+		{"negative", SessionTokenCreate{TTL: "-15m"}, []FieldError{fe("ttl", "must be between 1m and 24h, got -15m")}},
+		{"no unit", SessionTokenCreate{TTL: "900"}, []FieldError{fe("ttl", `must be a duration such as 15m or 1h30m, got "900"`)}},
+	})
+	for in, want := range map[string]time.Duration{"": DefaultSessionTTL, "1m": time.Minute, "1h30m": 90 * time.Minute} {
+		if got := (SessionTokenCreate{TTL: in}).Duration(); got != want {
+			t.Errorf("Duration of ttl %q = %s, want %s", in, got, want)
+		}
+	}
 }
 
 func TestNormalize_FillsDefaultsAndNeverReturnsNullLists(t *testing.T) {
@@ -505,5 +639,22 @@ func FuzzParseLabelSelector(f *testing.F) {
 		if diff := cmp.Diff(sel, again); diff != "" {
 			t.Fatalf("reparse (-want +got):\n%s", diff)
 		}
+	})
+}
+
+func TestWorkloadSpecValidate_NamedPortsAreUniqueServiceNames(t *testing.T) {
+	t.Parallel()
+	const f = "workload.ports"
+	wantFieldErrors(t, func(in []WorkloadPort) []FieldError {
+		return WorkloadSpec{Image: "busybox", Ports: in}.Validate("workload")
+	}, []fieldErrorCase[[]WorkloadPort]{
+		{"tcp, udp and sctp", []WorkloadPort{{Name: "http", Port: 80}, {Name: "dns", Port: 53, Protocol: "udp"}, {Name: "serve-81", Port: 81, Protocol: "sctp"}}, nil},
+		{"duplicate name", []WorkloadPort{{Name: "http", Port: 80}, {Name: "http", Port: 81}},
+			[]FieldError{fe(f+"[1].name", `must be unique: "http" names another port of the workload`)}},
+		{"bad name, port and protocol", []WorkloadPort{{Name: "80", Port: 0, Protocol: "icmp"}}, []FieldError{
+			fe(f+"[0].name", msgPortName),
+			fe(f+"[0].port", msgPortRange),
+			fe(f+"[0].protocol", "must be one of tcp, udp, sctp"),
+		}},
 	})
 }

@@ -55,6 +55,17 @@ type WorkloadSpec struct {
 	Env        map[string]string `json:"env,omitempty"`
 	WorkingDir string            `json:"working_dir,omitempty"`
 	Restart    string            `json:"restart,omitempty"`
+	// Ports are the ports the workload listens on, by name, for policy
+	// rules that name a port instead of giving its number.
+	Ports []WorkloadPort `json:"ports,omitempty"`
+}
+
+// WorkloadPort is a named port of a workload, as a Kubernetes container
+// port: a rule's port_name resolves to Port for the protocol given.
+type WorkloadPort struct {
+	Name     string `json:"name"`
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Workload is an environment's workload as the API shows it: its spec and
@@ -144,6 +155,7 @@ const (
 	MaxWorkloadBytes  = 64 << 10 // command, args, env and working_dir together
 	MaxImageRefLength = 255
 	maxEnvNameLength  = 256
+	MaxWorkloadPorts  = 64 // named ports
 	msgRestart        = "must be one of always, on-failure, never"
 	msgImageRef       = "must be an image reference: a local image name or [registry/]repository[:tag][@sha256:digest], lowercase, such as busybox, team/dev:1.4 or registry.example.com/team/dev:1.4"
 	msgEnvName        = "must be an environment variable name: a letter or '_', then letters, digits or '_'"
@@ -185,6 +197,27 @@ func ValidateImageRef(field, ref string) []FieldError {
 	return e
 }
 
+// validateEnv checks environment variables (names, NUL bytes, their
+// count) and returns their size in bytes, for the caller's total.
+func validateEnv(field, per string, env map[string]string) (int, errs) {
+	var e errs
+	if len(env) > MaxWorkloadEnv {
+		e.add(field, "%s", limitMessage("entries", per, "", MaxWorkloadEnv, len(env)))
+	}
+	size := 0
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		size += len(k) + len(env[k])
+		f := mapKey(field, k)
+		if len(k) > maxEnvNameLength || !envNameRE.MatchString(k) {
+			e.add(f, msgEnvName)
+		}
+		if strings.IndexByte(env[k], 0) >= 0 {
+			e.add(f, msgNUL)
+		}
+	}
+	return size, e
+}
+
 // Validate checks a workload spec.
 func (w WorkloadSpec) Validate(field string) []FieldError {
 	var e errs
@@ -207,26 +240,60 @@ func (w WorkloadSpec) Validate(field string) []FieldError {
 	if len(w.Command) > 0 && w.Command[0] == "" {
 		e.add(index(path(field, "command"), 0), "must name the program to run")
 	}
-	if len(w.Env) > MaxWorkloadEnv {
-		e.add(path(field, "env"), "%s", limitMessage("entries", "workload", "", MaxWorkloadEnv, len(w.Env)))
-	}
-	for _, k := range slices.Sorted(maps.Keys(w.Env)) {
-		size += len(k) + len(w.Env[k])
-		f := mapKey(path(field, "env"), k)
-		if len(k) > maxEnvNameLength || !envNameRE.MatchString(k) {
-			e.add(f, msgEnvName)
-		}
-		if strings.IndexByte(w.Env[k], 0) >= 0 {
-			e.add(f, msgNUL)
-		}
-	}
+	envSize, envErrs := validateEnv(path(field, "env"), "workload", w.Env)
+	size += envSize
+	e = append(e, envErrs...)
 	if w.WorkingDir != "" && !strings.HasPrefix(w.WorkingDir, "/") {
 		e.add(path(field, "working_dir"), msgWorkingDir)
 	}
 	if size > MaxWorkloadBytes {
 		e.add(field, "%s", limitMessage("bytes", "workload", "command, args, env and working_dir together", MaxWorkloadBytes, size))
 	}
+	return append(e, validateWorkloadPorts(path(field, "ports"), w.Ports)...)
+}
+
+// validateWorkloadPorts checks a workload's named ports as Kubernetes
+// checks a container's: IANA_SVC_NAME names, unique, on a port 1-65535
+// of tcp, udp or sctp.
+func validateWorkloadPorts(field string, ports []WorkloadPort) []FieldError {
+	var e errs
+	if len(ports) > MaxWorkloadPorts {
+		e.add(field, "%s", limitMessage("ports", "workload", "", MaxWorkloadPorts, len(ports)))
+		return e
+	}
+	seen := map[string]bool{}
+	for i, p := range ports {
+		f := index(field, i)
+		e = append(e, ValidatePortName(path(f, "name"), p.Name)...)
+		if seen[p.Name] {
+			e.add(path(f, "name"), "must be unique: %q names another port of the workload", p.Name)
+		}
+		seen[p.Name] = true
+		if p.Port < MinPort || p.Port > MaxPort {
+			e.add(path(f, "port"), "%s", msgPortRange)
+		}
+		switch p.Protocol {
+		case "", ProtocolTCP, ProtocolUDP, ProtocolSCTP:
+		default:
+			e.add(path(f, "protocol"), "must be one of tcp, udp, sctp")
+		}
+	}
 	return e
+}
+
+// NamedPort returns the port the workload declares under name for proto
+// (tcp when empty), and whether it declares one.
+func (w *WorkloadSpec) NamedPort(name, proto string) (int, bool) {
+	if w == nil {
+		return 0, false
+	}
+	proto = cmpOr(proto, ProtocolTCP)
+	for _, p := range w.Ports {
+		if p.Name == name && cmpOr(p.Protocol, ProtocolTCP) == proto {
+			return p.Port, true
+		}
+	}
+	return 0, false
 }
 
 // Normalize gives a workload spec the one form the server stores and
@@ -241,6 +308,12 @@ func (w WorkloadSpec) Normalize() WorkloadSpec {
 	}
 	if len(w.Env) == 0 {
 		w.Env = nil
+	}
+	ports := w.Ports
+	w.Ports = nil
+	for _, p := range ports {
+		p.Protocol = cmpOr(p.Protocol, ProtocolTCP)
+		w.Ports = append(w.Ports, p)
 	}
 	return w
 }

@@ -23,6 +23,7 @@ var serverPackages = []string{
 	"internal/problem",
 	"internal/reconcile",
 	"internal/server",
+	"internal/siem",
 	"internal/store",
 }
 

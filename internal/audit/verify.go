@@ -66,7 +66,17 @@ func Verify(ctx context.Context, next Pager) (Result, error) {
 // after a keyed one was made by someone without the key. The error is for
 // failures to read, never for a broken chain.
 func VerifyWithKey(ctx context.Context, next Pager, key *Key) (Result, error) {
-	res := Result{LastHash: GenesisHash}
+	return VerifyFrom(ctx, next, key, Result{LastHash: GenesisHash})
+}
+
+// VerifyFrom walks the chain as VerifyWithKey does, from the event after
+// start.LastSeq on, taking start (LastSeq and LastHash, and KeyID when the
+// chain is keyed by then) as the head of a part already trusted: a range
+// of the chain verifies when it links to the event before it. Events
+// counts the events of the range.
+func VerifyFrom(ctx context.Context, next Pager, key *Key, start Result) (Result, error) {
+	res := start
+	res.Events, res.Broken = 0, nil
 	for {
 		page, err := next(ctx, res.LastSeq)
 		if err != nil {

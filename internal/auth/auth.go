@@ -1,8 +1,8 @@
 // Package auth decides who may do what. It knows tokens (how secrets are
 // made and hashed) and roles (what each may touch); it does not know HTTP.
 // The API asks Decide once per request with the route's Permission and the
-// project of the object the request targets, and turns the Refusal it
-// gets back into an answer (internal/api/authz.go).
+// project (and environment) of the object the request targets, and turns
+// the Refusal it gets back into an answer (internal/api/authz.go).
 package auth
 
 import (
@@ -65,10 +65,17 @@ func ValidSecret(s string) bool {
 
 // Principal is the authenticated caller.
 type Principal struct {
-	TokenID   string
-	Name      string
-	Role      string
-	ProjectID string // set for project-scoped roles (editor, viewer)
+	TokenID string
+	Name    string
+	Role    string
+	// ProjectID is set for project-scoped roles (editor, developer,
+	// viewer) and for session tokens (their environment's project).
+	ProjectID string
+	// Developer: an editor, viewer or auditor token granted exec in its
+	// scope.
+	Developer bool
+	// EnvironmentID is a session token's one environment.
+	EnvironmentID string
 	// ExpiresAt is when the token stops working, nil when it never does:
 	// long requests (wait_for, watch) end then.
 	ExpiresAt *time.Time
@@ -104,6 +111,9 @@ const (
 	// project: every role reads them (an editor chooses its workloads'
 	// images among them), only admins import and delete them.
 	ResourceImage Resource = "image"
+	// ResourceSelf: what a token asks about itself (whoami, its own
+	// idempotency keys). Every valid token may.
+	ResourceSelf Resource = "self"
 )
 
 // plural names the resource in a sentence ("may not write policies").
@@ -123,6 +133,12 @@ type Verb string
 const (
 	VerbRead  Verb = "read"
 	VerbWrite Verb = "write"
+	// VerbExec runs commands in an environment's container: the most
+	// sensitive grant, held by admins and developers only.
+	VerbExec Verb = "exec"
+	// VerbSession mints (and revokes) session tokens of an environment:
+	// whoever may exec there may, except a session token itself.
+	VerbSession Verb = "session"
 )
 
 // Permission is what a route requires. Public routes (health, readiness)
@@ -165,30 +181,42 @@ type Decision struct {
 // Allowed reports whether the request may go on.
 func (d Decision) Allowed() bool { return d.Refusal == "" }
 
-// Decide answers whether p may perform perm on an object of projectID.
-// projectID is "" for requests not tied to one project (lists across
-// projects, creating a project, tokens, the audit log).
-func Decide(p Principal, perm Permission, projectID string) Decision {
+// Decide answers whether p may perform perm on an object of projectID
+// and, for the routes about one environment, environmentID. projectID is
+// "" for requests not tied to one project (lists across projects,
+// creating a project, tokens, the audit log), environmentID "" for
+// requests not about one environment.
+func Decide(p Principal, perm Permission, projectID, environmentID string) Decision {
 	if p.Role == apiv1.RoleAdmin {
 		return Decision{}
 	}
 	if projectID != "" && !p.Sees(projectID) {
 		return Decision{Refusal: OutOfScope, Reason: "project outside the token's scope"}
 	}
-	needed := neededRole(perm)
-	if allowed(p.Role, perm) {
+	if p.EnvironmentID != "" && environmentID != "" && environmentID != p.EnvironmentID {
+		// A session token's scope is its environment: the others of its
+		// project do not exist for it either.
+		return Decision{Refusal: OutOfScope, Reason: "environment outside the session token's scope"}
+	}
+	if allowed(p, perm) {
 		return Decision{}
 	}
 	return Decision{
 		Refusal:    Forbidden,
-		Reason:     "role " + p.Role + " may not " + string(perm.Verb) + " " + perm.Resource.plural(),
-		NeededRole: needed,
+		Reason:     "role " + p.Role + " may not " + perm.phrase(),
+		NeededRole: neededRole(perm),
 	}
 }
 
 // allowed is the role matrix; scope has been checked already.
-func allowed(role string, perm Permission) bool {
-	switch role {
+func allowed(p Principal, perm Permission) bool {
+	if perm.Resource == ResourceSelf {
+		return true
+	}
+	if perm.Resource == ResourceEnvironment && (perm.Verb == VerbExec || perm.Verb == VerbSession) {
+		return mayExec(p, perm.Verb)
+	}
+	switch p.Role {
 	case apiv1.RoleAdmin:
 		return true
 	case apiv1.RoleAuditor:
@@ -196,7 +224,7 @@ func allowed(role string, perm Permission) bool {
 	case apiv1.RoleEditor:
 		switch perm.Resource {
 		case ResourceEnvironment, ResourcePolicy:
-			return true
+			return perm.Verb == VerbRead || perm.Verb == VerbWrite
 		case ResourceProject, ResourceImage:
 			return perm.Verb == VerbRead
 		}
@@ -205,8 +233,40 @@ func allowed(role string, perm Permission) bool {
 		case ResourceEnvironment, ResourcePolicy, ResourceProject, ResourceImage:
 			return perm.Verb == VerbRead
 		}
+	case apiv1.RoleDeveloper:
+		// Its project's environments, to read and exec into, and nothing
+		// else: not even the project itself, its policies or the images.
+		return perm.Resource == ResourceEnvironment && perm.Verb == VerbRead
 	}
 	return false
+}
+
+// mayExec says who execs into environments of its scope (verb exec) and
+// mints session tokens there (verb session): admins and developers, and
+// the editor, viewer and auditor tokens granted developer; a session
+// token execs, into its own environment (Decide checked that), and does
+// nothing else.
+func mayExec(p Principal, verb Verb) bool {
+	switch p.Role {
+	case apiv1.RoleAdmin, apiv1.RoleDeveloper:
+		return true
+	case apiv1.RoleSession:
+		return verb == VerbExec && p.EnvironmentID != ""
+	case apiv1.RoleEditor, apiv1.RoleViewer, apiv1.RoleAuditor:
+		return p.Developer
+	}
+	return false
+}
+
+// phrase is what perm does, in a sentence ("exec into environments").
+func (perm Permission) phrase() string {
+	switch perm.Verb {
+	case VerbExec:
+		return "exec into " + perm.Resource.plural()
+	case VerbSession:
+		return "mint session tokens for " + perm.Resource.plural()
+	}
+	return string(perm.Verb) + " " + perm.Resource.plural()
 }
 
 // neededRole names the least role that holds perm.
@@ -216,6 +276,8 @@ func neededRole(perm Permission) string {
 		perm.Resource == ResourceToken && perm.Verb == VerbWrite,
 		perm.Resource == ResourceImage && perm.Verb == VerbWrite:
 		return apiv1.RoleAdmin
+	case perm.Verb == VerbExec, perm.Verb == VerbSession:
+		return apiv1.RoleDeveloper
 	case perm.Resource == ResourceAudit, perm.Resource == ResourceToken:
 		return apiv1.RoleAuditor
 	case perm.Verb == VerbWrite:

@@ -451,6 +451,17 @@ func TestError_DecodesProblemWithFieldErrors(t *testing.T) {
 	}
 }
 
+func TestError_AFieldItsDetailAlreadyNamesIsSaidOnce(t *testing.T) {
+	t.Parallel()
+	e := &Error{StatusCode: 409, method: "POST", path: "/v1/environments", Problem: apiv1.Problem{
+		Title: "Conflict", Detail: "name is already taken by another environment of this project (env_1)",
+		Errors: []apiv1.FieldError{{Field: "name", Message: "is already taken by another environment of this project"}},
+	}}
+	if got := strings.Count(e.Error(), "already taken"); got != 1 {
+		t.Errorf("error %q says it %d times, want once", e, got)
+	}
+}
+
 func TestError_NonProblemBodyStillYieldsAnError(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI(t, reply{status: 404, header: map[string]string{"Content-Type": "text/html"}, body: "<html>nope</html>"})
@@ -695,5 +706,20 @@ func TestEnvironments_CheckAndEffectivePolicyHitTheirRoutes(t *testing.T) {
 	want := []string{"POST /v1/environments/env-1/check", "GET /v1/environments/env-1/effective-policy", "GET /v1/environments/env-1/status"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("routes (-want +got):\n%s", diff)
+	}
+}
+
+func TestExpiry_IsTheGoneAnswerOfAnExpiredEnvironmentOnly(t *testing.T) {
+	t.Parallel()
+	at, ttl := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), int64(60)
+	gone := fmt.Errorf("context: %w", &Error{StatusCode: 410, Problem: apiv1.Problem{Status: 410, ExpiredAt: &at, TTLSeconds: &ttl}})
+	if got, gotTTL, ok := Expiry(gone); !ok || !got.Equal(at) || gotTTL != ttl {
+		t.Errorf("Expiry(410) = %s, %d, %v; want %s, %d", got, gotTTL, ok, at, ttl)
+	}
+	if !IsGone(gone) || IsNotFound(gone) || !IsGone(&Error{StatusCode: 404}) {
+		t.Error("IsGone is a 404 or a 410, IsNotFound a 404 only")
+	}
+	if _, _, ok := Expiry(&Error{StatusCode: 404}); ok {
+		t.Error("Expiry(404) is ok")
 	}
 }

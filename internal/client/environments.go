@@ -118,14 +118,15 @@ func (e *Environments) WaitFor(ctx context.Context, id string, states ...string)
 	}
 }
 
-// WaitDeleted blocks until the environment is gone (404), riding the
-// server's long poll; ctx's deadline bounds the wait.
+// WaitDeleted blocks until the environment is gone (404, or 410 when its
+// TTL removed it), riding the server's long poll; ctx's deadline bounds
+// the wait.
 func (e *Environments) WaitDeleted(ctx context.Context, id string) error {
 	want := []string{stateDeleted}
 	var last *apiv1.Environment
 	for {
 		env, timedOut, err := e.poll(ctx, id, want)
-		if IsNotFound(err) {
+		if IsGone(err) {
 			return nil
 		}
 		if err != nil {

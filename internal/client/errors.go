@@ -35,6 +35,11 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, ": %s", e.Problem.Detail)
 	}
 	for _, fe := range e.Problem.Errors {
+		// A problem about one field says it in its detail already
+		// ("name is already taken..."): saying it twice reads as two faults.
+		if strings.HasPrefix(e.Problem.Detail, fe.Field+" "+fe.Message) {
+			continue
+		}
 		fmt.Fprintf(&b, "; %s: %s", fe.Field, fe.Message)
 	}
 	if e.RequestID != "" {
@@ -46,15 +51,22 @@ func (e *Error) Error() string {
 // newError builds an *Error from a response. A body that is not a problem
 // (a proxy's HTML page, say) still yields a usable error, never a panic.
 func newError(method, path string, status int, requestID string, body []byte) *Error {
-	e := &Error{StatusCode: status, RequestID: requestID, method: method, path: path}
-	if err := json.Unmarshal(body, &e.Problem); err != nil || e.Problem.Status == 0 && e.Problem.Title == "" {
-		e.Problem = apiv1.Problem{Title: http.StatusText(status), Detail: snippet(body)}
+	var p apiv1.Problem
+	if err := json.Unmarshal(body, &p); err != nil || p.Status == 0 && p.Title == "" {
+		p = apiv1.Problem{Title: http.StatusText(status), Detail: snippet(body)}
 	}
-	e.Problem.Status = status
-	if e.RequestID == "" {
-		e.RequestID = e.Problem.RequestID
+	p.Status = status
+	return problemError(method, path, requestID, p)
+}
+
+// problemError is the *Error of a problem the server sent, as an answer or
+// inside one (an exec session that failed after it started); its status
+// is the problem's.
+func problemError(method, path, requestID string, p apiv1.Problem) *Error {
+	if requestID == "" {
+		requestID = p.RequestID
 	}
-	return e
+	return &Error{StatusCode: p.Status, Problem: p, RequestID: requestID, method: method, path: path}
 }
 
 // snippet keeps a short, printable prefix of a non-problem body.
@@ -77,6 +89,25 @@ func StatusCode(err error) int {
 
 // IsNotFound reports whether err is a 404: the object does not exist (any more).
 func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound }
+
+// IsGone reports whether err says the object does not exist any more,
+// for whatever reason: a 404, or the 410 of an environment its TTL
+// removed (see Expiry).
+func IsGone(err error) bool { return IsNotFound(err) || StatusCode(err) == http.StatusGone }
+
+// Expiry is, for a 410 answering a request about an environment its TTL
+// removed, when it expired and its ttl_seconds; ok is false for any
+// other error.
+func Expiry(err error) (expiredAt time.Time, ttlSeconds int64, ok bool) {
+	var e *Error
+	if !errors.As(err, &e) || e.StatusCode != http.StatusGone || e.Problem.ExpiredAt == nil {
+		return time.Time{}, 0, false
+	}
+	if e.Problem.TTLSeconds != nil {
+		ttlSeconds = *e.Problem.TTLSeconds
+	}
+	return *e.Problem.ExpiredAt, ttlSeconds, true
+}
 
 // IsPreconditionFailed reports whether err is a 412: the If-Match ETag is
 // stale because someone else changed the object first.
@@ -183,6 +214,16 @@ func ExistingID(err error) string {
 	var e *Error
 	if errors.As(err, &e) && e.StatusCode == http.StatusConflict {
 		return e.Problem.ExistingID
+	}
+	return ""
+}
+
+// RequestID is the request id of the answer err is (or wraps), to quote
+// to an operator; "" when err is no answer of the server.
+func RequestID(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RequestID
 	}
 	return ""
 }

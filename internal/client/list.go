@@ -20,12 +20,18 @@ type ListOptions struct {
 	State  string
 	// Limit is the page size asked of the server; List still returns every page.
 	Limit int
+	// Filters are the collection's other filters (the audit log's action,
+	// since, outcome...), by query parameter.
+	Filters url.Values
 }
 
 // query renders opts as the API's list query; labels become the selector
 // syntax team=payments,tier=dev, sorted so equal options give equal URLs.
 func (o ListOptions) query(cursor string) url.Values {
 	q := url.Values{}
+	for k, v := range o.Filters {
+		q[k] = slices.Clone(v)
+	}
 	if o.ProjectID != "" {
 		q.Set("project_id", o.ProjectID)
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -38,7 +39,15 @@ func (p *Projects) Update(ctx context.Context, id string, patch apiv1.ProjectPat
 }
 
 // Delete deletes a project. A project that still has environments or
-// policies is refused with a 409 (IsConflict).
+// policies is refused with a 409 (IsConflict) that names them; see
+// DeleteContents.
 func (p *Projects) Delete(ctx context.Context, id, ifMatch string) error {
 	return p.delete(ctx, id, ifMatch)
+}
+
+// DeleteContents deletes every policy of a project and starts deleting
+// every environment of it, in one change, and lists them; wait for each
+// environment (Environments().WaitDeleted), then Delete the project.
+func (p *Projects) DeleteContents(ctx context.Context, id, ifMatch string) (*apiv1.ProjectContents, error) {
+	return call[apiv1.ProjectContents](ctx, p.c, request{method: http.MethodDelete, path: p.item(id) + "/contents", ifMatch: ifMatch})
 }

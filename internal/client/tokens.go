@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -26,19 +25,28 @@ func (c *Client) Tokens() *Tokens {
 // for good; Create then revokes that token and creates another, so the
 // caller always gets a usable secret and no unknown token stays valid.
 func (t *Tokens) Create(ctx context.Context, in apiv1.TokenCreate) (*apiv1.TokenCreated, error) {
+	return withSecret(ctx, "token", func(ctx context.Context) (*apiv1.TokenCreated, error) {
+		return call[apiv1.TokenCreated](ctx, t.c, request{method: http.MethodPost, path: t.path, body: in})
+	}, func(ctx context.Context, id string) error { return t.Delete(ctx, id, "") })
+}
+
+// withSecret makes a token (of kind, for errors) with create, and
+// returns it with its secret: an answer replayed without one (the first
+// was lost) is revoked with revoke and the token made again, once.
+func withSecret(ctx context.Context, kind string, create func(context.Context) (*apiv1.TokenCreated, error), revoke func(ctx context.Context, id string) error) (*apiv1.TokenCreated, error) {
 	for range 2 {
-		out, err := call[apiv1.TokenCreated](ctx, t.c, request{method: http.MethodPost, path: t.path, body: in})
+		out, err := create(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if out.Secret != "" {
 			return out, nil
 		}
-		if err := t.Delete(ctx, out.ID, ""); err != nil && !IsNotFound(err) {
-			return nil, fmt.Errorf("token %s was created but its secret was lost in transit, and revoking it failed (revoke it by hand): %w", out.ID, err)
+		if err := revoke(ctx, out.ID); err != nil && !IsNotFound(err) {
+			return nil, fmt.Errorf("%s %s was created but its secret was lost in transit, and revoking it failed (revoke it by hand): %w", kind, out.ID, err)
 		}
 	}
-	return nil, errors.New("the answers that carry a new token's secret were lost twice in transit; the tokens made were revoked, try again")
+	return nil, fmt.Errorf("the answers that carry a new %s's secret were lost twice in transit; the tokens made were revoked, try again", kind)
 }
 
 // Get returns a token, never its secret; IsNotFound(err) when it does not

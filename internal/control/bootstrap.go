@@ -10,8 +10,8 @@ import (
 
 // BootstrapToken makes the secret whose SHA-256 is hash an admin token
 // named name, in one transaction: nothing when a token has that hash
-// already, else every earlier unrevoked token of that name is revoked and
-// the new one created, each audited under ServerActor with a request id
+// already, else every earlier unrevoked token of that name is revoked
+// (with the session tokens it minted) and the new one created, each audited under ServerActor with a request id
 // of its own ("srv_"). It reports whether it created the token.
 func (s *Service) BootstrapToken(ctx context.Context, hash, name string) (created bool, err error) {
 	err = s.store.Update(ctx, func(tx store.Tx) error {
@@ -30,7 +30,9 @@ func (s *Service) BootstrapToken(ctx context.Context, hash, name string) (create
 				return err
 			}
 			for _, t := range tokens {
-				if t.Name != name || t.RevokedAt != nil {
+				// A session token goes with the token that minted it (and
+				// bears its name).
+				if t.Name != name || t.RevokedAt != nil || t.Role == apiv1.RoleSession {
 					continue
 				}
 				t.RevokedAt = &now
@@ -38,6 +40,10 @@ func (s *Service) BootstrapToken(ctx context.Context, hash, name string) (create
 					return err
 				}
 				if err := s.bootstrapEvent(ctx, tx, "token.revoke", t.Token, "the bootstrap secret changed"); err != nil {
+					return err
+				}
+				c := Call{RequestID: NewID("srv_"), Actor: ServerActor}
+				if err := s.revokeSessionTokens(ctx, tx, c, store.ListQuery{ParentID: t.ID}, "the token that minted it, "+t.ID+", was revoked: the bootstrap secret changed"); err != nil {
 					return err
 				}
 			}

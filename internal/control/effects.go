@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -47,24 +48,40 @@ func listAll[T any](page func(cursor string) ([]T, string, error)) ([]T, error) 
 	}
 }
 
-// peerSelectors lists the environment selectors that p's rules use as peers.
-func peerSelectors(p apiv1.Policy) []apiv1.Selector {
-	var out []apiv1.Selector
-	for _, r := range p.Ingress {
-		for _, peer := range r.From {
-			if peer.EnvironmentSelector != nil {
-				out = append(out, *peer.EnvironmentSelector)
-			}
-		}
+// AllProjectLabels returns every project's labels, by project id, for
+// resolving project_selector peers.
+func AllProjectLabels(ctx context.Context, r store.Reader) (map[string]map[string]string, error) {
+	projects, err := listAll(func(cursor string) ([]apiv1.Project, string, error) {
+		return r.ListProjects(ctx, store.ListQuery{Limit: store.MaxLimit, Cursor: cursor})
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range p.Egress {
-		for _, peer := range r.To {
-			if peer.EnvironmentSelector != nil {
-				out = append(out, *peer.EnvironmentSelector)
-			}
-		}
+	out := make(map[string]map[string]string, len(projects))
+	for _, p := range projects {
+		out[p.ID] = p.Labels
 	}
-	return out
+	return out, nil
+}
+
+// crossProjectPolicies returns the policies of every project but skip
+// that have project_selector peers: the only ones that see other
+// projects' environments.
+func crossProjectPolicies(ctx context.Context, r store.Reader, skip string) ([]apiv1.Policy, error) {
+	all, err := ProjectPolicies(ctx, r, "")
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(p apiv1.Policy) bool { return p.ProjectID == skip || !policy.CrossProject(p) }), nil
+}
+
+// selectorLabels is the match_labels of a possibly absent selector, to
+// narrow a listing (expressions are applied by the policy package).
+func selectorLabels(s *apiv1.Selector) map[string]string {
+	if s == nil {
+		return nil
+	}
+	return s.MatchLabels
 }
 
 // selectedBy lists the environments p may select: its owner, or those
@@ -123,12 +140,57 @@ func EnvironmentChangeAffectsAmong(ctx context.Context, r store.Reader, policies
 	// without them is not read at all.
 	var envs []apiv1.Environment
 	var err error
-	if slices.ContainsFunc(policies, func(p apiv1.Policy) bool { return len(peerSelectors(p)) > 0 }) {
+	if slices.ContainsFunc(policies, func(p apiv1.Policy) bool { return len(policy.SelectorPeers(p)) > 0 }) {
 		if envs, err = Environments(ctx, r, changed.ProjectID, nil); err != nil {
 			return nil, err
 		}
 	}
-	return policy.AffectedByEnvironment(before, after, policies, envs), nil
+	cross, err := crossProjectPolicies(ctx, r, changed.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	var projects map[string]map[string]string
+	if len(cross) > 0 || slices.ContainsFunc(policies, policy.CrossProject) {
+		if projects, err = AllProjectLabels(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	ids := policy.AffectedByEnvironment(before, after, policies, envs, projects)
+	// Another project's policy that sees the change re-enforces what it
+	// selects there.
+	return selectedBySome(ctx, r, cross, ids, func(p apiv1.Policy) bool { return policy.SeesChange(p, before, after, projects) })
+}
+
+// selectedBySome is ids and the environments each policy of cross for
+// which sees is true selects, sorted and without repeats.
+func selectedBySome(ctx context.Context, r store.Reader, cross []apiv1.Policy, ids []string, sees func(apiv1.Policy) bool) ([]string, error) {
+	for _, p := range cross {
+		if !sees(p) {
+			continue
+		}
+		sel, err := selectedBy(ctx, r, p)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, policy.SelectedEnvironments(p, sel)...)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// ProjectChangeAffects returns the environments whose rules a change to
+// a project's labels touches: those selected by policies, of any
+// project, whose project_selector peers pick it before or after but not
+// both.
+func ProjectChangeAffects(ctx context.Context, r store.Reader, before, after apiv1.Project) ([]string, error) {
+	if maps.Equal(before.Labels, after.Labels) {
+		return nil, nil
+	}
+	cross, err := crossProjectPolicies(ctx, r, "")
+	if err != nil {
+		return nil, err
+	}
+	return selectedBySome(ctx, r, cross, nil, func(p apiv1.Policy) bool { return policy.ProjectFlips(p, before, after) })
 }
 
 // Invalidate bumps the enforcement generation of the environments ids
@@ -167,24 +229,45 @@ func Effective(ctx context.Context, r store.Reader, env apiv1.Environment) (apiv
 	}
 	var selected []apiv1.Policy
 	var peers []apiv1.Environment
+	var projects map[string]map[string]string
 	seen := map[string]bool{}
+	add := func(projectID string, labels map[string]string) error {
+		envs, err := Environments(ctx, r, projectID, labels)
+		for _, e := range envs {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				peers = append(peers, e)
+			}
+		}
+		return err
+	}
 	for _, p := range policies {
 		if !policy.AppliesTo(p, env) {
 			continue
 		}
 		selected = append(selected, p)
-		for _, sel := range peerSelectors(p) {
-			envs, err := Environments(ctx, r, env.ProjectID, sel.MatchLabels)
-			if err != nil {
-				return apiv1.EffectivePolicy{}, err
+		for _, peer := range policy.SelectorPeers(p) {
+			labels := selectorLabels(peer.EnvironmentSelector)
+			if peer.ProjectSelector == nil {
+				if err := add(env.ProjectID, labels); err != nil {
+					return apiv1.EffectivePolicy{}, err
+				}
+				continue
 			}
-			for _, e := range envs {
-				if !seen[e.ID] {
-					seen[e.ID] = true
-					peers = append(peers, e)
+			if projects == nil {
+				if projects, err = AllProjectLabels(ctx, r); err != nil {
+					return apiv1.EffectivePolicy{}, err
+				}
+			}
+			for _, id := range slices.Sorted(maps.Keys(projects)) {
+				if !policy.Selects(*peer.ProjectSelector, projects[id]) {
+					continue
+				}
+				if err := add(id, labels); err != nil {
+					return apiv1.EffectivePolicy{}, err
 				}
 			}
 		}
 	}
-	return policy.Effective(env, selected, peers), nil
+	return policy.EffectiveAcross(env, selected, peers, projects), nil
 }

@@ -42,6 +42,9 @@ func (s *Service) CreateEnvironment(ctx context.Context, c Call, in apiv1.Enviro
 		if err != nil {
 			return change[apiv1.Environment]{}, err
 		}
+		if err := keepAssertions(ctx, tx, guard{projects: []string{env.ProjectID}, changed: affected, undo: undoEnvironment(nil, &env)}); err != nil {
+			return change[apiv1.Environment]{}, err
+		}
 		bumped, err := Invalidate(ctx, tx, affected, env.ID)
 		if err != nil {
 			return change[apiv1.Environment]{}, err
@@ -115,8 +118,8 @@ func (s *Service) updateEnvironment(ctx context.Context, tx store.Tx, c Call, id
 	return cur, next, append(bumped, id), nil
 }
 
-// DeleteEnvironment marks an environment deleting; the reconciler tears
-// it down.
+// DeleteEnvironment marks an environment deleting, revoking its session
+// tokens; the reconciler tears it down.
 func (s *Service) DeleteEnvironment(ctx context.Context, c Call, id string) (apiv1.Environment, error) {
 	return mutate(ctx, s, c, func(tx store.Tx) (change[apiv1.Environment], error) {
 		cur, err := tx.GetEnvironment(ctx, id)
@@ -126,26 +129,40 @@ func (s *Service) DeleteEnvironment(ctx context.Context, c Call, id string) (api
 		if apiv1.StateIsLeaving(cur.State) {
 			return change[apiv1.Environment]{}, problem.New(problem.State, "environment %q is already %s", id, cur.State)
 		}
-		next := cur
-		next.State = apiv1.StateDeleting
-		next.StateMessage = ""
-		next.UpdatedAt = s.now()
-		if err := tx.UpdateEnvironment(ctx, next); err != nil {
-			return change[apiv1.Environment]{}, err
-		}
-		bumped, err := invalidateFor(ctx, tx, &cur, &next)
+		next, reconcile, err := s.markDeleting(ctx, tx, c, cur)
 		if err != nil {
 			return change[apiv1.Environment]{}, err
 		}
 		return change[apiv1.Environment]{
 			result: next, action: "environment.delete", resource: ref("environment", id), projectID: cur.ProjectID, before: cur, after: next,
-			reconcile: append(bumped, id),
+			reconcile: reconcile,
 		}, nil
 	})
 }
 
-// invalidateFor bumps the enforcement generation of every other
-// environment a change to one environment touches, and returns them.
+// markDeleting marks cur deleting and revokes its session tokens; the
+// environments to reconcile are it and those its going touches.
+func (s *Service) markDeleting(ctx context.Context, tx store.Tx, c Call, cur apiv1.Environment) (apiv1.Environment, []string, error) {
+	next := cur
+	next.State = apiv1.StateDeleting
+	next.StateMessage = ""
+	next.UpdatedAt = s.now()
+	if err := tx.UpdateEnvironment(ctx, next); err != nil {
+		return cur, nil, err
+	}
+	if err := s.revokeEnvironmentSessions(ctx, tx, c, next); err != nil {
+		return cur, nil, err
+	}
+	bumped, err := invalidateFor(ctx, tx, &cur, &next)
+	if err != nil {
+		return cur, nil, err
+	}
+	return next, append(bumped, cur.ID), nil
+}
+
+// invalidateFor refuses a change to one environment that breaks an
+// assertion, and bumps the enforcement generation of every other
+// environment the change touches, and returns them.
 func invalidateFor(ctx context.Context, tx store.Tx, before, after *apiv1.Environment) ([]string, error) {
 	self := after
 	if self == nil {
@@ -154,6 +171,13 @@ func invalidateFor(ctx context.Context, tx store.Tx, before, after *apiv1.Enviro
 	affected, err := EnvironmentChangeAffects(ctx, tx, before, after)
 	if err != nil {
 		return nil, err
+	}
+	// An environment on its way out takes part in no packet: its
+	// removal breaks nothing.
+	if after != nil && !apiv1.StateIsLeaving(after.State) {
+		if err := keepAssertions(ctx, tx, guard{projects: []string{self.ProjectID}, changed: affected, undo: undoEnvironment(before, after)}); err != nil {
+			return nil, err
+		}
 	}
 	return Invalidate(ctx, tx, affected, self.ID)
 }

@@ -18,7 +18,9 @@ import (
 // request id of the pass's cause (the API request whose change the pass
 // reconciles): environment.provision (an address allocated),
 // environment.ready, environment.enforce_failed (a new failure reason),
-// environment.enforced (enforcement recovered), environment.fail,
+// environment.enforced (enforcement recovered), environment.drift and
+// environment.repair (kernel objects changed outside isolationd, and
+// made right again), environment.fail,
 // environment.expire and environment.remove. A change that writes nothing
 // audits nothing; a re-apply that only advances
 // enforcement.observed_generation is written but not audited on its own:
@@ -37,6 +39,9 @@ type Applied struct {
 	// Workload is what the runtime observed of the environment's
 	// workload once it started it; nil without a workload.
 	Workload *Observed
+	// Repaired, when the pass repaired drift (see Drifted), says what
+	// drifted and what was done: the event is environment.repair.
+	Repaired string
 }
 
 // Allocate gives environment id an address and moves it to provisioning,
@@ -107,6 +112,8 @@ func (s *Service) Enforced(ctx context.Context, cause, id string, a Applied) (ag
 			st.reconcile = []string{id}
 		}
 		switch {
+		case a.Repaired != "":
+			st.action, st.outcome, st.reason = "environment.repair", apiv1.OutcomeSuccess, a.Repaired
 		case before.State != apiv1.StateReady && cur.State == apiv1.StateReady:
 			st.action, st.outcome = "environment.ready", apiv1.OutcomeSuccess
 		case before.Enforcement.Message != "":
@@ -157,7 +164,8 @@ func fail(cur *apiv1.Environment, msg string) step {
 }
 
 // Expire marks environment id expired once its TTL has passed on the
-// service's clock; the environment is reconciled again, to be torn down.
+// service's clock, revoking its session tokens; the environment is
+// reconciled again, to be torn down.
 func (s *Service) Expire(ctx context.Context, cause, id string) error {
 	return s.transition(ctx, cause, id, func(tx store.Tx, cur *apiv1.Environment) (step, error) {
 		st := step{reconcile: []string{id}}
@@ -167,6 +175,9 @@ func (s *Service) Expire(ctx context.Context, cause, id string) error {
 		before := *cur
 		cur.State = apiv1.StateExpired
 		cur.StateMessage = "ttl of " + ttlText(cur.TTLSeconds) + " passed at " + cur.ExpiresAt.UTC().Format(time.RFC3339)
+		if err := s.revokeEnvironmentSessions(ctx, tx, Call{RequestID: cause, Actor: ServerActor}, *cur); err != nil {
+			return step{}, err
+		}
 		var err error
 		if st.affected, err = EnvironmentChangeAffects(ctx, tx, &before, cur); err != nil {
 			return step{}, err

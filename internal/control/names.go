@@ -40,6 +40,8 @@ func holderOf(ctx context.Context, tx store.Reader, kind, projectID, name string
 		return findName(ctx, tx.ListEnvironments, store.ListQuery{ProjectID: projectID}, name, func(e apiv1.Environment) (string, string) { return e.ID, e.Name })
 	case "policy":
 		return findName(ctx, tx.ListPolicies, store.ListQuery{ProjectID: projectID}, name, func(p apiv1.Policy) (string, string) { return p.ID, p.Name })
+	case "assertion":
+		return findName(ctx, tx.ListAssertions, store.ListQuery{ProjectID: projectID}, name, func(a apiv1.Assertion) (string, string) { return a.ID, a.Name })
 	}
 	return "", false
 }

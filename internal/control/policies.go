@@ -83,10 +83,7 @@ func (s *Service) DeletePolicy(ctx context.Context, c Call, id string) (apiv1.Po
 		if err := writable(c, err, "policy", id, cur.Generation); err != nil {
 			return change[apiv1.Policy]{}, err
 		}
-		if err := tx.DeletePolicy(ctx, id); err != nil {
-			return change[apiv1.Policy]{}, err
-		}
-		bumped, err := policyChanged(ctx, tx, &cur, nil)
+		bumped, err := deletePolicy(ctx, tx, cur)
 		if err != nil {
 			return change[apiv1.Policy]{}, err
 		}
@@ -97,10 +94,27 @@ func (s *Service) DeletePolicy(ctx context.Context, c Call, id string) (apiv1.Po
 	})
 }
 
-// policyChanged re-enforces every environment a policy change touches.
+// deletePolicy deletes cur and returns the environments to re-enforce.
+func deletePolicy(ctx context.Context, tx store.Tx, cur apiv1.Policy) ([]string, error) {
+	if err := tx.DeletePolicy(ctx, cur.ID); err != nil {
+		return nil, err
+	}
+	return policyChanged(ctx, tx, &cur, nil)
+}
+
+// policyChanged refuses a policy change that breaks an assertion, and
+// re-enforces every environment it touches.
 func policyChanged(ctx context.Context, tx store.Tx, before, after *apiv1.Policy) ([]string, error) {
+	changed := after
+	if changed == nil {
+		changed = before
+	}
 	affected, err := PolicyChangeAffects(ctx, tx, before, after)
 	if err != nil {
+		return nil, err
+	}
+	g := guard{projects: []string{changed.ProjectID}, changed: affected, rulesOnly: true, policies: []*apiv1.Policy{before, after}, undo: undoPolicy(before, after)}
+	if err := keepAssertions(ctx, tx, g); err != nil {
 		return nil, err
 	}
 	return Invalidate(ctx, tx, affected, "")

@@ -16,6 +16,19 @@ import (
 type Endpoint struct {
 	Address   string // the environment's address, as allocated by the control plane
 	Namespace string // the kernel namespace name, when there is one
+	// Nameservers are the addresses of the environment's resolvers, when
+	// the driver runs them (the netns driver's DNS proxy); a runtime
+	// writes them into the workload's /etc/resolv.conf.
+	Nameservers []string
+}
+
+// NameResolver is implemented by drivers whose resolver allows the
+// addresses of names (fqdn peers): what an environment resolved, for the
+// effective policy.
+type NameResolver interface {
+	// ResolvedNames lists the names matching pattern (an fqdn peer) that
+	// envID resolved and whose addresses its rules allow now.
+	ResolvedNames(ctx context.Context, envID, pattern string) []apiv1.ResolvedName
 }
 
 // Driver enforces effective policies for environments. Every method is
@@ -42,8 +55,24 @@ type Driver interface {
 	// It carries on past an environment it cannot restore, and reports
 	// that failure as an *EnvironmentError.
 	Sync(ctx context.Context, keep map[string]string) error
+	// Verify compares what the kernel holds for every environment the
+	// driver provisioned with what it put there, and reports the ones that
+	// changed behind its back. It must be cheap: the reconciler calls it
+	// every second. A drifted environment is repaired by Provision, then
+	// Apply, as after a restart.
+	Verify(ctx context.Context) ([]Drift, error)
 	// Close releases the driver; kernel objects stay for the next start.
 	Close() error
+}
+
+// Drift is an environment whose kernel objects changed outside the
+// driver: Reason names what drifted, for the API and the audit trail
+// ("namespace deleted outside isolationd"), and Recreated says its
+// namespace is new, so whatever ran in the old one must start again.
+type Drift struct {
+	EnvID     string
+	Reason    string
+	Recreated bool
 }
 
 // ErrUnknownEnvironment is returned by Check for an environment the driver

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -58,15 +59,17 @@ func sameRules(a, b apiv1.Policy) bool {
 // effective policy a change to one environment touches (before is nil for
 // a creation, after nil for a deletion; both have the same id):
 //   - the environment itself, when its labels (which policies select it),
-//     its address or its eligibility as a peer changed, unless it is gone;
-//   - every environment of its project selected by a policy with an
-//     environment_selector peer, in a direction the policy enforces, whose
-//     view of the changed environment differs: it matched before or after,
-//     and its match, name or address is not the same.
+//     its address, its named ports or its eligibility as a peer changed,
+//     unless it is gone;
+//   - every environment selected by a policy with a selector peer, in a
+//     direction the policy enforces, whose view of the changed
+//     environment differs (SeesChange).
 //
-// policies and envs are the project's (others are ignored); envs may hold
-// the changed environment in either version, or not at all.
-func AffectedByEnvironment(before, after *apiv1.Environment, policies []apiv1.Policy, envs []apiv1.Environment) []string {
+// policies may be of any project (another project's matter through their
+// project_selector peers, resolved with projects, the labels of projects
+// by id); envs are the environments they may select, and may hold the
+// changed environment in either version, or not at all.
+func AffectedByEnvironment(before, after *apiv1.Environment, policies []apiv1.Policy, envs []apiv1.Environment, projects map[string]map[string]string) []string {
 	changed := after
 	if changed == nil {
 		changed = before
@@ -90,10 +93,7 @@ func AffectedByEnvironment(before, after *apiv1.Environment, policies []apiv1.Po
 		ids = append(ids, after.ID)
 	}
 	for _, p := range policies {
-		if p.ProjectID != changed.ProjectID {
-			continue
-		}
-		if peerSelectorsSeeChange(p, before, after) {
+		if SeesChange(p, before, after, projects) {
 			ids = append(ids, SelectedEnvironments(p, current)...)
 		}
 	}
@@ -104,37 +104,58 @@ func AffectedByEnvironment(before, after *apiv1.Environment, policies []apiv1.Po
 func selfChanged(before, after apiv1.Environment) bool {
 	return !maps.Equal(before.Labels, after.Labels) ||
 		before.Enforcement.Address != after.Enforcement.Address ||
-		PeerEligible(before) != PeerEligible(after)
+		PeerEligible(before) != PeerEligible(after) ||
+		namedPorts(&before) != namedPorts(&after)
 }
 
-// peerSelectorsSeeChange reports whether any environment_selector peer of
-// p's enforced rules resolves differently for the changed environment.
-func peerSelectorsSeeChange(p apiv1.Policy, before, after *apiv1.Environment) bool {
-	for _, sel := range peerSelectors(p) {
-		if seenAs(sel, before) != seenAs(sel, after) {
+// SeesChange reports whether any selector peer of p's enforced rules
+// resolves differently for the changed environment: it matched before or
+// after, and its match, name, address or named ports are not the same.
+func SeesChange(p apiv1.Policy, before, after *apiv1.Environment, projects map[string]map[string]string) bool {
+	for _, peer := range SelectorPeers(p) {
+		if seenAs(p, peer, before, projects) != seenAs(p, peer, after, projects) {
 			return true
 		}
 	}
 	return false
 }
 
-// seenAs is what a selector peer contributes to effective policies about
-// e: nothing, or e's id, name and address.
-func seenAs(sel apiv1.Selector, e *apiv1.Environment) apiv1.PeerEnvironment {
-	if e == nil || !PeerEligible(*e) || !Selects(sel, e.Labels) {
-		return apiv1.PeerEnvironment{}
-	}
-	return peerView(*e)
+// seen is what a selector peer contributes to effective policies about an
+// environment: nothing, or its id, name, address and named ports.
+type seen struct {
+	view  apiv1.PeerEnvironment
+	ports string
 }
 
-// peerSelectors lists the environment selectors of p's peers, in the
-// directions p's policy_types enforces.
-func peerSelectors(p apiv1.Policy) []apiv1.Selector {
-	var out []apiv1.Selector
+func seenAs(p apiv1.Policy, peer apiv1.Peer, e *apiv1.Environment, projects map[string]map[string]string) seen {
+	if e == nil || !PeerEligible(*e) {
+		return seen{}
+	}
+	r := resolver{env: apiv1.Environment{ProjectID: p.ProjectID}, projects: projects}
+	if !r.picks(peer, *e) {
+		return seen{}
+	}
+	return seen{peerView(*e, *e), namedPorts(e)}
+}
+
+// namedPorts is e's named ports in one comparable string.
+func namedPorts(e *apiv1.Environment) string {
+	if e.Workload == nil {
+		return ""
+	}
+	return fmt.Sprint(e.Workload.Ports)
+}
+
+// SelectorPeers lists the selector peers of p, in the directions p's
+// policy_types enforces. An egress rule without peers whose ports name a
+// port counts as AnyEnvironment: its names resolve against every
+// environment it may send to.
+func SelectorPeers(p apiv1.Policy) []apiv1.Peer {
+	var out []apiv1.Peer
 	add := func(peers []apiv1.Peer) {
 		for _, peer := range peers {
-			if peer.EnvironmentSelector != nil {
-				out = append(out, *peer.EnvironmentSelector)
+			if peer.IsSelector() {
+				out = append(out, peer)
 			}
 		}
 	}
@@ -146,7 +167,31 @@ func peerSelectors(p apiv1.Policy) []apiv1.Selector {
 	if HasType(p.PolicySpec, apiv1.Egress) {
 		for _, r := range p.Egress {
 			add(r.To)
+			if len(r.To) == 0 && slices.ContainsFunc(r.Ports, func(port apiv1.Port) bool { return port.PortName != "" }) {
+				out = append(out, AnyEnvironment)
+			}
 		}
 	}
 	return out
+}
+
+// AnyEnvironment is the peer of every environment of every project: where
+// an egress rule without peers sends, for resolving its named ports, as
+// Kubernetes resolves them against every destination pod.
+var AnyEnvironment = apiv1.Peer{ProjectSelector: &apiv1.Selector{MatchLabels: map[string]string{}}}
+
+// CrossProject reports whether p has a project_selector peer, so that
+// environments and labels of other projects change what it allows.
+func CrossProject(p apiv1.Policy) bool {
+	return slices.ContainsFunc(SelectorPeers(p), func(peer apiv1.Peer) bool { return peer.ProjectSelector != nil })
+}
+
+// ProjectFlips reports whether a project_selector peer of p picks the
+// project before its change and not after, or after and not before: then
+// what p selects must be enforced again.
+func ProjectFlips(p apiv1.Policy, before, after apiv1.Project) bool {
+	return slices.ContainsFunc(SelectorPeers(p), func(peer apiv1.Peer) bool {
+		ps := peer.ProjectSelector
+		return ps != nil && Selects(*ps, before.Labels) != Selects(*ps, after.Labels)
+	})
 }

@@ -72,7 +72,7 @@ func CheckWarnings(eff apiv1.EffectivePolicy, req apiv1.CheckRequest, res apiv1.
 			continue
 		}
 		for _, p := range r.Peers {
-			if p.Covers != nil && compilePeer(p).matches(a) {
+			if c := compilePeer(p); p.Covers != nil && c.matches(a) {
 				out = append(out, p.Covers.Warning)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -67,17 +68,19 @@ func FuzzPolicySpecValidate(f *testing.F) {
 		for range 200 {
 			req := apiv1.CheckRequest{
 				Direction: pick(rng, []string{apiv1.Ingress, apiv1.Egress}),
-				Protocol:  pick(rng, []string{"", apiv1.ProtocolTCP, apiv1.ProtocolUDP, apiv1.ProtocolICMP}),
+				Protocol:  pick(rng, []string{"", apiv1.ProtocolTCP, apiv1.ProtocolUDP, apiv1.ProtocolSCTP, apiv1.ProtocolICMP}),
 				Address:   pick(rng, addrs),
 				Port:      pick(rng, ports),
 			}
 			got := rs.Check(req)
-			wantIndex := referenceMatch(spec, target, envs, req)
 			var want apiv1.CheckResult
-			if wantIndex >= 0 {
-				want = apiv1.CheckResult{Allowed: true, Matched: &apiv1.Match{PolicyID: "fz", PolicyName: spec.Name, Direction: req.Direction, RuleIndex: wantIndex}}
+			for _, i := range referenceMatch(spec, target, envs, req) {
+				want.Rules = append(want.Rules, apiv1.Match{PolicyID: "fz", PolicyName: spec.Name, Direction: req.Direction, RuleIndex: i})
 			}
-			if diff := cmp.Diff(want, got); diff != "" {
+			if len(want.Rules) > 0 {
+				want.Allowed, want.Matched = true, &want.Rules[0]
+			}
+			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(apiv1.CheckResult{}, "Reason")); diff != "" {
 				t.Fatalf("check %+v disagrees with the reference (-want +got):\n%s\neffective: %+v", req, diff, eff)
 			}
 		}
@@ -230,7 +233,7 @@ func pick[T any](rng *rand.Rand, from []T) T { return from[rng.IntN(len(from))] 
 // referenceMatch is the semantics written out the slow, obvious way,
 // straight from the spec: the index of the first rule of req's direction
 // that allows it, or -1.
-func referenceMatch(spec apiv1.PolicySpec, target apiv1.Environment, envs []apiv1.Environment, req apiv1.CheckRequest) int {
+func referenceMatch(spec apiv1.PolicySpec, target apiv1.Environment, envs []apiv1.Environment, req apiv1.CheckRequest) []int {
 	type refRule struct {
 		peers []apiv1.Peer
 		ports []apiv1.Port
@@ -254,6 +257,7 @@ func referenceMatch(spec apiv1.PolicySpec, target apiv1.Environment, envs []apiv
 	if proto == "" {
 		proto = "tcp"
 	}
+	var matched []int
 	for i, r := range rules {
 		peerOK := len(r.peers) == 0
 		for _, p := range r.peers {
@@ -266,7 +270,7 @@ func referenceMatch(spec apiv1.PolicySpec, target apiv1.Environment, envs []apiv
 				pp = "tcp"
 			}
 			switch {
-			case pp != proto:
+			case pp != proto, p.PortName != "": // no workload declares a name here
 			case pp == "icmp", p.Port == nil:
 				portOK = true
 			case p.EndPort == nil:
@@ -276,10 +280,31 @@ func referenceMatch(spec apiv1.PolicySpec, target apiv1.Environment, envs []apiv
 			}
 		}
 		if peerOK && portOK {
-			return i
+			matched = append(matched, i)
 		}
 	}
-	return -1
+	return matched
+}
+
+// refSelects is a label selector's meaning, written out again.
+func refSelects(sel apiv1.Selector, labels map[string]string) bool {
+	for k, v := range sel.MatchLabels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	for _, x := range sel.MatchExpressions {
+		v, ok := labels[x.Key]
+		in := false
+		for _, w := range x.Values {
+			in = in || (ok && v == w)
+		}
+		if (x.Operator == apiv1.OpIn && !in) || (x.Operator == apiv1.OpNotIn && in) ||
+			(x.Operator == apiv1.OpExists && !ok) || (x.Operator == apiv1.OpDoesNotExist && ok) {
+			return false
+		}
+	}
+	return true
 }
 
 func refPeer(p apiv1.Peer, target apiv1.Environment, envs []apiv1.Environment, address string) bool {
@@ -287,17 +312,15 @@ func refPeer(p apiv1.Peer, target apiv1.Environment, envs []apiv1.Environment, a
 	if err != nil {
 		return false
 	}
+	if p.ProjectSelector != nil {
+		return false // the fuzzed projects have no labels to select
+	}
 	if p.EnvironmentSelector != nil {
 		for _, e := range envs {
 			if e.ProjectID != target.ProjectID || e.State == apiv1.StateDeleting || e.State == apiv1.StateExpired {
 				continue
 			}
-			matches := true
-			for k, v := range p.EnvironmentSelector.MatchLabels {
-				if got, ok := e.Labels[k]; !ok || got != v {
-					matches = false
-				}
-			}
+			matches := refSelects(*p.EnvironmentSelector, e.Labels)
 			if ea, err := netip.ParseAddr(e.Enforcement.Address); matches && err == nil && ea.As16() == a.As16() {
 				return true
 			}
@@ -395,7 +418,10 @@ func FuzzEvaluateChecks(f *testing.F) {
 		if diff := cmp.Diff(got, Evaluate(eff, req)); diff != "" {
 			t.Fatalf("Evaluate and a compiled Ruleset disagree on %+v:\n%s", req, diff)
 		}
-		if diff := cmp.Diff(referenceCheck(policies, target, envs, req), got); diff != "" {
+		if got.Reason == "" {
+			t.Fatalf("check %+v has no reason", req)
+		}
+		if diff := cmp.Diff(referenceCheck(policies, target, envs, req), got, cmpopts.IgnoreFields(apiv1.CheckResult{}, "Reason")); diff != "" {
 			t.Fatalf("check %+v disagrees with the reference (-want +got):\n%s\neffective: %+v", req, diff, eff)
 		}
 	})
@@ -411,19 +437,17 @@ func referenceCheck(policies []apiv1.Policy, target apiv1.Environment, envs []ap
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
+	var out apiv1.CheckResult
 	for _, p := range ordered {
-		applies := p.ProjectID == target.ProjectID
-		for k, v := range p.EnvironmentSelector.MatchLabels {
-			if got, ok := target.Labels[k]; !ok || got != v {
-				applies = false
-			}
-		}
-		if !applies {
+		if p.ProjectID != target.ProjectID || !refSelects(p.EnvironmentSelector, target.Labels) {
 			continue
 		}
-		if i := referenceMatch(p.PolicySpec, target, envs, req); i >= 0 {
-			return apiv1.CheckResult{Allowed: true, Matched: &apiv1.Match{PolicyID: p.ID, PolicyName: p.Name, Direction: req.Direction, RuleIndex: i}}
+		for _, i := range referenceMatch(p.PolicySpec, target, envs, req) {
+			out.Rules = append(out.Rules, apiv1.Match{PolicyID: p.ID, PolicyName: p.Name, Direction: req.Direction, RuleIndex: i})
 		}
 	}
-	return apiv1.CheckResult{}
+	if len(out.Rules) > 0 {
+		out.Allowed, out.Matched = true, &out.Rules[0]
+	}
+	return out
 }

@@ -19,16 +19,39 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
-// Selects reports whether sel picks an object with these labels: every
-// match_labels entry must be present with the same value, so an empty
-// selector picks everything.
+// Selects reports whether sel picks an object with these labels, as a
+// Kubernetes label selector does: every match_labels entry must be
+// present with the same value and every match_expressions requirement
+// met, so an empty selector picks everything.
 func Selects(sel apiv1.Selector, labels map[string]string) bool {
 	for k, v := range sel.MatchLabels {
 		if lv, ok := labels[k]; !ok || lv != v {
 			return false
 		}
 	}
+	for _, r := range sel.MatchExpressions {
+		if !meets(r, labels) {
+			return false
+		}
+	}
 	return true
+}
+
+// meets applies one match_expressions requirement. An unknown operator
+// (input is validated, so it never comes) selects nothing.
+func meets(r apiv1.SelectorRequirement, labels map[string]string) bool {
+	v, ok := labels[r.Key]
+	switch r.Operator {
+	case apiv1.OpIn:
+		return ok && slices.Contains(r.Values, v)
+	case apiv1.OpNotIn:
+		return !ok || !slices.Contains(r.Values, v)
+	case apiv1.OpExists:
+		return ok
+	case apiv1.OpDoesNotExist:
+		return !ok
+	}
+	return false
 }
 
 // AppliesTo reports whether p selects env. A policy owned by an
@@ -70,15 +93,28 @@ func SelectedEnvironments(p apiv1.Policy, envs []apiv1.Environment) []string {
 	return slices.Compact(ids)
 }
 
-// Effective merges the policies that select env into its effective policy.
-// policies may hold any project's policies; projectEnvs are the candidates
-// for environment_selector peers (other projects' are ignored, and env
-// itself is a candidate whether or not the list holds it). Policies are
-// ordered by name, then id, and their rules follow in that order, each
-// traced to its policy and index. Generation is env.Enforcement.Generation.
-// Peers with equal selectors share their Environments slice: treat the
-// result as read-only.
+// Effective merges the policies that select env into its effective policy,
+// for peers of env's own project only: EffectiveAcross with no projects.
 func Effective(env apiv1.Environment, policies []apiv1.Policy, projectEnvs []apiv1.Environment) apiv1.EffectivePolicy {
+	return EffectiveAcross(env, policies, projectEnvs, nil)
+}
+
+// EffectiveAcross merges the policies that select env into its effective
+// policy. policies may hold any project's policies; candidates are the
+// environments selector peers may resolve to (env itself is one whether
+// or not the list holds it), and projects the labels of their projects,
+// by id, for project_selector peers: a candidate of a project not in
+// projects is picked only in env's own project, by peers without a
+// project_selector or with an empty one. Policies are ordered by name, then id, and their
+// rules follow in that order, each traced to its policy and index.
+// Named ports are resolved against the destination's workload ports: an
+// ingress rule's against env's, an egress rule's against each peer
+// environment's, in one rule per destination with the same policy and
+// index; a rule whose ports all fail to resolve allows nothing and is
+// left out. Generation is env.Enforcement.Generation. Peers with equal
+// selectors share their Environments slice: treat the result as
+// read-only.
+func EffectiveAcross(env apiv1.Environment, policies []apiv1.Policy, candidates []apiv1.Environment, projects map[string]map[string]string) apiv1.EffectivePolicy {
 	out := apiv1.EffectivePolicy{
 		EnvironmentID: env.ID,
 		Address:       env.Enforcement.Address,
@@ -96,32 +132,35 @@ func Effective(env apiv1.Environment, policies []apiv1.Policy, projectEnvs []api
 	slices.SortFunc(selected, func(a, b apiv1.Policy) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
 	})
-	peers := &resolver{candidates: peerCandidates(env, projectEnvs), seen: map[string][]apiv1.PeerEnvironment{}}
+	peers := &resolver{
+		env: env, projects: projects, candidates: peerCandidates(env, candidates),
+		seen: map[string][]apiv1.PeerEnvironment{}, byID: map[string]apiv1.Environment{},
+	}
 	for _, p := range selected {
-		out.Policies = append(out.Policies, apiv1.PolicyRef{ID: p.ID, Name: p.Name})
+		out.Policies = append(out.Policies, apiv1.PolicyRef{ID: p.ID, Name: p.Name, PolicyTypes: slices.Clone(p.PolicyTypes)})
 		if HasType(p.PolicySpec, apiv1.Ingress) {
 			for i, r := range p.Ingress {
-				out.Ingress = append(out.Ingress, effectiveRule(p, i, r.From, r.Ports, peers))
+				out.Ingress = append(out.Ingress, peers.ingressRules(effectiveRule(p, i, r.From, r.Ports, peers))...)
 			}
 		}
 		if HasType(p.PolicySpec, apiv1.Egress) {
 			for i, r := range p.Egress {
-				out.Egress = append(out.Egress, effectiveRule(p, i, r.To, r.Ports, peers))
+				out.Egress = append(out.Egress, peers.egressRules(effectiveRule(p, i, r.To, r.Ports, peers))...)
 			}
 		}
 	}
 	return out
 }
 
-// peerCandidates returns the environments of env's project that a selector
-// peer may resolve to, env's own version of itself included, sorted by id.
-func peerCandidates(env apiv1.Environment, projectEnvs []apiv1.Environment) []apiv1.Environment {
+// peerCandidates returns the environments a selector peer may resolve
+// to, env's own version of itself included, sorted by id.
+func peerCandidates(env apiv1.Environment, candidates []apiv1.Environment) []apiv1.Environment {
 	out := []apiv1.Environment{}
 	if PeerEligible(env) {
 		out = append(out, env)
 	}
-	for _, e := range projectEnvs {
-		if e.ProjectID == env.ProjectID && e.ID != env.ID && PeerEligible(e) {
+	for _, e := range candidates {
+		if e.ID != env.ID && PeerEligible(e) {
 			out = append(out, e)
 		}
 	}
@@ -139,8 +178,8 @@ func effectiveRule(p apiv1.Policy, index int, peers []apiv1.Peer, ports []apiv1.
 	}
 	for _, peer := range peers {
 		ep := apiv1.EffectivePeer{Peer: apiv1.NormalizePeer(peer)}
-		if peer.EnvironmentSelector != nil {
-			ep.Environments = candidates.resolve(*peer.EnvironmentSelector)
+		if peer.IsSelector() {
+			ep.Environments = candidates.resolve(peer)
 		}
 		r.Peers = append(r.Peers, ep)
 	}
@@ -151,41 +190,75 @@ func effectiveRule(p apiv1.Policy, index int, peers []apiv1.Peer, ports []apiv1.
 // remembering each selector's answer: many rules share a few selectors,
 // and a large project makes each resolution a scan of every environment.
 type resolver struct {
+	env        apiv1.Environment
+	projects   map[string]map[string]string
 	candidates []apiv1.Environment
 	seen       map[string][]apiv1.PeerEnvironment
+	byID       map[string]apiv1.Environment
 }
 
-// resolve lists the candidates sel picks; it is never nil, so an empty
-// result reads as "no environment matched", not "no selector". Rules with
-// equal selectors share the returned slice.
-func (r *resolver) resolve(sel apiv1.Selector) []apiv1.PeerEnvironment {
-	key := selectorKey(sel)
+// resolve lists the candidates a selector peer picks; it is never nil, so
+// an empty result reads as "no environment matched", not "no selector".
+// Peers with equal selectors share the returned slice.
+func (r *resolver) resolve(peer apiv1.Peer) []apiv1.PeerEnvironment {
+	key := selectorKey(peer.EnvironmentSelector) + "|" + selectorKey(peer.ProjectSelector)
 	if out, ok := r.seen[key]; ok {
 		return out
 	}
 	out := []apiv1.PeerEnvironment{}
 	for _, e := range r.candidates {
-		if Selects(sel, e.Labels) {
-			out = append(out, peerView(e))
+		if r.picks(peer, e) {
+			out = append(out, peerView(r.env, e))
+			r.byID[e.ID] = e
 		}
 	}
 	r.seen[key] = out
 	return out
 }
 
-// selectorKey is a selector's labels in key order, quoted so that no two
-// selectors share a key.
-func selectorKey(sel apiv1.Selector) string {
+// picks applies Kubernetes' namespaceSelector semantics to one candidate.
+func (r *resolver) picks(peer apiv1.Peer, e apiv1.Environment) bool {
+	if peer.EnvironmentSelector != nil && !Selects(*peer.EnvironmentSelector, e.Labels) {
+		return false
+	}
+	if peer.ProjectSelector == nil {
+		return e.ProjectID == r.env.ProjectID
+	}
+	labels, ok := r.projects[e.ProjectID]
+	if !ok {
+		// Without its labels, the own project is still every project.
+		return e.ProjectID == r.env.ProjectID && Selects(*peer.ProjectSelector, nil)
+	}
+	return Selects(*peer.ProjectSelector, labels)
+}
+
+// selectorKey is a selector's labels in key order and its expressions in
+// order, quoted so that no two selectors share a key; nil has its own.
+func selectorKey(sel *apiv1.Selector) string {
+	if sel == nil {
+		return "-"
+	}
 	var b strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(sel.MatchLabels)) {
 		b.WriteString(strconv.Quote(k))
 		b.WriteString(strconv.Quote(sel.MatchLabels[k]))
 	}
+	for _, x := range sel.MatchExpressions {
+		b.WriteString(" " + strconv.Quote(x.Key) + x.Operator)
+		for _, v := range x.Values {
+			b.WriteString(strconv.Quote(v))
+		}
+	}
 	return b.String()
 }
 
-func peerView(e apiv1.Environment) apiv1.PeerEnvironment {
-	return apiv1.PeerEnvironment{ID: e.ID, Name: e.Name, Address: e.Enforcement.Address}
+// peerView is how an effective policy of self names e.
+func peerView(self, e apiv1.Environment) apiv1.PeerEnvironment {
+	v := apiv1.PeerEnvironment{ID: e.ID, Name: e.Name, Address: e.Enforcement.Address}
+	if e.ProjectID != self.ProjectID {
+		v.ProjectID = e.ProjectID
+	}
+	return v
 }
 
 // OwnedPolicySpec is the spec of the policy that PUT

@@ -128,8 +128,9 @@ func TestEffective_MergesSelectingPoliciesInNameOrderWithResolvedPeers(t *testin
 		Address:       "198.18.0.1",
 		Generation:    7,
 		Policies: []apiv1.PolicyRef{
-			{ID: "p-a", Name: "alpha"}, {ID: "p-b", Name: "alpha"}, {ID: "p-g", Name: "gated"},
-			{ID: "p-h", Name: "owned-by-web"}, {ID: "p-z", Name: "zeta"},
+			{ID: "p-a", Name: "alpha", PolicyTypes: []string{"egress"}}, {ID: "p-b", Name: "alpha", PolicyTypes: []string{"ingress"}},
+			{ID: "p-g", Name: "gated", PolicyTypes: []string{"egress"}},
+			{ID: "p-h", Name: "owned-by-web", PolicyTypes: []string{"ingress", "egress"}}, {ID: "p-z", Name: "zeta", PolicyTypes: []string{"ingress", "egress"}},
 		},
 		Ingress: []apiv1.EffectiveRule{
 			{PolicyID: "p-b", PolicyName: "alpha", RuleIndex: 0,
@@ -336,7 +337,7 @@ func TestEvaluate_Semantics(t *testing.T) {
 	}
 }
 
-func TestEvaluate_NamesTheFirstMatchingRule(t *testing.T) {
+func TestEvaluate_NamesTheFirstMatchingRuleThenEveryOther(t *testing.T) {
 	t.Parallel()
 	anyRule := []apiv1.IngressRule{{Ports: []apiv1.Port{tcp(22)}}, {}}
 	policies := []apiv1.Policy{
@@ -346,20 +347,26 @@ func TestEvaluate_NamesTheFirstMatchingRule(t *testing.T) {
 		pol("a9", "zulu", []string{apiv1.Ingress}, []apiv1.IngressRule{{Ports: []apiv1.Port{tcp(80)}}}, nil),
 	}
 	p := Effective(web, policies, allEnvs)
+	m := func(id, name string, i int) apiv1.Match {
+		return apiv1.Match{PolicyID: id, PolicyName: name, Direction: apiv1.Ingress, RuleIndex: i}
+	}
 	for _, tc := range []struct {
-		port int
-		want *apiv1.Match
+		port   int
+		rules  []apiv1.Match
+		reason string
 	}{
-		{22, &apiv1.Match{PolicyID: "b1", PolicyName: "bravo", Direction: apiv1.Ingress, RuleIndex: 0}},
-		{80, &apiv1.Match{PolicyID: "b1", PolicyName: "bravo", Direction: apiv1.Ingress, RuleIndex: 1}},
+		{22, []apiv1.Match{m("b1", "bravo", 0), m("b1", "bravo", 1), m("b2", "bravo", 0), m("b2", "bravo", 1), m("c1", "charlie", 0), m("c1", "charlie", 1)},
+			"allowed by rule 0 of bravo, rule 1 of bravo, rule 0 of bravo, rule 1 of bravo, rule 0 of charlie and rule 1 of charlie"},
+		{80, []apiv1.Match{m("b1", "bravo", 1), m("b2", "bravo", 1), m("c1", "charlie", 1), m("a9", "zulu", 0)},
+			"allowed by rule 1 of bravo, rule 1 of bravo, rule 1 of charlie and rule 0 of zulu"},
 	} {
 		got := Evaluate(p, apiv1.CheckRequest{Direction: apiv1.Ingress, Protocol: "tcp", Address: "10.0.0.1", Port: tc.port})
-		if diff := cmp.Diff(apiv1.CheckResult{Allowed: true, Matched: tc.want}, got); diff != "" {
+		if diff := cmp.Diff(apiv1.CheckResult{Allowed: true, Matched: &tc.rules[0], Rules: tc.rules, Reason: tc.reason}, got); diff != "" {
 			t.Errorf("port %d (-want +got):\n%s", tc.port, diff)
 		}
 	}
 	got := Evaluate(p, apiv1.CheckRequest{Direction: apiv1.Egress, Protocol: "tcp", Address: "10.0.0.1", Port: 80})
-	if diff := cmp.Diff(apiv1.CheckResult{}, got); diff != "" {
+	if diff := cmp.Diff(apiv1.CheckResult{Reason: "no policy selects this environment for egress"}, got); diff != "" {
 		t.Errorf("denied egress (-want +got):\n%s", diff)
 	}
 }
@@ -496,7 +503,7 @@ func TestAffectedByEnvironment_ReachesEnvironmentsThatSeeItAsAPeer(t *testing.T)
 			[]string{"e8"}},
 		{"other projects' changes touch nothing here", nil, &otherProject, []string{"x9"}},
 	} {
-		if diff := cmp.Diff(tc.want, AffectedByEnvironment(tc.before, tc.after, policies, envs)); diff != "" {
+		if diff := cmp.Diff(tc.want, AffectedByEnvironment(tc.before, tc.after, policies, envs, nil)); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}

@@ -25,6 +25,9 @@ const (
 	NotFound     Kind = "not-found"
 	Method       Kind = "method-not-allowed"
 	Conflict     Kind = "conflict"
+	// Gone: the object existed and the server removed it on its own (an
+	// environment whose TTL expired); the problem says when and why.
+	Gone         Kind = "gone"
 	State        Kind = "invalid-state"
 	InFlight     Kind = "idempotency-in-flight"
 	Precondition Kind = "precondition-failed"
@@ -32,10 +35,14 @@ const (
 	MediaType    Kind = "unsupported-media-type"
 	IdemMismatch Kind = "idempotency-mismatch"
 	Limit        Kind = "limit-exceeded"
-	RateLimited  Kind = "rate-limited"
-	Internal     Kind = "internal"
-	Unavailable  Kind = "unavailable"
-	StorageFull  Kind = "insufficient-storage"
+	// AssertionBroken: the write would break one of the assertions
+	// (policy tests) of a project it affects, or an assertion being
+	// created does not hold.
+	AssertionBroken Kind = "assertion-broken"
+	RateLimited     Kind = "rate-limited"
+	Internal        Kind = "internal"
+	Unavailable     Kind = "unavailable"
+	StorageFull     Kind = "insufficient-storage"
 	// Unsupported: this server was started without what the request needs
 	// (an image store); asking again will not help.
 	Unsupported Kind = "not-implemented"
@@ -51,6 +58,10 @@ type Error struct {
 	// ExistingID is the object holding a name a conflict refused, so a
 	// client can adopt it.
 	ExistingID string
+	// ExpiredAt and TTLSeconds, on a Gone problem, say when the object's
+	// TTL expired and what it was.
+	ExpiredAt  *time.Time
+	TTLSeconds *int64
 	// RetryAfter, when positive, is how long to wait before retrying.
 	RetryAfter time.Duration
 }

@@ -61,18 +61,23 @@ func createOrRecover[T any](ctx context.Context, c *client.Client, diags *diag.D
 	return obj
 }
 
-// addCreateError is "Unable to create <kind>"; a name already taken says
-// which object holds it and how to adopt it.
+// addCreateError is "Unable to create <kind>"; a name already taken says,
+// once, which object holds it and how to adopt it: the server's own
+// detail says the same, so only its request id is kept of it.
 func addCreateError(diags *diag.Diagnostics, kind, name string, err error) {
 	id := client.ExistingID(err)
 	if id == "" {
 		addAPIError(diags, "create", kind, name, err)
 		return
 	}
+	var ref string
+	if rid := client.RequestID(err); rid != "" {
+		ref = " (request id " + rid + ")"
+	}
 	diags.AddError("Unable to create "+kind,
-		fmt.Sprintf("%s\n\nThe name %q is taken by the existing %s %s. To manage that %s with Terraform, import it:\n\n"+
-			"  terraform import isolation_%s.NAME %s\n\n(NAME being this resource's name in the configuration), or give this one another name.",
-			err, name, kind, id, kind, kind, id))
+		fmt.Sprintf("The name %q is taken by the existing %s %s%s. To manage that %s with Terraform, import it:\n\n"+
+			"  terraform import isolation_%s.NAME %s\n\n(NAME being this resource's name in the configuration), or give this one a name not already taken.",
+			name, kind, id, ref, kind, kind, id))
 }
 
 // tokenCreated makes a token read back after a lost answer look like a

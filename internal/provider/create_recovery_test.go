@@ -103,3 +103,34 @@ func TestAddCreateError_ANameConflictNamesTheHolderAndTheImportCommand(t *testin
 		}
 	}
 }
+
+func TestCreate_NameConflictSaysOnceWhichObjectHoldsTheName(t *testing.T) {
+	t.Parallel()
+	srv := startServerWith(t, server.Config{})
+	c, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.Projects().Create(t.Context(), apiv1.ProjectCreate{Name: "taken"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diags diag.Diagnostics
+	if got := createOrRecover(t.Context(), c, &diags, "project", "taken", func(ctx context.Context) (*apiv1.Project, error) {
+		return c.Projects().Create(ctx, apiv1.ProjectCreate{Name: "taken"})
+	}, c.Projects().Get); got != nil || len(diags) != 1 {
+		t.Fatalf("created %+v with diagnostics %v, want one error", got, diags)
+	}
+	detail := diags[0].Detail()
+	for part, want := range map[string]int{
+		"taken by":   1,
+		first.ID:     2, // the sentence naming the holder, and the import command
+		"409":        0,
+		"request id": 1,
+		"terraform import isolation_project.NAME " + first.ID: 1,
+	} {
+		if got := strings.Count(detail, part); got != want {
+			t.Errorf("%q appears %d times, want %d, in:\n%s", part, got, want, detail)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
@@ -60,14 +61,25 @@ type effectiveRuleModel struct {
 type effectivePeerModel struct {
 	policyrules.Peer
 	Environments []peerEnvironmentModel `tfsdk:"environments"`
+	Hidden       types.Int64            `tfsdk:"hidden"`
 	Covers       *coverageModel         `tfsdk:"covers"` // nil: null, it covers no other project's environment
+	Names        []resolvedNameModel    `tfsdk:"names"`
+}
+
+// resolvedNameModel is a name an fqdn peer matches that the environment
+// has resolved, with the addresses allowed for it now.
+type resolvedNameModel struct {
+	Name      types.String `tfsdk:"name"`
+	Addresses []string     `tfsdk:"addresses"`
+	Expires   types.String `tfsdk:"expires"`
 }
 
 // peerEnvironmentModel is an environment a selector peer matches.
 type peerEnvironmentModel struct {
-	ID      types.String `tfsdk:"id"`
-	Name    types.String `tfsdk:"name"`
-	Address types.String `tfsdk:"address"`
+	ID        types.String `tfsdk:"id"`
+	Name      types.String `tfsdk:"name"`
+	Address   types.String `tfsdk:"address"`
+	ProjectID types.String `tfsdk:"project_id"`
 }
 
 // coverageModel is which environments of other projects a CIDR peer covers.
@@ -152,9 +164,16 @@ func effectiveRules(rules []apiv1.EffectiveRule) []effectiveRuleModel {
 		for _, p := range r.Peers {
 			envs := make([]peerEnvironmentModel, 0, len(p.Environments))
 			for _, e := range p.Environments {
-				envs = append(envs, peerEnvironmentModel{ID: types.StringValue(e.ID), Name: types.StringValue(e.Name), Address: stringOrNull(e.Address)})
+				envs = append(envs, peerEnvironmentModel{ID: types.StringValue(e.ID), Name: types.StringValue(e.Name), Address: stringOrNull(e.Address), ProjectID: stringOrNull(e.ProjectID)})
 			}
-			peers = append(peers, effectivePeerModel{Peer: policyrules.PeerFromAPI(p.Peer), Environments: envs, Covers: coverage(p.Covers)})
+			names := make([]resolvedNameModel, 0, len(p.Names))
+			for _, n := range p.Names {
+				names = append(names, resolvedNameModel{
+					Name: types.StringValue(n.Name), Addresses: append(make([]string, 0, len(n.Addresses)), n.Addresses...),
+					Expires: types.StringValue(n.Expires.UTC().Format(time.RFC3339)),
+				})
+			}
+			peers = append(peers, effectivePeerModel{Peer: policyrules.PeerFromAPI(p.Peer), Environments: envs, Hidden: types.Int64Value(int64(p.Hidden)), Covers: coverage(p.Covers), Names: names})
 		}
 		out = append(out, effectiveRuleModel{
 			PolicyID:   types.StringValue(r.PolicyID),
@@ -187,10 +206,19 @@ func coverage(c *apiv1.CIDRCoverage) *coverageModel {
 // effectiveRulesAttribute is the schema of the merged ingress or egress rules.
 func effectiveRulesAttribute(direction, fromOrTo string) schema.ListNestedAttribute {
 	peer := computedPeerAttributes()
-	peer["environments"] = computedObjects("For an environment selector peer, the environments it matches now.", map[string]schema.Attribute{
-		"id":      computedString("The environment's id."),
-		"name":    computedString("The environment's name."),
-		"address": computedString("The environment's address, once it has one."),
+	peer["environments"] = computedObjects("For a selector peer, the environments it matches now that the token may read.", map[string]schema.Attribute{
+		"id":         computedString("The environment's id."),
+		"name":       computedString("The environment's name."),
+		"address":    computedString("The environment's address, once it has one."),
+		"project_id": computedString("Its project, when it is not the environment's own (a `project_selector` peer); else null."),
+	})
+	peer["hidden"] = computedInt64("For a `project_selector` peer, how many environments it matches in projects the token may not read: " +
+		"enforced, but not named.")
+	peer["names"] = computedObjects("For an fqdn peer, the matching names the environment has resolved through its resolver, "+
+		"whose addresses the rule allows now.", map[string]schema.Attribute{
+		"name":      computedString("The name, as resolved."),
+		"addresses": computedStringList("The addresses allowed for it."),
+		"expires":   computedString("When they stop being allowed for new connections (RFC 3339), unless the environment resolves the name again."),
 	})
 	peer["covers"] = schema.SingleNestedAttribute{
 		MarkdownDescription: "For a CIDR peer that covers the addresses of environments of other projects (whose traffic therefore matches the rule), " +

@@ -59,7 +59,8 @@ func TestAccEffectivePolicyDataSource_MergesSelectingPoliciesAndResolvesPeers(t 
 			// The ingress rule's selector peer is resolved to the api environment.
 			statecheck.ExpectKnownValue(db, rule0.AtMapKey("policy_name"), knownvalue.StringExact("db")),
 			statecheck.ExpectKnownValue(db, peer0.AtMapKey("environment_selector"), knownvalue.ObjectExact(map[string]knownvalue.Check{
-				"match_labels": knownvalue.MapExact(map[string]knownvalue.Check{"app": knownvalue.StringExact("api")}),
+				"match_labels":      knownvalue.MapExact(map[string]knownvalue.Check{"app": knownvalue.StringExact("api")}),
+				"match_expressions": knownvalue.Null(),
 			})),
 			statecheck.ExpectKnownValue(db, peer0.AtMapKey("environments"), knownvalue.ListSizeExact(1)),
 			statecheck.CompareValuePairs(db, peer0.AtMapKey("environments").AtSliceIndex(0).AtMapKey("id"), "isolation_environment.api", tfjsonpath.New("id"), compare.ValuesSame()),

@@ -126,8 +126,8 @@ func (r *EnvironmentResource) Schema(ctx context.Context, _ resource.SchemaReque
 			},
 			"ttl_seconds": schema.Int64Attribute{
 				MarkdownDescription: fmt.Sprintf("Time to live in seconds (1 to %d). The server tears the environment down when it expires; "+
-					"the next plan then proposes to create it again. Changing it restarts the TTL from the time of the change; "+
-					"removing it removes the TTL.", apiv1.MaxTTLSeconds),
+					"the next plan then proposes to create it again, saying it expired. Changing it restarts the TTL from the time of the change, "+
+					"in place (`isolationd env extend ENV DURATION` does the same from a shell); removing it removes the TTL.", apiv1.MaxTTLSeconds),
 				Optional:   true,
 				Validators: []validator.Int64{validators.TTLSeconds()},
 			},
@@ -228,6 +228,11 @@ func (r *EnvironmentResource) Read(ctx context.Context, req resource.ReadRequest
 		return
 	}
 	env, err := r.client.Environments().Get(ctx, state.ID.ValueString())
+	if at, ttl, ok := expiredEnvironment(env, err); ok {
+		addExpiredWarning(&resp.Diagnostics, state.ID.ValueString(), at, ttl)
+		resp.State.RemoveResource(ctx)
+		return
+	}
 	// One on its way out (deleted or expired outside Terraform) is as good as gone.
 	if readFailed(ctx, resp, r.client, "environment", state.ID.ValueString(), state.ProjectID.ValueString(), err, err == nil && apiv1.StateIsLeaving(env.State)) {
 		return
@@ -283,7 +288,7 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 		// or someone else's delete. Either way, wait for it to be gone.
 		err = nil
 	}
-	if client.IsNotFound(err) {
+	if client.IsGone(err) {
 		return
 	}
 	if err != nil {
@@ -296,8 +301,10 @@ func (r *EnvironmentResource) Delete(ctx context.Context, req resource.DeleteReq
 	}
 }
 
+// ImportState takes the environment's id or PROJECT_NAME/ENVIRONMENT_NAME.
 func (r *EnvironmentResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	importByName(ctx, r.client, "environment", req, resp, r.client.Environments().Get, r.client.Environments().List,
+		func(o *apiv1.Environment) string { return o.Name }, func(o *apiv1.Environment) string { return o.ID })
 }
 
 // fromAPI sets the model to the environment as the server returned it.
@@ -414,8 +421,36 @@ func (r *EnvironmentResource) waitReady(ctx context.Context, m *environmentResou
 	return err
 }
 
+// expiredEnvironment reports whether a GET's answer shows the
+// environment gone because its TTL expired, and when and with which TTL:
+// a 410 saying so once it is torn down, or the environment still there
+// in state expired.
+func expiredEnvironment(env *apiv1.Environment, err error) (at time.Time, ttlSeconds int64, ok bool) {
+	if err != nil {
+		return client.Expiry(err)
+	}
+	if env.State != apiv1.StateExpired || env.ExpiresAt == nil {
+		return time.Time{}, 0, false
+	}
+	if env.TTLSeconds != nil {
+		ttlSeconds = *env.TTLSeconds
+	}
+	return *env.ExpiresAt, ttlSeconds, true
+}
+
+// addExpiredWarning is Read's answer to an environment its TTL removed:
+// unlike a deletion outside Terraform, the warning says it expired, so
+// that the create the next plan proposes has its reason.
+func addExpiredWarning(diags *diag.Diagnostics, id string, at time.Time, ttlSeconds int64) {
+	diags.AddWarning("The environment expired",
+		fmt.Sprintf("Environment %s expired at %s (ttl_seconds %d), and isolationd tore it down. It is removed from the state, "+
+			"and the next plan creates it again because it expired, with a new id and address. To keep an environment longer, "+
+			"raise ttl_seconds before it expires: a change restarts the TTL from the time of the change.",
+			id, at.UTC().Format(time.RFC3339), ttlSeconds))
+}
+
 // alreadyLeaving reports whether the environment is gone or on its way out.
 func (r *EnvironmentResource) alreadyLeaving(ctx context.Context, id string) bool {
 	env, err := r.client.Environments().Get(ctx, id)
-	return client.IsNotFound(err) || err == nil && apiv1.StateIsLeaving(env.State)
+	return client.IsGone(err) || err == nil && apiv1.StateIsLeaving(env.State)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
@@ -21,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
@@ -99,6 +101,14 @@ func TestAccEnvironment_CreateImportUpdateReplaceAndDestroy(t *testing.T) {
 			},
 		},
 	})))
+}
+
+func TestAccEnvironment_ImportsByProjectNameSlashName(t *testing.T) {
+	pa, pb := accName("prj"), accName("prj")
+	resource.ParallelTest(t, testAccCase(t, append([]resource.TestStep{{
+		Config:           environmentConfig(pa, pb, "b", `  name = "web"`),
+		ConfigPlanChecks: afterApply(),
+	}}, importByNameSteps(environmentAddr, "environment", pb, "web")...)))
 }
 
 func TestAccEnvironment_TimeoutsChangeAloneWritesNothingToTheServer(t *testing.T) {
@@ -467,4 +477,127 @@ data "isolation_environments" %q {
 			statecheck.ExpectKnownValue("data.isolation_environments.none", tfjsonpath.New("environments"), knownvalue.ListSizeExact(0)),
 		},
 	}}))
+}
+
+// ttlRig is a server of the test's own whose clock the test moves, so a
+// TTL passes when the test says and never while Terraform works.
+type ttlRig struct {
+	srv   *testServer
+	clock *clockwork.FakeClock
+	own   *client.Client
+}
+
+func newTTLRig(t *testing.T) *ttlRig {
+	t.Helper()
+	clock := clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Second))
+	srv := startExtraServer(t, server.Config{Clock: clock})
+	own, err := client.New(client.Config{Endpoint: srv.URL, Token: srv.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ttlRig{srv: srv, clock: clock, own: own}
+}
+
+// expire moves the clock past environment id's TTL and returns once the
+// server has torn it down.
+func (r *ttlRig) expire(ctx context.Context, id string, ttl time.Duration) error {
+	r.clock.Advance(ttl + time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return r.own.Environments().WaitDeleted(ctx, id)
+}
+
+// expiresIn is a state check that the resource at addr expires d after
+// the rig's clock now.
+func (r *ttlRig) expiresIn(addr string, d time.Duration) statecheck.StateCheck {
+	return resourceCheck{addr, func(attrs map[string]any) error {
+		want := r.clock.Now().Add(d).UTC().Format(time.RFC3339)
+		if got := fmt.Sprint(attrs["expires_at"]); got != want {
+			return fmt.Errorf("%s expires at %s, want %s (%s from the server's now)", addr, got, want, d)
+		}
+		return nil
+	}}
+}
+
+func TestAccEnvironment_ChangingTTLExtendsItInPlaceFromNowAndAnExpiredOneIsCreatedAgain(t *testing.T) {
+	rig := newTTLRig(t)
+	name := accName("prj")
+	config := func(ttl int) string {
+		return providerBlock(rig.srv) + projectHCL("p", name) + fmt.Sprintf(`
+resource "isolation_environment" "e" {
+  project_id  = isolation_project.p.id
+  name        = "short-lived"
+  ttl_seconds = %d
+}
+`, ttl)
+	}
+	const addr = "isolation_environment.e"
+	var id string
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:            config(600),
+				ConfigPlanChecks:  afterApply(),
+				ConfigStateChecks: []statecheck.StateCheck{captureID(addr, &id), rig.expiresIn(addr, 600*time.Second)},
+			},
+			{
+				// Halfway through, a longer TTL counts from now, in place.
+				PreConfig:        func() { rig.clock.Advance(300 * time.Second) },
+				Config:           config(900),
+				ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					expectID(addr, &id, true), rig.expiresIn(addr, 900*time.Second),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("state"), knownvalue.StringExact(apiv1.StateReady)),
+				},
+			},
+			{
+				// Once it expired, the refresh drops it (saying it expired:
+				// TestEnvironment_ReadOfAnExpiredEnvironmentSaysWhenItExpired)
+				// and the plan creates it again.
+				PreConfig:         outside(t, func(ctx context.Context) error { return rig.expire(ctx, id, 900*time.Second) }),
+				Config:            config(900),
+				ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(addr, plancheck.ResourceActionCreate)),
+				ConfigStateChecks: []statecheck.StateCheck{expectID(addr, &id, false), rig.expiresIn(addr, 900*time.Second)},
+			},
+		},
+	})
+}
+
+func TestEnvironment_ReadOfAnExpiredEnvironmentSaysWhenItExpired(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Second))
+	srv := startServerWith(t, server.Config{Clock: clock})
+	rig := &ttlRig{clock: clock}
+	var err error
+	if rig.own, err = client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	prj, err := rig.own.Projects().Create(ctx, apiv1.ProjectCreate{Name: "ttl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttl := int64(120)
+	env, err := rig.own.Environments().Create(ctx, apiv1.EnvironmentCreate{ProjectID: prj.ID, Name: "short", TTLSeconds: &ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env, err = rig.own.Environments().WaitFor(ctx, env.ID, apiv1.StateReady); err != nil {
+		t.Fatal(err)
+	}
+	if err := rig.expire(ctx, env.ID, 120*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p := configuredProvider(t, srv.URL(), srv.AdminToken())
+	resp, typ := read(t, p, "isolation_environment", map[string]string{"id": env.ID, "project_id": prj.ID})
+	want := fmt.Sprintf("expired at %s (ttl_seconds 120)", env.ExpiresAt.UTC().Format(time.RFC3339))
+	if len(resp.Diagnostics) != 1 || resp.Diagnostics[0].Severity != tfprotov6.DiagnosticSeverityWarning ||
+		resp.Diagnostics[0].Summary != "The environment expired" || !strings.Contains(resp.Diagnostics[0].Detail, want) ||
+		!strings.Contains(resp.Diagnostics[0].Detail, "creates it again because it expired") {
+		t.Fatalf("diagnostics %+v, want one warning saying %q", resp.Diagnostics, want)
+	}
+	if state, err := resp.NewState.Unmarshal(typ); err != nil || !state.IsNull() {
+		t.Fatalf("state %v (%v), want the environment removed from it", state, err)
+	}
 }

@@ -97,6 +97,31 @@ func workloadAttribute() schema.SingleNestedAttribute {
 				Default:    stringdefault.StaticString(apiv1.RestartPolicies[0]),
 				Validators: []validator.String{validators.RestartPolicy()},
 			},
+			workloadspec.AttrPorts: schema.ListNestedAttribute{
+				MarkdownDescription: fmt.Sprintf("The ports the workload listens on, by name, as a Kubernetes container's ports (at most %d): "+
+					"a policy rule's `port_name` resolves to `port` for the same protocol, in rules whose destination is this environment. "+
+					"Changing them re-enforces the policies that name them; the workload restarts, as for any workload change.", apiv1.MaxWorkloadPorts),
+				Optional:   true,
+				Validators: []validator.List{validators.NotEmptyList("omit ports to declare no named ports")},
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"name": schema.StringAttribute{
+							MarkdownDescription: "The port's name (IANA_SVC_NAME): 1-15 lowercase letters, digits or `-`, with a letter, unique in the workload.",
+							Required:            true,
+						},
+						"port": schema.Int64Attribute{
+							MarkdownDescription: "The port number, 1-65535.",
+							Required:            true,
+						},
+						"protocol": schema.StringAttribute{
+							MarkdownDescription: "`tcp`, `udp` or `sctp`. Defaults to `tcp`.",
+							Optional:            true,
+							Computed:            true,
+							Default:             stringdefault.StaticString(apiv1.ProtocolTCP),
+						},
+					},
+				},
+			},
 		},
 	}
 }
@@ -132,6 +157,11 @@ func workloadDataSourceAttributes() map[string]dschema.Attribute {
 				workloadspec.AttrEnv:        computedStringMap("Environment variables, added to the image's."),
 				workloadspec.AttrWorkingDir: computedString("The command's working directory, or null for the image's."),
 				workloadspec.AttrRestart:    computedString("The restart policy: always, on-failure or never."),
+				workloadspec.AttrPorts: computedObjects("The workload's named ports, for policy rules' `port_name`.", map[string]dschema.Attribute{
+					"name":     computedString("The port's name."),
+					"port":     computedInt64("The port number."),
+					"protocol": computedString("`tcp`, `udp` or `sctp`."),
+				}),
 			},
 		},
 		"workload_state": computedString(descWorkloadState),

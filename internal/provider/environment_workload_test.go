@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +25,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 	"github.com/hashicorp/terraform-plugin-testing/compare"
-	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -38,11 +34,7 @@ import (
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
-	"github.com/isolationhq/terraform-provider-isolation/internal/image/imagetest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/workloadspec"
-	"github.com/isolationhq/terraform-provider-isolation/internal/server"
-	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
-	"github.com/isolationhq/terraform-provider-isolation/internal/workload/initproc/inittest"
 )
 
 // runningWeb is an environment as a runc server answers it: its workload
@@ -365,159 +357,6 @@ func TestEnvironment_AnUpdatePlansWhatTheRuntimeObservesAsUnknownAndWarnsOfTheRe
 	}
 }
 
-// accImages are the two images the workload acceptance tests run, for an
-// image change. They are named with a registry so that the simulate
-// runtime, which resolves no image, takes them as they are; the runc rig
-// imports them under these names, and an image in the store is never
-// pulled.
-var accImages = [2]string{"registry.example.com/acc/app:1", "registry.example.com/acc/app:2"}
-
-// workloadRig is the server a workload acceptance test runs against and
-// what it may expect of it, so that one test states one behaviour on
-// every runtime: the shared acceptance server, on the simulate driver,
-// which records workloads, runs none and reports them not_run; or an
-// isolationd of the test's own on the netns driver with the runc runtime,
-// where they run.
-type workloadRig struct {
-	provider string         // the provider block; "" is the shared server's (ISOLATION_ENDPOINT)
-	client   *client.Client // the rig's server, as its admin
-	srv      *server.Server // the runc rig's server; nil for the shared one
-	driver   string
-	runtime  string
-	running  string // workload_state of a workload whose command keeps running
-}
-
-// onEachRig runs test on each rig, as subtests named by the runtime:
-// simulate, which needs nothing, and runc, which skips, saying why, where
-// this machine refuses containers (not root, no runc, no namespaces). So
-// make test, which CI runs as root, runs both, on Terraform and on
-// OpenTofu, with nothing to set; -run 'TestAcc.*/runc' picks one.
-func onEachRig(t *testing.T, test func(t *testing.T, rig *workloadRig)) {
-	t.Parallel()
-	t.Run(apiv1.RuntimeSimulate, func(t *testing.T) {
-		test(t, &workloadRig{client: testAccClient, driver: apiv1.DriverSimulate, runtime: apiv1.RuntimeSimulate, running: apiv1.WorkloadNotRun})
-	})
-	t.Run(apiv1.RuntimeRunc, func(t *testing.T) { test(t, newRuncRig(t)) })
-}
-
-// newRuncRig starts an isolationd of the test's own that runs workloads
-// under runc, in network namespaces named with a prefix of its own, with
-// accImages in its image store. When the test ends, after the server has
-// shut down, every container, mount, volume and namespace of the prefix
-// is removed: a stopped isolationd leaves them for its next start.
-func newRuncRig(t *testing.T) *workloadRig {
-	t.Helper()
-	requireAcc(t)
-	if why := runcRefused(); why != "" {
-		t.Skip(why)
-	}
-	cfg := server.Config{
-		Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeRunc, NetnsPrefix: "ac" + acctest.RandStringFromCharSet(4, "abcdefghijklmnopqrstuvwxyz0123456789"),
-		InitBinary: inittest.Binary(t), DataDir: t.TempDir(),
-	}
-	// The containers' root, mapped to another host user, reaches its root
-	// filesystem through the data directory's parents: the test's
-	// directory must be traversable for the user namespace to be used.
-	if err := os.Chmod(filepath.Dir(cfg.DataDir), 0o711); err != nil { //nolint:gosec // G302: traversable, not readable
-		t.Fatal(err)
-	}
-	// Registered before the server starts, so that it runs after the
-	// server's shutdown and before the data directory is removed.
-	t.Cleanup(func() {
-		if err := server.Cleanup(context.Background(), observed(cfg)); err != nil {
-			t.Errorf("removing what the runc rig's server made: %v", err)
-		}
-	})
-	srv := startServerWith(t, cfg)
-	c, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken(), UserAgent: "acceptance-tests"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, name := range accImages {
-		// Each image says which it is in /etc/acc-image.
-		img := imagetest.Busybox(t, imagetest.Options{Files: []imagetest.File{{Path: "etc/acc-image", Data: []byte(strconv.Itoa(i+1) + "\n")}}})
-		f, err := os.Open(imagetest.WriteOCITar(t, img))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Images().Import(t.Context(), name, f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("importing %s: %v", name, err)
-		}
-	}
-	return &workloadRig{
-		provider: providerBlock(&testServer{URL: srv.URL(), Token: srv.AdminToken()}), client: c, srv: srv,
-		driver: apiv1.DriverNetns, runtime: apiv1.RuntimeRunc, running: apiv1.WorkloadRunning,
-	}
-}
-
-// runcRefused says why this machine cannot run the runc rig, "" when it
-// can: root for namespaces, cgroups, mounts and loop devices, runc,
-// mkfs.ext4 for the environments' disks, and busybox, of which the test
-// images are made (make runtime-deps installs the packages).
-var runcRefused = sync.OnceValue(func() string {
-	if os.Geteuid() != 0 {
-		return "the runc rig needs root (namespaces, cgroups, mounts, loop devices): run the tests as root, as make test does in CI"
-	}
-	for _, tool := range []string{"runc", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Sprintf("the runc rig needs %s (Debian: make runtime-deps installs runc and e2fsprogs): %v", tool, err)
-		}
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		return fmt.Sprintf("the runc rig needs loop devices for the environments' disks: %v", err)
-	}
-	if err := imagetest.BusyboxAvailable(); err != nil {
-		return fmt.Sprintf("the runc rig builds its images from busybox (Debian: busybox-static): %v", err)
-	}
-	// The namespaces of an environment and of its container.
-	if out, err := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--uts", "--ipc", "true").CombinedOutput(); err != nil {
-		return fmt.Sprintf("the kernel refuses the namespaces the runc rig needs (unshare: %v: %s)", err, bytes.TrimSpace(out))
-	}
-	return ""
-})
-
-// runs says whether the rig's workloads run: their output, their volume
-// and their processes are there to look at.
-func (r *workloadRig) runs() bool { return r.srv != nil }
-
-// namespace is the check of the environment's namespace on the rig: the
-// simulate driver makes none.
-func (r *workloadRig) namespace() knownvalue.Check {
-	if r.runs() {
-		return knownvalue.NotNull()
-	}
-	return knownvalue.Null()
-}
-
-// destroyed is the CheckDestroy of a test on the rig: the environment
-// whose id was captured is gone from the rig's server, and from its
-// runtime.
-func (r *workloadRig) destroyed(id *string) resource.TestCheckFunc {
-	return func(*terraform.State) error {
-		_, err := r.client.Environments().Get(context.Background(), *id)
-		if !client.IsNotFound(err) {
-			return fmt.Errorf("environment %s after destroy: %v, want 404", *id, err)
-		}
-		return r.runsNothing(id)(nil)
-	}
-}
-
-// runsNothing checks that the runtime keeps nothing of the environment
-// whose id was captured: no container, and so no volume.
-func (r *workloadRig) runsNothing(id *string) resource.TestCheckFunc {
-	return func(*terraform.State) error {
-		if !r.runs() {
-			return nil
-		}
-		if st, err := r.srv.Runtime().Status(context.Background(), *id); !errors.Is(err, workload.ErrUnknown) {
-			return fmt.Errorf("the runtime still runs a workload for %s: %+v (%v)", *id, st, err)
-		}
-		return nil
-	}
-}
-
 // errFound ends a read of a workload's output that found its line.
 var errFound = errors.New("found")
 
@@ -652,6 +491,7 @@ func TestAccEnvironment_AWorkloadIsCreatedChangedInPlaceResizedRemovedAndDestroy
 				"env":         knownvalue.MapExact(map[string]knownvalue.Check{"GREETING": knownvalue.StringExact("hello")}),
 				"working_dir": knownvalue.StringExact("/home"),
 				"restart":     knownvalue.StringExact(apiv1.RestartAlways),
+				"ports":       knownvalue.Null(),
 			})
 		}
 		kept := func(checks ...statecheck.StateCheck) []statecheck.StateCheck {

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
 
@@ -267,4 +270,29 @@ func within(ctx context.Context, timeout func(context.Context, time.Duration) (t
 	d, ds := timeout(ctx, def)
 	diags.Append(ds...)
 	return context.WithTimeout(ctx, d)
+}
+
+// importByName is the ImportState of every resource of a project: an id,
+// or PROJECT_NAME/NAME, found as the data sources find names (a project's
+// names are unique, and ids never hold a slash).
+func importByName[T any](ctx context.Context, c *providerClient, kind string, req resource.ImportStateRequest, resp *resource.ImportStateResponse,
+	get func(context.Context, string) (*T, error), list func(context.Context, client.ListOptions) ([]T, error), nameOf, idOf func(*T) string) {
+	projectName, name, byName := strings.Cut(req.ID, "/")
+	if !byName {
+		resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+		return
+	}
+	prj, err := lookupErr(ctx, "project", types.StringNull(), types.StringValue(projectName), client.ListOptions{},
+		c.Projects().Get, c.Projects().List, func(p *apiv1.Project) string { return p.Name })
+	var obj *T
+	if err == nil {
+		obj, err = lookupErr(ctx, kind, types.StringNull(), types.StringValue(name), client.ListOptions{ProjectID: prj.ID}, get, list, nameOf)
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to import "+kind,
+			fmt.Sprintf("%q names the %s %q of the project %q, but %s. Import by id, or by PROJECT_NAME/NAME as the token sees them.",
+				req.ID, kind, name, projectName, err))
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), idOf(obj))...)
 }

@@ -47,7 +47,7 @@ func (d *PolicyDataSource) Schema(_ context.Context, _ datasource.SchemaRequest,
 			"environment_selector": schema.SingleNestedAttribute{
 				MarkdownDescription: "Which environments of the project the policy applies to; null `match_labels` selects every environment.",
 				Computed:            true,
-				Attributes:          map[string]schema.Attribute{policyrules.AttrMatchLabels: computedMatchLabels()},
+				Attributes:          computedSelectorAttributes("an environment", "every environment of the project"),
 			},
 			"policy_types": schema.SetAttribute{
 				MarkdownDescription: "The directions the policy allows traffic in: `ingress`, `egress` or both.",
@@ -115,28 +115,47 @@ func computedRulesAttribute(dir policyrules.Direction) schema.SetNestedAttribute
 
 func computedPeerAttributes() map[string]schema.Attribute {
 	return map[string]schema.Attribute{
-		policyrules.AttrCIDR: computedString("An IPv4 or IPv6 prefix; null for an environment selector peer."),
+		policyrules.AttrCIDR: computedString("An IPv4 or IPv6 prefix; null for an environment selector or fqdn peer."),
+		policyrules.AttrFQDN: computedString("A host name or `*.` pattern (egress only); null for a CIDR or environment selector peer."),
 		policyrules.AttrExcept: schema.SetAttribute{
 			MarkdownDescription: "Prefixes carved out of `cidr`.",
 			Computed:            true,
 			ElementType:         types.StringType,
 		},
 		policyrules.AttrEnvironmentSelector: schema.SingleNestedAttribute{
-			MarkdownDescription: "Environments of the policy's project, by labels; null for a CIDR peer.",
+			MarkdownDescription: "Environments by labels, of the policy's project or of those `project_selector` picks; null for a CIDR or fqdn peer.",
 			Computed:            true,
-			Attributes:          map[string]schema.Attribute{policyrules.AttrMatchLabels: computedMatchLabels()},
+			Attributes:          computedSelectorAttributes("an environment", "every environment"),
+		},
+		policyrules.AttrProjectSelector: schema.SingleNestedAttribute{
+			MarkdownDescription: "Projects by labels (Kubernetes' namespaceSelector); null when the peer stays in the policy's project.",
+			Computed:            true,
+			Attributes:          computedSelectorAttributes("a project", "every project"),
 		},
 	}
 }
 
 func computedPortAttributes() map[string]schema.Attribute {
 	return map[string]schema.Attribute{
-		policyrules.AttrProtocol: schema.StringAttribute{MarkdownDescription: "`tcp`, `udp` or `icmp`.", Computed: true},
+		policyrules.AttrProtocol: schema.StringAttribute{MarkdownDescription: "`tcp`, `udp`, `sctp` or `icmp`.", Computed: true},
 		policyrules.AttrPort:     schema.Int64Attribute{MarkdownDescription: "The port, or the first of a range; null for every port.", Computed: true},
 		policyrules.AttrEndPort:  schema.Int64Attribute{MarkdownDescription: "The last port of the range (inclusive).", Computed: true},
+		policyrules.AttrPortName: computedString("A port name, resolved against the destination's `workload.ports`; null for a numbered port."),
 	}
 }
 
-func computedMatchLabels() schema.MapAttribute {
-	return computedStringMap("Labels an environment must all carry; null selects every environment of the project.")
+// computedSelectorAttributes are a selector's attributes, read-only.
+func computedSelectorAttributes(what, all string) map[string]schema.Attribute {
+	return map[string]schema.Attribute{
+		policyrules.AttrMatchLabels: computedStringMap(fmt.Sprintf("Labels %s must all carry; with no match_expressions either, null selects %s.", what, all)),
+		policyrules.AttrMatchExpressions: computedObjects(fmt.Sprintf("Requirements %s must all meet (In, NotIn, Exists, DoesNotExist).", what), map[string]schema.Attribute{
+			policyrules.AttrKey:      computedString("The label key."),
+			policyrules.AttrOperator: computedString("`In`, `NotIn`, `Exists` or `DoesNotExist`."),
+			policyrules.AttrValues: schema.SetAttribute{
+				MarkdownDescription: "The values, for `In` and `NotIn`.",
+				Computed:            true,
+				ElementType:         types.StringType,
+			},
+		}),
+	}
 }

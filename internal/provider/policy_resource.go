@@ -93,7 +93,8 @@ func (r *PolicyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				MarkdownDescription: "Which environments of the project the policy applies to. " +
 					"`environment_selector = {}` selects every environment of the project.",
 				Required:   true,
-				Attributes: map[string]schema.Attribute{"match_labels": matchLabelsAttribute("for the policy to apply to it")},
+				Validators: []validator.Object{validators.PolicySelector()},
+				Attributes: selectorAttributes("an environment", "for the policy to apply to it", "every environment of the project"),
 			},
 			"policy_types": schema.SetAttribute{
 				MarkdownDescription: "The directions the policy allows traffic in: `ingress`, `egress` or both. " +
@@ -203,8 +204,10 @@ func (r *PolicyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	}
 }
 
+// ImportState takes the policy's id or PROJECT_NAME/POLICY_NAME.
 func (r *PolicyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	importByName(ctx, r.client, "policy", req, resp, r.client.Policies().Get, r.client.Policies().List,
+		func(o *apiv1.Policy) string { return o.Name }, func(o *apiv1.Policy) string { return o.ID })
 }
 
 // fromAPI sets the model to the policy as the server returned it: the
@@ -319,7 +322,7 @@ func rulesAttribute(dir policyrules.Direction, verb, allows string) schema.SetNe
 					MarkdownDescription: allows + " any of these peers. Leave it out to allow any peer.",
 					Optional:            true,
 					Validators:          []validator.Set{validators.NotEmptySet(fmt.Sprintf("omit %s to allow any peer", dir.PeersAttr))},
-					NestedObject:        peerAttributeObject(),
+					NestedObject:        peerAttributeObject(dir.Name == apiv1.Egress),
 				},
 				policyrules.AttrPorts: schema.SetNestedAttribute{
 					MarkdownDescription: "On any of these ports. Leave it out to allow every port and protocol.",
@@ -332,13 +335,21 @@ func rulesAttribute(dir policyrules.Direction, verb, allows string) schema.SetNe
 	}
 }
 
-func peerAttributeObject() schema.NestedAttributeObject {
+func peerAttributeObject(egress bool) schema.NestedAttributeObject {
 	return schema.NestedAttributeObject{
-		Validators: []validator.Object{validators.PolicyPeer()},
+		Validators: []validator.Object{validators.PolicyPeer(egress)},
 		Attributes: map[string]schema.Attribute{
 			policyrules.AttrCIDR: schema.StringAttribute{
 				MarkdownDescription: "An IPv4 or IPv6 prefix in canonical CIDR notation, such as `10.0.0.0/8` or `2001:db8::/32`. " +
-					"Exactly one of `cidr` and `environment_selector` is set.",
+					"Exactly one of `cidr`, `fqdn` and the selectors (`environment_selector`, `project_selector` or both) is set.",
+				Optional: true,
+			},
+			policyrules.AttrFQDN: schema.StringAttribute{
+				MarkdownDescription: "Egress only: a host name such as `registry.npmjs.org`, or a pattern such as `*.github.com` " +
+					"(`*` is the whole leftmost label and stands for exactly one label: it matches `api.github.com`, not `github.com` " +
+					"or `a.b.github.com`). Lower case, without a trailing dot; not an IP address. The addresses the environment's " +
+					"resolver (isolationd's DNS proxy) answers for a matching name are allowed on the rule's ports for the answer's " +
+					"TTL, within the server's bounds; connections opened meanwhile continue after it.",
 				Optional: true,
 			},
 			policyrules.AttrExcept: schema.SetAttribute{
@@ -348,9 +359,18 @@ func peerAttributeObject() schema.NestedAttributeObject {
 				Validators:          []validator.Set{validators.NotEmptySet("omit except to carve nothing out of cidr")},
 			},
 			policyrules.AttrEnvironmentSelector: schema.SingleNestedAttribute{
-				MarkdownDescription: "Environments of the policy's project, by labels. `environment_selector = {}` selects every environment of the project.",
-				Optional:            true,
-				Attributes:          map[string]schema.Attribute{"match_labels": matchLabelsAttribute("to be this peer")},
+				MarkdownDescription: "Environments by labels: of the policy's project alone, or, with `project_selector`, of the projects it picks " +
+					"(Kubernetes' podSelector beside a namespaceSelector). `environment_selector = {}` selects every environment.",
+				Optional:   true,
+				Attributes: selectorAttributes("an environment", "to be this peer", "every environment"),
+			},
+			policyrules.AttrProjectSelector: schema.SingleNestedAttribute{
+				MarkdownDescription: "Projects by their labels, as Kubernetes' namespaceSelector picks namespaces: alone, the peer is every " +
+					"environment of those projects; with `environment_selector`, the environments it picks there. `project_selector = {}` " +
+					"picks every project. A connection across projects is allowed only when the sender's egress and the receiver's ingress " +
+					"both allow it. Callers who may not read a picked project see its environments counted, never named.",
+				Optional:   true,
+				Attributes: selectorAttributes("a project", "to be picked", "every project"),
 			},
 		},
 	}
@@ -361,7 +381,7 @@ func portAttributeObject() schema.NestedAttributeObject {
 		Validators: []validator.Object{validators.PolicyPort()},
 		Attributes: map[string]schema.Attribute{
 			policyrules.AttrProtocol: schema.StringAttribute{
-				MarkdownDescription: "`tcp`, `udp` or `icmp`. Defaults to `tcp`.",
+				MarkdownDescription: "`tcp`, `udp`, `sctp` or `icmp`. Defaults to `tcp`.",
 				Optional:            true,
 				Computed:            true,
 			},
@@ -373,18 +393,53 @@ func portAttributeObject() schema.NestedAttributeObject {
 				MarkdownDescription: "The last port of the range that `port` starts (inclusive), at least `port`.",
 				Optional:            true,
 			},
+			policyrules.AttrPortName: schema.StringAttribute{
+				MarkdownDescription: "Instead of `port`: a port name, resolved against the destination environment's `workload.ports` for this " +
+					"protocol, as Kubernetes resolves a named container port (the environment the policy selects for ingress, each peer " +
+					"environment for egress). A destination that declares no such name matches nothing.",
+				Optional: true,
+			},
 		},
 	}
 }
 
-func matchLabelsAttribute(purpose string) schema.MapAttribute {
-	return schema.MapAttribute{
-		MarkdownDescription: fmt.Sprintf("Labels an environment must all carry %s, at most %d. Leave it out to select every environment of the project; an empty map is rejected, as it would mean the same.", purpose, apiv1.MaxSelectorLabels),
-		Optional:            true,
-		ElementType:         types.StringType,
-		Validators: []validator.Map{
-			validators.SelectorLabels(),
-			validators.NotEmptyMap("omit match_labels to select every environment of the project"),
+// selectorAttributes are a label selector's match_labels and
+// match_expressions: what (an environment, a project) must meet them
+// purpose; without either, the selector picks all.
+func selectorAttributes(what, purpose, all string) map[string]schema.Attribute {
+	return map[string]schema.Attribute{
+		policyrules.AttrMatchLabels: schema.MapAttribute{
+			MarkdownDescription: fmt.Sprintf("Labels %s must all carry %s. With `match_expressions`, at most %d terms. "+
+				"Leave it out to select %s; an empty map is rejected, as it would mean the same.", what, purpose, apiv1.MaxSelectorLabels, all),
+			Optional:    true,
+			ElementType: types.StringType,
+			Validators: []validator.Map{
+				validators.SelectorLabels(),
+				validators.NotEmptyMap("omit match_labels to select " + all),
+			},
+		},
+		policyrules.AttrMatchExpressions: schema.ListNestedAttribute{
+			MarkdownDescription: fmt.Sprintf("Requirements %s must all meet %s, with Kubernetes' semantics: `In` (the label is present with one of `values`), "+
+				"`NotIn` (absent, or with none of them), `Exists`, `DoesNotExist`.", what, purpose),
+			Optional:   true,
+			Validators: []validator.List{validators.NotEmptyList("omit match_expressions to add no requirement")},
+			NestedObject: schema.NestedAttributeObject{
+				Attributes: map[string]schema.Attribute{
+					policyrules.AttrKey: schema.StringAttribute{
+						MarkdownDescription: "The label key: an optional DNS subdomain prefix and `/`, then 1-63 letters, digits, `-`, `_` or `.`.",
+						Required:            true,
+					},
+					policyrules.AttrOperator: schema.StringAttribute{
+						MarkdownDescription: "`In`, `NotIn`, `Exists` or `DoesNotExist`.",
+						Required:            true,
+					},
+					policyrules.AttrValues: schema.SetAttribute{
+						MarkdownDescription: fmt.Sprintf("Label values, at most %d: required for `In` and `NotIn`, absent for `Exists` and `DoesNotExist`.", apiv1.MaxSelectorValues),
+						Optional:            true,
+						ElementType:         types.StringType,
+					},
+				},
+			},
 		},
 	}
 }

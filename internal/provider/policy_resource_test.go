@@ -18,6 +18,14 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
 
+func TestAccPolicy_ImportsByProjectNameSlashName(t *testing.T) {
+	projectA, projectB := accName("acc-pol-a"), accName("acc-pol-b")
+	resource.ParallelTest(t, testAccCase(t, append([]resource.TestStep{{
+		Config:           policyConfig(projectA, projectB, "b", policyBodyV1),
+		ConfigPlanChecks: afterApply(),
+	}}, importByNameSteps(policyAddr, "policy", projectB, "web")...)))
+}
+
 func TestAccPolicy_Lifecycle(t *testing.T) {
 	projectA, projectB := accName("acc-pol-a"), accName("acc-pol-b")
 	var firstID string
@@ -71,10 +79,11 @@ func TestAccPolicy_Lifecycle(t *testing.T) {
 			statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("egress"), knownvalue.SetExact([]knownvalue.Check{
 				rule("to", []knownvalue.Check{cidrPeer("0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16")}, port("tcp", 443, 0)),
 				rule("to", []knownvalue.Check{cidrPeer("2001:db8::/32")}, port("icmp", 0, 0)),
+				rule("to", []knownvalue.Check{fqdnPeer("registry.npmjs.org"), fqdnPeer("*.github.com")}, port("tcp", 443, 0)),
 			})),
 			expectID(policyAddr, &firstID, true),
 			checkAPIPolicy(policyAddr, func(p *apiv1.Policy) error {
-				if p.Description != "web tier" || len(p.Egress) != 2 || *p.Ingress[0].Ports[0].Port+*p.Ingress[0].Ports[1].Port != 8443+6000 {
+				if p.Description != "web tier" || len(p.Egress) != 3 || *p.Ingress[0].Ports[0].Port+*p.Ingress[0].Ports[1].Port != 8443+6000 {
 					return fmt.Errorf("server has %+v, want the updated policy", p.PolicySpec)
 				}
 				return nil
@@ -225,10 +234,22 @@ func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing
 			`ingress.ports.port must be between 1 and 65535, got 0`},
 		{"end_port below port", ingressWith(`ports = [{ port = 443, end_port = 80 }]`),
 			`ingress.ports.end_port must be at least port (443), got 80`},
-		{"unknown protocol", ingressWith(`ports = [{ protocol = "sctp", port = 9 }]`),
-			`ingress.ports.protocol must be one of tcp, udp, icmp, got "sctp"`},
+		{"unknown protocol", ingressWith(`ports = [{ protocol = "gre", port = 9 }]`),
+			`ingress.ports.protocol must be one of tcp, udp, sctp, icmp, got "gre"`},
 		{"peer with both cidr and selector", ingressWith(`from = [{ cidr = "10.0.0.0/8", environment_selector = {} }]`),
-			`ingress.from must set exactly one of cidr and environment_selector`},
+			`ingress.from must set exactly one of cidr, fqdn and the selectors (environment_selector, project_selector or both)`},
+		{"fqdn on ingress", ingressWith(`from = [{ fqdn = "example.com" }]`),
+			`ingress.from.fqdn is for egress peers only`},
+		{"fqdn star alone", egressWith(`to = [{ fqdn = "*" }]`),
+			`egress.to.fqdn must not be * alone`},
+		{"fqdn with two stars", egressWith(`to = [{ fqdn = "*.*.com" }]`),
+			`egress.to.fqdn may hold * only as its whole leftmost label`},
+		{"fqdn an IP literal", egressWith(`to = [{ fqdn = "198.18.0.1" }]`),
+			`egress.to.fqdn must be a host name, not an IP address`},
+		{"fqdn label too long", egressWith(`to = [{ fqdn = "${join("", [for i in range(64) : "a"])}.com" }]`),
+			`is 64 characters long: a label is at most 63`},
+		{"fqdn in upper case", egressWith(`to = [{ fqdn = "Registry.npmjs.org" }]`),
+			`egress.to.fqdn must be in canonical form, lower case without a trailing dot: "registry.npmjs.org"`},
 		{"the same port twice once protocol defaults", ingressWith(`ports = [{ port = 443 }, { protocol = "tcp", port = 443 }]`),
 			`ingress.ports lists tcp port 443 twice (protocol defaults to tcp)`},
 		{"empty from", ingressWith(`from = []`),
@@ -259,6 +280,25 @@ func TestAccPolicy_InvalidInputIsRejectedAtPlanTimeNamingTheAttribute(t *testing
   environment_selector = { match_labels = { "bad key!" = "x" } }
   policy_types         = ["ingress"]
 `, `key must be a label key`},
+		{"In without values", ingressWith(`from = [{ project_selector = { match_expressions = [{ key = "ns", operator = "In" }] } }]`),
+			`ingress.from.project_selector.match_expressions[0].values must be non-empty when operator is In`},
+		{"Exists with values", ingressWith(`from = [{ environment_selector = { match_expressions = [{ key = "ns", operator = "Exists", values = ["x"] }] } }]`),
+			`ingress.from.environment_selector.match_expressions[0].values must be empty when operator is Exists`},
+		{"unknown operator", `
+  name                 = "p"
+  environment_selector = { match_expressions = [{ key = "tier", operator = "in", values = ["db"] }] }
+  policy_types         = ["ingress"]
+`, `environment_selector.match_expressions[0].operator must be one of In, NotIn, Exists, DoesNotExist, got "in"`},
+		{"expression key syntax", ingressWith(`from = [{ project_selector = { match_expressions = [{ key = "-ns", operator = "DoesNotExist" }] } }]`),
+			`ingress.from.project_selector.match_expressions[0].key must be a label key`},
+		{"expression value syntax", ingressWith(`from = [{ project_selector = { match_expressions = [{ key = "ns", operator = "NotIn", values = ["a b"] }] } }]`),
+			`must be a label value`},
+		{"port name syntax", ingressWith(`ports = [{ port_name = "HTTP" }]`),
+			`ingress.ports.port_name must be a port name (IANA_SVC_NAME)`},
+		{"port name with a number", ingressWith(`ports = [{ port_name = "http", port = 80 }]`),
+			`ingress.ports.port must be absent with port_name`},
+		{"cidr and project selector", ingressWith(`from = [{ cidr = "10.0.0.0/8", project_selector = {} }]`),
+			`ingress.from must set exactly one of cidr, fqdn and the selectors`},
 		// The API's limits, at plan time: a policy too big fails naming
 		// the first entry past the limit and the limit's number.
 		{"more rules than a policy may have", `
@@ -325,6 +365,15 @@ resource "terraform_data" "port" {
 }
 
 // ingressWith is a valid ingress policy whose one rule is rule.
+func egressWith(rule string) string {
+	return fmt.Sprintf(`
+  name                 = "p"
+  environment_selector = {}
+  policy_types         = ["egress"]
+  egress               = [{ %s }]
+`, rule)
+}
+
 func ingressWith(rule string) string {
 	return fmt.Sprintf(`
   name                 = "p"
@@ -478,4 +527,89 @@ data "isolation_policy" "missing" {
 			ConfigPlanChecks: afterApply(),
 		},
 	}))
+}
+
+// TestAccPolicy_ProjectSelectorsExpressionsNamedPortsAndSCTP: a policy of
+// project ci lets in, by project_selector and match_expressions, the
+// environments of project shared, on a named port of the destination
+// and on an sctp range; the effective policy resolves the peer across
+// projects and the name to the number the workload declares.
+func TestAccPolicy_ProjectSelectorsExpressionsNamedPortsAndSCTP(t *testing.T) {
+	ci, shared := accName("acc-pol-ci"), accName("acc-pol-shared")
+	const eff = "data.isolation_effective_policy.runner"
+	config := fmt.Sprintf(`
+resource "isolation_project" "ci" {
+  name = %q
+}
+
+resource "isolation_project" "shared" {
+  name   = %q
+  labels = { team = "shared" }
+}
+
+resource "isolation_environment" "runner" {
+  project_id = isolation_project.ci.id
+  name       = "runner"
+  labels     = { role = "runner" }
+  workload = {
+    image = %q
+    ports = [{ name = "metrics", port = 9100 }, { name = "sig", port = 2905, protocol = "sctp" }]
+  }
+}
+
+resource "isolation_environment" "cache" {
+  project_id = isolation_project.shared.id
+  name       = "cache"
+  labels     = { tier = "cache" }
+}
+
+resource "isolation_policy" "test" {
+  project_id = isolation_project.ci.id
+  name       = "from-shared"
+  environment_selector = {
+    match_expressions = [{ key = "role", operator = "In", values = ["runner", "builder"] }]
+  }
+  policy_types = ["ingress"]
+  ingress = [{
+    from = [{
+      project_selector     = { match_labels = { team = "shared" } }
+      environment_selector = { match_expressions = [{ key = "tier", operator = "Exists" }] }
+    }]
+    ports = [{ port_name = "metrics" }, { protocol = "sctp", port_name = "sig" }, { protocol = "sctp", port = 3000, end_port = 3010 }]
+  }]
+}
+
+data "isolation_effective_policy" "runner" {
+  environment_id = isolation_environment.runner.id
+  depends_on     = [isolation_policy.test, isolation_environment.cache]
+}
+`, ci, shared, accImages[0])
+	rule0 := tfjsonpath.New("ingress").AtSliceIndex(0)
+	peer0 := rule0.AtMapKey("peers").AtSliceIndex(0)
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{
+		Config:           config,
+		ConfigPlanChecks: afterApply(),
+		ConfigStateChecks: []statecheck.StateCheck{
+			statecheck.ExpectKnownValue(policyAddr, tfjsonpath.New("environment_selector"), knownvalue.ObjectExact(map[string]knownvalue.Check{
+				"match_labels": knownvalue.Null(),
+				"match_expressions": knownvalue.ListExact([]knownvalue.Check{knownvalue.ObjectExact(map[string]knownvalue.Check{
+					"key": knownvalue.StringExact("role"), "operator": knownvalue.StringExact("In"),
+					"values": knownvalue.SetExact([]knownvalue.Check{knownvalue.StringExact("runner"), knownvalue.StringExact("builder")}),
+				})}),
+			})),
+			statecheck.ExpectKnownValue("isolation_environment.runner", tfjsonpath.New("workload").AtMapKey("ports"), knownvalue.ListExact([]knownvalue.Check{
+				knownvalue.ObjectExact(map[string]knownvalue.Check{"name": knownvalue.StringExact("metrics"), "port": knownvalue.Int64Exact(9100), "protocol": knownvalue.StringExact("tcp")}),
+				knownvalue.ObjectExact(map[string]knownvalue.Check{"name": knownvalue.StringExact("sig"), "port": knownvalue.Int64Exact(2905), "protocol": knownvalue.StringExact("sctp")}),
+			})),
+			// The peer is the cache of the other project, named to the admin.
+			statecheck.ExpectKnownValue(eff, peer0.AtMapKey("environments"), knownvalue.ListSizeExact(1)),
+			statecheck.CompareValuePairs(eff, peer0.AtMapKey("environments").AtSliceIndex(0).AtMapKey("id"), "isolation_environment.cache", tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.CompareValuePairs(eff, peer0.AtMapKey("environments").AtSliceIndex(0).AtMapKey("project_id"), "isolation_project.shared", tfjsonpath.New("id"), compare.ValuesSame()),
+			statecheck.ExpectKnownValue(eff, peer0.AtMapKey("hidden"), knownvalue.Int64Exact(0)),
+			// The names resolve against the runner's own ports.
+			statecheck.ExpectKnownValue(eff, rule0.AtMapKey("ports"), knownvalue.SetExact([]knownvalue.Check{
+				port("tcp", 9100, 0), port("sctp", 2905, 0), port("sctp", 3000, 3010),
+			})),
+		},
+	}}))
 }

@@ -2,11 +2,14 @@ package provider
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -46,6 +49,17 @@ type projectModel struct {
 	EnvironmentQuota types.Int64 `tfsdk:"environment_quota"`
 }
 
+// projectResourceModel is isolation_project's state: the project, and
+// what destroying it may do, which only Terraform holds.
+type projectResourceModel struct {
+	projectModel
+	ForceDestroy types.Bool `tfsdk:"force_destroy"`
+}
+
+// forceDestroyTimeout bounds the wait for a project's environments to be
+// torn down when force_destroy deletes them.
+const forceDestroyTimeout = 10 * time.Minute
+
 func (r *ProjectResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_project"
 }
@@ -55,7 +69,7 @@ func (r *ProjectResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 		Version: 0,
 		MarkdownDescription: "A project groups environments and the network policies between them. " +
 			"A project that still has environments or policies cannot be deleted: destroy them first " +
-			"(Terraform does so when they reference the project's `id`).",
+			"(Terraform does so when they reference the project's `id`), or set `force_destroy`.",
 		Attributes: map[string]schema.Attribute{
 			"id": idAttribute("Project ID, assigned by the server."),
 			"name": nameAttribute("Project name: a DNS label (1-63 lowercase letters, digits or `-`, starting and ending " +
@@ -73,6 +87,16 @@ func (r *ProjectResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
 			},
 			"created_at": createdAtAttribute("project"),
+			"force_destroy": schema.BoolAttribute{
+				MarkdownDescription: "Destroying the project first deletes every policy and environment it still holds, " +
+					"those made outside this configuration included, in one change the audit log records as " +
+					"`project.delete_contents`, and waits until the environments are torn down (at most 10 minutes). " +
+					"Defaults to `false`: the destroy is then refused while the project holds anything, naming what. " +
+					"Only Terraform holds it; it must be applied (set in state) before the destroy that relies on it.",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+			},
 		},
 	}
 }
@@ -82,7 +106,7 @@ func (r *ProjectResource) Configure(_ context.Context, req resource.ConfigureReq
 }
 
 func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var plan projectModel
+	var plan projectResourceModel
 	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) {
 		return
 	}
@@ -100,7 +124,7 @@ func (r *ProjectResource) Create(ctx context.Context, req resource.CreateRequest
 }
 
 func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var state projectModel
+	var state projectResourceModel
 	// With settings unknown until apply, the state stays as it is.
 	if r.client == nil || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
 		return
@@ -109,15 +133,19 @@ func (r *ProjectResource) Read(ctx context.Context, req resource.ReadRequest, re
 	if readFailed(ctx, resp, r.client, "project", state.ID.ValueString(), state.ID.ValueString(), err, false) {
 		return
 	}
+	// An imported project has no force_destroy yet: the default.
+	if state.ForceDestroy.IsNull() {
+		state.ForceDestroy = types.BoolValue(false)
+	}
 	r.save(ctx, &state, p, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
 func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan, state projectModel
+	var plan, state projectResourceModel
 	if !prepare(ctx, r.client, &resp.Diagnostics, req.Plan, &plan) || !readInto(ctx, req.State, &state, &resp.Diagnostics) {
 		return
 	}
-	patch := plan.toPatch(ctx, state, &resp.Diagnostics)
+	patch := plan.toPatch(ctx, state.projectModel, &resp.Diagnostics)
 	etag := privateETagOf(ctx, req.Private, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
@@ -130,23 +158,53 @@ func (r *ProjectResource) Update(ctx context.Context, req resource.UpdateRequest
 }
 
 func (r *ProjectResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var state projectModel
+	var state projectResourceModel
 	if !prepare(ctx, r.client, &resp.Diagnostics, req.State, &state) {
+		return
+	}
+	id := state.ID.ValueString()
+	if state.ForceDestroy.ValueBool() && !r.deleteContents(ctx, id, &resp.Diagnostics) {
 		return
 	}
 	// Unconditional, unlike Update, as for every resource: destroying
 	// means "whatever it is now", and `terraform destroy -refresh=false`
 	// must not fail on a stale ETag.
-	err := r.client.Projects().Delete(ctx, state.ID.ValueString(), "")
+	err := r.client.Projects().Delete(ctx, id, "")
 	switch {
 	case err == nil || client.IsNotFound(err):
 	case client.IsConflict(err):
 		resp.Diagnostics.AddError("Unable to delete project",
-			err.Error()+"\n\nThe project still has environments or policies. Delete them first; within one configuration, "+
-				"Terraform does so by itself when they reference this project's id.")
+			err.Error()+"\n\nDelete them first (within one configuration, Terraform does so by itself when they reference "+
+				"this project's id), or set force_destroy = true on the project, apply, and destroy again.")
 	default:
 		addAPIError(&resp.Diagnostics, "delete", "project", state.ID.ValueString(), err)
 	}
+}
+
+// deleteContents is force_destroy: the server deletes the project's
+// policies and starts deleting its environments in one change, and the
+// destroy waits until they are gone, so the project can go after them.
+func (r *ProjectResource) deleteContents(ctx context.Context, id string, diags *diag.Diagnostics) bool {
+	held, err := r.client.Projects().DeleteContents(ctx, id, "")
+	if client.IsNotFound(err) {
+		return true
+	}
+	if err != nil {
+		addAPIError(diags, "delete", "project", id, err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, forceDestroyTimeout)
+	defer cancel()
+	for _, e := range held.Environments {
+		if err := r.client.Environments().WaitDeleted(ctx, e.ID); err != nil {
+			diags.AddError("Unable to delete project",
+				fmt.Sprintf("force_destroy deleted the %d policies of project %s and started deleting its %d environments, "+
+					"but environment %s (%s) was not gone within %s: %s. Destroy again to finish once it is.",
+					len(held.Policies), id, len(held.Environments), e.Name, e.ID, forceDestroyTimeout, err))
+			return false
+		}
+	}
+	return true
 }
 
 func (r *ProjectResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
@@ -186,7 +244,7 @@ func (m projectModel) toPatch(ctx context.Context, state projectModel, diags *di
 
 // save writes the project as the server returned it into the state and
 // its ETag into private state, as every resource's save does.
-func (r *ProjectResource) save(ctx context.Context, m *projectModel, p *apiv1.Project, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
+func (r *ProjectResource) save(ctx context.Context, m *projectResourceModel, p *apiv1.Project, state *tfsdk.State, private privateStateWriter, diags *diag.Diagnostics) {
 	m.fromAPI(p)
 	saveWithETag(ctx, state, private, m, p.ETag, diags)
 }

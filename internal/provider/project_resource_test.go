@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -13,9 +14,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 )
 
 func TestAccProject_CreateImportUpdateRenameAndDestroy(t *testing.T) {
@@ -138,12 +141,57 @@ func TestAccProject_DeletionRefusedWhileEnvironmentsRemainSaysWhatToDo(t *testin
 				return err
 			}),
 			Config:      `# the project is removed from the configuration`,
-			ExpectError: errorWith("Unable to delete project", "409", "still has environments or policies", "Delete them first"),
+			ExpectError: errorWith("Unable to delete project", "409", "still holds 1 environment (outsider)", "Delete them first", "force_destroy = true"),
 		},
 		{
 			PreConfig:        outside(t, func(ctx context.Context) error { return deleteEnvironment(ctx, envID) }),
 			Config:           `# the project is removed from the configuration`,
 			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionDestroy)),
+		},
+	}))
+}
+
+func TestAccProject_ForceDestroyDeletesTheEnvironmentsAndPoliciesItStillHoldsFirst(t *testing.T) {
+	name := accName("prj")
+	var projectID, envID, policyID string
+	gone := func(what string, get func(ctx context.Context) error) error {
+		if err := get(context.Background()); !client.IsNotFound(err) {
+			return fmt.Errorf("%s after the destroy: %v, want 404", what, err)
+		}
+		return nil
+	}
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:           projectConfig(name, "force_destroy = true"),
+			ConfigPlanChecks: afterApply(),
+			ConfigStateChecks: []statecheck.StateCheck{
+				captureID(projectAddr, &projectID),
+				statecheck.ExpectKnownValue(projectAddr, tfjsonpath.New("force_destroy"), knownvalue.Bool(true)),
+			},
+		},
+		{
+			// What others made in the project goes with it.
+			PreConfig: outside(t, func(ctx context.Context) error {
+				env, err := testAccClient.Environments().Create(ctx, apiv1.EnvironmentCreate{ProjectID: projectID, Name: "outsider"})
+				if err != nil {
+					return err
+				}
+				envID = env.ID
+				pol, err := testAccClient.Policies().Create(ctx, apiv1.PolicyCreate{ProjectID: projectID,
+					PolicySpec: apiv1.PolicySpec{Name: "outsider", PolicyTypes: []string{apiv1.Egress}}})
+				if err == nil {
+					policyID = pol.ID
+				}
+				return err
+			}),
+			Config:           `# the project is removed from the configuration`,
+			ConfigPlanChecks: afterApply(plancheck.ExpectResourceAction(projectAddr, plancheck.ResourceActionDestroy)),
+			Check: func(*terraform.State) error {
+				return errors.Join(
+					gone("environment", func(ctx context.Context) error { _, err := testAccClient.Environments().Get(ctx, envID); return err }),
+					gone("policy", func(ctx context.Context) error { _, err := testAccClient.Policies().Get(ctx, policyID); return err }),
+					gone("project", func(ctx context.Context) error { _, err := testAccClient.Projects().Get(ctx, projectID); return err }))
+			},
 		},
 	}))
 }

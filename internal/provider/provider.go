@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -41,7 +42,10 @@ const (
 	EnvRequestTimeout = "ISOLATION_REQUEST_TIMEOUT"
 )
 
-var _ provider.Provider = &IsolationProvider{}
+var (
+	_ provider.Provider                       = &IsolationProvider{}
+	_ provider.ProviderWithEphemeralResources = &IsolationProvider{}
+)
 
 // New returns a constructor for the provider, as providerserver.Serve wants.
 func New(version string) func() provider.Provider {
@@ -188,6 +192,7 @@ func (p *IsolationProvider) Configure(ctx context.Context, req provider.Configur
 	pc := newProviderClient(c, *who)
 	resp.DataSourceData = pc
 	resp.ResourceData = pc
+	resp.EphemeralResourceData = pc
 }
 
 // simulateWarning is the summary of addSimulateWarning's diagnostic.
@@ -235,6 +240,7 @@ func addWhoAmIError(diags *diag.Diagnostics, endpoint string, err error) {
 func (p *IsolationProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewProjectResource,
+		NewAssertionResource,
 		NewEnvironmentResource,
 		NewPolicyResource,
 		NewTokenResource,
@@ -250,7 +256,16 @@ func (p *IsolationProvider) DataSources(_ context.Context) []func() datasource.D
 		NewEnvironmentsDataSource,
 		NewPolicyDataSource,
 		NewEffectivePolicyDataSource,
+		NewCheckDataSource,
 		NewTokensDataSource,
+	}
+}
+
+// EphemeralResources lists the provider's ephemeral resources. Add one by
+// appending its constructor here.
+func (p *IsolationProvider) EphemeralResources(_ context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{
+		NewEnvironmentSessionEphemeral,
 	}
 }
 

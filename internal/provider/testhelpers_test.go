@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,8 +53,11 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
+	"github.com/isolationhq/terraform-provider-isolation/internal/image/imagetest"
 	"github.com/isolationhq/terraform-provider-isolation/internal/logbuf"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
+	"github.com/isolationhq/terraform-provider-isolation/internal/workload/initproc/inittest"
 )
 
 // ---- The acceptance harness ----
@@ -442,6 +446,164 @@ func traceLog(t *testing.T) (read func(proof ...string) string) {
 	}
 }
 
+// ---- The workload rigs ----
+//
+// The servers the tests of running workloads (and of exec into them) run
+// against: the shared simulate server, and a runc server of the test's own.
+
+// accImages are the two images the workload acceptance tests run, for an
+// image change. They are named with a registry so that the simulate
+// runtime, which resolves no image, takes them as they are; the runc rig
+// imports them under these names, and an image in the store is never
+// pulled.
+var accImages = [2]string{"registry.example.com/acc/app:1", "registry.example.com/acc/app:2"}
+
+// workloadRig is the server a workload acceptance test runs against and
+// what it may expect of it, so that one test states one behaviour on
+// every runtime: the shared acceptance server, on the simulate driver,
+// which records workloads, runs none and reports them not_run; or an
+// isolationd of the test's own on the netns driver with the runc runtime,
+// where they run.
+type workloadRig struct {
+	provider string         // the provider block; "" is the shared server's (ISOLATION_ENDPOINT)
+	client   *client.Client // the rig's server, as its admin
+	srv      *server.Server // the runc rig's server; nil for the shared one
+	driver   string
+	runtime  string
+	running  string // workload_state of a workload whose command keeps running
+}
+
+// onEachRig runs test on each rig, as subtests named by the runtime:
+// simulate, which needs nothing, and runc, which skips, saying why, where
+// this machine refuses containers (not root, no runc, no namespaces). So
+// make test, which CI runs as root, runs both, on Terraform and on
+// OpenTofu, with nothing to set; -run 'TestAcc.*/runc' picks one.
+func onEachRig(t *testing.T, test func(t *testing.T, rig *workloadRig)) {
+	t.Parallel()
+	t.Run(apiv1.RuntimeSimulate, func(t *testing.T) {
+		test(t, &workloadRig{client: testAccClient, driver: apiv1.DriverSimulate, runtime: apiv1.RuntimeSimulate, running: apiv1.WorkloadNotRun})
+	})
+	t.Run(apiv1.RuntimeRunc, func(t *testing.T) { test(t, newRuncRig(t)) })
+}
+
+// newRuncRig starts an isolationd of the test's own that runs workloads
+// under runc, in network namespaces named with a prefix of its own, with
+// accImages in its image store. When the test ends, after the server has
+// shut down, every container, mount, volume and namespace of the prefix
+// is removed: a stopped isolationd leaves them for its next start.
+func newRuncRig(t *testing.T) *workloadRig {
+	t.Helper()
+	requireAcc(t)
+	if why := runcRefused(); why != "" {
+		t.Skip(why)
+	}
+	cfg := server.Config{
+		Driver: apiv1.DriverNetns, Runtime: apiv1.RuntimeRunc, NetnsPrefix: "ac" + acctest.RandStringFromCharSet(4, "abcdefghijklmnopqrstuvwxyz0123456789"),
+		InitBinary: inittest.Binary(t), DataDir: t.TempDir(),
+	}
+	// The containers' root, mapped to another host user, reaches its root
+	// filesystem through the data directory's parents: the test's
+	// directory must be traversable for the user namespace to be used.
+	if err := os.Chmod(filepath.Dir(cfg.DataDir), 0o711); err != nil { //nolint:gosec // G302: traversable, not readable
+		t.Fatal(err)
+	}
+	// Registered before the server starts, so that it runs after the
+	// server's shutdown and before the data directory is removed.
+	t.Cleanup(func() {
+		if err := server.Cleanup(context.Background(), observed(cfg)); err != nil {
+			t.Errorf("removing what the runc rig's server made: %v", err)
+		}
+	})
+	srv := startServerWith(t, cfg)
+	c, err := client.New(client.Config{Endpoint: srv.URL(), Token: srv.AdminToken(), UserAgent: "acceptance-tests"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range accImages {
+		// Each image says which it is in /etc/acc-image.
+		img := imagetest.Busybox(t, imagetest.Options{Files: []imagetest.File{{Path: "etc/acc-image", Data: []byte(strconv.Itoa(i+1) + "\n")}}})
+		f, err := os.Open(imagetest.WriteOCITar(t, img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Images().Import(t.Context(), name, f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("importing %s: %v", name, err)
+		}
+	}
+	return &workloadRig{
+		provider: providerBlock(&testServer{URL: srv.URL(), Token: srv.AdminToken()}), client: c, srv: srv,
+		driver: apiv1.DriverNetns, runtime: apiv1.RuntimeRunc, running: apiv1.WorkloadRunning,
+	}
+}
+
+// runcRefused says why this machine cannot run the runc rig, "" when it
+// can: root for namespaces, cgroups, mounts and loop devices, runc,
+// mkfs.ext4 for the environments' disks, and busybox, of which the test
+// images are made (make runtime-deps installs the packages).
+var runcRefused = sync.OnceValue(func() string {
+	if os.Geteuid() != 0 {
+		return "the runc rig needs root (namespaces, cgroups, mounts, loop devices): run the tests as root, as make test does in CI"
+	}
+	for _, tool := range []string{"runc", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("the runc rig needs %s (Debian: make runtime-deps installs runc and e2fsprogs): %v", tool, err)
+		}
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		return fmt.Sprintf("the runc rig needs loop devices for the environments' disks: %v", err)
+	}
+	if err := imagetest.BusyboxAvailable(); err != nil {
+		return fmt.Sprintf("the runc rig builds its images from busybox (Debian: busybox-static): %v", err)
+	}
+	// The namespaces of an environment and of its container.
+	if out, err := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--uts", "--ipc", "true").CombinedOutput(); err != nil {
+		return fmt.Sprintf("the kernel refuses the namespaces the runc rig needs (unshare: %v: %s)", err, bytes.TrimSpace(out))
+	}
+	return ""
+})
+
+// runs says whether the rig's workloads run: their output, their volume
+// and their processes are there to look at.
+func (r *workloadRig) runs() bool { return r.srv != nil }
+
+// namespace is the check of the environment's namespace on the rig: the
+// simulate driver makes none.
+func (r *workloadRig) namespace() knownvalue.Check {
+	if r.runs() {
+		return knownvalue.NotNull()
+	}
+	return knownvalue.Null()
+}
+
+// destroyed is the CheckDestroy of a test on the rig: the environment
+// whose id was captured is gone from the rig's server, and from its
+// runtime.
+func (r *workloadRig) destroyed(id *string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		_, err := r.client.Environments().Get(context.Background(), *id)
+		if !client.IsNotFound(err) {
+			return fmt.Errorf("environment %s after destroy: %v, want 404", *id, err)
+		}
+		return r.runsNothing(id)(nil)
+	}
+}
+
+// runsNothing checks that the runtime keeps nothing of the environment
+// whose id was captured: no container, and so no volume.
+func (r *workloadRig) runsNothing(id *string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		if !r.runs() {
+			return nil
+		}
+		if st, err := r.srv.Runtime().Status(context.Background(), *id); !errors.Is(err, workload.ErrUnknown) {
+			return fmt.Errorf("the runtime still runs a workload for %s: %+v (%v)", *id, st, err)
+		}
+		return nil
+	}
+}
+
 // ---- Names and configurations ----
 
 const (
@@ -560,11 +722,19 @@ const (
       to    = [{ cidr = "2001:db8::/32" }]
       ports = [{ protocol = "icmp" }]
     },
+    {
+      to    = [{ fqdn = "registry.npmjs.org" }, { fqdn = "*.github.com" }]
+      ports = [{ port = 443 }]
+    },
   ]
 `
 	// V2Reordered is V2 with every set written in another order.
 	policyBodyV2Reordered = `
   egress = [
+    {
+      ports = [{ port = 443 }]
+      to    = [{ fqdn = "*.github.com" }, { fqdn = "registry.npmjs.org" }]
+    },
     {
       ports = [{ protocol = "icmp" }]
       to    = [{ cidr = "2001:db8::/32" }]
@@ -623,6 +793,21 @@ func importSteps(addr string) []resource.TestStep {
 	return []resource.TestStep{
 		{ResourceName: addr, ImportState: true, ImportStateVerify: true},
 		{ResourceName: addr, ImportState: true, ImportStateKind: resource.ImportBlockWithID},
+	}
+}
+
+// importByNameSteps import the resource at addr by PROJECT_NAME/NAME
+// (name): with `terraform import`, every attribute verified, and with an
+// import block, planning no change; and an unknown name fails, saying so.
+func importByNameSteps(addr, kind, projectName, name string) []resource.TestStep {
+	id := projectName + "/" + name
+	return []resource.TestStep{
+		{ResourceName: addr, ImportState: true, ImportStateId: id, ImportStateVerify: true},
+		{ResourceName: addr, ImportState: true, ImportStateId: id, ImportStateKind: resource.ImportBlockWithID},
+		{ResourceName: addr, ImportState: true, ImportStateId: projectName + "/nope",
+			ExpectError: errorWith("Unable to import "+kind, "has no "+kind+` named "nope"`)},
+		{ResourceName: addr, ImportState: true, ImportStateId: "nope/" + name,
+			ExpectError: errorWith("Unable to import "+kind, `no project is named "nope"`)},
 	}
 }
 
@@ -924,7 +1109,7 @@ func port(protocol string, p, end int64) knownvalue.Check {
 		portCheck = knownvalue.Int64Exact(p)
 	}
 	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		"protocol": knownvalue.StringExact(protocol), "port": portCheck, "end_port": endCheck,
+		"protocol": knownvalue.StringExact(protocol), "port": portCheck, "end_port": endCheck, "port_name": knownvalue.Null(),
 	})
 }
 
@@ -938,15 +1123,22 @@ func cidrPeer(cidr string, except ...string) knownvalue.Check {
 		exceptCheck = knownvalue.SetExact(checks)
 	}
 	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		"cidr": knownvalue.StringExact(cidr), "except": exceptCheck, "environment_selector": knownvalue.Null(),
+		"cidr": knownvalue.StringExact(cidr), "except": exceptCheck, "environment_selector": knownvalue.Null(), "project_selector": knownvalue.Null(), "fqdn": knownvalue.Null(),
+	})
+}
+
+func fqdnPeer(name string) knownvalue.Check {
+	return knownvalue.ObjectExact(map[string]knownvalue.Check{
+		"cidr": knownvalue.Null(), "except": knownvalue.Null(), "environment_selector": knownvalue.Null(), "project_selector": knownvalue.Null(), "fqdn": knownvalue.StringExact(name),
 	})
 }
 
 func selectorPeer(key, value string) knownvalue.Check {
 	return knownvalue.ObjectExact(map[string]knownvalue.Check{
-		"cidr": knownvalue.Null(), "except": knownvalue.Null(),
+		"cidr": knownvalue.Null(), "except": knownvalue.Null(), "fqdn": knownvalue.Null(), "project_selector": knownvalue.Null(),
 		"environment_selector": knownvalue.ObjectExact(map[string]knownvalue.Check{
-			"match_labels": knownvalue.MapExact(map[string]knownvalue.Check{key: knownvalue.StringExact(value)}),
+			"match_labels":      knownvalue.MapExact(map[string]knownvalue.Check{key: knownvalue.StringExact(value)}),
+			"match_expressions": knownvalue.Null(),
 		}),
 	})
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -41,6 +43,7 @@ type tokenModel struct {
 	Name      types.String `tfsdk:"name"`
 	Role      types.String `tfsdk:"role"`
 	ProjectID types.String `tfsdk:"project_id"`
+	Developer types.Bool   `tfsdk:"developer"`
 	ExpiresAt types.String `tfsdk:"expires_at"`
 	CreatedAt types.String `tfsdk:"created_at"`
 }
@@ -60,9 +63,11 @@ func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
 	resp.Schema = schema.Schema{
 		Version: 0,
-		MarkdownDescription: "An API token for isolationd, with a role: `admin` (everything), `auditor` (reads everything, " +
-			"including the audit log; changes nothing), or, for one project, `editor` (reads the project, creates, changes and " +
-			"deletes its environments and policies) or `viewer` (reads its environments, policies, effective policies and checks). " +
+		MarkdownDescription: "An API token for isolationd, with a role: `admin` (everything, exec into environments included), " +
+			"`auditor` (reads everything, including the audit log; changes nothing), or, for one project, `editor` (reads the project, " +
+			"creates, changes and deletes its environments and policies), `developer` (reads the project's environments and execs " +
+			"into them, and nothing else) or `viewer` (reads its environments, policies, effective policies and checks). " +
+			"`developer = true` lets an `editor`, `viewer` or `auditor` token exec in its scope too. " +
 			"Only an admin token can manage tokens, so the provider must be configured with one.\n\n" +
 			"Tokens cannot be changed: a change to any argument replaces the token, which revokes the old secret. " +
 			"Destroying the resource revokes the token; the server refuses it from the next request on.\n\n" +
@@ -75,16 +80,26 @@ func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			"id":   idAttribute("Token ID, assigned by the server."),
 			"name": nameAttribute("Token name, a DNS label (1-63 lowercase letters, digits or `-`), recorded as the actor in audit events. Changing it replaces the token.", replace...),
 			"role": schema.StringAttribute{
-				MarkdownDescription: "The token's role: `admin`, `auditor`, `editor` or `viewer`. `editor` and `viewer` need `project_id`; `admin` and `auditor` span every project and take none. Changing it replaces the token.",
+				MarkdownDescription: "The token's role: `admin`, `auditor`, `editor`, `developer` or `viewer`. `editor`, `developer` and `viewer` need `project_id`; `admin` and `auditor` span every project and take none. Changing it replaces the token.",
 				Required:            true,
 				Validators:          []validator.String{validators.Role()},
 				PlanModifiers:       replace,
 			},
 			"project_id": schema.StringAttribute{
-				MarkdownDescription: "ID of the project an `editor` or `viewer` token is for. The token sees nothing of other projects (they answer 404). Changing it replaces the token.",
+				MarkdownDescription: "ID of the project an `editor`, `developer` or `viewer` token is for. The token sees nothing of other projects (they answer 404). Changing it replaces the token.",
 				Optional:            true,
 				Validators:          []validator.String{validators.ID()},
 				PlanModifiers:       replace,
+			},
+			"developer": schema.BoolAttribute{
+				MarkdownDescription: "Also grant exec (commands and shells in environments, and their session credentials, " +
+					"`isolation_environment_session`) in the token's scope: its project for an `editor` or `viewer` token, every " +
+					"project for an `auditor` token. `admin` and `developer` tokens may exec already and refuse it. Defaults to " +
+					"`false`. Changing it replaces the token.",
+				Optional:      true,
+				Computed:      true,
+				Default:       booldefault.StaticBool(false),
+				PlanModifiers: []planmodifier.Bool{boolplanmodifier.RequiresReplace()},
 			},
 			"expires_at": schema.StringAttribute{
 				MarkdownDescription: "When the token stops working (RFC 3339, such as `2030-01-02T15:04:05Z`); it must be in the future when the token is created. Without it the token works until it is destroyed. Changing it replaces the token (a rotation).",
@@ -104,17 +119,19 @@ func (r *TokenResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 }
 
 // ValidateConfig checks at plan time what the server would refuse: a
-// project_id that a role needs or forbids.
+// project_id that a role needs or forbids, and a developer grant to a
+// role that may exec already.
 func (r *TokenResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var cfg tokenResourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() || cfg.Role.IsUnknown() || cfg.Role.IsNull() || cfg.ProjectID.IsUnknown() {
+	if resp.Diagnostics.HasError() || cfg.Role.IsUnknown() || cfg.Role.IsNull() {
 		return
 	}
-	fe := apiv1.TokenCreate{Name: "x", Role: cfg.Role.ValueString(), ProjectID: cfg.ProjectID.ValueString()}.Validate()
-	for _, e := range fe {
-		if e.Field == "project_id" {
-			resp.Diagnostics.AddAttributeError(path.Root("project_id"), "Invalid project_id", "project_id "+e.Message+".")
+	in := apiv1.TokenCreate{Name: "x", Role: cfg.Role.ValueString(), ProjectID: cfg.ProjectID.ValueString(), Developer: cfg.Developer.ValueBool()}
+	known := map[string]bool{"project_id": !cfg.ProjectID.IsUnknown(), "developer": !cfg.Developer.IsUnknown()}
+	for _, e := range in.Validate() {
+		if known[e.Field] {
+			resp.Diagnostics.AddAttributeError(path.Root(e.Field), "Invalid "+e.Field, e.Field+" "+e.Message+".")
 		}
 	}
 }
@@ -210,13 +227,14 @@ func (m *tokenModel) fromAPI(t *apiv1.Token) {
 	m.Name = types.StringValue(t.Name)
 	m.Role = types.StringValue(t.Role)
 	m.ProjectID = stringOrNull(t.ProjectID)
+	m.Developer = types.BoolValue(t.Developer)
 	m.ExpiresAt = sameInstantOr(m.ExpiresAt, t.ExpiresAt)
 	m.CreatedAt = timeValue(&t.CreatedAt)
 }
 
 // toCreate is the POST of the planned token.
 func (m tokenModel) toCreate(diags *diag.Diagnostics) apiv1.TokenCreate {
-	body := apiv1.TokenCreate{Name: m.Name.ValueString(), Role: m.Role.ValueString(), ProjectID: m.ProjectID.ValueString()}
+	body := apiv1.TokenCreate{Name: m.Name.ValueString(), Role: m.Role.ValueString(), ProjectID: m.ProjectID.ValueString(), Developer: m.Developer.ValueBool()}
 	if m.ExpiresAt.IsNull() {
 		return body
 	}

@@ -167,6 +167,76 @@ func TestAccToken_OrganizationWideRolesTakeNoProject(t *testing.T) {
 	}}))
 }
 
+// A developer token, and a viewer token granted developer, each mint
+// session credentials for their project's environments; the grant
+// round-trips through the state and an import, and changing it is a new
+// token.
+func TestAccToken_DeveloperRoleAndGrantMaySessionsOfTheirProject(t *testing.T) {
+	prj := accName("prj")
+	cfg := func(grant string) string {
+		return tokenConfig(prj, `
+  name       = "bob"
+  role       = "viewer"
+  project_id = isolation_project.a.id`+grant) + `
+resource "isolation_token" "dev" {
+  name       = "alice"
+  role       = "developer"
+  project_id = isolation_project.a.id
+}
+
+resource "isolation_environment" "web" {
+  project_id = isolation_project.a.id
+  name       = "web"
+}
+`
+	}
+	var viewer, dev, envID string
+	mints := func(secret *string, want int) resource.TestCheckFunc {
+		return func(s *terraform.State) error {
+			c, err := client.New(client.Config{Endpoint: testAccEndpoint, Token: *secret, MaxRetries: -1})
+			if err != nil {
+				return err
+			}
+			_, err = c.SessionTokens(envID).Create(context.Background(), apiv1.SessionTokenCreate{TTL: "1m"})
+			if got := client.StatusCode(err); (err == nil && want != 201) || (err != nil && got != want) {
+				return fmt.Errorf("minting a session token answered %d (%v), want %d", got, err, want)
+			}
+			return nil
+		}
+	}
+	read := func(s *terraform.State) error {
+		var err error
+		if viewer, err = stateAttr(s, tokenAddr, "secret"); err == nil {
+			if dev, err = stateAttr(s, "isolation_token.dev", "secret"); err == nil {
+				envID, err = stateAttr(s, "isolation_environment.web", "id")
+			}
+		}
+		return err
+	}
+	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{
+		{
+			Config:           cfg(""),
+			ConfigPlanChecks: afterApply(),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("developer"), knownvalue.Bool(false)),
+				statecheck.ExpectKnownValue("isolation_token.dev", tfjsonpath.New("role"), knownvalue.StringExact("developer")),
+			},
+			Check: resource.ComposeTestCheckFunc(read, mints(&viewer, 403), mints(&dev, 201)),
+		},
+		{
+			Config: cfg(`
+  developer  = true`),
+			ConfigPlanChecks:  afterApply(plancheck.ExpectResourceAction(tokenAddr, plancheck.ResourceActionReplace)),
+			ConfigStateChecks: []statecheck.StateCheck{statecheck.ExpectKnownValue(tokenAddr, tfjsonpath.New("developer"), knownvalue.Bool(true))},
+			Check:             resource.ComposeTestCheckFunc(read, mints(&viewer, 201)),
+		},
+		{
+			ResourceName: tokenAddr, ImportState: true, ImportStateVerify: true,
+			ImportStateVerifyIgnore: []string{"secret"},
+		},
+	}))
+}
+
 func TestAccToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) {
 	prj := accName("prj")
 	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
@@ -187,6 +257,22 @@ func TestAccToken_InvalidSettingsFailAtPlanTimeNamingTheAttribute(t *testing.T) 
 		{`
   name = "Not_A_Name"
   role = "auditor"`, errorWith("name must be a DNS label")},
+		{`
+  name      = "x"
+  role      = "admin"
+  developer = true`, errorWith("Invalid developer", "developer must be absent or false for role admin: it already may exec")},
+		{`
+  name       = "x"
+  role       = "developer"
+  project_id = "prj_1"
+  developer  = true`, errorWith("Invalid developer", "developer must be absent or false for role developer")},
+		{`
+  name = "x"
+  role = "developer"`, errorWith("project_id is required for role developer")},
+		{`
+  name       = "x"
+  role       = "session"
+  project_id = "prj_1"`, errorWith("role", "value must be one of")},
 		{`
   name       = "x"
   role       = "auditor"
@@ -360,12 +446,15 @@ data "isolation_tokens" "all" {
 			exp = knownvalue.StringExact(expires)
 		}
 		return knownvalue.ObjectExact(map[string]knownvalue.Check{
-			"id":         knownvalue.StringRegexp(regexp.MustCompile(`^tok_`)),
-			"name":       knownvalue.StringExact(name),
-			"role":       knownvalue.StringExact(role),
-			"project_id": knownvalue.NotNull(),
-			"expires_at": exp,
-			"created_at": knownvalue.NotNull(),
+			"id":             knownvalue.StringRegexp(regexp.MustCompile(`^tok_`)),
+			"name":           knownvalue.StringExact(name),
+			"role":           knownvalue.StringExact(role),
+			"project_id":     knownvalue.NotNull(),
+			"developer":      knownvalue.Bool(false),
+			"environment_id": knownvalue.Null(),
+			"parent_id":      knownvalue.Null(),
+			"expires_at":     exp,
+			"created_at":     knownvalue.NotNull(),
 		})
 	}
 	resource.ParallelTest(t, testAccCase(t, []resource.TestStep{{

@@ -67,6 +67,10 @@ type Options struct {
 	// IdempotencyPurgeInterval is how often expired idempotency records
 	// are removed; 0 means hourly.
 	IdempotencyPurgeInterval time.Duration
+	// DriftInterval is how often the driver verifies the kernel objects
+	// of every environment, to repair what changed behind its back
+	// (drift.go); 0 means every second, negative never.
+	DriftInterval time.Duration
 }
 
 // Images resolves a workload's image to unpacked layers; an error
@@ -109,6 +113,9 @@ type Reconciler struct {
 	// that the follow-up work a pass's transition asks for keeps the
 	// pass's place in time (queue.addCause) when Committed hears of it.
 	causes map[string]*heldCause
+	// drifted are the environments the driver found drifted, until a
+	// pass repairs them.
+	drifted map[string]*drift
 }
 
 type heldCause struct {
@@ -126,6 +133,9 @@ func New(opts Options) *Reconciler {
 	}
 	if opts.IdempotencyPurgeInterval <= 0 {
 		opts.IdempotencyPurgeInterval = time.Hour
+	}
+	if opts.DriftInterval == 0 {
+		opts.DriftInterval = time.Second
 	}
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = 100 * time.Millisecond
@@ -158,6 +168,7 @@ func New(opts Options) *Reconciler {
 		ensure:    map[string]bool{},
 		brought:   map[string]string{},
 		causes:    map[string]*heldCause{},
+		drifted:   map[string]*drift{},
 		stopTimer: make(chan struct{}),
 	}
 	if opts.Registry != nil {
@@ -230,6 +241,9 @@ func (r *Reconciler) Start(ctx context.Context) error {
 		r.wg.Go(func() { r.watchWorkloads(runCtx, rt.Changes()) })
 	}
 	r.wg.Go(func() { r.timers(runCtx, r.stopTimer) })
+	if r.opts.DriftInterval > 0 {
+		r.wg.Go(func() { r.watchDrift(runCtx) })
+	}
 	r.queue.add("", ids...)
 	r.started.Store(true)
 	r.log.Info("reconciler started", "environments", len(ids), "resumed", len(ids))
@@ -443,7 +457,8 @@ func (r *Reconciler) allocate(p pass, env apiv1.Environment) string {
 // then records what was observed.
 func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
 	ep := enforce.Endpoint{Address: env.Enforcement.Address, Namespace: env.Enforcement.Namespace}
-	if env.State != apiv1.StateReady || r.appliedGen(env.ID) == 0 {
+	drifts := r.driftSeq(env.ID)
+	if env.State != apiv1.StateReady || r.appliedGen(env.ID) == 0 || drifts > 0 {
 		var err error
 		if ep, err = r.opts.Driver.Provision(p.ctx, env.ID, env.Enforcement.Address); err != nil {
 			return r.enforceFailed(p, env, "provisioning", err)
@@ -465,9 +480,11 @@ func (r *Reconciler) enforce(p pass, env apiv1.Environment) string {
 	r.succeeded(env.ID)
 	if _, err := r.ctl.Enforced(p.ctx, p.cause.requestID, env.ID, control.Applied{
 		Generation: env.Generation, Rules: eff.Generation, Namespace: ep.Namespace, Workload: observed,
+		Repaired: r.repairText(env.ID, drifts, eff.Generation),
 	}); err != nil {
 		return r.retry(p, env.ID, "record enforcement", err)
 	}
+	r.repaired(env.ID, drifts)
 	p.log.Debug("environment enforced", "generation", eff.Generation)
 	return "enforced"
 }
@@ -599,6 +616,7 @@ func (r *Reconciler) forget(id string) {
 	delete(r.failures, id)
 	delete(r.ensure, id)
 	delete(r.brought, id)
+	delete(r.drifted, id)
 	r.mu.Unlock()
 }
 

@@ -38,7 +38,7 @@ func (r *Reconciler) runWorkload(p pass, env apiv1.Environment, ep enforce.Endpo
 		return nil, ""
 	}
 	spec := workload.Spec{
-		EnvID: env.ID, Hostname: env.Name, Namespace: ep.Namespace,
+		EnvID: env.ID, Hostname: env.Name, Namespace: ep.Namespace, Nameservers: ep.Nameservers,
 		Workload: env.Workload.WorkloadSpec, Resources: env.Resources,
 	}
 	if r.opts.Images != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	netnsdriver "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
+	"github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns/netnstest"
 )
 
 // A hundred environments created and deleted through the API, eight at a
@@ -39,6 +40,10 @@ func TestNetnsAPI_HundredEnvironmentsCreatedAndDeletedLeaveOnlyTheRouter(t *test
 	slices.Sort(routerOnly)
 	if diff := cmp.Diff(routerOnly, inventory(t, p)); diff != "" {
 		t.Fatalf("before any environment (-want +got):\n%s", diff)
+	}
+	// The DNS proxy listens on UDP and TCP port 53 of both gateways.
+	if n := dnsSockets(t, router); n != 4 {
+		t.Errorf("the router namespace has %d sockets on port 53, want the proxy's 4", n)
 	}
 
 	const n = 100
@@ -66,6 +71,9 @@ func TestNetnsAPI_HundredEnvironmentsCreatedAndDeletedLeaveOnlyTheRouter(t *test
 	l.shutdown()
 	if diff := cmp.Diff(routerOnly, inventory(t, p)); diff != "" {
 		t.Errorf("after Shutdown, which leaves the router for the next start (-want +got):\n%s", diff)
+	}
+	if n := dnsSockets(t, router); n != 0 {
+		t.Errorf("after Shutdown the router namespace has %d sockets on port 53, want none", n)
 	}
 	purgePrefix(t, cfg)
 	if got := inventory(t, p); len(got) > 0 {
@@ -182,4 +190,14 @@ func family(f nftables.TableFamily) string {
 		return "ip6"
 	}
 	return fmt.Sprintf("family-%d", f)
+}
+
+// dnsSockets counts the sockets bound to port 53 in namespace ns.
+func dnsSockets(t *testing.T, ns string) int {
+	t.Helper()
+	socks, err := netnstest.Sockets(ns, 53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(socks)
 }

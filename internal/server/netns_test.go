@@ -5,7 +5,6 @@ package server_test
 // HTTP, and real packets between the namespaces the API reports.
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -360,32 +359,13 @@ func (l *apiLab) watchUntil(id, what string, cond func(apiv1.Environment) bool) 
 	l.tb.Helper()
 	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.srv.URL()+"/v1/environments/"+url.PathEscape(id)+"/watch", nil)
-	if err != nil {
-		l.tb.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+l.srv.AdminToken())
-	resp, err := l.http.Do(req)
-	if err != nil {
-		l.tb.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var last apiv1.Environment
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		if err := json.Unmarshal([]byte(data), &last); err != nil {
-			l.tb.Fatalf("watch %s: %v", id, err)
-		}
-		if cond(last) {
-			return last
+	for e := range l.watchAll(ctx, id) {
+		if last = e; cond(e) {
+			return e
 		}
 	}
-	l.tb.Fatalf("environment %s: not %s within 30s (%v); last seen: state %s, enforcement %+v", id, what, sc.Err(), last.State, last.Enforcement)
+	l.tb.Fatalf("environment %s: not %s within 30s; last seen: state %s, enforcement %+v", id, what, last.State, last.Enforcement)
 	return last
 }
 

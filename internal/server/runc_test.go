@@ -32,7 +32,7 @@ func needRunc(tb testing.TB) {
 	needNamespaces(tb)
 	for _, bin := range []string{"runc", "mkfs.ext4"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			tb.Skipf("containers need %s (Debian: apt-get install runc e2fsprogs): %v", bin, err)
+			tb.Skipf("containers need %s (make runtime-deps installs e2fsprogs and builds runc into bin/): %v", bin, err)
 		}
 	}
 	imagetest.SkipWithoutBusybox(tb)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,9 @@ const (
 	RuntimeDir = "runtime"
 	// InitBinaryName is the init looked for beside isolationd's executable.
 	InitBinaryName = "isolation-init"
+	// RuncBinaryName is runc, looked for beside isolationd's executable
+	// first.
+	RuncBinaryName = "runc"
 	// UsernsBase is the host uid and gid a container's root maps to when
 	// containers get a user namespace: every environment shares the
 	// mapping 0..65535 → UsernsBase..+65535, since their image layers are
@@ -89,20 +93,35 @@ func (cfg Config) usernsBase(name string) (uint32, error) {
 // initBinary finds the init: --init-binary, else isolation-init beside
 // this executable, else on PATH.
 func (cfg Config) initBinary() (string, error) {
-	if cfg.InitBinary != "" {
-		return cfg.InitBinary, nil
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), InitBinaryName)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath(InitBinaryName); err == nil {
+	if p, ok := besideOrOnPath(cfg.InitBinary, InitBinaryName); ok {
 		return p, nil
 	}
 	return "", errors.New("server: the runc runtime needs " + InitBinaryName + " (built by make build into bin/, beside isolationd): " +
 		"put it beside isolationd or on PATH, or give --init-binary")
+}
+
+// runcBinary is runc: --runc, else runc beside this executable (where
+// make runtime-deps builds it), else on PATH; the runtime says what is
+// wrong with what it finds.
+func (cfg Config) runcBinary() string {
+	p, _ := besideOrOnPath(cfg.RuncBinary, RuncBinaryName)
+	return cmp.Or(p, RuncBinaryName)
+}
+
+// besideOrOnPath is the program a flag names, else name beside this
+// executable, else name on PATH.
+func besideOrOnPath(flag, name string) (string, bool) {
+	if flag != "" {
+		return flag, true
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+	}
+	p, err := exec.LookPath(name)
+	return p, err == nil
 }
 
 // runtimeOptions are the runc runtime's options for cfg: its files in the
@@ -113,6 +132,7 @@ func (cfg Config) runtimeOptions(prefix string, userns uint32) runc.Options {
 		Root:      filepath.Join(cfg.DataDir, RuntimeDir),
 		StateRoot: filepath.Join("/run/isolationd", prefix, "runc"),
 		Prefix:    prefix, UsernsBase: userns, Logger: cfg.Logger,
+		RuncBinary: cfg.runcBinary(),
 	}
 }
 

@@ -8,6 +8,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +38,9 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/image"
 	"github.com/isolationhq/terraform-provider-isolation/internal/ipam"
 	"github.com/isolationhq/terraform-provider-isolation/internal/reconcile"
+	"github.com/isolationhq/terraform-provider-isolation/internal/siem"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/ui"
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
 )
 
@@ -66,9 +70,24 @@ type Config struct {
 	// makes (1-6 lowercase letters or digits, starting with a letter;
 	// default "iso"): two servers on one host need different prefixes.
 	NetnsPrefix string
-	AuditLog    io.Writer
-	RateLimit   float64 // requests/s per token; 0 = off
-	RateBurst   int
+	// NetnsUplink connects the netns driver's router namespace to the
+	// host's network ("host") or a named namespace ("netns:NAME"); ""
+	// leaves the host untouched (netns.Config.Uplink).
+	NetnsUplink string
+	// NetnsUplinkNet is the uplink's link network (CIDR, at most /30);
+	// "" means netns.DefaultUplinkNet.
+	NetnsUplinkNet string
+	// DNSUpstreams are the resolvers the netns driver's DNS proxy
+	// forwards environments' queries to (--dns-upstream ADDR[:PORT],
+	// repeatable, tried in order); none: the proxy answers SERVFAIL.
+	DNSUpstreams []string
+	// DNSMinTTL and DNSMaxTTL bound how long an answer's addresses stay
+	// allowed for an fqdn rule (--dns-min-ttl, --dns-max-ttl); 0 means
+	// netns.DefaultDNSMinTTL and netns.DefaultDNSMaxTTL.
+	DNSMinTTL, DNSMaxTTL time.Duration
+	AuditLog             io.Writer
+	RateLimit            float64 // requests/s per token; 0 = off
+	RateBurst            int
 	// RoleRateLimits replace RateLimit and RateBurst for tokens of a role
 	// (isolationd's --rate-limit-role flag).
 	RoleRateLimits map[string]api.RateLimit
@@ -121,12 +140,29 @@ type Config struct {
 	// (--init-binary); "" finds isolation-init beside the executable,
 	// then on PATH.
 	InitBinary string
+	// RuncBinary is runc (--runc); default: runc beside isolationd's
+	// executable, then on PATH.
+	RuncBinary string
 	// Userns is "auto" (the default: containers get a user namespace when
 	// the kernel allows it) or "off".
 	Userns string
 	// WorkloadRuntime, when set, is used instead of the runtime Runtime
 	// names (for tests that hold a runtime step).
 	WorkloadRuntime workload.Runtime
+	// ExecSessionsPerToken bounds the exec sessions one token has open at
+	// once (--exec-sessions-per-token); 0 means
+	// api.DefaultExecSessionsPerToken.
+	ExecSessionsPerToken int
+	// SIEM are the SIEM sinks (--siem, --siem-config), parsed by
+	// siem.ParseSinks; each follows the audit chain from its cursor.
+	SIEM []siem.Sink
+	// FlowLogsOff turns the netns driver's flow logs off (--flow-logs=false).
+	FlowLogsOff bool
+	// FlowRetention and FlowMaxRecords bound the flow records kept
+	// (--flow-retention, --flow-max-records); 0 means
+	// DefaultFlowRetention and DefaultFlowMaxRecords.
+	FlowRetention  time.Duration
+	FlowMaxRecords int
 }
 
 // Server is a running isolationd.
@@ -135,9 +171,12 @@ type Server struct {
 	log        *slog.Logger
 	store      *store.SQLite
 	control    *control.Service
+	resolver   *resolverEvents
 	driver     enforce.Driver
 	runtime    workload.Runtime
 	reconciler *reconcile.Reconciler
+	siem       *siem.Exporter
+	flows      *flowLogs // nil: no flow logs
 	api        *api.API
 	http       *http.Server
 	listener   net.Listener
@@ -169,6 +208,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
+	}
+	if cfg.FlowRetention < 0 || cfg.FlowMaxRecords < 0 {
+		return nil, errors.New("server: the flow retention and the flow record bound must not be negative")
 	}
 	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
 		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
@@ -211,7 +253,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.driver, err = newDriver(cfg, ipam, pool6); err != nil {
+	s.resolver = newResolverEvents(cfg.Clock, cfg.Logger)
+	if s.driver, err = newDriver(cfg, ipam, pool6, s.resolver.report); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, s.driver.Close)
@@ -263,6 +306,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Images: images,
 	})
 	registry := prometheus.NewRegistry()
+	s.resolver.attach(s.control, registry)
+	cleanup = append(cleanup, func() error { s.resolver.close(); return nil })
 	ropts := reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry}
 	if runtimeName == apiv1.RuntimeRunc {
 		ropts.Images = s.control.ImageResolver() // audits its pulls; the simulate runtime resolves nothing: it runs nothing
@@ -276,13 +321,27 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if workloadLogs == nil && s.runtime != nil {
 		workloadLogs = s.runtime
 	}
+	if s.siem, err = s.openSIEM(ctx, registry); err != nil {
+		return nil, err
+	}
+	if s.siem != nil {
+		cleanup = append(cleanup, func() error { return s.siem.Stop(context.Background()) })
+	}
 	s.api = api.New(api.Options{
 		Store: s.store, Control: s.control, Driver: s.driver, RuntimeName: runtimeName, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
-		Registry: registry, WorkloadLogs: workloadLogs,
+		Registry: registry, WorkloadLogs: workloadLogs, Exec: s.runtime, ExecSessionsPerToken: cfg.ExecSessionsPerToken,
+		AuditKey: cfg.AuditKey,
+		SIEM:     s.siemStatus(),
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
+	if err := s.startFlowLogs(registry); err != nil {
+		return nil, err
+	}
+	if s.flows != nil {
+		cleanup = append(cleanup, func() error { s.flows.close(); return nil })
+	}
 
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return nil, err
@@ -296,7 +355,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: listen: %w", err)
 	}
 	s.http = &http.Server{
-		Handler:           s.api.Handler(),
+		Handler:           withConsole(s.api),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -357,12 +416,35 @@ func isLoopback(listen string) bool {
 func (cfg Config) netnsOnly() (netip.Prefix, error) {
 	var pool6 netip.Prefix
 	if cfg.Driver != netns.DriverName || cfg.EnforceDriver != nil {
-		for _, set := range []struct{ flag, value string }{{"--address-pool6", cfg.AddressPool6}, {"--netns-prefix", cfg.NetnsPrefix}} {
+		ttl := func(d time.Duration) string {
+			if d == 0 {
+				return ""
+			}
+			return d.String()
+		}
+		for _, set := range []struct{ flag, value string }{{"--address-pool6", cfg.AddressPool6}, {"--netns-prefix", cfg.NetnsPrefix}, {"--uplink", cfg.NetnsUplink}, {"--uplink-net", cfg.NetnsUplinkNet},
+			{"--dns-upstream", strings.Join(cfg.DNSUpstreams, ",")}, {"--dns-min-ttl", ttl(cfg.DNSMinTTL)}, {"--dns-max-ttl", ttl(cfg.DNSMaxTTL)}} {
 			if set.value != "" {
 				return pool6, fmt.Errorf("server: %s only applies to the netns driver (--driver netns)", set.flag)
 			}
 		}
 		return pool6, nil
+	}
+	if err := netns.ParseUplink(cfg.NetnsUplink); err != nil {
+		return pool6, fmt.Errorf("server: --uplink: %w", err)
+	}
+	for _, up := range cfg.DNSUpstreams {
+		if _, err := netns.ParseDNSUpstream(up); err != nil {
+			return pool6, fmt.Errorf("server: --dns-upstream: %w", err)
+		}
+	}
+	switch {
+	case cfg.DNSMinTTL < 0:
+		return pool6, fmt.Errorf("server: --dns-min-ttl %v must not be negative", cfg.DNSMinTTL)
+	case cfg.DNSMaxTTL < 0:
+		return pool6, fmt.Errorf("server: --dns-max-ttl %v must not be negative", cfg.DNSMaxTTL)
+	case cmp.Or(cfg.DNSMinTTL, netns.DefaultDNSMinTTL) > cmp.Or(cfg.DNSMaxTTL, netns.DefaultDNSMaxTTL):
+		return pool6, fmt.Errorf("server: --dns-min-ttl (%v) is above --dns-max-ttl (%v)", cmp.Or(cfg.DNSMinTTL, netns.DefaultDNSMinTTL), cmp.Or(cfg.DNSMaxTTL, netns.DefaultDNSMaxTTL))
 	}
 	if cfg.AddressPool6 == "" {
 		return pool6, nil
@@ -377,7 +459,7 @@ func (cfg Config) netnsOnly() (netip.Prefix, error) {
 	return pool6, nil
 }
 
-func newDriver(cfg Config, ipam *ipam.Allocator, pool6 netip.Prefix) (enforce.Driver, error) {
+func newDriver(cfg Config, ipam *ipam.Allocator, pool6 netip.Prefix, onResolverFailure func(netns.ResolverFailure)) (enforce.Driver, error) {
 	if cfg.EnforceDriver != nil {
 		return cfg.EnforceDriver, nil
 	}
@@ -394,13 +476,37 @@ func newDriver(cfg Config, ipam *ipam.Allocator, pool6 netip.Prefix) (enforce.Dr
 		if pool6.IsValid() {
 			ipam.SetCompanionPool(pool6)
 		}
-		d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: pool, Pool6: pool6, Logger: cfg.Logger})
+		var link netip.Prefix
+		if cfg.NetnsUplinkNet != "" {
+			var err error
+			if link, err = netip.ParsePrefix(cfg.NetnsUplinkNet); err != nil {
+				return nil, fmt.Errorf("server: --uplink-net %q: %w", cfg.NetnsUplinkNet, err)
+			}
+		}
+		d, err := netns.New(netns.Config{Prefix: cfg.NetnsPrefix, Pool: pool, Pool6: pool6, Uplink: cfg.NetnsUplink, UplinkNet: link, Logger: cfg.Logger,
+			DNSUpstreams: slices.Clone(cfg.DNSUpstreams), DNSMinTTL: cfg.DNSMinTTL, DNSMaxTTL: cfg.DNSMaxTTL, OnResolverFailure: onResolverFailure})
 		if err != nil {
 			return nil, fmt.Errorf("server: netns driver: %w", err)
 		}
 		return d, nil
 	}
 	return nil, fmt.Errorf("server: unknown driver %q: use simulate or netns", cfg.Driver)
+}
+
+// startFlowLogs turns the netns driver's flow logs on, unless
+// FlowLogsOff, with their sink, metrics and pruning.
+func (s *Server) startFlowLogs(reg *prometheus.Registry) error {
+	d, ok := s.driver.(*netns.Driver)
+	if !ok || s.cfg.FlowLogsOff {
+		return nil
+	}
+	f := newFlowLogs(s.cfg, s.control, d, reg)
+	if err := d.StartFlowLogs(f.record); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	f.start()
+	s.flows = f
+	return nil
 }
 
 // URL is where the server listens, such as http://127.0.0.1:41234.
@@ -437,32 +543,45 @@ func (s *Server) Runtime() workload.Runtime { return s.runtime }
 func (s *Server) Done() <-chan error { return s.serveErr }
 
 // Shutdown stops accepting requests, lets in-flight ones finish (waits
-// and watches answer at once), stops the reconciler after the environment
-// in hand, and closes the driver and the store.
+// and watches answer at once, exec sessions end with reason
+// server_stops), stops the reconciler after the environment in hand, and
+// closes the driver and the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.api.Close()
 	errs := []error{}
 	if err := s.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
-	// No request is in flight: what the denial audit still counts goes on
-	// the chain before the store closes, even when draining the requests
-	// used up ctx (it takes one transaction).
+	// No request is in flight: the ends of the exec sessions (WebSockets,
+	// which the HTTP server does not wait for) and what the denial audit
+	// still counts go on the chain before the store closes, even when
+	// draining the requests used up ctx.
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := s.api.Drain(drainCtx); err != nil {
-		errs = append(errs, fmt.Errorf("audit of refused requests: %w", err))
+		errs = append(errs, fmt.Errorf("audit of exec sessions and refused requests: %w", err))
 	}
 	if err := s.reconciler.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("reconciler: %w", err))
+	}
+	if s.siem != nil {
+		// What the sinks have not received yet they get after the next
+		// start, from their cursors.
+		if err := s.siem.Stop(drainCtx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.runtime != nil {
 		if err := s.runtime.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("runtime: %w", err))
 		}
 	}
-	if err := s.driver.Close(); err != nil {
+	if err := s.driver.Close(); err != nil { // its last flow records go to the store first
 		errs = append(errs, fmt.Errorf("driver: %w", err))
+	}
+	s.resolver.close()
+	if s.flows != nil {
+		s.flows.close()
 	}
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store: %w", err))
@@ -483,6 +602,9 @@ func (s *Server) subscribe(trail *audit.InOrder) {
 				}
 			}
 		})
+	}
+	if s.siem != nil {
+		s.store.Subscribe(s.siem.Committed)
 	}
 	s.store.Subscribe(s.api.Committed)
 	s.store.Subscribe(s.reconciler.Committed)
@@ -524,6 +646,43 @@ func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
 		return nil, fmt.Errorf("server: audit log: %w", err)
 	}
 	return trail, nil
+}
+
+// openSIEM starts the SIEM sinks' delivery (nil without sinks) before the
+// first change of this start, so that a sink met for the first time
+// starts at the head and misses nothing after it.
+func (s *Server) openSIEM(ctx context.Context, registry *prometheus.Registry) (*siem.Exporter, error) {
+	if len(s.cfg.SIEM) == 0 {
+		return nil, nil
+	}
+	e, err := siem.New(siem.Options{
+		Store: s.store, Sinks: s.cfg.SIEM, Logger: s.log, Registry: registry,
+		Sources: map[string]siem.Source{
+			siem.SourceAudit: siem.AuditSource{Store: s.store},
+			siem.SourceFlows: siem.FlowSource{Log: storeFlowLog{s.store}},
+		},
+		Notice: func(ctx context.Context, n siem.Notice) error {
+			return s.control.SIEMNotice(ctx, n.Action, n.Sink, n.Outcome, n.Reason)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := e.Start(ctx); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	for _, sink := range s.cfg.SIEM {
+		s.log.Info("SIEM sink", "siem_sink", sink.Name, "format", sink.Format, "audit", sink.Audit, "flows", sink.Flows)
+	}
+	return e, nil
+}
+
+// siemStatus is what /readyz shows of the sinks: nil without any.
+func (s *Server) siemStatus() api.SIEMStatus {
+	if s.siem == nil {
+		return nil
+	}
+	return s.siem
 }
 
 // ensureAdminToken makes the bootstrap secret (from the config, the token
@@ -579,4 +738,16 @@ func writeSecret(path, secret string) error {
 		return fmt.Errorf("server: write admin token: %w", err)
 	}
 	return f.Close()
+}
+
+// withConsole serves the web console at /ui beside the API; the console's
+// pages answer only a signed-in browser, and its data comes from the API.
+func withConsole(a *api.API) http.Handler {
+	mux := http.NewServeMux()
+	flows := slices.ContainsFunc(api.Routes(), func(rt api.Route) bool { return rt.Pattern == "/v1/flows" })
+	console := ui.Handler(ui.Options{SignedIn: a.ConsoleSignedIn, Flows: flows})
+	mux.Handle("/ui", console)
+	mux.Handle("/ui/", console)
+	mux.Handle("/", a.Handler())
+	return mux
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
 
@@ -59,6 +60,10 @@ type SQLite struct {
 	// goroutine only), which are dropped from it once the batch ends.
 	envs    *envCache
 	touched []string
+	// assertions keeps decoded assertions by id (immutableCache): the
+	// ones ListAssertions returns are shared, and callers must not
+	// modify their selectors.
+	assertions *immutableCache[apiv1.Assertion]
 
 	subsMu sync.RWMutex
 	subs   []func(Commit)
@@ -109,12 +114,13 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &SQLite{
-		path:   path,
-		wdb:    wdb,
-		writes: make(chan *writeReq),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
-		envs:   newEnvCache(envCacheSize),
+		path:       path,
+		wdb:        wdb,
+		writes:     make(chan *writeReq),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		envs:       newEnvCache(envCacheSize),
+		assertions: newImmutableCache[apiv1.Assertion](immutableCacheSize),
 	}
 	defer func() {
 		if err != nil {
@@ -152,7 +158,7 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if s.rdb, s.rq, err = openReadPool(path); err != nil {
 		return nil, err
 	}
-	s.reader = reader{q: s.rq, clock: &s.clock}
+	s.reader = reader{q: s.rq, clock: &s.clock, assertions: s.assertions}
 	go s.writeLoop()
 	return s, nil
 }
@@ -427,7 +433,7 @@ func (s *SQLite) runOne(r *writeReq) error {
 		return err
 	}
 	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
-	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, clock: &s.clock}
+	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, clock: &s.clock, assertions: s.assertions}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
 	if r.res.err == nil && !r.res.panicked {
@@ -498,6 +504,7 @@ func (l *commitLog) done() *Commit {
 	c := l.Commit
 	c.Environments = unique(c.Environments)
 	c.Tokens = unique(c.Tokens)
+	c.UISessions = unique(c.UISessions)
 	c.Reconcile = unique(c.Reconcile)
 	return &c
 }

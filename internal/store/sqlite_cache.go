@@ -104,3 +104,46 @@ func (s *SQLite) GetEnvironment(ctx context.Context, id string) (apiv1.Environme
 	}
 	return decode(environments, e.JSON)
 }
+
+// immutableCacheSize bounds an immutableCache; past it, the cache starts
+// over.
+const immutableCacheSize = 16384
+
+// immutableCache keeps decoded objects of a kind that never changes
+// once created (assertions have no update), by id: ids are never reused,
+// so an id's object is the same whenever a query returns its row, and a
+// row rolled back or deleted only leaves an entry no query returns. It
+// saves decoding what every guarded write lists.
+type immutableCache[T any] struct {
+	mu   sync.Mutex
+	objs map[string]T
+	max  int
+}
+
+func newImmutableCache[T any](max int) *immutableCache[T] {
+	return &immutableCache[T]{objs: map[string]T{}, max: max}
+}
+
+// decode returns id's object, decoding data only the first time.
+func (c *immutableCache[T]) decode(id string, data []byte, decode func([]byte) (T, error)) (T, error) {
+	if c == nil {
+		return decode(data)
+	}
+	c.mu.Lock()
+	obj, ok := c.objs[id]
+	c.mu.Unlock()
+	if ok {
+		return obj, nil
+	}
+	obj, err := decode(data)
+	if err != nil {
+		return obj, err
+	}
+	c.mu.Lock()
+	if len(c.objs) >= c.max {
+		clear(c.objs)
+	}
+	c.objs[id] = obj
+	c.mu.Unlock()
+	return obj, nil
+}

@@ -26,7 +26,7 @@ type table[T any] struct {
 	cols []string
 	row  func(T) (id string, vals []any, labels map[string]string)
 	// Columns that ListQuery filters use; "" when the kind lacks the filter.
-	projectCol, stateCol, ownerCol, expiresCol string
+	projectCol, stateCol, ownerCol, expiresCol, parentCol, environmentCol string
 	// unique describes the uniqueness rule (besides the id) that obj broke.
 	unique func(obj T) string
 	// children names what keeps an object from being deleted (a foreign
@@ -76,13 +76,25 @@ var policies = table[apiv1.Policy]{
 	},
 }
 
-var tokens = table[TokenRecord]{
-	noun: "token", name: "tokens",
-	cols: []string{"hash", "project_id"},
-	row: func(t TokenRecord) (string, []any, map[string]string) {
-		return t.ID, []any{t.Hash, t.ProjectID}, nil
+var assertions = table[apiv1.Assertion]{
+	noun: "assertion", name: "assertions",
+	cols: []string{"project_id", "name"},
+	row: func(a apiv1.Assertion) (string, []any, map[string]string) {
+		return a.ID, []any{a.ProjectID, a.Name}, nil
 	},
 	projectCol: "project_id",
+	unique: func(a apiv1.Assertion) string {
+		return fmt.Sprintf("assertion name %q already exists in project %s", a.Name, a.ProjectID)
+	},
+}
+
+var tokens = table[TokenRecord]{
+	noun: "token", name: "tokens",
+	cols: []string{"hash", "project_id", "parent_id", "environment_id"},
+	row: func(t TokenRecord) (string, []any, map[string]string) {
+		return t.ID, []any{t.Hash, t.ProjectID, t.ParentID, t.EnvironmentID}, nil
+	},
+	projectCol: "project_id", parentCol: "parent_id", environmentCol: "environment_id",
 	// Never repeat the hash: it identifies a secret.
 	unique: func(TokenRecord) string { return "a token with the same secret already exists" },
 	check:  checkTokenHash,
@@ -91,9 +103,13 @@ var tokens = table[TokenRecord]{
 // checkTokenHash makes sure what is stored is a SHA-256 digest, so that a
 // secret passed by mistake is refused instead of kept. The value is never
 // repeated in the error.
-func checkTokenHash(t TokenRecord) error {
-	if len(t.Hash) != 64 || strings.Trim(t.Hash, "0123456789abcdef") != "" {
-		return fmt.Errorf("store: token %s: hash must be a hex SHA-256 digest (64 lowercase hex digits)", t.ID)
+func checkTokenHash(t TokenRecord) error { return checkSecretHash("token", t.ID, t.Hash) }
+
+// checkSecretHash refuses a hash of a secret that is not a hex SHA-256
+// digest (every kind of secret is stored this way).
+func checkSecretHash(noun, id, hash string) error {
+	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return fmt.Errorf("store: %s %s: hash must be a hex SHA-256 digest (64 lowercase hex digits)", noun, id)
 	}
 	return nil
 }
@@ -102,6 +118,8 @@ func checkTokenHash(t TokenRecord) error {
 type reader struct {
 	q     querier
 	clock *storeClock // nil: the real clock
+	// assertions is the store's cache of decoded assertions; nil: none.
+	assertions *immutableCache[apiv1.Assertion]
 }
 
 func (r reader) GetProject(ctx context.Context, id string) (apiv1.Project, error) {
@@ -209,6 +227,16 @@ func (r reader) ListPolicies(ctx context.Context, q ListQuery) ([]apiv1.Policy, 
 	return list(ctx, r.q, policies, q)
 }
 
+func (r reader) GetAssertion(ctx context.Context, id string) (apiv1.Assertion, error) {
+	return get(ctx, r.q, assertions, "id", id)
+}
+
+func (r reader) ListAssertions(ctx context.Context, q ListQuery) ([]apiv1.Assertion, string, error) {
+	return listDecoded(ctx, r.q, assertions, q, func(id string, data []byte) (apiv1.Assertion, error) {
+		return r.assertions.decode(id, data, func(data []byte) (apiv1.Assertion, error) { return decode(assertions, data) })
+	})
+}
+
 func (r reader) GetToken(ctx context.Context, id string) (TokenRecord, error) {
 	return get(ctx, r.q, tokens, "id", id)
 }
@@ -232,6 +260,14 @@ func (t *sqliteTx) CreateEnvironment(ctx context.Context, e apiv1.Environment) e
 
 func (t *sqliteTx) CreatePolicy(ctx context.Context, p apiv1.Policy) error {
 	return insert(ctx, t.q, policies, p)
+}
+
+func (t *sqliteTx) CreateAssertion(ctx context.Context, a apiv1.Assertion) error {
+	return insert(ctx, t.q, assertions, a)
+}
+
+func (t *sqliteTx) DeleteAssertion(ctx context.Context, id string) error {
+	return remove(ctx, t.q, assertions, id)
 }
 
 func (t *sqliteTx) CreateToken(ctx context.Context, tr TokenRecord) error {
@@ -307,6 +343,18 @@ func decode[T any](t table[T], data []byte) (T, error) {
 
 // list returns one page of objects in id order and the next cursor.
 func list[T any](ctx context.Context, q querier, t table[T], lq ListQuery) ([]T, string, error) {
+	return listDecoded(ctx, q, t, lq, func(id string, data []byte) (T, error) {
+		var obj T
+		if err := json.Unmarshal(data, &obj); err != nil {
+			return obj, fmt.Errorf("store: decode %s %s: %w", t.noun, id, err)
+		}
+		return obj, nil
+	})
+}
+
+// listDecoded is list with each row's object made by decodeRow, which
+// must not keep data (it is the driver's buffer).
+func listDecoded[T any](ctx context.Context, q querier, t table[T], lq ListQuery, decodeRow func(id string, data []byte) (T, error)) ([]T, string, error) {
 	query, args, limit, err := listSQL(t, lq)
 	if err != nil {
 		return nil, "", err
@@ -332,9 +380,9 @@ func list[T any](ctx context.Context, q querier, t table[T], lq ListQuery) ([]T,
 			next, _, _ = t.row(items[len(items)-1])
 			break
 		}
-		var obj T
-		if err := json.Unmarshal(data, &obj); err != nil {
-			return nil, "", fmt.Errorf("store: decode %s %s: %w", t.noun, id, err)
+		obj, err := decodeRow(id, data)
+		if err != nil {
+			return nil, "", err
 		}
 		items = append(items, obj)
 	}
@@ -383,6 +431,8 @@ func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
 		{"project_id", t.projectCol, lq.ProjectID},
 		{"state", t.stateCol, lq.State},
 		{"owner", t.ownerCol, lq.Owner},
+		{"parent", t.parentCol, lq.ParentID},
+		{"environment", t.environmentCol, lq.EnvironmentID},
 	} {
 		if f.value == "" {
 			continue

@@ -126,6 +126,74 @@ CREATE TABLE address_cursors (
 	// default, as if they had been created with it.
 	`UPDATE environments SET data = CAST(json_set(CAST(data AS TEXT), '$.resources.max_processes', 1024) AS BLOB)
 	WHERE json_extract(CAST(data AS TEXT), '$.resources.max_processes') IS NULL;`,
+	// Version 5: session tokens, found by the token that minted them and
+	// by their environment, to be revoked with either.
+	`
+ALTER TABLE tokens ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN environment_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX tokens_by_parent ON tokens(parent_id, id) WHERE parent_id <> '';
+CREATE INDEX tokens_by_environment ON tokens(environment_id, id) WHERE environment_id <> '';
+`,
+	// Version 6: web console sessions (sqlite_uisessions.go), found by the
+	// hash of their cookie's secret.
+	`
+CREATE TABLE ui_sessions (
+	id       TEXT PRIMARY KEY,
+	hash     TEXT NOT NULL UNIQUE,
+	token_id TEXT NOT NULL,
+	data     BLOB NOT NULL
+);
+CREATE INDEX ui_sessions_by_token ON ui_sessions(token_id, id);
+`,
+	// Version 7: where each SIEM sink's delivery stopped, per source
+	// (internal/siem): the last audit seq or flow id it received.
+	`
+CREATE TABLE siem_cursors (
+	sink     TEXT NOT NULL,
+	source   TEXT NOT NULL, -- audit or flows
+	position INTEGER NOT NULL,
+	PRIMARY KEY (sink, source)
+) WITHOUT ROWID;
+`,
+	// Version 8: flow records. AUTOINCREMENT so that an id is never
+	// reused after pruning: it is the cursor of whatever follows them.
+	`
+CREATE TABLE flows (
+	id             INTEGER PRIMARY KEY AUTOINCREMENT,
+	time           TEXT NOT NULL, -- as audit_events.time
+	environment_id TEXT NOT NULL,
+	project_id     TEXT NOT NULL,
+	direction      TEXT NOT NULL,
+	protocol       TEXT NOT NULL,
+	src_address    TEXT NOT NULL,
+	src_port       INTEGER NOT NULL,
+	dst_address    TEXT NOT NULL,
+	dst_port       INTEGER NOT NULL,
+	fqdn           TEXT NOT NULL,
+	verdict        TEXT NOT NULL,
+	policy_id      TEXT NOT NULL,
+	rule           INTEGER,
+	packets        INTEGER NOT NULL,
+	bytes          INTEGER NOT NULL,
+	count          INTEGER NOT NULL,
+	first_seen     TEXT NOT NULL,
+	last_seen      TEXT NOT NULL
+);
+CREATE INDEX flows_by_environment ON flows(environment_id, id);
+CREATE INDEX flows_by_project ON flows(project_id, id);
+CREATE INDEX flows_by_time ON flows(time);
+`,
+	// Version 9: assertions (policy tests), which go with their project.
+	`
+CREATE TABLE assertions (
+	id         TEXT PRIMARY KEY,
+	project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	name       TEXT NOT NULL,
+	data       BLOB NOT NULL,
+	UNIQUE (project_id, name)
+);
+CREATE INDEX assertions_by_project ON assertions(project_id, id);
+`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -1,5 +1,5 @@
 // Package store persists isolationd's state: projects, environments,
-// policies, tokens, idempotency records and the audit chain. Every write
+// policies, assertions, tokens, idempotency records and the audit chain. Every write
 // happens inside Update, so a change and its audit event commit together or
 // not at all, and every commit is announced to the subscribers (Commit):
 // that is how the rest of the server learns of changes, and the seam
@@ -73,10 +73,18 @@ type Reader interface {
 	GetPolicy(ctx context.Context, id string) (apiv1.Policy, error)
 	ListPolicies(ctx context.Context, q ListQuery) ([]apiv1.Policy, string, error)
 
+	GetAssertion(ctx context.Context, id string) (apiv1.Assertion, error)
+	ListAssertions(ctx context.Context, q ListQuery) ([]apiv1.Assertion, string, error)
+
 	// GetToken finds a token by id; GetTokenByHash by the SHA-256 of its secret.
 	GetToken(ctx context.Context, id string) (TokenRecord, error)
 	GetTokenByHash(ctx context.Context, hash string) (TokenRecord, error)
 	ListTokens(ctx context.Context, q ListQuery) ([]TokenRecord, string, error)
+
+	// GetUISession finds a web console session by id; GetUISessionByHash
+	// by the SHA-256 of its cookie's secret.
+	GetUISession(ctx context.Context, id string) (UISession, error)
+	GetUISessionByHash(ctx context.Context, hash string) (UISession, error)
 
 	// GetIdempotency returns the record for (scope, key) if it exists and
 	// has not expired.
@@ -88,6 +96,17 @@ type Reader interface {
 	ListAudit(ctx context.Context, q AuditQuery) ([]apiv1.AuditEvent, string, error)
 	// LastAudit returns the newest audit event, or ErrNotFound when the chain is empty.
 	LastAudit(ctx context.Context) (apiv1.AuditEvent, error)
+	// GetSIEMCursor returns the last position (audit seq, flow id) of
+	// source that the SIEM sink named sink received; 0 and false when it
+	// never received any.
+	GetSIEMCursor(ctx context.Context, sink, source string) (pos int64, found bool, err error)
+	// ListFlows pages flow records oldest first; the string returned is
+	// the id of the page's last record (for FlowQuery.AfterID), empty on
+	// the last page.
+	ListFlows(ctx context.Context, q FlowQuery) ([]apiv1.Flow, string, error)
+	// LastFlowID is the id of the newest flow record, 0 when there is
+	// none.
+	LastFlowID(ctx context.Context) (int64, error)
 
 	// GetAddress returns addr's record: ErrNotFound when it was never
 	// handed out.
@@ -125,12 +144,23 @@ type Tx interface {
 	UpdateEnvironment(ctx context.Context, e apiv1.Environment) error
 	UpdatePolicy(ctx context.Context, p apiv1.Policy) error
 	UpdateToken(ctx context.Context, t TokenRecord) error
+	// CreateUISession and UpdateUISession write a web console session
+	// (its Hash a hex SHA-256 digest, as a token's).
+	CreateUISession(ctx context.Context, s UISession) error
+	UpdateUISession(ctx context.Context, s UISession) error
 
 	// Delete* remove the object: ErrNotFound when there is none;
 	// ErrConflict for a project that still has environments or policies.
 	DeleteProject(ctx context.Context, id string) error
 	DeleteEnvironment(ctx context.Context, id string) error
 	DeletePolicy(ctx context.Context, id string) error
+
+	// CreateAssertion inserts an assertion (a duplicate name within its
+	// project is ErrConflict, a missing project ErrNotFound);
+	// DeleteAssertion removes one. Deleting a project deletes its
+	// assertions with it.
+	CreateAssertion(ctx context.Context, a apiv1.Assertion) error
+	DeleteAssertion(ctx context.Context, id string) error
 
 	// PutIdempotency stores the response to replay for (scope, key):
 	// ErrConflict while an unexpired record holds the key (a concurrent
@@ -147,6 +177,14 @@ type Tx interface {
 	// in UTC, Changes as canonical JSON). The caller sets ev.ID and
 	// ev.Time; an event without either is refused.
 	AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error)
+	// PutSIEMCursor records that sink received source up to pos; a
+	// cursor never moves back (a lower pos changes nothing).
+	PutSIEMCursor(ctx context.Context, sink, source string, pos int64) error
+	// AppendFlows stores flow records and sets their ids, which only grow.
+	AppendFlows(ctx context.Context, flows []apiv1.Flow) error
+	// PruneFlows deletes flow records older than before, then the oldest
+	// beyond the newest keep (0: no bound); it returns how many went.
+	PruneFlows(ctx context.Context, before time.Time, keep int) (int, error)
 
 	// PutAddress stores a as a.Addr's record, replacing the one before.
 	// Two records holding one environment are ErrConflict.
@@ -178,6 +216,8 @@ type Commit struct {
 	// deleted), each once.
 	Environments []string
 	Tokens       []string
+	// UISessions are the web console sessions written (signed in or out).
+	UISessions []string
 	// Reconcile lists the environments the transaction asked to
 	// reconcile (Tx.Reconcile), each once, and Cause the request that
 	// asked.
@@ -188,7 +228,8 @@ type Commit struct {
 // ListQuery filters and pages a list. Zero values mean "no filter". A
 // filter the kind does not have is ErrInvalidQuery: projects take
 // ProjectID (their own id) and Labels; environments ProjectID, Labels,
-// State and ExpiresBefore; policies ProjectID and Owner; tokens ProjectID.
+// State and ExpiresBefore; policies ProjectID and Owner; assertions ProjectID; tokens
+// ProjectID, ParentID and EnvironmentID.
 type ListQuery struct {
 	ProjectID string
 	// Labels must all match (label=value) for an object to be listed.
@@ -196,6 +237,10 @@ type ListQuery struct {
 	State  string
 	// Owner filters policies by OwnerEnvironmentID.
 	Owner string
+	// ParentID and EnvironmentID filter tokens: the session tokens a
+	// token minted, and those of an environment.
+	ParentID      string
+	EnvironmentID string
 	// ExpiresBefore lists environments whose ExpiresAt is before it (for
 	// the TTL reaper).
 	ExpiresBefore time.Time
@@ -218,6 +263,20 @@ type AuditQuery struct {
 	Since        time.Time
 	Limit        int
 	AfterSeq     int64
+}
+
+// FlowQuery filters and pages flow records, oldest first. ProjectIDs,
+// when not nil, lists the projects whose records may be listed (empty:
+// none); the other zero values do not filter.
+type FlowQuery struct {
+	EnvironmentID string
+	ProjectIDs    []string
+	Verdict       string
+	Direction     string
+	Peer          string // an address, matching the source or the destination
+	Since, Until  time.Time
+	Limit         int
+	AfterID       int64
 }
 
 // EnvironmentJSON is an environment encoded: JSON is exactly what

@@ -10,6 +10,8 @@ package workload
 import (
 	"context"
 	"errors"
+	"io"
+	"syscall"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -24,6 +26,10 @@ type Spec struct {
 	// Namespace is the name of the environment's network namespace
 	// (/run/netns/<Namespace>), which the container joins.
 	Namespace string
+	// Nameservers, when set, are the environment's resolvers (the
+	// driver's DNS proxy): the container's resolv.conf names them
+	// instead of the host's.
+	Nameservers []string
 	// Image is the workload's image, resolved and unpacked.
 	Image image.Resolved
 	// Workload is the spec as the API stores it (normalized).
@@ -87,9 +93,70 @@ type Runtime interface {
 	// LogDir is the directory holding envID's output (see
 	// internal/workload/logs); ErrUnknown when there is none.
 	LogDir(envID string) (string, error)
+	// Exec starts a command in envID's running container, with the
+	// workload's namespaces, cgroup, limits, capabilities and seccomp
+	// profile. It returns once the command has started: ErrUnknown when
+	// no container runs for envID, ErrNoExec when the runtime runs
+	// nothing, an error wrapping *SpecError when the command or the user
+	// is not in the image. ctx bounds the whole session: cancelling it
+	// ends the session as Exec.Close does.
+	Exec(ctx context.Context, envID string, spec ExecSpec) (Exec, error)
 	// Close stops watching; containers keep running for the next start.
 	Close() error
 }
+
+// ExecSpec is a command to run in a workload's container.
+type ExecSpec struct {
+	// Command is the program, looked up on the workload's PATH, and its
+	// arguments.
+	Command []string
+	// Env is added to the workload's environment, replacing variables of
+	// the same name.
+	Env map[string]string
+	// WorkingDir defaults to the workload's.
+	WorkingDir string
+	// UID and GID: nil runs the command as the image's user; a UID alone
+	// takes the group /etc/passwd gives it, else the same number.
+	UID, GID *uint32
+	// TTY gives the command a terminal (the container's own pty, its
+	// controlling terminal) of Size; Stdout then receives everything and
+	// Stderr is unused.
+	TTY  bool
+	Size apiv1.TerminalSize
+	// Stdin is read until EOF (which then closes the command's stdin;
+	// with TTY, the terminal's input goes on). nil: the command's stdin
+	// is empty.
+	Stdin io.Reader
+	// Stdout and Stderr receive the command's output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+// Exec is a command started by Runtime.Exec.
+type Exec interface {
+	// Resize sets the terminal's size; an error without TTY.
+	Resize(size apiv1.TerminalSize) error
+	// Signal sends sig to the command.
+	Signal(sig syscall.Signal) error
+	// Wait returns once the command has exited and its output has been
+	// written to Stdout and Stderr.
+	Wait() (ExitStatus, error)
+	// Close ends the session: the command and every process of its
+	// session get SIGHUP, and SIGKILL after a short grace; it returns once
+	// they are gone and every file and goroutine of the session is
+	// released. Safe to call more than once, and after Wait.
+	Close() error
+}
+
+// ExitStatus is how an exec'd command ended.
+type ExitStatus struct {
+	// Code is its exit code, 128+N when signal N killed it.
+	Code int
+	// Signal names the signal that killed it ("KILL"), "" when it exited.
+	Signal string
+}
+
+// ErrNoExec is Exec's error on a runtime that runs no containers.
+var ErrNoExec = errors.New("this runtime runs no workloads to exec into")
 
 // ErrUnknown is returned for an environment the runtime runs nothing for.
 var ErrUnknown = errors.New("no workload for this environment")

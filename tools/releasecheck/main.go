@@ -58,6 +58,7 @@ var (
 var quickstartResources = []string{
 	"isolation_environment.api",
 	"isolation_environment.db",
+	"isolation_policy.api_packages",
 	"isolation_policy.app",
 	"isolation_project.this",
 }

@@ -24,6 +24,11 @@ resource "isolation_environment" "checkout" {
     env         = { LOG_LEVEL = "debug" }
     working_dir = "/home"
     restart     = "on-failure"
+    # Named ports, for policy rules that give a port_name instead of a number.
+    ports = [
+      { name = "http", port = 8080 },
+      { name = "metrics", port = 9100 },
+    ]
   }
 
   # Torn down by the server a week after creation.

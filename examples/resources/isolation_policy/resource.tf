@@ -27,10 +27,36 @@ resource "isolation_policy" "checkout" {
         cidr   = "0.0.0.0/0"
         except = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
       }]
-      ports = [
-        { protocol = "tcp", port = 443 },
-        { protocol = "udp", port = 53 },
+      # Names resolve through the environment's own resolver (isolationd's
+      # DNS proxy), which needs no rule; DNS to any other resolver is
+      # blocked unless a rule like this one lists udp 53.
+      ports = [{ protocol = "tcp", port = 443 }]
+    },
+  ]
+}
+
+# Lets build environments fetch packages by name, and nothing else: the
+# addresses their resolver answers for these names are allowed on 443 for
+# the answer's TTL. "*.githubusercontent.com" stands for exactly one more
+# label (objects.githubusercontent.com, not a.b.githubusercontent.com).
+resource "isolation_policy" "builds" {
+  project_id   = isolation_project.payments.id
+  name         = "builds"
+  description  = "Builds: out to the package registries by name"
+  policy_types = ["egress"]
+
+  environment_selector = {
+    match_labels = { app = "build" }
+  }
+
+  egress = [
+    {
+      to = [
+        { fqdn = "registry.npmjs.org" },
+        { fqdn = "proxy.golang.org" },
+        { fqdn = "*.githubusercontent.com" },
       ]
+      ports = [{ port = 443 }]
     },
   ]
 }
@@ -48,6 +74,38 @@ resource "isolation_policy" "ping" {
     {
       from  = [{ environment_selector = {} }]
       ports = [{ protocol = "icmp" }]
+    },
+  ]
+}
+
+# Lets the CI runners of any project labelled team = "platform" (but not
+# the sandbox ones) scrape the checkout environments' metrics, on the port
+# each checkout environment's workload declares under the name "metrics"
+# (workload.ports), and reach their SCTP signalling range. The runners'
+# own project needs an egress policy that allows it too: a connection
+# across projects passes only when both ends allow it.
+resource "isolation_policy" "from_platform_ci" {
+  project_id   = isolation_project.payments.id
+  name         = "from-platform-ci"
+  policy_types = ["ingress"]
+
+  environment_selector = {
+    match_expressions = [{ key = "app", operator = "In", values = ["checkout", "checkout-canary"] }]
+  }
+
+  ingress = [
+    {
+      from = [{
+        project_selector = { match_labels = { team = "platform" } }
+        environment_selector = {
+          match_labels      = { role = "ci-runner" }
+          match_expressions = [{ key = "sandbox", operator = "DoesNotExist" }]
+        }
+      }]
+      ports = [
+        { port_name = "metrics" },
+        { protocol = "sctp", port = 2905, end_port = 2910 },
+      ]
     },
   ]
 }

@@ -9,6 +9,23 @@ resource "isolation_token" "payments_ci" {
   expires_at = "2030-12-31T23:59:59Z"
 }
 
+# A developer of the payments project: reads its environments and execs
+# into them (isolationd env exec and env shell, or
+# isolation_environment_session), and nothing else.
+resource "isolation_token" "alice" {
+  name       = "alice"
+  role       = "developer"
+  project_id = isolation_project.payments.id
+}
+
+# An on-call reader who may also get a shell when something breaks.
+resource "isolation_token" "oncall" {
+  name       = "oncall"
+  role       = "viewer"
+  project_id = isolation_project.payments.id
+  developer  = true
+}
+
 # An organization-wide, read-only token for the security team's SIEM.
 resource "isolation_token" "siem" {
   name = "siem-reader"

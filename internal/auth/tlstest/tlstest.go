@@ -55,6 +55,16 @@ func NewCA() (*CA, error) {
 // ServerCert writes a server certificate for hosts (IP addresses or DNS
 // names) and its key into dir, and returns the two files' paths.
 func (ca *CA) ServerCert(dir string, hosts ...string) (certFile, keyFile string, err error) {
+	return ca.issue(dir, "server", x509.ExtKeyUsageServerAuth, hosts)
+}
+
+// ClientCert writes a client certificate named name and its key into
+// dir (NAME.crt, NAME.key), and returns the two files' paths.
+func (ca *CA) ClientCert(dir, name string) (certFile, keyFile string, err error) {
+	return ca.issue(dir, name, x509.ExtKeyUsageClientAuth, []string{name})
+}
+
+func (ca *CA) issue(dir, file string, usage x509.ExtKeyUsage, hosts []string) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -65,7 +75,7 @@ func (ca *CA) ServerCert(dir string, hosts ...string) (certFile, keyFile string,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -82,7 +92,7 @@ func (ca *CA) ServerCert(dir string, hosts ...string) (certFile, keyFile string,
 	if err != nil {
 		return "", "", err
 	}
-	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	certFile, keyFile = filepath.Join(dir, file+".crt"), filepath.Join(dir, file+".key")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return "", "", err
 	}

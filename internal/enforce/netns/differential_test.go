@@ -56,20 +56,7 @@ var (
 func TestDifferential_PacketsAgreeWithCheck(t *testing.T) {
 	seed := netnstest.Seed(t, "seed", *seedFlag)
 	l := newLab(t)
-	dt := &differential{t: t, l: l, seed: seed}
-	for i, labels := range diffEnvs {
-		id := fmt.Sprintf("env-%d", i)
-		addr := fmt.Sprintf("198.18.0.%d", 10+i)
-		v4, v6 := l.env(t, id, addr)
-		dt.ends = append(dt.ends, v4, v6)
-		dt.envs = append(dt.envs, apiv1.Environment{
-			ID: id, ProjectID: "proj", Name: id, Labels: labels, State: apiv1.StateReady,
-			Enforcement: apiv1.Enforcement{Driver: "netns", Address: addr},
-		})
-	}
-	for _, a := range internetHosts {
-		dt.ends = append(dt.ends, netnstest.Endpoint{Namespace: l.inet.Namespace, Addr: a})
-	}
+	dt := newDifferential(t, l, seed)
 	gen := &netnstest.Generator{R: rand.New(rand.NewPCG(seed, 0)), CIDRs: diffCIDRs, Labels: diffLabels, Ports: probePort}
 
 	const rounds = 4
@@ -87,6 +74,27 @@ func TestDifferential_PacketsAgreeWithCheck(t *testing.T) {
 	}
 	t.Logf("%d probes agreed with Check (%d through, %d dropped) in %v", rs.Sent, rs.Through, rs.Sent-rs.Through, time.Since(start).Round(time.Millisecond))
 	rs.Enough(t, 2000)
+}
+
+// newDifferential provisions the environments of diffEnvs in l, and
+// lists them and the internet's hosts as the probes' ends.
+func newDifferential(t *testing.T, l *lab, seed uint64) *differential {
+	t.Helper()
+	dt := &differential{t: t, l: l, seed: seed}
+	for i, labels := range diffEnvs {
+		id := fmt.Sprintf("env-%d", i)
+		addr := fmt.Sprintf("198.18.0.%d", 10+i)
+		v4, v6 := l.env(t, id, addr)
+		dt.ends = append(dt.ends, v4, v6)
+		dt.envs = append(dt.envs, apiv1.Environment{
+			ID: id, ProjectID: "proj", Name: id, Labels: labels, State: apiv1.StateReady,
+			Enforcement: apiv1.Enforcement{Driver: "netns", Address: addr},
+		})
+	}
+	for _, a := range internetHosts {
+		dt.ends = append(dt.ends, netnstest.Endpoint{Namespace: l.inet.Namespace, Addr: a})
+	}
+	return dt
 }
 
 type differential struct {

@@ -62,11 +62,12 @@ import (
 // guard is the router namespace's shared tables; its lock serializes the
 // transactions of concurrent provisions.
 type guard struct {
-	mu    sync.Mutex
-	ns    netns.NsHandle // the router's
-	table string
-	conn  *nftables.Conn
-	sets  [guardSetCount]*nftables.Set
+	mu        sync.Mutex
+	ns        netns.NsHandle // the router's
+	table     string
+	resolvers []netip.Addr // the DNS proxy's addresses (dns.go)
+	conn      *nftables.Conn
+	sets      [guardSetCount]*nftables.Set
 }
 
 const (
@@ -91,14 +92,13 @@ type port struct {
 	addrs []netip.Addr // its addresses, link-local included
 }
 
-func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
-	g := &guard{ns: ns, table: table}
+func newGuard(ns netns.NsHandle, table, bridge string, resolvers []netip.Addr) (*guard, error) {
+	g := &guard{ns: ns, table: table, resolvers: resolvers}
 	if err := g.reopen(); err != nil {
 		return nil, err
 	}
-	c := g.conn
-	br := c.AddTable(&nftables.Table{Name: table, Family: nftables.TableFamilyBridge})
-	in := c.AddTable(inetTable(table))
+	br := &nftables.Table{Name: table, Family: nftables.TableFamilyBridge}
+	in := inetTable(table)
 	vmap := func(name string, key nftables.SetDatatype) *nftables.Set {
 		return &nftables.Set{Table: in, Name: name, KeyType: key, IsMap: true, DataType: nftables.TypeVerdict}
 	}
@@ -114,8 +114,26 @@ func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 	}
 	for i, s := range g.sets {
 		s.ID = uint32(guardSetID + i)
+	}
+	if err := g.install(bridge); err != nil {
+		return nil, errors.Join(err, g.conn.CloseLasting())
+	}
+	return g, nil
+}
+
+// install declares the guard's tables, sets and base chains, and makes
+// the chains hold their rules: at start, and again when someone flushed
+// or deleted them (drift.go). Set elements that exist stay.
+func (g *guard) install(bridge string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.conn
+	br, in := g.sets[guardPorts].Table, g.sets[guardFrom4].Table
+	c.AddTable(br)
+	c.AddTable(in)
+	for _, s := range g.sets {
 		if err := c.AddSet(s, nil); err != nil {
-			return nil, err
+			return g.recover(err)
 		}
 	}
 	accept := nftables.ChainPolicyAccept
@@ -123,7 +141,7 @@ func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 		{br, "prerouting", nftables.ChainHookPrerouting, -200, g.fromPortRules()},
 		{br, "forward", nftables.ChainHookForward, -200, g.toPortRules()},
 	}
-	for _, bc := range baseChains(bridge) {
+	for _, bc := range baseChains(bridge, g.resolvers...) {
 		bc.table = in
 		chains = append(chains, bc)
 	}
@@ -136,9 +154,9 @@ func newGuard(ns netns.NsHandle, table, bridge string) (*guard, error) {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return nil, errors.Join(fmt.Errorf("guard tables: %w", err), c.CloseLasting())
+		return g.recover(fmt.Errorf("guard tables: %w", err))
 	}
-	return g, nil
+	return nil
 }
 
 // close lets the connection go: a failure to close it leaves nothing the
@@ -165,6 +183,48 @@ type baseChain struct {
 	rules    []chainRule
 }
 
+// resolverRules accept the packets of flows an environment starts to
+// port 53 (udp and tcp) of one of the router's resolver addresses, the
+// DNS proxy: its queries on the way in (ct direction original, from the
+// bridge), the proxy's answers on the way out (reply). Nothing else of
+// the router is reachable.
+func resolverRules(fromBridge []expr.Any, fromText string, resolvers []netip.Addr, reply bool) []chainRule {
+	var rules []chainRule
+	dir, dirText := byte(0), "original"
+	var in []expr.Any
+	inText := ""
+	if reply {
+		dir, dirText = 1, "reply"
+	} else {
+		in, inText = fromBridge, fromText
+	}
+	for _, a := range resolvers {
+		fam, famText := byte(unix.NFPROTO_IPV4), "ip"
+		if a.Is6() {
+			fam, famText = unix.NFPROTO_IPV6, "ip6"
+		}
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			rules = append(rules, chainRule{
+				fmt.Sprintf("%sct direction %s ct original %s daddr %s ct protocol %s ct original proto-dst 53 accept", inText, dirText, famText, a, protoName(proto)),
+				concat(in, []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{fam}},
+					&expr.Ct{Key: expr.CtKeyDIRECTION, Register: reg1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{dir}},
+					&expr.Ct{Key: expr.CtKeyDST, Register: reg1, Direction: 0},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: a.AsSlice()},
+					&expr.Ct{Key: expr.CtKeyPROTOCOL, Register: reg1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{proto}},
+					&expr.Ct{Key: expr.CtKeyPROTODST, Register: reg1, Direction: 0},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0, 53}},
+					&expr.Verdict{Kind: expr.VerdictAccept},
+				}),
+			})
+		}
+	}
+	return rules
+}
+
 // baseChains are the inet table's base chains, at filter priority (after
 // conntrack): packets that came off the bridge, and packets to any
 // environment's address. The bridge hands the inet hooks its packets with
@@ -173,7 +233,7 @@ type baseChain struct {
 // destination on the way out; the bridge table lets a port send only
 // from its own addresses, and receive only to them. Their rules name the
 // maps by name only, so they read the same in any batch.
-func baseChains(bridge string) []baseChain {
+func baseChains(bridge string, resolvers ...netip.Addr) []baseChain {
 	byAddr := func(nfproto byte, off, n uint32, vmap string) []expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
@@ -188,19 +248,20 @@ func baseChains(bridge string) []baseChain {
 	}
 	in := fmt.Sprintf("iifname %q ", bridge)
 	return []baseChain{
-		{name: "prerouting", hook: nftables.ChainHookPrerouting, rules: []chainRule{
-			ndRule(),
+		{name: "prerouting", hook: nftables.ChainHookPrerouting, rules: slices.Concat([]chainRule{ndRule()}, resolverRules(fromBridge, in, resolvers, false), []chainRule{
 			{in + "ip saddr vmap @from_v4", concat(fromBridge, byAddr(unix.NFPROTO_IPV4, 12, 4, "from_v4"))},
 			{in + "ip6 saddr vmap @from_v6", concat(fromBridge, byAddr(unix.NFPROTO_IPV6, 8, 16, "from_v6"))},
 			// Nothing else comes off the bridge but what the guard
 			// missed: fail closed.
 			{in + "drop", concat(fromBridge, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})},
-		}},
-		{name: "postrouting", hook: nftables.ChainHookPostrouting, rules: []chainRule{
+		})},
+		{name: "postrouting", hook: nftables.ChainHookPostrouting, rules: slices.Concat([]chainRule{
+			refusalRule(),
 			ndRule(),
+		}, resolverRules(nil, "", resolvers, true), []chainRule{
 			{"ip daddr vmap @to_v4", byAddr(unix.NFPROTO_IPV4, 16, 4, "to_v4")},
 			{"ip6 daddr vmap @to_v6", byAddr(unix.NFPROTO_IPV6, 24, 16, "to_v6")},
-		}},
+		})},
 	}
 }
 

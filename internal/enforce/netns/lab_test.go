@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,15 +72,33 @@ func newDriver(t testing.TB, prefix string) *netns.Driver {
 // both when the test ends.
 func newLab(t testing.TB) *lab {
 	t.Helper()
+	return newLabWith(t, nil)
+}
+
+// newLabWith is newLab with the driver's configuration changed by edit
+// (when not nil) and more hosts in the internet.
+func newLabWith(t testing.TB, edit func(*netns.Config), hosts ...netip.Addr) *lab {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
 	prefix := uniquePrefix(t)
-	l := &lab{prefix: prefix, d: newDriver(t, prefix)}
+	cfg := netns.Config{Prefix: prefix, Pool: pool, Pool6: pool6, Logger: quietLogger}
+	if edit != nil {
+		edit(&cfg)
+	}
+	d, err := netns.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{prefix: prefix, d: d}
 	t.Cleanup(func() { purge(t, l.d) })
 	l.inet = netnstest.NewInternet(t, netnstest.InternetConfig{
 		Namespace: prefix + "-internet",
 		Router:    l.d.RouterNamespace(),
 		Uplink:    prefix + "up",
 		Nets:      []netip.Prefix{inetNet, inetNet6},
-		Hosts:     internetHosts,
+		Hosts:     append(slices.Clone(internetHosts), hosts...),
 	})
 	netnstest.Serve(t, l.inet.Namespace, probePort)
 	return l

@@ -235,3 +235,76 @@ func parallel(t testing.TB, n int, fn func(i int) error) {
 		}
 	}
 }
+
+// TestLeak_TheDNSProxyAndNameAllowancesLeaveNothingBehind: environments
+// that resolved names hold elements in their fqdn maps; tearing them down
+// removes those with the rest, and closing the driver closes the proxy's
+// sockets (UDP and TCP port 53 on each gateway address) in the router
+// namespace.
+func TestLeak_TheDNSProxyAndNameAllowancesLeaveNothingBehind(t *testing.T) {
+	l := newDNSLab(t)
+	ctx := context.Background()
+	l.zone.set("api.example.test", "api.example.test. 300 IN A "+nameHostA.String())
+	router := l.d.RouterNamespace()
+	want := []string{"tcp 198.18.0.1:53", "tcp [fd00:198:18::c612:1]:53", "udp 198.18.0.1:53", "udp [fd00:198:18::c612:1]:53"}
+	if got := dnsSockets(t, router); !slices.Equal(got, want) {
+		t.Fatalf("the proxy listens on %v, want %v", got, want)
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("leak-%d", i)
+		ep, err := l.d.Provision(ctx, id, fmt.Sprintf("198.18.0.%d", 10+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		applyTo(t, l.d, id, apiv1.EffectivePolicy{Egress: []apiv1.EffectiveRule{rule("names", []apiv1.EffectivePeer{fqdnPeer("api.example.test")}, tcp(443))}})
+		resolve(t, ep.Namespace, "api.example.test")
+		if n := fqdnElements(t, router, l.prefix, ep.Namespace); n == 0 {
+			t.Fatalf("environment %s resolved a name but its fqdn maps are empty", id)
+		}
+		if err := l.d.Teardown(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The uplink's end and nat table stay with the router (the uplink
+	// leak test covers them).
+	uplink := []string{fmt.Sprintf("link %suplink in namespace %q", l.prefix, router), fmt.Sprintf("nftables table %s in namespace %q", l.prefix, router)}
+	if left := slices.DeleteFunc(leftovers(t, l.prefix, router), func(s string) bool { return slices.Contains(uplink, s) }); len(left) > 0 {
+		t.Errorf("after tearing down every environment: %s", strings.Join(left, "; "))
+	}
+	if err := l.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dnsSockets(t, router); len(got) > 0 {
+		t.Errorf("after Close the router namespace still has the proxy's sockets %v", got)
+	}
+	l.d = newDriver(t, l.prefix) // purged when the test ends
+}
+
+// fqdnElements counts the elements of env's fqdn maps.
+func fqdnElements(t *testing.T, router, table, env string) int {
+	t.Helper()
+	c := nftConn(t, router)
+	n := 0
+	for _, name := range []string{env + "_fqdn_v4", env + "_fqdn_v6"} {
+		s, err := c.GetSetByName(&nftables.Table{Name: table, Family: nftables.TableFamilyINet}, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(elems)
+	}
+	return n
+}
+
+// dnsSockets lists the sockets bound to port 53 in namespace ns.
+func dnsSockets(t *testing.T, ns string) []string {
+	t.Helper()
+	socks, err := netnstest.Sockets(ns, 53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return socks
+}

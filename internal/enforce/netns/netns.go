@@ -16,13 +16,16 @@
 //   - a guard table on the router's bridge drops frames an environment
 //     sends from a hardware or IP address that is not its own (ARP
 //     included), and frames to a port that are addressed to another; the
-//     bridge does not learn addresses, it knows each port's.
+//     bridge does not learn addresses, it knows each port's;
+//   - a flow an environment starts that its egress rules deny is refused
+//     at once, from the router (deny.go); denied ingress is dropped.
 //
 // It needs root (CAP_NET_ADMIN, and CAP_SYS_ADMIN for the namespace
-// mounts). It touches nothing outside the namespaces it names with its
-// prefix: not the host's interfaces, routes or firewall. Environments
-// reach each other over the bridge and anything else through the router
-// namespace, which an operator (or a test) connects to a wider network.
+// mounts). Without an uplink it touches nothing outside the namespaces
+// it names with its prefix: not the host's interfaces, routes or
+// firewall. Environments reach each other over the bridge and anything
+// else through the router namespace, which the uplink (uplink.go), an
+// operator or a test connects to a wider network.
 package netns
 
 import (
@@ -70,22 +73,62 @@ type Config struct {
 	// address too: Pool6's prefix (at most /96) with the environment's
 	// IPv4 address in its low 32 bits.
 	Pool6 netip.Prefix
+	// Uplink connects the router namespace to a wider network (see
+	// uplink.go): "host", "netns:NAME", or "" for none, in which case
+	// nothing outside the driver's namespaces is touched.
+	Uplink string
+	// UplinkNet is the uplink's link network, at most a /30 outside the
+	// pools. Default DefaultUplinkNet.
+	UplinkNet netip.Prefix
+	// DNSUpstreams are the resolvers the DNS proxy forwards to, as
+	// address:port (ParseDNSUpstream), tried in order; none means every
+	// query the proxy would forward gets SERVFAIL (dns.go).
+	DNSUpstreams []string
+	// DNSMinTTL and DNSMaxTTL bound how long an answer's addresses stay
+	// allowed for an fqdn rule, whatever its TTL says; TTLs above the
+	// maximum are rewritten to it. Defaults DefaultDNSMinTTL and
+	// DefaultDNSMaxTTL.
+	DNSMinTTL, DNSMaxTTL time.Duration
+	// DNSTimeout is how long the proxy waits for one upstream; default
+	// DefaultDNSTimeout.
+	DNSTimeout time.Duration
+	// OnResolverFailure, when set, learns of every upstream that failed
+	// or timed out; it must not block (the query waits for it).
+	OnResolverFailure func(ResolverFailure)
 	// Logger receives lifecycle events; default slog.Default().
 	Logger *slog.Logger
+
+	// hostNAT gives a netns:NAME uplink what "host" makes in the host's
+	// namespace (uplink.go), for tests that play the host.
+	hostNAT bool
 }
 
 // Driver implements enforce.Driver with network namespaces and nftables.
 // Its methods are safe for concurrent use; work on one environment is
 // serialized, work on different environments runs in parallel.
 type Driver struct {
-	cfg   Config
-	names names
-	log   *slog.Logger
-	locks [64]sync.Mutex // by hash of environment id
+	cfg    Config
+	names  names
+	uplink *uplinkSpec // nil: none
+	log    *slog.Logger
+	locks  [64]sync.Mutex // by hash of environment id
+	// epochs counts, per lock, the times it was taken, so that Verify
+	// can tell an environment changed while it looked (drift.go).
+	epochs [64]atomic.Uint64
+	// cleanGen is 1 + the nftables generation of the last sweep that
+	// found every rule in place, or 0 (drift.go).
+	cleanGen atomic.Uint64
+	// syncCounts, while Sync adopts, holds the rule count of each chain
+	// of the router's inet table before it began.
+	syncCounts atomic.Pointer[map[string]int]
+
+	dns *dnsProxy
 
 	mu     sync.RWMutex
 	router *router
 	envs   map[string]*env
+	byAddr map[netip.Addr]*env // by each of its addresses, for the proxy
+	flows  *flowLog            // nil: flow logs off (flows.go)
 	closed bool
 	purged bool
 }
@@ -99,9 +142,11 @@ type env struct {
 	addr    netip.Addr
 	ns      netns.NsHandle
 	applied atomic.Pointer[applied]
+	fqdn    *fqdnState
 
 	// Used under the environment's lock.
-	exact   bool           // the kernel holds what applied says (no failure since)
+	exact   bool           // the kernel holds what applied says (no failure or drift since)
+	wired   bool           // the last Provision completed
 	nft     *nftables.Conn // open on the router namespace, for this environment's objects
 	nftSize int            // its socket buffers
 	guarded *port          // what the router's guard has for it
@@ -113,6 +158,7 @@ type applied struct {
 	policy apiv1.EffectivePolicy
 	rules  *ruleset
 	check  *policy.Ruleset
+	fqdn   *fqdnPolicy
 }
 
 // New checks cfg and adopts or creates the router namespace and bridge.
@@ -134,11 +180,61 @@ func New(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	cfg.Pool, cfg.Pool6 = cfg.Pool.Masked(), cfg.Pool6.Masked()
-	d := &Driver{cfg: cfg, names: n, log: cfg.Logger.With("driver", DriverName, "prefix", cfg.Prefix), envs: map[string]*env{}}
+	up, err := parseUplink(cfg.Uplink)
+	if err != nil {
+		return nil, err
+	}
+	if up != nil && cfg.hostNAT {
+		up.nat = true
+	}
+	if !cfg.UplinkNet.IsValid() {
+		cfg.UplinkNet = DefaultUplinkNet
+	}
+	if err := cfg.dnsDefaults(); err != nil {
+		return nil, err
+	}
+	if err := checkUplinkNet(cfg.UplinkNet, cfg.Pool, cfg.Pool6); err != nil {
+		return nil, err
+	}
+	d := &Driver{cfg: cfg, names: n, uplink: up, log: cfg.Logger.With("driver", DriverName, "prefix", cfg.Prefix), envs: map[string]*env{}, byAddr: map[netip.Addr]*env{}}
 	if d.router, err = d.openRouter(); err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
+	if up != nil {
+		if err := d.setUpUplink(d.router); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("netns: uplink %s: %w", cfg.Uplink, err)
+		}
+	}
+	if d.dns, err = d.startDNS(d.router); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("netns: %w", err)
+	}
 	return d, nil
+}
+
+// dnsDefaults fills in and checks the DNS proxy's settings.
+func (cfg *Config) dnsDefaults() error {
+	for i, up := range cfg.DNSUpstreams {
+		norm, err := ParseDNSUpstream(up)
+		if err != nil {
+			return err
+		}
+		cfg.DNSUpstreams[i] = norm
+	}
+	if cfg.DNSMinTTL <= 0 {
+		cfg.DNSMinTTL = DefaultDNSMinTTL
+	}
+	if cfg.DNSMaxTTL <= 0 {
+		cfg.DNSMaxTTL = DefaultDNSMaxTTL
+	}
+	if cfg.DNSTimeout <= 0 {
+		cfg.DNSTimeout = DefaultDNSTimeout
+	}
+	if cfg.DNSMinTTL > cfg.DNSMaxTTL {
+		return fmt.Errorf("netns: the DNS minimum TTL (%v) is above the maximum (%v)", cfg.DNSMinTTL, cfg.DNSMaxTTL)
+	}
+	return nil
 }
 
 func checkPools(pool, pool6 netip.Prefix) error {
@@ -209,7 +305,46 @@ func (d *Driver) Provision(ctx context.Context, envID, address string) (enforce.
 	if err != nil {
 		return enforce.Endpoint{}, fmt.Errorf("netns: provision %s: %w", envID, err)
 	}
-	return enforce.Endpoint{Address: addr.String(), Namespace: e.name}, nil
+	return enforce.Endpoint{Address: addr.String(), Namespace: e.name, Nameservers: d.Nameservers()}, nil
+}
+
+// Nameservers are the environments' resolvers: the DNS proxy, on the
+// router's gateway addresses.
+func (d *Driver) Nameservers() []string {
+	var out []string
+	for _, a := range d.resolverAddrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// resolverAddrs are the DNS proxy's addresses: the gateways.
+func (d *Driver) resolverAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, gw := range d.gateways() {
+		out = append(out, gw.Addr())
+	}
+	return out
+}
+
+// inPools reports whether a is in the environments' address pools.
+func (d *Driver) inPools(a netip.Addr) bool {
+	return slices.ContainsFunc(d.pools(), func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+func (d *Driver) pools() []netip.Prefix {
+	out := []netip.Prefix{d.cfg.Pool}
+	if d.cfg.Pool6.IsValid() {
+		out = append(out, d.cfg.Pool6)
+	}
+	return out
+}
+
+// envByAddr is the environment that holds address a, or nil.
+func (d *Driver) envByAddr(a netip.Addr) *env {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.byAddr[a]
 }
 
 func (d *Driver) parseAddress(s string) (netip.Addr, error) {
@@ -252,11 +387,42 @@ func (d *Driver) provision(envID string, addr netip.Addr) (*env, error) {
 		d.envs[envID] = e
 		d.mu.Unlock()
 	}
-	e.addr = addr
+	d.index(e, addr)
+	e.wired = false
+	if a := e.applied.Load(); !e.exact && a != nil {
+		// Its rules drifted or a transaction failed: declare them all again.
+		if err := d.apply(e, a.policy); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.wireEnv(r, e); err != nil {
 		return nil, err
 	}
+	e.wired = true
 	return e, nil
+}
+
+// index makes the proxy know e by addr (and its IPv6 companion).
+func (d *Driver) index(e *env, addr netip.Addr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unindex(e)
+	e.addr = addr
+	for _, a := range d.Addresses(addr) {
+		d.byAddr[a] = e
+	}
+}
+
+// unindex forgets e's addresses; the caller holds d.mu.
+func (d *Driver) unindex(e *env) {
+	if !e.addr.IsValid() {
+		return
+	}
+	for _, a := range d.Addresses(e.addr) {
+		if d.byAddr[a] == e {
+			delete(d.byAddr, a)
+		}
+	}
 }
 
 // openEnv adopts envID's namespace with the rules it has, or creates it
@@ -267,7 +433,7 @@ func (d *Driver) openEnv(envID string) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{id: envID, name: name, ns: h}
+	e := &env{id: envID, name: name, ns: h, fqdn: newFQDNState()}
 	if !created {
 		err := d.adopt(e)
 		if err == nil {
@@ -309,13 +475,58 @@ func (d *Driver) adopt(e *env) error {
 		}
 		return d.apply(e, *legacy)
 	}
+	current, err := d.chainsCurrent(e.name)
+	if err != nil {
+		return err
+	}
+	if !current {
+		// Chains an older version made: written again with everything
+		// else, before the first sweep would call them drift.
+		d.log.Info("rewriting the chains an older version made", "env", e.id, "namespace", e.name)
+		return d.apply(e, p)
+	}
 	rs, err := render(p)
 	if err != nil {
 		return err
 	}
-	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
+	fp, err := compileFQDN(p, rs, d.pools())
+	if err != nil {
+		return err
+	}
+	if err := d.adoptFQDN(e, fp); err != nil {
+		// Objects of an older version, or none: declared anew by the
+		// next Provision.
+		d.log.Info("the namespace's fqdn objects are missing; declaring them", "env", e.id, "err", err)
+		e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), fqdn: fp})
+		return nil
+	}
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), fqdn: fp})
 	e.exact = true
 	return nil
+}
+
+// chainsCurrent reports whether env's chains hold as many rules as this
+// version writes (the count the drift sweep checks), from the counts Sync
+// read once for every environment it adopts, or from the kernel.
+func (d *Driver) chainsCurrent(env string) (bool, error) {
+	counts := d.syncCounts.Load()
+	if counts == nil {
+		r, err := d.routerHandle()
+		if err != nil {
+			return false, err
+		}
+		m, err := d.inetRuleCounts(r)
+		if err != nil {
+			return false, err
+		}
+		counts = &m
+	}
+	for name, want := range envChainCounts() {
+		if (*counts)[envObject(env, name)] != want {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // dropLegacyTable deletes the table an environment's namespace held
@@ -382,6 +593,10 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 	if err != nil {
 		return err
 	}
+	fp, err := compileFQDN(p, rs, d.pools())
+	if err != nil {
+		return err
+	}
 	rec, err := encodeRecord(p)
 	if err != nil {
 		return err
@@ -398,11 +613,24 @@ func (d *Driver) apply(e *env, p apiv1.EffectivePolicy) error {
 		n += old.elementCount()
 	}
 	e.exact = false
-	if err := d.transact(e, n, func(c *nftables.Conn) error { return queueApply(c, d.names.table(), e.name, old, rs, rec) }); err != nil {
+	// The proxy's answers wait while the epoch may change.
+	e.fqdn.mu.Lock()
+	defer e.fqdn.mu.Unlock()
+	var commit fqdnCommit
+	err = d.transact(e, n+e.fqdn.elementCount(), func(c *nftables.Conn) error {
+		if err := queueApply(c, d.names.table(), e.name, old, rs, rec); err != nil {
+			return err
+		}
+		var err error
+		commit, err = e.fqdn.queueFQDN(c, d.names.table(), e.name, fp, old == nil, time.Now())
+		return err
+	})
+	if err != nil {
 		return err
 	}
+	commit()
 	e.exact = true
-	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p)})
+	e.applied.Store(&applied{policy: p, rules: rs, check: policy.Compile(p), fqdn: fp})
 	d.log.Debug("applied rules", "env", e.id, "generation", p.Generation, "elements", rs.elementCount(), "took", time.Since(start))
 	return nil
 }
@@ -461,6 +689,7 @@ func (e *env) closeNft() {
 
 // close releases what the driver holds open for e.
 func (e *env) close() {
+	e.fqdn.close()
 	e.closeNft()
 	e.ns.Close()
 }
@@ -474,7 +703,11 @@ func (d *Driver) Check(ctx context.Context, envID string, req apiv1.CheckRequest
 	if e == nil {
 		return apiv1.CheckResult{}, enforce.ErrUnknownEnvironment
 	}
-	return e.applied.Load().check.Check(req), nil
+	a := e.applied.Load()
+	if _, err := netip.ParseAddr(req.Address); err != nil && req.Direction == apiv1.Egress {
+		return d.checkName(e, a, req), nil
+	}
+	return d.checkAddr(e, a, req), nil
 }
 
 // Ruleset renders the rules last committed to envID in nft's syntax.
@@ -484,7 +717,7 @@ func (d *Driver) Ruleset(envID string) (string, error) {
 		return "", enforce.ErrUnknownEnvironment
 	}
 	a := e.applied.Load()
-	return a.rules.text(d.names.table(), e.name), nil
+	return a.rules.text(d.names.table(), e.name, d.resolverAddrs()...), nil
 }
 
 // Teardown implements enforce.Driver: it removes envID's veth pair, its
@@ -531,6 +764,9 @@ func (d *Driver) forget(envID string) {
 	d.mu.Lock()
 	e := d.envs[envID]
 	delete(d.envs, envID)
+	if e != nil {
+		d.unindex(e)
+	}
 	d.mu.Unlock()
 	if e != nil {
 		e.close()
@@ -556,6 +792,13 @@ func (d *Driver) Sync(ctx context.Context, keep map[string]string) error {
 		errMu.Lock()
 		errs = append(errs, err)
 		errMu.Unlock()
+	}
+	if r, err := d.routerHandle(); err == nil {
+		// One dump for every adoption, not one each.
+		if counts, err := d.inetRuleCounts(r); err == nil {
+			d.syncCounts.Store(&counts)
+			defer d.syncCounts.Store(nil)
+		}
 	}
 	wanted := map[string]bool{}
 	for id, address := range keep {
@@ -659,6 +902,9 @@ func (d *Driver) Purge(ctx context.Context) error {
 		return nil
 	}
 	err := d.Sync(ctx, nil)
+	if r, rerr := d.routerHandle(); rerr == nil {
+		err = errors.Join(err, d.removeUplink(r))
+	}
 	d.Close()
 	d.mu.Lock()
 	d.purged = true
@@ -669,16 +915,23 @@ func (d *Driver) Purge(ctx context.Context) error {
 // Close implements enforce.Driver: it releases the driver's handles and
 // leaves every kernel object in place for the next start.
 func (d *Driver) Close() error {
+	d.stopFlowLogs()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return nil
 	}
 	d.closed = true
+	d.mu.Unlock()
+	// The proxy's handlers read the environments: it stops first.
+	if d.dns != nil {
+		d.dns.close()
+	}
+	d.mu.Lock()
 	for _, e := range d.envs {
 		e.close()
 	}
-	d.envs = map[string]*env{}
+	d.envs, d.byAddr = map[string]*env{}, map[netip.Addr]*env{}
 	d.router.close()
 	return nil
 }
@@ -701,9 +954,15 @@ func (d *Driver) env(envID string) *env {
 }
 
 func (d *Driver) lock(envID string) func() {
+	i := d.slot(envID)
+	d.locks[i].Lock()
+	d.epochs[i].Add(1)
+	return d.locks[i].Unlock
+}
+
+// slot is the index of envID's lock.
+func (d *Driver) slot(envID string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(envID))
-	m := &d.locks[h.Sum32()%uint32(len(d.locks))]
-	m.Lock()
-	return m.Unlock
+	return h.Sum32() % uint32(len(d.locks))
 }

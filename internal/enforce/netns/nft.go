@@ -29,6 +29,7 @@ import (
 //	set    <env>_applied                             the effective policy the sets hold
 //	chains <env>_from, <env>_to                      packets from and to the environment's port
 //	chains <env>_ingress, <env>_egress               fixed rules that consult the sets
+//	maps   <env>_fqdn_{v4,v6}, set <env>_fqdn_epoch  what fqdn rules allow now (fqdn.go)
 //
 // The bridge passes every IP packet it carries through the inet hooks
 // (br_netfilter), with conntrack: the prerouting chain jumps to <env>_from
@@ -173,7 +174,9 @@ type chainSpec struct {
 // is always what Check says of its flow.
 var chainLayout = []chainSpec{
 	{name: apiv1.Ingress, rules: func(_ string, sets []*nftables.Set) []chainRule { return judgeRules(dirIngress, sets) }},
-	{name: apiv1.Egress, rules: func(_ string, sets []*nftables.Set) []chainRule { return judgeRules(dirEgress, sets) }},
+	{name: apiv1.Egress, rules: func(env string, sets []*nftables.Set) []chainRule {
+		return append(judgeRules(dirEgress, sets), fqdnJudgeRules(fqdnSets(nil, env))...)
+	}},
 	{name: chainFrom, rules: func(env string, _ []*nftables.Set) []chainRule { return portRules(env, dirEgress) }},
 	{name: chainTo, rules: func(env string, _ []*nftables.Set) []chainRule { return portRules(env, dirIngress) }},
 }
@@ -207,7 +210,11 @@ func portRules(env string, dir int) []chainRule {
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: chain},
 		}}
 	}
-	return []chainRule{jump(0, own), jump(1, other), {"drop", []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}}}
+	rules := append([]chainRule{jump(0, own), jump(1, other)}, deniedRules(env, dir)...) // flow logs (flows.go)
+	if dir == dirEgress {
+		rules = append(rules, refuseRules()...) // deny fast (deny.go)
+	}
+	return append(rules, chainRule{"drop", []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
 }
 
 // ndRule accepts IPv6 neighbour discovery, which IPv6 needs to find the
@@ -328,6 +335,16 @@ func queueApply(c *nftables.Conn, table, env string, old, rs *ruleset, record []
 	if err := replaceSet(c, rec, recElems); err != nil {
 		return err
 	}
+	// The fqdn objects, which the egress chain names; their contents
+	// are the caller's (queueFQDN).
+	for _, s := range fqdnSets(t, env) {
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+	}
+	if err := queueDeniedObjects(c, t, env); err != nil {
+		return err
+	}
 	for _, spec := range chainLayout {
 		ch := c.AddChain(&nftables.Chain{Name: envObject(env, spec.name), Table: t})
 		c.FlushChain(ch)
@@ -376,13 +393,14 @@ func removeEnv(c *nftables.Conn, table, env string) error {
 	for _, name := range []string{chainFrom, chainTo, apiv1.Ingress, apiv1.Egress} {
 		c.DelChain(c.AddChain(&nftables.Chain{Name: envObject(env, name), Table: t}))
 	}
-	for _, s := range append(layoutSets(t, env), recordSet(t, env)) {
+	fq := fqdnSets(t, env)
+	for _, s := range append(layoutSets(t, env), recordSet(t, env), fq[0], fq[1], fq[2]) {
 		if err := c.AddSet(s, nil); err != nil {
 			return err
 		}
 		c.DelSet(s)
 	}
-	return nil
+	return queueRemoveDenied(c, t, env)
 }
 
 // listChains names the chains of the inet table called table.

@@ -82,7 +82,10 @@ func peerSpans(peers []apiv1.EffectivePeer) ([2][]span, error) {
 		return [2][]span{{familySpan(false)}, {familySpan(true)}}, nil
 	}
 	for _, p := range peers {
-		if p.EnvironmentSelector != nil {
+		if p.FQDN != "" {
+			continue // allowed by the addresses its names resolve to (fqdn.go)
+		}
+		if p.IsSelector() {
 			for _, e := range p.Environments {
 				if e.Address == "" {
 					continue // not placed yet: nothing to allow
@@ -131,13 +134,21 @@ func protoPorts(p apiv1.Port, v6 bool) (uint8, portSpan, error) {
 			return unix.IPPROTO_ICMPV6, allPorts, nil
 		}
 		return unix.IPPROTO_ICMP, allPorts, nil
-	case "", apiv1.ProtocolTCP, apiv1.ProtocolUDP:
+	case "", apiv1.ProtocolTCP, apiv1.ProtocolUDP, apiv1.ProtocolSCTP:
 	default:
 		return 0, portSpan{}, fmt.Errorf("unknown protocol %q", p.Protocol)
 	}
+	if p.PortName != "" {
+		// Named ports are resolved with the effective policy; one left
+		// here would read as every port.
+		return 0, portSpan{}, fmt.Errorf("port %q is not resolved to a number", p.PortName)
+	}
 	proto := uint8(unix.IPPROTO_TCP)
-	if p.Protocol == apiv1.ProtocolUDP {
+	switch p.Protocol {
+	case apiv1.ProtocolUDP:
 		proto = unix.IPPROTO_UDP
+	case apiv1.ProtocolSCTP:
+		proto = unix.IPPROTO_SCTP
 	}
 	if p.Port == nil {
 		return proto, allPorts, nil
@@ -166,10 +177,10 @@ func (rs *ruleset) elementCount() int {
 // text renders env's part of the router's inet table in nft's syntax, as
 // `nft list table` would show it, after the base chains every
 // environment shares: for people reading a failure or debugging a host.
-func (rs *ruleset) text(table, env string) string {
+func (rs *ruleset) text(table, env string, resolvers ...netip.Addr) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", table)
-	for _, c := range baseChains(names{prefix: table}.bridge()) {
+	for _, c := range baseChains(names{prefix: table}.bridge(), resolvers...) {
 		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy accept;\n", c.name, c.name)
 		for _, r := range c.rules {
 			fmt.Fprintf(&b, "\t\t%s\n", r.text)
@@ -183,6 +194,11 @@ func (rs *ruleset) text(table, env string) string {
 		}
 		b.WriteString("\t}\n")
 	}
+	fq := fqdnSets(nil, env)
+	for fam, s := range fq[:2] {
+		fmt.Fprintf(&b, "\tmap %s {\n\t\ttype %s . inet_proto . inet_service : mark\n\t\tflags interval, timeout\n\t}\n", s.Name, [2]string{"ipv4_addr", "ipv6_addr"}[fam])
+	}
+	fmt.Fprintf(&b, "\tset %s {\n\t\ttype mark\n\t}\n", envObject(env, fqdnEpoch))
 	sets := layoutSets(&nftables.Table{Name: table}, env)
 	for _, c := range chainLayout {
 		fmt.Fprintf(&b, "\tchain %s {\n", envObject(env, c.name))

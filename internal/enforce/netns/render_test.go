@@ -125,8 +125,15 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 		`iifname "isobr" ip saddr vmap @from_v4`,
 		"ip daddr vmap @to_v4",
 		"set isoenv_ingress_ports_v4 {",
-		"chain isoenv_from {\n\t\tct direction original jump isoenv_egress\n\t\tct direction reply jump isoenv_ingress\n\t\tdrop\n",
-		"chain isoenv_to {\n\t\tct direction original jump isoenv_ingress\n\t\tct direction reply jump isoenv_egress\n\t\tdrop\n",
+		"chain isoenv_from {\n\t\tct direction original jump isoenv_egress\n\t\tct direction reply jump isoenv_ingress\n" +
+			"\t\tmeta nfproto ipv4 ct direction original counter name isoenv_denied_out update @isoenv_denied_out_v4 { ct original ip daddr . ct protocol . ct original proto-dst counter }\n" +
+			"\t\tmeta nfproto ipv6 ct direction original counter name isoenv_denied_out update @isoenv_denied_out_v6 { ct original ip6 daddr . ct protocol . ct original proto-dst counter }\n" +
+			"\t\tct direction original meta l4proto tcp meta mark set 0x150de17 reject with tcp reset\n" +
+			"\t\tct direction original meta mark set 0x150de17 reject with icmpx admin-prohibited\n\t\tdrop\n",
+		"chain postrouting {\n\t\ttype filter hook postrouting priority filter; policy accept;\n\t\tmeta mark 0x150de17 accept\n",
+		"chain isoenv_to {\n\t\tct direction original jump isoenv_ingress\n\t\tct direction reply jump isoenv_egress\n" +
+			"\t\tmeta nfproto ipv4 ct direction original counter name isoenv_denied_in update @isoenv_denied_in_v4 { ct original ip saddr . ct protocol . ct original proto-dst counter }\n" +
+			"\t\tmeta nfproto ipv6 ct direction original counter name isoenv_denied_in update @isoenv_denied_in_v6 { ct original ip6 saddr . ct protocol . ct original proto-dst counter }\n\t\tdrop\n",
 		"ct original ip saddr . ct protocol . ct original proto-dst @isoenv_ingress_ports_v4 accept",
 		"198.19.0.0/24 . tcp . 80",
 		"198.19.0.0/24 . tcp . 1000-1005",
@@ -144,15 +151,17 @@ func TestRender_PutsEveryAllowInASetNotARule(t *testing.T) {
 	for _, c := range chainLayout {
 		n += len(c.rules("isoenv", layoutSets(nil, "isoenv")))
 	}
-	if n != 14 {
-		t.Errorf("the environment's chains have %d rules, want 14 whatever the policy", n)
+	// 16, the 3 of the fqdn rules and the 4 that count denied flows for
+	// flow logs.
+	if n != 23 {
+		t.Errorf("the environment's chains have %d rules, want 23 whatever the policy", n)
 	}
 	shared := 0
 	for _, c := range baseChains("isobr") {
 		shared += len(c.rules)
 	}
-	if shared != 7 {
-		t.Errorf("the shared base chains have %d rules, want 7 whatever the number of environments", shared)
+	if shared != 8 {
+		t.Errorf("the shared base chains have %d rules, want 8 whatever the number of environments", shared)
 	}
 }
 
@@ -214,9 +223,13 @@ func TestRender_RefusesWhatItCannotRead(t *testing.T) {
 			t.Errorf("render(%+v) = %v, want an error naming the rule", peer, err)
 		}
 	}
-	_, err := render(apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{{Ports: []apiv1.Port{{Protocol: "sctp"}}}}})
-	if err == nil || !strings.Contains(err.Error(), `unknown protocol "sctp"`) {
-		t.Errorf("render(sctp) = %v, want an error naming the protocol", err)
+	_, err := render(apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{{Ports: []apiv1.Port{{Protocol: "gre"}}}}})
+	if err == nil || !strings.Contains(err.Error(), `unknown protocol "gre"`) {
+		t.Errorf("render(gre) = %v, want an error naming the protocol", err)
+	}
+	_, err = render(apiv1.EffectivePolicy{Ingress: []apiv1.EffectiveRule{{Ports: []apiv1.Port{{Protocol: "tcp", PortName: "http"}}}}})
+	if err == nil || !strings.Contains(err.Error(), `port "http" is not resolved`) {
+		t.Errorf("render(named port) = %v, want an error: a name left unresolved must not read as every port", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -271,6 +272,15 @@ func TestEnforcement_DeletingEveryObjectInTheEnvironmentChangesNothing(t *testin
 	if tables, err := c.ListTables(); err != nil || len(tables) > 0 {
 		t.Errorf("the environment's namespace holds tables %v (%v): it should hold no enforcement object", tables, err)
 	}
+	acceptEverything(t, c)
+	check("after the environment flushed its ruleset and accepted everything")
+}
+
+// acceptEverything does what a root shell in an environment can to its
+// own firewall: flush its namespace's ruleset (c is open on it) and
+// accept every packet in and out.
+func acceptEverything(t *testing.T, c *nftables.Conn) {
+	t.Helper()
 	c.FlushRuleset()
 	accept := nftables.ChainPolicyAccept
 	own := c.AddTable(&nftables.Table{Name: "mine", Family: nftables.TableFamilyINet})
@@ -281,5 +291,91 @@ func TestEnforcement_DeletingEveryObjectInTheEnvironmentChangesNothing(t *testin
 	if err := c.Flush(); err != nil {
 		t.Fatalf("the environment's root cannot change its own ruleset: %v", err)
 	}
-	check("after the environment flushed its ruleset and accepted everything")
+}
+
+// TestEnforcement_RootInAnEnvironmentCannotWidenItsNameAllowances: a root
+// shell in an environment allowed one name (and nothing else) flushes
+// its namespace's ruleset, points its routes and its DNS elsewhere, and
+// sends queries from another environment's address (whose rules allow a
+// name it is not allowed) to borrow that one's allowance. Its egress
+// stays what its policy says: the allowed name and its port, nothing else.
+func TestEnforcement_RootInAnEnvironmentCannotWidenItsNameAllowances(t *testing.T) {
+	l := newDNSLab(t)
+	ctx := context.Background()
+	l.zone.set("api.example.test", "api.example.test. 300 IN A "+nameHostA.String())
+	l.zone.set("secret.example.test", "secret.example.test. 300 IN A "+nameHostC.String())
+	l.zone.set("spoof.example.test", "spoof.example.test. 300 IN A "+nameHostC.String())
+	a := l.envWith(t, "env-a", "198.18.0.10", rule("api", []apiv1.EffectivePeer{fqdnPeer("api.example.test")}, tcp(443)))
+	b := l.envWith(t, "env-b", "198.18.0.11", rule("secret", []apiv1.EffectivePeer{fqdnPeer("*.example.test")}, tcp(443)))
+	check := func(when string) {
+		t.Helper()
+		resolve(t, a, "api.example.test")
+		if _, err := dial(t, a, "tcp4", netip.AddrPortFrom(nameHostA, 443)); err != nil {
+			t.Errorf("%s: the allowed name: %v", when, err)
+		}
+		for _, to := range []netip.AddrPort{netip.AddrPortFrom(nameHostA, 80), netip.AddrPortFrom(nameHostC, 443), netip.AddrPortFrom(cidrHost, 443)} {
+			if _, err := dial(t, a, "tcp4", to); err == nil {
+				t.Errorf("%s: reached %s", when, to)
+			}
+		}
+		if m, err := query(t, a, "udp", gateway, "secret.example.test", dns.TypeA); err != nil || m.Rcode != dns.RcodeRefused {
+			t.Errorf("%s: another environment's name: %v, %v; want REFUSED", when, m, err)
+		}
+		for _, server := range []netip.Addr{upstreamDNS, otherDNS} {
+			if _, err := query(t, a, "udp", server, "secret.example.test", dns.TypeA); err == nil {
+				t.Errorf("%s: DNS to %s answered", when, server)
+			}
+		}
+	}
+	check("before")
+
+	h, err := netns.GetFromName(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptEverything(t, c)
+	// Routes straight onto the link for the resolvers and the hosts.
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	eth0, err := nl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []netip.Addr{otherDNS, upstreamDNS, nameHostC} {
+		if err := nl.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: &net.IPNet{IP: dst.AsSlice(), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Queries for B's name from B's address, sent by A.
+	var spoofed [][]byte
+	for i := range 20 {
+		m := new(dns.Msg)
+		m.SetQuestion("spoof.example.test.", dns.TypeA)
+		wire, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		spoofed = append(spoofed, netnstest.UDP(netipAddr("198.18.0.11"), gateway, uint16(30000+i), 53, wire))
+	}
+	if err := netnstest.SendRawIP(a, spoofed...); err != nil {
+		t.Fatal(err)
+	}
+	// B's own query, after A's: had any spoofed one reached the proxy,
+	// it would have been answered by now.
+	resolve(t, b, "secret.example.test")
+	if names := l.d.ResolvedNames(ctx, "env-b", "*.example.test"); len(names) != 1 || names[0].Name != "secret.example.test" {
+		t.Errorf("B's names after A spoofed queries from B's address: %+v, want only its own", names)
+	}
+	check("after flushing, rerouting and spoofing")
+	if res, _ := l.d.Check(ctx, "env-a", apiv1.CheckRequest{Direction: apiv1.Egress, Address: "secret.example.test", Port: 443}); res.Allowed {
+		t.Errorf("check of B's name for A: %+v", res)
+	}
 }

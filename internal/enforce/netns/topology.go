@@ -92,7 +92,7 @@ func (d *Driver) setUpRouter(r *router) error {
 		{"net.ipv6.conf.all.accept_dad", "0"},
 		{"net.ipv6.conf.default.accept_dad", "0"},
 	}
-	for _, kv := range sysctls {
+	for _, kv := range append(sysctls, denySysctls...) {
 		if err := writeSysctl(r.ns, kv[0], kv[1]); err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (d *Driver) setUpRouter(r *router) error {
 			return fmt.Errorf("%w: the kernel needs bridge netfilter (CONFIG_BRIDGE_NETFILTER, `modprobe br_netfilter`)", err)
 		}
 	}
-	if r.guard, err = newGuard(r.ns, d.names.table(), d.names.bridge()); err != nil {
+	if r.guard, err = newGuard(r.ns, d.names.table(), d.names.bridge(), d.resolverAddrs()); err != nil {
 		return err
 	}
 	return d.keepBridgeUp(r)

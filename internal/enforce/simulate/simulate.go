@@ -108,5 +108,8 @@ func (d *Driver) Sync(_ context.Context, keep map[string]string) error {
 	return nil
 }
 
+// Verify implements enforce.Driver: memory does not drift.
+func (d *Driver) Verify(context.Context) ([]enforce.Drift, error) { return nil, nil }
+
 // Close implements enforce.Driver; there is nothing to release.
 func (d *Driver) Close() error { return nil }

@@ -32,9 +32,16 @@ import (
 // Attribute names shared by the schemas and the structs' tfsdk tags.
 const (
 	AttrMatchLabels         = "match_labels"
+	AttrMatchExpressions    = "match_expressions"
+	AttrKey                 = "key"
+	AttrOperator            = "operator"
+	AttrValues              = "values"
+	AttrProjectSelector     = "project_selector"
+	AttrPortName            = "port_name"
 	AttrCIDR                = "cidr"
 	AttrExcept              = "except"
 	AttrEnvironmentSelector = "environment_selector"
+	AttrFQDN                = "fqdn"
 	AttrProtocol            = "protocol"
 	AttrPort                = "port"
 	AttrEndPort             = "end_port"
@@ -44,38 +51,59 @@ const (
 // Object types of the nested attributes. They are what the resource's and
 // the data sources' schemas produce, so values built here fit both.
 var (
+	ExpressionType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		AttrKey:      types.StringType,
+		AttrOperator: types.StringType,
+		AttrValues:   types.SetType{ElemType: types.StringType},
+	}}
 	SelectorType = types.ObjectType{AttrTypes: map[string]attr.Type{
-		AttrMatchLabels: types.MapType{ElemType: types.StringType},
+		AttrMatchLabels:      types.MapType{ElemType: types.StringType},
+		AttrMatchExpressions: types.ListType{ElemType: ExpressionType},
 	}}
 	PeerType = types.ObjectType{AttrTypes: map[string]attr.Type{
 		AttrCIDR:                types.StringType,
 		AttrExcept:              types.SetType{ElemType: types.StringType},
 		AttrEnvironmentSelector: SelectorType,
+		AttrProjectSelector:     SelectorType,
+		AttrFQDN:                types.StringType,
 	}}
 	PortType = types.ObjectType{AttrTypes: map[string]attr.Type{
 		AttrProtocol: types.StringType,
 		AttrPort:     types.Int64Type,
 		AttrEndPort:  types.Int64Type,
+		AttrPortName: types.StringType,
 	}}
 )
 
-// Selector is an environment_selector object.
+// Selector is an environment_selector or project_selector object.
 type Selector struct {
-	MatchLabels types.Map `tfsdk:"match_labels"`
+	MatchLabels      types.Map  `tfsdk:"match_labels"`
+	MatchExpressions types.List `tfsdk:"match_expressions"`
 }
 
-// Peer is one peer of a rule: a CIDR (with except) or an environment selector.
+// Expression is one match_expressions object.
+type Expression struct {
+	Key      types.String `tfsdk:"key"`
+	Operator types.String `tfsdk:"operator"`
+	Values   types.Set    `tfsdk:"values"`
+}
+
+// Peer is one peer of a rule: a CIDR (with except), environment and
+// project selectors, or a host name or pattern.
 type Peer struct {
 	CIDR                types.String `tfsdk:"cidr"`
 	Except              types.Set    `tfsdk:"except"`
 	EnvironmentSelector types.Object `tfsdk:"environment_selector"`
+	ProjectSelector     types.Object `tfsdk:"project_selector"`
+	FQDN                types.String `tfsdk:"fqdn"`
 }
 
-// Port is one port (or range) of a rule.
+// Port is one port (or range, or named port) of a rule.
 type Port struct {
 	Protocol types.String `tfsdk:"protocol"`
 	Port     types.Int64  `tfsdk:"port"`
 	EndPort  types.Int64  `tfsdk:"end_port"`
+	PortName types.String `tfsdk:"port_name"`
 }
 
 // IngressRule is one object of a policy's ingress set.
@@ -204,14 +232,31 @@ func APIEgress(rules []Rule) []apiv1.EgressRule {
 	return out
 }
 
-// SelectorValue returns a selector as an object whose match_labels is null
-// when the selector has no labels (it then selects every environment).
+// SelectorValue returns a selector as an object whose match_labels and
+// match_expressions are null when it has none (with neither, it selects
+// everything).
 func SelectorValue(s apiv1.Selector) types.Object {
 	labels := types.MapNull(types.StringType)
 	if len(s.MatchLabels) > 0 {
 		labels, _ = types.MapValueFrom(context.Background(), types.StringType, s.MatchLabels) // a map of strings always converts
 	}
-	return objectValue(SelectorType, Selector{MatchLabels: labels})
+	exprs := types.ListNull(ExpressionType)
+	if len(s.MatchExpressions) > 0 {
+		elems := make([]attr.Value, len(s.MatchExpressions))
+		for i, r := range s.MatchExpressions {
+			elems[i] = objectValue(ExpressionType, Expression{Key: types.StringValue(r.Key), Operator: types.StringValue(r.Operator), Values: StringSetValue(r.Values)})
+		}
+		exprs = types.ListValueMust(ExpressionType, elems)
+	}
+	return objectValue(SelectorType, Selector{MatchLabels: labels, MatchExpressions: exprs})
+}
+
+// selectorOrNull is a possibly absent peer selector as an object.
+func selectorOrNull(s *apiv1.Selector) types.Object {
+	if s == nil {
+		return types.ObjectNull(SelectorType.AttrTypes)
+	}
+	return SelectorValue(*s)
 }
 
 // SelectorFromObject returns the selector an object holds; a null object
@@ -223,11 +268,11 @@ func SelectorFromObject(ctx context.Context, o types.Object) (s apiv1.Selector, 
 		return s, true, nil
 	}
 	sel, known, diags := as[Selector](ctx, o)
-	if !known || sel.MatchLabels.IsNull() {
-		return s, known, diags
-	}
-	if sel.MatchLabels.IsUnknown() {
+	if !known || sel.MatchLabels.IsUnknown() || sel.MatchExpressions.IsUnknown() {
 		return s, false, diags
+	}
+	if s.MatchExpressions, known, diags = expressions(ctx, sel.MatchExpressions, diags); !known || sel.MatchLabels.IsNull() {
+		return s, known, diags
 	}
 	var labels map[string]types.String
 	if diags.Append(sel.MatchLabels.ElementsAs(ctx, &labels, false)...); diags.HasError() {
@@ -242,20 +287,43 @@ func SelectorFromObject(ctx context.Context, o types.Object) (s apiv1.Selector, 
 	return s, true, diags
 }
 
+// expressions reads a match_expressions list, in its order; known is
+// false when any part is unknown.
+func expressions(ctx context.Context, l types.List, diags diag.Diagnostics) ([]apiv1.SelectorRequirement, bool, diag.Diagnostics) {
+	if l.IsNull() {
+		return nil, true, diags
+	}
+	var objs []types.Object
+	if diags.Append(l.ElementsAs(ctx, &objs, false)...); diags.HasError() {
+		return nil, false, diags
+	}
+	out := make([]apiv1.SelectorRequirement, 0, len(objs))
+	for _, o := range objs {
+		x, known, ds := as[Expression](ctx, o)
+		if diags.Append(ds...); !known || x.Key.IsUnknown() || x.Operator.IsUnknown() {
+			return nil, false, diags
+		}
+		r := apiv1.SelectorRequirement{Key: x.Key.ValueString(), Operator: x.Operator.ValueString()}
+		if r.Values, known, diags = collect(ctx, x.Values, stringFromValue, diags); !known {
+			return nil, false, diags
+		}
+		out = append(out, r)
+	}
+	return out, true, diags
+}
+
 // PeerValue returns a peer as an object.
 func PeerValue(p apiv1.Peer) types.Object { return objectValue(PeerType, PeerFromAPI(p)) }
 
 // PeerFromAPI returns a peer as its struct, for objects that embed one;
 // the API's "" CIDR is null.
 func PeerFromAPI(p apiv1.Peer) Peer {
-	selector := types.ObjectNull(SelectorType.AttrTypes)
-	if p.EnvironmentSelector != nil {
-		selector = SelectorValue(*p.EnvironmentSelector)
-	}
 	return Peer{
 		CIDR:                stringOrNull(p.CIDR),
 		Except:              StringSetValue(p.Except),
-		EnvironmentSelector: selector,
+		EnvironmentSelector: selectorOrNull(p.EnvironmentSelector),
+		ProjectSelector:     selectorOrNull(p.ProjectSelector),
+		FQDN:                stringOrNull(p.FQDN),
 	}
 }
 
@@ -264,19 +332,26 @@ func PeerFromAPI(p apiv1.Peer) Peer {
 // index into it names an element of the set.
 func PeerFromObject(ctx context.Context, o types.Object) (p apiv1.Peer, known bool, diags diag.Diagnostics) {
 	peer, known, diags := as[Peer](ctx, o)
-	if !known || peer.CIDR.IsUnknown() || peer.EnvironmentSelector.IsUnknown() {
+	if !known || peer.CIDR.IsUnknown() || peer.EnvironmentSelector.IsUnknown() || peer.ProjectSelector.IsUnknown() || peer.FQDN.IsUnknown() {
 		return p, false, diags
 	}
 	p.CIDR = peer.CIDR.ValueString()
+	p.FQDN = peer.FQDN.ValueString()
 	if p.Except, known, diags = collect(ctx, peer.Except, stringFromValue, diags); !known {
 		return p, false, diags
 	}
-	if !peer.EnvironmentSelector.IsNull() {
-		s, known, ds := SelectorFromObject(ctx, peer.EnvironmentSelector)
+	for _, f := range []struct {
+		o   types.Object
+		dst **apiv1.Selector
+	}{{peer.EnvironmentSelector, &p.EnvironmentSelector}, {peer.ProjectSelector, &p.ProjectSelector}} {
+		if f.o.IsNull() {
+			continue
+		}
+		s, known, ds := SelectorFromObject(ctx, f.o)
 		if diags.Append(ds...); !known {
 			return p, false, diags
 		}
-		p.EnvironmentSelector = &s
+		*f.dst = &s
 	}
 	return p, true, diags
 }
@@ -297,6 +372,7 @@ func PortValue(p apiv1.Port) types.Object {
 		Protocol: types.StringValue(cmpOr(p.Protocol, apiv1.ProtocolTCP)),
 		Port:     int64OrNull(p.Port),
 		EndPort:  int64OrNull(p.EndPort),
+		PortName: stringOrNull(p.PortName),
 	})
 }
 
@@ -304,9 +380,10 @@ func PortValue(p apiv1.Port) types.Object {
 // known is false when any part is unknown.
 func PortFromObject(ctx context.Context, o types.Object) (p apiv1.Port, known bool, diags diag.Diagnostics) {
 	port, known, diags := as[Port](ctx, o)
-	if !known || port.Protocol.IsUnknown() || port.Port.IsUnknown() || port.EndPort.IsUnknown() {
+	if !known || port.Protocol.IsUnknown() || port.Port.IsUnknown() || port.EndPort.IsUnknown() || port.PortName.IsUnknown() {
 		return p, false, diags
 	}
+	p.PortName = port.PortName.ValueString()
 	p.Protocol = cmpOr(port.Protocol.ValueString(), apiv1.ProtocolTCP)
 	p.Port = intOrNil(port.Port)
 	p.EndPort = intOrNil(port.EndPort)

@@ -81,7 +81,7 @@ func TestSetValue_EmptyListsAreNullAsInConfiguration(t *testing.T) {
 func TestPortFromObject_NullProtocolIsTCP(t *testing.T) {
 	t.Parallel()
 	obj := types.ObjectValueMust(PortType.AttrTypes, map[string]attr.Value{
-		AttrProtocol: types.StringNull(), AttrPort: types.Int64Value(443), AttrEndPort: types.Int64Null(),
+		AttrProtocol: types.StringNull(), AttrPort: types.Int64Value(443), AttrEndPort: types.Int64Null(), AttrPortName: types.StringNull(),
 	})
 	got, known, diags := PortFromObject(context.Background(), obj)
 	if !known || diags.HasError() {
@@ -99,6 +99,8 @@ func TestRules_AnUnknownPartIsNotKnownYetRatherThanAnError(t *testing.T) {
 		AttrCIDR:                types.StringValue("10.0.0.0/8"),
 		AttrExcept:              types.SetValueMust(types.StringType, []attr.Value{types.StringUnknown()}),
 		AttrEnvironmentSelector: types.ObjectNull(SelectorType.AttrTypes),
+		AttrProjectSelector:     types.ObjectNull(SelectorType.AttrTypes),
+		AttrFQDN:                types.StringNull(),
 	})
 	rule := types.ObjectValueMust(Ingress.RuleType().AttrTypes, map[string]attr.Value{
 		"from":    types.SetValueMust(PeerType, []attr.Value{peer}),
@@ -116,5 +118,29 @@ func TestRules_AnUnknownPartIsNotKnownYetRatherThanAnError(t *testing.T) {
 	}
 	if rules, known, diags := Ingress.Rules(ctx, types.SetNull(Ingress.RuleType())); !known || diags.HasError() || rules != nil {
 		t.Errorf("null set: rules=%v known=%v diags=%v, want no rules, known", rules, known, diags)
+	}
+}
+
+func TestPeer_ProjectSelectorExpressionsAndNamedPortsRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	peer := apiv1.Peer{
+		ProjectSelector: &apiv1.Selector{MatchLabels: map[string]string{}, MatchExpressions: []apiv1.SelectorRequirement{
+			{Key: "ns", Operator: apiv1.OpIn, Values: []string{"x", "y"}},
+			{Key: "team", Operator: apiv1.OpDoesNotExist},
+		}},
+		EnvironmentSelector: &apiv1.Selector{MatchLabels: map[string]string{"pod": "a"}},
+	}
+	got, known, diags := PeerFromObject(ctx, PeerValue(peer))
+	if !known || diags.HasError() {
+		t.Fatalf("a known peer was not read: %v", diags)
+	}
+	if diff := cmp.Diff(peer, got); diff != "" {
+		t.Errorf("peer (-want +got):\n%s", diff)
+	}
+	port := apiv1.Port{Protocol: apiv1.ProtocolSCTP, PortName: "serve-81"}
+	gotPort, known, _ := PortFromObject(ctx, PortValue(port))
+	if diff := cmp.Diff(port, gotPort); !known || diff != "" {
+		t.Errorf("port (-want +got):\n%s", diff)
 	}
 }

@@ -18,15 +18,28 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/provider/policyrules"
 )
 
-// PolicyPeer checks one peer of a policy rule with apiv1.ValidatePeer:
-// exactly one of cidr and environment_selector, canonical CIDRs, and every
-// except strictly inside its cidr. A peer with an unknown part is checked
-// once it is known.
-func PolicyPeer() validator.Object {
+// PolicyPeer checks one peer of an ingress or egress (egress true) rule
+// with apiv1.ValidatePeer: exactly one of cidr, environment_selector and
+// fqdn, canonical CIDRs, every except strictly inside its cidr, and fqdn
+// a host name or pattern on egress only. A peer with an unknown part is
+// checked once it is known.
+func PolicyPeer(egress bool) validator.Object {
 	return apiObject[apiv1.Peer]{
-		description: "must set exactly one of cidr and environment_selector; cidr and except must be canonical CIDR prefixes, each except strictly inside cidr",
+		description: "must set exactly one of cidr, fqdn and the selectors (environment_selector, project_selector or both); selectors follow Kubernetes label selectors; cidr and except must be canonical CIDR prefixes, each except strictly inside cidr; fqdn, on egress only, a host name or *.domain",
 		convert:     policyrules.PeerFromObject,
-		check:       apiv1.ValidatePeer,
+		check:       func(field string, p apiv1.Peer) []apiv1.FieldError { return apiv1.ValidatePeer(field, p, egress) },
+	}
+}
+
+// PolicySelector checks a policy's own environment_selector with
+// apiv1.ValidateSelector: label syntax, and match_expressions with
+// Kubernetes' rules (a known operator, values for In and NotIn and none
+// for Exists and DoesNotExist). Peer selectors are checked by PolicyPeer.
+func PolicySelector() validator.Object {
+	return apiObject[apiv1.Selector]{
+		description: "match_labels and match_expressions follow Kubernetes label selectors: In and NotIn need values, Exists and DoesNotExist take none",
+		convert:     policyrules.SelectorFromObject,
+		check:       apiv1.ValidateSelector,
 	}
 }
 
@@ -35,7 +48,7 @@ func PolicyPeer() validator.Object {
 // least port, and no port for icmp.
 func PolicyPort() validator.Object {
 	return apiObject[apiv1.Port]{
-		description: "protocol must be tcp, udp or icmp; port and end_port between 1 and 65535, end_port at least port; icmp takes no port",
+		description: "protocol must be tcp, udp, sctp or icmp; port and end_port between 1 and 65535, end_port at least port, or port_name a port name instead; icmp takes no port",
 		convert:     policyrules.PortFromObject,
 		check:       apiv1.ValidatePort,
 	}
@@ -99,6 +112,9 @@ func (portsDistinct) ValidateSet(ctx context.Context, req validator.SetRequest, 
 		}
 		if port.EndPort != nil {
 			key += fmt.Sprintf("-%d", *port.EndPort)
+		}
+		if port.PortName != "" {
+			key += " port " + port.PortName
 		}
 		if seen[key] {
 			resp.Diagnostics.AddAttributeError(req.Path, "Invalid "+lastName(req.Path),

@@ -72,7 +72,14 @@ func TestPolicyPeer_ReportsEachErrorOnTheAttributeItNames(t *testing.T) {
 			name: "both cidr and selector",
 			peer: apiv1.Peer{CIDR: "10.0.0.0/8", EnvironmentSelector: sel},
 			want: func(base path.Path, _ attr.Value) []finding {
-				return []finding{{base.String(), "ingress.from must set exactly one of cidr and environment_selector."}}
+				return []finding{{base.String(), "ingress.from must set exactly one of cidr, fqdn and the selectors (environment_selector, project_selector or both)."}}
+			},
+		},
+		{
+			name: "fqdn on ingress",
+			peer: apiv1.Peer{FQDN: "example.com"},
+			want: func(base path.Path, _ attr.Value) []finding {
+				return []finding{{base.AtName("fqdn").String(), `ingress.from.fqdn is for egress peers only: a name says where traffic goes, not where it comes from, got "example.com".`}}
 			},
 		},
 	}
@@ -82,7 +89,7 @@ func TestPolicyPeer_ReportsEachErrorOnTheAttributeItNames(t *testing.T) {
 			v := policyrules.PeerValue(tt.peer)
 			base := rulePeer.AtSetValue(v)
 			resp := &validator.ObjectResponse{}
-			PolicyPeer().ValidateObject(context.Background(), validator.ObjectRequest{Path: base, ConfigValue: v}, resp)
+			PolicyPeer(false).ValidateObject(context.Background(), validator.ObjectRequest{Path: base, ConfigValue: v}, resp)
 			var want []finding
 			if tt.want != nil {
 				want = tt.want(base, v)
@@ -122,8 +129,8 @@ func TestPolicyPort_ReportsEachErrorOnTheAttributeItNames(t *testing.T) {
 		},
 		{
 			name: "unknown protocol",
-			port: apiv1.Port{Protocol: "sctp", Port: ptr(1)},
-			want: []finding{{"protocol", `ingress.ports.protocol must be one of tcp, udp, icmp, got "sctp".`}},
+			port: apiv1.Port{Protocol: "gre", Port: ptr(1)},
+			want: []finding{{"protocol", `ingress.ports.protocol must be one of tcp, udp, sctp, icmp, got "gre".`}},
 		},
 		{
 			name: "icmp with a port",
@@ -152,9 +159,10 @@ func TestPolicyPort_ReportsEachErrorOnTheAttributeItNames(t *testing.T) {
 func TestPolicyPort_SkipsUnknownValues(t *testing.T) {
 	t.Parallel()
 	v := types.ObjectValueMust(policyrules.PortType.AttrTypes, map[string]attr.Value{
-		"protocol": types.StringValue("tcp"),
-		"port":     types.Int64Unknown(),
-		"end_port": types.Int64Value(1),
+		"protocol":  types.StringValue("tcp"),
+		"port":      types.Int64Unknown(),
+		"end_port":  types.Int64Value(1),
+		"port_name": types.StringNull(),
 	})
 	resp := &validator.ObjectResponse{}
 	PolicyPort().ValidateObject(context.Background(), validator.ObjectRequest{Path: path.Root("p"), ConfigValue: v}, resp)
@@ -227,7 +235,7 @@ func TestPolicyPortsDistinct_RejectsAPortListedTwiceOnceProtocolDefaults(t *test
 	}
 	nullProtocol := func(port int) attr.Value {
 		return types.ObjectValueMust(policyrules.PortType.AttrTypes, map[string]attr.Value{
-			"protocol": types.StringNull(), "port": types.Int64Value(int64(port)), "end_port": types.Int64Null(),
+			"protocol": types.StringNull(), "port": types.Int64Value(int64(port)), "end_port": types.Int64Null(), "port_name": types.StringNull(),
 		})
 	}
 	check := func(v types.Set) []finding {

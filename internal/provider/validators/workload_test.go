@@ -27,6 +27,7 @@ func workloadObject(set map[string]attr.Value) types.Object {
 		workloadspec.AttrEnv:        types.MapNull(types.StringType),
 		workloadspec.AttrWorkingDir: types.StringNull(),
 		workloadspec.AttrRestart:    types.StringValue(apiv1.RestartAlways),
+		workloadspec.AttrPorts:      types.ListNull(workloadspec.PortType),
 	}
 	for k, v := range set {
 		attrs[k] = v

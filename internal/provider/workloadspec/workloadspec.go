@@ -36,7 +36,22 @@ const (
 	AttrEnv        = "env"
 	AttrWorkingDir = "working_dir"
 	AttrRestart    = "restart"
+	AttrPorts      = "ports"
 )
+
+// PortType is the object type of one of the workload's named ports.
+var PortType = types.ObjectType{AttrTypes: map[string]attr.Type{
+	"name":     types.StringType,
+	"port":     types.Int64Type,
+	"protocol": types.StringType,
+}}
+
+// Port is one of the workload's named ports.
+type Port struct {
+	Name     types.String `tfsdk:"name"`
+	Port     types.Int64  `tfsdk:"port"`
+	Protocol types.String `tfsdk:"protocol"`
+}
 
 // Type is the object type of the workload attribute, in the resource and
 // in the data sources.
@@ -47,6 +62,7 @@ var Type = types.ObjectType{AttrTypes: map[string]attr.Type{
 	AttrEnv:        types.MapType{ElemType: types.StringType},
 	AttrWorkingDir: types.StringType,
 	AttrRestart:    types.StringType,
+	AttrPorts:      types.ListType{ElemType: PortType},
 }}
 
 // StatusType is the object type of workload_status.
@@ -73,6 +89,7 @@ type Spec struct {
 	Env        types.Map    `tfsdk:"env"`
 	WorkingDir types.String `tfsdk:"working_dir"`
 	Restart    types.String `tfsdk:"restart"`
+	Ports      types.List   `tfsdk:"ports"`
 }
 
 // Value returns w as the workload object, null when w is nil. Empty
@@ -88,6 +105,14 @@ func Value(w *apiv1.WorkloadSpec) types.Object {
 		Env:        types.MapNull(types.StringType),
 		WorkingDir: types.StringNull(),
 		Restart:    types.StringValue(w.Normalize().Restart),
+		Ports:      types.ListNull(PortType),
+	}
+	if ports := w.Normalize().Ports; len(ports) > 0 {
+		elems := make([]attr.Value, len(ports))
+		for i, p := range ports {
+			elems[i] = objectValue(PortType, Port{Name: types.StringValue(p.Name), Port: types.Int64Value(int64(p.Port)), Protocol: types.StringValue(p.Protocol)})
+		}
+		spec.Ports = types.ListValueMust(PortType, elems)
 	}
 	if len(w.Env) > 0 {
 		spec.Env = types.MapValueMust(types.StringType, stringValues(w.Env))
@@ -155,8 +180,18 @@ func FromObject(ctx context.Context, o types.Object) (w apiv1.WorkloadSpec, know
 	if w.Args, ok = stringList(s.Args.Elements(), s.Args.IsUnknown()); !ok {
 		return w, false, diags
 	}
-	if s.Env.IsUnknown() {
+	if s.Env.IsUnknown() || s.Ports.IsUnknown() {
 		return w, false, diags
+	}
+	var ports []Port
+	if diags.Append(s.Ports.ElementsAs(ctx, &ports, false)...); diags.HasError() {
+		return w, false, diags
+	}
+	for _, p := range ports {
+		if p.Name.IsUnknown() || p.Port.IsUnknown() || p.Protocol.IsUnknown() {
+			return w, false, diags
+		}
+		w.Ports = append(w.Ports, apiv1.WorkloadPort{Name: p.Name.ValueString(), Port: int(p.Port.ValueInt64()), Protocol: p.Protocol.ValueString()})
 	}
 	for k, v := range s.Env.Elements() {
 		str, isString := v.(types.String)
@@ -186,6 +221,7 @@ func Changed(a, b apiv1.WorkloadSpec) []string {
 		{AttrEnv, maps.Equal(a.Env, b.Env)},
 		{AttrWorkingDir, a.WorkingDir == b.WorkingDir},
 		{AttrRestart, a.Restart == b.Restart},
+		{AttrPorts, slices.Equal(a.Ports, b.Ports)},
 	} {
 		if !f.same {
 			out = append(out, f.name)

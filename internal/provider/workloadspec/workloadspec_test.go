@@ -92,10 +92,23 @@ func TestChanged_NamesWhatDiffersAsTheAPICompares(t *testing.T) {
 	if got := Changed(a, b); got != nil {
 		t.Errorf("normalized the same: Changed = %v, want nothing", got)
 	}
-	c := apiv1.WorkloadSpec{Image: "busybox:2", Command: []string{"sh", "-c"}, Env: map[string]string{"A": "2"}, WorkingDir: "/srv", Restart: apiv1.RestartNever, Args: []string{"x"}}
-	want := []string{AttrImage, AttrCommand, AttrArgs, AttrEnv, AttrWorkingDir, AttrRestart}
+	c := apiv1.WorkloadSpec{Image: "busybox:2", Command: []string{"sh", "-c"}, Env: map[string]string{"A": "2"}, WorkingDir: "/srv", Restart: apiv1.RestartNever, Args: []string{"x"},
+		Ports: []apiv1.WorkloadPort{{Name: "http", Port: 80}}}
+	want := []string{AttrImage, AttrCommand, AttrArgs, AttrEnv, AttrWorkingDir, AttrRestart, AttrPorts}
 	if diff := cmp.Diff(want, Changed(a, c)); diff != "" {
 		t.Errorf("Changed (-want +got):\n%s", diff)
+	}
+}
+
+func TestValue_NamedPortsRoundTripWithTheDefaultProtocol(t *testing.T) {
+	t.Parallel()
+	w := apiv1.WorkloadSpec{Image: "busybox", Ports: []apiv1.WorkloadPort{{Name: "http", Port: 80}, {Name: "sig", Port: 9, Protocol: "sctp"}}}
+	got, known, diags := FromObject(context.Background(), Value(&w))
+	if !known || diags.HasError() {
+		t.Fatalf("a known workload was not read: %v", diags)
+	}
+	if diff := cmp.Diff(w.Normalize().Ports, got.Ports); diff != "" {
+		t.Errorf("ports (-want +got):\n%s", diff)
 	}
 }
 

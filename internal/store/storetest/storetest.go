@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"EnvironmentJSONIsTheEncodingOfGetEnvironment", testEnvironmentJSON},
 		{"ReadsAfterAnUpdateReturnsSeeItEvenUnderConcurrentReads", testReadAfterWrite},
 		{"PoliciesCreateGetUpdateDelete", testPolicyCRUD},
+		{"AssertionsCreateGetListDeleteAndGoWithTheirProject", testAssertions},
 		{"TokensCreateGetUpdate", testTokenCRUD},
 		{"ObjectsWithoutIDsAreRefused", testObjectsNeedIDs},
 		{"DuplicateNamesAndIDsConflict", testUniqueness},
@@ -85,6 +86,8 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"OldestFreedAddressIsLeastRecentlyFreedInRange", testOldestFreedAddress},
 		{"AddressCursorsPerPool", testAddressCursor},
 		{"FailedUpdateKeepsNoAddressRecord", testAddressRollback},
+		{"FlowRecordsAppendListFilterAndPage", testFlows},
+		{"FlowRecordsArePrunedByAgeThenCount", testFlowPruning},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -395,6 +398,7 @@ func testPolicyCRUD(t *testing.T, st store.Store) {
 
 func testTokenCRUD(t *testing.T, st store.Store) {
 	tok := token("ci", "")
+	tok.Developer = true
 	crud[store.TokenRecord]{
 		obj: tok, id: tok.ID,
 		change: func(tr store.TokenRecord) store.TokenRecord {
@@ -416,6 +420,16 @@ func testTokenCRUD(t *testing.T, st store.Store) {
 	}
 	_, err = st.GetTokenByHash(ctx, fmt.Sprintf("%064d", 0))
 	wantErr(t, err, store.ErrNotFound)
+
+	// A session token keeps its environment and the token that minted it.
+	ses := token("ses", "prj_x")
+	ses.Role, ses.ParentID, ses.EnvironmentID = apiv1.RoleSession, tok.ID, "env_x"
+	update(t, st, func(tx store.Tx) error { return tx.CreateToken(ctx, ses) })
+	got, err = st.GetToken(ctx, ses.ID)
+	if err != nil {
+		t.Fatalf("GetToken of a session token: %v", err)
+	}
+	diff(t, "session token", got, ses)
 
 	// Only digests are stored: a secret handed over by mistake is refused,
 	// and not repeated in the error.
@@ -702,6 +716,13 @@ func fill(t *testing.T, st store.Store) fixture {
 	for i := range 8 {
 		f.tokens = append(f.tokens, token(fmt.Sprintf("t%d", i), []string{"", f.projects[0].ID}[i%2]))
 	}
+	// Session tokens, minted by two of them for two environments.
+	for i := range 7 {
+		env := f.envs[[]int{0, 2}[i%2]]
+		s := token(fmt.Sprintf("s%d", i), env.ProjectID)
+		s.Role, s.ParentID, s.EnvironmentID = apiv1.RoleSession, f.tokens[i%3].ID, env.ID
+		f.tokens = append(f.tokens, s)
+	}
 	update(t, st, func(tx store.Tx) error {
 		var errs []error
 		for _, p := range f.projects {
@@ -836,6 +857,14 @@ func testPagination(t *testing.T, st store.Store) {
 	checkList(t, "tokens", listTokens, tokenID, f.tokens, store.ListQuery{}, func(store.TokenRecord) bool { return true })
 	checkList(t, "tokens by project", listTokens, tokenID, f.tokens, store.ListQuery{ProjectID: p0},
 		func(tr store.TokenRecord) bool { return tr.ProjectID == p0 })
+	parent := f.tokens[1].ID
+	checkList(t, "tokens by parent", listTokens, tokenID, f.tokens, store.ListQuery{ParentID: parent},
+		func(tr store.TokenRecord) bool { return tr.ParentID == parent })
+	sessionEnv := f.envs[2].ID
+	checkList(t, "tokens by environment", listTokens, tokenID, f.tokens, store.ListQuery{EnvironmentID: sessionEnv},
+		func(tr store.TokenRecord) bool { return tr.EnvironmentID == sessionEnv })
+	checkList(t, "tokens by parent and environment", listTokens, tokenID, f.tokens, store.ListQuery{ParentID: parent, EnvironmentID: sessionEnv},
+		func(tr store.TokenRecord) bool { return tr.ParentID == parent && tr.EnvironmentID == sessionEnv })
 
 	// Labels changed by an update are what the filter sees.
 	e := f.envs[1]
@@ -893,6 +922,15 @@ func testInvalidFilters(t *testing.T, st store.Store) {
 			return err
 		},
 		"projects by expiry": func() error { _, _, err := st.ListProjects(ctx, store.ListQuery{ExpiresBefore: now()}); return err },
+		"environments by parent": func() error {
+			_, _, err := st.ListEnvironments(ctx, store.ListQuery{ParentID: "tok_x"})
+			return err
+		},
+		"policies by environment": func() error {
+			_, _, err := st.ListPolicies(ctx, store.ListQuery{EnvironmentID: "env_x"})
+			return err
+		},
+		"tokens by owner": func() error { _, _, err := st.ListTokens(ctx, store.ListQuery{Owner: "x"}); return err },
 	} {
 		if err := call(); !errors.Is(err, store.ErrInvalidQuery) {
 			t.Errorf("%s: error = %v, want ErrInvalidQuery", name, err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,8 @@ type record struct {
 	// Failed is the spec error that stopped the container, which Status
 	// reports until an Ensure makes it again.
 	Failed string `json:"failed,omitempty"`
+	// Process is what its processes start from, for Exec.
+	Process processBase `json:"process"`
 }
 
 // specHash covers what a running container cannot change: its image, its
@@ -64,7 +67,7 @@ func (r *Runtime) Ensure(ctx context.Context, spec workload.Spec) (workload.Appl
 	id := r.id(spec.EnvID)
 	defer r.lock(id)()
 	p := r.paths(id)
-	want := record{EnvID: spec.EnvID, Hash: specHash(spec, r.opts.UsernsBase), ImageDigest: spec.Image.Digest, Resources: spec.Resources}
+	want := record{EnvID: spec.EnvID, Hash: specHash(spec, r.opts.UsernsBase), ImageDigest: spec.Image.Digest, Resources: spec.Resources, Process: newProcessBase(spec)}
 	old := readRecord(p.record)
 	c, err := r.state(ctx, id)
 	if err != nil {
@@ -72,7 +75,7 @@ func (r *Runtime) Ensure(ctx context.Context, spec workload.Spec) (workload.Appl
 	}
 	size := spec.Resources.DiskGB << 30
 	if c != nil && c.Status == "running" && old != nil && old.Hash == want.Hash {
-		if st, ok, err := r.adopt(ctx, id, p, c, *old, want, size); ok || err != nil {
+		if st, ok, err := r.adopt(ctx, id, p, c, *old, want, size, spec.Namespace); ok || err != nil {
 			return workload.Apply{Status: st}, err
 		}
 	}
@@ -131,7 +134,14 @@ func (r *Runtime) Ensure(ctx context.Context, spec workload.Spec) (workload.Appl
 // adopt keeps the running container of an unchanged spec: cpu, memory and
 // pids change in place, the disk grows online. It reports false when the
 // disk must change size offline, which needs a restart.
-func (r *Runtime) adopt(ctx context.Context, id string, p paths, c *gorunc.Container, old, want record, size int64) (workload.Status, bool, error) {
+func (r *Runtime) adopt(ctx context.Context, id string, p paths, c *gorunc.Container, old, want record, size int64, namespace string) (workload.Status, bool, error) {
+	if namespace != "" && !inNetns(c.Pid, netnsPath(namespace)) {
+		// The namespace was made again (a drift repair, or a restart
+		// that found it gone): the container is in the old one, which
+		// nothing connects any more.
+		r.log.Info("runc runtime: the environment's network namespace is new: restarting the container", "container", id, "namespace", namespace)
+		return workload.Status{}, false, nil
+	}
 	cur, err := p.vol.Size()
 	if err != nil {
 		return workload.Status{}, false, err
@@ -153,7 +163,10 @@ func (r *Runtime) adopt(ctx context.Context, id string, p paths, c *gorunc.Conta
 			return workload.Status{}, false, fmt.Errorf("runc update %s: %w", id, err)
 		}
 	}
-	if old != want {
+	// A record read back compares equal to the one it was written from
+	// (JSON keeps a nil slice nil); one written before it held the
+	// process is rewritten.
+	if !reflect.DeepEqual(old, want) {
 		if err := writeJSON(p.record, want); err != nil {
 			return workload.Status{}, false, err
 		}
@@ -266,7 +279,7 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	if err != nil {
 		return "", 0, err
 	}
-	if err := r.writeBundleFiles(p, spec.Hostname); err != nil {
+	if err := r.writeBundleFiles(p, spec.Hostname, spec.Nameservers); err != nil {
 		return "", 0, err
 	}
 	if err := mountOverlay(spec.Image.Layers, p, r.opts.UsernsBase); err != nil {
@@ -290,7 +303,7 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	opts := []specOpt{
 		withProcess(proc, restartPolicy(spec.Workload), r.opts.LogMaxBytes),
 		withHostname(spec.Hostname),
-		withNamespaces(filepath.Join("/run/netns", spec.Namespace), userns),
+		withNamespaces(netnsPath(spec.Namespace), userns),
 		withMounts(binds{Home: p.home, Run: p.run, Init: r.opts.InitBinary, ResolvConf: p.resolvConf, Hosts: p.hosts}, userns),
 		withProcfsMasks(),
 		withResources(spec.Resources, r.cgroupsPath(id), r.cg.v2),
@@ -422,7 +435,7 @@ func mountOverlay(layers []string, p paths, usernsBase uint32) error {
 
 // writeBundleFiles writes the environment's /etc/hosts and
 // /etc/resolv.conf, bound read-only into the container.
-func (r *Runtime) writeBundleFiles(p paths, hostname string) error {
+func (r *Runtime) writeBundleFiles(p paths, hostname string, nameservers []string) error {
 	if err := os.MkdirAll(p.bundle, 0o711); err != nil { //nolint:gosec // G301: traversable, not readable, by a container's root mapped to another host user
 		return err
 	}
@@ -434,17 +447,22 @@ func (r *Runtime) writeBundleFiles(p paths, hostname string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return writeFile(p.resolvConf, containerResolvConf(resolv), 0o644)
+	return writeFile(p.resolvConf, containerResolvConf(resolv, nameservers), 0o644)
 }
 
 // containerResolvConf is the host's resolv.conf without its loopback
 // nameservers (a local stub resolver), which the environment's network
-// namespace cannot reach, as Docker does.
-func containerResolvConf(host []byte) []byte {
+// namespace cannot reach, as Docker does. With nameservers (the
+// environment's resolvers, which the driver runs) the host's go
+// altogether and those come first; its search and options lines stay.
+func containerResolvConf(host []byte, nameservers []string) []byte {
 	var out []string
+	for _, ns := range nameservers {
+		out = append(out, "nameserver "+ns)
+	}
 	for _, line := range strings.Split(string(host), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+		if len(f) >= 2 && f[0] == "nameserver" && (len(nameservers) > 0 || strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
 			continue
 		}
 		out = append(out, line)
@@ -563,3 +581,16 @@ func (f *fileIO) Stderr() io.ReadCloser { return nil }
 func (f *fileIO) Set(cmd *exec.Cmd)     { cmd.Stdin, cmd.Stdout, cmd.Stderr = f.null, f.out, f.out }
 
 var _ gorunc.IO = (*fileIO)(nil)
+
+// netnsPath is where a named network namespace is mounted.
+func netnsPath(name string) string { return filepath.Join("/run/netns", name) }
+
+// inNetns reports whether process pid is in the network namespace mounted
+// at path; false when either is gone.
+func inNetns(pid int, path string) bool {
+	var proc, named unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &proc) != nil || unix.Stat(path, &named) != nil {
+		return false
+	}
+	return proc.Dev == named.Dev && proc.Ino == named.Ino
+}

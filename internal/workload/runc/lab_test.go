@@ -50,7 +50,7 @@ func requireRunc(t *testing.T) {
 		t.Skip("containers need root (namespaces, cgroups, mounts, loop devices); run the tests as root")
 	}
 	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("runc is not installed (Debian: apt-get install runc)")
+		t.Skip("runc is not installed (make runtime-deps builds it into bin/)")
 	}
 	if why := netnstest.Supported(); why != "" {
 		t.Skip(why)
@@ -243,6 +243,29 @@ func newLab(t *testing.T, edit ...func(*Options)) *lab {
 	return l
 }
 
+// testUsernsBase is the host id a user namespace lab maps its
+// containers' root to.
+const testUsernsBase = 2_000_000_000
+
+// usernsLab is a lab whose containers get a user namespace mapping their
+// ids to testUsernsBase..; it skips where the kernel refuses one.
+func usernsLab(t *testing.T) *lab {
+	t.Helper()
+	requireRunc(t)
+	if err := UsernsSupported(testUsernsBase); err != nil {
+		t.Skip(err)
+	}
+	return newLab(t, func(o *Options) { o.UsernsBase = testUsernsBase })
+}
+
+// usernsSpec is spec on the base image shifted for a user namespace lab.
+func (l *lab) usernsSpec(name string, w apiv1.WorkloadSpec) workload.Spec {
+	l.t.Helper()
+	spec := l.spec(name, w)
+	spec.Image = shifted(l.t, spec.Image, testUsernsBase)
+	return spec
+}
+
 // start (re)starts the lab's runtime, as isolationd does.
 func (l *lab) start() {
 	l.t.Helper()
@@ -391,5 +414,8 @@ func assertNothingLeft(t *testing.T, opts Options) {
 	}
 	if len(files) > 0 {
 		t.Errorf("files left under %s: %v", opts.Root, files)
+	}
+	if sessions, _ := os.ReadDir(filepath.Join(filepath.Dir(opts.StateRoot), "exec")); len(sessions) > 0 {
+		t.Errorf("exec sessions' directories left: %v", sessions)
 	}
 }

@@ -31,18 +31,46 @@ func resolveProcess(root rootfs, spec workload.Spec) (process, error) {
 	default:
 		args = append(slices.Clone(img.Entrypoint), img.Cmd...)
 	}
-	u, err := root.resolveUser(img.User)
+	base := newProcessBase(spec)
+	u, err := root.resolveUser(base.User)
 	if err != nil {
 		return process{}, err
 	}
-	env := mergeEnv(img.Env, w.Env)
-	env = withDefault(env, "PATH", defaultPath)
-	env = withDefault(env, "HOSTNAME", spec.Hostname)
+	return base.process(root, args, field, u)
+}
+
+// processBase is what every process of a container starts from, the
+// workload's command and exec'd ones alike: the image's environment with
+// the workload's on top, the working directory, the image's user and the
+// hostname. A container's record keeps it, for Exec.
+type processBase struct {
+	Env      []string `json:"env"`
+	Cwd      string   `json:"cwd"`
+	User     string   `json:"user"`
+	Hostname string   `json:"hostname"`
+}
+
+func newProcessBase(spec workload.Spec) processBase {
+	w, img := spec.Workload, spec.Image
+	return processBase{
+		Env:      mergeEnv(img.Env, w.Env),
+		Cwd:      cmp.Or(w.WorkingDir, img.WorkingDir, "/"),
+		User:     img.User,
+		Hostname: spec.Hostname,
+	}
+}
+
+// process runs args as u: its environment gets PATH, HOSTNAME and u's
+// HOME when it sets none, and args' program must exist in the image
+// (field is blamed when it does not).
+func (b processBase) process(root rootfs, args []string, field string, u user) (process, error) {
+	env := withDefault(slices.Clip(b.Env), "PATH", defaultPath)
+	env = withDefault(env, "HOSTNAME", b.Hostname)
 	env = withDefault(env, "HOME", u.Home)
 	p := process{
 		Args:   args,
 		Env:    env,
-		Cwd:    cmp.Or(w.WorkingDir, img.WorkingDir, "/"),
+		Cwd:    b.Cwd,
 		UID:    u.UID,
 		GID:    u.GID,
 		Groups: u.Groups,

@@ -26,6 +26,7 @@
 //	<Root>/volumes/<ctr>.img    the environment's disk, mounted at
 //	<Root>/volumes/<ctr>/       upper/ and work/ (the writable layer), home/, run/ (initspec.Dir)
 //	<StateRoot>/<ctr>/          runc's own state
+//	<StateRoot>/../exec/        one directory per exec session: runc's pid file and log
 //	/sys/fs/cgroup/.../isolationd/<prefix>/<ctr>  its cgroups
 //
 // It imports the workload seam, the image seam, internal/volume and the
@@ -47,6 +48,7 @@ import (
 	"time"
 
 	gorunc "github.com/containerd/go-runc"
+	"golang.org/x/mod/semver"
 	"golang.org/x/sys/unix"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -137,6 +139,9 @@ func New(opts Options) (*Runtime, error) {
 		return nil, r.runcErr
 	}
 	if r.opts.UsernsBase != 0 {
+		if err := execsIntoUserns(r.runc.Command); err != nil {
+			return nil, err
+		}
 		// A container's root maps to an unprivileged host user, which
 		// must reach the init and the directories it mounts from.
 		if st.Mode().Perm()&0o005 != 0o005 {
@@ -152,6 +157,10 @@ func New(opts Options) (*Runtime, error) {
 		}
 	}
 	if err := os.MkdirAll(r.opts.StateRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("runc runtime: %w", err)
+	}
+	// What exec sessions of an earlier process left: none outlives it.
+	if err := os.RemoveAll(r.execDir()); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
 	r.polling = true
@@ -195,13 +204,45 @@ func newRuntime(opts Options) (*Runtime, error) {
 	}
 	path, err := exec.LookPath(opts.RuncBinary)
 	if err != nil {
-		r.runcErr = fmt.Errorf("runc runtime: %s is not installed (Debian: apt-get install runc, or pass its path): %w", opts.RuncBinary, err)
+		r.runcErr = fmt.Errorf("runc runtime: %s is not installed (make runtime-deps builds runc 1.2 or later into bin/, beside isolationd; or give its path): %w", opts.RuncBinary, err)
 		return r, nil
 	}
 	// Setpgid: a signal to isolationd's process group (a ^C in its
 	// terminal) does not reach the containers it started.
 	r.runc = &gorunc.Runc{Command: path, Root: opts.StateRoot, Setpgid: true}
 	return r, nil
+}
+
+// minRuncUserns is the first runc that joins a network namespace made
+// outside a container's user namespace before it joins that user
+// namespace (opencontainers/runc#4492): older ones cannot exec into
+// such a container, and every container with a user namespace is one.
+const minRuncUserns = "1.2.0"
+
+// runcVersionRE finds the version in the first line of runc --version.
+var runcVersionRE = regexp.MustCompile(`^runc version (\d+)\.(\d+)\.(\d+)`)
+
+// execsIntoUserns checks that the runc at path is minRuncUserns or later.
+func execsIntoUserns(path string) error {
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("runc runtime: %s --version: %w", path, err)
+	}
+	m := runcVersionRE.FindStringSubmatch(string(out))
+	if m == nil {
+		return fmt.Errorf("runc runtime: %s --version printed no version: %q", path, firstLine(out))
+	}
+	if semver.Compare("v"+m[1]+"."+m[2]+"."+m[3], "v"+minRuncUserns) < 0 {
+		return fmt.Errorf("runc runtime: %s is runc %s.%s.%s, which cannot exec into a container with a user namespace "+
+			"(opencontainers/runc#4390, fixed in %s): make runtime-deps builds the runc tools/runc/go.mod pins into bin/, "+
+			"beside isolationd; or give --runc a runc %s or later, or --userns off", path, m[1], m[2], m[3], minRuncUserns, minRuncUserns)
+	}
+	return nil
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(string(b), "\n")
+	return line
 }
 
 // searchable checks that everyone may traverse dir and its parents.

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	gorunc "github.com/containerd/go-runc"
+	vnetns "github.com/vishvananda/netns"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	enforcens "github.com/isolationhq/terraform-provider-isolation/internal/enforce/netns"
 	"github.com/isolationhq/terraform-provider-isolation/internal/volume"
 	"github.com/isolationhq/terraform-provider-isolation/internal/workload"
 )
@@ -143,7 +145,7 @@ func TestRuntime_AForkLoopStopsAtMaxProcesses(t *testing.T) {
 
 func TestRuntime_WritingPastDiskGBGetsENOSPCWhileANeighbourWritesFine(t *testing.T) {
 	l := newLab(t)
-	full := l.spec("full", sh("dd if=/dev/zero of=/home/big bs=1M; echo dd exited $?; sleep 1000"))
+	full := l.spec("full", sh("dd if=/dev/zero of=/home/big bs=1M 2>&1; echo dd exited $?; sleep 1000")) // one stream: the error comes before the marker
 	neighbour := l.spec("neighbour", sh("while [ ! -e /home/go ]; do sleep 0.05; done; dd if=/dev/zero of=/home/small bs=1M count=64 && echo neighbour wrote; sleep 1000"))
 	l.ensure(full)
 	l.ensure(neighbour)
@@ -163,6 +165,7 @@ func TestRuntime_AnEnvironmentSeesNothingOfTheHostOrOfAnotherAndCannotTouchItsNe
 	l.ensure(other)
 	l.waitOutput(other.EnvID, "other-pid", 5*time.Second)
 	spec := l.spec("inside", sh(`
+		exec 2>&1 # one stream, so every error comes before "done"
 		echo "hostname $(hostname)"
 		echo "pids $(ls /proc | grep -E '^[0-9]+$' | tr '\n' ' ')"
 		ps -o pid,comm
@@ -240,6 +243,37 @@ func TestRuntime_AnEnvironmentSeesNothingOfTheHostOrOfAnotherAndCannotTouchItsNe
 	}
 	if !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("no EPERM from ip:\n%s", out)
+	}
+}
+
+func TestRuntime_ANamespaceMadeAgainRestartsTheContainerInTheNewOne(t *testing.T) {
+	l := newLab(t)
+	spec := l.spec("renewed", sh("echo up; sleep 1000"))
+	first := l.ensure(spec)
+	if again := l.ensure(spec); again.Restarted || again.Status.Pid != first.Status.Pid {
+		t.Fatalf("ensure with nothing changed restarted the container: %+v, first %+v", again, first)
+	}
+	// What a drift repair, or a restart that found the namespace gone,
+	// does: the same name, another namespace.
+	err := enforcens.OnLockedThread(func() error {
+		if err := vnetns.DeleteNamed(spec.Namespace); err != nil {
+			return err
+		}
+		h, err := vnetns.NewNamed(spec.Namespace)
+		if err == nil {
+			err = h.Close()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inNetns(first.Status.Pid, netnsPath(spec.Namespace)) {
+		t.Fatal("the namespace was not made again")
+	}
+	second := l.ensure(spec)
+	if !second.Restarted || second.Status.Pid == first.Status.Pid || !inNetns(second.Status.Pid, netnsPath(spec.Namespace)) {
+		t.Fatalf("after the namespace was made again: %+v, want the container restarted in the new namespace", second)
 	}
 }
 
@@ -415,22 +449,16 @@ func TestRuntime_AContainerDeletedFromOutsideIsReportedAndMadeAgain(t *testing.T
 }
 
 func TestRuntime_InAUserNamespaceRootIsAnUnprivilegedHostUser(t *testing.T) {
-	const base = 2_000_000_000
-	requireRunc(t)
-	if err := UsernsSupported(base); err != nil {
-		t.Skip(err)
-	}
-	l := newLab(t, func(o *Options) { o.UsernsBase = base })
-	spec := l.spec("userns", sh("cat /proc/self/uid_map; id -u; echo hi > /home/file; ls /sys | wc -l; echo done; sleep 1000"))
-	spec.Image = shifted(t, spec.Image, base)
+	l := usernsLab(t)
+	spec := l.usernsSpec("userns", sh("cat /proc/self/uid_map; id -u; echo hi > /home/file; ls /sys | wc -l; echo done; sleep 1000"))
 	l.ensure(spec)
 	out := strings.Join(l.waitOutput(spec.EnvID, "done", 10*time.Second), "\n")
-	if f := strings.Fields(out); len(f) < 4 || f[0] != "0" || f[1] != strconv.Itoa(base) || f[2] != "65536" || f[3] != "0" {
-		t.Fatalf("uid_map and id -u inside: %q, want 0 %d 65536 and root", out, base)
+	if f := strings.Fields(out); len(f) < 4 || f[0] != "0" || f[1] != strconv.Itoa(testUsernsBase) || f[2] != "65536" || f[3] != "0" {
+		t.Fatalf("uid_map and id -u inside: %q, want 0 %d 65536 and root", out, testUsernsBase)
 	}
 	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(l.rt.paths(l.rt.id(spec.EnvID)).home, "file"), &st); err != nil || st.Uid != base {
-		t.Fatalf("a file root wrote is owned by host uid %d (%v), want %d", st.Uid, err, base)
+	if err := syscall.Stat(filepath.Join(l.rt.paths(l.rt.id(spec.EnvID)).home, "file"), &st); err != nil || st.Uid != testUsernsBase {
+		t.Fatalf("a file root wrote is owned by host uid %d (%v), want %d", st.Uid, err, testUsernsBase)
 	}
 	if !strings.Contains(out, "\n0\ndone") {
 		t.Fatalf("/sys is not empty in a user namespace: %q", out)

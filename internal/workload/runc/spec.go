@@ -88,22 +88,33 @@ func withProcess(p process, restart string, logMaxBytes int64) specOpt {
 			args = append(args, initspec.FlagLogMaxBytes, strconv.FormatInt(logMaxBytes, 10))
 		}
 		s.Process = &specs.Process{
-			Args: append(append(args, "--"), p.Args...),
-			Env:  p.Env,
-			Cwd:  p.Cwd,
-			User: specs.User{UID: 0, GID: 0},
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding:  defaultCapabilities,
-				Effective: defaultCapabilities,
-				Permitted: defaultCapabilities,
-			},
+			Args:            append(append(args, "--"), p.Args...),
+			Env:             p.Env,
+			Cwd:             p.Cwd,
+			User:            specs.User{UID: 0, GID: 0},
+			Capabilities:    capabilitiesOf(0),
 			NoNewPrivileges: true,
-			// containerd's default: what a program expects, whatever
-			// limit isolationd itself runs with.
-			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			Rlimits:         rlimits(),
 		}
 		return nil
 	}
+}
+
+// capabilitiesOf are what a process of the container running as uid
+// holds: root the default set; any other user only the bounding set, as
+// the init's setuid leaves the workload's command.
+func capabilitiesOf(uid uint32) *specs.LinuxCapabilities {
+	c := &specs.LinuxCapabilities{Bounding: defaultCapabilities}
+	if uid == 0 {
+		c.Effective, c.Permitted = defaultCapabilities, defaultCapabilities
+	}
+	return c
+}
+
+// rlimits are containerd's default: what a program expects, whatever
+// limit isolationd itself runs with.
+func rlimits() []specs.POSIXRlimit {
+	return []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}}
 }
 
 func withHostname(name string) specOpt {

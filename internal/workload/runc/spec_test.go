@@ -311,8 +311,15 @@ func TestSpecHash_OnlyWhatNeedsARestartChangesIt(t *testing.T) {
 }
 
 func TestContainerResolvConf_DropsLoopbackNameservers(t *testing.T) {
-	got := string(containerResolvConf([]byte("search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\noptions edns0\n")))
+	got := string(containerResolvConf([]byte("search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\noptions edns0\n"), nil))
 	if want := "search example.com\nnameserver 10.0.0.2\noptions edns0\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestContainerResolvConf_TheEnvironmentsResolversReplaceTheHosts(t *testing.T) {
+	got := string(containerResolvConf([]byte("search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\noptions edns0\n"), []string{"198.18.0.1", "fd00::1"}))
+	if want := "nameserver 198.18.0.1\nnameserver fd00::1\nsearch example.com\noptions edns0\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
@@ -324,7 +331,7 @@ func TestNew_NamesWhatIsMissing(t *testing.T) {
 		edit func(*Options)
 		want string
 	}{
-		{"runc", func(o *Options) { o.RuncBinary = "no-such-runc" }, "no-such-runc is not installed (Debian: apt-get install runc"},
+		{"runc", func(o *Options) { o.RuncBinary = "no-such-runc" }, "no-such-runc is not installed (make runtime-deps builds runc"},
 		{"init", func(o *Options) { o.InitBinary = "/no/such/init" }, "the init /no/such/init is not an executable file"},
 		{"no init", func(o *Options) { o.InitBinary = "" }, "no init binary"},
 		{"prefix", func(o *Options) { o.Prefix = "Iso-1" }, `prefix "Iso-1" must be`},

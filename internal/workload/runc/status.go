@@ -156,6 +156,7 @@ func tailFile(path string) string {
 // a pidfd (readable once the init exits), and its status file.
 type watch struct {
 	envID string
+	pid   int // the init's host pid, which pidfd pins while it runs
 	pidfd int
 	last  fingerprint
 }
@@ -175,7 +176,7 @@ func (r *Runtime) watch(id, envID string, pid int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unwatchLocked(id)
-	w := &watch{envID: envID, pidfd: fd}
+	w := &watch{envID: envID, pid: pid, pidfd: fd}
 	w.last = r.fingerprint(id, w)
 	r.watched[id] = w
 }

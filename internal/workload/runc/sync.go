@@ -65,6 +65,11 @@ func (r *Runtime) Sync(ctx context.Context, keep map[string]bool) error {
 }
 
 func (r *Runtime) syncContainers(ctx context.Context, want map[string]string) error {
+	if _, err := os.Stat(r.opts.StateRoot); errors.Is(err, os.ErrNotExist) {
+		// No state root, no container (runc 1.2 and later refuse to list
+		// one that does not exist).
+		return nil
+	}
 	cs, err := r.runc.List(ctx)
 	if err != nil {
 		return fmt.Errorf("runc list: %w", err)
@@ -151,5 +156,5 @@ func Cleanup(ctx context.Context, opts Options) error {
 	if ms, err := volume.Mounts(r.opts.Root); err != nil || len(ms) > 0 {
 		return fmt.Errorf("runc runtime: mounts left under %s: %v %v", r.opts.Root, ms, err)
 	}
-	return errors.Join(os.RemoveAll(r.opts.Root), os.RemoveAll(r.opts.StateRoot))
+	return errors.Join(os.RemoveAll(r.opts.Root), os.RemoveAll(r.opts.StateRoot), os.RemoveAll(r.execDir()))
 }

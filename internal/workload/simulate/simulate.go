@@ -91,3 +91,8 @@ func (*Runtime) LogDir(string) (string, error) { return "", workload.ErrUnknown 
 
 // Close does nothing; Changes stays open and silent.
 func (*Runtime) Close() error { return nil }
+
+// Exec runs nothing: the simulate runtime has no containers.
+func (r *Runtime) Exec(context.Context, string, workload.ExecSpec) (workload.Exec, error) {
+	return nil, workload.ErrNoExec
+}

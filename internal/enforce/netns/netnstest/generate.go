@@ -17,6 +17,9 @@ type Generator struct {
 	CIDRs  []apiv1.Peer        // cidr peers (with their excepts) to draw from
 	Labels []map[string]string // match_labels to draw selectors from
 	Ports  []int               // ports the listeners serve; ranges run between two of them
+	// Names, when set, are fqdn peers (names and patterns) egress rules
+	// draw from too.
+	Names []string
 }
 
 // PolicySpec draws a policy spec called name. It panics if it draws an
@@ -29,7 +32,7 @@ func (g *Generator) PolicySpec(name string) apiv1.PolicySpec {
 	}
 	for _, dir := range spec.PolicyTypes {
 		for range g.R.IntN(4) {
-			peers, ports := g.peers(), g.ports()
+			peers, ports := g.peers(dir), g.ports()
 			if dir == apiv1.Ingress {
 				spec.Ingress = append(spec.Ingress, apiv1.IngressRule{From: peers, Ports: ports})
 			} else {
@@ -50,13 +53,18 @@ func (g *Generator) selector() apiv1.Selector {
 	return apiv1.Selector{MatchLabels: g.Labels[g.R.IntN(len(g.Labels))]}
 }
 
-// peers draws up to three peers; none (any peer) a quarter of the time.
-func (g *Generator) peers() []apiv1.Peer {
+// peers draws up to three peers for direction dir; none (any peer) a
+// quarter of the time.
+func (g *Generator) peers(dir string) []apiv1.Peer {
 	var out []apiv1.Peer
 	if g.R.IntN(4) == 0 {
 		return out
 	}
 	for range 1 + g.R.IntN(3) {
+		if dir == apiv1.Egress && len(g.Names) > 0 && g.R.IntN(3) == 0 {
+			out = append(out, apiv1.Peer{FQDN: g.Names[g.R.IntN(len(g.Names))]})
+			continue
+		}
 		if len(g.Labels) > 0 && g.R.IntN(3) == 0 {
 			sel := g.selector()
 			out = append(out, apiv1.Peer{EnvironmentSelector: &sel})

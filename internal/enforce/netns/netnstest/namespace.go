@@ -70,6 +70,20 @@ func UniquePrefix(lead byte) string {
 // it when the test ends.
 func NewNamespace(t testing.TB, name string) {
 	t.Helper()
+	if err := CreateNamespace(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("delete namespace %s: %v", name, err)
+		}
+	})
+}
+
+// CreateNamespace creates a named namespace with loopback up, for a
+// caller that is not a test (the demo's internet), which deletes it with
+// netns.DeleteNamed.
+func CreateNamespace(name string) error {
 	err := enforcens.OnLockedThread(func() error {
 		h, err := netns.NewNamed(name)
 		if err != nil {
@@ -91,12 +105,26 @@ func NewNamespace(t testing.TB, name string) {
 		return netlink.LinkSetUp(lo)
 	})
 	if err != nil {
-		t.Fatalf("create namespace %s: %v", name, err)
+		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete namespace %s: %v", name, err)
+	return nil
+}
+
+// AddLoopbackAddrs gives the named namespace's loopback each address as
+// a /32 (or /128): a namespace answering on many addresses with no link
+// of its own for them, as the far end of an uplink.
+func AddLoopbackAddrs(namespace string, addrs ...netip.Addr) error {
+	return Do(namespace, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
 		}
+		for _, a := range addrs {
+			if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}}); err != nil {
+				return fmt.Errorf("address %s on lo in %s: %w", a, namespace, err)
+			}
+		}
+		return nil
 	})
 }
 

@@ -39,7 +39,7 @@ func (e Endpoint) String() string {
 // From one endpoint To another.
 type Probe struct {
 	From, To Endpoint
-	Protocol string // tcp, udp or icmp
+	Protocol string // tcp, udp, sctp or icmp
 	Port     int    // destination port; 0 for icmp
 }
 
@@ -101,8 +101,11 @@ var ErrNotListening = errors.New("refused: nothing listens there")
 
 // Send sends p's packet and reports whether it got through and was
 // answered within timeout. A packet the rules drop times out or, dropped
-// on its way out, fails with EPERM; either is "not through". Anything
-// else is an error.
+// on its way out, fails with EPERM; a flow the sender's egress rules
+// refuse fails at once, with a reset (ECONNREFUSED, for TCP from an
+// environment: the listeners answer on every port probed) or ICMP
+// "administratively prohibited" (EHOSTUNREACH, or EACCES over IPv6).
+// Each is "not through". Anything else is an error.
 func Send(ctx context.Context, p Probe, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -119,6 +122,8 @@ func Send(ctx context.Context, p Probe, timeout time.Duration) (bool, error) {
 		through, err = sendUDP(p, deadline)
 	case apiv1.ProtocolICMP:
 		through, err = sendICMP(p, deadline)
+	case apiv1.ProtocolSCTP:
+		through, err = sendSCTP(p, deadline)
 	default:
 		return false, fmt.Errorf("unknown protocol %q", p.Protocol)
 	}
@@ -127,12 +132,19 @@ func Send(ctx context.Context, p Probe, timeout time.Duration) (bool, error) {
 	}
 	var ne net.Error
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout(), errors.Is(err, syscall.EPERM):
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout(), errors.Is(err, syscall.EPERM),
+		Refused(err), p.Protocol == apiv1.ProtocolTCP && p.From.Env != "" && errors.Is(err, syscall.ECONNREFUSED):
 		return false, nil
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return true, fmt.Errorf("%s: %w", p, ErrNotListening)
 	}
 	return false, fmt.Errorf("%s: %w", p, err)
+}
+
+// Refused reports whether err is the ICMP "administratively prohibited"
+// error a refused flow gets.
+func Refused(err error) bool {
+	return errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.EACCES)
 }
 
 func sendTCP(p Probe, deadline time.Time) (bool, error) {

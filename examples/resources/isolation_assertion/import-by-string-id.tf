@@ -1,0 +1,4 @@
+import {
+  to = isolation_assertion.checkout_reaches_db
+  id = "prj_01a219d9-8387-7e2b-92d3-8b652eeeb47a/ast_01a219d9-9c1e-7f7b-8d3c-1f2e3d4c5b6a"
+}
