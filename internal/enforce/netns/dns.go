@@ -323,6 +323,7 @@ type nsDialer struct {
 	ns   netns.NsHandle
 	reqs chan dialReq
 	done chan struct{}
+	tid  int // the thread of the UDP goroutine, for the tests
 }
 
 type dialReq struct {
@@ -344,11 +345,23 @@ func newNSDialer(h netns.NsHandle) (*nsDialer, error) {
 	ready := make(chan error, 1)
 	go func() {
 		defer close(nd.done)
-		// The thread never leaves the router namespace: it ends with
-		// the goroutine, still locked.
+		// The thread goes back to its namespace and to the pool when the
+		// dialer closes, rather than end locked: Go ends a thread that
+		// its goroutine leaves locked, and the kernel then sends a
+		// child's Pdeathsig (terraform-exec's SIGKILL to terraform, ours
+		// to runc exec) to every child that thread had started.
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ready <- err
+			return
+		}
+		defer orig.Close()
+		nd.tid = unix.Gettid()
 		if err := netns.Set(nd.ns); err != nil {
 			ready <- err
+			nd.restore(orig)
 			return
 		}
 		ready <- nil
@@ -356,12 +369,21 @@ func newNSDialer(h netns.NsHandle) (*nsDialer, error) {
 			c, err := net.Dial(r.network, r.addr)
 			r.reply <- dialResult{c, err}
 		}
+		nd.restore(orig)
 	}()
 	if err := <-ready; err != nil {
 		nd.ns.Close()
 		return nil, fmt.Errorf("enter the router namespace: %w", err)
 	}
 	return nd, nil
+}
+
+// restore puts the dialer's thread back in orig and unlocks it; a thread
+// that cannot go back stays locked and ends with the goroutine.
+func (nd *nsDialer) restore(orig netns.NsHandle) {
+	if netns.Set(orig) == nil {
+		runtime.UnlockOSThread()
+	}
 }
 
 func (nd *nsDialer) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
