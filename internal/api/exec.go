@@ -251,6 +251,8 @@ func execStartError(envID string, err error) error {
 		return problem.Field(problem.Validation, field, se.Message)
 	case errors.Is(err, workload.ErrNoExec):
 		return notExecable(notRun(envID))
+	case errors.Is(err, workload.ErrNeedsRestart):
+		return problem.New(problem.State, "environment %s: %v", envID, err)
 	case errors.Is(err, workload.ErrUnknown):
 		return notExecable(fmt.Sprintf("environment %s's workload is not running", envID))
 	}

@@ -97,8 +97,9 @@ type Runtime interface {
 	// workload's namespaces, cgroup, limits, capabilities and seccomp
 	// profile. It returns once the command has started: ErrUnknown when
 	// no container runs for envID, ErrNoExec when the runtime runs
-	// nothing, an error wrapping *SpecError when the command or the user
-	// is not in the image. ctx bounds the whole session: cancelling it
+	// nothing, ErrNeedsRestart when the container cannot take sessions
+	// until it restarts, an error wrapping *SpecError when the command or
+	// the user is not in the image. ctx bounds the whole session: cancelling it
 	// ends the session as Exec.Close does.
 	Exec(ctx context.Context, envID string, spec ExecSpec) (Exec, error)
 	// Close stops watching; containers keep running for the next start.
@@ -157,6 +158,11 @@ type ExitStatus struct {
 
 // ErrNoExec is Exec's error on a runtime that runs no containers.
 var ErrNoExec = errors.New("this runtime runs no workloads to exec into")
+
+// ErrNeedsRestart is Exec's error on a container that takes no exec
+// session: an earlier isolationd started it, without the exec socket its
+// init serves sessions on. Restarting the workload starts it with one.
+var ErrNeedsRestart = errors.New("the workload's container was started by an earlier isolationd, which gave it no exec socket: restart the workload (change its spec, or recreate the environment) to exec into it")
 
 // ErrUnknown is returned for an environment the runtime runs nothing for.
 var ErrUnknown = errors.New("no workload for this environment")

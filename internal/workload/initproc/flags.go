@@ -36,6 +36,9 @@ type Config struct {
 	// Command is the program and its arguments; empty for an init that
 	// only reaps and keeps the environment up.
 	Command []string
+	// ExecFD is the listening socket exec sessions come on
+	// (initspec.FlagExecFD), -1 for none.
+	ExecFD int
 }
 
 // Flags the runtime does not pass: the directory (initspec.Dir in a
@@ -67,6 +70,7 @@ func Parse(args []string) (Config, error) {
 	fs.StringVar(&c.Dir, flagDir, initspec.Dir, "the directory of the status file and the logs")
 	fs.DurationVar(&c.Backoff, flagBackoff, 100*time.Millisecond, "the first restart delay")
 	fs.DurationVar(&c.MaxBackoff, flagMaxBackoff, 10*time.Second, "the longest restart delay")
+	fs.IntVar(&c.ExecFD, name(initspec.FlagExecFD), -1, "the listening socket of exec sessions")
 	fs.DurationVar(&c.Healthy, flagHealthy, 10*time.Second, "how long a run lasts to reset the backoff")
 	if err := fs.Parse(flags); err != nil {
 		return Config{}, err
@@ -80,6 +84,9 @@ func Parse(args []string) (Config, error) {
 	}
 	if !slices.Contains(apiv1.RestartPolicies, c.Restart) {
 		return Config{}, fmt.Errorf("%s %q: must be one of %s", initspec.FlagRestart, c.Restart, strings.Join(apiv1.RestartPolicies, ", "))
+	}
+	if c.ExecFD != -1 && c.ExecFD < 3 {
+		return Config{}, fmt.Errorf("%s %d: must be a descriptor after stdin, stdout and stderr", initspec.FlagExecFD, c.ExecFD)
 	}
 	var err error
 	if c.User, err = parseUser(uid, gid, groups); err != nil {

@@ -58,6 +58,11 @@ func Main(args []string) int {
 		fmt.Fprintf(os.Stderr, "isolation-init: %v\n", err)
 		return exitUsage
 	}
+	if c.ExecFD >= 0 {
+		// Before anything can start a process: the workload must never
+		// inherit the exec socket.
+		unix.CloseOnExec(c.ExecFD)
+	}
 	in, err := start(c)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "isolation-init: %v\n", err)
@@ -74,7 +79,8 @@ type initProc struct {
 	logs   *logs.Writer
 	sigs   chan os.Signal
 	status initspec.Status
-	child  *run // the command's current run, nil between runs
+	child  *run        // the command's current run, nil between runs
+	execs  *execServer // nil without an exec socket
 }
 
 func start(c Config) (*initProc, error) {
@@ -102,6 +108,13 @@ func start(c Config) (*initProc, error) {
 		return nil, err
 	}
 	in.logs = w
+	if c.ExecFD >= 0 {
+		if in.execs, err = listenExec(c.ExecFD); err != nil {
+			w.Close()
+			return nil, err
+		}
+		go in.execs.serve()
+	}
 	return in, nil
 }
 
@@ -200,8 +213,8 @@ func (in *initProc) idle() {
 	}
 }
 
-// reap collects every child that has exited: the command, and every
-// orphan that was reparented to the init.
+// reap collects every child that has exited: the command, exec
+// sessions' commands, and every orphan that was reparented to the init.
 func (in *initProc) reap() {
 	for {
 		var ws unix.WaitStatus
@@ -214,6 +227,8 @@ func (in *initProc) reap() {
 		}
 		if in.child != nil && pid == in.child.pid {
 			in.child.reaped(ws)
+		} else if in.execs != nil {
+			in.execs.reaped(pid, ws)
 		}
 	}
 }

@@ -222,6 +222,9 @@ func (r *Runtime) teardown(ctx context.Context, id string, p paths) error {
 		}
 	}
 	r.unwatch(id)
+	if err := os.Remove(p.execSock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	ms, err := volume.Mounts(p.bundle)
 	if err != nil {
 		return err
@@ -330,6 +333,14 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	if err != nil {
 		return "", 0, err
 	}
+	// The init holds the exec socket's only listening descriptor; the
+	// file at its path stays for the runtime to connect to, after a
+	// restart too.
+	sock, err := listenExec(p.execSock)
+	if err != nil {
+		stdio.Close()
+		return "", 0, err
+	}
 	// runc run --detach creates and starts the container in one runc
 	// process: runc start in a second one made a start a sixth slower
 	// (make bench-runtime). It runs to its end, whatever happens to the
@@ -337,8 +348,9 @@ func (r *Runtime) create(ctx context.Context, id string, p paths, spec workload.
 	// can neither show nor delete.
 	runcCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.StartTimeout)
 	defer cancel()
-	_, err = r.runc.Run(runcCtx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile, Detach: true})
+	_, err = r.runc.Run(runcCtx, id, p.bundle, &gorunc.CreateOpts{IO: stdio, PidFile: p.pidFile, Detach: true, ExtraFiles: []*os.File{sock}})
 	stdio.Close()
+	sock.Close()
 	if err != nil {
 		return "", 0, fmt.Errorf("runc run %s: %w: %s", id, err, tailFile(p.initLog))
 	}

@@ -88,9 +88,7 @@ func (l *lab) exec(envID string, spec workload.ExecSpec) *execSession {
 		l.t.Fatalf("exec %q: %v", spec.Command, err)
 	}
 	l.t.Cleanup(func() { x.Close() })
-	s := x.(*execSession)
-	<-s.started // Exec may return before the pid, with the first output
-	return s
+	return x.(*execSession)
 }
 
 // run runs spec's command to its end and returns its output and status.
@@ -295,6 +293,20 @@ func TestExec_CancellingTheContextEndsTheSession(t *testing.T) {
 	}
 }
 
+// sessionOf reads a process's session id, the sixth field of
+// /proc/<pid>/stat, after the command's name in parentheses.
+func sessionOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+1:])
+	if len(f) < 4 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	return strconv.Atoi(f[3])
+}
+
 // openFiles counts this process's file descriptors.
 func openFiles(t *testing.T) int {
 	t.Helper()
@@ -333,9 +345,6 @@ func TestExec_SessionsReleaseTheirFilesAndGoroutines(t *testing.T) {
 				openFiles(t), runtime.NumGoroutine(), fds, goroutines, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	if sessions, err := os.ReadDir(l.rt.execDir()); err != nil || len(sessions) > 0 {
-		t.Fatalf("sessions' directories left: %v %v", sessions, err)
 	}
 }
 
@@ -624,5 +633,82 @@ func TestExec_InAUserNamespaceTheCommandIsInTheContainersNamespacesAndMappedIDs(
 	var fi syscall.Stat_t
 	if err := syscall.Stat(filepath.Join(l.rt.paths(l.rt.id(w.EnvID)).home, "exec"), &fi); err != nil || fi.Uid != testUsernsBase {
 		t.Fatalf("a file the exec'd root wrote is owned by host uid %d (%v), want %d", fi.Uid, err, testUsernsBase)
+	}
+}
+
+func TestExec_AContainerWithoutAnExecSocketAsksForARestartWhichGivesItOne(t *testing.T) {
+	l, w := running(t)
+	// What an isolationd before exec sockets left: a container whose init
+	// serves no sessions, and no socket at the path.
+	if err := os.Remove(l.rt.paths(l.rt.id(w.EnvID)).execSock); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.rt.Exec(context.Background(), w.EnvID, workload.ExecSpec{Command: []string{"true"}})
+	if !errors.Is(err, workload.ErrNeedsRestart) || !strings.Contains(err.Error(), "restart the workload") {
+		t.Fatalf("exec into a container without an exec socket: %v, want ErrNeedsRestart", err)
+	}
+	w.Workload.Env["MODE"] = "restarted"
+	if a := l.ensure(w); !a.Restarted {
+		t.Fatalf("a changed spec did not restart the container: %+v", a)
+	}
+	if out, _, st := l.run(w.EnvID, workload.ExecSpec{Command: command("echo $MODE")}); out != "restarted\n" || st.Code != 0 {
+		t.Fatalf("exec after the restart: %q %+v", out, st)
+	}
+}
+
+// fds lists a process's open descriptors.
+func fds(t *testing.T, pid int) []string {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+func TestExec_TheExecSocketIsTheHostRootsAndNeitherTheWorkloadNorACommandInheritsIt(t *testing.T) {
+	l, w := running(t)
+	sock := l.rt.paths(l.rt.id(w.EnvID)).execSock
+	var st syscall.Stat_t
+	if err := syscall.Stat(sock, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFSOCK || st.Mode&0o777 != 0o600 || st.Uid != 0 {
+		t.Fatalf("the exec socket %s: mode %o, owner %d; want a socket of mode 0600, root's", sock, st.Mode, st.Uid)
+	}
+	_, cmdPid := l.workloadCommand(w.EnvID)
+	x, _ := l.waiting(w.EnvID, workload.ExecSpec{})
+	y, _ := l.waiting(w.EnvID, workload.ExecSpec{TTY: true})
+	for name, pid := range map[string]int{"the workload's command": cmdPid, "an exec'd command": x.pid, "an exec'd command with a terminal": y.pid} {
+		if got := fds(t, pid); !slices.Equal(got, []string{"0", "1", "2"}) {
+			t.Errorf("%s holds descriptors %v, want stdin, stdout and stderr alone", name, got)
+		}
+	}
+}
+
+func TestExec_TheSessionEndsWhenItsConnectionDoesAsWhenIsolationdDies(t *testing.T) {
+	l, w := running(t)
+	before := l.procs(w.EnvID)
+	out := newStream()
+	x := l.exec(w.EnvID, workload.ExecSpec{Command: command("sleep 1000 & echo ready; wait"), Stdout: out})
+	out.waitFor(t, "ready", 5*time.Second)
+	x.conn.Close() // what isolationd's death does to it
+	if st, err := x.Wait(); err != nil || st.Signal != "HUP" {
+		t.Fatalf("after the connection closed: %+v (%v), want the command hung up", st, err)
+	}
+	deadline := time.Now().Add(execGrace + 5*time.Second)
+	for after := l.procs(w.EnvID); !slices.Equal(after, before); after = l.procs(w.EnvID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cgroup holds %v after the connection closed, %v before the exec", after, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

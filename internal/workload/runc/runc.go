@@ -22,11 +22,11 @@
 // Layout, for a container id <ctr> (netns.NamespaceName(prefix, envID)):
 //
 //	<Root>/bundles/<ctr>/       the OCI bundle: config.json, rootfs/ (the overlay's mount point),
-//	                            hosts, resolv.conf, record.json (what made it), init.log, init.pid
+//	                            hosts, resolv.conf, record.json (what made it), init.log, init.pid,
+//	                            exec.sock (the init's exec socket: see exec.go)
 //	<Root>/volumes/<ctr>.img    the environment's disk, mounted at
 //	<Root>/volumes/<ctr>/       upper/ and work/ (the writable layer), home/, run/ (initspec.Dir)
 //	<StateRoot>/<ctr>/          runc's own state
-//	<StateRoot>/../exec/        one directory per exec session: runc's pid file and log
 //	/sys/fs/cgroup/.../isolationd/<prefix>/<ctr>  its cgroups
 //
 // It imports the workload seam, the image seam, internal/volume and the
@@ -157,10 +157,6 @@ func New(opts Options) (*Runtime, error) {
 		}
 	}
 	if err := os.MkdirAll(r.opts.StateRoot, 0o700); err != nil {
-		return nil, fmt.Errorf("runc runtime: %w", err)
-	}
-	// What exec sessions of an earlier process left: none outlives it.
-	if err := os.RemoveAll(r.execDir()); err != nil {
 		return nil, fmt.Errorf("runc runtime: %w", err)
 	}
 	r.polling = true
@@ -307,9 +303,9 @@ func (r *Runtime) cgroupsPath(id string) string {
 
 // paths are where a container's things live on the host.
 type paths struct {
-	bundle, rootfs, config, record, initLog, pidFile, hosts, resolvConf string
-	vol                                                                 volume.Volume
-	upper, work, home, run                                              string
+	bundle, rootfs, config, record, initLog, pidFile, hosts, resolvConf, execSock string
+	vol                                                                           volume.Volume
+	upper, work, home, run                                                        string
 }
 
 func (r *Runtime) paths(id string) paths {
@@ -324,6 +320,7 @@ func (r *Runtime) paths(id string) paths {
 		pidFile:    filepath.Join(b, "init.pid"),
 		hosts:      filepath.Join(b, "hosts"),
 		resolvConf: filepath.Join(b, "resolv.conf"),
+		execSock:   filepath.Join(b, "exec.sock"),
 		vol:        v,
 		upper:      filepath.Join(v.Dir, "upper"),
 		work:       filepath.Join(v.Dir, "work"),

@@ -69,13 +69,14 @@ type process struct {
 
 // withProcess makes the init PID 1, running as the container's root with
 // the default capabilities and no new privileges, and tells it the
-// command, its user and its restart policy.
+// command, its user, its restart policy and its exec socket.
 func withProcess(p process, restart string, logMaxBytes int64) specOpt {
 	return func(s *specs.Spec) error {
 		args := []string{initspec.Binary,
 			initspec.FlagRestart, restart,
 			initspec.FlagUID, strconv.FormatUint(uint64(p.UID), 10),
 			initspec.FlagGID, strconv.FormatUint(uint64(p.GID), 10),
+			initspec.FlagExecFD, strconv.Itoa(execFD),
 		}
 		if len(p.Groups) > 0 {
 			groups := make([]string, len(p.Groups))

@@ -40,7 +40,7 @@ func testSpec(t *testing.T, userns bool) *specs.Spec {
 
 func TestSpec_TheInitRunsTheCommandAsTheImageUserWithNoNewPrivileges(t *testing.T) {
 	s := testSpec(t, false)
-	want := []string{initspec.Binary, "--restart", "on-failure", "--uid", "1000", "--gid", "1000", "--groups", "50,60", "--", "sh", "-c", "true"}
+	want := []string{initspec.Binary, "--restart", "on-failure", "--uid", "1000", "--gid", "1000", "--exec-fd", "3", "--groups", "50,60", "--", "sh", "-c", "true"}
 	if diff := cmp.Diff(want, s.Process.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}

@@ -48,6 +48,12 @@ func TestHelperRuntimeChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A session open when it dies: none outlives the process that audits it.
+	x, err := rt.Exec(context.Background(), j.Spec.EnvID, workload.ExecSpec{Command: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("exec %d\n", x.(*execSession).pid)
 	fmt.Printf("pid %d\n", a.Status.Pid)
 	select {}
 }
@@ -72,11 +78,14 @@ func TestRuntime_ContainersSurviveKill9AndAreAdoptedOrphansRemoved(t *testing.T)
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pid := 0
+	pid, execPid := 0, 0
 	sc := bufio.NewScanner(stdout)
 	for pid == 0 && sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), "pid "); ok {
 			pid, _ = strconv.Atoi(rest)
+		}
+		if rest, ok := strings.CutPrefix(sc.Text(), "exec "); ok {
+			execPid, _ = strconv.Atoi(rest)
 		}
 	}
 	if pid == 0 {
@@ -100,6 +109,12 @@ func TestRuntime_ContainersSurviveKill9AndAreAdoptedOrphansRemoved(t *testing.T)
 	if !alive(pid) {
 		t.Fatalf("the container's init %d died with the process that made it", pid)
 	}
+	// Its exec session did: the init hung it up when the connection ended.
+	for deadline := time.Now().Add(execGrace + 10*time.Second); execPid == 0 || alive(execPid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the exec'd command %d outlived the process that started it", execPid)
+		}
+	}
 
 	// isolationd starts again, with the kept environment and not the other.
 	l.rt.Close()
@@ -113,6 +128,10 @@ func TestRuntime_ContainersSurviveKill9AndAreAdoptedOrphansRemoved(t *testing.T)
 	}
 	if a := l.ensure(kept); a.Restarted || a.Status.Pid != pid {
 		t.Fatalf("ensure after Sync restarted the adopted container: %+v", a)
+	}
+	// The new runtime finds the container's exec socket where it was made.
+	if out, _, st := l.run(kept.EnvID, workload.ExecSpec{Command: command("echo again")}); out != "again\n" || st.Code != 0 {
+		t.Fatalf("exec into the adopted container: %q %+v", out, st)
 	}
 	if _, err := l.rt.Status(context.Background(), orphan.EnvID); !errors.Is(err, workload.ErrUnknown) {
 		t.Fatalf("the orphan after Sync: %v, want ErrUnknown", err)

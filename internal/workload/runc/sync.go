@@ -156,5 +156,5 @@ func Cleanup(ctx context.Context, opts Options) error {
 	if ms, err := volume.Mounts(r.opts.Root); err != nil || len(ms) > 0 {
 		return fmt.Errorf("runc runtime: mounts left under %s: %v %v", r.opts.Root, ms, err)
 	}
-	return errors.Join(os.RemoveAll(r.opts.Root), os.RemoveAll(r.opts.StateRoot), os.RemoveAll(r.execDir()))
+	return errors.Join(os.RemoveAll(r.opts.Root), os.RemoveAll(r.opts.StateRoot))
 }
