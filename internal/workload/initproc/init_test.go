@@ -43,10 +43,17 @@ type theInit struct {
 // added) and the command after "--".
 func startInit(t *testing.T, flags []string, command ...string) *theInit {
 	t.Helper()
+	return startInitWith(t, nil, flags, command...)
+}
+
+// startInitWith is startInit with files passed from descriptor 3 on.
+func startInitWith(t *testing.T, files []*os.File, flags []string, command ...string) *theInit {
+	t.Helper()
 	in := &theInit{t: t, dir: filepath.Join(t.TempDir(), "run"), exited: make(chan struct{})}
 	args := append([]string{"--dir", in.dir, "--backoff", "10ms", "--max-backoff", "40ms"}, flags...)
 	args = append(append(args, "--"), command...)
 	in.cmd = exec.Command(inittest.Binary(t), args...)
+	in.cmd.ExtraFiles = files
 	in.cmd.Stderr = &in.stderr
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
