@@ -3,7 +3,8 @@
 // the workload's command as the image's user with its output in a log
 // directory (internal/workload/logs), restarts it by the restart policy
 // with a capped backoff, writes its status where the runtime reads it
-// (internal/workload/initspec), and forwards signals to the command.
+// (internal/workload/initspec), forwards signals to the command, and
+// starts the runtime's exec sessions (exec.go).
 // Outside a container (in tests) it runs as a child subreaper, so that it
 // behaves the same as an ordinary process. It imports only the standard
 // library, x/sys, apiv1, initspec and logs, so that the static binary

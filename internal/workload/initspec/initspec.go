@@ -29,6 +29,7 @@ const (
 //	--restart always|on-failure|never
 //	--uid N --gid N [--groups N,N]   the user the command runs as
 //	--log-max-bytes N                 rotate the log past N bytes (keep one rotated file)
+//	--exec-fd N                       the listening socket of exec sessions (FlagExecFD, exec.go)
 const (
 	FlagRestart     = "--restart"
 	FlagUID         = "--uid"

@@ -65,7 +65,7 @@ func (r *Runtime) Exec(ctx context.Context, envID string, spec workload.ExecSpec
 	}
 	s, err := r.startExec(ctx, id, proc, spec)
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, workload.ErrNeedsRestart) && !r.running(id) {
+		if ctx.Err() == nil && !r.running(id) {
 			return nil, workload.ErrUnknown // the container stopped meanwhile
 		}
 		return nil, err
