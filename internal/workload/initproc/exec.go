@@ -35,6 +35,10 @@ type execServer struct {
 	// exits are the sessions' commands not reaped yet, by pid: reap
 	// delivers their wait status there.
 	exits map[int]chan unix.WaitStatus
+	// sessions are the open sessions by id (their command's pid). Once a
+	// session has no process left, the kernel may give its id to a new
+	// command, whose session it then is: the older one is over.
+	sessions map[int]*execCommand
 }
 
 // listenExec takes the listening socket the runtime passed as fd.
@@ -50,7 +54,7 @@ func listenExec(fd int) (*execServer, error) {
 		l.Close()
 		return nil, fmt.Errorf("%s %d: not a unix socket", initspec.FlagExecFD, fd)
 	}
-	return &execServer{ln: ul, exits: map[int]chan unix.WaitStatus{}}, nil
+	return &execServer{ln: ul, exits: map[int]chan unix.WaitStatus{}, sessions: map[int]*execCommand{}}, nil
 }
 
 // serve accepts sessions until the listener fails for good.
@@ -122,7 +126,15 @@ func (x *execServer) session(c *net.UnixConn) {
 		<-hangup
 	case <-hangup:
 	}
-	herr := hangUp(cmd.pid, initspec.ExecGrace, killWait)
+	var herr error
+	if x.owns(cmd) {
+		herr = hangUp(cmd.pid, initspec.ExecGrace, killWait)
+	}
+	x.mu.Lock()
+	if x.sessions[cmd.pid] == cmd {
+		delete(x.sessions, cmd.pid)
+	}
+	x.mu.Unlock()
 	if !exited {
 		select {
 		case ws := <-cmd.exit:
@@ -133,6 +145,13 @@ func (x *execServer) session(c *net.UnixConn) {
 	if herr != nil {
 		_ = initspec.WriteMessage(c, initspec.ExecReply{Error: herr.Error()})
 	}
+}
+
+// owns reports whether cmd's session id is still its session's.
+func (x *execServer) owns(cmd *execCommand) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.sessions[cmd.pid] == cmd
 }
 
 func exitReply(ws unix.WaitStatus) initspec.ExecReply {
@@ -219,6 +238,7 @@ func (x *execServer) start(req initspec.ExecRequest, files []*os.File) (*execCom
 		cmd.pid, err = syscall.ForkExec(path, req.Args, &syscall.ProcAttr{Dir: req.Cwd, Env: req.Env, Files: stdio, Sys: attr})
 		if err == nil {
 			x.exits[cmd.pid] = cmd.exit
+			x.sessions[cmd.pid] = cmd
 		}
 		x.mu.Unlock()
 		if err == nil {
