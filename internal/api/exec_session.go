@@ -292,7 +292,7 @@ func (a *API) environmentEnds(ctx context.Context, id string) <-chan struct{} {
 }
 
 // execOutput carries a session's output to its client: one message per
-// write of the command's output (a read of up to 32 KiB of it), in order.
+// write of the command's output (a read of up to 256 KiB of it), in order.
 // Writes wait until the answer has started, since the command may write
 // before it has; once sending fails, output is counted and dropped, so
 // that the command never waits on a client that is gone.

@@ -1,10 +1,13 @@
 package client
 
 import (
+	"encoding/json"
 	"maps"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
@@ -50,6 +53,40 @@ func FuzzLabelSelector(f *testing.F) {
 		}
 		if r2 := (ListOptions{Labels: again}).query("").Get("label"); r2 != rendered.Get("label") {
 			t.Fatalf("rendering is not stable: %q then %q", rendered.Get("label"), r2)
+		}
+	})
+}
+
+// FuzzDecodeExecFrame reads arbitrary lines as an exec answer's: the fast
+// path for output frames and encoding/json agree on every line, what they
+// accept and what it holds.
+func FuzzDecodeExecFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"stream":"stdout","data":"aGVsbG8K"}`, `{"stream":"stderr","data":"aGk="}` + "\r\n",
+		`{"stream":"stdout","data":"aGVsbG8K"} `, `{"stream":"stdout","data":"aGV\r\nsbG8K"}`,
+		`{"stream":"stdout","data":""}`, `{"stream":"stdout","data":"QQ=="},"x":"y"}`, `{"stream":"stdout","data":"QQ"}`,
+		`{"exit":{"exit_code":3,"reason":"exited"}}`, `{"stream":"stdout","data":"aGk=","exit":{"exit_code":0}}`, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var fast, slow apiv1.ExecFrame
+		_, ferr := decodeExecFrame(line, &fast, nil)
+		serr := json.Unmarshal(line, &slow)
+		if (ferr == nil) != (serr == nil) {
+			t.Fatalf("%q: decodeExecFrame says %v, json.Unmarshal %v", line, ferr, serr)
+		}
+		if ferr != nil {
+			return
+		}
+		if len(fast.Data) == 0 {
+			fast.Data = nil
+		}
+		if len(slow.Data) == 0 {
+			slow.Data = nil
+		}
+		if diff := cmp.Diff(slow, fast); diff != "" {
+			t.Fatalf("%q: decodeExecFrame and json.Unmarshal differ (-json +fast):\n%s", line, diff)
 		}
 	})
 }

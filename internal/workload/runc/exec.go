@@ -385,6 +385,10 @@ func (s *execSession) openIO(spec workload.ExecSpec) ([]*os.File, error) {
 	if err == nil {
 		s.stderr, child[2], err = os.Pipe()
 	}
+	if err == nil {
+		widen(s.stdout)
+		widen(s.stderr)
+	}
 	if err != nil {
 		for _, f := range child {
 			if f != nil {
@@ -394,6 +398,25 @@ func (s *execSession) openIO(spec workload.ExecSpec) ([]*os.File, error) {
 		return nil, err
 	}
 	return child[:], nil
+}
+
+// outputRead bounds one read of the command's output, which is one
+// message to the client: each costs a hop per goroutine on the way to
+// it, which on a loaded machine waits for a core, so a session's
+// throughput is about the messages a second times their size.
+const outputRead = 256 << 10
+
+// outputPipe is the capacity asked for an output pipe (Linux's default is
+// 64 KiB), so that a command writes a full read ahead while the last one
+// travels. A pipe that cannot grow (a user's pipe quota) works as it is.
+const outputPipe = 1 << 20
+
+// widen grows f's pipe through its raw descriptor (f.Fd would take it
+// out of the poller).
+func widen(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, outputPipe) })
+	}
 }
 
 // copyOutput copies the command's stdout and stderr (with a terminal,
@@ -416,7 +439,7 @@ func (s *execSession) copyOutput(spec workload.ExecSpec) {
 // it is closed.
 func (s *execSession) copyOut(w io.Writer, r *os.File) {
 	defer s.copied.Done()
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, outputRead)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 && w != nil {
