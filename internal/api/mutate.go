@@ -65,6 +65,15 @@ func commit[T any](a *API, w http.ResponseWriter, r *http.Request, status int, c
 		})
 	}
 	if _, err := change(c); err != nil {
+		// Another replica may have committed the same key while this one
+		// ran the change (the in-flight mark is per process): its change
+		// stopped at a conflict, the name or the key's record, and the
+		// request answers as the winner did, or 422 for another body.
+		if info.idem != nil {
+			if replayed, rerr := a.replay(w, r, info.principal.TokenID, info.idem); replayed || rerr != nil {
+				return rerr
+			}
+		}
 		return err
 	}
 	writeStored(w, status, header, body)
