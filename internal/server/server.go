@@ -59,6 +59,10 @@ const (
 type Config struct {
 	Listen         string // "127.0.0.1:0" allowed; the real address is in URL()
 	DataDir        string // SQLite file and admin.token live here
+	// Store is where the state is kept (--store, ISOLATION_STORE):
+	// "sqlite" or "" (the file in DataDir), "sqlite:PATH", or a
+	// postgres:// URL shared by several replicas (store.ParseLocation).
+	Store string
 	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
 	Driver         string // "simulate" (default) or "netns"
 	AddressPool    string // CIDR; default apiv1.DefaultAddressPool
@@ -169,7 +173,7 @@ type Config struct {
 type Server struct {
 	cfg        Config
 	log        *slog.Logger
-	store      *store.SQLite
+	store      serverStore
 	control    *control.Service
 	resolver   *resolverEvents
 	driver     enforce.Driver
@@ -214,6 +218,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
 		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
+	}
+	loc, err := cfg.storeLocation()
+	if err != nil {
+		return nil, err
 	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
@@ -273,16 +281,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cleanup = append(cleanup, s.runtime.Close)
 	}
 
-	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
+	if s.store, err = openStore(ctx, loc); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	cleanup = append(cleanup, s.store.Close)
 	s.store.UseClock(cfg.Clock)
-	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	if err := s.store.WriteErr(); err != nil {
-		s.log.Warn("the data volume is full: serving reads, refusing changes (507) until space is freed", "error", err.Error())
+	if err := s.useDisk(); err != nil {
+		return nil, err
 	}
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -370,7 +375,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "runtime", runtimeName, "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "runtime", runtimeName, "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir, "store", loc.String())
 	return s, nil
 }
 
