@@ -57,12 +57,12 @@ const (
 
 // Config configures a server.
 type Config struct {
-	Listen         string // "127.0.0.1:0" allowed; the real address is in URL()
-	DataDir        string // SQLite file and admin.token live here
+	Listen  string // "127.0.0.1:0" allowed; the real address is in URL()
+	DataDir string // SQLite file and admin.token live here
 	// Store is where the state is kept (--store, ISOLATION_STORE):
 	// "sqlite" or "" (the file in DataDir), "sqlite:PATH", or a
 	// postgres:// URL shared by several replicas (store.ParseLocation).
-	Store string
+	Store          string
 	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
 	Driver         string // "simulate" (default) or "netns"
 	AddressPool    string // CIDR; default apiv1.DefaultAddressPool
