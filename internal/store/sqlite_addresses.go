@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
 )
 
 // addressKey is the column form of an address: its family (4 or 6), then

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
-
 )
 
 // querier is what the SQL helpers need: the read pool, the writer
@@ -134,4 +133,3 @@ func queryOne(ctx context.Context, q querier, query string, args []any, dest ...
 	}
 	return true, rows.Close()
 }
-
