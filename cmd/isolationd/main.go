@@ -1,6 +1,6 @@
 // Command isolationd is the environment-isolation control plane.
 //
-//	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
+//	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--store sqlite|postgres://...] [--driver simulate|netns]
 //	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--uplink host|netns:NAME [--uplink-net CIDR]]
 //	                 [--dns-upstream ADDR[:PORT]]... [--dns-min-ttl DURATION] [--dns-max-ttl DURATION] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
@@ -82,6 +82,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	dataDir := fs.String("data-dir", "", "directory for the database and admin.token (required)")
+	storeFlag := fs.String("store", "sqlite", storeFlagHelp)
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", apiv1.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
@@ -122,6 +123,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	if *dataDir == "" {
 		fmt.Fprintln(stderr, "isolationd serve: --data-dir is required")
+		return 2
+	}
+	*storeFlag = storeValue(fs, *storeFlag)
+	if _, err := store.ParseLocation(*storeFlag); err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: --store: %v\n", err)
 		return 2
 	}
 	if *quarantine <= 0 {
@@ -165,7 +171,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
-		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
+		Listen: *listen, DataDir: *dataDir, Store: *storeFlag, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
 		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, NetnsUplink: *uplink, NetnsUplinkNet: *uplinkNet,
 		DNSUpstreams: dnsUpstreams, DNSMinTTL: *dnsMinTTL, DNSMaxTTL: *dnsMaxTTL, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,

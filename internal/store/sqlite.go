@@ -158,7 +158,7 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if s.rdb, s.rq, err = openReadPool(path); err != nil {
 		return nil, err
 	}
-	s.reader = reader{q: s.rq, clock: &s.clock, assertions: s.assertions}
+	s.reader = reader{q: s.rq, d: sqliteDialect, clock: &s.clock, assertions: s.assertions}
 	go s.writeLoop()
 	return s, nil
 }
@@ -264,7 +264,7 @@ func OpenSQLiteReadOnly(ctx context.Context, path string) (*SQLiteReader, error)
 		return nil, fmt.Errorf("store: open %s: schema version %d, this build reads version %d (start isolationd of this version once to migrate)",
 			path, version, len(migrations))
 	}
-	return &SQLiteReader{reader: reader{q: q}, db: db, q: q}, nil
+	return &SQLiteReader{reader: reader{q: q, d: sqliteDialect}, db: db, q: q}, nil
 }
 
 // Close closes the reader.
@@ -432,8 +432,8 @@ func (s *SQLite) runOne(r *writeReq) error {
 		r.res = writeResult{err: err}
 		return err
 	}
-	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
-	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, clock: &s.clock, assertions: s.assertions}
+	t := &sqlTx{touched: &s.touched, key: s.auditKey.Load()}
+	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, d: sqliteDialect, clock: &s.clock, assertions: s.assertions}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
 	if r.res.err == nil && !r.res.panicked {
@@ -472,9 +472,9 @@ func call(fn func(Tx) error, t Tx) (res writeResult) {
 	return writeResult{err: fn(t)}
 }
 
-// sqliteTx is the Tx handed to one fn. Its statements run on the writer
+// sqlTx is the Tx handed to one fn. Its statements run on the writer
 // connection inside the batch transaction, so it reads its own writes.
-type sqliteTx struct {
+type sqlTx struct {
 	reader
 	done    atomic.Bool
 	touched *[]string
@@ -483,13 +483,13 @@ type sqliteTx struct {
 }
 
 // touch records that the transaction writes environment id.
-func (t *sqliteTx) touch(id string) {
+func (t *sqlTx) touch(id string) {
 	*t.touched = append(*t.touched, id)
 	t.commit.Environments = append(t.commit.Environments, id)
 }
 
 // Reconcile asks for ids to be reconciled once the transaction commits.
-func (t *sqliteTx) Reconcile(cause string, ids ...string) {
+func (t *sqlTx) Reconcile(cause string, ids ...string) {
 	if t.commit.Cause == "" {
 		t.commit.Cause = cause
 	}
@@ -525,4 +525,4 @@ func unique(ids []string) []string {
 	return out
 }
 
-var _ Tx = (*sqliteTx)(nil)
+var _ Tx = (*sqlTx)(nil)

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
@@ -38,7 +36,7 @@ func (r reader) GetIdempotency(ctx context.Context, scope, key string) (Idempote
 
 // PutIdempotency fails with ErrConflict while an unexpired record holds
 // (scope, key); an expired one is replaced.
-func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
+func (t *sqlTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
 	if rec.Scope == "" || rec.Key == "" {
 		return fmt.Errorf("store: idempotency record needs a scope and a key")
 	}
@@ -52,7 +50,7 @@ func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) er
 	}
 	if _, err := t.q.ExecContext(ctx, "INSERT INTO idempotency (scope, key, expires_at, data) VALUES (?, ?, ?, ?)",
 		rec.Scope, rec.Key, rec.ExpiresAt.UnixNano(), data); err != nil {
-		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		if c := constraint(err); c == conPrimaryKey || c == conUnique {
 			return fmt.Errorf("%w: idempotency key already used", ErrConflict)
 		}
 		return fmt.Errorf("store: put idempotency record: %w", err)
@@ -60,7 +58,7 @@ func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) er
 	return nil
 }
 
-func (t *sqliteTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
+func (t *sqlTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	res, err := t.q.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at < ?", now.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("store: purge idempotency records: %w", err)
@@ -78,7 +76,7 @@ const auditCols = `seq, id, time, request_id, actor_token_id, actor_name, source
 // AppendAudit sets Seq, PrevHash and Hash; the caller gives the id and the
 // time. It reads the chain's head inside the transaction, so concurrent
 // Updates link in commit order.
-func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
+func (t *sqlTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
 	if ev.ID == "" || ev.Time.IsZero() {
 		return ev, errors.New("store: an audit event needs an id and a time (control.Service.Event gives both)")
 	}
@@ -107,7 +105,7 @@ func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.
 		ev.Source.IP, ev.Source.UserAgent, ev.ProjectID, ev.Action, ev.Resource.Type, ev.Resource.ID,
 		ev.Outcome, ev.StatusCode, ev.Reason, string(changes), ev.PrevHash, ev.Hash, ev.KeyID)
 	if err != nil {
-		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		if constraint(err) == conUnique {
 			return ev, fmt.Errorf("%w: audit event %s already exists", ErrConflict, ev.ID)
 		}
 		return ev, fmt.Errorf("store: append audit event: %w", err)
