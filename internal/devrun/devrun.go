@@ -276,10 +276,16 @@ type Terraform struct {
 // and at a server: the CLI configuration, endpoint and token, and no
 // prompts or update checks.
 func Env(cliConfig string, s *Server) []string {
+	return EnvAt(cliConfig, s.URL, s.Token)
+}
+
+// EnvAt is Env for the API at endpoint, which may stand before several
+// servers.
+func EnvAt(cliConfig, endpoint, token string) []string {
 	return []string{
 		"TF_CLI_CONFIG_FILE=" + cliConfig,
-		"ISOLATION_ENDPOINT=" + s.URL,
-		"ISOLATION_TOKEN=" + s.Token,
+		"ISOLATION_ENDPOINT=" + endpoint,
+		"ISOLATION_TOKEN=" + token,
 		"TF_IN_AUTOMATION=1",
 		"TF_INPUT=0",
 		"CHECKPOINT_DISABLE=1",

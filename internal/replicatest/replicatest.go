@@ -17,11 +17,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/isolationhq/terraform-provider-isolation/internal/client"
 	"github.com/isolationhq/terraform-provider-isolation/internal/devrun"
 )
 
@@ -157,6 +159,77 @@ func (r *Replica) Kill() {
 	r.t.Helper()
 	if err := r.Server.Kill(); err != nil {
 		r.t.Fatalf("replica %d: %v", r.Index, err)
+	}
+}
+
+// Client is an API client of the replica as the admin, retrying as the
+// provider does.
+func (r *Replica) Client() *client.Client {
+	return NewClient(r.t, r.URL, r.Token)
+}
+
+// NewClient is an API client of base (a replica, or the front end) as token.
+func NewClient(t testing.TB, base, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Endpoint: base, Token: token, UserAgent: "replicatest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Leads reports whether the replica holds the reconcile lease, from its
+// isolationd_leader gauge.
+func (r *Replica) Leads(ctx context.Context) (bool, error) {
+	res, err := r.Do(ctx, Request{Method: http.MethodGet, Path: "/metrics"})
+	if err != nil {
+		return false, err
+	}
+	if res.Status != http.StatusOK {
+		return false, fmt.Errorf("replica %d: GET /metrics: %d %s", r.Index, res.Status, res.Body)
+	}
+	for line := range strings.SplitSeq(string(res.Body), "\n") {
+		if strings.HasPrefix(line, "isolationd_leader{") {
+			return strings.HasSuffix(line, " 1"), nil
+		}
+	}
+	return false, fmt.Errorf("replica %d: /metrics has no isolationd_leader", r.Index)
+}
+
+// leaderWait bounds how long an election may take: a lease's TTL and a
+// renewal, with room to spare on a loaded machine.
+const leaderWait = 30 * time.Second
+
+// Leader waits until exactly one live replica leads, and returns it.
+func (c *Cluster) Leader(t testing.TB) *Replica {
+	t.Helper()
+	deadline := time.Now().Add(leaderWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var leaders []*Replica
+		var lastErr error
+		for _, r := range c.Replicas {
+			select {
+			case <-r.Exited():
+				continue
+			default:
+			}
+			leads, err := r.Leads(t.Context())
+			if err != nil {
+				lastErr = err
+			}
+			if leads && !slices.Contains(leaders, r) {
+				leaders = append(leaders, r)
+			}
+		}
+		if len(leaders) == 1 {
+			return leaders[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no single leader within %s: %d lead (last error: %v)", leaderWait, len(leaders), lastErr)
+		}
+		<-tick.C
 	}
 }
 
