@@ -169,7 +169,7 @@ type Config struct {
 type Server struct {
 	cfg        Config
 	log        *slog.Logger
-	store      *store.SQLite
+	store      store.Backend
 	control    *control.Service
 	resolver   *resolverEvents
 	driver     enforce.Driver
@@ -273,15 +273,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cleanup = append(cleanup, s.runtime.Close)
 	}
 
-	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
+	sqlite, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile))
+	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.store = sqlite
 	cleanup = append(cleanup, s.store.Close)
 	s.store.UseClock(cfg.Clock)
-	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
+	// The disk reserve is SQLite's: its file is on the data volume.
+	if err := sqlite.HoldReserve(cfg.ReserveBytes); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if err := s.store.WriteErr(); err != nil {
+	if err := sqlite.WriteErr(); err != nil {
 		s.log.Warn("the data volume is full: serving reads, refusing changes (507) until space is freed", "error", err.Error())
 	}
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
