@@ -38,5 +38,8 @@ func TestPostgresConformance(t *testing.T) {
 			dsns[r] = dsn
 			return r
 		}),
+		storetest.WithExclusiveLeases(func(t *testing.T, s store.Store) store.Store {
+			return openPostgres(t, dsns[s.(*store.Postgres)])
+		}),
 	)
 }
