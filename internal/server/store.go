@@ -46,7 +46,7 @@ func openStore(ctx context.Context, loc store.Location) (serverStore, error) {
 	case store.KindSQLite:
 		return store.OpenSQLite(ctx, loc.Path)
 	case store.KindPostgres:
-		return nil, fmt.Errorf("%s: this build has no PostgreSQL store yet", loc)
+		return store.OpenPostgres(ctx, loc.DSN)
 	}
 	return nil, fmt.Errorf("unknown store kind %q", loc.Kind)
 }
