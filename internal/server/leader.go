@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -79,7 +78,8 @@ type acting struct {
 	term   *term // nil while following
 	stop   chan struct{}
 	done   chan struct{}
-	decide atomic.Bool // the first election is decided (and, leading, started)
+	decide atomic.Bool  // the first election is decided (and, leading, started)
+	live   atomic.Int64 // replicas counted at the last election
 }
 
 // term is one stretch of leadership.
@@ -148,8 +148,8 @@ func (a *acting) Status(ctx context.Context) []siem.SinkStatus {
 // renewing the lease every TTL/3 in the background.
 func (a *acting) start(ctx context.Context) error {
 	l, ok := a.s.store.(leaser)
-	if !ok {
-		// One server on its own file: it always leads, fence 0.
+	if !ok || !a.s.loc.Shared() {
+		// One server on its own file: it always leads, unfenced.
 		if err := a.lead(ctx, 0); err != nil {
 			return err
 		}
@@ -195,6 +195,7 @@ func (a *acting) elect(ctx context.Context, l leaser) error {
 		if _, _, perr := l.Lease(ctx, presencePrefix+a.s.replicaID, a.s.replicaID, a.ttl); perr != nil {
 			a.s.log.Warn("renewing this replica's presence failed", "replica_id", a.s.replicaID, "error", perr.Error())
 		}
+		a.countLive(ctx)
 	}
 	a.mu.Lock()
 	cur := a.term
@@ -209,10 +210,7 @@ func (a *acting) elect(ctx context.Context, l leaser) error {
 			a.s.log.Warn("lost the reconcile lease: stopping reconciling and enforcing", "replica_id", a.s.replicaID, "reason", reason)
 			a.follow()
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil // the store's unavailability is /readyz's to report
-		}
-		return nil
+		return nil // the store's unavailability is /readyz's to report
 	case cur != nil && cur.fence == fence:
 		return nil
 	case cur != nil:
@@ -229,7 +227,7 @@ func (a *acting) elect(ctx context.Context, l leaser) error {
 func (a *acting) lead(ctx context.Context, fence int64) (err error) {
 	t := &term{fence: fence}
 	ctl := a.s.control
-	if _, ok := a.s.store.(leaser); ok {
+	if a.s.loc.Shared() {
 		ctl = a.s.newControl(fencedStore{Store: a.s.store, name: a.leaseKey, holder: a.s.replicaID, fence: fence})
 	}
 	t.reconciler = a.s.newReconciler(ctl)
@@ -283,7 +281,7 @@ func (a *acting) close(ctx context.Context) {
 	}
 	leading := a.Leading()
 	a.follow()
-	if l, ok := a.s.store.(leaser); ok {
+	if l, ok := a.s.store.(leaser); ok && a.s.loc.Shared() {
 		if leading {
 			if err := l.ReleaseLease(ctx, a.leaseKey, a.s.replicaID); err != nil {
 				a.s.log.Warn("releasing the reconcile lease", "error", err.Error())

@@ -189,7 +189,9 @@ type Server struct {
 	resolver  *resolverEvents
 	driver    enforce.Driver
 	runtime   workload.Runtime
+	loc       store.Location
 	replicaID string
+	schema    int64   // the store's schema version once opened, 0 when it cannot tell
 	acting    *acting // the reconciler and the SIEM export, while this replica leads
 	ctlOpts   control.Options
 	recOpts   reconcile.Options
@@ -264,7 +266,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	// s is not the named result: `return nil, err` must not clear it before
 	// the deferred cleanup closes what it opened.
-	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), replicaID: cfg.ReplicaID}
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), replicaID: cfg.ReplicaID, loc: loc}
 	// What a failed start undoes, in reverse. The start's own error is the
 	// answer; an error undoing it can only be logged.
 	var cleanup []func() error
@@ -314,6 +316,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	cleanup = append(cleanup, s.store.Close)
 	s.store.UseClock(cfg.Clock)
+	if sv, ok := s.store.(schemaVersioner); ok {
+		if s.schema, err = sv.SchemaVersion(ctx); err != nil {
+			return nil, fmt.Errorf("server: schema version: %w", err)
+		}
+	}
 	if err := s.useDisk(); err != nil {
 		return nil, err
 	}
@@ -361,6 +368,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Registry: registry, WorkloadLogs: workloadLogs, Exec: s.runtime, ExecSessionsPerToken: cfg.ExecSessionsPerToken,
 		AuditKey: cfg.AuditKey,
 		SIEM:     s.siemStatus(),
+		Replicas: s.acting,
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
