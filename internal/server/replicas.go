@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
 // leaseReader is a store that tells who holds a lease and how many hold
@@ -17,11 +18,6 @@ type leaseReader interface {
 	CountLeases(ctx context.Context, prefix string) (int, error)
 }
 
-// schemaVersioner is a store that tells its migration.
-type schemaVersioner interface {
-	SchemaVersion(ctx context.Context) (int64, error)
-}
-
 // Replica is /readyz's replica detail (api.Replicas).
 func (a *acting) Replica(ctx context.Context) api.ReplicaInfo {
 	info := api.ReplicaInfo{ID: a.s.replicaID, Leading: a.Leading(), Replicas: a.Live(), Store: a.s.loc.Kind}
@@ -32,7 +28,9 @@ func (a *acting) Replica(ctx context.Context) api.ReplicaInfo {
 			info.Leader = holder
 		}
 	}
-	info.SchemaVersion = int(a.s.schema)
+	if v, _, err := a.s.store.SchemaVersion(ctx); err == nil {
+		info.SchemaVersion = int(v)
+	}
 	return info
 }
 
@@ -40,20 +38,19 @@ func (a *acting) Replica(ctx context.Context) api.ReplicaInfo {
 // election, at least this one.
 func (a *acting) Live() int { return max(1, int(a.live.Load())) }
 
-// Ready is nil while the store's schema is the one this replica
-// migrated it to at start: a newer one is another build's, whose rows
-// this one could misread.
+// Ready is nil while the database answers and its schema is the one
+// this build migrates to: another build's could hold rows this one
+// misreads.
 func (a *acting) Ready(ctx context.Context) error {
-	sv, ok := a.s.store.(schemaVersioner)
-	if !ok {
-		return nil
+	if err := a.s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("the database is not reachable: %s", store.RedactDSN(err.Error()))
 	}
-	v, err := sv.SchemaVersion(ctx)
+	v, want, err := a.s.store.SchemaVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("the store's schema version cannot be read: %w", err)
+		return fmt.Errorf("the database's schema version cannot be read: %s", store.RedactDSN(err.Error()))
 	}
-	if v != a.s.schema {
-		return fmt.Errorf("the store's schema is at version %d, this replica runs version %d: another build migrated it; upgrade this replica", v, a.s.schema)
+	if v != want {
+		return fmt.Errorf("the database's schema is at version %d, this replica's at %d: another build migrated it; run the same build on every replica", v, want)
 	}
 	return nil
 }

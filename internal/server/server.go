@@ -184,7 +184,7 @@ type Config struct {
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	store     serverStore
+	store     store.Backend
 	control   *control.Service
 	resolver  *resolverEvents
 	driver    enforce.Driver
@@ -316,11 +316,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	cleanup = append(cleanup, s.store.Close)
 	s.store.UseClock(cfg.Clock)
-	if sv, ok := s.store.(schemaVersioner); ok {
-		if s.schema, err = sv.SchemaVersion(ctx); err != nil {
-			return nil, fmt.Errorf("server: schema version: %w", err)
-		}
-	}
 	if err := s.useDisk(); err != nil {
 		return nil, err
 	}

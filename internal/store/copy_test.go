@@ -13,6 +13,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store/pgtest"
 )
 
 // populate writes a row into every table copy moves, a keyed audit
@@ -212,6 +213,13 @@ func wantCopied(t *testing.T, to interface {
 func TestCopy_SQLiteToSQLiteKeepsEveryRowAndTheChain(t *testing.T) {
 	t.Parallel()
 	to := openSQLite(t, filepath.Join(t.TempDir(), "target.db"))
+	defer to.Close()
+	wantCopied(t, to)
+}
+
+func TestCopy_SQLiteToPostgresKeepsEveryRowAndTheChain(t *testing.T) {
+	t.Parallel()
+	to := openPostgres(t, pgtest.DSN(t))
 	defer to.Close()
 	wantCopied(t, to)
 }

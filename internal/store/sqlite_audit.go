@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -237,13 +238,18 @@ func keyFits(headKey string, key *audit.Key) error {
 // nothing, when the chain's last event is keyed with another key or key
 // is nil and the chain is keyed. Call it before the first Update.
 func (s *SQLite) UseAuditKey(ctx context.Context, key *audit.Key) error {
+	return useAuditKey(ctx, s.wq, key, &s.auditKey)
+}
+
+// useAuditKey stores key in dst if it fits the chain q reads.
+func useAuditKey(ctx context.Context, q querier, key *audit.Key, dst *atomic.Pointer[audit.Key]) error {
 	var head string
-	if _, err := queryOne(ctx, s.wq, "SELECT key_id FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &head); err != nil {
+	if _, err := queryOne(ctx, q, "SELECT key_id FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &head); err != nil {
 		return fmt.Errorf("store: read audit chain head: %w", err)
 	}
 	if err := keyFits(head, key); err != nil {
 		return err
 	}
-	s.auditKey.Store(key)
+	dst.Store(key)
 	return nil
 }
