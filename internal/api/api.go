@@ -72,6 +72,9 @@ type Options struct {
 	ExecSessionsPerToken int
 	// SIEM, when set, reports the SIEM sinks on /readyz.
 	SIEM SIEMStatus
+	// Replicas, when set, reports the replicas on /readyz and divides
+	// the per-token rate limits among them.
+	Replicas Replicas
 }
 
 // SIEMStatus is what /readyz shows of the SIEM sinks (siem.Exporter).
@@ -97,6 +100,7 @@ type API struct {
 	execer       Execer
 	sessions     *execSessions
 	siem         SIEMStatus
+	replicas     Replicas
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -128,6 +132,7 @@ func New(opts Options) *API {
 		driver:     opts.Driver,
 		runtime:    opts.RuntimeName,
 		reconciler: opts.Reconciler,
+		replicas:   opts.Replicas,
 		hub:        newHub(),
 		log:        opts.Logger,
 		maxWait:    opts.MaxWait,
@@ -144,6 +149,9 @@ func New(opts Options) *API {
 	a.workloadLogs = opts.WorkloadLogs
 	a.execer = opts.Exec
 	a.siem = opts.SIEM
+	if opts.Replicas != nil {
+		a.limiter.live = opts.Replicas.Live
+	}
 	a.sessions = newExecSessions(opts.ExecSessionsPerToken)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
 	opts.Registry.MustRegister(

@@ -38,6 +38,13 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 		e.RetryAfter = retryAfterUnavailable
 		return e
 	}
+	if a.replicas != nil {
+		if err := a.replicas.Ready(r.Context()); err != nil {
+			e := problem.New(problem.Unavailable, "%s", err.Error())
+			e.RetryAfter = retryAfterUnavailable
+			return e
+		}
+	}
 	if !a.reconciler.Started() {
 		return problem.New(problem.Unavailable, "the reconciler has not started")
 	}
@@ -49,6 +56,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	h := health{Status: "ready"}
 	if a.siem != nil {
 		h.SIEM = a.siem.Status(r.Context())
+	}
+	if a.replicas != nil {
+		info := a.replicas.Replica(r.Context())
+		h.Replica = &info
 	}
 	writeJSON(w, http.StatusOK, h)
 	return nil

@@ -262,4 +262,7 @@ type health struct {
 	// SIEM is, on /readyz, how each SIEM sink is doing: a sink that lags
 	// does not make the server unready, but shows here.
 	SIEM []siem.SinkStatus `json:"siem,omitempty"`
+	// Replica is, on /readyz, this replica, its host's leader and the
+	// store's migration.
+	Replica *ReplicaInfo `json:"replica,omitempty"`
 }

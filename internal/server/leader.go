@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,22 +20,6 @@ import (
 // renewal: a dead leader is replaced within it.
 const DefaultLeaseTTL = 5 * time.Second
 
-// leaser is a store shared by several replicas that elects among them
-// (store.Postgres). A store without it (SQLite) has one server: it always
-// leads.
-type leaser interface {
-	// Lease takes or renews name for holder for ttl; held is false while
-	// another holder's lease runs. fence grows with every new holder.
-	Lease(ctx context.Context, name, holder string, ttl time.Duration) (fence int64, held bool, err error)
-	ReleaseLease(ctx context.Context, name, holder string) error
-}
-
-// leaseChecker is a transaction that can refuse to commit for a holder
-// whose lease has passed to another (store.ErrFenced).
-type leaseChecker interface {
-	CheckLease(name, holder string, fence int64) error
-}
-
 // fencedStore is the store as the leader writes it: every transaction
 // first checks that the lease of its term is still its own, so that a
 // leader that lost the lease (paused, partitioned) changes nothing.
@@ -48,10 +31,8 @@ type fencedStore struct {
 
 func (f fencedStore) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return f.Store.Update(ctx, func(tx store.Tx) error {
-		if lc, ok := tx.(leaseChecker); ok {
-			if err := lc.CheckLease(f.name, f.holder, f.fence); err != nil {
-				return err
-			}
+		if err := tx.CheckLease(f.name, f.holder, f.fence); err != nil {
+			return err
 		}
 		return fn(tx)
 	})
@@ -79,7 +60,8 @@ type acting struct {
 	term   *term // nil while following
 	stop   chan struct{}
 	done   chan struct{}
-	decide atomic.Bool // the first election is decided (and, leading, started)
+	decide atomic.Bool  // the first election is decided (and, leading, started)
+	live   atomic.Int64 // replicas counted at the last election
 }
 
 // term is one stretch of leadership.
@@ -147,9 +129,8 @@ func (a *acting) Status(ctx context.Context) []siem.SinkStatus {
 // start decides the first election and, on a store that elects, keeps
 // renewing the lease every TTL/3 in the background.
 func (a *acting) start(ctx context.Context) error {
-	l, ok := a.s.store.(leaser)
-	if !ok {
-		// One server on its own file: it always leads, fence 0.
+	if !a.s.loc.Shared() {
+		// One server on its own file: it always leads, unfenced.
 		if err := a.lead(ctx, 0); err != nil {
 			return err
 		}
@@ -157,17 +138,17 @@ func (a *acting) start(ctx context.Context) error {
 		return nil
 	}
 	a.s.log.Info("replica", "replica_id", a.s.replicaID, "lease", a.leaseKey, "lease_ttl", a.ttl.String())
-	if err := a.elect(ctx, l); err != nil {
+	if err := a.elect(ctx); err != nil {
 		return err
 	}
 	a.decide.Store(true)
 	a.stop, a.done = make(chan struct{}), make(chan struct{})
-	go a.renew(l)
+	go a.renew()
 	return nil
 }
 
 // renew runs one election every TTL/3 until close.
-func (a *acting) renew(l leaser) {
+func (a *acting) renew() {
 	defer close(a.done)
 	tick := a.s.cfg.Clock.NewTicker(a.ttl / 3)
 	defer tick.Stop()
@@ -176,7 +157,7 @@ func (a *acting) renew(l leaser) {
 		case <-a.stop:
 			return
 		case <-tick.Chan():
-			if err := a.elect(context.Background(), l); err != nil {
+			if err := a.elect(context.Background()); err != nil {
 				a.s.log.Error("starting to reconcile as the new leader failed; following, the next election retries", "replica_id", a.s.replicaID, "error", err.Error())
 			}
 		}
@@ -187,7 +168,8 @@ func (a *acting) renew(l leaser) {
 // ("replica/<id>"), and starts or stops acting to match. A renewal that
 // fails or is late stops acting at once: the lease may be about to pass
 // to another, and waiting for certainty would let two act.
-func (a *acting) elect(ctx context.Context, l leaser) error {
+func (a *acting) elect(ctx context.Context) error {
+	l := a.s.store
 	ctx, cancel := context.WithTimeout(ctx, a.ttl/3)
 	defer cancel()
 	fence, held, err := l.Lease(ctx, a.leaseKey, a.s.replicaID, a.ttl)
@@ -195,6 +177,7 @@ func (a *acting) elect(ctx context.Context, l leaser) error {
 		if _, _, perr := l.Lease(ctx, presencePrefix+a.s.replicaID, a.s.replicaID, a.ttl); perr != nil {
 			a.s.log.Warn("renewing this replica's presence failed", "replica_id", a.s.replicaID, "error", perr.Error())
 		}
+		a.countLive(ctx)
 	}
 	a.mu.Lock()
 	cur := a.term
@@ -209,10 +192,7 @@ func (a *acting) elect(ctx context.Context, l leaser) error {
 			a.s.log.Warn("lost the reconcile lease: stopping reconciling and enforcing", "replica_id", a.s.replicaID, "reason", reason)
 			a.follow()
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil // the store's unavailability is /readyz's to report
-		}
-		return nil
+		return nil // the store's unavailability is /readyz's to report
 	case cur != nil && cur.fence == fence:
 		return nil
 	case cur != nil:
@@ -229,7 +209,7 @@ func (a *acting) elect(ctx context.Context, l leaser) error {
 func (a *acting) lead(ctx context.Context, fence int64) (err error) {
 	t := &term{fence: fence}
 	ctl := a.s.control
-	if _, ok := a.s.store.(leaser); ok {
+	if a.s.loc.Shared() {
 		ctl = a.s.newControl(fencedStore{Store: a.s.store, name: a.leaseKey, holder: a.s.replicaID, fence: fence})
 	}
 	t.reconciler = a.s.newReconciler(ctl)
@@ -283,7 +263,7 @@ func (a *acting) close(ctx context.Context) {
 	}
 	leading := a.Leading()
 	a.follow()
-	if l, ok := a.s.store.(leaser); ok {
+	if l := a.s.store; a.s.loc.Shared() {
 		if leading {
 			if err := l.ReleaseLease(ctx, a.leaseKey, a.s.replicaID); err != nil {
 				a.s.log.Warn("releasing the reconcile lease", "error", err.Error())

@@ -184,12 +184,14 @@ type Config struct {
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	store     serverStore
+	store     store.Backend
 	control   *control.Service
 	resolver  *resolverEvents
 	driver    enforce.Driver
 	runtime   workload.Runtime
+	loc       store.Location
 	replicaID string
+	schema    int64   // the store's schema version once opened, 0 when it cannot tell
 	acting    *acting // the reconciler and the SIEM export, while this replica leads
 	ctlOpts   control.Options
 	recOpts   reconcile.Options
@@ -264,7 +266,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	// s is not the named result: `return nil, err` must not clear it before
 	// the deferred cleanup closes what it opened.
-	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), replicaID: cfg.ReplicaID}
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), replicaID: cfg.ReplicaID, loc: loc}
 	// What a failed start undoes, in reverse. The start's own error is the
 	// answer; an error undoing it can only be logged.
 	var cleanup []func() error
@@ -361,6 +363,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Registry: registry, WorkloadLogs: workloadLogs, Exec: s.runtime, ExecSessionsPerToken: cfg.ExecSessionsPerToken,
 		AuditKey: cfg.AuditKey,
 		SIEM:     s.siemStatus(),
+		Replicas: s.acting,
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)

@@ -5,22 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/jonboulle/clockwork"
-
-	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
 )
 
-// serverStore is what the server needs of a store beyond store.Store,
-// which both SQLite and PostgreSQL give. What only a store on a local
-// disk can do (the disk reserve) is asked through diskStore.
-type serverStore interface {
-	store.Store
-	UseClock(clock clockwork.Clock)
-	UseAuditKey(ctx context.Context, key *audit.Key) error
-}
-
-// diskStore is a store on this machine's disk (store.SQLite): it holds
+// diskStore (what only a store on a local disk can do) is a store on this machine's disk (store.SQLite): it holds
 // back a reserve of space and knows when its disk is full.
 type diskStore interface {
 	HoldReserve(size int64) error
@@ -41,14 +29,8 @@ func (cfg Config) storeLocation() (store.Location, error) {
 }
 
 // openStore opens the store loc names, migrated to this build's schema.
-func openStore(ctx context.Context, loc store.Location) (serverStore, error) {
-	switch loc.Kind {
-	case store.KindSQLite:
-		return store.OpenSQLite(ctx, loc.Path)
-	case store.KindPostgres:
-		return store.OpenPostgres(ctx, loc.DSN)
-	}
-	return nil, fmt.Errorf("unknown store kind %q", loc.Kind)
+func openStore(ctx context.Context, loc store.Location) (store.Backend, error) {
+	return store.Open(ctx, loc)
 }
 
 // useDisk holds the disk reserve of a store on this machine's disk, and

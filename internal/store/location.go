@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -85,3 +86,23 @@ var (
 	userPassword  = regexp.MustCompile(`(://[^/?#@:]*:)[^/?#]*@`)
 	passwordParam = regexp.MustCompile(`(?i)((?:^|[?&\s])password=)[^&#\s]*`)
 )
+
+// Open opens the store loc names (a SQLite file needs its Path),
+// migrated to this build's schema.
+func Open(ctx context.Context, loc Location) (Backend, error) {
+	switch loc.Kind {
+	case KindSQLite:
+		if loc.Path == "" {
+			return nil, errors.New("store: a SQLite store needs its file's path")
+		}
+		return OpenSQLite(ctx, loc.Path)
+	case KindPostgres:
+		p, err := OpenPostgres(ctx, loc.DSN)
+		if err != nil {
+			// pgx's errors may quote the URL: never the password.
+			return nil, fmt.Errorf("%s: %s", loc, RedactDSN(err.Error()))
+		}
+		return p, nil
+	}
+	return nil, fmt.Errorf("store: unknown store kind %q", loc.Kind)
+}
