@@ -187,8 +187,30 @@ func TestTokens_RevokedThroughOneReplicaIsRefusedByTheOtherAtTheNextRequest(t *t
 		// Used (and so known) on the other replica before it is revoked.
 		must(t, user, http.StatusOK, asUser)
 		must(t, revoker, http.StatusNoContent, replicatest.Request{Method: http.MethodDelete, Path: "/v1/tokens/" + tok.ID})
-		must(t, user, http.StatusUnauthorized, asUser)
+		res, err := user.Do(t.Context(), asUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != http.StatusUnauthorized {
+			t.Fatalf("the token revoked through replica %d: replica %d answered its next request %d, want 401 (%s)",
+				revoker.Index, user.Index, res.Status, refusedWhen(t, user, asUser))
+		}
 	}
+}
+
+// refusedWhen says how long after a revocation a replica took to refuse
+// the token, if it did within wakeWait, for the failure's report.
+func refusedWhen(t *testing.T, r *replicatest.Replica, req replicatest.Request) string {
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for time.Since(start) < wakeWait {
+		if res, err := r.Do(t.Context(), req); err == nil && res.Status == http.StatusUnauthorized {
+			return fmt.Sprintf("it refused the token %s later", time.Since(start).Round(time.Millisecond))
+		}
+		<-tick.C
+	}
+	return fmt.Sprintf("it still accepted the token %s later", wakeWait)
 }
 
 // race sends reqs at once, reqs[i] through rs[i], and returns the answers.
