@@ -58,27 +58,22 @@ func NewFrontEnd(addrs ...string) (*FrontEnd, error) {
 // URL is the front end's base URL, for clients of the API.
 func (f *FrontEnd) URL() string { return "http://" + f.ln.Addr().String() }
 
-// Forwarded is how many connections each backend was given, in the order
-// of NewFrontEnd's addresses.
-func (f *FrontEnd) Forwarded() []int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := make([]int, len(f.backends))
-	for i, b := range f.backends {
-		n[i] = b.conns
-	}
-	return n
+// Backend is what the front end knows of one backend.
+type Backend struct {
+	Addr      string
+	Down      bool // it refused a connection, and is skipped from then on
+	Forwarded int  // connections given to it
 }
 
-// Down reports which backends the front end skips, having been refused.
-func (f *FrontEnd) Down() []bool {
+// Backends are the backends, in the order of NewFrontEnd's addresses.
+func (f *FrontEnd) Backends() []Backend {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d := make([]bool, len(f.backends))
+	out := make([]Backend, len(f.backends))
 	for i, b := range f.backends {
-		d[i] = b.down
+		out[i] = Backend{Addr: b.addr, Down: b.down, Forwarded: b.conns}
 	}
-	return d
+	return out
 }
 
 // Close stops accepting, cuts every forwarded connection and waits for

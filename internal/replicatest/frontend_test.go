@@ -13,7 +13,7 @@ func TestFrontEnd_TakesTurnsAndSkipsABackendThatRefuses(t *testing.T) {
 	var hosts []string
 	var servers []*httptest.Server
 	for _, name := range []string{"a", "b"} {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, name) }))
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, name) }))
 		defer s.Close()
 		u, _ := url.Parse(s.URL)
 		hosts, servers = append(hosts, u.Host), append(servers, s)
@@ -50,11 +50,9 @@ func TestFrontEnd_TakesTurnsAndSkipsABackendThatRefuses(t *testing.T) {
 	if !slices.Equal(got, []string{"b", "b", "b"}) {
 		t.Fatalf("with a closed: answers %v, want b only", got)
 	}
-	if d := f.Down(); !slices.Equal(d, []bool{true, false}) {
-		t.Fatalf("down %v, want a only", d)
-	}
-	if n := f.Forwarded(); !slices.Equal(n, []int{2, 5}) {
-		t.Fatalf("forwarded %v, want [2 5]", n)
+	want := []Backend{{Addr: hosts[0], Down: true, Forwarded: 2}, {Addr: hosts[1], Forwarded: 5}}
+	if got := f.Backends(); !slices.Equal(got, want) {
+		t.Fatalf("backends %+v, want %+v: a down after 2 connections, b given 5", got, want)
 	}
 	servers[1].Close()
 	if _, err := c.Get(f.URL()); err == nil {

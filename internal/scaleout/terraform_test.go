@@ -260,8 +260,10 @@ func TestTerraform_200EnvironmentsThroughTwoReplicasConvergePlanEmptyAndDestroyL
 	api := c.Replicas[0].Client()
 	converged(t, api, state)
 	w.planEmpty(t)
-	if n := c.Front.Forwarded(); slices.Contains(n, 0) {
-		t.Errorf("the front end gave connections %v to the replicas: each should have served some", n)
+	for i, b := range c.Front.Backends() {
+		if b.Forwarded == 0 {
+			t.Errorf("the front end gave replica %d no connection: each should have served some (%+v)", i, c.Front.Backends())
+		}
 	}
 	w.destroy(t)
 	nothingLeft(t, api, state["project_id"][0])
@@ -289,8 +291,8 @@ func TestTerraform_ApplyConvergesWithAReplicaKilledMidApplyNoDuplicateNoOrphan(t
 	if err := <-applied; err != nil {
 		t.Fatalf("apply with a replica killed: %v", err)
 	}
-	if d := c.Front.Down(); !d[victim.Index] {
-		t.Errorf("the front end never found replica %d down: %v", victim.Index, d)
+	if b := c.Front.Backends()[victim.Index]; !b.Down {
+		t.Errorf("the front end never found replica %d down: %+v", victim.Index, b)
 	}
 	if got := c.Leader(t); got != survivor {
 		t.Fatalf("replica %d leads, want the survivor %d", got.Index, survivor.Index)
