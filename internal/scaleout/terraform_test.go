@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,8 +74,9 @@ const applyTimeout = 10 * time.Minute
 // workspace is a Terraform working directory with scaleHCL, using the
 // provider built from this tree, pointed at the front end.
 type workspace struct {
-	tf  *devrun.Terraform
-	out *lockedBuilder
+	tf       *devrun.Terraform
+	out      *lockedBuilder
+	replicas []*replicatest.Replica
 }
 
 func newWorkspace(t *testing.T, c *replicatest.Cluster) *workspace {
@@ -98,7 +101,7 @@ func newWorkspace(t *testing.T, c *replicatest.Cluster) *workspace {
 		t.Fatal(err)
 	}
 	out := &lockedBuilder{}
-	w := &workspace{out: out, tf: &devrun.Terraform{Path: tfPath, Dir: work, Env: devrun.EnvAt(cliConfig, c.Front.URL(), c.Token), Stdout: out, Stderr: out}}
+	w := &workspace{out: out, replicas: c.Replicas, tf: &devrun.Terraform{Path: tfPath, Dir: work, Env: devrun.EnvAt(cliConfig, c.Front.URL(), c.Token), Stdout: out, Stderr: out}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("terraform's output:\n%s", w.out.String())
@@ -107,15 +110,65 @@ func newWorkspace(t *testing.T, c *replicatest.Cluster) *workspace {
 	return w
 }
 
-// run runs one terraform command, timing it.
+// run runs one terraform command, and logs where its time went: its wall
+// time, terraform's CPU (with the provider's) and the replicas'.
 func (w *workspace) run(t *testing.T, args ...string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), applyTimeout)
 	defer cancel()
+	before := w.replicaCPU()
 	start := time.Now()
 	err := w.tf.Run(ctx, append(args, "-input=false", "-no-color")...)
-	t.Logf("terraform %s: %s", args[0], time.Since(start).Round(10*time.Millisecond))
+	wall := time.Since(start)
+	after := w.replicaCPU()
+	var cpu []string
+	for i := range after {
+		if after[i] < 0 {
+			cpu = append(cpu, "(killed)")
+			continue
+		}
+		cpu = append(cpu, (after[i] - before[i]).Round(10*time.Millisecond).String())
+	}
+	t.Logf("terraform %s: %s wall; CPU: terraform and provider %s, replicas %s", args[0],
+		wall.Round(10*time.Millisecond), w.tf.LastCPU.Round(10*time.Millisecond), strings.Join(cpu, " and "))
 	return err
+}
+
+// replicaCPU is the CPU time each replica has used so far, -1 for one
+// that is gone.
+func (w *workspace) replicaCPU() []time.Duration {
+	out := make([]time.Duration, len(w.replicas))
+	for i, r := range w.replicas {
+		var err error
+		if out[i], err = r.CPUTime(); err != nil {
+			out[i] = -1
+		}
+	}
+	return out
+}
+
+// logCreations logs how long Terraform took to create each resource type:
+// the count, median and longest of its "Creation complete after" lines.
+func (w *workspace) logCreations(t *testing.T) {
+	t.Helper()
+	took := map[string][]time.Duration{}
+	for line := range strings.SplitSeq(w.out.String(), "\n") {
+		addr, rest, ok := strings.Cut(line, ": Creation complete after ")
+		if !ok {
+			continue
+		}
+		d, err := time.ParseDuration(strings.Fields(rest)[0])
+		if err != nil {
+			continue
+		}
+		typ, _, _ := strings.Cut(addr, ".")
+		took[typ] = append(took[typ], d)
+	}
+	for _, typ := range slices.Sorted(maps.Keys(took)) {
+		ds := took[typ]
+		slices.Sort(ds)
+		t.Logf("%d %s created: median %s, longest %s (whole seconds, as Terraform prints them)", len(ds), typ, ds[len(ds)/2], ds[len(ds)-1])
+	}
 }
 
 func (w *workspace) apply(t *testing.T) error {
@@ -256,6 +309,7 @@ func TestTerraform_200EnvironmentsThroughTwoReplicasConvergePlanEmptyAndDestroyL
 	if err := w.apply(t); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
+	w.logCreations(t)
 	state := w.stateIDs(t)
 	api := c.Replicas[0].Client()
 	converged(t, api, state)
@@ -297,6 +351,7 @@ func TestTerraform_ApplyConvergesWithAReplicaKilledMidApplyNoDuplicateNoOrphan(t
 	if got := c.Leader(t); got != survivor {
 		t.Fatalf("replica %d leads, want the survivor %d", got.Index, survivor.Index)
 	}
+	w.logCreations(t)
 	state := w.stateIDs(t)
 	converged(t, api, state)
 	w.planEmpty(t)
