@@ -88,8 +88,7 @@ type Postgres struct {
 	updates    atomic.Int64
 	commits    atomic.Int64
 
-	subsMu sync.RWMutex
-	subs   []func(Commit)
+	subscribers // told of this store's commits and the other servers'
 
 	listen     *pgx.ConnConfig
 	stopListen context.CancelFunc
@@ -141,9 +140,10 @@ func OpenPostgres(ctx context.Context, dsn string) (_ *Postgres, err error) {
 	if err != nil {
 		return nil, pgUnavailable(fmt.Errorf("store: listen for commits: %w", err))
 	}
-	lctx, cancel := context.WithCancel(context.Background())
+	// The listener outlives ctx, which only bounds the opening: Close ends it.
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stopListen = cancel
-	go p.listenLoop(lctx, conn)
+	go p.listenLoop(lctx, conn) //nolint:gosec // G118: the listener lives until Close, not for the opening's ctx
 	return p, nil
 }
 
@@ -224,23 +224,6 @@ func (p *Postgres) Close() error {
 		p.closeErr = errors.Join(p.migrations.Close(), p.db.Close())
 	})
 	return p.closeErr
-}
-
-// Subscribe registers fn to be told of every commit, this store's and
-// the other servers' (see Commit).
-func (p *Postgres) Subscribe(fn func(Commit)) {
-	p.subsMu.Lock()
-	p.subs = append(p.subs, fn)
-	p.subsMu.Unlock()
-}
-
-func (p *Postgres) announce(c Commit) {
-	p.subsMu.RLock()
-	subs := p.subs
-	p.subsMu.RUnlock()
-	for _, fn := range subs {
-		fn(c)
-	}
 }
 
 // Update runs fn in one transaction under the write lock (see the top of

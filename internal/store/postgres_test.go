@@ -56,13 +56,18 @@ func TestPostgresConformance(t *testing.T) {
 	)
 }
 
+// twoStores opens two stores on one new database, as two servers would.
+func twoStores(t *testing.T) (a, b *store.Postgres) {
+	dsn := pgtest.DSN(t)
+	a, b = openPostgres(t, dsn), openPostgres(t, dsn)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
 // Two servers on one database append at once: the chain stays one
 // unbroken sequence that verifies, every event of both is in it once.
 func TestPostgres_TwoStoresAppendOneUnbrokenAuditChain(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
-	defer a.Close()
-	defer b.Close()
+	a, b := twoStores(t)
 	const each = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*each)
@@ -99,10 +104,7 @@ func TestPostgres_TwoStoresAppendOneUnbrokenAuditChain(t *testing.T) {
 // events read back and the ids it wrote; the writer hears it once, from
 // its own Update.
 func TestPostgres_ACommitOnOneStoreIsAnnouncedOnTheOther(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
-	defer a.Close()
-	defer b.Close()
+	a, b := twoStores(t)
 	heard := make(chan store.Commit, 16)
 	b.Subscribe(func(c store.Commit) { heard <- c })
 	var own atomic.Int64
@@ -141,10 +143,7 @@ func TestPostgres_ACommitOnOneStoreIsAnnouncedOnTheOther(t *testing.T) {
 
 // Many ids overflow one notification: they arrive split, every id once.
 func TestPostgres_ALargeCommitIsAnnouncedInParts(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
-	defer a.Close()
-	defer b.Close()
+	a, b := twoStores(t)
 	heard := make(chan store.Commit, 64)
 	b.Subscribe(func(c store.Commit) { heard <- c })
 	p := apiv1.Project{ID: "prj_" + uuid.Must(uuid.NewV7()).String(), Name: "p", CreatedAt: time.Now()}
@@ -183,10 +182,7 @@ func TestPostgres_ALargeCommitIsAnnouncedInParts(t *testing.T) {
 
 // An Idempotency-Key put from two servers at once has one winner.
 func TestPostgres_IdempotencyKeyHasOneWinnerAcrossStores(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
-	defer a.Close()
-	defer b.Close()
+	a, b := twoStores(t)
 	for round := range 20 {
 		rec := store.IdempotencyRecord{Scope: "tok_a", Key: fmt.Sprintf("key-%d", round), StatusCode: 201,
 			CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}

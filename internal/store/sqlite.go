@@ -65,8 +65,7 @@ type SQLite struct {
 	// modify their selectors.
 	assertions *immutableCache[apiv1.Assertion]
 
-	subsMu sync.RWMutex
-	subs   []func(Commit)
+	subscribers
 
 	space space // reserve file and storage failures (sqlite_space.go)
 
@@ -345,17 +344,23 @@ func (s *SQLite) update(ctx context.Context, fn func(Tx) error) error {
 	return res.err
 }
 
-// Subscribe registers fn to be told of every commit (see Commit).
-func (s *SQLite) Subscribe(fn func(Commit)) {
-	s.subsMu.Lock()
-	s.subs = append(s.subs, fn)
-	s.subsMu.Unlock()
+// subscribers are a store's (see Store.Subscribe).
+type subscribers struct {
+	mu   sync.RWMutex
+	subs []func(Commit)
 }
 
-func (s *SQLite) announce(c Commit) {
-	s.subsMu.RLock()
+// Subscribe registers fn to be told of every commit (see Commit).
+func (s *subscribers) Subscribe(fn func(Commit)) {
+	s.mu.Lock()
+	s.subs = append(s.subs, fn)
+	s.mu.Unlock()
+}
+
+func (s *subscribers) announce(c Commit) {
+	s.mu.RLock()
 	subs := s.subs
-	s.subsMu.RUnlock()
+	s.mu.RUnlock()
 	for _, fn := range subs {
 		fn(c)
 	}

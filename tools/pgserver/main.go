@@ -52,7 +52,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "pgserver: PostgreSQL at %s for %s\n", srv.URL, args[0])
 		env = append(env, pgtest.Env+"="+srv.URL)
 	}
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // G702: running the command it is given is this tool's job
 	cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.Env = os.Stdin, os.Stdout, os.Stderr, env
 	// An interrupt reaches CMD (same process group); the server is still
 	// stopped once CMD ends.

@@ -140,20 +140,20 @@ func Start(ctx context.Context) (*Server, error) {
 	}
 	s.data, s.log = filepath.Join(s.dir, "data"), filepath.Join(s.dir, "server.log")
 	if err := s.chown(s.dir); err != nil {
-		s.Remove()
+		_ = s.Remove()
 		return nil, err
 	}
 	if out, err := s.run(ctx, "initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
-		s.Remove()
+		_ = s.Remove()
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	if s.port, err = freePort(); err != nil {
-		s.Remove()
+		_ = s.Remove()
 		return nil, err
 	}
 	s.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
 	if err := s.Restart(ctx); err != nil {
-		s.Remove()
+		_ = s.Remove()
 		return nil, err
 	}
 	return s, nil
