@@ -26,7 +26,9 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := a.store.ListProjects(r.Context(), store.ListQuery{Limit: 1}); err != nil {
 		requestInfoFrom(r.Context()).logger.Error("readiness: store unreachable", "error", err.Error())
-		return problem.New(problem.Unavailable, "the store is not reachable")
+		e := problem.New(problem.Unavailable, "the store is not reachable (its database cannot be reached, or its disk read)")
+		e.RetryAfter = retryAfterUnavailable
+		return e
 	}
 	if err := a.health.ready(r.Context(), a.now()); err != nil {
 		requestInfoFrom(r.Context()).logger.Warn("readiness: the store cannot write", "error", err.Error())

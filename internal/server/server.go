@@ -363,7 +363,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Registry: registry, WorkloadLogs: workloadLogs, Exec: s.runtime, ExecSessionsPerToken: cfg.ExecSessionsPerToken,
 		AuditKey: cfg.AuditKey,
 		SIEM:     s.siemStatus(),
-		Replicas: s.acting,
+		Replicas: s.acting, SharedStore: loc.Shared(),
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
