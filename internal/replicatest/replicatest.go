@@ -81,6 +81,7 @@ type Cluster struct {
 	Replicas []*Replica
 	Front    *FrontEnd
 	Token    string // the admin token every replica bootstrapped
+	Store    string // Options.Store
 }
 
 // Replica is one isolationd process of a cluster.
@@ -105,7 +106,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{Token: token}
+	c := &Cluster{Token: token, Store: o.Store}
 	var addrs []string
 	for i := range o.Replicas {
 		dir := t.TempDir()
@@ -152,6 +153,19 @@ func Start(t testing.TB, o Options) *Cluster {
 	// Registered last, so it runs first: connections end before replicas stop.
 	t.Cleanup(func() { c.Front.Close() })
 	return c
+}
+
+// Isolationd runs the isolationd binary of the cluster with args (a
+// command beside serve, such as audit verify) and returns its exit status
+// and output.
+func Isolationd(t testing.TB, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(Binaries(t), devrun.ServerBinary), args...)
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState == nil {
+		t.Fatalf("isolationd %s: %v", args[0], err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
 }
 
 // Kill kills the replica with SIGKILL, as a crash would, and reaps it.

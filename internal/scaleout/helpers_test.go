@@ -11,10 +11,16 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/replicatest"
 )
 
-// auditChainIntact verifies the audit chain end to end through r, and
-// checks that it is one unbroken sequence: seq 1 to the last, each once.
-func auditChainIntact(t *testing.T, r *replicatest.Replica) {
+// auditChainIntact verifies the audit chain end to end, through r's API
+// and with `isolationd audit verify` on the database, and checks that it
+// is one unbroken sequence: seq 1 to the last, each once.
+func auditChainIntact(t *testing.T, c *replicatest.Cluster, r *replicatest.Replica) {
 	t.Helper()
+	if code, out := replicatest.Isolationd(t, "audit", "verify", "--store", c.Store); code != 0 || !strings.Contains(out, "audit chain intact") {
+		t.Fatalf("isolationd audit verify --store: exit %d: %s", code, out)
+	} else {
+		t.Logf("isolationd audit verify: %s", strings.TrimSpace(out))
+	}
 	res, err := r.Do(t.Context(), replicatest.Request{Method: http.MethodGet, Path: "/v1/audit-events/verify"})
 	if err != nil {
 		t.Fatal(err)

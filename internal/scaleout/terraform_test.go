@@ -321,7 +321,7 @@ func TestTerraform_200EnvironmentsThroughTwoReplicasConvergePlanEmptyAndDestroyL
 	}
 	w.destroy(t)
 	nothingLeft(t, api, state["project_id"][0])
-	auditChainIntact(t, c.Replicas[len(c.Replicas)-1])
+	auditChainIntact(t, c, c.Replicas[len(c.Replicas)-1])
 }
 
 // killAt is how many environments the API shows when a replica is killed.
@@ -355,7 +355,7 @@ func TestTerraform_ApplyConvergesWithAReplicaKilledMidApplyNoDuplicateNoOrphan(t
 	state := w.stateIDs(t)
 	converged(t, api, state)
 	w.planEmpty(t)
-	auditChainIntact(t, survivor)
+	auditChainIntact(t, c, survivor)
 	w.destroy(t)
 	nothingLeft(t, api, state["project_id"][0])
 }
