@@ -79,7 +79,9 @@ type workspace struct {
 	replicas []*replicatest.Replica
 }
 
-func newWorkspace(t *testing.T, c *replicatest.Cluster) *workspace {
+// terraformCLI is the CLI the acceptance tests use; without TF_ACC the
+// test skips, saying why, before it starts anything.
+func terraformCLI(t *testing.T) string {
 	t.Helper()
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("set TF_ACC=1 to run Terraform through the replicas (make test does)")
@@ -88,6 +90,11 @@ func newWorkspace(t *testing.T, c *replicatest.Cluster) *workspace {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tfPath
+}
+
+func newWorkspace(t *testing.T, tfPath string, c *replicatest.Cluster) *workspace {
+	t.Helper()
 	dir := t.TempDir()
 	cliConfig, err := devrun.WriteCLIConfig(dir, replicatest.Binaries(t))
 	if err != nil {
@@ -304,8 +311,9 @@ func nothingLeft(t *testing.T, api *client.Client, projectID string) {
 }
 
 func TestTerraform_200EnvironmentsThroughTwoReplicasConvergePlanEmptyAndDestroyLeavesNothing(t *testing.T) {
+	tfPath := terraformCLI(t)
 	c := startCluster(t, 2)
-	w := newWorkspace(t, c)
+	w := newWorkspace(t, tfPath, c)
 	if err := w.apply(t); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -328,8 +336,9 @@ func TestTerraform_200EnvironmentsThroughTwoReplicasConvergePlanEmptyAndDestroyL
 const killAt = 50
 
 func TestTerraform_ApplyConvergesWithAReplicaKilledMidApplyNoDuplicateNoOrphan(t *testing.T) {
+	tfPath := terraformCLI(t)
 	c := startCluster(t, 2)
-	w := newWorkspace(t, c)
+	w := newWorkspace(t, tfPath, c)
 	// The leader dies: the API it served and the reconciling both fail over.
 	victim := c.Leader(t)
 	survivor := c.Replicas[(victim.Index+1)%len(c.Replicas)]
