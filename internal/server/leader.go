@@ -143,12 +143,12 @@ func (a *acting) start(ctx context.Context) error {
 	}
 	a.decide.Store(true)
 	a.stop, a.done = make(chan struct{}), make(chan struct{})
-	go a.renew()
+	go a.renew(context.WithoutCancel(ctx))
 	return nil
 }
 
 // renew runs one election every TTL/3 until close.
-func (a *acting) renew() {
+func (a *acting) renew(ctx context.Context) {
 	defer close(a.done)
 	tick := a.s.cfg.Clock.NewTicker(a.ttl / 3)
 	defer tick.Stop()
@@ -157,7 +157,7 @@ func (a *acting) renew() {
 		case <-a.stop:
 			return
 		case <-tick.Chan():
-			if err := a.elect(context.Background()); err != nil {
+			if err := a.elect(ctx); err != nil {
 				a.s.log.Error("starting to reconcile as the new leader failed; following, the next election retries", "replica_id", a.s.replicaID, "error", err.Error())
 			}
 		}
