@@ -260,3 +260,30 @@ func TestReplicas_ARevocationHoldsOnTheOtherReplicaAtTheNextRequest(t *testing.T
 }
 
 var _ api.Replicas = (*acting)(nil)
+
+// A leader that dies without releasing its lease (kill -9) is replaced
+// once the lease runs out: until then the replica follows, and names the
+// dead holder as the leader.
+func TestReplica_TakesOverTheLeaseOfALeaderThatStoppedRenewing(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	st, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, held, err := st.Lease(ctx, "reconcile/h1", "rep_dead", testLeaseTTL); err != nil || !held {
+		t.Fatalf("the dead leader's lease: %v %v", held, err)
+	}
+	s := startReplica(t, dsn)
+	if s.Leading() {
+		t.Fatal("the replica leads while another holder's lease runs")
+	}
+	if _, h := readyz(t, s); h["replica"].(map[string]any)["leader"] != "rep_dead" {
+		t.Errorf("/readyz while following: %v; want the leader rep_dead", h)
+	}
+	eventually(t, 3*testLeaseTTL, "the replica leads once the dead leader's lease ran out", s.Leading)
+	if fence, held, err := st.Lease(ctx, "reconcile/h1", "rep_dead", testLeaseTTL); err != nil || held || fence != 0 {
+		t.Errorf("the dead leader coming back: fence %d, held %v, %v; want the lease refused", fence, held, err)
+	}
+}
