@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every store.Store
-// implementation must pass: the SQLite store runs it in its tests, and a
-// PostgreSQL store would run the same suite.
+// implementation must pass: the SQLite store (sqlite_test.go) and the
+// PostgreSQL store (postgres_test.go) run it in their tests.
 package storetest
 
 import (
