@@ -138,6 +138,15 @@ func TestReplicas_OneLeadsAndTheOtherTakesOverWhenItStops(t *testing.T) {
 	}
 	first := createEnv(t, b, p.ID, "through-the-follower")
 	waitReady(t, b, first)
+	// check answers from the enforcing driver's rules: the follower, whose
+	// driver holds none, says to retry, never guesses.
+	probe := apiv1.CheckRequest{Direction: apiv1.Egress, Address: "192.0.2.1", Port: 443}
+	if st, retry, body := call(t, b, "POST", "/v1/environments/"+first+"/check", replicaSecret, probe); st != http.StatusServiceUnavailable || retry == "" || !strings.Contains(string(body), a.ReplicaID()) {
+		t.Errorf("check on the follower: %d, Retry-After %q: %s; want 503 naming the leader", st, retry, body)
+	}
+	if st, _, body := call(t, a, "POST", "/v1/environments/"+first+"/check", replicaSecret, probe); st != http.StatusOK {
+		t.Errorf("check on the leader: %d %s", st, body)
+	}
 
 	if err := a.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
