@@ -265,7 +265,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isolationd audit verify: %s\n", store.RedactDSN(err.Error()))
 		return 1
 	}
-	defer closeStore()
+	defer func() { _ = closeStore() }()
 	res, err := store.VerifyAuditWithKey(ctx, st, key)
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)

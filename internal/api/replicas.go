@@ -1,6 +1,11 @@
 package api
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/isolationhq/terraform-provider-isolation/internal/problem"
+)
 
 // Replicas is what the API knows of the replicas sharing its store: the
 // server's election (internal/server).
@@ -13,6 +18,28 @@ type Replicas interface {
 	// Ready is nil while this replica can serve: its store's schema is
 	// the one this build migrated to.
 	Ready(ctx context.Context) error
+	// Leading reports whether this replica's driver enforces (holds the
+	// rules check answers from).
+	Leading() bool
+	// Leader names the replica that does, "" when none.
+	Leader(ctx context.Context) string
+}
+
+// notEnforcedHere is the answer of a replica whose driver holds no rules
+// (a follower) to what only the enforcing one can answer: 503, to be
+// retried, so that a balancer's next pick may reach the leader. Never a
+// guess.
+func (a *API) notEnforcedHere(ctx context.Context) error {
+	if a.replicas == nil || a.replicas.Leading() {
+		return nil
+	}
+	leader := a.replicas.Leader(ctx)
+	if leader == "" {
+		leader = "none now"
+	}
+	e := problem.New(problem.Unavailable, "this replica does not enforce the rules; the replica that does (leader: %s) answers check: retry after the Retry-After delay", leader)
+	e.RetryAfter = time.Second
+	return e
 }
 
 // ReplicaInfo is /readyz's replica detail.

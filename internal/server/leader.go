@@ -143,12 +143,12 @@ func (a *acting) start(ctx context.Context) error {
 	}
 	a.decide.Store(true)
 	a.stop, a.done = make(chan struct{}), make(chan struct{})
-	go a.renew()
+	go a.renew(context.WithoutCancel(ctx))
 	return nil
 }
 
 // renew runs one election every TTL/3 until close.
-func (a *acting) renew() {
+func (a *acting) renew(ctx context.Context) {
 	defer close(a.done)
 	tick := a.s.cfg.Clock.NewTicker(a.ttl / 3)
 	defer tick.Stop()
@@ -157,7 +157,7 @@ func (a *acting) renew() {
 		case <-a.stop:
 			return
 		case <-tick.Chan():
-			if err := a.elect(context.Background()); err != nil {
+			if err := a.elect(ctx); err != nil {
 				a.s.log.Error("starting to reconcile as the new leader failed; following, the next election retries", "replica_id", a.s.replicaID, "error", err.Error())
 			}
 		}
@@ -170,14 +170,16 @@ func (a *acting) renew() {
 // to another, and waiting for certainty would let two act.
 func (a *acting) elect(ctx context.Context) error {
 	l := a.s.store
-	ctx, cancel := context.WithTimeout(ctx, a.ttl/3)
+	// The renewal has a third of the TTL; starting a term (adopting every
+	// environment) takes what it takes, under ctx.
+	lctx, cancel := context.WithTimeout(ctx, a.ttl/3)
 	defer cancel()
-	fence, held, err := l.Lease(ctx, a.leaseKey, a.s.replicaID, a.ttl)
+	fence, held, err := l.Lease(lctx, a.leaseKey, a.s.replicaID, a.ttl)
 	if err == nil {
-		if _, _, perr := l.Lease(ctx, presencePrefix+a.s.replicaID, a.s.replicaID, a.ttl); perr != nil {
+		if _, _, perr := l.Lease(lctx, presencePrefix+a.s.replicaID, a.s.replicaID, a.ttl); perr != nil {
 			a.s.log.Warn("renewing this replica's presence failed", "replica_id", a.s.replicaID, "error", perr.Error())
 		}
-		a.countLive(ctx)
+		a.countLive(lctx)
 	}
 	a.mu.Lock()
 	cur := a.term

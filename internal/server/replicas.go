@@ -20,18 +20,27 @@ type leaseReader interface {
 
 // Replica is /readyz's replica detail (api.Replicas).
 func (a *acting) Replica(ctx context.Context) api.ReplicaInfo {
-	info := api.ReplicaInfo{ID: a.s.replicaID, Leading: a.Leading(), Replicas: a.Live(), Store: a.s.loc.Kind}
-	if info.Leading {
-		info.Leader = a.s.replicaID
-	} else if lr, ok := a.s.store.(leaseReader); ok {
-		if holder, err := lr.LeaseHolder(ctx, a.leaseKey); err == nil {
-			info.Leader = holder
-		}
-	}
+	info := api.ReplicaInfo{ID: a.s.replicaID, Leading: a.Leading(), Replicas: a.Live(), Store: a.s.loc.Kind, Leader: a.Leader(ctx)}
 	if v, _, err := a.s.store.SchemaVersion(ctx); err == nil {
 		info.SchemaVersion = int(v)
 	}
 	return info
+}
+
+// Leader is the replica that leads this host now, "" when none does.
+func (a *acting) Leader(ctx context.Context) string {
+	if a.Leading() {
+		return a.s.replicaID
+	}
+	lr, ok := a.s.store.(leaseReader)
+	if !ok {
+		return ""
+	}
+	holder, err := lr.LeaseHolder(ctx, a.leaseKey)
+	if err != nil {
+		return ""
+	}
+	return holder
 }
 
 // Live counts the replicas whose presence lease ran at the last

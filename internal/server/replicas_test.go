@@ -138,6 +138,15 @@ func TestReplicas_OneLeadsAndTheOtherTakesOverWhenItStops(t *testing.T) {
 	}
 	first := createEnv(t, b, p.ID, "through-the-follower")
 	waitReady(t, b, first)
+	// check answers from the enforcing driver's rules: the follower, whose
+	// driver holds none, says to retry, never guesses.
+	probe := apiv1.CheckRequest{Direction: apiv1.Egress, Address: "192.0.2.1", Port: 443}
+	if st, retry, body := call(t, b, "POST", "/v1/environments/"+first+"/check", replicaSecret, probe); st != http.StatusServiceUnavailable || retry == "" || !strings.Contains(string(body), a.ReplicaID()) {
+		t.Errorf("check on the follower: %d, Retry-After %q: %s; want 503 naming the leader", st, retry, body)
+	}
+	if st, _, body := call(t, a, "POST", "/v1/environments/"+first+"/check", replicaSecret, probe); st != http.StatusOK {
+		t.Errorf("check on the leader: %d %s", st, body)
+	}
 
 	if err := a.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -260,3 +269,30 @@ func TestReplicas_ARevocationHoldsOnTheOtherReplicaAtTheNextRequest(t *testing.T
 }
 
 var _ api.Replicas = (*acting)(nil)
+
+// A leader that dies without releasing its lease (kill -9) is replaced
+// once the lease runs out: until then the replica follows, and names the
+// dead holder as the leader.
+func TestReplica_TakesOverTheLeaseOfALeaderThatStoppedRenewing(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	st, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, held, err := st.Lease(ctx, "reconcile/h1", "rep_dead", testLeaseTTL); err != nil || !held {
+		t.Fatalf("the dead leader's lease: %v %v", held, err)
+	}
+	s := startReplica(t, dsn)
+	if s.Leading() {
+		t.Fatal("the replica leads while another holder's lease runs")
+	}
+	if _, h := readyz(t, s); h["replica"].(map[string]any)["leader"] != "rep_dead" {
+		t.Errorf("/readyz while following: %v; want the leader rep_dead", h)
+	}
+	eventually(t, 3*testLeaseTTL, "the replica leads once the dead leader's lease ran out", s.Leading)
+	if fence, held, err := st.Lease(ctx, "reconcile/h1", "rep_dead", testLeaseTTL); err != nil || held || fence != 0 {
+		t.Errorf("the dead leader coming back: fence %d, held %v, %v; want the lease refused", fence, held, err)
+	}
+}

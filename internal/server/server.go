@@ -191,7 +191,6 @@ type Server struct {
 	runtime   workload.Runtime
 	loc       store.Location
 	replicaID string
-	schema    int64   // the store's schema version once opened, 0 when it cannot tell
 	acting    *acting // the reconciler and the SIEM export, while this replica leads
 	ctlOpts   control.Options
 	recOpts   reconcile.Options

@@ -94,6 +94,7 @@ type Postgres struct {
 	stopListen context.CancelFunc
 	listenDone chan struct{}
 
+	writeSlot chan struct{} // held by the Update running
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -122,6 +123,7 @@ func OpenPostgres(ctx context.Context, dsn string) (_ *Postgres, err error) {
 		assertions: newImmutableCache[apiv1.Assertion](immutableCacheSize),
 		listen:     cfg.Copy(),
 		listenDone: make(chan struct{}),
+		writeSlot:  make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 	}
 	p.db.SetMaxOpenConns(poolSize)
@@ -239,12 +241,18 @@ func (p *Postgres) Update(ctx context.Context, fn func(Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// One Update of this store at a time: the database serialises them
+	// anyway, and the others then wait here instead of each holding a
+	// pooled connection the reads need.
 	select {
+	case p.writeSlot <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-p.closed:
 		return errClosed
-	default:
 	}
 	res := p.update(ctx, fn)
+	<-p.writeSlot
 	if res.panicked {
 		panic(res.panicVal)
 	}
