@@ -1,6 +1,6 @@
 // Command isolationd is the environment-isolation control plane.
 //
-//	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--driver simulate|netns]
+//	isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [--store sqlite|postgres://...] [--driver simulate|netns]
 //	                 [--address-pool CIDR] [--address-pool6 CIDR] [--address-quarantine DURATION] [--netns-prefix P] [--uplink host|netns:NAME [--uplink-net CIDR]]
 //	                 [--dns-upstream ADDR[:PORT]]... [--dns-min-ttl DURATION] [--dns-max-ttl DURATION] [--audit-log FILE|-] [--rate-limit N --rate-burst N]
 //	                 [--rate-limit-role viewer=5,editor=20:40] [--anon-rate-limit N --anon-rate-burst N] [--audit-reserve-mib N]
@@ -8,7 +8,9 @@
 //	                 [--tls-cert F --tls-key F | --insecure-listen]
 //	                 [--log-level debug|info|warn|error] [--runtime runc|none] [--init-binary PATH] [--runc PATH] [--userns auto|off]
 //	                 [--siem URL]... [--siem-config FILE]...
-//	isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+//	isolationd audit verify --data-dir DIR | --store URL [--hmac-key-file FILE]
+//	isolationd migrate --data-dir DIR | --store URL
+//	isolationd store copy --from sqlite:PATH --to postgres://... [--hmac-key-file FILE]
 //	isolationd audit export --data-dir DIR [--since SEQ] [--until SEQ] [--format json|ocsf|cef]
 //	isolationd env list | exec ENV -- CMD... | shell ENV | logs ENV [-f]   (over the API: ISOLATION_ENDPOINT, ISOLATION_TOKEN)
 //	isolationd image import NAME PATH | image list | image rm NAME
@@ -40,7 +42,9 @@ import (
 
 const usage = `usage:
   isolationd serve --listen 127.0.0.1:8080 --data-dir DIR [flags]
-  isolationd audit verify --data-dir DIR [--hmac-key-file FILE]
+  isolationd audit verify --data-dir DIR | --store URL [--hmac-key-file FILE]
+  isolationd migrate --data-dir DIR | --store URL
+  isolationd store copy --from sqlite:PATH --to postgres://... [--hmac-key-file FILE]
   isolationd audit export --data-dir DIR [--since SEQ] [--until SEQ] [--format json|ocsf|cef]
   isolationd env list [--project P] [--label K=V]... [--state S] [-o table|json]
   isolationd env exec [-i] [flags] ENV -- CMD...
@@ -67,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return env(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "image":
 		return imageCommand(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "migrate":
+		return migrate(args[1:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "store" && args[1] == "copy":
+		return storeCopy(args[2:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "cleanup":
 		return cleanup(args[1:], stdout, stderr)
 	case len(args) == 1 && args[0] == "version":
@@ -82,6 +90,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	dataDir := fs.String("data-dir", "", "directory for the database and admin.token (required)")
+	storeFlag := fs.String("store", "sqlite", storeFlagHelp)
 	driver := fs.String("driver", "simulate", "enforcement driver: simulate or netns")
 	pool := fs.String("address-pool", apiv1.DefaultAddressPool, "CIDR environment addresses are allocated from")
 	pool6 := fs.String("address-pool6", "", "netns driver: IPv6 prefix (at most /96) giving every environment an IPv6 address too, its IPv4 address in the low 32 bits (default: IPv4 only)")
@@ -122,6 +131,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	if *dataDir == "" {
 		fmt.Fprintln(stderr, "isolationd serve: --data-dir is required")
+		return 2
+	}
+	*storeFlag = storeValue(fs, *storeFlag)
+	if _, err := store.ParseLocation(*storeFlag); err != nil {
+		fmt.Fprintf(stderr, "isolationd serve: --store: %v\n", err)
 		return 2
 	}
 	if *quarantine <= 0 {
@@ -165,7 +179,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := server.Config{
-		Listen: *listen, DataDir: *dataDir, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
+		Listen: *listen, DataDir: *dataDir, Store: *storeFlag, BootstrapToken: os.Getenv("ISOLATIOND_BOOTSTRAP_TOKEN"),
 		Driver: *driver, AddressPool: *pool, AddressPool6: *pool6, AddressQuarantine: *quarantine, NetnsPrefix: *prefix, NetnsUplink: *uplink, NetnsUplinkNet: *uplinkNet,
 		DNSUpstreams: dnsUpstreams, DNSMinTTL: *dnsMinTTL, DNSMaxTTL: *dnsMaxTTL, RateLimit: *rateLimit, RateBurst: *rateBurst, RoleRateLimits: roleLimits,
 		AnonRateLimit: api.RateLimit{PerSecond: *anonRate, Burst: *anonBurst}, ReserveBytes: *reserveMiB << 20,
@@ -229,32 +243,29 @@ func serve(args []string, stdout, stderr io.Writer) int {
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "", "isolationd's data directory (required)")
+	dataDir := fs.String("data-dir", "", "isolationd's data directory, whose SQLite file --store sqlite means")
+	storeFlag := fs.String("store", "sqlite", storeFlagHelp)
 	keyFile := fs.String("hmac-key-file", "", "the HMAC key the chain was sealed with (serve --audit-hmac-key-file); required for a keyed chain")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *dataDir == "" {
-		fmt.Fprintln(stderr, "isolationd audit verify: --data-dir is required")
-		return 2
-	}
-	var key *audit.Key
-	if *keyFile != "" {
-		var err error
-		if key, err = audit.ReadKeyFile(*keyFile); err != nil {
-			fmt.Fprintf(stderr, "isolationd audit verify: --hmac-key-file: %v\n", err)
-			return 2
-		}
-	}
-	// Read-only: the server may be running on the same file, and verifying
-	// must neither migrate it nor start a second writer next to it.
-	ctx := context.Background()
-	st, err := store.OpenSQLiteReadOnly(ctx, filepath.Join(*dataDir, server.DatabaseFile))
+	loc, err := locate(storeValue(fs, *storeFlag), *dataDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)
+		return 2
+	}
+	key, err := readKey(*keyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd audit verify: --hmac-key-file: %v\n", err)
+		return 2
+	}
+	ctx := context.Background()
+	st, closeStore, err := openAuditReader(ctx, loc)
+	if err != nil {
+		fmt.Fprintf(stderr, "isolationd audit verify: %s\n", store.RedactDSN(err.Error()))
 		return 1
 	}
-	defer st.Close()
+	defer func() { _ = closeStore() }()
 	res, err := store.VerifyAuditWithKey(ctx, st, key)
 	if err != nil {
 		fmt.Fprintf(stderr, "isolationd audit verify: %v\n", err)

@@ -72,6 +72,13 @@ type Options struct {
 	ExecSessionsPerToken int
 	// SIEM, when set, reports the SIEM sinks on /readyz.
 	SIEM SIEMStatus
+	// Replicas, when set, reports the replicas on /readyz and divides
+	// the per-token rate limits among them.
+	Replicas Replicas
+	// SharedStore says that other servers write the store (PostgreSQL):
+	// a token is read from it on every request, so that a revocation
+	// committed elsewhere holds at once.
+	SharedStore bool
 }
 
 // SIEMStatus is what /readyz shows of the SIEM sinks (siem.Exporter).
@@ -97,6 +104,8 @@ type API struct {
 	execer       Execer
 	sessions     *execSessions
 	siem         SIEMStatus
+	replicas     Replicas
+	sharedStore  bool
 
 	tokens   *tokenCache
 	limiter  *limiter
@@ -123,27 +132,32 @@ func New(opts Options) *API {
 		opts.MaxWait = 10 * time.Minute
 	}
 	a := &API{
-		store:      opts.Store,
-		control:    opts.Control,
-		driver:     opts.Driver,
-		runtime:    opts.RuntimeName,
-		reconciler: opts.Reconciler,
-		hub:        newHub(),
-		log:        opts.Logger,
-		maxWait:    opts.MaxWait,
-		ipam:       opts.IPAM,
-		auditKey:   opts.AuditKey,
-		tokens:     newTokenCache(),
-		limiter:    newLimiter(opts.Control.Clock(), RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
-		anon:       newAnonLimiter(opts.Control.Clock(), opts.AnonRateLimit),
-		denials:    newDenials(opts.Control, opts.Logger),
-		inflight:   inflight{keys: map[string]bool{}},
-		closing:    make(chan struct{}),
+		store:       opts.Store,
+		control:     opts.Control,
+		driver:      opts.Driver,
+		runtime:     opts.RuntimeName,
+		reconciler:  opts.Reconciler,
+		replicas:    opts.Replicas,
+		sharedStore: opts.SharedStore,
+		hub:         newHub(),
+		log:         opts.Logger,
+		maxWait:     opts.MaxWait,
+		ipam:        opts.IPAM,
+		auditKey:    opts.AuditKey,
+		tokens:      newTokenCache(),
+		limiter:     newLimiter(opts.Control.Clock(), RateLimit{PerSecond: opts.RateLimit, Burst: opts.RateBurst}, opts.RoleRateLimits),
+		anon:        newAnonLimiter(opts.Control.Clock(), opts.AnonRateLimit),
+		denials:     newDenials(opts.Control, opts.Logger),
+		inflight:    inflight{keys: map[string]bool{}},
+		closing:     make(chan struct{}),
 	}
 	a.health.store, _ = opts.Store.(writeProber)
 	a.workloadLogs = opts.WorkloadLogs
 	a.execer = opts.Exec
 	a.siem = opts.SIEM
+	if opts.Replicas != nil {
+		a.limiter.live = opts.Replicas.Live
+	}
 	a.sessions = newExecSessions(opts.ExecSessionsPerToken)
 	a.metrics = newMetrics(opts.Registry, opts.Store)
 	opts.Registry.MustRegister(

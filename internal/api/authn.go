@@ -31,7 +31,10 @@ func (a *API) authenticate(r *http.Request) error {
 	}
 	hash := auth.HashSecret(secret)
 	rec, ok := a.tokens.get(hash)
-	if !ok {
+	if !ok || a.sharedStore {
+		// On a store other servers write, a revocation another replica
+		// committed must count at this request, before its announcement
+		// arrives: the token's row is read every time (its unique hash).
 		epoch := a.tokens.epoch()
 		var err error
 		rec, err = a.store.GetTokenByHash(r.Context(), hash)

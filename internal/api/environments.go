@@ -179,6 +179,9 @@ func (a *API) checkEnvironment(w http.ResponseWriter, r *http.Request) error {
 	if e.Enforcement.Address == "" || apiv1.StateIsCreating(e.State) {
 		return notYet
 	}
+	if err := a.notEnforcedHere(r.Context()); err != nil {
+		return err
+	}
 	res, err := a.driver.Check(r.Context(), e.ID, in)
 	if errors.Is(err, enforce.ErrUnknownEnvironment) {
 		return notYet

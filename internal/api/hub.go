@@ -63,11 +63,29 @@ func (h *hub) Notify(ids ...string) {
 	}
 }
 
+// NotifyAll wakes every waiter, whatever it waits for.
+func (h *hub) NotifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.any != nil {
+		close(h.any)
+		h.any = nil
+	}
+	for id, ch := range h.chans {
+		close(ch)
+		delete(h.chans, id)
+	}
+}
+
 // Committed is the API's subscription to the store's commits: it wakes the
 // waiters and watchers of every environment written, and drops every
 // token the commit revoked from the authentication cache, so that the
 // answer to a revocation comes after the token stopped working.
 func (a *API) Committed(c store.Commit) {
+	if c.Resync {
+		a.resync()
+		return
+	}
 	a.hub.Notify(c.Environments...)
 	for _, id := range c.Tokens {
 		// A commit that writes a token creates it or revokes it: the
@@ -80,4 +98,22 @@ func (a *API) Committed(c store.Commit) {
 		a.tokens.invalidate(id)
 	}
 	a.uiSessionsRevoked(c)
+}
+
+// resync follows a Resync commit: other servers' commits may have gone
+// unheard. Every waiter reads again, the token cache starts empty, and
+// the long requests of every token or console session that is revoked
+// (or cannot be read) end, as if their revocation had been heard.
+func (a *API) resync() {
+	a.hub.NotifyAll()
+	ctx := context.Background()
+	for _, id := range a.tokens.reset() {
+		if t, err := a.store.GetToken(ctx, id); err == nil && t.RevokedAt == nil {
+			continue
+		}
+		if s, err := a.store.GetUISession(ctx, id); err == nil && s.RevokedAt == nil {
+			continue
+		}
+		a.tokens.invalidate(id)
+	}
 }

@@ -26,7 +26,9 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := a.store.ListProjects(r.Context(), store.ListQuery{Limit: 1}); err != nil {
 		requestInfoFrom(r.Context()).logger.Error("readiness: store unreachable", "error", err.Error())
-		return problem.New(problem.Unavailable, "the store is not reachable")
+		e := problem.New(problem.Unavailable, "the store is not reachable (its database cannot be reached, or its disk read)")
+		e.RetryAfter = retryAfterUnavailable
+		return e
 	}
 	if err := a.health.ready(r.Context(), a.now()); err != nil {
 		requestInfoFrom(r.Context()).logger.Warn("readiness: the store cannot write", "error", err.Error())
@@ -37,6 +39,13 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 		e := problem.New(problem.Unavailable, "%s", detail)
 		e.RetryAfter = retryAfterUnavailable
 		return e
+	}
+	if a.replicas != nil {
+		if err := a.replicas.Ready(r.Context()); err != nil {
+			e := problem.New(problem.Unavailable, "%s", err.Error())
+			e.RetryAfter = retryAfterUnavailable
+			return e
+		}
 	}
 	if !a.reconciler.Started() {
 		return problem.New(problem.Unavailable, "the reconciler has not started")
@@ -49,6 +58,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	h := health{Status: "ready"}
 	if a.siem != nil {
 		h.SIEM = a.siem.Status(r.Context())
+	}
+	if a.replicas != nil {
+		info := a.replicas.Replica(r.Context())
+		h.Replica = &info
 	}
 	writeJSON(w, http.StatusOK, h)
 	return nil

@@ -74,7 +74,7 @@ func asError(err error) (*problem.Error, bool) {
 		e.RetryAfter = retryAfterFull
 		return e, true
 	case errors.Is(err, store.ErrUnavailable):
-		e := problem.New(problem.Unavailable, "the server cannot write to its store now: nothing was changed; retry after the Retry-After delay")
+		e := problem.New(problem.Unavailable, "the server cannot use its store now (its disk cannot be written, or its database cannot be reached): nothing was changed; retry after the Retry-After delay")
 		e.RetryAfter = retryAfterUnavailable
 		return e, true
 	}

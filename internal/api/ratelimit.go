@@ -48,6 +48,9 @@ type limiter struct {
 	perRole  map[string]RateLimit
 	mu       sync.Mutex
 	perID    map[string]*rate.Limiter
+	// live counts the replicas sharing the limits (nil: this one alone):
+	// each enforces 1/live of them (share).
+	live func() int
 }
 
 func newLimiter(clock clockwork.Clock, fallback RateLimit, perRole map[string]RateLimit) *limiter {
@@ -69,14 +72,38 @@ func (l *limiter) allow(id, role string) (time.Duration, bool) {
 	if rl.PerSecond <= 0 {
 		return 0, true
 	}
+	if l.live != nil {
+		rl = rl.share(l.live())
+	}
+	now := l.clock.Now()
 	l.mu.Lock()
 	b, ok := l.perID[id]
 	if !ok {
 		b = rl.bucket()
 		l.perID[id] = b
+	} else if b.Limit() != rate.Limit(rl.PerSecond) {
+		// The replicas changed: the bucket keeps its tokens, at the new
+		// rate and burst.
+		fresh := rl.bucket()
+		b.SetLimitAt(now, fresh.Limit())
+		b.SetBurstAt(now, fresh.Burst())
 	}
 	l.mu.Unlock()
-	return take(b, l.clock.Now())
+	return take(b, now)
+}
+
+// share is one replica's part of l when n replicas enforce it: the rate
+// divided by n, and the burst too, rounded up and at least 1, so that
+// together they admit at most the burst plus n-1.
+func (l RateLimit) share(n int) RateLimit {
+	if n <= 1 {
+		return l
+	}
+	burst := l.Burst
+	if burst <= 0 {
+		burst = max(1, int(l.PerSecond))
+	}
+	return RateLimit{PerSecond: l.PerSecond / float64(n), Burst: (burst + n - 1) / n}
 }
 
 // take takes one request from bucket b at now, or says how long until

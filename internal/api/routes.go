@@ -157,7 +157,7 @@ var routes = []Route{
 	{Method: "GET", Pattern: "/v1/environments/{id}/effective-policy", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).effectivePolicy,
 		Doc: Doc{OperationID: "getEffectivePolicy", Summary: "The policies that select the environment and their merged allow rules.", Tag: "environments", Status: 200, Response: apiv1.EffectivePolicy{}, Problems: []int{404}}},
 	{Method: "POST", Pattern: "/v1/environments/{id}/check", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).checkEnvironment,
-		Doc: Doc{OperationID: "checkEnvironment", Summary: "Would the enforced rules allow this packet? Read-only: Idempotency-Key is not needed. warnings says when an allowed packet goes no further (\"allowed by policy, but no uplink\") or the matched CIDR covers other projects' environments.", Tag: "environments", Request: apiv1.CheckRequest{}, Status: 200, Response: apiv1.CheckResult{}, Problems: []int{404, 409, 413, 415}}},
+		Doc: Doc{OperationID: "checkEnvironment", Summary: "Would the enforced rules allow this packet? Read-only: Idempotency-Key is not needed. warnings says when an allowed packet goes no further (\"allowed by policy, but no uplink\") or the matched CIDR covers other projects' environments. A replica that does not enforce (not the leader) answers 503 with Retry-After.", Tag: "environments", Request: apiv1.CheckRequest{}, Status: 200, Response: apiv1.CheckResult{}, Problems: []int{404, 409, 413, 415, 503}}},
 	{Method: "GET", Pattern: "/v1/environments/{id}/flows", Perm: scoped(permEnvRead, ScopeEnvironment), handle: (*API).listEnvironmentFlows,
 		Doc: Doc{OperationID: "listEnvironmentFlows", Summary: flowsSummary, Tag: "flows", Status: 200, Response: apiv1.List[apiv1.Flow]{}, Query: flowParams, Problems: []int{404}}},
 	{Method: "GET", Pattern: "/v1/flows", Perm: permEnvRead, handle: (*API).listFlows,
@@ -262,4 +262,7 @@ type health struct {
 	// SIEM is, on /readyz, how each SIEM sink is doing: a sink that lags
 	// does not make the server unready, but shows here.
 	SIEM []siem.SinkStatus `json:"siem,omitempty"`
+	// Replica is, on /readyz, this replica, its host's leader and the
+	// store's migration.
+	Replica *ReplicaInfo `json:"replica,omitempty"`
 }

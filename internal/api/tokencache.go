@@ -81,6 +81,20 @@ func (c *tokenCache) invalidate(id string) {
 	}
 }
 
+// reset empties the cache (a lookup in flight puts nothing back) and
+// returns the ids whose revocation long requests wait for.
+func (c *tokenCache) reset() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.byHash)
+	ids := make([]string, 0, len(c.watchers))
+	for id := range c.watchers {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // revocation is closed when the caller's token is revoked: long requests
 // wait on it too, so a revoked token stops receiving at once.
 // A console session's requests end when it signs out too.

@@ -48,21 +48,38 @@ type Server struct {
 // exits or readyTimeout passes first). serveArgs are more flags for
 // `isolationd serve`, such as --driver netns.
 func StartServer(ctx context.Context, binary, dataDir string, logs io.Writer, readyTimeout time.Duration, serveArgs ...string) (*Server, error) {
-	if _, err := os.Stat(binary); err != nil {
+	return Start(ctx, Options{Binary: binary, DataDir: dataDir, Logs: logs, ReadyTimeout: readyTimeout, Args: serveArgs})
+}
+
+// Options are StartServer's settings, and the admin token: replicas on one
+// store must bootstrap the same one, or each revokes the other's.
+type Options struct {
+	Binary, DataDir string
+	Logs            io.Writer
+	ReadyTimeout    time.Duration
+	Args            []string // more flags for `isolationd serve`
+	Token           string   // the bootstrap admin token; "" for a fresh random one
+}
+
+// Start is StartServer with every setting, the admin token included.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if _, err := os.Stat(o.Binary); err != nil {
 		return nil, fmt.Errorf("isolationd binary: %w (run `make build` first)", err)
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	token, err := randomToken()
-	if err != nil {
-		return nil, err
+	token := o.Token
+	if token == "" {
+		if token, err = RandomToken(); err != nil {
+			return nil, err
+		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(binary, append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, serveArgs...)...)
+	cmd := exec.Command(o.Binary, append([]string{"serve", "--listen", addr, "--data-dir", o.DataDir}, o.Args...)...)
 	cmd.Env = append(os.Environ(), "ISOLATIOND_BOOTSTRAP_TOKEN="+token)
-	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Stdout, cmd.Stderr = o.Logs, o.Logs
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting isolationd: %w", err)
 	}
@@ -71,7 +88,7 @@ func StartServer(ctx context.Context, binary, dataDir string, logs io.Writer, re
 		s.err = cmd.Wait()
 		close(s.exited)
 	}()
-	if err := s.waitReady(ctx, readyTimeout); err != nil {
+	if err := s.waitReady(ctx, o.ReadyTimeout); err != nil {
 		_ = s.Stop(5 * time.Second)
 		return nil, err
 	}
@@ -126,6 +143,23 @@ func (s *Server) Stop(timeout time.Duration) error {
 	}
 }
 
+// Kill kills isolationd with SIGKILL, as a crash would, and waits for it
+// to exit; it fails unless the process died of that signal.
+func (s *Server) Kill() error {
+	if err := s.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("killing isolationd: %w", err)
+	}
+	<-s.exited
+	var exit *exec.ExitError
+	if !errors.As(s.err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		return fmt.Errorf("isolationd was to die of SIGKILL: %v", s.err)
+	}
+	return nil
+}
+
+// Exited is closed once the process has exited.
+func (s *Server) Exited() <-chan struct{} { return s.exited }
+
 // Pid is isolationd's process id, for what /proc says of it (its memory).
 func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
@@ -173,7 +207,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func randomToken() (string, error) {
+// RandomToken is a fresh admin token, for ISOLATIOND_BOOTSTRAP_TOKEN.
+func RandomToken() (string, error) {
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -241,10 +276,16 @@ type Terraform struct {
 // and at a server: the CLI configuration, endpoint and token, and no
 // prompts or update checks.
 func Env(cliConfig string, s *Server) []string {
+	return EnvAt(cliConfig, s.URL, s.Token)
+}
+
+// EnvAt is Env for the API at endpoint, which may stand before several
+// servers.
+func EnvAt(cliConfig, endpoint, token string) []string {
 	return []string{
 		"TF_CLI_CONFIG_FILE=" + cliConfig,
-		"ISOLATION_ENDPOINT=" + s.URL,
-		"ISOLATION_TOKEN=" + s.Token,
+		"ISOLATION_ENDPOINT=" + endpoint,
+		"ISOLATION_TOKEN=" + token,
 		"TF_IN_AUTOMATION=1",
 		"TF_INPUT=0",
 		"CHECKPOINT_DISABLE=1",

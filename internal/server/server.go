@@ -57,8 +57,12 @@ const (
 
 // Config configures a server.
 type Config struct {
-	Listen         string // "127.0.0.1:0" allowed; the real address is in URL()
-	DataDir        string // SQLite file and admin.token live here
+	Listen  string // "127.0.0.1:0" allowed; the real address is in URL()
+	DataDir string // SQLite file and admin.token live here
+	// Store is where the state is kept (--store, ISOLATION_STORE):
+	// "sqlite" or "" (the file in DataDir), "sqlite:PATH", or a
+	// postgres:// URL shared by several replicas (store.ParseLocation).
+	Store          string
 	BootstrapToken string // ISOLATIOND_BOOTSTRAP_TOKEN; "" => generate on first start, write DataDir/admin.token (0600)
 	Driver         string // "simulate" (default) or "netns"
 	AddressPool    string // CIDR; default apiv1.DefaultAddressPool
@@ -163,28 +167,43 @@ type Config struct {
 	// DefaultFlowRetention and DefaultFlowMaxRecords.
 	FlowRetention  time.Duration
 	FlowMaxRecords int
+	// Host names the machine whose kernel objects and workloads this
+	// server manages: of the replicas sharing a store, the one holding
+	// the lease "reconcile/<Host>" reconciles and enforces for it. ""
+	// means os.Hostname.
+	Host string
+	// LeaseTTL is how long that lease outlives its last renewal (renewed
+	// every third of it); 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// ReplicaID names this replica in the leases and the metrics; ""
+	// draws a random one.
+	ReplicaID string
 }
 
 // Server is a running isolationd.
 type Server struct {
-	cfg        Config
-	log        *slog.Logger
-	store      *store.SQLite
-	control    *control.Service
-	resolver   *resolverEvents
-	driver     enforce.Driver
-	runtime    workload.Runtime
-	reconciler *reconcile.Reconciler
-	siem       *siem.Exporter
-	flows      *flowLogs // nil: no flow logs
-	api        *api.API
-	http       *http.Server
-	listener   net.Listener
-	url        string
-	token      string
-	tokenPath  string
-	generated  bool
-	serveErr   chan error
+	cfg       Config
+	log       *slog.Logger
+	store     store.Backend
+	control   *control.Service
+	resolver  *resolverEvents
+	driver    enforce.Driver
+	runtime   workload.Runtime
+	loc       store.Location
+	replicaID string
+	acting    *acting // the reconciler and the SIEM export, while this replica leads
+	ctlOpts   control.Options
+	recOpts   reconcile.Options
+	registry  reRegisterer
+	flows     *flowLogs // nil: no flow logs
+	api       *api.API
+	http      *http.Server
+	listener  net.Listener
+	url       string
+	token     string
+	tokenPath string
+	generated bool
+	serveErr  chan error
 }
 
 // Start opens the store, makes sure the admin token exists, recovers the
@@ -209,11 +228,29 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
 	}
+	if cfg.Host == "" {
+		if cfg.Host, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("server: host name: %w", err)
+		}
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeaseTTL < 30*time.Millisecond {
+		return nil, fmt.Errorf("server: the lease TTL %s is below 30ms", cfg.LeaseTTL)
+	}
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = newReplicaID()
+	}
 	if cfg.FlowRetention < 0 || cfg.FlowMaxRecords < 0 {
 		return nil, errors.New("server: the flow retention and the flow record bound must not be negative")
 	}
 	if fe := apiv1.ValidateEnvironmentQuota("default environment quota", cfg.DefaultEnvironmentQuota); fe != nil {
 		return nil, fmt.Errorf("server: %s %s", fe[0].Field, fe[0].Message)
+	}
+	loc, err := cfg.storeLocation()
+	if err != nil {
+		return nil, err
 	}
 	tlsConfig, err := cfg.transportSecurity()
 	if err != nil {
@@ -228,7 +265,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	// s is not the named result: `return nil, err` must not clear it before
 	// the deferred cleanup closes what it opened.
-	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 1), replicaID: cfg.ReplicaID, loc: loc}
 	// What a failed start undoes, in reverse. The start's own error is the
 	// answer; an error undoing it can only be logged.
 	var cleanup []func() error
@@ -273,16 +310,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cleanup = append(cleanup, s.runtime.Close)
 	}
 
-	if s.store, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DatabaseFile)); err != nil {
+	if s.store, err = openStore(ctx, loc); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	cleanup = append(cleanup, s.store.Close)
 	s.store.UseClock(cfg.Clock)
-	if err := s.store.HoldReserve(cfg.ReserveBytes); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	if err := s.store.WriteErr(); err != nil {
-		s.log.Warn("the data volume is full: serving reads, refusing changes (507) until space is freed", "error", err.Error())
+	if err := s.useDisk(); err != nil {
+		return nil, err
 	}
 	if err := s.store.UseAuditKey(ctx, cfg.AuditKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -301,41 +335,44 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.control = control.New(control.Options{
+	s.ctlOpts = control.Options{
 		Store: s.store, Clock: cfg.Clock, Driver: s.driver.Name(), Runtime: runtimeName, IPAM: ipam, DefaultEnvironmentQuota: cfg.DefaultEnvironmentQuota,
 		Images: images,
-	})
+	}
+	s.control = s.newControl(s.store)
 	registry := prometheus.NewRegistry()
+	s.registry = reRegisterer{registry}
 	s.resolver.attach(s.control, registry)
 	cleanup = append(cleanup, func() error { s.resolver.close(); return nil })
-	ropts := reconcile.Options{Store: s.store, Control: s.control, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: registry}
+	s.recOpts = reconcile.Options{Store: s.store, Driver: s.driver, Runtime: s.runtime, Logger: cfg.Logger, Registry: s.registry}
 	if runtimeName == apiv1.RuntimeRunc {
-		ropts.Images = s.control.ImageResolver() // audits its pulls; the simulate runtime resolves nothing: it runs nothing
 		// A pass that starts a command watches it for its start window,
 		// waiting, not computing: more workers keep a burst of creates
 		// from queueing behind those waits.
-		ropts.Workers = 16
+		s.recOpts.Workers = 16
 	}
-	s.reconciler = reconcile.New(ropts)
+	s.acting = newActing(s, registry)
 	workloadLogs := cfg.WorkloadLogs
 	if workloadLogs == nil && s.runtime != nil {
 		workloadLogs = s.runtime
 	}
-	if s.siem, err = s.openSIEM(ctx, registry); err != nil {
-		return nil, err
-	}
-	if s.siem != nil {
-		cleanup = append(cleanup, func() error { return s.siem.Stop(context.Background()) })
-	}
 	s.api = api.New(api.Options{
-		Store: s.store, Control: s.control, Driver: s.driver, RuntimeName: runtimeName, Reconciler: s.reconciler, Logger: cfg.Logger, IPAM: ipam,
+		Store: s.store, Control: s.control, Driver: s.driver, RuntimeName: runtimeName, Reconciler: s.acting, Logger: cfg.Logger, IPAM: ipam,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, RoleRateLimits: cfg.RoleRateLimits, AnonRateLimit: cfg.AnonRateLimit,
 		Registry: registry, WorkloadLogs: workloadLogs, Exec: s.runtime, ExecSessionsPerToken: cfg.ExecSessionsPerToken,
 		AuditKey: cfg.AuditKey,
 		SIEM:     s.siemStatus(),
+		Replicas: s.acting, SharedStore: loc.Shared(),
 	})
 	cleanup = append(cleanup, func() error { return s.api.Drain(context.Background()) })
 	s.subscribe(trail)
+	// The SIEM export starts before the first change of this start, so
+	// that a sink met for the first time starts at the head and misses
+	// nothing after it.
+	if err := s.acting.start(ctx); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() error { s.acting.close(context.Background()); return nil })
 	if err := s.startFlowLogs(registry); err != nil {
 		return nil, err
 	}
@@ -346,10 +383,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.reconciler.Start(ctx); err != nil {
-		return nil, err
-	}
-	cleanup = append(cleanup, func() error { return s.reconciler.Stop(context.Background()) })
 
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen: %w", err)
@@ -370,7 +403,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.url = scheme + "://" + s.listener.Addr().String()
 	go func() { s.serveErr <- s.http.Serve(s.listener) }()
-	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "runtime", runtimeName, "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir)
+	s.log.Info("isolationd serving", "url", s.url, "driver", s.driver.Name(), "runtime", runtimeName, "address_pool", cfg.AddressPool, "address_pool6", cfg.AddressPool6, "address_quarantine", cfg.AddressQuarantine.String(), "data_dir", cfg.DataDir, "store", loc.String())
 	return s, nil
 }
 
@@ -493,6 +526,31 @@ func newDriver(cfg Config, ipam *ipam.Allocator, pool6 netip.Prefix, onResolverF
 	return nil, fmt.Errorf("server: unknown driver %q: use simulate or netns", cfg.Driver)
 }
 
+// newControl is the application layer over st: the store itself for the
+// API, the store fenced by the lease for the leader's reconciler.
+func (s *Server) newControl(st store.Store) *control.Service {
+	opts := s.ctlOpts
+	opts.Store = st
+	return control.New(opts)
+}
+
+// newReconciler is a reconciler writing through ctl, for one term.
+func (s *Server) newReconciler(ctl *control.Service) *reconcile.Reconciler {
+	opts := s.recOpts
+	opts.Control = ctl
+	if s.ctlOpts.Runtime == apiv1.RuntimeRunc {
+		opts.Images = ctl.ImageResolver() // audits its pulls; the simulate runtime resolves nothing: it runs nothing
+	}
+	return reconcile.New(opts)
+}
+
+// ReplicaID is this replica's id in the leases and the metrics.
+func (s *Server) ReplicaID() string { return s.replicaID }
+
+// Leading reports whether this replica reconciles and enforces for its
+// host now.
+func (s *Server) Leading() bool { return s.acting.Leading() }
+
 // startFlowLogs turns the netns driver's flow logs on, unless
 // FlowLogsOff, with their sink, metrics and pruning.
 func (s *Server) startFlowLogs(reg *prometheus.Registry) error {
@@ -561,16 +619,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.api.Drain(drainCtx); err != nil {
 		errs = append(errs, fmt.Errorf("audit of exec sessions and refused requests: %w", err))
 	}
-	if err := s.reconciler.Stop(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("reconciler: %w", err))
-	}
-	if s.siem != nil {
-		// What the sinks have not received yet they get after the next
-		// start, from their cursors.
-		if err := s.siem.Stop(drainCtx); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	// The reconciler and the SIEM export stop (what the sinks have not
+	// received yet they get after the next start, from their cursors),
+	// and the lease goes to another replica at once.
+	s.acting.close(drainCtx)
 	if s.runtime != nil {
 		if err := s.runtime.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("runtime: %w", err))
@@ -603,11 +655,8 @@ func (s *Server) subscribe(trail *audit.InOrder) {
 			}
 		})
 	}
-	if s.siem != nil {
-		s.store.Subscribe(s.siem.Committed)
-	}
 	s.store.Subscribe(s.api.Committed)
-	s.store.Subscribe(s.reconciler.Committed)
+	s.store.Subscribe(s.acting.Committed)
 }
 
 // openAuditTrail puts the JSON-lines sink (AuditSink, or AuditLog) in
@@ -651,12 +700,12 @@ func (s *Server) openAuditTrail(ctx context.Context) (*audit.InOrder, error) {
 // openSIEM starts the SIEM sinks' delivery (nil without sinks) before the
 // first change of this start, so that a sink met for the first time
 // starts at the head and misses nothing after it.
-func (s *Server) openSIEM(ctx context.Context, registry *prometheus.Registry) (*siem.Exporter, error) {
+func (s *Server) openSIEM(ctx context.Context) (*siem.Exporter, error) {
 	if len(s.cfg.SIEM) == 0 {
 		return nil, nil
 	}
 	e, err := siem.New(siem.Options{
-		Store: s.store, Sinks: s.cfg.SIEM, Logger: s.log, Registry: registry,
+		Store: s.store, Sinks: s.cfg.SIEM, Logger: s.log, Registry: s.registry,
 		Sources: map[string]siem.Source{
 			siem.SourceAudit: siem.AuditSource{Store: s.store},
 			siem.SourceFlows: siem.FlowSource{Log: storeFlowLog{s.store}},
@@ -679,10 +728,10 @@ func (s *Server) openSIEM(ctx context.Context, registry *prometheus.Registry) (*
 
 // siemStatus is what /readyz shows of the sinks: nil without any.
 func (s *Server) siemStatus() api.SIEMStatus {
-	if s.siem == nil {
+	if len(s.cfg.SIEM) == 0 {
 		return nil
 	}
-	return s.siem
+	return s.acting
 }
 
 // ensureAdminToken makes the bootstrap secret (from the config, the token

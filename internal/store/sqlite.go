@@ -65,8 +65,7 @@ type SQLite struct {
 	// modify their selectors.
 	assertions *immutableCache[apiv1.Assertion]
 
-	subsMu sync.RWMutex
-	subs   []func(Commit)
+	subscribers
 
 	space space // reserve file and storage failures (sqlite_space.go)
 
@@ -158,7 +157,7 @@ func OpenSQLite(ctx context.Context, path string) (_ *SQLite, err error) {
 	if s.rdb, s.rq, err = openReadPool(path); err != nil {
 		return nil, err
 	}
-	s.reader = reader{q: s.rq, clock: &s.clock, assertions: s.assertions}
+	s.reader = reader{q: s.rq, d: sqliteDialect, clock: &s.clock, assertions: s.assertions}
 	go s.writeLoop()
 	return s, nil
 }
@@ -264,7 +263,7 @@ func OpenSQLiteReadOnly(ctx context.Context, path string) (*SQLiteReader, error)
 		return nil, fmt.Errorf("store: open %s: schema version %d, this build reads version %d (start isolationd of this version once to migrate)",
 			path, version, len(migrations))
 	}
-	return &SQLiteReader{reader: reader{q: q}, db: db, q: q}, nil
+	return &SQLiteReader{reader: reader{q: q, d: sqliteDialect}, db: db, q: q}, nil
 }
 
 // Close closes the reader.
@@ -345,17 +344,23 @@ func (s *SQLite) update(ctx context.Context, fn func(Tx) error) error {
 	return res.err
 }
 
-// Subscribe registers fn to be told of every commit (see Commit).
-func (s *SQLite) Subscribe(fn func(Commit)) {
-	s.subsMu.Lock()
-	s.subs = append(s.subs, fn)
-	s.subsMu.Unlock()
+// subscribers are a store's (see Store.Subscribe).
+type subscribers struct {
+	mu   sync.RWMutex
+	subs []func(Commit)
 }
 
-func (s *SQLite) announce(c Commit) {
-	s.subsMu.RLock()
+// Subscribe registers fn to be told of every commit (see Commit).
+func (s *subscribers) Subscribe(fn func(Commit)) {
+	s.mu.Lock()
+	s.subs = append(s.subs, fn)
+	s.mu.Unlock()
+}
+
+func (s *subscribers) announce(c Commit) {
+	s.mu.RLock()
 	subs := s.subs
-	s.subsMu.RUnlock()
+	s.mu.RUnlock()
 	for _, fn := range subs {
 		fn(c)
 	}
@@ -432,8 +437,8 @@ func (s *SQLite) runOne(r *writeReq) error {
 		r.res = writeResult{err: err}
 		return err
 	}
-	t := &sqliteTx{touched: &s.touched, key: s.auditKey.Load()}
-	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, clock: &s.clock, assertions: s.assertions}
+	t := &sqlTx{touched: &s.touched, key: s.auditKey.Load()}
+	t.reader = reader{q: txQuerier{q: s.wq, done: &t.done}, d: sqliteDialect, clock: &s.clock, assertions: s.assertions}
 	r.res = call(r.fn, t)
 	t.done.Store(true)
 	if r.res.err == nil && !r.res.panicked {
@@ -472,9 +477,9 @@ func call(fn func(Tx) error, t Tx) (res writeResult) {
 	return writeResult{err: fn(t)}
 }
 
-// sqliteTx is the Tx handed to one fn. Its statements run on the writer
+// sqlTx is the Tx handed to one fn. Its statements run on the writer
 // connection inside the batch transaction, so it reads its own writes.
-type sqliteTx struct {
+type sqlTx struct {
 	reader
 	done    atomic.Bool
 	touched *[]string
@@ -483,13 +488,13 @@ type sqliteTx struct {
 }
 
 // touch records that the transaction writes environment id.
-func (t *sqliteTx) touch(id string) {
+func (t *sqlTx) touch(id string) {
 	*t.touched = append(*t.touched, id)
 	t.commit.Environments = append(t.commit.Environments, id)
 }
 
 // Reconcile asks for ids to be reconciled once the transaction commits.
-func (t *sqliteTx) Reconcile(cause string, ids ...string) {
+func (t *sqlTx) Reconcile(cause string, ids ...string) {
 	if t.commit.Cause == "" {
 		t.commit.Cause = cause
 	}
@@ -525,4 +530,4 @@ func unique(ids []string) []string {
 	return out
 }
 
-var _ Tx = (*sqliteTx)(nil)
+var _ Tx = (*sqlTx)(nil)

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // addressKey is the column form of an address: its family (4 or 6), then
@@ -150,7 +148,7 @@ func (r reader) AddressUsage(ctx context.Context, first, last netip.Addr) (Addre
 	}
 	var u AddressUsage
 	var lo, hi sql.NullInt64
-	_, err := queryOne(ctx, r.q, "SELECT COALESCE(SUM(freed_at IS NULL), 0), COALESCE(SUM(freed_at IS NOT NULL), 0), MIN(freed_at), MAX(freed_at) "+
+	_, err := queryOne(ctx, r.q, "SELECT COUNT(*) - COUNT(freed_at), COUNT(freed_at), MIN(freed_at), MAX(freed_at) "+
 		"FROM addresses WHERE key BETWEEN ? AND ?", []any{addressKey(first), addressKey(last)}, &u.Held, &u.Freed, &lo, &hi)
 	if err != nil {
 		return AddressUsage{}, fmt.Errorf("store: address usage: %w", err)
@@ -177,7 +175,7 @@ func (r reader) GetAddressCursor(ctx context.Context, pool netip.Prefix) (netip.
 	return a, nil
 }
 
-func (t *sqliteTx) PutAddress(ctx context.Context, a Address) error {
+func (t *sqlTx) PutAddress(ctx context.Context, a Address) error {
 	if !a.Addr.IsValid() {
 		return errors.New("store: an address record needs an address")
 	}
@@ -189,7 +187,7 @@ func (t *sqliteTx) PutAddress(ctx context.Context, a Address) error {
 		"ON CONFLICT (key) DO UPDATE SET address = excluded.address, environment_id = excluded.environment_id, "+
 		"project_id = excluded.project_id, allocated_at = excluded.allocated_at, freed_at = excluded.freed_at",
 		addressKey(a.Addr), a.Addr.String(), a.EnvironmentID, a.ProjectID, a.AllocatedAt.UnixNano(), freed)
-	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+	if constraint(err) == conUnique {
 		return fmt.Errorf("%w: environment %s already holds another address", ErrConflict, a.EnvironmentID)
 	}
 	if err != nil {
@@ -198,7 +196,7 @@ func (t *sqliteTx) PutAddress(ctx context.Context, a Address) error {
 	return nil
 }
 
-func (t *sqliteTx) PutAddressCursor(ctx context.Context, pool netip.Prefix, next netip.Addr) error {
+func (t *sqlTx) PutAddressCursor(ctx context.Context, pool netip.Prefix, next netip.Addr) error {
 	if !next.IsValid() || next.Is4() != pool.Addr().Is4() {
 		return fmt.Errorf("store: address cursor of %s: %s is not an address of the pool's family", pool, next)
 	}

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
-
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
@@ -38,7 +37,7 @@ func (r reader) GetIdempotency(ctx context.Context, scope, key string) (Idempote
 
 // PutIdempotency fails with ErrConflict while an unexpired record holds
 // (scope, key); an expired one is replaced.
-func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
+func (t *sqlTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
 	if rec.Scope == "" || rec.Key == "" {
 		return fmt.Errorf("store: idempotency record needs a scope and a key")
 	}
@@ -52,7 +51,7 @@ func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) er
 	}
 	if _, err := t.q.ExecContext(ctx, "INSERT INTO idempotency (scope, key, expires_at, data) VALUES (?, ?, ?, ?)",
 		rec.Scope, rec.Key, rec.ExpiresAt.UnixNano(), data); err != nil {
-		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		if c := constraint(err); c == conPrimaryKey || c == conUnique {
 			return fmt.Errorf("%w: idempotency key already used", ErrConflict)
 		}
 		return fmt.Errorf("store: put idempotency record: %w", err)
@@ -60,7 +59,7 @@ func (t *sqliteTx) PutIdempotency(ctx context.Context, rec IdempotencyRecord) er
 	return nil
 }
 
-func (t *sqliteTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
+func (t *sqlTx) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	res, err := t.q.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at < ?", now.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("store: purge idempotency records: %w", err)
@@ -78,7 +77,7 @@ const auditCols = `seq, id, time, request_id, actor_token_id, actor_name, source
 // AppendAudit sets Seq, PrevHash and Hash; the caller gives the id and the
 // time. It reads the chain's head inside the transaction, so concurrent
 // Updates link in commit order.
-func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
+func (t *sqlTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.AuditEvent, error) {
 	if ev.ID == "" || ev.Time.IsZero() {
 		return ev, errors.New("store: an audit event needs an id and a time (control.Service.Event gives both)")
 	}
@@ -107,7 +106,7 @@ func (t *sqliteTx) AppendAudit(ctx context.Context, ev apiv1.AuditEvent) (apiv1.
 		ev.Source.IP, ev.Source.UserAgent, ev.ProjectID, ev.Action, ev.Resource.Type, ev.Resource.ID,
 		ev.Outcome, ev.StatusCode, ev.Reason, string(changes), ev.PrevHash, ev.Hash, ev.KeyID)
 	if err != nil {
-		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		if constraint(err) == conUnique {
 			return ev, fmt.Errorf("%w: audit event %s already exists", ErrConflict, ev.ID)
 		}
 		return ev, fmt.Errorf("store: append audit event: %w", err)
@@ -239,13 +238,18 @@ func keyFits(headKey string, key *audit.Key) error {
 // nothing, when the chain's last event is keyed with another key or key
 // is nil and the chain is keyed. Call it before the first Update.
 func (s *SQLite) UseAuditKey(ctx context.Context, key *audit.Key) error {
+	return useAuditKey(ctx, s.wq, key, &s.auditKey)
+}
+
+// useAuditKey stores key in dst if it fits the chain q reads.
+func useAuditKey(ctx context.Context, q querier, key *audit.Key, dst *atomic.Pointer[audit.Key]) error {
 	var head string
-	if _, err := queryOne(ctx, s.wq, "SELECT key_id FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &head); err != nil {
+	if _, err := queryOne(ctx, q, "SELECT key_id FROM audit_events ORDER BY seq DESC LIMIT 1", nil, &head); err != nil {
 		return fmt.Errorf("store: read audit chain head: %w", err)
 	}
 	if err := keyFits(head, key); err != nil {
 		return err
 	}
-	s.auditKey.Store(key)
+	dst.Store(key)
 	return nil
 }

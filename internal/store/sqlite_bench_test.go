@@ -75,23 +75,46 @@ func BenchmarkCreateEnvironmentWithAudit(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			runClients(b, clients, func(i int) {
-				e := benchEnv(p.ID, i)
-				err := s.Update(ctx, func(tx store.Tx) error {
-					if _, err := tx.GetProject(ctx, p.ID); err != nil {
-						return err
-					}
-					if err := tx.CreateEnvironment(ctx, e); err != nil {
-						return err
-					}
-					_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{
-						Time: time.Now(), RequestID: "req_" + e.ID, Actor: apiv1.Actor{TokenID: "tok_admin", Name: "admin"},
-						Source: apiv1.Source{IP: "127.0.0.1", UserAgent: "bench"}, ProjectID: p.ID, Action: "environment.create",
-						Resource: apiv1.ResourceRef{Type: "environment", ID: e.ID}, Outcome: apiv1.OutcomeSuccess,
-						StatusCode: 202, Changes: &apiv1.Changes{After: e},
-					})
-					return err
-				})
-				if err != nil {
+				if err := createWithAudit(ctx, s, p, i); err != nil {
+					b.Error(err)
+				}
+			})
+			reportRate(b, "creates/s")
+		})
+	}
+}
+
+// createWithAudit is the durable create of a server: one Update that
+// checks the project, inserts the environment and appends its audit event.
+func createWithAudit(ctx context.Context, s store.Store, p apiv1.Project, i int) error {
+	e := benchEnv(p.ID, i)
+	return s.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.GetProject(ctx, p.ID); err != nil {
+			return err
+		}
+		if err := tx.CreateEnvironment(ctx, e); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(ctx, apiv1.AuditEvent{
+			ID: "evt_" + uuid.Must(uuid.NewV7()).String(), Time: time.Now(), RequestID: "req_" + e.ID,
+			Actor:  apiv1.Actor{TokenID: "tok_admin", Name: "admin"},
+			Source: apiv1.Source{IP: "127.0.0.1", UserAgent: "bench"}, ProjectID: p.ID, Action: "environment.create",
+			Resource: apiv1.ResourceRef{Type: "environment", ID: e.ID}, Outcome: apiv1.OutcomeSuccess,
+			StatusCode: 202, Changes: &apiv1.Changes{After: e},
+		})
+		return err
+	})
+}
+
+// BenchmarkSQLiteUpdate is BenchmarkPostgresUpdate's baseline: the same
+// durable create on SQLite (group commit), alone and with 8 callers.
+func BenchmarkSQLiteUpdate(b *testing.B) {
+	for _, clients := range []int{1, 8} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			s, p := benchStore(b)
+			b.ResetTimer()
+			runClients(b, clients, func(i int) {
+				if err := createWithAudit(context.Background(), s, p, i); err != nil {
 					b.Error(err)
 				}
 			})

@@ -18,7 +18,7 @@ const flowCols = `id, time, environment_id, project_id, direction, protocol, src
 // AppendFlows stores flows in one statement per record of a prepared
 // insert, and sets their ids, which grow with every record and are never
 // reused (AUTOINCREMENT), so that a cursor over them never skips one.
-func (t *sqliteTx) AppendFlows(ctx context.Context, flows []apiv1.Flow) error {
+func (t *sqlTx) AppendFlows(ctx context.Context, flows []apiv1.Flow) error {
 	for i := range flows {
 		f := &flows[i]
 		if f.EnvironmentID == "" || f.Time.IsZero() {
@@ -28,14 +28,12 @@ func (t *sqliteTx) AppendFlows(ctx context.Context, flows []apiv1.Flow) error {
 		if f.Rule != nil {
 			rule = sql.NullInt64{Int64: int64(*f.Rule), Valid: true}
 		}
-		res, err := t.q.ExecContext(ctx, "INSERT INTO flows ("+flowCols[len("id, "):]+") VALUES (?"+strings.Repeat(", ?", 17)+")",
-			f.Time.UTC().Format(timeText), f.EnvironmentID, f.ProjectID, f.Direction, f.Protocol, f.SrcAddress, f.SrcPort,
-			f.DstAddress, f.DstPort, f.FQDN, f.Verdict, f.PolicyID, rule, f.Packets, f.Bytes, f.Count,
-			f.FirstSeen.UTC().Format(timeText), f.LastSeen.UTC().Format(timeText))
+		// RETURNING, not LastInsertId, which PostgreSQL does not have.
+		_, err := queryOne(ctx, t.q, "INSERT INTO flows ("+flowCols[len("id, "):]+") VALUES (?"+strings.Repeat(", ?", 17)+") RETURNING id",
+			[]any{f.Time.UTC().Format(timeText), f.EnvironmentID, f.ProjectID, f.Direction, f.Protocol, f.SrcAddress, f.SrcPort,
+				f.DstAddress, f.DstPort, f.FQDN, f.Verdict, f.PolicyID, rule, f.Packets, f.Bytes, f.Count,
+				f.FirstSeen.UTC().Format(timeText), f.LastSeen.UTC().Format(timeText)}, &f.ID)
 		if err != nil {
-			return fmt.Errorf("store: append flow records: %w", err)
-		}
-		if f.ID, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("store: append flow records: %w", err)
 		}
 		f.Time = f.Time.UTC()
@@ -45,16 +43,14 @@ func (t *sqliteTx) AppendFlows(ctx context.Context, flows []apiv1.Flow) error {
 
 // PruneFlows deletes the records older than before, then the oldest
 // beyond the newest keep (keep 0: no bound), and says how many went.
-func (t *sqliteTx) PruneFlows(ctx context.Context, before time.Time, keep int) (int, error) {
+func (t *sqlTx) PruneFlows(ctx context.Context, before time.Time, keep int) (int, error) {
 	res, err := t.q.ExecContext(ctx, "DELETE FROM flows WHERE time < ?", before.UTC().Format(timeText))
 	if err != nil {
 		return 0, fmt.Errorf("store: prune flow records: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	if keep > 0 {
-		// The newest records' ids have no gaps (only pruning makes them,
-		// at the old end), so the bound is arithmetic, not a scan.
-		res, err := t.q.ExecContext(ctx, "DELETE FROM flows WHERE id <= (SELECT MAX(id) FROM flows) - ?", keep)
+		res, err := t.q.ExecContext(ctx, t.d.pruneKeep, keep)
 		if err != nil {
 			return 0, fmt.Errorf("store: prune flow records: %w", err)
 		}

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
 )
 
@@ -117,6 +115,7 @@ func checkSecretHash(noun, id, hash string) error {
 // reader implements Reader over the read pool or a transaction.
 type reader struct {
 	q     querier
+	d     *dialect
 	clock *storeClock // nil: the real clock
 	// assertions is the store's cache of decoded assertions; nil: none.
 	assertions *immutableCache[apiv1.Assertion]
@@ -200,7 +199,7 @@ func (r reader) CountProjectEnvironments(ctx context.Context, projectIDs ...stri
 		return nil, fmt.Errorf("store: count project environments: %w", err)
 	}
 	// One SQL text for any number of ids, so one prepared statement.
-	rows, err := r.q.QueryContext(ctx, "SELECT project_id, COUNT(*) FROM environments WHERE project_id IN (SELECT value FROM json_each(?)) GROUP BY project_id", string(ids))
+	rows, err := r.q.QueryContext(ctx, "SELECT project_id, COUNT(*) FROM environments WHERE project_id "+r.d.inJSON+" GROUP BY project_id", string(ids))
 	if err != nil {
 		return nil, fmt.Errorf("store: count project environments: %w", err)
 	}
@@ -249,60 +248,60 @@ func (r reader) ListTokens(ctx context.Context, q ListQuery) ([]TokenRecord, str
 	return list(ctx, r.q, tokens, q)
 }
 
-func (t *sqliteTx) CreateProject(ctx context.Context, p apiv1.Project) error {
+func (t *sqlTx) CreateProject(ctx context.Context, p apiv1.Project) error {
 	return insert(ctx, t.q, projects, p)
 }
 
-func (t *sqliteTx) CreateEnvironment(ctx context.Context, e apiv1.Environment) error {
+func (t *sqlTx) CreateEnvironment(ctx context.Context, e apiv1.Environment) error {
 	t.touch(e.ID)
 	return insert(ctx, t.q, environments, e)
 }
 
-func (t *sqliteTx) CreatePolicy(ctx context.Context, p apiv1.Policy) error {
+func (t *sqlTx) CreatePolicy(ctx context.Context, p apiv1.Policy) error {
 	return insert(ctx, t.q, policies, p)
 }
 
-func (t *sqliteTx) CreateAssertion(ctx context.Context, a apiv1.Assertion) error {
+func (t *sqlTx) CreateAssertion(ctx context.Context, a apiv1.Assertion) error {
 	return insert(ctx, t.q, assertions, a)
 }
 
-func (t *sqliteTx) DeleteAssertion(ctx context.Context, id string) error {
+func (t *sqlTx) DeleteAssertion(ctx context.Context, id string) error {
 	return remove(ctx, t.q, assertions, id)
 }
 
-func (t *sqliteTx) CreateToken(ctx context.Context, tr TokenRecord) error {
+func (t *sqlTx) CreateToken(ctx context.Context, tr TokenRecord) error {
 	t.commit.Tokens = append(t.commit.Tokens, tr.ID)
 	return insert(ctx, t.q, tokens, tr)
 }
 
-func (t *sqliteTx) UpdateProject(ctx context.Context, p apiv1.Project) error {
+func (t *sqlTx) UpdateProject(ctx context.Context, p apiv1.Project) error {
 	return replace(ctx, t.q, projects, p)
 }
 
-func (t *sqliteTx) UpdateEnvironment(ctx context.Context, e apiv1.Environment) error {
+func (t *sqlTx) UpdateEnvironment(ctx context.Context, e apiv1.Environment) error {
 	t.touch(e.ID)
 	return replace(ctx, t.q, environments, e)
 }
 
-func (t *sqliteTx) UpdatePolicy(ctx context.Context, p apiv1.Policy) error {
+func (t *sqlTx) UpdatePolicy(ctx context.Context, p apiv1.Policy) error {
 	return replace(ctx, t.q, policies, p)
 }
 
-func (t *sqliteTx) UpdateToken(ctx context.Context, tr TokenRecord) error {
+func (t *sqlTx) UpdateToken(ctx context.Context, tr TokenRecord) error {
 	t.commit.Tokens = append(t.commit.Tokens, tr.ID)
 	return replace(ctx, t.q, tokens, tr)
 }
 
-func (t *sqliteTx) DeleteProject(ctx context.Context, id string) error {
+func (t *sqlTx) DeleteProject(ctx context.Context, id string) error {
 	return remove(ctx, t.q, projects, id)
 }
 
-func (t *sqliteTx) DeleteEnvironment(ctx context.Context, id string) error {
+func (t *sqlTx) DeleteEnvironment(ctx context.Context, id string) error {
 	t.touch(id)
 	return remove(ctx, t.q, environments, id)
 }
 
-func (t *sqliteTx) DeletePolicy(ctx context.Context, id string) error {
+func (t *sqlTx) DeletePolicy(ctx context.Context, id string) error {
 	return remove(ctx, t.q, policies, id)
 }
 
@@ -416,10 +415,12 @@ func listSQL[T any](t table[T], lq ListQuery) (string, []any, int, error) {
 	var where []string
 	var args []any
 	if len(keys) > 0 && lq.ProjectID == "" {
-		// CROSS JOIN keeps SQLite from reordering the join.
-		from = t.labels + " AS l CROSS JOIN " + t.name + " AS t ON t.id = l.object_id"
+		// CROSS JOIN keeps SQLite from reordering the join; its condition
+		// is in WHERE, where PostgreSQL (which has no CROSS JOIN ... ON)
+		// reads it too.
+		from = t.labels + " AS l CROSS JOIN " + t.name + " AS t"
 		order = "l.object_id"
-		where = append(where, "l.key = ? AND l.value = ?")
+		where = append(where, "t.id = l.object_id AND l.key = ? AND l.value = ?")
 		args = append(args, keys[0], lq.Labels[keys[0]])
 		keys = keys[1:]
 	}
@@ -538,7 +539,7 @@ func putLabels[T any](ctx context.Context, q querier, t table[T], id string, lab
 func remove[T any](ctx context.Context, q querier, t table[T], id string) error {
 	res, err := q.ExecContext(ctx, "DELETE FROM "+t.name+" WHERE id = ?", id)
 	if err != nil {
-		if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+		if constraint(err) == conForeignKey {
 			return fmt.Errorf("%w: %s %s cannot be deleted: %s", ErrConflict, t.noun, id, t.children)
 		}
 		return fmt.Errorf("store: delete %s %s: %w", t.noun, id, err)
@@ -555,11 +556,11 @@ func remove[T any](ctx context.Context, q querier, t table[T], id string) error 
 // with a message fit for an API user (no SQL), or wraps it.
 func (t table[T]) writeErr(op, id string, obj T, err error) error {
 	switch constraint(err) {
-	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+	case conPrimaryKey:
 		return fmt.Errorf("%w: %s %s already exists", ErrConflict, t.noun, id)
-	case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+	case conUnique:
 		return fmt.Errorf("%w: %s", ErrConflict, t.unique(obj))
-	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+	case conForeignKey:
 		// The only foreign keys of a written row point at its project.
 		return fmt.Errorf("%s %s: project does not exist: %w", t.noun, id, ErrNotFound)
 	}

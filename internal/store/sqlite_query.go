@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // querier is what the SQL helpers need: the read pool, the writer
@@ -135,18 +132,4 @@ func queryOne(ctx context.Context, q querier, query string, args []any, dest ...
 		return false, err
 	}
 	return true, rows.Close()
-}
-
-// constraint returns the SQLite extended result code of a constraint
-// violation, or 0 when err is something else.
-func constraint(err error) int {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return 0
-	}
-	switch se.Code() {
-	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-		return se.Code()
-	}
-	return 0
 }

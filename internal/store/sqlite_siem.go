@@ -21,12 +21,12 @@ func (r reader) GetSIEMCursor(ctx context.Context, sink, source string) (pos int
 // never moves back: a pos at or before the stored one changes nothing, so
 // that a delivery loop restarted beside a slower one cannot undo its
 // progress.
-func (t *sqliteTx) PutSIEMCursor(ctx context.Context, sink, source string, pos int64) error {
+func (t *sqlTx) PutSIEMCursor(ctx context.Context, sink, source string, pos int64) error {
 	if sink == "" || source == "" || pos < 0 {
 		return fmt.Errorf("store: a SIEM cursor needs a sink, a source and a position of 0 or more")
 	}
 	if _, err := t.q.ExecContext(ctx, `INSERT INTO siem_cursors (sink, source, position) VALUES (?, ?, ?)
-		ON CONFLICT (sink, source) DO UPDATE SET position = excluded.position WHERE excluded.position > position`,
+		ON CONFLICT (sink, source) DO UPDATE SET position = excluded.position WHERE excluded.position > siem_cursors.position`,
 		sink, source, pos); err != nil {
 		return fmt.Errorf("store: put SIEM cursor of %s: %w", sink, err)
 	}

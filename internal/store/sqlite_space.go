@@ -186,7 +186,7 @@ func (s *SQLite) Probe(ctx context.Context) error {
 	}
 	// update, not Update: observing the failure would take mu again.
 	err := storageError(s.update(ctx, func(tx Tx) error {
-		_, err := tx.(*sqliteTx).q.ExecContext(ctx, "PRAGMA user_version = 1")
+		_, err := tx.(*sqlTx).q.ExecContext(ctx, "PRAGMA user_version = 1")
 		return err
 	}))
 	if err != nil {

@@ -36,12 +36,12 @@ func (r reader) GetUISessionByHash(ctx context.Context, hash string) (UISession,
 	return get(ctx, r.q, uiSessions, "hash", hash)
 }
 
-func (t *sqliteTx) CreateUISession(ctx context.Context, s UISession) error {
+func (t *sqlTx) CreateUISession(ctx context.Context, s UISession) error {
 	t.commit.UISessions = append(t.commit.UISessions, s.ID)
 	return insert(ctx, t.q, uiSessions, s)
 }
 
-func (t *sqliteTx) UpdateUISession(ctx context.Context, s UISession) error {
+func (t *sqlTx) UpdateUISession(ctx context.Context, s UISession) error {
 	t.commit.UISessions = append(t.commit.UISessions, s.ID)
 	return replace(ctx, t.q, uiSessions, s)
 }

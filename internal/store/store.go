@@ -4,8 +4,9 @@
 // not at all, and every commit is announced to the subscribers (Commit):
 // that is how the rest of the server learns of changes, and the seam
 // through which a store shared by several servers will announce theirs.
-// The SQLite implementation (sqlite.go) is the default; any other
-// implementation must pass the conformance suite in storetest.
+// The SQLite implementation (sqlite.go) is the default; the PostgreSQL
+// one (postgres.go) is shared by several servers. Both pass the
+// conformance suite in storetest.
 package store
 
 import (
@@ -14,7 +15,10 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
+	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 )
 
 // Errors every implementation returns (wrapped or not); callers test them
@@ -32,8 +36,13 @@ var (
 	// nothing of it was kept. It succeeds again once space is freed.
 	ErrFull = errors.New("storage full")
 	// ErrUnavailable: the store cannot write at all for now (a read-only
-	// file system, or I/O errors); nothing of the write was kept.
+	// file system, or I/O errors; for PostgreSQL, the database cannot be
+	// reached, is shutting down or did not answer in time, for reads
+	// too); nothing of the write was kept. It clears by itself.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrFenced: a fenced write (Tx.CheckLease) found that the lease has
+	// moved on to another holder, or expired; nothing was kept.
+	ErrFenced = errors.New("lease lost")
 )
 
 // Store is a transactional store. Reads outside a transaction see the last
@@ -197,6 +206,45 @@ type Tx interface {
 	// transaction commits, because of the request cause (the first cause
 	// given is the transaction's): the commit's announcement carries them.
 	Reconcile(cause string, ids ...string)
+
+	// CheckLease fences the transaction: ErrFenced unless holder holds
+	// lease name with fence (see Leaser) now, and it keeps the lease from
+	// changing hands until the transaction ends, so that no write checked
+	// under a fence commits after a newer fence was handed out.
+	CheckLease(name, holder string, fence int64) error
+}
+
+// Leaser elects one holder at a time among the servers sharing a store
+// (the reconciler's leader), by the database's clock.
+type Leaser interface {
+	// Lease takes the lease name for holder, or renews it when holder
+	// has it, for ttl from now. It reports held false, fence 0, when
+	// another holder has an unexpired lease. The fence grows by one
+	// every time the lease changes hands, never otherwise.
+	Lease(ctx context.Context, name, holder string, ttl time.Duration) (fence int64, held bool, err error)
+	// ReleaseLease ends holder's lease name now, so that another may take
+	// it at once; releasing a lease not held does nothing.
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// Backend is what a server runs on, whichever the database (SQLite or
+// Postgres): the store and what the server sets up and watches of it.
+type Backend interface {
+	Store
+	Leaser
+	// UseClock makes clock the store's clock for expiries (before the
+	// first Update).
+	UseClock(clock clockwork.Clock)
+	// UseAuditKey seals the audit events appended from now on with key
+	// (see SQLite.UseAuditKey).
+	UseAuditKey(ctx context.Context, key *audit.Key) error
+	// WriteStats counts the writes since the store was opened.
+	WriteStats() WriteStats
+	// Ping checks that the database answers now (for /readyz).
+	Ping(ctx context.Context) error
+	// SchemaVersion is the database's schema version and the one this
+	// build migrates to; they differ only while another build migrates.
+	SchemaVersion(ctx context.Context) (current, want int64, err error)
 }
 
 // Commit is what one Update wrote, announced to every subscriber once it
@@ -207,8 +255,10 @@ type Tx interface {
 //
 // It is the one way the rest of the server learns of changes: the audit
 // sink, the wait/watch hub, the token cache and the reconciler's queue
-// subscribe. A store shared by several servers announces commits made
-// by the others too.
+// subscribe. A store shared by several servers (Postgres) announces
+// commits made by the others too, from another goroutine, in their
+// commit order, once they are committed, possibly split into several
+// Commits (each with part of the ids; the events in the first).
 type Commit struct {
 	// Events are the audit events appended, in chain order.
 	Events []apiv1.AuditEvent
@@ -223,6 +273,12 @@ type Commit struct {
 	// asked.
 	Reconcile []string
 	Cause     string
+	// Resync says that commits of other servers may have been missed
+	// (the store lost its connection for their announcements and has it
+	// back): whatever a subscriber keeps from the announcements may be
+	// stale. Waiters should read again, and caches of tokens and
+	// sessions be dropped or checked. It carries nothing else.
+	Resync bool
 }
 
 // ListQuery filters and pages a list. Zero values mean "no filter". A

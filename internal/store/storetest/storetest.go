@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every store.Store
-// implementation must pass: the SQLite store runs it in its tests, and a
-// PostgreSQL store would run the same suite.
+// implementation must pass: the SQLite store (sqlite_test.go) and the
+// PostgreSQL store (postgres_test.go) run it in their tests.
 package storetest
 
 import (
@@ -43,6 +43,7 @@ func WithReopen(reopen Reopener) Option {
 type suite struct {
 	open   Opener
 	reopen Reopener
+	shared func(t *testing.T, s store.Store) store.Store
 }
 
 // Run runs the suite, each test on a store of its own.
@@ -88,12 +89,22 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 		{"FailedUpdateKeepsNoAddressRecord", testAddressRollback},
 		{"FlowRecordsAppendListFilterAndPage", testFlows},
 		{"FlowRecordsArePrunedByAgeThenCount", testFlowPruning},
+		{"LeasesAreHeldRenewedAndFenceWrites", testLeases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := s.open(t)
 			t.Cleanup(func() { st.Close() })
 			tc.fn(t, st)
+		})
+	}
+	if s.shared != nil {
+		t.Run("LeasesHaveOneHolderAndMoveOnWithTheirFence", func(t *testing.T) {
+			a := s.open(t)
+			t.Cleanup(func() { a.Close() })
+			b := s.shared(t, a)
+			t.Cleanup(func() { b.Close() })
+			testExclusiveLeases(t, a, b)
 		})
 	}
 	t.Run("ReopenKeepsEverythingCommitted", func(t *testing.T) {
