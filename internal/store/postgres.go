@@ -10,6 +10,8 @@ package store
 //	(*Postgres) Origin: this store's id in the commit announcements
 //	PostgresChannel: the LISTEN/NOTIFY channel of the announcements
 //	Commit.Resync: announcements of other servers may have been missed
+//	store.Backend, store.Leaser, store.ErrFenced: what both stores offer
+//	pgtest.DSN, pgtest.Private, pgtest.Start: throwaway PostgreSQL for tests
 //
 // Writes from every server are serialised as SQLite's single writer
 // serialises them: each Update is one READ COMMITTED transaction that
