@@ -87,7 +87,7 @@ func flood(t *testing.T, h *harness, n, workers int, req func() *http.Request) m
 
 func TestDenials_1000AnonymousRequestsWith60KBUserAgentsOnA16MBVolumeLeaveWritesWorkingAndTheTrailComplete(t *testing.T) {
 	vol, mod := onVolume(t, 16<<20)
-	h := newHarness(t, mod, func(c *server.Config) {
+	h := newHarness(t, mod, embeddedStore, func(c *server.Config) {
 		c.ReserveBytes = 4 << 20
 		c.AnonRateLimit = api.RateLimit{PerSecond: 5, Burst: 20}
 	})
@@ -130,7 +130,7 @@ func TestDenials_1000AnonymousRequestsWith60KBUserAgentsOnA16MBVolumeLeaveWrites
 }
 
 func TestDenials_AViewerHammeringUnderARateLimitAddsLittleToTheDatabase(t *testing.T) {
-	h := newHarness(t, func(c *server.Config) {
+	h := newHarness(t, embeddedStore, func(c *server.Config) {
 		c.RoleRateLimits = map[string]api.RateLimit{apiv1.RoleViewer: {PerSecond: 1, Burst: 1}}
 	})
 	p := h.project("payments")
@@ -165,7 +165,7 @@ func TestDenials_AViewerHammeringUnderARateLimitAddsLittleToTheDatabase(t *testi
 
 func TestStore_AFullDiskAnswers507AndNotReadyUntilSpaceIsFreed(t *testing.T) {
 	vol, mod := onVolume(t, 16<<20)
-	h := newHarness(t, mod, func(c *server.Config) { c.ReserveBytes = 2 << 20 })
+	h := newHarness(t, mod, embeddedStore, func(c *server.Config) { c.ReserveBytes = 2 << 20 })
 	h.do("GET", "/readyz", nil).json(t, 200, nil)
 	filler := storetest.Fill(t, vol)
 

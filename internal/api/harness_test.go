@@ -2,10 +2,12 @@ package api_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/isolationhq/terraform-provider-isolation/internal/audit"
 	"github.com/isolationhq/terraform-provider-isolation/internal/server"
 	"github.com/isolationhq/terraform-provider-isolation/internal/store"
+	"github.com/isolationhq/terraform-provider-isolation/internal/store/pgtest"
 )
 
 // harness is a real isolationd on a loopback listener with a fresh SQLite
@@ -49,6 +52,9 @@ func startHarness(t testing.TB, mods ...func(*server.Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir}
+	if onPostgres() {
+		cfg.Store = pgtest.DSN(t)
+	}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -63,14 +69,31 @@ func startHarness(t testing.TB, mods ...func(*server.Config)) *harness {
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
-		verifyAuditChain(t, filepath.Join(h.dir, server.DatabaseFile))
+		verifyAuditChain(t, cmp.Or(cfg.Store, "sqlite:"+filepath.Join(h.dir, server.DatabaseFile)))
 	})
 	return h
 }
 
-func verifyAuditChain(t testing.TB, path string) {
+// storeEnv set to "postgres" runs the API's contract tests on a
+// PostgreSQL store (pgtest's server), as make test does a second time;
+// otherwise they run on SQLite.
+const storeEnv = "ISOLATION_TEST_API_STORE"
+
+// embeddedStore keeps a test on SQLite whatever storeEnv says: it is
+// about the database file on the data volume (its size, a full disk),
+// which a PostgreSQL store does not have.
+func embeddedStore(c *server.Config) { c.Store = "" }
+
+// onPostgres reports whether the tests run on PostgreSQL.
+func onPostgres() bool { return os.Getenv(storeEnv) == store.KindPostgres }
+
+func verifyAuditChain(t testing.TB, location string) {
 	t.Helper()
-	st, err := store.OpenSQLite(context.Background(), path)
+	loc, err := store.ParseLocation(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), loc)
 	if err != nil {
 		t.Fatalf("reopen store: %v", err)
 	}
