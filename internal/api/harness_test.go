@@ -36,6 +36,7 @@ type harness struct {
 	url    string
 	token  string
 	dir    string
+	dsn    string // the PostgreSQL store's, "" on SQLite
 	client *http.Client
 }
 
@@ -63,6 +64,9 @@ func startHarness(t testing.TB, mods ...func(*server.Config)) *harness {
 		t.Fatalf("start server: %v", err)
 	}
 	h := &harness{srv: srv, url: srv.URL(), token: srv.AdminToken(), dir: cfg.DataDir, client: &http.Client{Timeout: time.Minute}}
+	if strings.HasPrefix(cfg.Store, "postgres") {
+		h.dsn = cfg.Store
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

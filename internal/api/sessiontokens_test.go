@@ -80,7 +80,7 @@ func TestSessionTokens_ExecIntoOneEnvironmentAndDoNothingElse(t *testing.T) {
 	if rec.Hash != auth.HashSecret(s.Secret) {
 		t.Error("the store does not keep the session token's secret as its hash")
 	}
-	assertNotInDataDir(t, h.dir, s.Secret, dev.Secret, h.token)
+	h.assertNotStored(t, s.Secret, dev.Secret, h.token)
 }
 
 func TestSessionTokens_ExpireAfterTheirTTLButNeverAfterTheTokenThatMintedThem(t *testing.T) {

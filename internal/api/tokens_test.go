@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -18,6 +20,8 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, to scan a PostgreSQL store
 
 	"github.com/isolationhq/terraform-provider-isolation/internal/api"
 	"github.com/isolationhq/terraform-provider-isolation/internal/apiv1"
@@ -75,14 +79,17 @@ func TestTokens_SecretIsShownOnceAndOnlyItsHashIsStored(t *testing.T) {
 	if rec.Hash != auth.HashSecret(tc.Secret) {
 		t.Fatalf("stored hash %q is not the SHA-256 of the secret", rec.Hash)
 	}
-	assertNotInDataDir(t, h.dir, tc.Secret, h.token)
+	h.assertNotStored(t, tc.Secret, h.token)
 }
 
-// assertNotInDataDir scans every file the server wrote (the database and
-// its WAL, where the latest writes are; admin.token aside) for the secrets.
-func assertNotInDataDir(t *testing.T, dir string, secrets ...string) {
+// assertNotStored scans every file the server wrote (the database and
+// its WAL included; the admin token file, which exists to hold the
+// admin's secret, aside) and, on a PostgreSQL store, every row of every
+// table, for the secrets in clear text (or, in a BYTEA column's text, in
+// hex).
+func (h *harness) assertNotStored(t *testing.T, secrets ...string) {
 	t.Helper()
-	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+	err := filepath.Walk(h.dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() || filepath.Base(path) == server.AdminTokenFile {
 			return err
 		}
@@ -98,6 +105,40 @@ func assertNotInDataDir(t *testing.T, dir string, secrets ...string) {
 		return nil
 	})
 	must(t, err)
+	if h.dsn == "" {
+		return
+	}
+	db, err := sql.Open("pgx", h.dsn)
+	must(t, err)
+	defer db.Close()
+	var tables []string
+	rows, err := db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
+	must(t, err)
+	for rows.Next() {
+		var name string
+		must(t, rows.Scan(&name))
+		tables = append(tables, name)
+	}
+	must(t, rows.Err())
+	rows.Close()
+	if len(tables) == 0 {
+		t.Fatal("the PostgreSQL store has no tables to scan")
+	}
+	for _, table := range tables {
+		rows, err := db.Query("SELECT t::text FROM " + pgx.Identifier{table}.Sanitize() + " AS t")
+		must(t, err)
+		for rows.Next() {
+			var row string
+			must(t, rows.Scan(&row))
+			for _, s := range secrets {
+				if strings.Contains(row, s) || strings.Contains(row, hex.EncodeToString([]byte(s))) {
+					t.Errorf("table %s of the PostgreSQL store holds a token secret in clear text", table)
+				}
+			}
+		}
+		must(t, rows.Err())
+		rows.Close()
+	}
 }
 
 func TestTokens_RevocationRefusesTheVeryNextRequest(t *testing.T) {
@@ -426,7 +467,7 @@ func TestSecrets_NeverInLogsAuditEventsOrResponses(t *testing.T) {
 			}
 		}
 	}
-	assertNotInDataDir(t, h.dir, secrets...)
+	h.assertNotStored(t, secrets...)
 }
 
 func TestTokens_DeletingAProjectRevokesItsTokens(t *testing.T) {
