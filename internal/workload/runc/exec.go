@@ -488,16 +488,33 @@ func (s *execSession) exitStatus() (workload.ExitStatus, error) {
 	if s.status != nil {
 		return *s.status, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
-	if s.pidfd < 0 || unix.IoctlPidfdInfo(s.pidfd, &info) != nil || info.Mask&unix.PIDFD_INFO_EXIT == 0 {
+	info, ok := s.reapedStatus()
+	if !ok {
 		return workload.ExitStatus{}, fmt.Errorf("exec in container %s: the init went away without the command's status: %v", s.id, s.initErr)
 	}
 	if ws := unix.WaitStatus(info.Exit_code); ws.Signaled() { //nolint:gosec // G115: a wait status is 16 bits, never negative
 		return workload.ExitStatus{Code: 128 + int(ws.Signal()), Signal: strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")}, nil
 	} else {
 		return workload.ExitStatus{Code: ws.ExitStatus()}, nil
+	}
+}
+
+// reapedStatus is the command's exit status as the kernel gives it to a
+// holder of its pidfd, once it has been reaped: a moment after its
+// output ends (the init, or the kernel as the container stops, reaps it),
+// and at most after the hang-up's grace and the kill's wait.
+func (s *execSession) reapedStatus() (unix.PidfdInfo, bool) {
+	deadline := time.Now().Add(execGrace + killTimeout)
+	for {
+		s.mu.Lock()
+		info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
+		ok := s.pidfd >= 0 && unix.IoctlPidfdInfo(s.pidfd, &info) == nil && info.Mask&unix.PIDFD_INFO_EXIT != 0
+		gone := s.pidfd < 0
+		s.mu.Unlock()
+		if ok || gone || time.Now().After(deadline) {
+			return info, ok
+		}
+		time.Sleep(5 * time.Millisecond) // the kernel says nothing when a reap happens
 	}
 }
 
